@@ -1,0 +1,39 @@
+// The contract every kernel follows (design.md §1–2). Kernels know nothing of Python.
+//
+// Shape letters: T time steps, B batch, I input features, H hidden units, G gates (RNN 1, GRU 3, LSTM 4).
+// Layouts: every array is dense row-major (C order); the rightmost index changes fastest.
+//   x [T, B, I] inputs (time-major)         y [T, B, H] outputs
+//   h0, c0, h_n, c_n [B, H] states           lengths [B] valid steps per sample (right padding), or null = all T
+//   w_ih [G*H, I], w_hh [G*H, H], b_ih [G*H], b_hh [G*H]   (PyTorch's names and layouts; a bias may be null = 0)
+// Gate order inside G*H: LSTM i, f, g, o; GRU r, z, n.
+// Padding (lengths): a step t >= lengths[b] writes y[t, b] = 0, leaves sample b's state untouched and receives no
+// gradient, exactly as PyTorch's packed sequences.
+#pragma once
+
+#include <cstdint>
+
+namespace rnncore {
+
+using index_t = std::int64_t;
+
+/// Sizes of one layer and direction over one sequence batch.
+struct Dims {
+  index_t T = 0;  ///< time steps
+  index_t B = 0;  ///< batch
+  index_t I = 0;  ///< input features
+  index_t H = 0;  ///< hidden units
+};
+
+enum class CellKind : int { lstm = 0, gru = 1, rnn = 2 };
+enum class Nonlinearity : int { tanh = 0, relu = 1 };
+
+/// Which recurrence a kernel computes; what backward checks a workspace against.
+struct CellSpec {
+  CellKind kind = CellKind::lstm;
+  bool reset_after = true;                       ///< GRU only: PyTorch/cuDNN (true) or Cho 2014 (false)
+  Nonlinearity nonlinearity = Nonlinearity::tanh;  ///< simple RNN only
+
+  constexpr index_t gates() const { return kind == CellKind::lstm ? 4 : kind == CellKind::gru ? 3 : 1; }
+};
+
+}  // namespace rnncore

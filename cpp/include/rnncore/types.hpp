@@ -1,0 +1,49 @@
+// Eigen views over caller-owned row-major buffers, and the training workspace.
+#pragma once
+
+#include <Eigen/Core>
+#include <vector>
+
+#include "rnncore/contract.hpp"
+
+namespace rnncore {
+
+template <typename T>
+using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using MatrixView = Eigen::Map<RowMatrix<T>>;
+template <typename T>
+using ConstMatrixView = Eigen::Map<const RowMatrix<T>>;
+template <typename T>
+using RowVector = Eigen::Matrix<T, 1, Eigen::Dynamic>;
+template <typename T>
+using ConstRowVectorView = Eigen::Map<const RowVector<T>>;
+template <typename T>
+using RowVectorView = Eigen::Map<RowVector<T>>;
+
+/// What a training-mode forward keeps for its backward. Owned by the caller (Python holds it opaquely); backward only
+/// reads it, so it may be used for several backward calls. Everything is a private copy: mutating the caller's x or
+/// weights after forward does not change the gradients of that forward.
+template <typename T>
+struct Workspace {
+  CellSpec spec;
+  Dims dims;
+  bool has_bias_ih = false;
+  bool has_bias_hh = false;
+  std::vector<index_t> lengths;  ///< [B], empty = every step valid
+  RowMatrix<T> x;                ///< [T*B, I] the forward's inputs
+  RowMatrix<T> w_ih;             ///< [G*H, I]
+  RowMatrix<T> w_hh;             ///< [G*H, H]
+  RowMatrix<T> h;                ///< [(T+1)*B, H] h_{-1} = h0, h_0, ..., h_{T-1} (state, carried through padding)
+  RowMatrix<T> c;                ///< [(T+1)*B, H] LSTM cell states, same indexing; empty otherwise
+  /// Per-step activations, [T*B, S]: LSTM S = 4H (i, f, g, o after σ/tanh); GRU reset_after S = 4H (r, z, n,
+  /// h W_hn^T + b_hn); GRU reset_before S = 4H (r, z, n, r ⊙ h_{t-1}); RNN S = 0 (h itself is the activation).
+  RowMatrix<T> acts;
+
+  index_t bytes() const {
+    return static_cast<index_t>(sizeof(T)) * (x.size() + w_ih.size() + w_hh.size() + h.size() + c.size() + acts.size()) +
+           static_cast<index_t>(sizeof(index_t) * lengths.size());
+  }
+};
+
+}  // namespace rnncore

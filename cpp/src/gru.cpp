@@ -1,0 +1,187 @@
+// GRU forward and backward, both variants (equations in rnncore/gru.hpp). Kernel shape (design.md §3): one input
+// GEMM for all steps, then per step the recurrent GEMM(s) and a pointwise pass per sample row; weight gradients as
+// GEMMs after the backward loop.
+//
+// Stored activations per step and sample row (Workspace::acts, [T*B, 4H]):
+//   reset_after = true:  r, z, n, hn = h_{t-1} W_hn^T + b_hn   (what r multiplied)
+//   reset_after = false: r, z, n, rh = r ⊙ h_{t-1}             (what W_hn multiplied)
+#include "rnncore/gru.hpp"
+
+#include "recurrent_common.hpp"
+
+namespace rnncore {
+
+using namespace detail;
+
+namespace {
+
+/// The pieces of one stored activation row [4H].
+template <typename Ptr>
+struct GruRow {
+  Ptr r, z, n, fourth;
+  GruRow(Ptr row, index_t H) : r(row), z(row + H), n(row + 2 * H), fourth(row + 3 * H) {}
+};
+
+/// h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}, the update shared by both variants.
+template <typename T>
+void gru_update(index_t H, const T* z, const T* n, const T* h_prev, T* h_new) {
+  const ConstArrayView<T> z_a(z, H);
+  ArrayView<T>(h_new, H) = (1 - z_a) * ConstArrayView<T>(n, H) + z_a * ConstArrayView<T>(h_prev, H);
+}
+
+}  // namespace
+
+template <typename T>
+void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
+                 const index_t* lengths, bool reset_after, T* y, T* h_n, Workspace<T>* ws) {
+  FlushDenormalsScope fp_mode;
+  const index_t B = d.B, H = d.H, GH = 3 * H, TB = d.T * d.B;
+  const bool training = ws != nullptr;
+  const StepMask mask(lengths, B);
+
+  RowMatrix<T> scratch_acts, scratch_h;
+  if (training) {
+    CellSpec spec{CellKind::gru};
+    spec.reset_after = reset_after;
+    begin_workspace(*ws, spec, d, x, w_ih, w_hh, b_ih, b_hh, lengths, false, 4 * H);
+  } else {
+    scratch_acts.resize(B, 4 * H);  // one step's activations, reused
+    scratch_h.resize(2 * B, H);
+  }
+  const StateSlots<T> h(training ? ws->h.data() : scratch_h.data(), B, H, training);
+  h.set_initial(h0);
+  auto acts_at = [&](index_t t) { return training ? ws->acts.data() + t * B * 4 * H : scratch_acts.data(); };
+
+  // b_hn stays out of the input GEMM with reset_after (it sits inside r ⊙ (.)); every other bias folds in.
+  const RowMatrix<T> xw = [&] {
+    RowMatrix<T> out(TB, GH);
+    project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I),
+                   folded_bias(GH, b_ih, b_hh, reset_after ? 2 * H : 0, reset_after ? 3 * H : 0), out);
+    return out;
+  }();
+  const ConstMatrixView<T> w_hh_m(w_hh, GH, H);
+  RowMatrix<T> hw(B, reset_after ? GH : 2 * H);  // this step's recurrent projection
+  RowMatrix<T> rh_w(reset_after ? 0 : B, H);       // reset_after = false: (r ⊙ h) W_hn^T
+
+  for (index_t t = 0; t < d.T; ++t) {
+    const ConstMatrixView<T> h_prev(h[t], B, H);
+    T* acts = acts_at(t);
+    hw.noalias() = h_prev * w_hh_m.topRows(hw.cols()).transpose();
+    for (index_t b = 0; b < B; ++b) {  // r and z, identical in both variants
+      if (!mask.active(b, t)) continue;
+      const T* xrow = xw.data() + (t * B + b) * GH;
+      GruRow<T*> a(acts + b * 4 * H, H);
+      ArrayView<T>(a.r, H) = sigmoid(ConstArrayView<T>(xrow, H) + ConstArrayView<T>(hw.data() + b * hw.cols(), H));
+      ArrayView<T>(a.z, H) =
+          sigmoid(ConstArrayView<T>(xrow + H, H) + ConstArrayView<T>(hw.data() + b * hw.cols() + H, H));
+      if (!reset_after)  // rh = r ⊙ h_{t-1}
+        ArrayView<T>(a.fourth, H) = ConstArrayView<T>(a.r, H) * ConstArrayView<T>(h[t] + b * H, H);
+    }
+    if (!reset_after)
+      rh_w.noalias() = ConstStridedView<T>(acts + 3 * H, B, H, Eigen::OuterStride<>(4 * H)) *
+                       w_hh_m.bottomRows(H).transpose();
+    for (index_t b = 0; b < B; ++b) {
+      if (!mask.active(b, t)) continue;
+      const T* xrow = xw.data() + (t * B + b) * GH;
+      GruRow<T*> a(acts + b * 4 * H, H);
+      if (reset_after) {  // hn = h W_hn^T + b_hn;  n = tanh(x W_in^T + b_in + r ⊙ hn)
+        ArrayView<T> hn(a.fourth, H);
+        hn = ConstArrayView<T>(hw.data() + b * GH + 2 * H, H);
+        if (b_hh) hn += ConstArrayView<T>(b_hh + 2 * H, H);
+        ArrayView<T>(a.n, H) = (ConstArrayView<T>(xrow + 2 * H, H) + ConstArrayView<T>(a.r, H) * hn).tanh();
+      } else {            // n = tanh(x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn)   (b_hn folded into xw)
+        ArrayView<T>(a.n, H) = (ConstArrayView<T>(xrow + 2 * H, H) + ConstArrayView<T>(rh_w.data() + b * H, H)).tanh();
+      }
+      gru_update(H, a.z, a.n, h[t] + b * H, h[t + 1] + b * H);
+    }
+    carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
+    write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
+  }
+  std::memcpy(h_n, h[d.T], sizeof(T) * B * H);
+}
+
+template <typename T>
+void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih,
+                  T* db_hh) {
+  FlushDenormalsScope fp_mode;
+  const Dims& d = ws.dims;
+  const index_t B = d.B, H = d.H, GH = 3 * H, TB = d.T * d.B;
+  const bool reset_after = ws.spec.reset_after;
+  const StepMask mask(ws.lengths.empty() ? nullptr : ws.lengths.data(), B);
+  const StateSlots<const T> h(ws.h.data(), B, H, true);
+
+  // dGx: gradients w.r.t. the input-side pre-activations [x W_ir, x W_iz, x W_in] (+ biases).
+  // reset_after: the recurrent side differs in its n block (dGh_n = dn_pre ⊙ r), kept apart in dGh_n;
+  // reset_before: both sides share dGx, and W_hn's input is rh instead of h.
+  RowMatrix<T> dGx(TB, GH);
+  RowMatrix<T> dGh_n(reset_after ? TB : 0, H);
+  RowMatrix<T> drh(reset_after ? 0 : B, H);  // reset_before: dL/d(r ⊙ h) = dn_pre · W_hn
+  RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);
+  const auto w_hh_rz = ws.w_hh.topRows(2 * H);
+  const auto w_hn = ws.w_hh.bottomRows(H);
+
+  for (index_t t = d.T - 1; t >= 0; --t) {
+    T* dg_t = dGx.data() + t * B * GH;
+    for (index_t b = 0; b < B; ++b) {
+      T* drow = dg_t + b * GH;
+      if (!mask.active(b, t)) {  // padded: no gradient to the gates, dh passes through unchanged
+        std::fill(drow, drow + GH, T(0));
+        if (reset_after) std::fill(dGh_n.data() + (t * B + b) * H, dGh_n.data() + (t * B + b + 1) * H, T(0));
+        continue;
+      }
+      GruRow<const T*> a(ws.acts.data() + (t * B + b) * 4 * H, H);
+      const ConstArrayView<T> r(a.r, H), z(a.z, H), n(a.n, H), h_prev(h[t] + b * H, H);
+      ArrayView<T> dh_b(dh.data() + b * H, H);
+      if (dy) dh_b += ConstArrayView<T>(dy + (t * B + b) * H, H);
+      // h = (1 - z) ⊙ n + z ⊙ h_prev:  dn = dh ⊙ (1 - z), dz = dh ⊙ (h_prev - n), direct dh_prev = dh ⊙ z
+      ArrayView<T> dn_pre(drow + 2 * H, H), dz_pre(drow + H, H), dr_pre(drow, H);
+      dn_pre = dh_b * (1 - z) * tanh_grad_from_output(n);
+      dz_pre = dh_b * (h_prev - n) * sigmoid_grad_from_output(z);
+      if (reset_after) {  // n = tanh(xn + r ⊙ hn):  dr = dn_pre ⊙ hn, d(hn) = dn_pre ⊙ r
+        dr_pre = dn_pre * ConstArrayView<T>(a.fourth, H) * sigmoid_grad_from_output(r);
+        ArrayView<T>(dGh_n.data() + (t * B + b) * H, H) = dn_pre * r;
+      }
+      dh_b *= z;
+    }
+    if (reset_after) {
+      // dh_{t-1} += [dr, dz, dn ⊙ r] · W_hh
+      dh.noalias() += ConstStridedView<T>(dg_t, B, 2 * H, Eigen::OuterStride<>(GH)) * w_hh_rz;
+      dh.noalias() += ConstMatrixView<T>(dGh_n.data() + t * B * H, B, H) * w_hn;
+    } else {
+      // n = tanh(xn + (r ⊙ h_prev) W_hn^T):  d(rh) = dn_pre · W_hn;  dr = d(rh) ⊙ h_prev;  dh_prev += d(rh) ⊙ r
+      drh.noalias() = ConstStridedView<T>(dg_t + 2 * H, B, H, Eigen::OuterStride<>(GH)) * w_hn;
+      for (index_t b = 0; b < B; ++b) {
+        if (!mask.active(b, t)) continue;
+        GruRow<const T*> a(ws.acts.data() + (t * B + b) * 4 * H, H);
+        const ConstArrayView<T> r(a.r, H), drh_b(drh.data() + b * H, H);
+        ArrayView<T>(dg_t + b * GH, H) = drh_b * ConstArrayView<T>(h[t] + b * H, H) * sigmoid_grad_from_output(r);
+        ArrayView<T>(dh.data() + b * H, H) += drh_b * r;
+      }
+      dh.noalias() += ConstStridedView<T>(dg_t, B, 2 * H, Eigen::OuterStride<>(GH)) * w_hh_rz;
+    }
+  }
+  std::memcpy(dh0, dh.data(), sizeof(T) * B * H);
+  input_side_gradients(dGx, ws, dx, dw_ih, db_ih);
+  // Recurrent side, per block: r and z multiply h_prev in both variants; W_hn multiplies h_prev (reset_after) or rh.
+  const ConstStridedView<T> dG_rz(dGx.data(), TB, 2 * H, Eigen::OuterStride<>(GH));
+  recurrent_side_gradients<T>(dG_rz, states_read(ws), dw_hh, db_hh);
+  if (reset_after) {
+    recurrent_side_gradients<T>(dGh_n, states_read(ws), dw_hh + 2 * H * H, db_hh + 2 * H);
+  } else {
+    const ConstStridedView<T> dG_n(dGx.data() + 2 * H, TB, H, Eigen::OuterStride<>(GH));
+    const ConstStridedView<T> rh(ws.acts.data() + 3 * H, TB, H, Eigen::OuterStride<>(4 * H));
+    recurrent_side_gradients<T>(dG_n, rh, dw_hh + 2 * H * H, db_hh + 2 * H);
+  }
+}
+
+template void gru_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,
+                                 const float*, const index_t*, bool, float*, float*, Workspace<float>*);
+template void gru_forward<double>(const Dims&, const double*, const double*, const double*, const double*,
+                                  const double*, const double*, const index_t*, bool, double*, double*,
+                                  Workspace<double>*);
+template void gru_backward<float>(const Workspace<float>&, const float*, const float*, float*, float*, float*, float*,
+                                  float*, float*);
+template void gru_backward<double>(const Workspace<double>&, const double*, const double*, double*, double*, double*,
+                                   double*, double*, double*);
+
+}  // namespace rnncore

@@ -1,0 +1,117 @@
+// LSTM forward and backward (equations in rnncore/lstm.hpp). Kernel shape (design.md §3): one input GEMM for all
+// steps, then per step one recurrent GEMM and one pointwise pass per sample row; weight gradients as GEMMs after the
+// backward loop.
+#include "rnncore/lstm.hpp"
+
+#include "recurrent_common.hpp"
+
+namespace rnncore {
+
+using namespace detail;
+
+template <typename T>
+void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* w_ih, const T* w_hh, const T* b_ih,
+                  const T* b_hh, const index_t* lengths, T* y, T* h_n, T* c_n, Workspace<T>* ws) {
+  FlushDenormalsScope fp_mode;
+  const index_t B = d.B, H = d.H, GH = 4 * H, TB = d.T * d.B;
+  const bool training = ws != nullptr;
+  const StepMask mask(lengths, B);
+
+  // Training keeps the post-activation gates and every state in the workspace; inference uses scratch.
+  RowMatrix<T> scratch_gates, scratch_h, scratch_c;
+  if (training) {
+    begin_workspace(*ws, CellSpec{CellKind::lstm}, d, x, w_ih, w_hh, b_ih, b_hh, lengths, true, GH);
+  } else {
+    scratch_gates.resize(TB, GH);
+    scratch_h.resize(2 * B, H);
+    scratch_c.resize(2 * B, H);
+  }
+  T* gates = training ? ws->acts.data() : scratch_gates.data();
+  const StateSlots<T> h(training ? ws->h.data() : scratch_h.data(), B, H, training);
+  const StateSlots<T> c(training ? ws->c.data() : scratch_c.data(), B, H, training);
+  h.set_initial(h0);
+  c.set_initial(c0);
+
+  const ConstMatrixView<T> w_hh_m(w_hh, GH, H);
+  project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I), folded_bias(GH, b_ih, b_hh),
+                 MatrixView<T>(gates, TB, GH));
+
+  for (index_t t = 0; t < d.T; ++t) {
+    T* g_t = gates + t * B * GH;
+    MatrixView<T>(g_t, B, GH).noalias() += ConstMatrixView<T>(h[t], B, H) * w_hh_m.transpose();
+    for (index_t b = 0; b < B; ++b) {
+      if (!mask.active(b, t)) continue;
+      T* row = g_t + b * GH;
+      ArrayView<T> i(row, H), f(row + H, H), g(row + 2 * H, H), o(row + 3 * H, H);
+      i = sigmoid(i);
+      f = sigmoid(f);
+      g = g.tanh();
+      o = sigmoid(o);
+      ArrayView<T> c_new(c[t + 1] + b * H, H);
+      c_new = f * ConstArrayView<T>(c[t] + b * H, H) + i * g;
+      ArrayView<T>(h[t + 1] + b * H, H) = o * c_new.tanh();
+    }
+    carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
+    carry_padded_state(mask, t, B, H, c[t], c[t + 1]);
+    write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
+  }
+  std::memcpy(h_n, h[d.T], sizeof(T) * B * H);
+  std::memcpy(c_n, c[d.T], sizeof(T) * B * H);
+}
+
+template <typename T>
+void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* dc_n, T* dx, T* dh0, T* dc0, T* dw_ih,
+                   T* dw_hh, T* db_ih, T* db_hh) {
+  FlushDenormalsScope fp_mode;
+  const Dims& d = ws.dims;
+  const index_t B = d.B, H = d.H, GH = 4 * H, TB = d.T * d.B;
+  const StepMask mask(ws.lengths.empty() ? nullptr : ws.lengths.data(), B);
+  const StateSlots<const T> c(ws.c.data(), B, H, true);
+
+  RowMatrix<T> dG(TB, GH);                                  // gradients w.r.t. the pre-activation gates
+  RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);     // dL/dh_t flowing back from step t+1
+  RowMatrix<T> dc = initial_state_gradient(dc_n, B, H);     // dL/dc_t flowing back from step t+1
+
+  for (index_t t = d.T - 1; t >= 0; --t) {
+    T* dg_t = dG.data() + t * B * GH;
+    for (index_t b = 0; b < B; ++b) {
+      T* drow = dg_t + b * GH;
+      if (!mask.active(b, t)) {  // padded: no gradient to the gates, dh and dc pass through unchanged
+        std::fill(drow, drow + GH, T(0));
+        continue;
+      }
+      const T* a = ws.acts.data() + (t * B + b) * GH;
+      ConstArrayView<T> i(a, H), f(a + H, H), g(a + 2 * H, H), o(a + 3 * H, H);
+      ArrayView<T> dh_b(dh.data() + b * H, H), dc_b(dc.data() + b * H, H);
+      if (dy) dh_b += ConstArrayView<T>(dy + (t * B + b) * H, H);
+      const Array1D<T> tanh_c = ConstArrayView<T>(c[t + 1] + b * H, H).tanh();
+      // h = o ⊙ tanh(c):  dc += dh ⊙ o ⊙ tanh'(c);  do = dh ⊙ tanh(c)
+      dc_b += dh_b * o * tanh_grad_from_output(tanh_c);
+      ArrayView<T>(drow, H) = dc_b * g * sigmoid_grad_from_output(i);
+      ArrayView<T>(drow + H, H) = dc_b * ConstArrayView<T>(c[t] + b * H, H) * sigmoid_grad_from_output(f);
+      ArrayView<T>(drow + 2 * H, H) = dc_b * i * tanh_grad_from_output(g);
+      ArrayView<T>(drow + 3 * H, H) = dh_b * tanh_c * sigmoid_grad_from_output(o);
+      dc_b *= f;             // c_t = f ⊙ c_{t-1} + …  ⇒  dc_{t-1} = dc_t ⊙ f
+      dh_b.setZero();        // refilled by the recurrent GEMM below
+    }
+    // dh_{t-1} = dG_t · W_hh (padded rows have dG = 0, so their carried dh is left as is)
+    dh.noalias() += ConstMatrixView<T>(dg_t, B, GH) * ws.w_hh;
+  }
+  std::memcpy(dh0, dh.data(), sizeof(T) * B * H);
+  std::memcpy(dc0, dc.data(), sizeof(T) * B * H);
+  input_side_gradients(dG, ws, dx, dw_ih, db_ih);
+  recurrent_side_gradients<T>(dG, states_read(ws), dw_hh, db_hh);
+}
+
+template void lstm_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,
+                                  const float*, const float*, const index_t*, float*, float*, float*,
+                                  Workspace<float>*);
+template void lstm_forward<double>(const Dims&, const double*, const double*, const double*, const double*,
+                                   const double*, const double*, const double*, const index_t*, double*, double*,
+                                   double*, Workspace<double>*);
+template void lstm_backward<float>(const Workspace<float>&, const float*, const float*, const float*, float*, float*,
+                                   float*, float*, float*, float*, float*);
+template void lstm_backward<double>(const Workspace<double>&, const double*, const double*, const double*, double*,
+                                    double*, double*, double*, double*, double*, double*);
+
+}  // namespace rnncore

@@ -1,0 +1,168 @@
+// What every recurrent kernel shares: padding masks, state storage, the input projection, the workspace set-up and
+// the weight-gradient GEMMs. Cell files keep only their own gate math.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+
+#include "rnncore/activations.hpp"
+#include "rnncore/types.hpp"
+
+namespace rnncore::detail {
+
+template <typename T>
+using Array1D = Eigen::Array<T, 1, Eigen::Dynamic>;
+template <typename T>
+using ArrayView = Eigen::Map<Array1D<T>>;
+template <typename T>
+using ConstArrayView = Eigen::Map<const Array1D<T>>;
+/// A row-major matrix view whose rows are `stride` apart (e.g. one gate's columns of a [B, G*H] block).
+template <typename T>
+using StridedView = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
+template <typename T>
+using ConstStridedView = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
+
+/// Which samples are still inside their sequence at step t (right padding).
+class StepMask {
+ public:
+  StepMask(const index_t* lengths, index_t B) : lengths_(lengths) {
+    min_length_ = lengths ? (B > 0 ? *std::min_element(lengths, lengths + B) : 0) : 0;
+  }
+  /// Whether every sample takes step t (then no row needs special handling).
+  bool all_active(index_t t) const { return lengths_ == nullptr || t < min_length_; }
+  bool active(index_t b, index_t t) const { return lengths_ == nullptr || t < lengths_[b]; }
+
+ private:
+  const index_t* lengths_;
+  index_t min_length_;
+};
+
+/// Where the states h (or c) live between steps. Slot k holds the state before step k (slot 0 = h0, slot T = h_n).
+/// Training keeps every slot (backward reads them); inference keeps two and alternates.
+template <typename T>
+class StateSlots {
+ public:
+  StateSlots(T* base, index_t B, index_t H, bool keep_all) : base_(base), size_(B * H), keep_all_(keep_all) {}
+  T* operator[](index_t k) const { return base_ + (keep_all_ ? k : (k & 1)) * size_; }
+  /// Slot 0 = the initial state, or zeros when none is given.
+  void set_initial(const T* init) const {
+    if (init)
+      std::memcpy(base_, init, sizeof(T) * size_);
+    else
+      std::fill(base_, base_ + size_, T(0));
+  }
+
+ private:
+  T* base_;
+  index_t size_;
+  bool keep_all_;
+};
+
+/// bias = b_ih + b_hh (either may be null) over the G*H gate columns, with the columns [skip_begin, skip_end) of
+/// b_hh left out (a GRU with reset_after keeps b_hn inside r ⊙ (.), so it cannot be folded into the input GEMM).
+template <typename T>
+RowVector<T> folded_bias(index_t GH, const T* b_ih, const T* b_hh, index_t skip_begin = 0, index_t skip_end = 0) {
+  RowVector<T> bias = RowVector<T>::Zero(GH);
+  if (b_ih) bias += ConstRowVectorView<T>(b_ih, GH);
+  if (b_hh)
+    for (index_t j = 0; j < GH; ++j)
+      if (j < skip_begin || j >= skip_end) bias[j] += b_hh[j];
+  return bias;
+}
+
+/// The one big input GEMM for all steps: out [T*B, G*H] = x [T*B, I] · W_ih^T + bias.
+template <typename T, typename Out>
+void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih, const RowVector<T>& bias,
+                    Out&& out) {
+  out.noalias() = x * w_ih.transpose();
+  out.rowwise() += bias;
+}
+
+/// Copies what backward needs that the caller owns (inputs, weights, lengths) into the workspace and sizes the
+/// state slots: h always, c when `with_cell_state`, and `acts_cols` columns of per-step activations.
+template <typename T>
+void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, const T* x, const T* w_ih, const T* w_hh,
+                     const T* b_ih, const T* b_hh, const index_t* lengths, bool with_cell_state, index_t acts_cols) {
+  const index_t GH = spec.gates() * d.H;
+  ws.spec = spec;
+  ws.dims = d;
+  ws.has_bias_ih = b_ih != nullptr;
+  ws.has_bias_hh = b_hh != nullptr;
+  if (lengths)
+    ws.lengths.assign(lengths, lengths + d.B);
+  else
+    ws.lengths.clear();
+  ws.x = ConstMatrixView<T>(x, d.T * d.B, d.I);
+  ws.w_ih = ConstMatrixView<T>(w_ih, GH, d.I);
+  ws.w_hh = ConstMatrixView<T>(w_hh, GH, d.H);
+  ws.h.resize((d.T + 1) * d.B, d.H);
+  ws.c.resize(with_cell_state ? (d.T + 1) * d.B : 0, d.H);
+  ws.acts.resize(d.T * d.B, acts_cols);
+  // Padded steps are never computed; zero their rows so that the weight-gradient GEMMs (which multiply them by a
+  // zero gradient) cannot meet a NaN or inf the caller padded with, or uninitialised memory.
+  if (lengths)
+    for (index_t t = 0; t < d.T; ++t)
+      for (index_t b = 0; b < d.B; ++b)
+        if (t >= lengths[b]) {
+          ws.x.row(t * d.B + b).setZero();
+          ws.acts.row(t * d.B + b).setZero();
+        }
+}
+
+/// y[t, b] = h_t[b] at valid steps, y[t, b] = 0 past the sample's end.
+template <typename T>
+void write_step_output(const StepMask& mask, index_t t, index_t B, index_t H, const T* h_new, T* y_t) {
+  if (mask.all_active(t)) {
+    std::memcpy(y_t, h_new, sizeof(T) * B * H);
+    return;
+  }
+  for (index_t b = 0; b < B; ++b) {
+    if (mask.active(b, t))
+      std::memcpy(y_t + b * H, h_new + b * H, sizeof(T) * H);
+    else
+      std::fill(y_t + b * H, y_t + (b + 1) * H, T(0));
+  }
+}
+
+/// For samples past their length at step t: the new state row is the previous one (the state is untouched).
+template <typename T>
+void carry_padded_state(const StepMask& mask, index_t t, index_t B, index_t H, const T* prev, T* next) {
+  if (mask.all_active(t)) return;
+  for (index_t b = 0; b < B; ++b)
+    if (!mask.active(b, t)) std::memcpy(next + b * H, prev + b * H, sizeof(T) * H);
+}
+
+/// Backward's starting gradient for a final state: the caller's, or zeros.
+template <typename T>
+RowMatrix<T> initial_state_gradient(const T* d_final, index_t B, index_t H) {
+  if (d_final) return ConstMatrixView<T>(d_final, B, H);
+  return RowMatrix<T>::Zero(B, H);
+}
+
+/// Input side of the weight gradients, after the time loop (K = T*B):
+///   dx [T*B, I] = dG · W_ih;   dW_ih [G*H, I] = dG^T · x;   db_ih [G*H] = Σ_rows dG
+template <typename T, typename GateGrads>
+void input_side_gradients(const GateGrads& dG, const Workspace<T>& ws, T* dx, T* dw_ih, T* db_ih) {
+  const Dims& d = ws.dims;
+  const index_t GH = ws.w_ih.rows();
+  MatrixView<T>(dx, d.T * d.B, d.I).noalias() = dG * ws.w_ih;
+  MatrixView<T>(dw_ih, GH, d.I).noalias() = dG.transpose() * ws.x;
+  RowVectorView<T>(db_ih, GH) = dG.colwise().sum();
+}
+
+/// Recurrent side, after the time loop: dW_hh [rows, H] = dG^T · h_prev;  db_hh [rows] = Σ_rows dG.
+/// h_prev [T*B, H] holds the state each step read (slots 0 … T-1), or what the cell multiplied W_hh with.
+template <typename T, typename GateGrads, typename States>
+void recurrent_side_gradients(const GateGrads& dG, const States& h_prev, T* dw_hh, T* db_hh) {
+  const index_t rows = dG.cols();
+  MatrixView<T>(dw_hh, rows, h_prev.cols()).noalias() = dG.transpose() * h_prev;
+  RowVectorView<T>(db_hh, rows) = dG.colwise().sum();
+}
+
+/// The states each step read: slots 0 … T-1 of the workspace's h, as [T*B, H].
+template <typename T>
+ConstMatrixView<T> states_read(const Workspace<T>& ws) {
+  return ConstMatrixView<T>(ws.h.data(), ws.dims.T * ws.dims.B, ws.dims.H);
+}
+
+}  // namespace rnncore::detail

@@ -1,0 +1,98 @@
+// Simple RNN forward and backward (equations in rnncore/rnn.hpp). Same kernel shape as the gated cells; the stored
+// activation is the state itself, so the workspace keeps no per-step gates.
+#include "rnncore/rnn.hpp"
+
+#include "recurrent_common.hpp"
+
+namespace rnncore {
+
+using namespace detail;
+
+template <typename T>
+void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
+                 const index_t* lengths, Nonlinearity nonlinearity, T* y, T* h_n, Workspace<T>* ws) {
+  FlushDenormalsScope fp_mode;
+  const index_t B = d.B, H = d.H, TB = d.T * d.B;
+  const bool training = ws != nullptr;
+  const StepMask mask(lengths, B);
+
+  RowMatrix<T> scratch_h;
+  if (training) {
+    CellSpec spec{CellKind::rnn};
+    spec.nonlinearity = nonlinearity;
+    begin_workspace(*ws, spec, d, x, w_ih, w_hh, b_ih, b_hh, lengths, false, 0);
+  } else {
+    scratch_h.resize(2 * B, H);
+  }
+  const StateSlots<T> h(training ? ws->h.data() : scratch_h.data(), B, H, training);
+  h.set_initial(h0);
+
+  RowMatrix<T> pre(TB, H);  // pre-activations, x W_ih^T + b_ih + b_hh, then + h W_hh^T per step
+  project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, H, d.I), folded_bias(H, b_ih, b_hh), pre);
+  const ConstMatrixView<T> w_hh_m(w_hh, H, H);
+
+  for (index_t t = 0; t < d.T; ++t) {
+    MatrixView<T> pre_t(pre.data() + t * B * H, B, H);
+    pre_t.noalias() += ConstMatrixView<T>(h[t], B, H) * w_hh_m.transpose();
+    for (index_t b = 0; b < B; ++b) {
+      if (!mask.active(b, t)) continue;
+      const ConstArrayView<T> p(pre_t.data() + b * H, H);
+      ArrayView<T> h_new(h[t + 1] + b * H, H);
+      if (nonlinearity == Nonlinearity::tanh)
+        h_new = p.tanh();
+      else
+        h_new = p.template max<Eigen::PropagateNaN>(T(0));  // relu; NaN stays NaN
+    }
+    carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
+    write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
+  }
+  std::memcpy(h_n, h[d.T], sizeof(T) * B * H);
+}
+
+template <typename T>
+void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih,
+                  T* db_hh) {
+  FlushDenormalsScope fp_mode;
+  const Dims& d = ws.dims;
+  const index_t B = d.B, H = d.H, TB = d.T * d.B;
+  const StepMask mask(ws.lengths.empty() ? nullptr : ws.lengths.data(), B);
+  const StateSlots<const T> h(ws.h.data(), B, H, true);
+  const bool relu = ws.spec.nonlinearity == Nonlinearity::relu;
+
+  RowMatrix<T> dG(TB, H);  // gradients w.r.t. the pre-activations
+  RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);
+  for (index_t t = d.T - 1; t >= 0; --t) {
+    T* dg_t = dG.data() + t * B * H;
+    for (index_t b = 0; b < B; ++b) {
+      ArrayView<T> dpre(dg_t + b * H, H);
+      if (!mask.active(b, t)) {  // padded: no gradient, dh passes through unchanged
+        dpre.setZero();
+        continue;
+      }
+      ArrayView<T> dh_b(dh.data() + b * H, H);
+      if (dy) dh_b += ConstArrayView<T>(dy + (t * B + b) * H, H);
+      const ConstArrayView<T> h_t(h[t + 1] + b * H, H);
+      if (relu)
+        dpre = dh_b * relu_grad_from_output(h_t);
+      else
+        dpre = dh_b * tanh_grad_from_output(h_t);
+      dh_b.setZero();  // refilled by the recurrent GEMM below
+    }
+    dh.noalias() += ConstMatrixView<T>(dg_t, B, H) * ws.w_hh;  // dh_{t-1} = dpre_t · W_hh
+  }
+  std::memcpy(dh0, dh.data(), sizeof(T) * B * H);
+  input_side_gradients(dG, ws, dx, dw_ih, db_ih);
+  recurrent_side_gradients<T>(dG, states_read(ws), dw_hh, db_hh);
+}
+
+template void rnn_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,
+                                 const float*, const index_t*, Nonlinearity, float*, float*, Workspace<float>*);
+template void rnn_forward<double>(const Dims&, const double*, const double*, const double*, const double*,
+                                  const double*, const double*, const index_t*, Nonlinearity, double*, double*,
+                                  Workspace<double>*);
+template void rnn_backward<float>(const Workspace<float>&, const float*, const float*, float*, float*, float*, float*,
+                                  float*, float*);
+template void rnn_backward<double>(const Workspace<double>&, const double*, const double*, double*, double*, double*,
+                                   double*, double*, double*);
+
+}  // namespace rnncore

@@ -1,0 +1,55 @@
+// Thread count and build facts.
+#include "rnncore/runtime.hpp"
+
+#include <Eigen/Core>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef RNNCORE_BUILD_FLAGS
+#define RNNCORE_BUILD_FLAGS "unknown"
+#endif
+#ifndef RNNCORE_SIMD_SETTING
+#define RNNCORE_SIMD_SETTING "unknown"
+#endif
+
+namespace rnncore {
+
+void set_num_threads(int n) { Eigen::setNbThreads(n); }
+
+int get_num_threads() { return Eigen::nbThreads(); }
+
+std::string simd_instruction_sets() {
+  std::string sets = Eigen::SimdInstructionSetsInUse();  // Eigen names the widest family only
+#ifdef EIGEN_VECTORIZE_AVX2
+  sets += ", AVX2";
+#endif
+#ifdef EIGEN_VECTORIZE_FMA
+  sets += ", FMA";
+#endif
+  return sets;
+}
+
+bool has_openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string build_info() {
+  std::string info;
+#if defined(__clang__)
+  info += "clang " __clang_version__;
+#elif defined(__GNUC__)
+  info += "gcc " __VERSION__;
+#endif
+  info += "; flags: " RNNCORE_BUILD_FLAGS "; SIMD setting: " RNNCORE_SIMD_SETTING;
+  info += "; Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+          std::to_string(EIGEN_MINOR_VERSION);
+  return info;
+}
+
+}  // namespace rnncore

@@ -1,0 +1,77 @@
+"""Argument checks shared by every public op (the one home for validation).
+
+Every check runs before any C++ does and raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError``
+(wrong shape or value), naming the argument and saying what was expected and what was received. Arrays that pass
+are returned C-contiguous: a strided or Fortran-ordered input is copied once into C order (it is only read), never
+cast to another dtype.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# A dimension of an expected shape: its letter (as in design.md §1) and its size, or None when any size goes.
+Dim = Tuple[str, Optional[int]]
+
+
+def _shape_text(expected: Sequence[Dim]) -> str:
+    letters = ", ".join(letter for letter, _ in expected)
+    sizes = ", ".join("?" if size is None else str(size) for _, size in expected)
+    return f"[{letters}] = ({sizes}{',' if len(expected) == 1 else ''})"
+
+
+def float_array(name: str, a, expected: Optional[Sequence[Dim]], dtype: Optional[np.dtype] = None) -> np.ndarray:
+    """Checks that ``a`` is a float32/float64 ndarray of the expected shape (None: any shape) and of ``dtype``, when
+    given: the dtype of the call's first array, which every other array must share. Returns it C-contiguous."""
+    if not isinstance(a, np.ndarray):
+        wanted = "" if expected is None else f" of shape {_shape_text(expected)}"
+        raise TypeError(f"{name} must be a numpy.ndarray{wanted}, got {type(a).__name__}")
+    if dtype is None:
+        if a.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
+    elif a.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {a.dtype}, expected {dtype} like the first array argument; "
+            f"convert explicitly (e.g. {name}.astype(np.{dtype})) — rnncore never casts silently")
+    if expected is not None and (a.ndim != len(expected) or any(size is not None and size != got for (_, size), got in zip(expected, a.shape))):
+        raise ValueError(f"{name} must have shape {_shape_text(expected)}, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def optional_float_array(name: str, a, expected: Sequence[Dim], dtype: np.dtype) -> Optional[np.ndarray]:
+    """``float_array`` for an argument that may be None."""
+    return None if a is None else float_array(name, a, expected, dtype)
+
+
+def lengths_array(lengths, batch: int, steps: int) -> Optional[np.ndarray]:
+    """Checks per-sample valid lengths: integers, shape [B], each in 1..T. Returns an int64 copy (or None)."""
+    if lengths is None:
+        return None
+    arr = np.asarray(lengths)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (batch,):
+        raise ValueError(f"lengths must have shape [B] = ({batch},), got shape {arr.shape}")
+    if batch and (arr.min() < 1 or arr.max() > steps):
+        bad = arr[(arr < 1) | (arr > steps)]
+        raise ValueError(f"lengths must lie in 1..T = 1..{steps}, got {bad.tolist()[:5]}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def choice(name: str, value, options: Sequence[str]) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value

@@ -1,0 +1,164 @@
+"""The fused kernels, one layer and one direction at a time, time-major (design.md §4).
+
+Every function validates its arguments (see ``rnncore._validation``) and then runs one C++ kernel with the GIL
+released. ``rnncore.reference`` has the same functions in plain NumPy: the executable spec these are tested against.
+
+Shapes: ``x [T, B, I]``, states ``[B, H]``, ``w_ih [G*H, I]``, ``w_hh [G*H, H]``, biases ``[G*H]``, ``y [T, B, H]``,
+``lengths [B]`` (right padding); G = 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n), 1 (RNN). PyTorch's names and layouts.
+
+Conventions:
+- ``h0``/``c0`` None means zeros; ``b_ih``/``b_hh`` None means no bias (its gradient is then returned as None);
+  ``dy``/``dh_n``/``dc_n`` None means zeros.
+- T = 0 and B = 0 are supported (empty outputs; ``h_n`` = ``h0``); I and H must be at least 1.
+- ``training=True`` returns an opaque workspace for backward (a private copy of what backward needs: changing x or the
+  weights afterwards does not change the gradients); ``training=False`` stores nothing and returns None.
+- A workspace may be passed to backward more than once; each call returns the same, freshly allocated, gradients.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from . import _core
+from ._validation import choice, float_array, lengths_array, optional_float_array
+
+_WORKSPACE_TYPES = (_core.Workspace_float32, _core.Workspace_float64)
+
+
+class _Forward(NamedTuple):
+    x: np.ndarray
+    states: tuple
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: Optional[np.ndarray]
+    b_hh: Optional[np.ndarray]
+    lengths: Optional[np.ndarray]
+
+
+def _check_forward(gates: int, x, states: dict, w_ih, w_hh, b_ih, b_hh, lengths) -> _Forward:
+    """Validates one forward call's arrays against each other: x fixes T, B, I and the dtype; w_hh fixes H."""
+    x = float_array("x", x, [("T", None), ("B", None), ("I", None)])
+    steps, batch, inputs = x.shape
+    if inputs < 1:
+        raise ValueError(f"x must have at least one input feature (I >= 1), got shape {x.shape}")
+    w_hh = float_array("w_hh", w_hh, [(f"{gates}*H", None), ("H", None)], x.dtype)
+    hidden = w_hh.shape[1]
+    if hidden < 1:
+        raise ValueError(f"w_hh must have at least one hidden unit (H >= 1), got shape {w_hh.shape}")
+    gh = gates * hidden
+    w_hh = float_array("w_hh", w_hh, [(f"{gates}*H", gh), ("H", hidden)], x.dtype)
+    w_ih = float_array("w_ih", w_ih, [(f"{gates}*H", gh), ("I", inputs)], x.dtype)
+    b_ih = optional_float_array("b_ih", b_ih, [(f"{gates}*H", gh)], x.dtype)
+    b_hh = optional_float_array("b_hh", b_hh, [(f"{gates}*H", gh)], x.dtype)
+    checked_states = tuple(optional_float_array(name, s, [("B", batch), ("H", hidden)], x.dtype)
+                           for name, s in states.items())
+    return _Forward(x, checked_states, w_ih, w_hh, b_ih, b_hh, lengths_array(lengths, batch, steps))
+
+
+def _check_workspace(workspace, op: str, cell: str):
+    if not isinstance(workspace, _WORKSPACE_TYPES):
+        hint = " (was the forward run with training=False?)" if workspace is None else ""
+        raise TypeError(f"workspace must be the workspace returned by {cell}_forward(..., training=True), "
+                        f"got {type(workspace).__name__}{hint}")
+    if workspace.cell != cell:
+        raise ValueError(f"{op} got a workspace from {workspace.cell}_forward; it needs one from {cell}_forward")
+    return workspace
+
+
+def _check_upstream(workspace, grads: dict) -> tuple:
+    """Validates the upstream gradients of a backward call against the forward that made ``workspace``."""
+    dtype = np.dtype(workspace.dtype)
+    T, B, H = workspace.T, workspace.B, workspace.H
+    shapes = {"dy": [("T", T), ("B", B), ("H", H)], "dh_n": [("B", B), ("H", H)], "dc_n": [("B", B), ("H", H)]}
+    return tuple(optional_float_array(name, g, shapes[name], dtype) for name, g in grads.items())
+
+
+def _bias_gradients(workspace, grads: tuple) -> tuple:
+    """A bias that the forward did not have gets no gradient (None), as in PyTorch."""
+    *rest, db_ih, db_hh = grads
+    return (*rest, db_ih if workspace.has_bias_ih else None, db_hh if workspace.has_bias_hh else None)
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True):
+    """LSTM over a sequence batch. Returns ``(y [T,B,H], h_n [B,H], c_n [B,H], workspace or None)``.
+
+    ``[i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh``; ``c = f*c + i*g``; ``h = o*tanh(c)``.
+    """
+    a = _check_forward(4, x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih, b_hh, lengths)
+    return _core.lstm_forward(a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, bool(training))
+
+
+def lstm_backward(workspace, dy, dh_n=None, dc_n=None):
+    """BPTT for the forward that made ``workspace``.
+    Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
+    ws = _check_workspace(workspace, "lstm_backward", "lstm")
+    return _bias_gradients(ws, _core.lstm_backward(ws, *_check_upstream(ws, {"dy": dy, "dh_n": dh_n, "dc_n": dc_n})))
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, reset_after=True):
+    """GRU over a sequence batch. Returns ``(y [T,B,H], h_n [B,H], workspace or None)``.
+
+    ``reset_after=True`` (PyTorch/cuDNN/Keras default): ``n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn))``;
+    ``reset_after=False`` (Cho 2014): ``n = tanh(x W_in^T + b_in + (r*h) W_hn^T + b_hn)``; ``h = (1-z)*n + z*h``.
+    """
+    a = _check_forward(3, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
+    if not isinstance(reset_after, (bool, np.bool_)):
+        raise TypeError(f"reset_after must be a bool, got {type(reset_after).__name__}")
+    return _core.gru_forward(a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, bool(training),
+                             bool(reset_after))
+
+
+def gru_backward(workspace, dy, dh_n=None):
+    """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
+    ws = _check_workspace(workspace, "gru_backward", "gru")
+    return _bias_gradients(ws, _core.gru_backward(ws, *_check_upstream(ws, {"dy": dy, "dh_n": dh_n})))
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonlinearity="tanh"):
+    """Simple RNN ``h = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``, act = tanh or relu.
+    Returns ``(y [T,B,H], h_n [B,H], workspace or None)``."""
+    nonlinearity = choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+    a = _check_forward(1, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
+    return _core.rnn_forward(a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, bool(training),
+                             nonlinearity)
+
+
+def rnn_backward(workspace, dy, dh_n=None):
+    """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
+    ws = _check_workspace(workspace, "rnn_backward", "rnn")
+    return _bias_gradients(ws, _core.rnn_backward(ws, *_check_upstream(ws, {"dy": dy, "dh_n": dh_n})))
+
+
+def masked_softmax(e, mask=None):
+    """Softmax over the last axis of ``e`` (any rank >= 1) restricted to kept entries.
+
+    ``mask`` (optional) is boolean or integer, broadcastable to ``e.shape``: True/nonzero = keep (attend),
+    False/0 = masked out (Keras's convention). Masked entries give exactly 0; a row with nothing kept gives zeros.
+    """
+    e = _scores_array("e", e)
+    if mask is not None:
+        m = np.asarray(mask)
+        if not (m.dtype == np.bool_ or np.issubdtype(m.dtype, np.integer)):
+            raise TypeError(f"mask must be boolean or integer (True = keep), got dtype {m.dtype}")
+        try:
+            m = np.broadcast_to(m, e.shape)
+        except ValueError:
+            raise ValueError(f"mask must be broadcastable to e's shape {e.shape}, got shape {m.shape}") from None
+        mask = np.ascontiguousarray(m != 0).view(np.uint8)
+    return _core.masked_softmax(e, mask)
+
+
+def masked_softmax_backward(alpha, dalpha):
+    """``de = alpha * (dalpha - sum(alpha * dalpha, axis=-1))``: the gradient w.r.t. the scores ``e``."""
+    alpha = _scores_array("alpha", alpha)
+    dalpha = float_array("dalpha", dalpha, [(f"d{k}", n) for k, n in enumerate(alpha.shape)], alpha.dtype)
+    return _core.masked_softmax_backward(alpha, dalpha)
+
+
+def _scores_array(name, a):
+    a = float_array(name, a, None)
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have at least one axis (the softmax runs over the last), got a 0-d array")
+    return a

@@ -1,0 +1,62 @@
+"""Shared test configuration: the one tolerance table and the hypothesis profiles.
+
+Every comparison between rnncore and a reference (NumPy, PyTorch fixtures, finite differences) takes its
+tolerances from ``TOLERANCES`` here, keyed by what is being compared, so a tolerance is changed in one place.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# What "equal" means, per dtype and per kind of comparison.
+#   kernel_vs_reference: C++ kernel against rnncore.reference (float64 accumulation) on the same inputs.
+#   fixture:             rnncore against golden outputs that PyTorch produced (stored .npz files).
+#   gradcheck:           analytic gradient against a float64 central difference (eps = 1e-6).
+TOLERANCES = {
+    "kernel_vs_reference": {
+        np.dtype(np.float32): dict(rtol=2e-4, atol=2e-5),
+        np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+    },
+    "fixture": {
+        np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
+        np.dtype(np.float64): dict(rtol=1e-9, atol=1e-11),
+    },
+    "gradcheck": {
+        np.dtype(np.float64): dict(rtol=1e-5, atol=1e-7),
+    },
+}
+
+
+def tol(kind, dtype):
+    """The rtol/atol pair for comparing arrays of ``dtype`` in a ``kind`` comparison (a key of TOLERANCES)."""
+    return TOLERANCES[kind][np.dtype(dtype)]
+
+
+def assert_close(actual, expected, kind, dtype, name=""):
+    """np.testing.assert_allclose with the table's tolerance; ``name`` says which output differed."""
+    np.testing.assert_allclose(actual, expected, err_msg=name, **tol(kind, dtype))
+
+
+# Hypothesis: no deadline (shared, noisy machines), a fixed example budget, derandomized so a failure reproduces.
+settings.register_profile(
+    "default", deadline=None, max_examples=40, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "fuzz", deadline=None, max_examples=2000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("RNNCORE_HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fuzz: long randomized runs (opt-in: pytest -m fuzz)")
+    config.addinivalue_line("markers", "slow: tests that take more than a few seconds (opt-in: pytest -m slow)")
+
+
+@pytest.fixture
+def rng():
+    """A seeded generator: every random test input reproduces."""
+    return np.random.default_rng(20261127)
