@@ -1,0 +1,532 @@
+"""Pure-NumPy reference implementation of every rnncore op: the executable spec.
+
+The C++ kernels in ``rnncore.ops`` have the same signatures and must agree with these functions (see the tolerance
+table in ``tests/conftest.py``). This module is written to be read, not to be fast: one plain Python loop over
+time, one small helper per idea, every arithmetic operation in float64 (inputs are cast up on entry, results are
+cast back to the input's dtype on exit). It imports nothing but NumPy, so it can also be copied and used alone.
+
+Shapes (design.md section 1): one layer, one direction, time-major.
+``T`` time steps, ``B`` batch, ``I`` input features, ``H`` hidden units, ``G`` gates (RNN 1, GRU 3, LSTM 4).
+``x [T, B, I]``, ``h0, c0 [B, H]``, ``w_ih [G*H, I]``, ``w_hh [G*H, H]``, ``b_ih, b_hh [G*H]``, ``y [T, B, H]``,
+``h_n, c_n [B, H]``, ``lengths [B]`` ints with ``1 <= lengths[b] <= T``. Weights use PyTorch's layout; the gate
+blocks inside ``G*H`` are in the order LSTM ``i, f, g, o``, GRU ``r, z, n``.
+
+Equations (design.md section 2), PyTorch notation, with the course's notation in brackets
+(course: ``a`` = h; LSTM ``Γu`` = i, ``Γf`` = f, ``Γo`` = o, ``c̃`` = g;
+GRU ``Γu`` = 1 - z, ``Γr`` = r, ``c̃`` = n, and the course calls the GRU's hidden state ``c`` = ``a`` = h)::
+
+    LSTM   [i f g o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh
+           i, f, o = σ(.)   g = tanh(.)
+           c_t = f ⊙ c_{t-1} + i ⊙ g           [c<t> = Γu * c̃<t> + Γf * c<t-1>]
+           h_t = o ⊙ tanh(c_t)                 [a<t> = Γo * tanh(c<t>)]
+
+    GRU    r = σ(x W_ir^T + b_ir + h W_hr^T + b_hr)            [Γr]
+           z = σ(x W_iz^T + b_iz + h W_hz^T + b_hz)            [1 - Γu]
+           reset_after=True  (PyTorch, cuDNN, Keras default):
+           n = tanh(x W_in^T + b_in + r ⊙ (h W_hn^T + b_hn))
+           reset_after=False (Cho et al. 2014, the course's "full GRU"):
+           n = tanh(x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn)   [c̃<t> = tanh(w_c [Γr * c<t-1>, x<t>] + b_c)]
+           h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}                     [c<t> = Γu * c̃<t> + (1 - Γu) * c<t-1>]
+
+    RNN    h_t = act(x W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),  act ∈ {tanh, relu}
+                                                               [a<t> = g(w_aa a<t-1> + w_ax x<t> + b_a)]
+
+Variable lengths (right padding, exactly PyTorch's packed sequences): a step ``t >= lengths[b]`` is *inactive* for
+sample ``b``: it writes ``y[t, b] = 0``, leaves the state (h and c) of sample ``b`` untouched, so ``h_n[b]`` is the
+state after step ``lengths[b] - 1``, and it gets no gradient: ``dy[t, b]`` is ignored and the gradient of the
+state passes through it unchanged.
+
+Masked softmax (over the last axis; ``mask`` True/nonzero = keep, Keras convention)::
+
+    α = exp(e - max_kept(e)) / Σ_kept exp(e - max_kept(e))   on kept entries, α = 0 on masked entries,
+    α = 0 for a row with every entry masked;      backward: de = α ⊙ (dα - Σ α ⊙ dα).
+
+Backward passes are written from the *outputs* of the activations, with the identities
+``σ'(v) = s (1 - s)`` for ``s = σ(v)``, ``tanh'(v) = 1 - y²`` for ``y = tanh(v)``, ``relu'(v) = [y > 0]``.
+A bias given as ``None`` means "no bias"; its gradient is then returned as ``None``.
+"""
+
+import numpy as np
+
+__all__ = [
+    "lstm_forward", "lstm_backward",
+    "gru_forward", "gru_backward",
+    "rnn_forward", "rnn_backward",
+    "masked_softmax", "masked_softmax_backward",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+def _f64(a):
+    """``a`` as a float64 array, or None if ``a`` is None (all arithmetic here is float64)."""
+    return None if a is None else np.asarray(a).astype(np.float64)
+
+
+def _result_dtype(a):
+    """The dtype results are cast back to: the dtype of ``a`` if it is floating point, else float64."""
+    dtype = np.asarray(a).dtype
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
+def _cast(a, dtype):
+    """``a`` cast to ``dtype``; None stays None (a missing bias has a missing gradient)."""
+    return None if a is None else a.astype(dtype)
+
+
+def _or_zeros(a, shape):
+    """``a`` as float64, or float64 zeros of ``shape`` if ``a`` is None (missing state, bias or gradient)."""
+    return np.zeros(shape) if a is None else _f64(a)
+
+
+def _sigmoid(v):
+    """σ(v) = 1 / (1 + exp(-v)), written as (1 + tanh(v/2)) / 2: exact, and never overflows."""
+    return 0.5 * (1.0 + np.tanh(0.5 * v))
+
+
+def _dsigmoid(s):
+    """σ'(v) from the output s = σ(v): s (1 - s)."""
+    return s * (1.0 - s)
+
+
+def _dtanh(y):
+    """tanh'(v) from the output y = tanh(v): 1 - y²."""
+    return 1.0 - y * y
+
+
+def _split_gates(a, n_gates):
+    """Split the last axis of ``a [..., G*H]`` into the G gate blocks of width H (LSTM i,f,g,o; GRU r,z,n)."""
+    return np.split(a, n_gates, axis=-1)
+
+
+def _linear(inp, w, b):
+    """inp W^T + b for ``inp [B, K]``, ``w [N, K]``, ``b [N]``: the PyTorch ``nn.Linear`` convention."""
+    return inp @ w.T + b
+
+
+def _linear_backward(dout, inp, w):
+    """Gradients of ``out = inp W^T + b`` given ``dout [B, N]``: (d inp = dout W, dW = dout^T inp, db = Σ_B dout)."""
+    return dout @ w, dout.T @ inp, dout.sum(axis=0)
+
+
+def _active_steps(lengths, T, B):
+    """Boolean ``[T, B, 1]``: True where step t is valid for sample b (t < lengths[b]); all True if lengths is None.
+
+    The trailing axis of size 1 broadcasts against the hidden units ``[B, H]`` of one step.
+    """
+    if lengths is None:
+        return np.ones((T, B, 1), dtype=bool)
+    return (np.arange(T)[:, None] < np.asarray(lengths)[None, :])[:, :, None]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One time step of each cell, forward and backward.
+#
+# A cell's state is a tuple: (h,) for GRU and RNN, (h, c) for LSTM. ``xw_t [B, G*H]`` is the input projection
+# x_t W_ih^T + b_ih of this step (computed for all steps at once). A step forward returns (new_state, saved): what
+# its backward needs besides the previous state. A step backward receives the gradient of the loss with respect
+# to the new state and returns (dxw_t, dw_hh, db_hh, dstate_prev), where dxw_t [B, G*H] is the gradient with
+# respect to xw_t (= the gradient of the gate pre-activations along the input path).
+# ----------------------------------------------------------------------------------------------------------------
+
+def _lstm_step(xw_t, state, w_hh, b_hh):
+    """c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t), with [i f g o] = xw_t + h_{t-1} W_hh^T + b_hh."""
+    h, c = state
+    i, f, g, o = _split_gates(xw_t + _linear(h, w_hh, b_hh), 4)
+    i, f, g, o = _sigmoid(i), _sigmoid(f), np.tanh(g), _sigmoid(o)
+    c_new = f * c + i * g
+    tanh_c = np.tanh(c_new)
+    return (o * tanh_c, c_new), (i, f, g, o, tanh_c)
+
+
+def _lstm_step_backward(saved, state_prev, dstate, w_hh):
+    """Backward of ``_lstm_step``.
+
+    dc_t (total) = dc_t + dh_t ⊙ o ⊙ (1 - tanh²(c_t))
+    do = dh_t ⊙ tanh(c_t)   di = dc_t ⊙ g   df = dc_t ⊙ c_{t-1}   dg = dc_t ⊙ i   dc_{t-1} = dc_t ⊙ f
+    pre-activation gradients: σ' = s(1-s) for i, f, o and tanh' = 1 - g² for g; then
+    dh_{t-1} = dgates W_hh, dW_hh = dgates^T h_{t-1}, db_hh = Σ_B dgates (and dxw_t = dgates).
+    """
+    h, c = state_prev
+    dh, dc = dstate
+    i, f, g, o, tanh_c = saved
+    dc = dc + dh * o * _dtanh(tanh_c)
+    dgates = np.concatenate([
+        dc * g * _dsigmoid(i),
+        dc * c * _dsigmoid(f),
+        dc * i * _dtanh(g),
+        dh * tanh_c * _dsigmoid(o),
+    ], axis=-1)
+    dh_prev, dw_hh, db_hh = _linear_backward(dgates, h, w_hh)
+    return dgates, dw_hh, db_hh, (dh_prev, dc * f)
+
+
+def _gru_step(xw_t, state, w_hh, b_hh, reset_after):
+    """h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}, r, z = σ(.), n = tanh(.) (see the module docstring for both variants)."""
+    (h,) = state
+    x_r, x_z, x_n = _split_gates(xw_t, 3)
+    w_rz, w_n = w_hh[: 2 * h.shape[-1]], w_hh[2 * h.shape[-1]:]
+    b_rz, b_n = b_hh[: 2 * h.shape[-1]], b_hh[2 * h.shape[-1]:]
+    h_r, h_z = _split_gates(_linear(h, w_rz, b_rz), 2)
+    r, z = _sigmoid(x_r + h_r), _sigmoid(x_z + h_z)
+    if reset_after:
+        h_n = _linear(h, w_n, b_n)            # h W_hn^T + b_hn, reset applied after the product
+        n = np.tanh(x_n + r * h_n)
+    else:
+        h_n = _linear(r * h, w_n, b_n)        # (r ⊙ h) W_hn^T + b_hn, reset applied before the product
+        n = np.tanh(x_n + h_n)
+    return ((1.0 - z) * n + z * h,), (r, z, n, h_n)
+
+
+def _gru_step_backward(saved, state_prev, dstate, w_hh, reset_after):
+    """Backward of ``_gru_step``.
+
+    dn = dh_t ⊙ (1 - z)   dz = dh_t ⊙ (h_{t-1} - n)   dh_{t-1} (direct) = dh_t ⊙ z
+    dn_pre = dn ⊙ (1 - n²)   dz_pre = dz ⊙ z(1 - z)   dr_pre = dr ⊙ r(1 - r)
+    reset_after=True:  dr = dn_pre ⊙ (h W_hn^T + b_hn), the hidden n-path gets dn_pre ⊙ r;
+                       all three gates then go through one product with W_hh.
+    reset_after=False: the n-path goes through W_hn with input r ⊙ h: d(r ⊙ h) = dn_pre W_hn,
+                       dr = d(r ⊙ h) ⊙ h_{t-1}, dh_{t-1} += d(r ⊙ h) ⊙ r, dW_hn = dn_pre^T (r ⊙ h).
+    """
+    (h,) = state_prev
+    (dh,) = dstate
+    r, z, n, h_n = saved
+    hidden = h.shape[-1]
+    dn_pre = dh * (1.0 - z) * _dtanh(n)
+    dz_pre = dh * (h - n) * _dsigmoid(z)
+    dh_prev = dh * z
+    if reset_after:
+        dr_pre = dn_pre * h_n * _dsigmoid(r)
+        dh_lin, dw_hh, db_hh = _linear_backward(np.concatenate([dr_pre, dz_pre, dn_pre * r], axis=-1), h, w_hh)
+        dh_prev = dh_prev + dh_lin
+    else:
+        d_rh, dw_hn, db_hn = _linear_backward(dn_pre, r * h, w_hh[2 * hidden:])
+        dr_pre = d_rh * h * _dsigmoid(r)
+        dh_lin, dw_rz, db_rz = _linear_backward(np.concatenate([dr_pre, dz_pre], axis=-1), h, w_hh[: 2 * hidden])
+        dh_prev = dh_prev + d_rh * r + dh_lin
+        dw_hh = np.concatenate([dw_rz, dw_hn], axis=0)
+        db_hh = np.concatenate([db_rz, db_hn], axis=0)
+    return np.concatenate([dr_pre, dz_pre, dn_pre], axis=-1), dw_hh, db_hh, (dh_prev,)
+
+
+def _rnn_step(xw_t, state, w_hh, b_hh, nonlinearity):
+    """h_t = act(xw_t + h_{t-1} W_hh^T + b_hh), act = tanh or relu."""
+    (h,) = state
+    pre = xw_t + _linear(h, w_hh, b_hh)
+    h_new = np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0.0)
+    return (h_new,), (h_new,)
+
+
+def _rnn_step_backward(saved, state_prev, dstate, w_hh, nonlinearity):
+    """Backward of ``_rnn_step``: dpre = dh_t ⊙ act'(.), with tanh' = 1 - h_t² and relu' = [h_t > 0] (as torch);
+    then dh_{t-1} = dpre W_hh, dW_hh = dpre^T h_{t-1}, db_hh = Σ_B dpre."""
+    (h,) = state_prev
+    (dh,) = dstate
+    (h_new,) = saved
+    dpre = dh * (_dtanh(h_new) if nonlinearity == "tanh" else (h_new > 0.0))
+    dh_prev, dw_hh, db_hh = _linear_backward(dpre, h, w_hh)
+    return dpre, dw_hh, db_hh, (dh_prev,)
+
+
+_STEPS = {
+    "lstm": (_lstm_step, _lstm_step_backward),
+    "gru": (_gru_step, _gru_step_backward),
+    "rnn": (_rnn_step, _rnn_step_backward),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The time loop, shared by the three cells.
+# ----------------------------------------------------------------------------------------------------------------
+
+def _forward_through_time(cell, options, x, state0, w_ih, w_hh, b_ih, b_hh, lengths, training):
+    """Run ``cell`` over the T steps of ``x``; returns (y, final state tuple, cache or None), all in x's dtype.
+
+    Inactive steps (t >= lengths[b]) write y = 0 and keep the previous state of sample b.
+    """
+    out_dtype = _result_dtype(x)
+    x, w_ih, w_hh = _f64(x), _f64(w_ih), _f64(w_hh)
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    state = tuple(_or_zeros(s, (B, H)) for s in state0)
+    active = _active_steps(lengths, T, B)
+    step, _ = _STEPS[cell]
+
+    xw = _linear(x, w_ih, _or_zeros(b_ih, w_ih.shape[0]))          # [T, B, G*H], x W_ih^T + b_ih for all steps
+    b_hh64 = _or_zeros(b_hh, w_hh.shape[0])
+    y = np.zeros((T, B, H))
+    states_prev, saved_steps = [], []
+    for t in range(T):
+        new_state, saved = step(xw[t], state, w_hh, b_hh64, **options)
+        y[t] = np.where(active[t], new_state[0], 0.0)
+        states_prev.append(state)
+        saved_steps.append(saved)
+        state = tuple(np.where(active[t], new, old) for new, old in zip(new_state, state))
+
+    cache = None
+    if training:
+        cache = dict(
+            cell=cell, options=dict(options), dtype=out_dtype,
+            x=x, w_ih=w_ih, w_hh=w_hh, has_b_ih=b_ih is not None, has_b_hh=b_hh is not None,
+            active=active, states_prev=states_prev, saved=saved_steps,
+        )
+    return y.astype(out_dtype), tuple(s.astype(out_dtype) for s in state), cache
+
+
+def _backward_through_time(cell, cache, dy, dstate_n):
+    """BPTT through the forward that produced ``cache``; ``dstate_n`` is a tuple of [B, H] gradients (or Nones).
+
+    Returns (dx, dstate0 tuple, dw_ih, dw_hh, db_ih, db_hh) in the forward input's dtype.
+    At an inactive step the incoming gradient of sample b is zeroed before the step's backward (so it contributes
+    nothing to any gradient, and dy[t, b] is ignored) and the state gradient of sample b is passed through unchanged.
+    """
+    if cache["cell"] != cell:
+        raise ValueError(f"cache: expected a cache from {cell}_forward, received one from {cache['cell']}_forward")
+    x, w_ih, w_hh, active = cache["x"], cache["w_ih"], cache["w_hh"], cache["active"]
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    _, step_backward = _STEPS[cell]
+    dy = _or_zeros(dy, (T, B, H))
+    dstate = tuple(_or_zeros(d, (B, H)) for d in dstate_n)
+
+    dxw = np.zeros((T, B, w_ih.shape[0]))
+    dw_hh = np.zeros_like(w_hh)
+    db_hh = np.zeros(w_hh.shape[0])
+    for t in reversed(range(T)):
+        dstate_t = (dstate[0] + dy[t],) + dstate[1:]              # h_t feeds both y[t] and the next step
+        dstate_t = tuple(np.where(active[t], d, 0.0) for d in dstate_t)
+        dxw[t], dw_hh_t, db_hh_t, dstate_prev = step_backward(
+            cache["saved"][t], cache["states_prev"][t], dstate_t, w_hh, **cache["options"])
+        dw_hh += dw_hh_t
+        db_hh += db_hh_t
+        dstate = tuple(np.where(active[t], d_prev, d) for d_prev, d in zip(dstate_prev, dstate))
+
+    dx = dxw @ w_ih                                                # [T, B, I]
+    dw_ih = np.einsum("tbg,tbi->gi", dxw, x)                       # Σ_t dxw[t]^T x[t]
+    db_ih = dxw.sum(axis=(0, 1)) if cache["has_b_ih"] else None
+    db_hh = db_hh if cache["has_b_hh"] else None
+    out = cache["dtype"]
+    return (dx.astype(out), tuple(d.astype(out) for d in dstate),
+            dw_ih.astype(out), dw_hh.astype(out), _cast(db_ih, out), _cast(db_hh, out))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public ops
+# ----------------------------------------------------------------------------------------------------------------
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True):
+    """LSTM forward over T steps, one layer, one direction.
+
+    [i f g o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh;  i, f, o = σ(.), g = tanh(.)
+    c_t = f ⊙ c_{t-1} + i ⊙ g;  h_t = o ⊙ tanh(c_t)
+    Course notation: Γu = i, Γf = f, Γo = o, c̃ = g, a = h:
+    c<t> = Γu * c̃<t> + Γf * c<t-1>,  a<t> = Γo * tanh(c<t>).
+
+    Args:
+        x:        [T, B, I] inputs (float32 or float64; outputs have this dtype).
+        h0:       [B, H] initial hidden state, or None for zeros.
+        c0:       [B, H] initial cell state, or None for zeros.
+        w_ih:     [4H, I] input-to-hidden weights (PyTorch weight_ih_l0), gate blocks i, f, g, o.
+        w_hh:     [4H, H] hidden-to-hidden weights (PyTorch weight_hh_l0), same gate blocks.
+        b_ih:     [4H] input bias (PyTorch bias_ih_l0), or None for no bias.
+        b_hh:     [4H] hidden bias (PyTorch bias_hh_l0), or None for no bias.
+        lengths:  [B] ints, 1 <= lengths[b] <= T: valid steps per sample (right padding); None = all T steps.
+        training: if False, nothing is kept for the backward and the cache returned is None.
+
+    Returns:
+        y:     [T, B, H] h_t at every step (0 at steps t >= lengths[b]).
+        h_n:   [B, H] hidden state after the last valid step of each sample.
+        c_n:   [B, H] cell state after the last valid step of each sample.
+        cache: dict for ``lstm_backward`` (None when training=False): the float64 inputs and weights, which biases
+               exist, the ``active [T, B, 1]`` step mask, the state (h, c) entering every step, and per step the
+               post-activation gates i, f, g, o and tanh(c_t).
+    """
+    y, (h_n, c_n), cache = _forward_through_time(
+        "lstm", {}, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths, training)
+    return y, h_n, c_n, cache
+
+
+def lstm_backward(cache, dy, dh_n=None, dc_n=None):
+    """Backpropagation through time for ``lstm_forward``; the loss is Σ y⊙dy + Σ h_n⊙dh_n + Σ c_n⊙dc_n.
+
+    Identities used, per step from t = T-1 down to 0 (gradients of h_t, c_t are dh, dc):
+        dh = dh_{from t+1} + dy[t]
+        dc = dc_{from t+1} + dh ⊙ o ⊙ (1 - tanh²(c_t))            tanh' = 1 - y²
+        do = dh ⊙ tanh(c_t),  di = dc ⊙ g,  df = dc ⊙ c_{t-1},  dg = dc ⊙ i
+        d(pre-activation) = di ⊙ i(1-i), df ⊙ f(1-f), dg ⊙ (1-g²), do ⊙ o(1-o)     σ' = s(1-s)
+        dc_{t-1} = dc ⊙ f   (d c_t / d c_{t-1} = f)
+        dh_{t-1} = dgates W_hh
+    then dx = dgates W_ih, dW_ih = Σ_t dgates_t^T x_t, dW_hh = Σ_t dgates_t^T h_{t-1},
+    db_ih = db_hh = Σ_{t,B} dgates.
+    Steps t >= lengths[b] ignore dy[t, b] and pass dh, dc of sample b through unchanged.
+
+    Args:
+        cache: the cache returned by ``lstm_forward(..., training=True)``.
+        dy:    [T, B, H] gradient of the loss with respect to y, or None for zeros.
+        dh_n:  [B, H] gradient with respect to h_n, or None for zeros.
+        dc_n:  [B, H] gradient with respect to c_n, or None for zeros.
+
+    Returns:
+        (dx [T, B, I], dh0 [B, H], dc0 [B, H], dw_ih [4H, I], dw_hh [4H, H], db_ih [4H] or None, db_hh [4H] or None),
+        in the dtype of the forward's x; a bias gradient is None when that bias was None.
+    """
+    dx, (dh0, dc0), dw_ih, dw_hh, db_ih, db_hh = _backward_through_time("lstm", cache, dy, (dh_n, dc_n))
+    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, reset_after=True):
+    """GRU forward over T steps, one layer, one direction.
+
+    r = σ(x W_ir^T + b_ir + h W_hr^T + b_hr),  z = σ(x W_iz^T + b_iz + h W_hz^T + b_hz)
+    reset_after=True  (PyTorch, cuDNN, Keras default): n = tanh(x W_in^T + b_in + r ⊙ (h W_hn^T + b_hn))
+    reset_after=False (Cho et al. 2014, Keras reset_after=False): n = tanh(x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn)
+    h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+    Course notation: Γr = r, Γu = 1 - z, c̃ = n, c = a = h:
+    c̃<t> = tanh(w_c [Γr * c<t-1>, x<t>] + b_c) (the reset_after=False form),
+    c<t> = Γu * c̃<t> + (1 - Γu) * c<t-1>.
+
+    Args:
+        x:        [T, B, I] inputs (float32 or float64; outputs have this dtype).
+        h0:       [B, H] initial hidden state, or None for zeros.
+        w_ih:     [3H, I] input-to-hidden weights (PyTorch weight_ih_l0), gate blocks r, z, n.
+        w_hh:     [3H, H] hidden-to-hidden weights (PyTorch weight_hh_l0), same gate blocks.
+        b_ih:     [3H] input bias (PyTorch bias_ih_l0), or None for no bias.
+        b_hh:     [3H] hidden bias (PyTorch bias_hh_l0), or None for no bias.
+        lengths:  [B] ints, 1 <= lengths[b] <= T: valid steps per sample (right padding); None = all T steps.
+        training: if False, nothing is kept for the backward and the cache returned is None.
+        reset_after: which candidate equation to use (above).
+
+    Returns:
+        y:     [T, B, H] h_t at every step (0 at steps t >= lengths[b]).
+        h_n:   [B, H] hidden state after the last valid step of each sample.
+        cache: dict for ``gru_backward`` (None when training=False): the float64 inputs and weights, which biases
+               exist, the ``active [T, B, 1]`` step mask, the state (h,) entering every step, reset_after, and per
+               step r, z, n and the hidden n-path pre-activation (h W_hn^T + b_hn, or (r ⊙ h) W_hn^T + b_hn).
+    """
+    y, (h_n,), cache = _forward_through_time(
+        "gru", dict(reset_after=bool(reset_after)), x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, training)
+    return y, h_n, cache
+
+
+def gru_backward(cache, dy, dh_n=None):
+    """Backpropagation through time for ``gru_forward``; the loss is Σ y⊙dy + Σ h_n⊙dh_n.
+
+    Identities used, per step from t = T-1 down to 0 (gradient of h_t is dh = dh_{from t+1} + dy[t]):
+        dn = dh ⊙ (1 - z),  dz = dh ⊙ (h_{t-1} - n),  dh_{t-1} ⊇ dh ⊙ z      (d h_t / d h_{t-1} = z directly)
+        dn_pre = dn ⊙ (1 - n²)  (tanh' = 1 - y²),  dz_pre = dz ⊙ z(1-z),  dr_pre = dr ⊙ r(1-r)  (σ' = s(1-s))
+        reset_after=True:  dr = dn_pre ⊙ (h W_hn^T + b_hn); the hidden product receives [dr_pre, dz_pre, dn_pre ⊙ r]
+                           and dh_{t-1} ⊇ that W_hh
+        reset_after=False: d(r ⊙ h) = dn_pre W_hn, dr = d(r ⊙ h) ⊙ h_{t-1}, dh_{t-1} ⊇ d(r ⊙ h) ⊙ r,
+                           dW_hn = Σ dn_pre^T (r ⊙ h), dh_{t-1} ⊇ [dr_pre, dz_pre] W_h(r,z)
+    then dx = dgates W_ih, dW_ih = Σ_t dgates_t^T x_t, db_ih = Σ_{t,B} dgates with dgates = [dr_pre, dz_pre, dn_pre].
+    Steps t >= lengths[b] ignore dy[t, b] and pass dh of sample b through unchanged.
+
+    Args:
+        cache: the cache returned by ``gru_forward(..., training=True)``.
+        dy:    [T, B, H] gradient of the loss with respect to y, or None for zeros.
+        dh_n:  [B, H] gradient with respect to h_n, or None for zeros.
+
+    Returns:
+        (dx [T, B, I], dh0 [B, H], dw_ih [3H, I], dw_hh [3H, H], db_ih [3H] or None, db_hh [3H] or None),
+        in the dtype of the forward's x; a bias gradient is None when that bias was None.
+    """
+    dx, (dh0,), dw_ih, dw_hh, db_ih, db_hh = _backward_through_time("gru", cache, dy, (dh_n,))
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonlinearity="tanh"):
+    """Simple (Elman) RNN forward over T steps, one layer, one direction.
+
+    h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),  act = tanh or relu
+    Course notation: a<t> = g(w_aa a<t-1> + w_ax x<t> + b_a).
+
+    Args:
+        x:        [T, B, I] inputs (float32 or float64; outputs have this dtype).
+        h0:       [B, H] initial hidden state, or None for zeros.
+        w_ih:     [H, I] input-to-hidden weights (PyTorch weight_ih_l0).
+        w_hh:     [H, H] hidden-to-hidden weights (PyTorch weight_hh_l0).
+        b_ih:     [H] input bias (PyTorch bias_ih_l0), or None for no bias.
+        b_hh:     [H] hidden bias (PyTorch bias_hh_l0), or None for no bias.
+        lengths:  [B] ints, 1 <= lengths[b] <= T: valid steps per sample (right padding); None = all T steps.
+        training: if False, nothing is kept for the backward and the cache returned is None.
+        nonlinearity: "tanh" or "relu".
+
+    Returns:
+        y:     [T, B, H] h_t at every step (0 at steps t >= lengths[b]).
+        h_n:   [B, H] hidden state after the last valid step of each sample.
+        cache: dict for ``rnn_backward`` (None when training=False): the float64 inputs and weights, which biases
+               exist, the ``active [T, B, 1]`` step mask, the state (h,) entering every step, the nonlinearity,
+               and per step the output h_t (the derivative is written from it).
+    """
+    y, (h_n,), cache = _forward_through_time(
+        "rnn", dict(nonlinearity=nonlinearity), x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, training)
+    return y, h_n, cache
+
+
+def rnn_backward(cache, dy, dh_n=None):
+    """Backpropagation through time for ``rnn_forward``; the loss is Σ y⊙dy + Σ h_n⊙dh_n.
+
+    Identities used, per step from t = T-1 down to 0 (gradient of h_t is dh = dh_{from t+1} + dy[t]):
+        dpre = dh ⊙ (1 - h_t²)  for tanh (tanh' = 1 - y²)
+        dpre = dh ⊙ [h_t > 0]   for relu (0 at the kink, as torch)
+        dh_{t-1} = dpre W_hh
+    then dx = dpre W_ih, dW_ih = Σ_t dpre_t^T x_t, dW_hh = Σ_t dpre_t^T h_{t-1}, db_ih = db_hh = Σ_{t,B} dpre.
+    Steps t >= lengths[b] ignore dy[t, b] and pass dh of sample b through unchanged.
+
+    Args:
+        cache: the cache returned by ``rnn_forward(..., training=True)``.
+        dy:    [T, B, H] gradient of the loss with respect to y, or None for zeros.
+        dh_n:  [B, H] gradient with respect to h_n, or None for zeros.
+
+    Returns:
+        (dx [T, B, I], dh0 [B, H], dw_ih [H, I], dw_hh [H, H], db_ih [H] or None, db_hh [H] or None),
+        in the dtype of the forward's x; a bias gradient is None when that bias was None.
+    """
+    dx, (dh0,), dw_ih, dw_hh, db_ih, db_hh = _backward_through_time("rnn", cache, dy, (dh_n,))
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+def masked_softmax(e, mask=None):
+    """Softmax over the last axis of ``e``, restricted to the kept entries.
+
+    α[..., j] = exp(e[..., j] - m) / Σ_{k kept} exp(e[..., k] - m)   for kept j, with m = max over the kept entries,
+    α[..., j] = 0 exactly for masked j, and α = 0 on a row whose entries are all masked (no NaN, no warning).
+    Course: the ``softmax`` over Tx inside ``one_step_attention`` (α<t,t'>), with Keras' mask convention.
+
+    Args:
+        e:    [..., N] scores (rank >= 1, float32 or float64; α has this dtype).
+        mask: boolean-like, broadcastable to e.shape (e.g. [B, Tx] or [Tx] for e [B, Tx]); True/nonzero = keep
+              (attend to), False/0 = masked out. None keeps everything.
+
+    Returns:
+        alpha: e.shape attention weights; each row sums to 1 over its kept entries (or is all 0).
+    """
+    out_dtype = _result_dtype(e)
+    e = _f64(e)
+    keep = np.ones(e.shape, dtype=bool) if mask is None else np.broadcast_to(np.asarray(mask) != 0, e.shape)
+    row_max = np.max(e, axis=-1, keepdims=True, where=keep, initial=-np.inf)  # -inf on a fully masked row
+    exp_e = np.where(keep, np.exp(np.where(keep, e - row_max, 0.0)), 0.0)     # masked entries never exponentiated
+    denom = exp_e.sum(axis=-1, keepdims=True)                                 # >= 1 when a row keeps any entry
+    alpha = np.divide(exp_e, denom, out=np.zeros_like(exp_e), where=denom > 0.0)
+    return alpha.astype(out_dtype)
+
+
+def masked_softmax_backward(alpha, dalpha):
+    """Gradient of ``masked_softmax`` with respect to its scores e, given α and dL/dα.
+
+    dα_j/de_k = α_j (δ_jk - α_k)  ⇒  de = α ⊙ (dα - Σ_last-axis α ⊙ dα).
+    Masked entries (and fully masked rows) have α = 0, hence de = 0 there: no mask argument is needed.
+
+    Args:
+        alpha:  [..., N] the output of ``masked_softmax``.
+        dalpha: [..., N] gradient of the loss with respect to alpha.
+
+    Returns:
+        de: [..., N] gradient with respect to e, in alpha's dtype.
+    """
+    out_dtype = _result_dtype(alpha)
+    alpha, dalpha = _f64(alpha), _f64(dalpha)
+    de = alpha * (dalpha - np.sum(alpha * dalpha, axis=-1, keepdims=True))
+    return de.astype(out_dtype)
