@@ -8,6 +8,7 @@
 #include "rnncore/gru.hpp"
 
 #include "recurrent_common.hpp"
+#include "step_product.hpp"
 
 namespace rnncore {
 
@@ -59,14 +60,15 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
                    folded_bias(GH, b_ih, b_hh, reset_after ? 2 * H : 0, reset_after ? 3 * H : 0), out);
     return out;
   }();
-  const ConstMatrixView<T> w_hh_m(w_hh, GH, H);
   RowMatrix<T> hw(B, reset_after ? GH : 2 * H);  // this step's recurrent projection
   RowMatrix<T> rh_w(reset_after ? 0 : B, H);       // reset_after = false: (r ⊙ h) W_hn^T
+  StepProduct<T, true> hidden_product(w_hh, hw.cols(), H, B);  // h_{t-1} · W_hh^T (the rows r, z[, n])
+  StepProduct<T, true> reset_product(w_hh + 2 * H * H, H, H, B);  // reset_before: (r ⊙ h_{t-1}) · W_hn^T
 
   for (index_t t = 0; t < d.T; ++t) {
-    const ConstMatrixView<T> h_prev(h[t], B, H);
     T* acts = acts_at(t);
-    hw.noalias() = h_prev * w_hh_m.topRows(hw.cols()).transpose();
+    hw.setZero();
+    hidden_product.accumulate(h[t], B, H, hw.data(), hw.cols());
     for (index_t b = 0; b < B; ++b) {  // r and z, identical in both variants
       if (!mask.active(b, t)) continue;
       const T* xrow = xw.data() + (t * B + b) * GH;
@@ -77,9 +79,10 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
       if (!reset_after)  // rh = r ⊙ h_{t-1}
         ArrayView<T>(a.fourth, H) = ConstArrayView<T>(a.r, H) * ConstArrayView<T>(h[t] + b * H, H);
     }
-    if (!reset_after)
-      rh_w.noalias() = ConstStridedView<T>(acts + 3 * H, B, H, Eigen::OuterStride<>(4 * H)) *
-                       w_hh_m.bottomRows(H).transpose();
+    if (!reset_after) {
+      rh_w.setZero();
+      reset_product.accumulate(acts + 3 * H, B, 4 * H, rh_w.data(), H);
+    }
     for (index_t b = 0; b < B; ++b) {
       if (!mask.active(b, t)) continue;
       const T* xrow = xw.data() + (t * B + b) * GH;
@@ -117,8 +120,8 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
   RowMatrix<T> dGh_n(reset_after ? TB : 0, H);
   RowMatrix<T> drh(reset_after ? 0 : B, H);  // reset_before: dL/d(r ⊙ h) = dn_pre · W_hn
   RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);
-  const auto w_hh_rz = ws.w_hh.topRows(2 * H);
-  const auto w_hn = ws.w_hh.bottomRows(H);
+  StepProduct<T, false> rz_product(ws.w_hh.data(), 2 * H, H, B);            // [dr, dz] · [W_hr; W_hz]
+  StepProduct<T, false> n_product(ws.w_hh.data() + 2 * H * H, H, H, B);     // (dn-side) · W_hn
 
   for (index_t t = d.T - 1; t >= 0; --t) {
     T* dg_t = dGx.data() + t * B * GH;
@@ -145,11 +148,12 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
     }
     if (reset_after) {
       // dh_{t-1} += [dr, dz, dn ⊙ r] · W_hh
-      dh.noalias() += ConstStridedView<T>(dg_t, B, 2 * H, Eigen::OuterStride<>(GH)) * w_hh_rz;
-      dh.noalias() += ConstMatrixView<T>(dGh_n.data() + t * B * H, B, H) * w_hn;
+      rz_product.accumulate(dg_t, B, GH, dh.data(), H);
+      n_product.accumulate(dGh_n.data() + t * B * H, B, H, dh.data(), H);
     } else {
       // n = tanh(xn + (r ⊙ h_prev) W_hn^T):  d(rh) = dn_pre · W_hn;  dr = d(rh) ⊙ h_prev;  dh_prev += d(rh) ⊙ r
-      drh.noalias() = ConstStridedView<T>(dg_t + 2 * H, B, H, Eigen::OuterStride<>(GH)) * w_hn;
+      drh.setZero();
+      n_product.accumulate(dg_t + 2 * H, B, GH, drh.data(), H);
       for (index_t b = 0; b < B; ++b) {
         if (!mask.active(b, t)) continue;
         GruRow<const T*> a(ws.acts.data() + (t * B + b) * 4 * H, H);
@@ -157,7 +161,7 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
         ArrayView<T>(dg_t + b * GH, H) = drh_b * ConstArrayView<T>(h[t] + b * H, H) * sigmoid_grad_from_output(r);
         ArrayView<T>(dh.data() + b * H, H) += drh_b * r;
       }
-      dh.noalias() += ConstStridedView<T>(dg_t, B, 2 * H, Eigen::OuterStride<>(GH)) * w_hh_rz;
+      rz_product.accumulate(dg_t, B, GH, dh.data(), H);
     }
   }
   std::memcpy(dh0, dh.data(), sizeof(T) * B * H);

@@ -4,6 +4,7 @@
 #include "rnncore/lstm.hpp"
 
 #include "recurrent_common.hpp"
+#include "step_product.hpp"
 
 namespace rnncore {
 
@@ -32,13 +33,13 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
   h.set_initial(h0);
   c.set_initial(c0);
 
-  const ConstMatrixView<T> w_hh_m(w_hh, GH, H);
+  StepProduct<T, true> recurrent(w_hh, GH, H, B);  // gates += h_{t-1} · W_hh^T
   project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I), folded_bias(GH, b_ih, b_hh),
                  MatrixView<T>(gates, TB, GH));
 
   for (index_t t = 0; t < d.T; ++t) {
     T* g_t = gates + t * B * GH;
-    MatrixView<T>(g_t, B, GH).noalias() += ConstMatrixView<T>(h[t], B, H) * w_hh_m.transpose();
+    recurrent.accumulate(h[t], B, H, g_t, GH);
     for (index_t b = 0; b < B; ++b) {
       if (!mask.active(b, t)) continue;
       T* row = g_t + b * GH;
@@ -71,6 +72,8 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
   RowMatrix<T> dG(TB, GH);                                  // gradients w.r.t. the pre-activation gates
   RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);     // dL/dh_t flowing back from step t+1
   RowMatrix<T> dc = initial_state_gradient(dc_n, B, H);     // dL/dc_t flowing back from step t+1
+  Array1D<T> tanh_c(H);
+  StepProduct<T, false> recurrent(ws.w_hh.data(), GH, H, B);  // dh_{t-1} += dG_t · W_hh
 
   for (index_t t = d.T - 1; t >= 0; --t) {
     T* dg_t = dG.data() + t * B * GH;
@@ -84,7 +87,7 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
       ConstArrayView<T> i(a, H), f(a + H, H), g(a + 2 * H, H), o(a + 3 * H, H);
       ArrayView<T> dh_b(dh.data() + b * H, H), dc_b(dc.data() + b * H, H);
       if (dy) dh_b += ConstArrayView<T>(dy + (t * B + b) * H, H);
-      const Array1D<T> tanh_c = ConstArrayView<T>(c[t + 1] + b * H, H).tanh();
+      tanh_c = ConstArrayView<T>(c[t + 1] + b * H, H).tanh();
       // h = o ⊙ tanh(c):  dc += dh ⊙ o ⊙ tanh'(c);  do = dh ⊙ tanh(c)
       dc_b += dh_b * o * tanh_grad_from_output(tanh_c);
       ArrayView<T>(drow, H) = dc_b * g * sigmoid_grad_from_output(i);
@@ -95,7 +98,7 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
       dh_b.setZero();        // refilled by the recurrent GEMM below
     }
     // dh_{t-1} = dG_t · W_hh (padded rows have dG = 0, so their carried dh is left as is)
-    dh.noalias() += ConstMatrixView<T>(dg_t, B, GH) * ws.w_hh;
+    recurrent.accumulate(dg_t, B, GH, dh.data(), H);
   }
   std::memcpy(dh0, dh.data(), sizeof(T) * B * H);
   std::memcpy(dc0, dc.data(), sizeof(T) * B * H);

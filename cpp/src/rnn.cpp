@@ -3,6 +3,7 @@
 #include "rnncore/rnn.hpp"
 
 #include "recurrent_common.hpp"
+#include "step_product.hpp"
 
 namespace rnncore {
 
@@ -29,11 +30,11 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 
   RowMatrix<T> pre(TB, H);  // pre-activations, x W_ih^T + b_ih + b_hh, then + h W_hh^T per step
   project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, H, d.I), folded_bias(H, b_ih, b_hh), pre);
-  const ConstMatrixView<T> w_hh_m(w_hh, H, H);
+  StepProduct<T, true> recurrent(w_hh, H, H, B);  // pre_t += h_{t-1} · W_hh^T
 
   for (index_t t = 0; t < d.T; ++t) {
     MatrixView<T> pre_t(pre.data() + t * B * H, B, H);
-    pre_t.noalias() += ConstMatrixView<T>(h[t], B, H) * w_hh_m.transpose();
+    recurrent.accumulate(h[t], B, H, pre_t.data(), H);
     for (index_t b = 0; b < B; ++b) {
       if (!mask.active(b, t)) continue;
       const ConstArrayView<T> p(pre_t.data() + b * H, H);
@@ -61,6 +62,7 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
 
   RowMatrix<T> dG(TB, H);  // gradients w.r.t. the pre-activations
   RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);
+  StepProduct<T, false> recurrent(ws.w_hh.data(), H, H, B);  // dh_{t-1} += dpre_t · W_hh
   for (index_t t = d.T - 1; t >= 0; --t) {
     T* dg_t = dG.data() + t * B * H;
     for (index_t b = 0; b < B; ++b) {
@@ -78,7 +80,7 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
         dpre = dh_b * tanh_grad_from_output(h_t);
       dh_b.setZero();  // refilled by the recurrent GEMM below
     }
-    dh.noalias() += ConstMatrixView<T>(dg_t, B, H) * ws.w_hh;  // dh_{t-1} = dpre_t · W_hh
+    recurrent.accumulate(dg_t, B, H, dh.data(), H);
   }
   std::memcpy(dh0, dh.data(), sizeof(T) * B * H);
   input_side_gradients(dG, ws, dx, dw_ih, db_ih);
