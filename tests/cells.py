@@ -25,9 +25,14 @@ class Cell:
         return ("h0", "c0") if self.has_cell_state else ("h0",)
 
     @property
+    def input_names(self):
+        """The differentiable inputs, in the order backward returns their gradients."""
+        return ("x",) + self.state_names + ("w_ih", "w_hh", "b_ih", "b_hh")
+
+    @property
     def gradient_names(self):
-        states = ("dh0", "dc0") if self.has_cell_state else ("dh0",)
-        return ("dx",) + states + ("dw_ih", "dw_hh", "db_ih", "db_hh")
+        """The gradient of input ``n`` is named ``"d" + n``."""
+        return tuple("d" + n for n in self.input_names)
 
     @property
     def output_names(self):

@@ -10,10 +10,6 @@ import rnncore
 from cells import CELLS, CELL_IDS, loss, make_inputs, numerical_gradient, run_backward, run_forward
 from conftest import assert_close
 
-GRADIENT_OF = {"dx": "x", "dh0": "h0", "dc0": "c0", "dw_ih": "w_ih", "dw_hh": "w_hh", "db_ih": "b_ih",
-               "db_hh": "b_hh"}
-
-
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("T,B,I,H,lengths", [(3, 2, 3, 2, None), (4, 3, 2, 3, [4, 1, 2]), (1, 1, 1, 1, None)])
 def test_kernel_gradients_match_central_differences(cell, T, B, I, H, lengths):
@@ -29,8 +25,6 @@ def test_kernel_gradients_match_central_differences(cell, T, B, I, H, lengths):
     def current_loss():
         return loss(run_forward(rnncore.ops, cell, inputs, training=False)[0], upstream)
 
-    for grad_name, input_name in GRADIENT_OF.items():
-        if grad_name not in analytic:
-            continue
+    for input_name, grad_name in zip(cell.input_names, cell.gradient_names):
         numeric = numerical_gradient(current_loss, inputs[input_name])
         assert_close(analytic[grad_name], numeric, "gradcheck", np.float64, f"{cell.name}: {grad_name}")

@@ -3,6 +3,8 @@
 Every expectation here comes from somewhere other than the reference's own code path: central finite differences
 (gradients), a per-sample hand-written recurrence copied from design.md section 2 (forward equations and lengths),
 explicit truncation of the sequences (lengths), or softmax written out entry by entry (masked softmax).
+The cell variants, their inputs and the forward/backward/loss/finite-difference drivers are the shared ones in
+tests/cells.py.
 """
 
 import contextlib
@@ -10,21 +12,13 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import assert_close
 
 from rnncore import reference
 
-EPS = 1e-6  # central-difference step (the "gradcheck" tolerance entry assumes it)
+from cells import CELLS, CELL_IDS, loss, make_inputs, numerical_gradient, run_backward, run_forward
+from conftest import assert_close
 
-# (cell, forward options) for every recurrent op variant.
-CELLS = [
-    pytest.param("lstm", {}, id="lstm"),
-    pytest.param("gru", {"reset_after": True}, id="gru-reset_after"),
-    pytest.param("gru", {"reset_after": False}, id="gru-reset_before"),
-    pytest.param("rnn", {"nonlinearity": "tanh"}, id="rnn-tanh"),
-    pytest.param("rnn", {"nonlinearity": "relu"}, id="rnn-relu"),
-]
-N_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+GRU_RESET_AFTER = CELLS[CELL_IDS.index("gru_reset_after")]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -78,40 +72,39 @@ def hand_rnn_step(x, h, p, opts):
     return np.tanh(pre) if opts["nonlinearity"] == "tanh" else np.where(pre > 0, pre, 0.0)
 
 
-def hand_run(cell, opts, inp, lengths=None):
+def hand_run(cell, inp):
     """Run each sample b alone over its valid prefix x[:lengths[b], b]; y is zero-padded. Returns (y, h_n, c_n)."""
     x = inp["x"]
     T, B, _ = x.shape
     H = inp["w_hh"].shape[1]
-    G = N_GATES[cell]
     p = dict(inp)
     for name in ("b_ih", "b_hh"):
         if p[name] is None:
-            p[name] = np.zeros(G * H)
-    lengths = [T] * B if lengths is None else lengths
+            p[name] = np.zeros(cell.gates * H)
+    lengths = [T] * B if inp["lengths"] is None else inp["lengths"]
     y = np.zeros((T, B, H))
     h_n, c_n = np.zeros((B, H)), np.zeros((B, H))
     for b in range(B):
         h = np.zeros(H) if inp["h0"] is None else inp["h0"][b]
         c = np.zeros(H) if inp.get("c0") is None else inp["c0"][b]
         for t in range(lengths[b]):
-            if cell == "lstm":
-                h, c = hand_lstm_step(x[t, b], h, c, p, opts)
-            elif cell == "gru":
-                h = hand_gru_step(x[t, b], h, p, opts)
+            if cell.op == "lstm":
+                h, c = hand_lstm_step(x[t, b], h, c, p, cell.options)
+            elif cell.op == "gru":
+                h = hand_gru_step(x[t, b], h, p, cell.options)
             else:
-                h = hand_rnn_step(x[t, b], h, p, opts)
+                h = hand_rnn_step(x[t, b], h, p, cell.options)
             y[t, b] = h
         h_n[b], c_n[b] = h, c
     return y, h_n, c_n
 
 
-def min_abs_relu_preactivation(inp, lengths=None):
+def min_abs_relu_preactivation(inp):
     """Smallest |pre-activation| of a relu RNN over all valid steps (to keep finite differences off the kink)."""
     x, T, B = inp["x"], inp["x"].shape[0], inp["x"].shape[1]
     p = dict(inp, b_ih=inp["b_ih"] if inp["b_ih"] is not None else 0.0,
              b_hh=inp["b_hh"] if inp["b_hh"] is not None else 0.0)
-    lengths = [T] * B if lengths is None else lengths
+    lengths = [T] * B if inp["lengths"] is None else inp["lengths"]
     smallest = np.inf
     for b in range(B):
         h = inp["h0"][b]
@@ -122,73 +115,26 @@ def min_abs_relu_preactivation(inp, lengths=None):
     return smallest
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Calling the ops uniformly
-# ---------------------------------------------------------------------------------------------------------------
-
-def make_inputs(rng, cell, T, B, I, H, bias=True, opts=None, lengths=None):
-    """Seeded float64 inputs (a dict keyed by argument name). A relu RNN is resampled until no valid
-    pre-activation is within 1e-2 of the kink."""
-    G = N_GATES[cell]
+def inputs_for(rng, cell, T, B, I, H, lengths=None, bias=True, dtype=np.float64):
+    """cells.make_inputs with explicit per-sample ``lengths`` (or None). A relu RNN is redrawn until no valid
+    pre-activation is within 1e-2 of the kink, where a central difference would straddle the jump."""
     while True:
-        inp = dict(
-            x=rng.standard_normal((T, B, I)),
-            h0=0.5 * rng.standard_normal((B, H)),
-        )
-        if cell == "lstm":
-            inp["c0"] = 0.5 * rng.standard_normal((B, H))
-        inp["w_ih"] = rng.uniform(-0.9, 0.9, (G * H, I))
-        inp["w_hh"] = rng.uniform(-0.9, 0.9, (G * H, H))
-        inp["b_ih"] = rng.uniform(-0.5, 0.5, G * H) if bias else None
-        inp["b_hh"] = rng.uniform(-0.5, 0.5, G * H) if bias else None
-        if cell != "rnn" or opts["nonlinearity"] != "relu" or min_abs_relu_preactivation(inp, lengths) > 1e-2:
-            return inp
+        inputs, upstream = make_inputs(rng, cell, T, B, I, H, dtype, bias=bias)
+        inputs["lengths"] = None if lengths is None else np.array(lengths)
+        if cell.options.get("nonlinearity") != "relu" or min_abs_relu_preactivation(inputs) > 1e-2:
+            return inputs, upstream
 
 
-def state_names(cell):
-    return ("h0", "c0") if cell == "lstm" else ("h0",)
-
-
-def grad_names(cell):
-    """Names of the inputs, in the order the backward returns their gradients."""
-    return ("x",) + state_names(cell) + ("w_ih", "w_hh", "b_ih", "b_hh")
-
-
-def cast(inp, dtype):
-    return {k: (None if v is None else v.astype(dtype)) for k, v in inp.items()}
-
-
-def forward(cell, opts, inp, lengths=None, training=True, ops=reference):
-    """Returns (outputs, cache) with outputs = (y, h_n) or (y, h_n, c_n)."""
-    args = [inp["x"]] + [inp[s] for s in state_names(cell)] + [inp[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")]
-    result = getattr(ops, f"{cell}_forward")(*args, lengths=lengths, training=training, **opts)
-    return result[:-1], result[-1]
-
-
-def backward(cell, cache, dy, dstate_n, ops=reference):
-    return getattr(ops, f"{cell}_backward")(cache, dy, *dstate_n)
-
-
-def numeric_grad(loss, arrays, name, eps=EPS):
-    """Central difference of the scalar ``loss()`` with respect to ``arrays[name]`` (perturbed in place)."""
-    a = arrays[name]
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        orig = a[idx]
-        a[idx] = orig + eps
-        up = loss()
-        a[idx] = orig - eps
-        down = loss()
-        a[idx] = orig
-        g[idx] = (up - down) / (2 * eps)
-    return g
+def as_float64(arrays):
+    """The same dict with its float arrays in float64 (lengths and None untouched)."""
+    return {k: v.astype(np.float64) if v is not None and v.dtype.kind == "f" else v for k, v in arrays.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Gradients: every backward output against float64 central differences
 # ---------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cell, opts", CELLS)
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("T, B, I, H, lengths", [
     pytest.param(3, 2, 3, 2, None, id="T3B2I3H2"),
     pytest.param(3, 2, 3, 2, [3, 1], id="T3B2I3H2-lengths31"),
@@ -196,70 +142,71 @@ def numeric_grad(loss, arrays, name, eps=EPS):
     pytest.param(1, 1, 1, 1, None, id="T1B1I1H1"),
 ])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-def test_gradcheck(cell, opts, T, B, I, H, lengths, bias, rng):
-    inp = make_inputs(rng, cell, T, B, I, H, bias=bias, opts=opts, lengths=lengths)
-    outputs, cache = forward(cell, opts, inp, lengths)
-    cotangents = [rng.standard_normal(o.shape) for o in outputs]   # dy, dh_n (, dc_n)
+def test_gradcheck(cell, T, B, I, H, lengths, bias, rng):
+    inputs, upstream = inputs_for(rng, cell, T, B, I, H, lengths, bias=bias)
+    _, cache = run_forward(reference, cell, inputs)
 
-    def loss():   # sum(y*dy) + sum(h_n*dh_n) (+ sum(c_n*dc_n)), through the inference path
-        outs, _ = forward(cell, opts, inp, lengths, training=False)
-        return sum(np.sum(o * c) for o, c in zip(outs, cotangents))
+    def current_loss():   # through the inference path
+        return loss(run_forward(reference, cell, inputs, training=False)[0], upstream)
 
-    grads = backward(cell, cache, cotangents[0], cotangents[1:])
-    assert len(grads) == len(grad_names(cell))
-    for name, g in zip(grad_names(cell), grads):
-        if inp[name] is None:
-            assert g is None, f"{name}: gradient of a missing bias must be None"
+    grads = run_backward(reference, cell, cache, upstream)   # (asserts one gradient per input)
+    for name, dname in zip(cell.input_names, cell.gradient_names):
+        g = grads[dname]
+        if inputs[name] is None:
+            assert g is None, f"{dname}: gradient of a missing bias must be None"
             continue
-        assert g.shape == inp[name].shape and g.dtype == np.float64, name
-        assert_close(g, numeric_grad(loss, inp, name), "gradcheck", np.float64, f"d{name}")
+        assert g.shape == inputs[name].shape and g.dtype == np.float64, dname
+        assert_close(g, numerical_gradient(current_loss, inputs[name]), "gradcheck", np.float64, dname)
 
 
-@pytest.mark.parametrize("cell, opts", CELLS)
-def test_missing_gradients_are_zeros(cell, opts, rng):
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_missing_gradients_are_zeros(cell, rng):
     """dy / dh_n / dc_n = None means zeros; a backward with only dh_n matches its finite difference."""
-    inp = make_inputs(rng, cell, 3, 2, 3, 2, opts=opts, lengths=[2, 3])
-    outputs, cache = forward(cell, opts, inp, [2, 3])
-    zeros = [np.zeros(o.shape) for o in outputs]
-    for g in backward(cell, cache, None, [None] * (len(outputs) - 1)):
+    inputs, upstream = inputs_for(rng, cell, 3, 2, 3, 2, lengths=[2, 3])
+    _, cache = run_forward(reference, cell, inputs)
+    missing = {k: None for k in upstream}
+    for g in run_backward(reference, cell, cache, missing).values():
         np.testing.assert_array_equal(g, 0.0)
-    dh_n = rng.standard_normal(outputs[1].shape)
-    only_dh = backward(cell, cache, None, [dh_n] + [None] * (len(outputs) - 2))
-    explicit = backward(cell, cache, zeros[0], [dh_n] + zeros[2:])
-    for name, a, b in zip(grad_names(cell), only_dh, explicit):
-        np.testing.assert_array_equal(a, b, err_msg=name)
+    explicit = {k: np.zeros_like(v) for k, v in upstream.items()}
+    explicit["dh_n"] = upstream["dh_n"]
+    only_dh = run_backward(reference, cell, cache, dict(missing, dh_n=upstream["dh_n"]))
+    explicit_grads = run_backward(reference, cell, cache, explicit)
+    for name in cell.gradient_names:
+        np.testing.assert_array_equal(only_dh[name], explicit_grads[name], err_msg=name)
 
-    def loss():
-        return np.sum(forward(cell, opts, inp, [2, 3], training=False)[0][1] * dh_n)
-    assert_close(only_dh[0], numeric_grad(loss, inp, "x"), "gradcheck", np.float64, "dx")
+    def current_loss():   # = sum(h_n * dh_n)
+        return loss(run_forward(reference, cell, inputs, training=False)[0], explicit)
+    assert_close(only_dh["dx"], numerical_gradient(current_loss, inputs["x"]), "gradcheck", np.float64, "dx")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Forward equations: against the hand-written recurrence
 # ---------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cell, opts", CELLS)
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("T, B, lengths", [(1, 2, None), (4, 3, None), (4, 3, [4, 1, 3])])
-def test_forward_matches_hand_equations(cell, opts, T, B, lengths, rng):
-    inp = make_inputs(rng, cell, T, B, 3, 2, opts=opts)
-    outputs, cache = forward(cell, opts, inp, lengths)
-    y, h_n, c_n = hand_run(cell, opts, inp, lengths)
-    assert_close(outputs[0], y, "kernel_vs_reference", np.float64, "y")
-    assert_close(outputs[1], h_n, "kernel_vs_reference", np.float64, "h_n")
-    if cell == "lstm":
-        assert_close(outputs[2], c_n, "kernel_vs_reference", np.float64, "c_n")
+def test_forward_matches_hand_equations(cell, T, B, lengths, rng):
+    inputs, _ = inputs_for(rng, cell, T, B, 3, 2, lengths)
+    outputs, _ = run_forward(reference, cell, inputs)
+    y, h_n, c_n = hand_run(cell, inputs)
+    assert_close(outputs["y"], y, "kernel_vs_reference", np.float64, "y")
+    assert_close(outputs["h_n"], h_n, "kernel_vs_reference", np.float64, "h_n")
+    if cell.has_cell_state:
+        assert_close(outputs["c_n"], c_n, "kernel_vs_reference", np.float64, "c_n")
 
 
-@pytest.mark.parametrize("cell, opts", CELLS)
-def test_none_states_and_biases_mean_zeros(cell, opts, rng):
-    inp = make_inputs(rng, cell, 3, 2, 3, 2, opts=opts)
-    G, H = N_GATES[cell], 2
-    zeroed = dict(inp, b_ih=np.zeros(G * H), b_hh=np.zeros(G * H), **{s: np.zeros((2, H)) for s in state_names(cell)})
-    missing = dict(inp, b_ih=None, b_hh=None, **{s: None for s in state_names(cell)})
-    for a, b in zip(forward(cell, opts, missing)[0], forward(cell, opts, zeroed)[0]):
-        assert_close(a, b, "kernel_vs_reference", np.float64)
-    y, h_n, _ = hand_run(cell, opts, missing)
-    assert_close(forward(cell, opts, missing)[0][0], y, "kernel_vs_reference", np.float64, "y")
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_none_states_and_biases_mean_zeros(cell, rng):
+    inputs, _ = inputs_for(rng, cell, 3, 2, 3, 2)
+    GH, H = cell.gates * 2, 2
+    zeroed = dict(inputs, b_ih=np.zeros(GH), b_hh=np.zeros(GH), **{s: np.zeros((2, H)) for s in cell.state_names})
+    missing = dict(inputs, b_ih=None, b_hh=None, **{s: None for s in cell.state_names})
+    out_missing = run_forward(reference, cell, missing)[0]
+    out_zeroed = run_forward(reference, cell, zeroed)[0]
+    for name in cell.output_names:
+        assert_close(out_missing[name], out_zeroed[name], "kernel_vs_reference", np.float64, name)
+    y, h_n, _ = hand_run(cell, missing)
+    assert_close(out_missing["y"], y, "kernel_vs_reference", np.float64, "y")
 
 
 def test_lstm_one_step_by_hand():
@@ -318,9 +265,8 @@ def test_rnn_relu_and_tanh_by_hand():
 def test_relu_derivative_is_zero_at_and_below_the_kink():
     """relu'(0) = 0 as in torch: a pre-activation of exactly 0 passes no gradient."""
     x = np.array([[[1.0], [-1.0], [2.0]]])               # pre = x - 1 = 0, -2, 1
-    _, cache = forward("rnn", {"nonlinearity": "relu"},
-                       dict(x=x, h0=None, w_ih=np.array([[1.0]]), w_hh=np.array([[1.0]]),
-                            b_ih=np.array([-1.0]), b_hh=None))
+    *_, cache = reference.rnn_forward(x, None, np.array([[1.0]]), np.array([[1.0]]), np.array([-1.0]), None,
+                                      nonlinearity="relu")
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = reference.rnn_backward(cache, np.ones((1, 3, 1)))
     np.testing.assert_array_equal(dx[0, :, 0], [0.0, 0.0, 1.0])
     assert db_hh is None and db_ih[0] == 1.0
@@ -330,63 +276,66 @@ def test_relu_derivative_is_zero_at_and_below_the_kink():
 # lengths
 # ---------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cell, opts", CELLS)
-def test_lengths_semantics(cell, opts, rng):
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_lengths_semantics(cell, rng):
     T, B, I, H = 5, 3, 2, 3
-    lengths = np.array([5, 2, 3])
-    inp = make_inputs(rng, cell, T, B, I, H, opts=opts, lengths=lengths)
-    outputs, cache = forward(cell, opts, inp, lengths)
-    y = outputs[0]
-    y_unpadded = forward(cell, opts, inp, None)[0][0]
+    inputs, upstream = inputs_for(rng, cell, T, B, I, H, lengths=[5, 2, 3])
+    lengths = inputs["lengths"]
+    outputs, cache = run_forward(reference, cell, inputs)
+    y = outputs["y"]
+    y_unpadded = run_forward(reference, cell, dict(inputs, lengths=None))[0]["y"]
     for b, L in enumerate(lengths):
         np.testing.assert_array_equal(y[L:, b], 0.0)                          # padded outputs are exactly zero
         assert L == T or np.any(y_unpadded[L:, b] != 0.0)                    # ... and would not be without lengths
         # final state of sample b = a run over its truncated sequence alone
-        alone = dict(inp, x=inp["x"][:L, b:b + 1].copy(), **{s: inp[s][b:b + 1] for s in state_names(cell)})
-        outs_alone, _ = forward(cell, opts, alone)
-        assert_close(y[:L, b:b + 1], outs_alone[0], "kernel_vs_reference", np.float64, f"y[:{L}, {b}]")
-        for k in range(1, len(outputs)):
-            assert_close(outputs[k][b:b + 1], outs_alone[k], "kernel_vs_reference", np.float64, f"state {k}, b={b}")
+        alone = dict(inputs, x=inputs["x"][:L, b:b + 1].copy(), lengths=None,
+                     **{s: inputs[s][b:b + 1] for s in cell.state_names})
+        outs_alone, _ = run_forward(reference, cell, alone)
+        assert_close(y[:L, b:b + 1], outs_alone["y"], "kernel_vs_reference", np.float64, f"y[:{L}, {b}]")
+        for name in cell.output_names[1:]:
+            assert_close(outputs[name][b:b + 1], outs_alone[name], "kernel_vs_reference", np.float64,
+                         f"{name}, b={b}")
 
-    cotangents = [rng.standard_normal(o.shape) for o in outputs]
-    grads = backward(cell, cache, cotangents[0], cotangents[1:])
-    dx = grads[0]
+    grads = run_backward(reference, cell, cache, upstream)
+    dx = grads["dx"]
     for b, L in enumerate(lengths):
         np.testing.assert_array_equal(dx[L:, b], 0.0)                         # padded steps get no gradient
         assert np.any(dx[:L, b] != 0.0)
     # dy at padded steps is ignored: changing it changes no gradient at all
-    dy_changed = cotangents[0].copy()
+    dy_changed = upstream["dy"].copy()
     for b, L in enumerate(lengths):
         dy_changed[L:, b] = 1e3 * rng.standard_normal(dy_changed[L:, b].shape)
-    for name, a, g in zip(grad_names(cell), backward(cell, cache, dy_changed, cotangents[1:]), grads):
-        np.testing.assert_array_equal(a, g, err_msg=name)
+    changed = run_backward(reference, cell, cache, dict(upstream, dy=dy_changed))
+    for name in cell.gradient_names:
+        np.testing.assert_array_equal(changed[name], grads[name], err_msg=name)
 
 
-@pytest.mark.parametrize("cell, opts", CELLS)
-def test_full_lengths_equal_no_lengths(cell, opts, rng):
-    inp = make_inputs(rng, cell, 3, 2, 3, 2, opts=opts)
-    with_lengths, cache_l = forward(cell, opts, inp, np.array([3, 3]))
-    without, cache_n = forward(cell, opts, inp, None)
-    for a, b in zip(with_lengths, without):
-        np.testing.assert_array_equal(a, b)
-    cot = [rng.standard_normal(o.shape) for o in without]
-    for a, b in zip(backward(cell, cache_l, cot[0], cot[1:]), backward(cell, cache_n, cot[0], cot[1:])):
-        np.testing.assert_array_equal(a, b)
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_full_lengths_equal_no_lengths(cell, rng):
+    inputs, upstream = inputs_for(rng, cell, 3, 2, 3, 2)
+    with_lengths, cache_l = run_forward(reference, cell, dict(inputs, lengths=np.array([3, 3])))
+    without, cache_n = run_forward(reference, cell, inputs)
+    for name in cell.output_names:
+        np.testing.assert_array_equal(with_lengths[name], without[name], err_msg=name)
+    grads_l = run_backward(reference, cell, cache_l, upstream)
+    grads_n = run_backward(reference, cell, cache_n, upstream)
+    for name in cell.gradient_names:
+        np.testing.assert_array_equal(grads_l[name], grads_n[name], err_msg=name)
 
 
-@pytest.mark.parametrize("cell, opts", CELLS)
-def test_inference_mode_returns_no_cache(cell, opts, rng):
-    inp = make_inputs(rng, cell, 3, 2, 3, 2, opts=opts)
-    train_out, cache = forward(cell, opts, inp, [3, 1], training=True)
-    eval_out, no_cache = forward(cell, opts, inp, [3, 1], training=False)
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_inference_mode_returns_no_cache(cell, rng):
+    inputs, _ = inputs_for(rng, cell, 3, 2, 3, 2, lengths=[3, 1])
+    train_out, cache = run_forward(reference, cell, inputs, training=True)
+    eval_out, no_cache = run_forward(reference, cell, inputs, training=False)
     assert cache is not None and no_cache is None
-    for a, b in zip(train_out, eval_out):
-        np.testing.assert_array_equal(a, b)
+    for name in cell.output_names:
+        np.testing.assert_array_equal(train_out[name], eval_out[name], err_msg=name)
 
 
 def test_backward_rejects_a_cache_from_another_op(rng):
-    inp = make_inputs(rng, "gru", 2, 1, 2, 2, opts={"reset_after": True})
-    _, cache = forward("gru", {"reset_after": True}, inp)
+    inputs, _ = inputs_for(rng, GRU_RESET_AFTER, 2, 1, 2, 2)
+    _, cache = run_forward(reference, GRU_RESET_AFTER, inputs)
     with pytest.raises(ValueError, match="cache"):
         reference.lstm_backward(cache, None)
 
@@ -395,28 +344,25 @@ def test_backward_rejects_a_cache_from_another_op(rng):
 # dtypes
 # ---------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cell, opts", CELLS)
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-def test_float32_in_float32_out(cell, opts, bias, rng):
-    lengths = [4, 2]
-    inp64 = cast(make_inputs(rng, cell, 4, 2, 3, 5, bias=bias, opts=opts, lengths=lengths), np.float32)
-    inp64 = cast(inp64, np.float64)                    # the same values, exactly representable in float32
-    inp32 = cast(inp64, np.float32)
-    out32, cache32 = forward(cell, opts, inp32, lengths)
-    out64, cache64 = forward(cell, opts, inp64, lengths)
-    for k, (a, b) in enumerate(zip(out32, out64)):
-        assert a.dtype == np.float32, f"output {k}"
-        assert_close(a, b, "kernel_vs_reference", np.float32, f"output {k}")
-    cot64 = [rng.standard_normal(o.shape).astype(np.float32).astype(np.float64) for o in out64]
-    cot32 = [c.astype(np.float32) for c in cot64]
-    grads32 = backward(cell, cache32, cot32[0], cot32[1:])
-    grads64 = backward(cell, cache64, cot64[0], cot64[1:])
-    for name, a, b in zip(grad_names(cell), grads32, grads64):
+def test_float32_in_float32_out(cell, bias, rng):
+    inp32, up32 = inputs_for(rng, cell, 4, 2, 3, 5, lengths=[4, 2], bias=bias, dtype=np.float32)
+    inp64, up64 = as_float64(inp32), as_float64(up32)   # the same values, exactly representable in float32
+    out32, cache32 = run_forward(reference, cell, inp32)
+    out64, cache64 = run_forward(reference, cell, inp64)
+    for name in cell.output_names:
+        assert out32[name].dtype == np.float32, name
+        assert_close(out32[name], out64[name], "kernel_vs_reference", np.float32, name)
+    grads32 = run_backward(reference, cell, cache32, up32)
+    grads64 = run_backward(reference, cell, cache64, up64)
+    for name in cell.gradient_names:
+        a, b = grads32[name], grads64[name]
         if b is None:
             assert a is None, name
             continue
-        assert a.dtype == np.float32, f"d{name}"
-        assert_close(a, b, "kernel_vs_reference", np.float32, f"d{name}")
+        assert a.dtype == np.float32, name
+        assert_close(a, b, "kernel_vs_reference", np.float32, name)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -509,7 +455,7 @@ def test_masked_softmax_backward_gradcheck(masked, rng):
     dalpha = rng.standard_normal(e.shape)
     alpha = reference.masked_softmax(e, mask)
     de = reference.masked_softmax_backward(alpha, dalpha)
-    numeric = numeric_grad(lambda: np.sum(reference.masked_softmax(e, mask) * dalpha), {"e": e}, "e")
+    numeric = numerical_gradient(lambda: np.sum(reference.masked_softmax(e, mask) * dalpha), e)
     assert_close(de, numeric, "gradcheck", np.float64, "de")
     if masked:
         np.testing.assert_array_equal(de[mask == 0], 0.0)
