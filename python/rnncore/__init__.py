@@ -6,6 +6,29 @@ NumPy in, NumPy out. ``rnncore.ops`` runs the C++ kernels; ``rnncore.reference``
 
 __version__ = "0.1.0"
 
+
+def _check_cpu() -> None:
+    """Refuse to load kernels compiled for instructions this CPU lacks (a wheel built elsewhere), with an
+    ImportError that says how to rebuild, instead of letting the process die on an illegal instruction."""
+    try:
+        from ._build_config import REQUIRED_CPU_FLAGS
+    except ImportError:  # a build without the file: nothing to check
+        return
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:  # not Linux: nothing to read
+        return
+    missing = [flag for flag in REQUIRED_CPU_FLAGS if flags is not None and flag not in flags]
+    if missing:
+        raise ImportError(
+            f"rnncore was compiled for CPU instructions this processor lacks ({', '.join(missing)}); "
+            "reinstall from source on this machine: RNNCORE_SIMD=auto pip install --force-reinstall --no-binary "
+            "rnncore rnncore (or RNNCORE_SIMD=baseline for a portable build)")
+
+
+_check_cpu()
+
 from . import _core, ops, reference  # noqa: E402
 from ._validation import positive_int as _positive_int  # noqa: E402
 
