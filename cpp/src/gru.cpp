@@ -8,6 +8,7 @@
 #include "rnncore/gru.hpp"
 
 #include "recurrent_common.hpp"
+#include "parallel.hpp"
 #include "step_product.hpp"
 
 namespace rnncore {
@@ -68,9 +69,9 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
   for (index_t t = 0; t < d.T; ++t) {
     T* acts = acts_at(t);
     hw.setZero();
-    hidden_product.accumulate(h[t], B, H, hw.data(), hw.cols());
-    for (index_t b = 0; b < B; ++b) {  // r and z, identical in both variants
-      if (!mask.active(b, t)) continue;
+    hidden_product.accumulate(h[t], H, hw.data(), hw.cols());
+    for_each_row(B, 2 * H, [&](index_t b) {  // r and z, identical in both variants
+      if (!mask.active(b, t)) return;
       const T* xrow = xw.data() + (t * B + b) * GH;
       GruRow<T*> a(acts + b * 4 * H, H);
       ArrayView<T>(a.r, H) = sigmoid(ConstArrayView<T>(xrow, H) + ConstArrayView<T>(hw.data() + b * hw.cols(), H));
@@ -78,13 +79,13 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
           sigmoid(ConstArrayView<T>(xrow + H, H) + ConstArrayView<T>(hw.data() + b * hw.cols() + H, H));
       if (!reset_after)  // rh = r ⊙ h_{t-1}
         ArrayView<T>(a.fourth, H) = ConstArrayView<T>(a.r, H) * ConstArrayView<T>(h[t] + b * H, H);
-    }
+    });
     if (!reset_after) {
       rh_w.setZero();
-      reset_product.accumulate(acts + 3 * H, B, 4 * H, rh_w.data(), H);
+      reset_product.accumulate(acts + 3 * H, 4 * H, rh_w.data(), H);
     }
-    for (index_t b = 0; b < B; ++b) {
-      if (!mask.active(b, t)) continue;
+    for_each_row(B, 2 * H, [&](index_t b) {  // n and the new state
+      if (!mask.active(b, t)) return;
       const T* xrow = xw.data() + (t * B + b) * GH;
       GruRow<T*> a(acts + b * 4 * H, H);
       if (reset_after) {  // hn = h W_hn^T + b_hn;  n = tanh(x W_in^T + b_in + r ⊙ hn)
@@ -96,7 +97,7 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
         ArrayView<T>(a.n, H) = (ConstArrayView<T>(xrow + 2 * H, H) + ConstArrayView<T>(rh_w.data() + b * H, H)).tanh();
       }
       gru_update(H, a.z, a.n, h[t] + b * H, h[t + 1] + b * H);
-    }
+    });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
   }
@@ -125,12 +126,12 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
 
   for (index_t t = d.T - 1; t >= 0; --t) {
     T* dg_t = dGx.data() + t * B * GH;
-    for (index_t b = 0; b < B; ++b) {
+    for_each_row(B, GH, [&](index_t b) {
       T* drow = dg_t + b * GH;
       if (!mask.active(b, t)) {  // padded: no gradient to the gates, dh passes through unchanged
         std::fill(drow, drow + GH, T(0));
         if (reset_after) std::fill(dGh_n.data() + (t * B + b) * H, dGh_n.data() + (t * B + b + 1) * H, T(0));
-        continue;
+        return;
       }
       GruRow<const T*> a(ws.acts.data() + (t * B + b) * 4 * H, H);
       const ConstArrayView<T> r(a.r, H), z(a.z, H), n(a.n, H), h_prev(h[t] + b * H, H);
@@ -145,23 +146,23 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
         ArrayView<T>(dGh_n.data() + (t * B + b) * H, H) = dn_pre * r;
       }
       dh_b *= z;
-    }
+    });
     if (reset_after) {
       // dh_{t-1} += [dr, dz, dn ⊙ r] · W_hh
-      rz_product.accumulate(dg_t, B, GH, dh.data(), H);
-      n_product.accumulate(dGh_n.data() + t * B * H, B, H, dh.data(), H);
+      rz_product.accumulate(dg_t, GH, dh.data(), H);
+      n_product.accumulate(dGh_n.data() + t * B * H, H, dh.data(), H);
     } else {
       // n = tanh(xn + (r ⊙ h_prev) W_hn^T):  d(rh) = dn_pre · W_hn;  dr = d(rh) ⊙ h_prev;  dh_prev += d(rh) ⊙ r
       drh.setZero();
-      n_product.accumulate(dg_t + 2 * H, B, GH, drh.data(), H);
-      for (index_t b = 0; b < B; ++b) {
-        if (!mask.active(b, t)) continue;
+      n_product.accumulate(dg_t + 2 * H, GH, drh.data(), H);
+      for_each_row(B, H, [&](index_t b) {
+        if (!mask.active(b, t)) return;
         GruRow<const T*> a(ws.acts.data() + (t * B + b) * 4 * H, H);
         const ConstArrayView<T> r(a.r, H), drh_b(drh.data() + b * H, H);
         ArrayView<T>(dg_t + b * GH, H) = drh_b * ConstArrayView<T>(h[t] + b * H, H) * sigmoid_grad_from_output(r);
         ArrayView<T>(dh.data() + b * H, H) += drh_b * r;
-      }
-      rz_product.accumulate(dg_t, B, GH, dh.data(), H);
+      });
+      rz_product.accumulate(dg_t, GH, dh.data(), H);
     }
   }
   std::memcpy(dh0, dh.data(), sizeof(T) * B * H);

@@ -4,6 +4,7 @@
 #include "rnncore/lstm.hpp"
 
 #include "recurrent_common.hpp"
+#include "parallel.hpp"
 #include "step_product.hpp"
 
 namespace rnncore {
@@ -39,9 +40,9 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
 
   for (index_t t = 0; t < d.T; ++t) {
     T* g_t = gates + t * B * GH;
-    recurrent.accumulate(h[t], B, H, g_t, GH);
-    for (index_t b = 0; b < B; ++b) {
-      if (!mask.active(b, t)) continue;
+    recurrent.accumulate(h[t], H, g_t, GH);
+    for_each_row(B, GH, [&](index_t b) {
+      if (!mask.active(b, t)) return;
       T* row = g_t + b * GH;
       ArrayView<T> i(row, H), f(row + H, H), g(row + 2 * H, H), o(row + 3 * H, H);
       i = sigmoid(i);
@@ -51,7 +52,7 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
       ArrayView<T> c_new(c[t + 1] + b * H, H);
       c_new = f * ConstArrayView<T>(c[t] + b * H, H) + i * g;
       ArrayView<T>(h[t + 1] + b * H, H) = o * c_new.tanh();
-    }
+    });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     carry_padded_state(mask, t, B, H, c[t], c[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
@@ -72,33 +73,33 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
   RowMatrix<T> dG(TB, GH);                                  // gradients w.r.t. the pre-activation gates
   RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);     // dL/dh_t flowing back from step t+1
   RowMatrix<T> dc = initial_state_gradient(dc_n, B, H);     // dL/dc_t flowing back from step t+1
-  Array1D<T> tanh_c(H);
   StepProduct<T, false> recurrent(ws.w_hh.data(), GH, H, B);  // dh_{t-1} += dG_t · W_hh
 
   for (index_t t = d.T - 1; t >= 0; --t) {
     T* dg_t = dG.data() + t * B * GH;
-    for (index_t b = 0; b < B; ++b) {
+    for_each_row(B, GH, [&](index_t b) {
       T* drow = dg_t + b * GH;
       if (!mask.active(b, t)) {  // padded: no gradient to the gates, dh and dc pass through unchanged
         std::fill(drow, drow + GH, T(0));
-        continue;
+        return;
       }
       const T* a = ws.acts.data() + (t * B + b) * GH;
       ConstArrayView<T> i(a, H), f(a + H, H), g(a + 2 * H, H), o(a + 3 * H, H);
       ArrayView<T> dh_b(dh.data() + b * H, H), dc_b(dc.data() + b * H, H);
       if (dy) dh_b += ConstArrayView<T>(dy + (t * B + b) * H, H);
-      tanh_c = ConstArrayView<T>(c[t + 1] + b * H, H).tanh();
+      ArrayView<T> d_o(drow + 3 * H, H);
+      d_o = ConstArrayView<T>(c[t + 1] + b * H, H).tanh();  // tanh(c_t), parked in do's slot until do is known
       // h = o ⊙ tanh(c):  dc += dh ⊙ o ⊙ tanh'(c);  do = dh ⊙ tanh(c)
-      dc_b += dh_b * o * tanh_grad_from_output(tanh_c);
+      dc_b += dh_b * o * tanh_grad_from_output(d_o);
       ArrayView<T>(drow, H) = dc_b * g * sigmoid_grad_from_output(i);
       ArrayView<T>(drow + H, H) = dc_b * ConstArrayView<T>(c[t] + b * H, H) * sigmoid_grad_from_output(f);
       ArrayView<T>(drow + 2 * H, H) = dc_b * i * tanh_grad_from_output(g);
-      ArrayView<T>(drow + 3 * H, H) = dh_b * tanh_c * sigmoid_grad_from_output(o);
+      d_o = dh_b * d_o * sigmoid_grad_from_output(o);
       dc_b *= f;             // c_t = f ⊙ c_{t-1} + …  ⇒  dc_{t-1} = dc_t ⊙ f
       dh_b.setZero();        // refilled by the recurrent GEMM below
-    }
+    });
     // dh_{t-1} = dG_t · W_hh (padded rows have dG = 0, so their carried dh is left as is)
-    recurrent.accumulate(dg_t, B, GH, dh.data(), H);
+    recurrent.accumulate(dg_t, GH, dh.data(), H);
   }
   std::memcpy(dh0, dh.data(), sizeof(T) * B * H);
   std::memcpy(dc0, dc.data(), sizeof(T) * B * H);

@@ -3,6 +3,7 @@
 #include "rnncore/rnn.hpp"
 
 #include "recurrent_common.hpp"
+#include "parallel.hpp"
 #include "step_product.hpp"
 
 namespace rnncore {
@@ -34,16 +35,16 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 
   for (index_t t = 0; t < d.T; ++t) {
     MatrixView<T> pre_t(pre.data() + t * B * H, B, H);
-    recurrent.accumulate(h[t], B, H, pre_t.data(), H);
-    for (index_t b = 0; b < B; ++b) {
-      if (!mask.active(b, t)) continue;
+    recurrent.accumulate(h[t], H, pre_t.data(), H);
+    for_each_row(B, H, [&](index_t b) {
+      if (!mask.active(b, t)) return;
       const ConstArrayView<T> p(pre_t.data() + b * H, H);
       ArrayView<T> h_new(h[t + 1] + b * H, H);
       if (nonlinearity == Nonlinearity::tanh)
         h_new = p.tanh();
       else
         h_new = p.template max<Eigen::PropagateNaN>(T(0));  // relu; NaN stays NaN
-    }
+    });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
   }
@@ -65,11 +66,11 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
   StepProduct<T, false> recurrent(ws.w_hh.data(), H, H, B);  // dh_{t-1} += dpre_t · W_hh
   for (index_t t = d.T - 1; t >= 0; --t) {
     T* dg_t = dG.data() + t * B * H;
-    for (index_t b = 0; b < B; ++b) {
+    for_each_row(B, H, [&](index_t b) {
       ArrayView<T> dpre(dg_t + b * H, H);
       if (!mask.active(b, t)) {  // padded: no gradient, dh passes through unchanged
         dpre.setZero();
-        continue;
+        return;
       }
       ArrayView<T> dh_b(dh.data() + b * H, H);
       if (dy) dh_b += ConstArrayView<T>(dy + (t * B + b) * H, H);
@@ -79,8 +80,8 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
       else
         dpre = dh_b * tanh_grad_from_output(h_t);
       dh_b.setZero();  // refilled by the recurrent GEMM below
-    }
-    recurrent.accumulate(dg_t, B, H, dh.data(), H);
+    });
+    recurrent.accumulate(dg_t, H, dh.data(), H);
   }
   std::memcpy(dh0, dh.data(), sizeof(T) * B * H);
   input_side_gradients(dG, ws, dx, dw_ih, db_ih);

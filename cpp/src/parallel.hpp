@@ -1,0 +1,67 @@
+// Splitting one kernel call's work across its threads (rnncore::set_num_threads), with OpenMP when built with it.
+// Work too small to repay a fork/join (about a microsecond) stays on the calling thread.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "rnncore/activations.hpp"
+#include "rnncore/contract.hpp"
+
+namespace rnncore::detail {
+
+/// How many threads a piece of work of `work` scalar operations, divisible into `parts` independent pieces, gets.
+inline int threads_for(double work, index_t parts, double min_work_per_thread = 32768.0) {
+  const int available = Eigen::nbThreads();
+  const auto by_work = static_cast<index_t>(work / min_work_per_thread);
+  return static_cast<int>(std::max<index_t>(1, std::min<index_t>({available, parts, by_work})));
+}
+
+/// The size of each of `parts` contiguous chunks of [0, n): a multiple of `align` (the last chunk may be shorter).
+inline index_t chunk_size(index_t n, index_t parts, index_t align) {
+  return ((n + parts - 1) / parts + align - 1) / align * align;
+}
+
+/// Runs body(part, begin, end) on the contiguous chunks of [0, n) given by chunk_size, one per thread (`parts`
+/// threads). Every worker runs with flush-to-zero set, like the calling thread.
+template <typename Body>
+void parallel_chunks(index_t n, int parts, index_t align, Body&& body) {
+  if (parts <= 1) {
+    body(0, index_t(0), n);
+    return;
+  }
+  const index_t chunk = chunk_size(n, parts, align);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+  for (int part = 0; part < parts; ++part) {
+    FlushDenormalsScope fp_mode;
+    const index_t begin = std::min(n, part * chunk), end = std::min(n, begin + chunk);
+    if (begin < end) body(part, begin, end);
+  }
+#else
+  for (int part = 0; part < parts; ++part) {
+    const index_t begin = std::min(n, part * chunk), end = std::min(n, begin + chunk);
+    if (begin < end) body(part, begin, end);
+  }
+#endif
+}
+
+}  // namespace rnncore::detail
+
+namespace rnncore::detail {
+
+/// Runs row(b) for every sample row b in [0, B), split across threads when the rows are many and wide enough.
+/// `row_width` is the number of elements one row's pointwise work touches (e.g. G*H).
+template <typename Row>
+void for_each_row(index_t B, index_t row_width, Row&& row) {
+  const int parts = threads_for(8.0 * B * row_width, B);  // ~8 operations per element (exp, divide, fma, ...)
+  parallel_chunks(B, parts, 1, [&](int, index_t b0, index_t b1) {
+    for (index_t b = b0; b < b1; ++b) row(b);
+  });
+}
+
+}  // namespace rnncore::detail
