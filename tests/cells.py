@@ -110,3 +110,9 @@ def numerical_gradient(f, array, eps=1e-6):
         flat[j] = saved
         gflat[j] = (plus - minus) / (2 * eps)
     return grad
+
+
+def assert_identical(got, want, name, where=""):
+    """Exactly equal (NaN = NaN). ``name`` is the output's name (db_ih, dx, ...); ``where`` is added to the
+    failure message."""
+    np.testing.assert_array_equal(got, want, err_msg=f"{where} {name}".strip())

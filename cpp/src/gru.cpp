@@ -101,7 +101,7 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
   }
-  std::memcpy(h_n, h[d.T], sizeof(T) * B * H);
+  std::copy_n(h[d.T], B * H, h_n);
 }
 
 template <typename T>
@@ -165,7 +165,7 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
       rz_product.accumulate(dg_t, GH, dh.data(), H);
     }
   }
-  std::memcpy(dh0, dh.data(), sizeof(T) * B * H);
+  std::copy_n(dh.data(), B * H, dh0);
   input_side_gradients(dGx, ws, dx, dw_ih, db_ih);
   // Recurrent side, per block: r and z multiply h_prev in both variants; W_hn multiplies h_prev (reset_after) or rh.
   const ConstStridedView<T> dG_rz(dGx.data(), TB, 2 * H, Eigen::OuterStride<>(GH));

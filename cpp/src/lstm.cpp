@@ -57,8 +57,8 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
     carry_padded_state(mask, t, B, H, c[t], c[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
   }
-  std::memcpy(h_n, h[d.T], sizeof(T) * B * H);
-  std::memcpy(c_n, c[d.T], sizeof(T) * B * H);
+  std::copy_n(h[d.T], B * H, h_n);
+  std::copy_n(c[d.T], B * H, c_n);
 }
 
 template <typename T>
@@ -101,8 +101,8 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
     // dh_{t-1} = dG_t · W_hh (padded rows have dG = 0, so their carried dh is left as is)
     recurrent.accumulate(dg_t, GH, dh.data(), H);
   }
-  std::memcpy(dh0, dh.data(), sizeof(T) * B * H);
-  std::memcpy(dc0, dc.data(), sizeof(T) * B * H);
+  std::copy_n(dh.data(), B * H, dh0);
+  std::copy_n(dc.data(), B * H, dc0);
   input_side_gradients(dG, ws, dx, dw_ih, db_ih);
   recurrent_side_gradients<T>(dG, states_read(ws), dw_hh, db_hh);
 }

@@ -47,7 +47,7 @@ class StateSlots {
   /// Slot 0 = the initial state, or zeros when none is given.
   void set_initial(const T* init) const {
     if (init)
-      std::memcpy(base_, init, sizeof(T) * size_);
+      std::copy_n(init, size_, base_);
     else
       std::fill(base_, base_ + size_, T(0));
   }
@@ -113,12 +113,12 @@ void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, cons
 template <typename T>
 void write_step_output(const StepMask& mask, index_t t, index_t B, index_t H, const T* h_new, T* y_t) {
   if (mask.all_active(t)) {
-    std::memcpy(y_t, h_new, sizeof(T) * B * H);
+    std::copy_n(h_new, B * H, y_t);
     return;
   }
   for (index_t b = 0; b < B; ++b) {
     if (mask.active(b, t))
-      std::memcpy(y_t + b * H, h_new + b * H, sizeof(T) * H);
+      std::copy_n(h_new + b * H, H, y_t + b * H);
     else
       std::fill(y_t + b * H, y_t + (b + 1) * H, T(0));
   }
@@ -129,7 +129,7 @@ template <typename T>
 void carry_padded_state(const StepMask& mask, index_t t, index_t B, index_t H, const T* prev, T* next) {
   if (mask.all_active(t)) return;
   for (index_t b = 0; b < B; ++b)
-    if (!mask.active(b, t)) std::memcpy(next + b * H, prev + b * H, sizeof(T) * H);
+    if (!mask.active(b, t)) std::copy_n(prev + b * H, H, next + b * H);
 }
 
 /// Backward's starting gradient for a final state: the caller's, or zeros.
@@ -137,6 +137,16 @@ template <typename T>
 RowMatrix<T> initial_state_gradient(const T* d_final, index_t B, index_t H) {
   if (d_final) return ConstMatrixView<T>(d_final, B, H);
   return RowMatrix<T>::Zero(B, H);
+}
+
+/// out [cols] = Σ_rows m, summed row after row so that every column's sum has the same order whatever the address of
+/// `out` (Eigen's colwise().sum() into a caller's buffer peels unaligned leading columns into a different order,
+/// so identical calls could differ in the last bit).
+template <typename T, typename Matrix>
+void column_sums(const Matrix& m, T* out) {
+  RowVectorView<T> sums(out, m.cols());
+  sums.setZero();
+  for (index_t r = 0; r < m.rows(); ++r) sums += m.row(r);
 }
 
 /// Input side of the weight gradients, after the time loop (K = T*B):
@@ -147,7 +157,7 @@ void input_side_gradients(const GateGrads& dG, const Workspace<T>& ws, T* dx, T*
   const index_t GH = ws.w_ih.rows();
   MatrixView<T>(dx, d.T * d.B, d.I).noalias() = dG * ws.w_ih;
   MatrixView<T>(dw_ih, GH, d.I).noalias() = dG.transpose() * ws.x;
-  RowVectorView<T>(db_ih, GH) = dG.colwise().sum();
+  column_sums(dG, db_ih);
 }
 
 /// Recurrent side, after the time loop: dW_hh [rows, H] = dG^T · h_prev;  db_hh [rows] = Σ_rows dG.
@@ -156,7 +166,7 @@ template <typename T, typename GateGrads, typename States>
 void recurrent_side_gradients(const GateGrads& dG, const States& h_prev, T* dw_hh, T* db_hh) {
   const index_t rows = dG.cols();
   MatrixView<T>(dw_hh, rows, h_prev.cols()).noalias() = dG.transpose() * h_prev;
-  RowVectorView<T>(db_hh, rows) = dG.colwise().sum();
+  column_sums(dG, db_hh);
 }
 
 /// The states each step read: slots 0 … T-1 of the workspace's h, as [T*B, H].

@@ -48,7 +48,7 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
   }
-  std::memcpy(h_n, h[d.T], sizeof(T) * B * H);
+  std::copy_n(h[d.T], B * H, h_n);
 }
 
 template <typename T>
@@ -83,7 +83,7 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
     });
     recurrent.accumulate(dg_t, H, dh.data(), H);
   }
-  std::memcpy(dh0, dh.data(), sizeof(T) * B * H);
+  std::copy_n(dh.data(), B * H, dh0);
   input_side_gradients(dG, ws, dx, dw_ih, db_ih);
   recurrent_side_gradients<T>(dG, states_read(ws), dw_hh, db_hh);
 }

@@ -40,7 +40,7 @@ def float_array(name: str, a, expected: Optional[Sequence[Dim]], dtype: Optional
             f"convert explicitly (e.g. {name}.astype(np.{dtype})) — rnncore never casts silently")
     if expected is not None and (a.ndim != len(expected) or any(size is not None and size != got for (_, size), got in zip(expected, a.shape))):
         raise ValueError(f"{name} must have shape {_shape_text(expected)}, got shape {a.shape}")
-    return np.ascontiguousarray(a)
+    return np.asarray(a, order="C")  # C-contiguous (copied only if strided); unlike ascontiguousarray, keeps 0-d
 
 
 def optional_float_array(name: str, a, expected: Sequence[Dim], dtype: np.dtype) -> Optional[np.ndarray]:

@@ -509,7 +509,9 @@ def masked_softmax(e, mask=None):
     row_max = np.max(e, axis=-1, keepdims=True, where=keep, initial=-np.inf)  # -inf on a fully masked row
     exp_e = np.where(keep, np.exp(np.where(keep, e - row_max, 0.0)), 0.0)     # masked entries never exponentiated
     denom = exp_e.sum(axis=-1, keepdims=True)                                 # >= 1 when a row keeps any entry
-    alpha = np.divide(exp_e, denom, out=np.zeros_like(exp_e), where=denom > 0.0)
+    # Divide on kept entries of rows that keep any: masked entries stay exactly 0; a NaN score makes its row's kept
+    # entries NaN (it propagates, as in PyTorch) while the masked ones stay 0.
+    alpha = np.divide(exp_e, denom, out=np.zeros_like(exp_e), where=keep & (denom != 0.0))
     return alpha.astype(out_dtype)
 
 

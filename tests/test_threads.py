@@ -1,0 +1,168 @@
+"""The kernels under concurrent Python threads: several threads calling every cell's forward and backward at once
+give exactly the serial results, a workspace shared by several threads' backward calls gives every thread the same
+gradients, and the GIL is released while a kernel runs (another Python thread keeps running meanwhile)."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import rnncore
+from rnncore import ops
+
+from cells import CELLS, CELL_IDS, assert_identical, make_inputs, run_backward, run_forward
+
+N_THREADS = 4
+ITERATIONS = 3
+
+
+@pytest.fixture(params=[1, 2], ids=["1_kernel_thread", "2_kernel_threads"])
+def kernel_threads(request):
+    """The number of threads inside each kernel call, restored afterwards."""
+    before = rnncore.get_num_threads()
+    rnncore.set_num_threads(request.param)
+    yield request.param
+    rnncore.set_num_threads(before)
+
+
+def job_inputs(seed):
+    """Different inputs (and sizes, dtypes, lengths) for every job."""
+    rng = np.random.default_rng(seed)
+    dtype = (np.float32, np.float64)[seed % 2]
+    T, B, I, H = 30 + seed % 5, 12 + seed % 3, 32, 48 + seed % 4
+    return {cell.name: make_inputs(rng, cell, T, B, I, H, dtype, lengths=seed % 3 != 0) for cell in CELLS}
+
+
+def run_job(seed, barrier=None):
+    """Forward + backward of every cell on this job's inputs; returns {cell: (outputs, gradients)}."""
+    inputs = job_inputs(seed)
+    if barrier is not None:
+        barrier.wait(timeout=60)  # start every thread's kernels together
+    results = {}
+    for cell in CELLS:
+        x, upstream = inputs[cell.name]
+        outputs, ws = run_forward(ops, cell, x)
+        results[cell.name] = (outputs, run_backward(ops, cell, ws, upstream))
+    return results
+
+
+def assert_same_results(got, want, where):
+    for cell in CELLS:
+        (out, grads), (out_want, grads_want) = got[cell.name], want[cell.name]
+        for name in cell.output_names:
+            np.testing.assert_array_equal(out[name], out_want[name], err_msg=f"{where} {cell.name} {name}")
+        for name in cell.gradient_names:
+            assert_identical(grads[name], grads_want[name], name, f"{where} {cell.name}")
+
+
+def test_concurrent_calls_match_serial(kernel_threads):
+    seeds = [[thread * 100 + i for i in range(ITERATIONS)] for thread in range(N_THREADS)]
+    serial = {seed: run_job(seed) for row in seeds for seed in row}
+
+    barrier = threading.Barrier(N_THREADS)
+
+    def worker(my_seeds):
+        return {seed: run_job(seed, barrier) for seed in my_seeds}
+
+    with ThreadPoolExecutor(max_workers=N_THREADS) as pool:
+        concurrent = {}
+        for part in pool.map(worker, seeds):
+            concurrent.update(part)
+    assert concurrent.keys() == serial.keys()
+    for seed in serial:
+        assert_same_results(concurrent[seed], serial[seed], f"job {seed}:")
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_shared_workspace_concurrent_backward(cell, kernel_threads):
+    rng = np.random.default_rng(31)
+    inputs, upstream = make_inputs(rng, cell, 14, 7, 10, 20, np.float64, lengths=True)
+    _, ws = run_forward(ops, cell, inputs)
+    # Every thread its own upstream gradient (thread 0 and 1 share one: they must get equal results too).
+    per_thread = [upstream] + [upstream] + [
+        {k: rng.standard_normal(v.shape) for k, v in upstream.items()} for _ in range(N_THREADS - 2)]
+    serial = [run_backward(ops, cell, ws, up) for up in per_thread]
+
+    barrier = threading.Barrier(N_THREADS)
+
+    def worker(k):
+        barrier.wait(timeout=60)
+        return [run_backward(ops, cell, ws, per_thread[k]) for _ in range(ITERATIONS)]
+
+    with ThreadPoolExecutor(max_workers=N_THREADS) as pool:
+        results = list(pool.map(worker, range(N_THREADS)))
+    for k, runs in enumerate(results):
+        for grads in runs:
+            for name in cell.gradient_names:
+                assert_identical(grads[name], serial[k][name], name, f"thread {k}")
+    for name in cell.gradient_names:
+        assert_identical(results[1][0][name], results[0][0][name], name, "threads 0 and 1")
+
+
+# --- the GIL ----------------------------------------------------------------------------------------------------
+
+def _counter_progress(during, repeats=2):
+    """Runs ``during()`` `repeats` times while a Python thread counts as fast as it can; returns (counts made
+    while ``during`` ran, counts made in the same wall time while this thread slept, seconds ``during`` took)."""
+    count = [0]
+    stop = [False]
+
+    def spin():
+        while not stop[0]:
+            count[0] += 1
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        time.sleep(0.02)  # let the spinner get going
+        start_count, start = count[0], time.perf_counter()
+        for _ in range(repeats):
+            during()
+        elapsed = time.perf_counter() - start
+        kernel_counts = count[0] - start_count
+        start_count = count[0]
+        time.sleep(elapsed)   # sleeping releases the GIL: what the spinner manages when nothing holds it
+        sleep_counts = count[0] - start_count
+    finally:
+        stop[0] = True
+        spinner.join()
+    return kernel_counts, sleep_counts, elapsed
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_gil_released_during_lstm_kernel(direction):
+    """A kernel that held the GIL would let the spinner run only in the microseconds of Python around the call
+    (at most ~one switch interval, 5 ms, per call, against ~0.2 s of kernel per call): well under 10% of what it
+    manages while this thread sleeps. With the GIL released it keeps counting at its normal pace. The threshold
+    (25%) leaves room for a noisy machine; a failed attempt is retried, which a GIL-holding kernel cannot pass."""
+    rng = np.random.default_rng(41)
+    T, B, I, H = 200, 64, 128, 256
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    w_ih = rng.uniform(-0.06, 0.06, (4 * H, I)).astype(np.float32)
+    w_hh = rng.uniform(-0.06, 0.06, (4 * H, H)).astype(np.float32)
+    before = rnncore.get_num_threads()
+    rnncore.set_num_threads(1)  # leave the other core to the spinner
+    try:
+        if direction == "forward":
+            def kernel():
+                ops.lstm_forward(x, None, None, w_ih, w_hh, None, None, training=False)
+            repeats = 2
+        else:
+            y, _, _, ws = ops.lstm_forward(x, None, None, w_ih, w_hh, None, None)
+            dy = np.ones_like(y)
+
+            def kernel():
+                ops.lstm_backward(ws, dy)
+            repeats = 1
+        reports = []
+        for attempt in range(3):
+            kernel_counts, sleep_counts, elapsed = _counter_progress(kernel, repeats)
+            reports.append(f"{kernel_counts} counts in {elapsed:.3f} s of kernel vs {sleep_counts} asleep")
+            if sleep_counts > 0 and kernel_counts >= 0.25 * sleep_counts:
+                break
+        else:
+            pytest.fail("the spinner thread barely ran during the kernel (is the GIL held?): " + "; ".join(reports))
+    finally:
+        rnncore.set_num_threads(before)
