@@ -3,7 +3,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import rnncore
 from rnncore import reference
@@ -94,3 +94,14 @@ def test_lengths_equal_running_each_sample_alone(cell):
         np.testing.assert_allclose(grads["dx"][:n, b], alone_grads["dx"][:, 0], rtol=1e-12, atol=1e-14)
         assert not grads["dx"][n:, b].any(), "padded steps must get no gradient"
         np.testing.assert_allclose(grads["dh0"][b], alone_grads["dh0"][0], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.fuzz
+@settings(max_examples=300)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+@given(T=st.integers(1, 40), B=st.integers(1, 24), I=st.integers(1, 80), H=st.integers(1, 96),
+       seed=st.integers(0, 2**32 - 1), lengths=st.booleans(), bias=st.booleans())
+def test_fuzz_kernel_matches_reference_at_larger_sizes(cell, dtype, T, B, I, H, seed, lengths, bias):
+    """Opt-in (pytest -m fuzz): the same comparison over sizes where GEMM blocking and threading kick in."""
+    check_against_reference(cell, T, B, I, H, dtype, seed, lengths, bias)
