@@ -23,10 +23,10 @@ int get_num_threads() { return Eigen::nbThreads(); }
 std::string simd_instruction_sets() {
   std::string sets = Eigen::SimdInstructionSetsInUse();  // Eigen names the widest family only
 #ifdef EIGEN_VECTORIZE_AVX2
-  sets += ", AVX2";
+  if (sets.find("AVX2") == std::string::npos) sets += ", AVX2";
 #endif
 #ifdef EIGEN_VECTORIZE_FMA
-  sets += ", FMA";
+  if (sets.find("FMA") == std::string::npos) sets += ", FMA";
 #endif
   return sets;
 }
