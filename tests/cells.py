@@ -116,3 +116,12 @@ def assert_identical(got, want, name, where=""):
     """Exactly equal (NaN = NaN). ``name`` is the output's name (db_ih, dx, ...); ``where`` is added to the
     failure message."""
     np.testing.assert_array_equal(got, want, err_msg=f"{where} {name}".strip())
+
+
+def at_offset(a, offset):
+    """A C-contiguous copy of ``a`` that starts ``offset`` elements into a fresh buffer: the same values at
+    another alignment (to check that results do not depend on where the caller's arrays live)."""
+    buffer = np.empty(a.size + offset, dtype=a.dtype)
+    view = buffer[offset:].reshape(a.shape)
+    view[...] = a
+    return view

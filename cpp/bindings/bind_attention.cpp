@@ -8,7 +8,7 @@ namespace {
 
 template <typename T>
 Array<T> softmax(const Array<T>& e, const std::optional<py::array_t<std::uint8_t, py::array::c_style>>& mask) {
-  Array<T> alpha(std::vector<py::ssize_t>(e.shape(), e.shape() + e.ndim()));
+  Array<T> alpha = cached_array<T>(std::vector<py::ssize_t>(e.shape(), e.shape() + e.ndim()));
   const index_t cols = e.shape(e.ndim() - 1);
   const index_t rows = cols == 0 ? 0 : e.size() / cols;
   const std::uint8_t* m = data_or_null(mask);
@@ -20,7 +20,7 @@ Array<T> softmax(const Array<T>& e, const std::optional<py::array_t<std::uint8_t
 
 template <typename T>
 Array<T> softmax_backward(const Array<T>& alpha, const Array<T>& dalpha) {
-  Array<T> de(std::vector<py::ssize_t>(alpha.shape(), alpha.shape() + alpha.ndim()));
+  Array<T> de = cached_array<T>(std::vector<py::ssize_t>(alpha.shape(), alpha.shape() + alpha.ndim()));
   const index_t cols = alpha.shape(alpha.ndim() - 1);
   const index_t rows = cols == 0 ? 0 : alpha.size() / cols;
   T* out = de.mutable_data();

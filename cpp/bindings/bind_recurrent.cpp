@@ -28,7 +28,7 @@ Dims dims_of(const Array<T>& x, const Array<T>& w_hh) {
 
 template <typename T>
 Array<T> new_array(std::initializer_list<index_t> shape) {
-  return Array<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  return cached_array<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
 }
 
 /// Forward's result: the arrays, then the workspace (None in inference).

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "rnncore/contract.hpp"
+#include "rnncore/memory.hpp"
 
 namespace rnncore::bindings {
 
@@ -30,6 +31,17 @@ const T* data_or_null(const std::optional<py::array_t<T, py::array::c_style>>& a
 template <typename T>
 constexpr const char* dtype_name() {
   return sizeof(T) == 4 ? "float32" : "float64";
+}
+
+/// A new, uninitialised C-contiguous array whose memory comes from the block cache and goes back to it when numpy
+/// frees the array (large outputs are then reused across training steps instead of faulting in fresh pages).
+template <typename T>
+Array<T> cached_array(const std::vector<py::ssize_t>& shape) {
+  std::size_t count = 1;
+  for (py::ssize_t extent : shape) count *= static_cast<std::size_t>(extent);
+  void* block = acquire_block(sizeof(T) * count);
+  py::capsule owner(block, [](void* b) { release_block(b); });
+  return Array<T>(shape, static_cast<T*>(block), owner);
 }
 
 void register_recurrent(py::module_& m);

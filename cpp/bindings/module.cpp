@@ -2,6 +2,7 @@
 #include <Eigen/Core>
 
 #include "bindings.hpp"
+#include "rnncore/memory.hpp"
 #include "rnncore/runtime.hpp"
 
 PYBIND11_MODULE(_core, m) {
@@ -16,4 +17,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("simd_instruction_sets", &simd_instruction_sets);
   m.def("build_info", &build_info);
   m.def("has_openmp", &has_openmp);
+  m.def("memory_cache_stats", [] {
+    const MemoryCacheStats s = memory_cache_stats();
+    py::dict d;
+    d["idle_bytes"] = s.idle_bytes;
+    d["idle_blocks"] = s.idle_blocks;
+    d["limit_bytes"] = s.limit_bytes;
+    return d;
+  });
+  m.def("empty_memory_cache", &empty_memory_cache);
+  m.def("set_memory_cache_limit", &set_memory_cache_limit, py::arg("bytes"));
 }

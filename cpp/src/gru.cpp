@@ -55,12 +55,9 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
   auto acts_at = [&](index_t t) { return training ? ws->acts.data() + t * B * 4 * H : scratch_acts.data(); };
 
   // b_hn stays out of the input GEMM with reset_after (it sits inside r ⊙ (.)); every other bias folds in.
-  const RowMatrix<T> xw = [&] {
-    RowMatrix<T> out(TB, GH);
-    project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I),
-                   folded_bias(GH, b_ih, b_hh, reset_after ? 2 * H : 0, reset_after ? 3 * H : 0), out);
-    return out;
-  }();
+  CachedMatrix<T> xw(TB, GH);
+  project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I),
+                 folded_bias(GH, b_ih, b_hh, reset_after ? 2 * H : 0, reset_after ? 3 * H : 0), xw.view());
   RowMatrix<T> hw(B, reset_after ? GH : 2 * H);  // this step's recurrent projection
   RowMatrix<T> rh_w(reset_after ? 0 : B, H);       // reset_after = false: (r ⊙ h) W_hn^T
   StepProduct<T, true> hidden_product(w_hh, hw.cols(), H, B);  // h_{t-1} · W_hh^T (the rows r, z[, n])
@@ -117,8 +114,8 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
   // dGx: gradients w.r.t. the input-side pre-activations [x W_ir, x W_iz, x W_in] (+ biases).
   // reset_after: the recurrent side differs in its n block (dGh_n = dn_pre ⊙ r), kept apart in dGh_n;
   // reset_before: both sides share dGx, and W_hn's input is rh instead of h.
-  RowMatrix<T> dGx(TB, GH);
-  RowMatrix<T> dGh_n(reset_after ? TB : 0, H);
+  CachedMatrix<T> dGx(TB, GH);
+  CachedMatrix<T> dGh_n(reset_after ? TB : 0, H);
   RowMatrix<T> drh(reset_after ? 0 : B, H);  // reset_before: dL/d(r ⊙ h) = dn_pre · W_hn
   RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);
   StepProduct<T, false> rz_product(ws.w_hh.data(), 2 * H, H, B);            // [dr, dz] · [W_hr; W_hz]
@@ -166,12 +163,12 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
     }
   }
   std::copy_n(dh.data(), B * H, dh0);
-  input_side_gradients(dGx, ws, dx, dw_ih, db_ih);
+  input_side_gradients(dGx.view(), ws, dx, dw_ih, db_ih);
   // Recurrent side, per block: r and z multiply h_prev in both variants; W_hn multiplies h_prev (reset_after) or rh.
   const ConstStridedView<T> dG_rz(dGx.data(), TB, 2 * H, Eigen::OuterStride<>(GH));
   recurrent_side_gradients<T>(dG_rz, states_read(ws), dw_hh, db_hh);
   if (reset_after) {
-    recurrent_side_gradients<T>(dGh_n, states_read(ws), dw_hh + 2 * H * H, db_hh + 2 * H);
+    recurrent_side_gradients<T>(dGh_n.view(), states_read(ws), dw_hh + 2 * H * H, db_hh + 2 * H);
   } else {
     const ConstStridedView<T> dG_n(dGx.data() + 2 * H, TB, H, Eigen::OuterStride<>(GH));
     const ConstStridedView<T> rh(ws.acts.data() + 3 * H, TB, H, Eigen::OuterStride<>(4 * H));

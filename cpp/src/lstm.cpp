@@ -20,7 +20,8 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
   const StepMask mask(lengths, B);
 
   // Training keeps the post-activation gates and every state in the workspace; inference uses scratch.
-  RowMatrix<T> scratch_gates, scratch_h, scratch_c;
+  CachedMatrix<T> scratch_gates;
+  RowMatrix<T> scratch_h, scratch_c;
   if (training) {
     begin_workspace(*ws, CellSpec{CellKind::lstm}, d, x, w_ih, w_hh, b_ih, b_hh, lengths, true, GH);
   } else {
@@ -70,7 +71,7 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
   const StepMask mask(ws.lengths.empty() ? nullptr : ws.lengths.data(), B);
   const StateSlots<const T> c(ws.c.data(), B, H, true);
 
-  RowMatrix<T> dG(TB, GH);                                  // gradients w.r.t. the pre-activation gates
+  CachedMatrix<T> dG(TB, GH);                               // gradients w.r.t. the pre-activation gates
   RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);     // dL/dh_t flowing back from step t+1
   RowMatrix<T> dc = initial_state_gradient(dc_n, B, H);     // dL/dc_t flowing back from step t+1
   StepProduct<T, false> recurrent(ws.w_hh.data(), GH, H, B);  // dh_{t-1} += dG_t · W_hh
@@ -103,8 +104,8 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
   }
   std::copy_n(dh.data(), B * H, dh0);
   std::copy_n(dc.data(), B * H, dc0);
-  input_side_gradients(dG, ws, dx, dw_ih, db_ih);
-  recurrent_side_gradients<T>(dG, states_read(ws), dw_hh, db_hh);
+  input_side_gradients(dG.view(), ws, dx, dw_ih, db_ih);
+  recurrent_side_gradients<T>(dG.view(), states_read(ws), dw_hh, db_hh);
 }
 
 template void lstm_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,

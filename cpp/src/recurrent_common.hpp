@@ -74,8 +74,8 @@ RowVector<T> folded_bias(index_t GH, const T* b_ih, const T* b_hh, index_t skip_
 template <typename T, typename Out>
 void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih, const RowVector<T>& bias,
                     Out&& out) {
-  out.noalias() = x * w_ih.transpose();
-  out.rowwise() += bias;
+  out.rowwise() = bias;  // start from the bias and accumulate: Eigen's `=` would zero the output first (a memset
+  out.noalias() += x * w_ih.transpose();  // of T*B*G*H, then a second pass to add the bias)
 }
 
 /// Copies what backward needs that the caller owns (inputs, weights, lengths) into the workspace and sizes the
@@ -92,9 +92,9 @@ void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, cons
     ws.lengths.assign(lengths, lengths + d.B);
   else
     ws.lengths.clear();
-  ws.x = ConstMatrixView<T>(x, d.T * d.B, d.I);
-  ws.w_ih = ConstMatrixView<T>(w_ih, GH, d.I);
-  ws.w_hh = ConstMatrixView<T>(w_hh, GH, d.H);
+  ws.x.assign(x, d.T * d.B, d.I);
+  ws.w_ih.assign(w_ih, GH, d.I);
+  ws.w_hh.assign(w_hh, GH, d.H);
   ws.h.resize((d.T + 1) * d.B, d.H);
   ws.c.resize(with_cell_state ? (d.T + 1) * d.B : 0, d.H);
   ws.acts.resize(d.T * d.B, acts_cols);
@@ -104,8 +104,8 @@ void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, cons
     for (index_t t = 0; t < d.T; ++t)
       for (index_t b = 0; b < d.B; ++b)
         if (t >= lengths[b]) {
-          ws.x.row(t * d.B + b).setZero();
-          ws.acts.row(t * d.B + b).setZero();
+          ws.x.view().row(t * d.B + b).setZero();
+          ws.acts.view().row(t * d.B + b).setZero();
         }
 }
 
@@ -155,8 +155,8 @@ template <typename T, typename GateGrads>
 void input_side_gradients(const GateGrads& dG, const Workspace<T>& ws, T* dx, T* dw_ih, T* db_ih) {
   const Dims& d = ws.dims;
   const index_t GH = ws.w_ih.rows();
-  MatrixView<T>(dx, d.T * d.B, d.I).noalias() = dG * ws.w_ih;
-  MatrixView<T>(dw_ih, GH, d.I).noalias() = dG.transpose() * ws.x;
+  MatrixView<T>(dx, d.T * d.B, d.I).noalias() = dG * ws.w_ih.view();
+  MatrixView<T>(dw_ih, GH, d.I).noalias() = dG.transpose() * ws.x.view();
   column_sums(dG, db_ih);
 }
 

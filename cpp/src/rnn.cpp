@@ -29,8 +29,8 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
   const StateSlots<T> h(training ? ws->h.data() : scratch_h.data(), B, H, training);
   h.set_initial(h0);
 
-  RowMatrix<T> pre(TB, H);  // pre-activations, x W_ih^T + b_ih + b_hh, then + h W_hh^T per step
-  project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, H, d.I), folded_bias(H, b_ih, b_hh), pre);
+  CachedMatrix<T> pre(TB, H);  // pre-activations, x W_ih^T + b_ih + b_hh, then + h W_hh^T per step
+  project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, H, d.I), folded_bias(H, b_ih, b_hh), pre.view());
   StepProduct<T, true> recurrent(w_hh, H, H, B);  // pre_t += h_{t-1} · W_hh^T
 
   for (index_t t = 0; t < d.T; ++t) {
@@ -61,7 +61,7 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
   const StateSlots<const T> h(ws.h.data(), B, H, true);
   const bool relu = ws.spec.nonlinearity == Nonlinearity::relu;
 
-  RowMatrix<T> dG(TB, H);  // gradients w.r.t. the pre-activations
+  CachedMatrix<T> dG(TB, H);  // gradients w.r.t. the pre-activations
   RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);
   StepProduct<T, false> recurrent(ws.w_hh.data(), H, H, B);  // dh_{t-1} += dpre_t · W_hh
   for (index_t t = d.T - 1; t >= 0; --t) {
@@ -84,8 +84,8 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
     recurrent.accumulate(dg_t, H, dh.data(), H);
   }
   std::copy_n(dh.data(), B * H, dh0);
-  input_side_gradients(dG, ws, dx, dw_ih, db_ih);
-  recurrent_side_gradients<T>(dG, states_read(ws), dw_hh, db_hh);
+  input_side_gradients(dG.view(), ws, dx, dw_ih, db_ih);
+  recurrent_side_gradients<T>(dG.view(), states_read(ws), dw_hh, db_hh);
 }
 
 template void rnn_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,

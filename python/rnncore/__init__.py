@@ -43,4 +43,23 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-__all__ = ["ops", "reference", "set_num_threads", "get_num_threads", "__version__"]
+def memory_stats() -> dict:
+    """The block cache that large kernel buffers and outputs come from (freed blocks are kept for reuse, so a
+    training loop does not fault in fresh pages every step): ``idle_bytes``, ``idle_blocks``, ``limit_bytes``."""
+    return dict(_core.memory_cache_stats())
+
+
+def empty_cache() -> int:
+    """Returns the cache's idle blocks to the system; the number of bytes released."""
+    return _core.empty_memory_cache()
+
+
+def set_cache_limit(nbytes: int) -> None:
+    """The most idle memory the cache keeps (default 2 GiB); 0 turns caching off."""
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+        raise ValueError(f"nbytes must be an int >= 0, got {nbytes!r}")
+    _core.set_memory_cache_limit(nbytes)
+
+
+__all__ = ["ops", "reference", "set_num_threads", "get_num_threads", "memory_stats", "empty_cache",
+           "set_cache_limit", "__version__"]

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <vector>
 
 #include "rnncore/contract.hpp"
+#include "rnncore/memory.hpp"
 
 namespace rnncore {
 
@@ -21,6 +23,37 @@ using ConstRowVectorView = Eigen::Map<const RowVector<T>>;
 template <typename T>
 using RowVectorView = Eigen::Map<RowVector<T>>;
 
+/// A row-major matrix whose storage comes from the block cache (rnncore/memory.hpp): for the large per-call
+/// buffers (workspace, scratch), so that repeated calls reuse memory instead of faulting in fresh pages.
+template <typename T>
+class CachedMatrix {
+ public:
+  CachedMatrix() = default;
+  CachedMatrix(index_t rows, index_t cols) { resize(rows, cols); }
+  /// Makes room for rows x cols scalars; the contents are uninitialised.
+  void resize(index_t rows, index_t cols) {
+    buffer_.resize(rows * cols);
+    rows_ = rows;
+    cols_ = cols;
+  }
+  /// Makes this a copy of the rows x cols row-major matrix at `source`.
+  void assign(const T* source, index_t rows, index_t cols) {
+    resize(rows, cols);
+    std::copy_n(source, rows * cols, buffer_.data());
+  }
+  MatrixView<T> view() { return MatrixView<T>(buffer_.data(), rows_, cols_); }
+  ConstMatrixView<T> view() const { return ConstMatrixView<T>(buffer_.data(), rows_, cols_); }
+  T* data() { return buffer_.data(); }
+  const T* data() const { return buffer_.data(); }
+  index_t rows() const { return rows_; }
+  index_t cols() const { return cols_; }
+  index_t size() const { return rows_ * cols_; }
+
+ private:
+  Buffer<T> buffer_;
+  index_t rows_ = 0, cols_ = 0;
+};
+
 /// What a training-mode forward keeps for its backward. Owned by the caller (Python holds it opaquely); backward only
 /// reads it, so it may be used for several backward calls. Everything is a private copy: mutating the caller's x or
 /// weights after forward does not change the gradients of that forward.
@@ -31,14 +64,14 @@ struct Workspace {
   bool has_bias_ih = false;
   bool has_bias_hh = false;
   std::vector<index_t> lengths;  ///< [B], empty = every step valid
-  RowMatrix<T> x;                ///< [T*B, I] the forward's inputs
-  RowMatrix<T> w_ih;             ///< [G*H, I]
-  RowMatrix<T> w_hh;             ///< [G*H, H]
-  RowMatrix<T> h;                ///< [(T+1)*B, H] h_{-1} = h0, h_0, ..., h_{T-1} (state, carried through padding)
-  RowMatrix<T> c;                ///< [(T+1)*B, H] LSTM cell states, same indexing; empty otherwise
+  CachedMatrix<T> x;             ///< [T*B, I] the forward's inputs
+  CachedMatrix<T> w_ih;          ///< [G*H, I]
+  CachedMatrix<T> w_hh;          ///< [G*H, H]
+  CachedMatrix<T> h;             ///< [(T+1)*B, H] h_{-1} = h0, h_0, ..., h_{T-1} (state, carried through padding)
+  CachedMatrix<T> c;             ///< [(T+1)*B, H] LSTM cell states, same indexing; empty otherwise
   /// Per-step activations, [T*B, S]: LSTM S = 4H (i, f, g, o after σ/tanh); GRU reset_after S = 4H (r, z, n,
   /// h W_hn^T + b_hn); GRU reset_before S = 4H (r, z, n, r ⊙ h_{t-1}); RNN S = 0 (h itself is the activation).
-  RowMatrix<T> acts;
+  CachedMatrix<T> acts;
 
   index_t bytes() const {
     return static_cast<index_t>(sizeof(T)) * (x.size() + w_ih.size() + w_hh.size() + h.size() + c.size() + acts.size()) +
