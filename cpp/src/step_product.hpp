@@ -26,6 +26,12 @@ class StepProduct {
       : w_(w), w_stride_(w_cols), n_(TransposeW ? w_rows : w_cols), k_(TransposeW ? w_cols : w_rows), m_(m) {
     if (m_ <= 1 || n_ == 0 || k_ == 0) {
       parts_ = threads_for(2.0 * m_ * n_ * k_, n_ / kAlign, kMinFlopsPerThread);
+      if (m_ == 1 && TransposeW) {
+        // One row: keep op(W) = W^T as a row-major [K, N] copy, so the product is K scaled rows of length N added
+        // up (full-width FMAs) instead of N dot products that each end in a horizontal reduction.
+        w_transposed_.resize(k_ * n_);
+        Eigen::Map<RowMatrix<T>>(w_transposed_.data(), k_, n_) = ConstMatrixView<T>(w_, n_, k_).transpose();
+      }
       return;
     }
     // Eigen computes out^T [N, m] (column-major) = Wop [N, K] · a^T [K, m]; block it the way Eigen would, with at
@@ -101,10 +107,10 @@ class StepProduct {
     parallel_chunks(n_, parts_, kAlign, [&](int, index_t n0, index_t n1) {
       Eigen::Map<RowVector<T>> out_row(out + n0, n1 - n0);
       const Eigen::Map<const RowVector<T>> a_row(a, k_);
-      if constexpr (TransposeW)
-        out_row.noalias() += a_row * ConstMatrixView<T>(w_ + n0 * w_stride_, n1 - n0, k_).transpose();
-      else
-        out_row.noalias() += a_row * StridedView(w_ + n0, k_, n1 - n0, Eigen::OuterStride<>(w_stride_));
+      // op(W) as row-major [K, N]: W itself, or the transposed copy made at construction.
+      const T* w_rows = TransposeW ? w_transposed_.data() : w_;
+      const index_t stride = TransposeW ? n_ : w_stride_;
+      out_row.noalias() += a_row * StridedView(w_rows + n0, k_, n1 - n0, Eigen::OuterStride<>(stride));
     });
   }
 
@@ -112,7 +118,7 @@ class StepProduct {
   index_t w_stride_, n_, k_, m_;
   int parts_ = 1;
   index_t kc_ = 0, mc_ = 0, nc_ = 0, blocks_n_ = 0, blocks_k_ = 0, blocks_m_ = 0, w_block_ = 0, a_block_ = 0;
-  Buffer packed_w_, packed_a_;
+  Buffer packed_w_, packed_a_, w_transposed_;
 };
 
 }  // namespace rnncore::detail
