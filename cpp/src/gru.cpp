@@ -36,7 +36,7 @@ void gru_update(index_t H, const T* z, const T* n, const T* h_prev, T* h_new) {
 template <typename T>
 void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
                  const index_t* lengths, bool reset_after, T* y, T* h_n, Workspace<T>* ws) {
-  FlushDenormalsScope fp_mode;
+  const KernelScope scope(forward_flops(3, d));
   const index_t B = d.B, H = d.H, GH = 3 * H, TB = d.T * d.B;
   const bool training = ws != nullptr;
   const StepMask mask(lengths, B);
@@ -104,7 +104,7 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 template <typename T>
 void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih,
                   T* db_hh) {
-  FlushDenormalsScope fp_mode;
+  const KernelScope scope(2 * forward_flops(3, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
   const index_t B = d.B, H = d.H, GH = 3 * H, TB = d.T * d.B;
   const bool reset_after = ws.spec.reset_after;

@@ -5,6 +5,7 @@
 
 #include "recurrent_common.hpp"
 #include "parallel.hpp"
+#include "pointwise.hpp"
 #include "step_product.hpp"
 
 namespace rnncore {
@@ -14,7 +15,7 @@ using namespace detail;
 template <typename T>
 void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* w_ih, const T* w_hh, const T* b_ih,
                   const T* b_hh, const index_t* lengths, T* y, T* h_n, T* c_n, Workspace<T>* ws) {
-  FlushDenormalsScope fp_mode;
+  const KernelScope scope(forward_flops(4, d));
   const index_t B = d.B, H = d.H, GH = 4 * H, TB = d.T * d.B;
   const bool training = ws != nullptr;
   const StepMask mask(lengths, B);
@@ -44,15 +45,26 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
     recurrent.accumulate(h[t], H, g_t, GH);
     for_each_row(B, GH, [&](index_t b) {
       if (!mask.active(b, t)) return;
+      // One pass over the row: activations, c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t); the activated gates
+      // are written back in place (training keeps them for backward).
       T* row = g_t + b * GH;
-      ArrayView<T> i(row, H), f(row + H, H), g(row + 2 * H, H), o(row + 3 * H, H);
-      i = sigmoid(i);
-      f = sigmoid(f);
-      g = g.tanh();
-      o = sigmoid(o);
-      ArrayView<T> c_new(c[t + 1] + b * H, H);
-      c_new = f * ConstArrayView<T>(c[t] + b * H, H) + i * g;
-      ArrayView<T>(h[t + 1] + b * H, H) = o * c_new.tanh();
+      const T* c_prev = c[t] + b * H;
+      T *c_new = c[t + 1] + b * H, *h_new = h[t + 1] + b * H;
+      lanes::for_each<T>(H, [&](auto lane, index_t j) {
+        using P = decltype(lane);
+        namespace ei = Eigen::internal;
+        const P i = lanes::sigmoid(lanes::load<P>(row + j)), f = lanes::sigmoid(lanes::load<P>(row + H + j)),
+                g = lanes::tanh(lanes::load<P>(row + 2 * H + j)), o = lanes::sigmoid(lanes::load<P>(row + 3 * H + j));
+        const P c_t = ei::pmadd(f, lanes::load<P>(c_prev + j), ei::pmul(i, g));
+        lanes::store(c_new + j, c_t);
+        lanes::store(h_new + j, ei::pmul(o, lanes::tanh(c_t)));
+        if (training) {
+          lanes::store(row + j, i);
+          lanes::store(row + H + j, f);
+          lanes::store(row + 2 * H + j, g);
+          lanes::store(row + 3 * H + j, o);
+        }
+      });
     });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     carry_padded_state(mask, t, B, H, c[t], c[t + 1]);
@@ -65,7 +77,7 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
 template <typename T>
 void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* dc_n, T* dx, T* dh0, T* dc0, T* dw_ih,
                    T* dw_hh, T* db_ih, T* db_hh) {
-  FlushDenormalsScope fp_mode;
+  const KernelScope scope(2 * forward_flops(4, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
   const index_t B = d.B, H = d.H, GH = 4 * H, TB = d.T * d.B;
   const StepMask mask(ws.lengths.empty() ? nullptr : ws.lengths.data(), B);
@@ -84,20 +96,31 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
         std::fill(drow, drow + GH, T(0));
         return;
       }
+      // One pass over the row. With the stored activations i, f, g, o and tanh(c_t) recomputed:
+      //   h = o ⊙ tanh(c):  dc += dh ⊙ o ⊙ tanh'(c) (tanh' = 1 - tanh²);  do = dh ⊙ tanh(c)
+      //   c = f ⊙ c_prev + i ⊙ g:  di = dc ⊙ g, df = dc ⊙ c_prev, dg = dc ⊙ i, dc_prev = dc ⊙ f
+      //   pre-activation gradients: σ' = s (1 - s) for i, f, o; tanh' = 1 - g² for g.
       const T* a = ws.acts.data() + (t * B + b) * GH;
-      ConstArrayView<T> i(a, H), f(a + H, H), g(a + 2 * H, H), o(a + 3 * H, H);
-      ArrayView<T> dh_b(dh.data() + b * H, H), dc_b(dc.data() + b * H, H);
-      if (dy) dh_b += ConstArrayView<T>(dy + (t * B + b) * H, H);
-      ArrayView<T> d_o(drow + 3 * H, H);
-      d_o = ConstArrayView<T>(c[t + 1] + b * H, H).tanh();  // tanh(c_t), parked in do's slot until do is known
-      // h = o ⊙ tanh(c):  dc += dh ⊙ o ⊙ tanh'(c);  do = dh ⊙ tanh(c)
-      dc_b += dh_b * o * tanh_grad_from_output(d_o);
-      ArrayView<T>(drow, H) = dc_b * g * sigmoid_grad_from_output(i);
-      ArrayView<T>(drow + H, H) = dc_b * ConstArrayView<T>(c[t] + b * H, H) * sigmoid_grad_from_output(f);
-      ArrayView<T>(drow + 2 * H, H) = dc_b * i * tanh_grad_from_output(g);
-      d_o = dh_b * d_o * sigmoid_grad_from_output(o);
-      dc_b *= f;             // c_t = f ⊙ c_{t-1} + …  ⇒  dc_{t-1} = dc_t ⊙ f
-      dh_b.setZero();        // refilled by the recurrent GEMM below
+      const T *c_t = c[t + 1] + b * H, *c_prev = c[t] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
+      T *dh_b = dh.data() + b * H, *dc_b = dc.data() + b * H;
+      lanes::for_each<T>(H, [&](auto lane, index_t j) {
+        using P = decltype(lane);
+        namespace ei = Eigen::internal;
+        const P one = lanes::constant<P>(T(1));
+        const P i = lanes::load<P>(a + j), f = lanes::load<P>(a + H + j), g = lanes::load<P>(a + 2 * H + j),
+                o = lanes::load<P>(a + 3 * H + j);
+        P dh_j = lanes::load<P>(dh_b + j);
+        if (dy_b) dh_j = ei::padd(dh_j, lanes::load<P>(dy_b + j));
+        const P tanh_c = lanes::tanh(lanes::load<P>(c_t + j));
+        const P dc_j = ei::padd(lanes::load<P>(dc_b + j),
+                                ei::pmul(ei::pmul(dh_j, o), ei::psub(one, ei::pmul(tanh_c, tanh_c))));
+        lanes::store(drow + j, ei::pmul(ei::pmul(dc_j, g), ei::pmul(i, ei::psub(one, i))));
+        lanes::store(drow + H + j, ei::pmul(ei::pmul(dc_j, lanes::load<P>(c_prev + j)), ei::pmul(f, ei::psub(one, f))));
+        lanes::store(drow + 2 * H + j, ei::pmul(ei::pmul(dc_j, i), ei::psub(one, ei::pmul(g, g))));
+        lanes::store(drow + 3 * H + j, ei::pmul(ei::pmul(dh_j, tanh_c), ei::pmul(o, ei::psub(one, o))));
+        lanes::store(dc_b + j, ei::pmul(dc_j, f));
+        lanes::store(dh_b + j, lanes::constant<P>(T(0)));  // refilled by the recurrent GEMM below
+      });
     });
     // dh_{t-1} = dG_t · W_hh (padded rows have dG = 0, so their carried dh is left as is)
     recurrent.accumulate(dg_t, GH, dh.data(), H);

@@ -13,7 +13,7 @@ using namespace detail;
 template <typename T>
 void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
                  const index_t* lengths, Nonlinearity nonlinearity, T* y, T* h_n, Workspace<T>* ws) {
-  FlushDenormalsScope fp_mode;
+  const KernelScope scope(forward_flops(1, d));
   const index_t B = d.B, H = d.H, TB = d.T * d.B;
   const bool training = ws != nullptr;
   const StepMask mask(lengths, B);
@@ -54,7 +54,7 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 template <typename T>
 void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih,
                   T* db_hh) {
-  FlushDenormalsScope fp_mode;
+  const KernelScope scope(2 * forward_flops(1, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
   const index_t B = d.B, H = d.H, TB = d.T * d.B;
   const StepMask mask(ws.lengths.empty() ? nullptr : ws.lengths.data(), B);

@@ -2,6 +2,7 @@
 #include "rnncore/runtime.hpp"
 
 #include <Eigen/Core>
+#include <atomic>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -16,9 +17,22 @@
 
 namespace rnncore {
 
-void set_num_threads(int n) { Eigen::setNbThreads(n); }
+namespace {
+/// The threads a kernel call may use; set once by the user, read at every call (kernels apply it per call and per
+/// calling thread, see KernelScope in src/parallel.hpp).
+std::atomic<int>& configured_threads() {
+#ifdef _OPENMP
+  static std::atomic<int> threads{omp_get_max_threads()};
+#else
+  static std::atomic<int> threads{1};
+#endif
+  return threads;
+}
+}  // namespace
 
-int get_num_threads() { return Eigen::nbThreads(); }
+void set_num_threads(int n) { configured_threads().store(n > 0 ? n : 1); }
+
+int get_num_threads() { return configured_threads().load(); }
 
 std::string simd_instruction_sets() {
   std::string sets = Eigen::SimdInstructionSetsInUse();  // Eigen names the widest family only

@@ -93,7 +93,7 @@ class StepProduct {
 
   static constexpr index_t kAlign = 16;                  // GEMV column chunks: a multiple of every SIMD width
   static constexpr index_t kPad = 64;                    // packed blocks start on a 64-scalar boundary
-  static constexpr double kMinFlopsPerThread = 1 << 19;  // ~5 µs of GEMM: below that a fork/join does not pay
+  static constexpr double kMinFlopsPerThread = 1 << 21;  // ~12 µs of GEMM: below that a fork/join does not pay
 
   static index_t round_up(index_t v, index_t to) { return (v + to - 1) / to * to; }
   /// Size of block `b` of a dimension of `total` cut into blocks of `block`.

@@ -24,6 +24,11 @@ struct Dims {
   index_t H = 0;  ///< hidden units
 };
 
+/// Multiply-add flops of one forward pass over a sequence batch: 2·G·H·(I+H)·B·T (the GEMMs; pointwise excluded).
+inline double forward_flops(index_t gates, const Dims& d) {
+  return 2.0 * static_cast<double>(gates) * d.H * (d.I + d.H) * d.B * d.T;
+}
+
 enum class CellKind : int { lstm = 0, gru = 1, rnn = 2 };
 enum class Nonlinearity : int { tanh = 0, relu = 1 };
 
