@@ -14,6 +14,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES
 
 # A dimension of an expected shape: its letter (as in design.md §1) and its size, or None when any size goes.
 Dim = Tuple[str, Optional[int]]
@@ -25,9 +26,34 @@ def _shape_text(expected: Sequence[Dim]) -> str:
     return f"[{letters}] = ({sizes}{',' if len(expected) == 1 else ''})"
 
 
+def is_exact(a, shape: tuple, dtype: np.dtype) -> bool:
+    """Whether ``a`` needs no checking at all: an exact ndarray of this shape and (native) dtype, C-contiguous.
+    The cheap first test of every array argument; only arrays that fail it go through ``float_array``'s checks,
+    which raise with the argument's name or return a C-contiguous copy."""
+    return type(a) is np.ndarray and a.dtype is dtype and a.shape == shape and a.flags.c_contiguous
+
+
+def _shape_matches(shape, expected: Optional[Sequence[Dim]]) -> bool:
+    if expected is None:
+        return True
+    if len(shape) != len(expected):
+        return False
+    for got, (_, size) in zip(shape, expected):
+        if size is not None and size != got:
+            return False
+    return True
+
+
 def float_array(name: str, a, expected: Optional[Sequence[Dim]], dtype: Optional[np.dtype] = None) -> np.ndarray:
     """Checks that ``a`` is a float32/float64 ndarray of the expected shape (None: any shape) and of ``dtype``, when
     given: the dtype of the call's first array, which every other array must share. Returns it C-contiguous."""
+    # Fast path for the common, correct call (a kernel call on small sizes costs a few microseconds, so validation
+    # must too): an exact ndarray, C-contiguous, of a native float dtype (builtin dtypes are singletons, so `is`
+    # rejects byte-swapped ones) and of the expected shape. Anything else takes the checks below.
+    if (type(a) is np.ndarray and a.flags.c_contiguous
+            and (a.dtype is dtype if dtype is not None else (a.dtype is _FLOAT32 or a.dtype is _FLOAT64))
+            and _shape_matches(a.shape, expected)):
+        return a
     if not isinstance(a, np.ndarray):
         wanted = "" if expected is None else f" of shape {_shape_text(expected)}"
         raise TypeError(f"{name} must be a numpy.ndarray{wanted}, got {type(a).__name__}")
@@ -38,7 +64,7 @@ def float_array(name: str, a, expected: Optional[Sequence[Dim]], dtype: Optional
         raise TypeError(
             f"{name} has dtype {a.dtype}, expected {dtype} like the first array argument; "
             f"convert explicitly (e.g. {name}.astype(np.{dtype})) — rnncore never casts silently")
-    if expected is not None and (a.ndim != len(expected) or any(size is not None and size != got for (_, size), got in zip(expected, a.shape))):
+    if not _shape_matches(a.shape, expected):
         raise ValueError(f"{name} must have shape {_shape_text(expected)}, got shape {a.shape}")
     return np.asarray(a, order="C")  # C-contiguous (copied only if strided); unlike ascontiguousarray, keeps 0-d
 

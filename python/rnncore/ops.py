@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from . import _core
-from ._validation import choice, float_array, lengths_array, optional_float_array
+from ._validation import choice, float_array, is_exact, lengths_array, optional_float_array
 
 _WORKSPACE_TYPES = (_core.Workspace_float32, _core.Workspace_float64)
 
@@ -38,23 +38,32 @@ class _Forward(NamedTuple):
 
 
 def _check_forward(gates: int, x, states: dict, w_ih, w_hh, b_ih, b_hh, lengths) -> _Forward:
-    """Validates one forward call's arrays against each other: x fixes T, B, I and the dtype; w_hh fixes H."""
+    """Validates one forward call's arrays against each other: x fixes T, B, I and the dtype; w_hh fixes H.
+    (Each array is first tested with the cheap ``is_exact``: on small sizes validation costs as much as the kernel.)"""
     x = float_array("x", x, [("T", None), ("B", None), ("I", None)])
     steps, batch, inputs = x.shape
+    dtype = x.dtype
     if inputs < 1:
         raise ValueError(f"x must have at least one input feature (I >= 1), got shape {x.shape}")
-    w_hh = float_array("w_hh", w_hh, [(f"{gates}*H", None), ("H", None)], x.dtype)
+    letters = f"{gates}*H"
+    w_hh = float_array("w_hh", w_hh, [(letters, None), ("H", None)], dtype)
     hidden = w_hh.shape[1]
     if hidden < 1:
         raise ValueError(f"w_hh must have at least one hidden unit (H >= 1), got shape {w_hh.shape}")
     gh = gates * hidden
-    w_hh = float_array("w_hh", w_hh, [(f"{gates}*H", gh), ("H", hidden)], x.dtype)
-    w_ih = float_array("w_ih", w_ih, [(f"{gates}*H", gh), ("I", inputs)], x.dtype)
-    b_ih = optional_float_array("b_ih", b_ih, [(f"{gates}*H", gh)], x.dtype)
-    b_hh = optional_float_array("b_hh", b_hh, [(f"{gates}*H", gh)], x.dtype)
-    checked_states = tuple(optional_float_array(name, s, [("B", batch), ("H", hidden)], x.dtype)
-                           for name, s in states.items())
-    return _Forward(x, checked_states, w_ih, w_hh, b_ih, b_hh, lengths_array(lengths, batch, steps))
+    shapes = {"w_hh": (gh, hidden), "w_ih": (gh, inputs), "b_ih": (gh,), "b_hh": (gh,)}
+    arrays = {"w_hh": w_hh, "w_ih": w_ih, "b_ih": b_ih, "b_hh": b_hh}
+    for name, a in arrays.items():
+        if a is not None and not is_exact(a, shapes[name], dtype):
+            letters_of = (letters, "H" if name == "w_hh" else "I")
+            arrays[name] = float_array(name, a, list(zip(letters_of, shapes[name])), dtype)
+    checked_states = []
+    for name, s in states.items():
+        if s is not None and not is_exact(s, (batch, hidden), dtype):
+            s = float_array(name, s, [("B", batch), ("H", hidden)], dtype)
+        checked_states.append(s)
+    return _Forward(x, tuple(checked_states), arrays["w_ih"], arrays["w_hh"], arrays["b_ih"], arrays["b_hh"],
+                    lengths_array(lengths, batch, steps))
 
 
 def _check_workspace(workspace, op: str, cell: str):
