@@ -9,6 +9,7 @@
 
 #include "recurrent_common.hpp"
 #include "parallel.hpp"
+#include "pointwise.hpp"
 #include "step_product.hpp"
 
 namespace rnncore {
@@ -23,13 +24,6 @@ struct GruRow {
   Ptr r, z, n, fourth;
   GruRow(Ptr row, index_t H) : r(row), z(row + H), n(row + 2 * H), fourth(row + 3 * H) {}
 };
-
-/// h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}, the update shared by both variants.
-template <typename T>
-void gru_update(index_t H, const T* z, const T* n, const T* h_prev, T* h_new) {
-  const ConstArrayView<T> z_a(z, H);
-  ArrayView<T>(h_new, H) = (1 - z_a) * ConstArrayView<T>(n, H) + z_a * ConstArrayView<T>(h_prev, H);
-}
 
 }  // namespace
 
@@ -67,34 +61,53 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
     T* acts = acts_at(t);
     hw.setZero();
     hidden_product.accumulate(h[t], H, hw.data(), hw.cols());
-    for_each_row(B, 2 * H, [&](index_t b) {  // r and z, identical in both variants
+    // One pass per row for r and z (both variants); with reset_after the same pass finishes the step:
+    //   hn = h W_hn^T + b_hn,  n = tanh(x W_in^T + b_in + r ⊙ hn),  h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+    // reset_before needs (r ⊙ h) W_hn^T first: a second product, then a second pass for n and h_t.
+    const T* b_hn = reset_after && b_hh ? b_hh + 2 * H : nullptr;
+    for_each_row(B, reset_after ? GH : 2 * H, [&](index_t b) {
       if (!mask.active(b, t)) return;
-      const T* xrow = xw.data() + (t * B + b) * GH;
+      const T *xrow = xw.data() + (t * B + b) * GH, *hwrow = hw.data() + b * hw.cols(), *h_prev = h[t] + b * H;
+      T* h_new = h[t + 1] + b * H;
       GruRow<T*> a(acts + b * 4 * H, H);
-      ArrayView<T>(a.r, H) = sigmoid(ConstArrayView<T>(xrow, H) + ConstArrayView<T>(hw.data() + b * hw.cols(), H));
-      ArrayView<T>(a.z, H) =
-          sigmoid(ConstArrayView<T>(xrow + H, H) + ConstArrayView<T>(hw.data() + b * hw.cols() + H, H));
-      if (!reset_after)  // rh = r ⊙ h_{t-1}
-        ArrayView<T>(a.fourth, H) = ConstArrayView<T>(a.r, H) * ConstArrayView<T>(h[t] + b * H, H);
+      lanes::for_each<T>(H, [&](auto lane, index_t j) {
+        using P = decltype(lane);
+        namespace ei = Eigen::internal;
+        const P r = lanes::sigmoid(ei::padd(lanes::load<P>(xrow + j), lanes::load<P>(hwrow + j)));
+        const P z = lanes::sigmoid(ei::padd(lanes::load<P>(xrow + H + j), lanes::load<P>(hwrow + H + j)));
+        const P hp = lanes::load<P>(h_prev + j);
+        lanes::store(a.r + j, r);
+        lanes::store(a.z + j, z);
+        if (!reset_after) {
+          lanes::store(a.fourth + j, ei::pmul(r, hp));  // rh = r ⊙ h_{t-1}, the reset product's input
+          return;
+        }
+        P hn = lanes::load<P>(hwrow + 2 * H + j);
+        if (b_hn) hn = ei::padd(hn, lanes::load<P>(b_hn + j));
+        const P n = lanes::tanh(ei::pmadd(r, hn, lanes::load<P>(xrow + 2 * H + j)));
+        lanes::store(a.fourth + j, hn);
+        lanes::store(a.n + j, n);
+        lanes::store(h_new + j, ei::pmadd(z, ei::psub(hp, n), n));  // (1 - z) ⊙ n + z ⊙ h_prev
+      });
     });
     if (!reset_after) {
       rh_w.setZero();
       reset_product.accumulate(acts + 3 * H, 4 * H, rh_w.data(), H);
+      for_each_row(B, H, [&](index_t b) {  // n = tanh(x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn), b_hn folded into xw
+        if (!mask.active(b, t)) return;
+        const T *xn = xw.data() + (t * B + b) * GH + 2 * H, *rhw = rh_w.data() + b * H, *h_prev = h[t] + b * H;
+        T* h_new = h[t + 1] + b * H;
+        GruRow<T*> a(acts + b * 4 * H, H);
+        lanes::for_each<T>(H, [&](auto lane, index_t j) {
+          using P = decltype(lane);
+          namespace ei = Eigen::internal;
+          const P n = lanes::tanh(ei::padd(lanes::load<P>(xn + j), lanes::load<P>(rhw + j)));
+          const P z = lanes::load<P>(a.z + j);
+          lanes::store(a.n + j, n);
+          lanes::store(h_new + j, ei::pmadd(z, ei::psub(lanes::load<P>(h_prev + j), n), n));
+        });
+      });
     }
-    for_each_row(B, 2 * H, [&](index_t b) {  // n and the new state
-      if (!mask.active(b, t)) return;
-      const T* xrow = xw.data() + (t * B + b) * GH;
-      GruRow<T*> a(acts + b * 4 * H, H);
-      if (reset_after) {  // hn = h W_hn^T + b_hn;  n = tanh(x W_in^T + b_in + r ⊙ hn)
-        ArrayView<T> hn(a.fourth, H);
-        hn = ConstArrayView<T>(hw.data() + b * GH + 2 * H, H);
-        if (b_hh) hn += ConstArrayView<T>(b_hh + 2 * H, H);
-        ArrayView<T>(a.n, H) = (ConstArrayView<T>(xrow + 2 * H, H) + ConstArrayView<T>(a.r, H) * hn).tanh();
-      } else {            // n = tanh(x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn)   (b_hn folded into xw)
-        ArrayView<T>(a.n, H) = (ConstArrayView<T>(xrow + 2 * H, H) + ConstArrayView<T>(rh_w.data() + b * H, H)).tanh();
-      }
-      gru_update(H, a.z, a.n, h[t] + b * H, h[t + 1] + b * H);
-    });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
   }

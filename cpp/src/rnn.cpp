@@ -4,6 +4,7 @@
 
 #include "recurrent_common.hpp"
 #include "parallel.hpp"
+#include "pointwise.hpp"
 #include "step_product.hpp"
 
 namespace rnncore {
@@ -38,12 +39,15 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
     recurrent.accumulate(h[t], H, pre_t.data(), H);
     for_each_row(B, H, [&](index_t b) {
       if (!mask.active(b, t)) return;
-      const ConstArrayView<T> p(pre_t.data() + b * H, H);
-      ArrayView<T> h_new(h[t + 1] + b * H, H);
-      if (nonlinearity == Nonlinearity::tanh)
-        h_new = p.tanh();
-      else
-        h_new = p.template max<Eigen::PropagateNaN>(T(0));  // relu; NaN stays NaN
+      const T* p = pre_t.data() + b * H;
+      T* h_new = h[t + 1] + b * H;
+      const bool relu = nonlinearity == Nonlinearity::relu;
+      lanes::for_each<T>(H, [&](auto lane, index_t j) {
+        using P = decltype(lane);
+        const P v = lanes::load<P>(p + j);
+        // relu: pmax(v, 0) returns v when v is NaN (Eigen orders its operands like std::max), so NaN stays NaN.
+        lanes::store(h_new + j, relu ? Eigen::internal::pmax(v, lanes::constant<P>(T(0))) : lanes::tanh(v));
+      });
     });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
