@@ -30,7 +30,7 @@ class StepProduct {
         // One row: keep op(W) = W^T as a row-major [K, N] copy, so the product is K scaled rows of length N added
         // up (full-width FMAs) instead of N dot products that each end in a horizontal reduction.
         w_transposed_.resize(k_ * n_);
-        Eigen::Map<RowMatrix<T>>(w_transposed_.data(), k_, n_) = ConstMatrixView<T>(w_, n_, k_).transpose();
+        transpose_into(w_transposed_.data());
       }
       return;
     }
@@ -100,6 +100,19 @@ class StepProduct {
   static index_t extent(index_t b, index_t block, index_t total) { return std::min(block, total - b * block); }
   T* packed_w(index_t i, index_t kb) { return packed_w_.data() + (i * blocks_k_ + kb) * w_block_; }
   T* packed_a(index_t kb, index_t j) { return packed_a_.data() + (kb * blocks_m_ + j) * a_block_; }
+
+  /// W [N, K] (row-major, stride w_stride_) into dst [K, N], in 16 x 16 tiles so that reads and writes both stay
+  /// in cache lines (Eigen's plain transposed assignment walks one side with a stride and cost ~10% of a short
+  /// B=1 call).
+  void transpose_into(T* dst) const {
+    constexpr index_t tile = 16;
+    for (index_t n0 = 0; n0 < n_; n0 += tile)
+      for (index_t k0 = 0; k0 < k_; k0 += tile) {
+        const index_t n1 = std::min(n_, n0 + tile), k1 = std::min(k_, k0 + tile);
+        for (index_t n = n0; n < n1; ++n)
+          for (index_t k = k0; k < k1; ++k) dst[k * n_ + n] = w_[n * w_stride_ + k];
+      }
+  }
 
   /// One batch row: out [N] += a [K] · op(W), split by output columns across threads.
   void gemv(const T* a, T* out) const {
