@@ -73,8 +73,8 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
       lanes::for_each<T>(H, [&](auto lane, index_t j) {
         using P = decltype(lane);
         namespace ei = Eigen::internal;
-        const P r = lanes::sigmoid(ei::padd(lanes::load<P>(xrow + j), lanes::load<P>(hwrow + j)));
-        const P z = lanes::sigmoid(ei::padd(lanes::load<P>(xrow + H + j), lanes::load<P>(hwrow + H + j)));
+        const P r = act::sigmoid(ei::padd(lanes::load<P>(xrow + j), lanes::load<P>(hwrow + j)));
+        const P z = act::sigmoid(ei::padd(lanes::load<P>(xrow + H + j), lanes::load<P>(hwrow + H + j)));
         const P hp = lanes::load<P>(h_prev + j);
         lanes::store(a.r + j, r);
         lanes::store(a.z + j, z);
@@ -84,7 +84,7 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
         }
         P hn = lanes::load<P>(hwrow + 2 * H + j);
         if (b_hn) hn = ei::padd(hn, lanes::load<P>(b_hn + j));
-        const P n = lanes::tanh(ei::pmadd(r, hn, lanes::load<P>(xrow + 2 * H + j)));
+        const P n = act::tanh(ei::pmadd(r, hn, lanes::load<P>(xrow + 2 * H + j)));
         lanes::store(a.fourth + j, hn);
         lanes::store(a.n + j, n);
         lanes::store(h_new + j, ei::pmadd(z, ei::psub(hp, n), n));  // (1 - z) ⊙ n + z ⊙ h_prev
@@ -101,7 +101,7 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
         lanes::for_each<T>(H, [&](auto lane, index_t j) {
           using P = decltype(lane);
           namespace ei = Eigen::internal;
-          const P n = lanes::tanh(ei::padd(lanes::load<P>(xn + j), lanes::load<P>(rhw + j)));
+          const P n = act::tanh(ei::padd(lanes::load<P>(xn + j), lanes::load<P>(rhw + j)));
           const P z = lanes::load<P>(a.z + j);
           lanes::store(a.n + j, n);
           lanes::store(h_new + j, ei::pmadd(z, ei::psub(lanes::load<P>(h_prev + j), n), n));
@@ -143,19 +143,28 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
         if (reset_after) std::fill(dGh_n.data() + (t * B + b) * H, dGh_n.data() + (t * B + b + 1) * H, T(0));
         return;
       }
+      // h = (1 - z) ⊙ n + z ⊙ h_prev:  dn = dh ⊙ (1 - z), dz = dh ⊙ (h_prev - n), direct dh_prev = dh ⊙ z;
+      // reset_after, n = tanh(xn + r ⊙ hn):  dr = dn_pre ⊙ hn, d(hn) = dn_pre ⊙ r (the recurrent side's n block).
       GruRow<const T*> a(ws.acts.data() + (t * B + b) * 4 * H, H);
-      const ConstArrayView<T> r(a.r, H), z(a.z, H), n(a.n, H), h_prev(h[t] + b * H, H);
-      ArrayView<T> dh_b(dh.data() + b * H, H);
-      if (dy) dh_b += ConstArrayView<T>(dy + (t * B + b) * H, H);
-      // h = (1 - z) ⊙ n + z ⊙ h_prev:  dn = dh ⊙ (1 - z), dz = dh ⊙ (h_prev - n), direct dh_prev = dh ⊙ z
-      ArrayView<T> dn_pre(drow + 2 * H, H), dz_pre(drow + H, H), dr_pre(drow, H);
-      dn_pre = dh_b * (1 - z) * tanh_grad_from_output(n);
-      dz_pre = dh_b * (h_prev - n) * sigmoid_grad_from_output(z);
-      if (reset_after) {  // n = tanh(xn + r ⊙ hn):  dr = dn_pre ⊙ hn, d(hn) = dn_pre ⊙ r
-        dr_pre = dn_pre * ConstArrayView<T>(a.fourth, H) * sigmoid_grad_from_output(r);
-        ArrayView<T>(dGh_n.data() + (t * B + b) * H, H) = dn_pre * r;
-      }
-      dh_b *= z;
+      const T *h_prev = h[t] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
+      T *dh_b = dh.data() + b * H, *dgh_n = reset_after ? dGh_n.data() + (t * B + b) * H : nullptr;
+      lanes::for_each<T>(H, [&](auto lane, index_t j) {
+        using P = decltype(lane);
+        namespace ei = Eigen::internal;
+        const P r = lanes::load<P>(a.r + j), z = lanes::load<P>(a.z + j), n = lanes::load<P>(a.n + j);
+        P dh_j = lanes::load<P>(dh_b + j);
+        if (dy_b) dh_j = ei::padd(dh_j, lanes::load<P>(dy_b + j));
+        const P dn_pre = ei::pmul(ei::pmul(dh_j, ei::psub(act::splat<P>(1), z)), act::tanh_grad_from_output(n));
+        lanes::store(drow + 2 * H + j, dn_pre);
+        lanes::store(drow + H + j, ei::pmul(ei::pmul(dh_j, ei::psub(lanes::load<P>(h_prev + j), n)),
+                                            act::sigmoid_grad_from_output(z)));
+        if (reset_after) {
+          lanes::store(drow + j, ei::pmul(ei::pmul(dn_pre, lanes::load<P>(a.fourth + j)),
+                                          act::sigmoid_grad_from_output(r)));
+          lanes::store(dgh_n + j, ei::pmul(dn_pre, r));
+        }
+        lanes::store(dh_b + j, ei::pmul(dh_j, z));
+      });
     });
     if (reset_after) {
       // dh_{t-1} += [dr, dz, dn ⊙ r] · W_hh
@@ -167,10 +176,16 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
       n_product.accumulate(dg_t + 2 * H, GH, drh.data(), H);
       for_each_row(B, H, [&](index_t b) {
         if (!mask.active(b, t)) return;
-        GruRow<const T*> a(ws.acts.data() + (t * B + b) * 4 * H, H);
-        const ConstArrayView<T> r(a.r, H), drh_b(drh.data() + b * H, H);
-        ArrayView<T>(dg_t + b * GH, H) = drh_b * ConstArrayView<T>(h[t] + b * H, H) * sigmoid_grad_from_output(r);
-        ArrayView<T>(dh.data() + b * H, H) += drh_b * r;
+        const T *r = ws.acts.data() + (t * B + b) * 4 * H, *drh_b = drh.data() + b * H, *h_prev = h[t] + b * H;
+        T *dr_pre = dg_t + b * GH, *dh_b = dh.data() + b * H;
+        lanes::for_each<T>(H, [&](auto lane, index_t j) {
+          using P = decltype(lane);
+          namespace ei = Eigen::internal;
+          const P r_j = lanes::load<P>(r + j), drh_j = lanes::load<P>(drh_b + j);
+          lanes::store(dr_pre + j,
+                       ei::pmul(ei::pmul(drh_j, lanes::load<P>(h_prev + j)), act::sigmoid_grad_from_output(r_j)));
+          lanes::store(dh_b + j, ei::pmadd(drh_j, r_j, lanes::load<P>(dh_b + j)));
+        });
       });
       rz_product.accumulate(dg_t, GH, dh.data(), H);
     }

@@ -53,11 +53,11 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
       lanes::for_each<T>(H, [&](auto lane, index_t j) {
         using P = decltype(lane);
         namespace ei = Eigen::internal;
-        const P i = lanes::sigmoid(lanes::load<P>(row + j)), f = lanes::sigmoid(lanes::load<P>(row + H + j)),
-                g = lanes::tanh(lanes::load<P>(row + 2 * H + j)), o = lanes::sigmoid(lanes::load<P>(row + 3 * H + j));
+        const P i = act::sigmoid(lanes::load<P>(row + j)), f = act::sigmoid(lanes::load<P>(row + H + j)),
+                g = act::tanh(lanes::load<P>(row + 2 * H + j)), o = act::sigmoid(lanes::load<P>(row + 3 * H + j));
         const P c_t = ei::pmadd(f, lanes::load<P>(c_prev + j), ei::pmul(i, g));
         lanes::store(c_new + j, c_t);
-        lanes::store(h_new + j, ei::pmul(o, lanes::tanh(c_t)));
+        lanes::store(h_new + j, ei::pmul(o, act::tanh(c_t)));
         if (training) {
           lanes::store(row + j, i);
           lanes::store(row + H + j, f);
@@ -99,27 +99,26 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
       // One pass over the row. With the stored activations i, f, g, o and tanh(c_t) recomputed:
       //   h = o ⊙ tanh(c):  dc += dh ⊙ o ⊙ tanh'(c) (tanh' = 1 - tanh²);  do = dh ⊙ tanh(c)
       //   c = f ⊙ c_prev + i ⊙ g:  di = dc ⊙ g, df = dc ⊙ c_prev, dg = dc ⊙ i, dc_prev = dc ⊙ f
-      //   pre-activation gradients: σ' = s (1 - s) for i, f, o; tanh' = 1 - g² for g.
+      //   pre-activation gradients: σ' for i, f, o and tanh' for g, from the stored outputs.
       const T* a = ws.acts.data() + (t * B + b) * GH;
       const T *c_t = c[t + 1] + b * H, *c_prev = c[t] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
       T *dh_b = dh.data() + b * H, *dc_b = dc.data() + b * H;
       lanes::for_each<T>(H, [&](auto lane, index_t j) {
         using P = decltype(lane);
         namespace ei = Eigen::internal;
-        const P one = lanes::constant<P>(T(1));
         const P i = lanes::load<P>(a + j), f = lanes::load<P>(a + H + j), g = lanes::load<P>(a + 2 * H + j),
                 o = lanes::load<P>(a + 3 * H + j);
         P dh_j = lanes::load<P>(dh_b + j);
         if (dy_b) dh_j = ei::padd(dh_j, lanes::load<P>(dy_b + j));
-        const P tanh_c = lanes::tanh(lanes::load<P>(c_t + j));
-        const P dc_j = ei::padd(lanes::load<P>(dc_b + j),
-                                ei::pmul(ei::pmul(dh_j, o), ei::psub(one, ei::pmul(tanh_c, tanh_c))));
-        lanes::store(drow + j, ei::pmul(ei::pmul(dc_j, g), ei::pmul(i, ei::psub(one, i))));
-        lanes::store(drow + H + j, ei::pmul(ei::pmul(dc_j, lanes::load<P>(c_prev + j)), ei::pmul(f, ei::psub(one, f))));
-        lanes::store(drow + 2 * H + j, ei::pmul(ei::pmul(dc_j, i), ei::psub(one, ei::pmul(g, g))));
-        lanes::store(drow + 3 * H + j, ei::pmul(ei::pmul(dh_j, tanh_c), ei::pmul(o, ei::psub(one, o))));
+        const P tanh_c = act::tanh(lanes::load<P>(c_t + j));
+        const P dc_j = ei::pmadd(ei::pmul(dh_j, o), act::tanh_grad_from_output(tanh_c), lanes::load<P>(dc_b + j));
+        lanes::store(drow + j, ei::pmul(ei::pmul(dc_j, g), act::sigmoid_grad_from_output(i)));
+        lanes::store(drow + H + j,
+                     ei::pmul(ei::pmul(dc_j, lanes::load<P>(c_prev + j)), act::sigmoid_grad_from_output(f)));
+        lanes::store(drow + 2 * H + j, ei::pmul(ei::pmul(dc_j, i), act::tanh_grad_from_output(g)));
+        lanes::store(drow + 3 * H + j, ei::pmul(ei::pmul(dh_j, tanh_c), act::sigmoid_grad_from_output(o)));
         lanes::store(dc_b + j, ei::pmul(dc_j, f));
-        lanes::store(dh_b + j, lanes::constant<P>(T(0)));  // refilled by the recurrent GEMM below
+        lanes::store(dh_b + j, act::splat<P>(0));  // refilled by the recurrent GEMM below
       });
     });
     // dh_{t-1} = dG_t · W_hh (padded rows have dG = 0, so their carried dh is left as is)

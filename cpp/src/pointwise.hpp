@@ -1,15 +1,15 @@
-// The fused pointwise passes' building blocks: a loop that visits a row of n scalars with the widest SIMD packet
-// first and then ever narrower ones (so a row shorter than one AVX-512 packet, e.g. H = 8, is still vectorised;
-// Eigen's array expressions would fall back to scalars there), and the activations on packets and scalars alike.
-// A pass written once as a generic lambda `[&](auto lane, index_t j) { using P = decltype(lane); ... }` runs on
-// every packet width. float uses packets; double runs scalars with the standard library's exp and tanh (float is
-// the speed path, double the accuracy path).
+// The fused pointwise passes' loop: it visits a row of n scalars with the widest SIMD packet first and then ever
+// narrower ones (so a row shorter than one AVX-512 packet, e.g. H = 8, is still vectorised; Eigen's array
+// expressions would fall back to scalars there). A pass is written once as a generic lambda
+// `[&](auto lane, index_t j) { using P = decltype(lane); ... }` with the activations of rnncore/activations.hpp, and
+// runs on every packet width. float uses packets; double runs scalars (float is the speed path, double the
+// accuracy path).
 #pragma once
 
 #include <Eigen/Core>
-#include <cmath>
 #include <type_traits>
 
+#include "rnncore/activations.hpp"
 #include "rnncore/contract.hpp"
 
 // Packet types carry vector attributes that GCC drops (and warns about) in template arguments; Eigen silences the
@@ -54,32 +54,6 @@ EIGEN_ALWAYS_INLINE void store(T* p, const P& v) {
     *p = v;
   else
     ei::pstoreu(p, v);
-}
-
-template <typename P, typename T>
-EIGEN_ALWAYS_INLINE P constant(T v) {
-  if constexpr (std::is_same_v<P, T>)
-    return v;
-  else
-    return ei::pset1<P>(v);
-}
-
-/// σ(x) = 1 / (1 + e^{-x}): Eigen's rational approximation for float (the same one its array expressions use).
-template <typename P>
-EIGEN_ALWAYS_INLINE P sigmoid(const P& x) {
-  if constexpr (std::is_same_v<P, double>)
-    return 1.0 / (1.0 + std::exp(-x));
-  else
-    return ei::scalar_logistic_op<float>().packetOp(x);
-}
-
-/// tanh(x): Eigen's fast float tanh (the one its array expressions use), std::tanh for double.
-template <typename P>
-EIGEN_ALWAYS_INLINE P tanh(const P& x) {
-  if constexpr (std::is_same_v<P, double>)
-    return std::tanh(x);
-  else
-    return ei::generic_fast_tanh_float(x);
 }
 
 }  // namespace rnncore::detail::lanes

@@ -45,8 +45,7 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
       lanes::for_each<T>(H, [&](auto lane, index_t j) {
         using P = decltype(lane);
         const P v = lanes::load<P>(p + j);
-        // relu: pmax(v, 0) returns v when v is NaN (Eigen orders its operands like std::max), so NaN stays NaN.
-        lanes::store(h_new + j, relu ? Eigen::internal::pmax(v, lanes::constant<P>(T(0))) : lanes::tanh(v));
+        lanes::store(h_new + j, relu ? act::relu(v) : act::tanh(v));
       });
     });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
@@ -71,19 +70,22 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
   for (index_t t = d.T - 1; t >= 0; --t) {
     T* dg_t = dG.data() + t * B * H;
     for_each_row(B, H, [&](index_t b) {
-      ArrayView<T> dpre(dg_t + b * H, H);
+      T* dpre = dg_t + b * H;
       if (!mask.active(b, t)) {  // padded: no gradient, dh passes through unchanged
-        dpre.setZero();
+        std::fill(dpre, dpre + H, T(0));
         return;
       }
-      ArrayView<T> dh_b(dh.data() + b * H, H);
-      if (dy) dh_b += ConstArrayView<T>(dy + (t * B + b) * H, H);
-      const ConstArrayView<T> h_t(h[t + 1] + b * H, H);
-      if (relu)
-        dpre = dh_b * relu_grad_from_output(h_t);
-      else
-        dpre = dh_b * tanh_grad_from_output(h_t);
-      dh_b.setZero();  // refilled by the recurrent GEMM below
+      const T *h_t = h[t + 1] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
+      T* dh_b = dh.data() + b * H;
+      lanes::for_each<T>(H, [&](auto lane, index_t j) {  // dpre = dh ⊙ act'(pre), from the stored output h_t
+        using P = decltype(lane);
+        P dh_j = lanes::load<P>(dh_b + j);
+        if (dy_b) dh_j = Eigen::internal::padd(dh_j, lanes::load<P>(dy_b + j));
+        const P y = lanes::load<P>(h_t + j);
+        lanes::store(dpre + j, Eigen::internal::pmul(dh_j, relu ? act::relu_grad_from_output(y)
+                                                               : act::tanh_grad_from_output(y)));
+        lanes::store(dh_b + j, act::splat<P>(0));  // refilled by the recurrent GEMM below
+      });
     });
     recurrent.accumulate(dg_t, H, dh.data(), H);
   }
