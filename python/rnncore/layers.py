@@ -1,0 +1,308 @@
+"""Multi-layer, optionally bidirectional recurrent layers with PyTorch's constructor, names and layouts.
+
+``rnncore.LSTM``, ``rnncore.GRU`` and ``rnncore.RNN`` stack the fused kernels of ``rnncore.ops`` the way
+``torch.nn.LSTM/GRU/RNN`` stack theirs: layer ``k`` reads the (dropout-masked, in training) outputs of layer ``k-1``;
+with ``bidirectional=True`` each layer runs a second direction over each sequence's valid prefix reversed, and its
+output is ``[forward | reverse]`` along the features. Parameters are NumPy arrays named as in a torch ``state_dict``
+(``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), updated in place by optimizers; gradients accumulate across
+``backward`` calls until ``zero_grad()``.
+
+Shapes: ``x [T, B, I]`` (``[B, T, I]`` with ``batch_first``), ``y [T, B, D*H]``, states ``[L*D, B, H]`` indexed
+``layer*D + direction``, ``lengths [B]`` (right padding; padded steps give ``y = 0`` and no gradient).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from . import ops
+from ._validation import FLOAT_DTYPES, choice, float_array, lengths_array, positive_int
+
+_INITS = ("pytorch", "keras")
+
+
+class _Recurrent:
+    """What LSTM, GRU and RNN share; a subclass sets ``_op`` (the ops prefix), ``_gates`` and ``_cell_options``."""
+
+    _op = ""
+    _gates = 0
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype=np.float32, seed=None, init="pytorch"):
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.num_layers = positive_int("num_layers", num_layers)
+        if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.init = choice("init", init, _INITS)
+        self.training = True
+        self._rng = np.random.default_rng(seed)
+        self._params: Dict[str, np.ndarray] = {}
+        for name, shape in self._parameter_shapes():
+            self._params[name] = np.zeros(shape, dtype=self.dtype)
+        self._grads = {name: np.zeros_like(p) for name, p in self._params.items()}
+        self.reset_parameters()
+        self._saved = None  # what the last training-mode forward keeps for backward
+
+    # -- parameters ----------------------------------------------------------------------------------------------
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _suffix(self, layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction == 1 else "")
+
+    def _parameter_shapes(self):
+        gh = self._gates * self.hidden_size
+        for layer in range(self.num_layers):
+            in_size = self.input_size if layer == 0 else self.hidden_size * self.num_directions
+            for direction in range(self.num_directions):
+                s = self._suffix(layer, direction)
+                yield f"weight_ih{s}", (gh, in_size)
+                yield f"weight_hh{s}", (gh, self.hidden_size)
+                if self.bias:
+                    yield f"bias_ih{s}", (gh,)
+                    yield f"bias_hh{s}", (gh,)
+
+    def reset_parameters(self) -> None:
+        """PyTorch's init (every entry U(-1/√H, 1/√H)) or Keras's (Glorot-uniform input weights, orthogonal
+        recurrent weights per gate, zero biases, and for the LSTM a forget-gate bias of 1)."""
+        H = self.hidden_size
+        for name, p in self._params.items():
+            if self.init == "pytorch":
+                bound = 1.0 / np.sqrt(H)
+                p[...] = self._rng.uniform(-bound, bound, p.shape)
+            elif name.startswith("weight_ih"):
+                fan_out, fan_in = p.shape
+                bound = np.sqrt(6.0 / (fan_in + fan_out))
+                p[...] = self._rng.uniform(-bound, bound, p.shape)
+            elif name.startswith("weight_hh"):
+                for g in range(self._gates):  # one orthogonal [H, H] block per gate, like Keras's recurrent kernel
+                    q, r = np.linalg.qr(self._rng.standard_normal((H, H)))
+                    p[g * H:(g + 1) * H] = q * np.sign(np.diag(r))
+            else:
+                p[...] = 0.0
+                if self._op == "lstm" and name.startswith("bias_ih"):
+                    p[H:2 * H] = 1.0  # forget gate (order i, f, g, o)
+
+    def parameters(self) -> Dict[str, np.ndarray]:
+        """Name -> array (PyTorch's names). The arrays are the layer's own: update them in place."""
+        return dict(self._params)
+
+    def gradients(self) -> Dict[str, np.ndarray]:
+        """Name -> accumulated gradient, same keys as ``parameters()``."""
+        return dict(self._grads)
+
+    def zero_grad(self) -> None:
+        for g in self._grads.values():
+            g[...] = 0.0
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Copies of the parameters under PyTorch's names (``torch_module.load_state_dict`` accepts them after
+        ``torch.from_numpy``)."""
+        return {name: p.copy() for name, p in self._params.items()}
+
+    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
+        """Copies every parameter from ``state`` (e.g. ``{k: v.numpy() for k, v in torch_lstm.state_dict().items()}``)
+        into the layer's arrays, converting to the layer's dtype. Missing, unexpected or misshaped entries raise
+        before anything is copied."""
+        missing = sorted(set(self._params) - set(state))
+        unexpected = sorted(set(state) - set(self._params))
+        if missing or unexpected:
+            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
+        arrays = {}
+        for name, p in self._params.items():
+            a = np.asarray(state[name])
+            if a.shape != p.shape:
+                raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {a.shape}")
+            if not np.issubdtype(a.dtype, np.floating):
+                raise TypeError(f"load_state_dict: {name} must be floating point, got {a.dtype}")
+            arrays[name] = a
+        for name, a in arrays.items():
+            self._params[name][...] = a
+
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- forward ---------------------------------------------------------------------------------------------------
+    def _weights(self, layer: int, direction: int):
+        s = self._suffix(layer, direction)
+        p = self._params
+        return p[f"weight_ih{s}"], p[f"weight_hh{s}"], p.get(f"bias_ih{s}"), p.get(f"bias_hh{s}")
+
+    def _check_state(self, state, batch: int):
+        """The initial state as a tuple of [L*D, B, H] arrays (h, or h and c), None meaning zeros."""
+        n_states = 2 if self._op == "lstm" else 1
+        if state is None:
+            return (None,) * n_states
+        if n_states == 2 and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            raise TypeError(f"state must be a tuple (h0, c0) for an LSTM, got {type(state).__name__}")
+        states = tuple(state) if n_states == 2 else (state,)
+        names = ("h0", "c0")
+        shape = [("L*D", self.num_layers * self.num_directions), ("B", batch), ("H", self.hidden_size)]
+        return tuple(None if s is None else float_array(names[i], s, shape, self.dtype) for i, s in enumerate(states))
+
+    def __call__(self, x, state=None, lengths=None):
+        """Runs every layer and direction. Returns ``(y, state)``: y ``[T, B, D*H]`` (``[B, T, D*H]`` with
+        batch_first) and the final state(s) ``[L*D, B, H]`` (``(h_n, c_n)`` for an LSTM)."""
+        x = float_array("x", x, [("B" if self.batch_first else "T", None), ("T" if self.batch_first else "B", None),
+                                 ("I", self.input_size)], self.dtype)
+        if self.batch_first:
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        steps, batch, _ = x.shape
+        states0 = self._check_state(state, batch)
+        lengths = lengths_array(lengths, batch, steps)
+        reverse_index = _reverse_index(steps, batch, lengths) if self.bidirectional else None
+        keep_graph = self.training
+
+        finals: List[List[np.ndarray]] = [[] for _ in states0]
+        saved_layers = []
+        layer_input = x
+        for layer in range(self.num_layers):
+            mask = None
+            if layer > 0 and self.training and self.dropout > 0.0:
+                mask = (self._rng.random(layer_input.shape) >= self.dropout).astype(self.dtype) / (1.0 - self.dropout)
+                layer_input = layer_input * mask
+            outputs, workspaces = [], []
+            for direction in range(self.num_directions):
+                idx = layer * self.num_directions + direction
+                init = [None if s is None else s[idx] for s in states0]
+                inp = layer_input if direction == 0 else _gather_steps(layer_input, reverse_index)
+                *result, ws = getattr(ops, f"{self._op}_forward")(inp, *init, *self._weights(layer, direction),
+                                                                 lengths=lengths, training=keep_graph,
+                                                                 **self._cell_options)
+                y_dir, *final = result
+                outputs.append(y_dir if direction == 0 else _gather_steps(y_dir, reverse_index))
+                for store, f in zip(finals, final):
+                    store.append(f)
+                workspaces.append(ws)
+            saved_layers.append((workspaces, mask))
+            layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+
+        self._saved = (saved_layers, reverse_index, batch, steps) if keep_graph else None
+        y = layer_input
+        if self.batch_first:
+            y = np.ascontiguousarray(y.transpose(1, 0, 2))
+        final_states = tuple(np.stack(f) for f in finals)
+        return y, (final_states if self._op == "lstm" else final_states[0])
+
+    # -- backward --------------------------------------------------------------------------------------------------
+    def backward(self, dy, dstate=None):
+        """Backpropagation through the last training-mode forward: accumulates every parameter's gradient and
+        returns ``(dx, dstate0)`` — the gradients w.r.t. x and the initial state(s). ``dy`` has y's shape; ``dstate``
+        (optional) the final state's. Allowed once per forward."""
+        if self._saved is None:
+            raise RuntimeError("backward needs a training-mode forward first (call layer.train() before the forward;"
+                               " each forward allows one backward)")
+        saved_layers, reverse_index, batch, steps = self._saved
+        D, H = self.num_directions, self.hidden_size
+        y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
+        dy = float_array("dy", dy, y_shape + [("D*H", D * H)], self.dtype)
+        if self.batch_first:
+            dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+        dstates = self._check_state(dstate, batch)
+        self._saved = None
+
+        n_states = len(dstates)
+        dstate0 = [np.zeros((self.num_layers * D, batch, H), self.dtype) for _ in range(n_states)]
+        upstream = dy
+        for layer in reversed(range(self.num_layers)):
+            workspaces, mask = saved_layers[layer]
+            d_input = None
+            for direction in range(D):
+                idx = layer * D + direction
+                dy_dir = np.ascontiguousarray(upstream[:, :, direction * H:(direction + 1) * H])
+                if direction == 1:
+                    dy_dir = _gather_steps(dy_dir, reverse_index)
+                d_final = [None if s is None else s[idx] for s in dstates]
+                grads = getattr(ops, f"{self._op}_backward")(workspaces[direction], dy_dir, *d_final)
+                dx_dir, d_init, (dw_ih, dw_hh, db_ih, db_hh) = grads[0], grads[1:1 + n_states], grads[-4:]
+                if direction == 1:
+                    dx_dir = _gather_steps(dx_dir, reverse_index)
+                d_input = dx_dir if d_input is None else d_input + dx_dir
+                for store, g in zip(dstate0, d_init):
+                    store[idx] = g
+                s = self._suffix(layer, direction)
+                self._grads[f"weight_ih{s}"] += dw_ih
+                self._grads[f"weight_hh{s}"] += dw_hh
+                if self.bias:
+                    self._grads[f"bias_ih{s}"] += db_ih
+                    self._grads[f"bias_hh{s}"] += db_hh
+            upstream = d_input if mask is None else d_input * mask
+        dx = upstream
+        if self.batch_first:
+            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+        return dx, (tuple(dstate0) if self._op == "lstm" else dstate0[0])
+
+    def __repr__(self):
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
+                                                                 "bidirectional") if k in self._non_defaults())
+        return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
+
+    def _non_defaults(self):
+        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False)
+        return [k for k, v in defaults.items() if getattr(self, k) != v]
+
+
+def _reverse_index(steps: int, batch: int, lengths: Optional[np.ndarray]) -> np.ndarray:
+    """[T, B] step index for the reverse direction: step t of sample b reads step lengths[b]-1-t of the original
+    (each valid prefix reversed, as PyTorch's packed sequences); padded steps map to themselves. An involution, so
+    the same gather also maps the reverse direction's outputs back."""
+    t = np.arange(steps)[:, None]
+    if lengths is None:
+        return np.broadcast_to(steps - 1 - t, (steps, batch))
+    n = lengths[None, :]
+    return np.where(t < n, n - 1 - t, t)
+
+
+def _gather_steps(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """a [T, B, F] reordered along time per sample: out[t, b] = a[index[t, b], b]."""
+    return a[index, np.arange(a.shape[1])[None, :]]
+
+
+class LSTM(_Recurrent):
+    """Multi-layer LSTM, ``torch.nn.LSTM``'s arguments and parameter names (plus ``dtype``, ``seed``, ``init``).
+    ``state`` is ``(h, c)``, each ``[L*D, B, H]``."""
+
+    _op = "lstm"
+    _gates = 4
+    _cell_options: dict = {}
+
+
+class GRU(_Recurrent):
+    """Multi-layer GRU, ``torch.nn.GRU``'s arguments and names; ``reset_after=False`` gives the Cho et al. (2014)
+    variant (Keras ``reset_after=False``)."""
+
+    _op = "gru"
+    _gates = 3
+
+    def __init__(self, *args, reset_after=True, **kwargs):
+        if not isinstance(reset_after, (bool, np.bool_)):
+            raise TypeError(f"reset_after must be a bool, got {type(reset_after).__name__}")
+        self._cell_options = {"reset_after": bool(reset_after)}
+        super().__init__(*args, **kwargs)
+
+
+class RNN(_Recurrent):
+    """Multi-layer simple (Elman) RNN, ``torch.nn.RNN``'s arguments and names, ``nonlinearity`` "tanh" or "relu"."""
+
+    _op = "rnn"
+    _gates = 1
+
+    def __init__(self, *args, nonlinearity="tanh", **kwargs):
+        self._cell_options = {"nonlinearity": choice("nonlinearity", nonlinearity, ("tanh", "relu"))}
+        super().__init__(*args, **kwargs)
