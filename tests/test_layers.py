@@ -241,3 +241,63 @@ def test_bad_call_arguments():
     y, _ = layer(x)
     with pytest.raises(ValueError, match=r"dy .*got shape \(5, 2, 3\)"):
         layer.backward(np.zeros((5, 2, 3), np.float32))
+
+
+CELLS_AND_LAYERS = [
+    pytest.param(rc.LSTMCell, rc.LSTM, {}, id="lstm"),
+    pytest.param(rc.GRUCell, rc.GRU, {}, id="gru"),
+    pytest.param(rc.GRUCell, rc.GRU, {"reset_after": False}, id="gru_reset_before"),
+    pytest.param(rc.RNNCell, rc.RNN, {"nonlinearity": "relu"}, id="rnn_relu"),
+]
+
+
+@pytest.mark.parametrize("cell_cls,layer_cls,options", CELLS_AND_LAYERS)
+def test_cell_loop_equals_the_layer_forward_and_backward(cell_cls, layer_cls, options):
+    """A user-written loop over a cell, and backward through it step by step (last call first), gives what one
+    layer call gives: outputs, final state, dx, the initial state's gradient and every parameter gradient."""
+    rng = np.random.default_rng(12)
+    T, B, I, H = 5, 2, 3, 4
+    cell = cell_cls(I, H, dtype=np.float64, seed=4, **options)
+    layer = layer_cls(I, H, dtype=np.float64, seed=5, **options)
+    layer.load_state_dict({f"{k}_l0": v for k, v in cell.state_dict().items()})
+    assert set(cell.parameters()) == {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
+    x = rng.standard_normal((T, B, I))
+    lstm = cell_cls is rc.LSTMCell
+    state = (rng.standard_normal((B, H)), rng.standard_normal((B, H))) if lstm else rng.standard_normal((B, H))
+    y_layer, final_layer = layer(x, tuple(s[None] for s in state) if lstm else state[None])
+    dy = rng.standard_normal((T, B, H))
+    dx_layer, d0_layer = layer.backward(dy)
+
+    s, outputs = state, []
+    for t in range(T):
+        s = cell(x[t], s)
+        outputs.append(s[0] if lstm else s)
+    np.testing.assert_allclose(np.stack(outputs), y_layer, rtol=1e-12, atol=1e-14)
+    ds = (np.zeros((B, H)), np.zeros((B, H))) if lstm else np.zeros((B, H))
+    dxs = []
+    for t in reversed(range(T)):
+        ds = (ds[0] + dy[t], ds[1]) if lstm else ds + dy[t]
+        dx_t, ds = cell.backward(ds)
+        dxs.append(dx_t)
+    np.testing.assert_allclose(np.stack(dxs[::-1]), dx_layer, rtol=1e-10, atol=1e-12)
+    for got, want in zip(as_tuple(ds), as_tuple(d0_layer)):
+        np.testing.assert_allclose(got, want[0], rtol=1e-10, atol=1e-12)
+    for name, g in cell.gradients().items():
+        np.testing.assert_allclose(g, layer.gradients()[f"{name}_l0"], rtol=1e-10, atol=1e-12, err_msg=name)
+    with pytest.raises(RuntimeError, match="no recorded step"):
+        cell.backward(ds)
+
+
+def test_streaming_chunks_equal_one_call():
+    """Feeding a long sequence chunk by chunk, carrying the state, gives the outputs of one call on all of it."""
+    rng = np.random.default_rng(13)
+    layer = rc.LSTM(6, 16, num_layers=2, seed=0).eval()
+    x = rng.standard_normal((40, 3, 6)).astype(np.float32)
+    whole, final = layer(x)
+    state, parts = None, []
+    for chunk in np.split(x, [7, 8, 25]):
+        y, state = layer(chunk, state)
+        parts.append(y)
+    assert_close(np.concatenate(parts), whole, "kernel_vs_reference", np.float32, "y")
+    for a, b in zip(state, final):
+        assert_close(a, b, "kernel_vs_reference", np.float32, "state")

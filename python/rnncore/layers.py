@@ -306,3 +306,126 @@ class RNN(_Recurrent):
     def __init__(self, *args, nonlinearity="tanh", **kwargs):
         self._cell_options = {"nonlinearity": choice("nonlinearity", nonlinearity, ("tanh", "relu"))}
         super().__init__(*args, **kwargs)
+
+
+class _Cell:
+    """One time step at a time (decoders, streaming), with backward through a user-written loop: every training-mode
+    call records its step on a tape, and ``backward`` takes the steps back in reverse order (the last call first).
+    Parameter names are PyTorch's cells' (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``)."""
+
+    _op = ""
+    _gates = 0
+    _cell_options: dict = {}
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None, init="pytorch"):
+        # The parameters and their init are a one-layer, one-direction layer's, under the cells' names.
+        self._layer = _LAYER_OF_CELL[type(self)](input_size, hidden_size, bias=bias, dtype=dtype, seed=seed,
+                                                  init=init, **self._cell_options)
+        self.input_size, self.hidden_size, self.dtype = input_size, hidden_size, self._layer.dtype
+        self.bias = bool(bias)
+        self.training = True
+        self._tape: list = []
+
+    def _names(self):
+        return {name: name[:-3] for name in self._layer._params}  # weight_ih_l0 -> weight_ih
+
+    def parameters(self) -> Dict[str, np.ndarray]:
+        return {cell: self._layer._params[layer] for layer, cell in self._names().items()}
+
+    def gradients(self) -> Dict[str, np.ndarray]:
+        return {cell: self._layer._grads[layer] for layer, cell in self._names().items()}
+
+    def zero_grad(self) -> None:
+        self._layer.zero_grad()
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        return {name: p.copy() for name, p in self.parameters().items()}
+
+    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
+        """From a cell's names (``{k: v.numpy() for k, v in torch.nn.LSTMCell(...).state_dict().items()}``)."""
+        names = self._names()
+        missing = sorted(set(names.values()) - set(state))
+        unexpected = sorted(set(state) - set(names.values()))
+        if missing or unexpected:
+            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
+        self._layer.load_state_dict({layer: state[cell] for layer, cell in names.items()})
+
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        if not self.training:
+            self._tape.clear()
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def __call__(self, x, state=None):
+        """x [B, I] -> the new state (h [B, H], or (h, c) for an LSTM cell)."""
+        x = float_array("x", x, [("B", None), ("I", self.input_size)], self.dtype)
+        batch = x.shape[0]
+        n_states = 2 if self._op == "lstm" else 1
+        if state is None:
+            states = (None,) * n_states
+        else:
+            if n_states == 2 and (not isinstance(state, (tuple, list)) or len(state) != 2):
+                raise TypeError(f"state must be a tuple (h, c) for an LSTM cell, got {type(state).__name__}")
+            states = tuple(state) if n_states == 2 else (state,)
+        weights = self._layer._weights(0, 0)
+        *result, ws = getattr(ops, f"{self._op}_forward")(x[None], *states, *weights, training=self.training,
+                                                         **self._cell_options)
+        if self.training:
+            self._tape.append(ws)
+        new_states = tuple(result[1:])
+        return new_states if n_states == 2 else new_states[0]
+
+    def backward(self, dstate):
+        """Gradient w.r.t. the state the LAST recorded call returned (h, or (h, c)); returns ``(dx, dstate_prev)``
+        for that call's input and incoming state, and accumulates the parameters' gradients."""
+        if not self._tape:
+            raise RuntimeError("backward has no recorded step left: call the cell in training mode first "
+                               "(one backward per call, last call first)")
+        ws = self._tape.pop()
+        n_states = 2 if self._op == "lstm" else 1
+        if n_states == 2 and (not isinstance(dstate, (tuple, list)) or len(dstate) != 2):
+            raise TypeError("dstate must be a tuple (dh, dc) for an LSTM cell")
+        dstates = tuple(dstate) if n_states == 2 else (dstate,)
+        grads = getattr(ops, f"{self._op}_backward")(ws, None, *dstates)
+        dx, d_prev, (dw_ih, dw_hh, db_ih, db_hh) = grads[0][0], grads[1:1 + n_states], grads[-4:]
+        g = self.gradients()
+        g["weight_ih"] += dw_ih
+        g["weight_hh"] += dw_hh
+        if self.bias:
+            g["bias_ih"] += db_ih
+            g["bias_hh"] += db_hh
+        return dx, (tuple(d_prev) if n_states == 2 else d_prev[0])
+
+
+class LSTMCell(_Cell):
+    """``torch.nn.LSTMCell``: ``h, c = cell(x, (h, c))``."""
+
+    _op = "lstm"
+
+
+class GRUCell(_Cell):
+    """``torch.nn.GRUCell`` (``reset_after=False``: the Cho et al. variant): ``h = cell(x, h)``."""
+
+    _op = "gru"
+
+    def __init__(self, *args, reset_after=True, **kwargs):
+        if not isinstance(reset_after, (bool, np.bool_)):
+            raise TypeError(f"reset_after must be a bool, got {type(reset_after).__name__}")
+        self._cell_options = {"reset_after": bool(reset_after)}
+        super().__init__(*args, **kwargs)
+
+
+class RNNCell(_Cell):
+    """``torch.nn.RNNCell``: ``h = cell(x, h)``, ``nonlinearity`` "tanh" or "relu"."""
+
+    _op = "rnn"
+
+    def __init__(self, *args, nonlinearity="tanh", **kwargs):
+        self._cell_options = {"nonlinearity": choice("nonlinearity", nonlinearity, ("tanh", "relu"))}
+        super().__init__(*args, **kwargs)
+
+
+_LAYER_OF_CELL = {LSTMCell: LSTM, GRUCell: GRU, RNNCell: RNN}
