@@ -46,6 +46,7 @@ class _Recurrent:
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
         self.init = choice("init", init, _INITS)
         self.training = True
+        self._seed = seed if isinstance(seed, numbers.Integral) else None
         self._rng = np.random.default_rng(seed)
         self._params: Dict[str, np.ndarray] = {}
         for name, shape in self._parameter_shapes():
@@ -53,6 +54,13 @@ class _Recurrent:
         self._grads = {name: np.zeros_like(p) for name, p in self._params.items()}
         self.reset_parameters()
         self._saved = None  # what the last training-mode forward keeps for backward
+
+    def get_config(self) -> dict:
+        """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the layer)."""
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                    bias=self.bias, batch_first=self.batch_first, dropout=self.dropout,
+                    bidirectional=self.bidirectional, dtype=self.dtype.name, seed=self._seed, init=self.init,
+                    **self._cell_options)
 
     # -- parameters ----------------------------------------------------------------------------------------------
     @property
@@ -325,6 +333,12 @@ class _Cell:
         self.bias = bool(bias)
         self.training = True
         self._tape: list = []
+
+    def get_config(self) -> dict:
+        """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the cell)."""
+        layer = self._layer.get_config()
+        return dict(input_size=layer["input_size"], hidden_size=layer["hidden_size"], bias=layer["bias"],
+                    dtype=layer["dtype"], seed=layer["seed"], init=layer["init"], **self._cell_options)
 
     def _names(self):
         return {name: name[:-3] for name in self._layer._params}  # weight_ih_l0 -> weight_ih

@@ -1,0 +1,89 @@
+"""rnncore.Module (nested parameter names) and rnncore.save / rnncore.load (atomic, verified)."""
+
+import numpy as np
+import pytest
+
+import rnncore as rc
+
+
+class Seq2SeqLike(rc.Module):
+    """A test model: an encoder, a decoder cell and a list of extra layers."""
+
+    def __init__(self, input_size=3, hidden_size=4, dtype="float32"):
+        self.config = dict(input_size=input_size, hidden_size=hidden_size, dtype=dtype)
+        self.encoder = rc.LSTM(input_size, hidden_size, bidirectional=True, dtype=dtype, seed=0)
+        self.decoder = rc.GRUCell(input_size, hidden_size, dtype=dtype, seed=1)
+        self.extra = [rc.RNN(hidden_size, hidden_size, dtype=dtype, seed=2)]
+
+    def get_config(self):
+        return dict(self.config)
+
+
+def test_nested_names_and_in_place_views():
+    m = Seq2SeqLike()
+    params = m.parameters()
+    assert "encoder.weight_ih_l0_reverse" in params and "decoder.bias_hh" in params
+    assert "extra.0.weight_hh_l0" in params and "config" not in {k.split(".")[0] for k in params}
+    assert params["encoder.weight_hh_l0"] is m.encoder.parameters()["weight_hh_l0"]
+    assert m.gradients().keys() == params.keys()
+    m.eval()
+    assert not m.encoder.training and not m.decoder.training and not m.extra[0].training
+    m.train()
+    assert m.encoder.training
+
+
+def test_save_load_round_trip(tmp_path):
+    m = Seq2SeqLike()
+    for p in m.parameters().values():
+        p += 0.25
+    path = tmp_path / "model.npz"
+    rc.save(m, path)
+    loaded = rc.load(path)
+    assert type(loaded) is Seq2SeqLike
+    for name, p in m.parameters().items():
+        np.testing.assert_array_equal(loaded.parameters()[name], p, err_msg=name)
+    layer = rc.GRU(3, 5, num_layers=2, bidirectional=True, batch_first=True, reset_after=False, dtype=np.float64)
+    rc.save(layer, tmp_path / "gru.npz")
+    again = rc.load(tmp_path / "gru.npz")
+    assert again.get_config() == layer.get_config()
+    x = np.random.default_rng(0).standard_normal((2, 4, 3))
+    np.testing.assert_array_equal(again.eval()(x)[0], layer.eval()(x)[0])
+    assert not list(tmp_path.glob(".rnncore-save-*")), "no temporary file may be left behind"
+
+
+def test_load_rejects_truncated_and_altered_files(tmp_path):
+    path = tmp_path / "cell.npz"
+    rc.save(rc.LSTMCell(2, 3, seed=0), path)
+    data = path.read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        rc.load(tmp_path / "truncated.npz")
+    with np.load(path) as f:
+        record = {k: f[k] for k in f.files}
+    record["param/weight_hh"] = record["param/weight_hh"] + 1
+    np.savez(tmp_path / "altered.npz", **record)
+    with pytest.raises(ValueError, match="checksum"):
+        rc.load(tmp_path / "altered.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an rnncore save"):
+        rc.load(tmp_path / "other.npz")
+
+
+def test_save_needs_get_config():
+    class NoConfig(rc.Module):
+        def __init__(self):
+            self.rnn = rc.RNN(2, 2)
+
+    with pytest.raises(TypeError, match="get_config"):
+        rc.save(NoConfig(), "unused.npz")
+
+
+def test_load_state_dict_checks_before_copying():
+    m = Seq2SeqLike()
+    state = m.state_dict()
+    state["decoder.weight_ih"] = np.zeros((1, 1))
+    before = m.parameters()["encoder.weight_ih_l0"].copy()
+    state["encoder.weight_ih_l0"] = before + 1
+    with pytest.raises(ValueError, match="decoder.weight_ih"):
+        m.load_state_dict(state)
+    np.testing.assert_array_equal(m.parameters()["encoder.weight_ih_l0"], before)
