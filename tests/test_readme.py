@@ -1,6 +1,8 @@
 """The README's Python examples run as written (the README is the first thing a user copies from)."""
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -14,5 +16,10 @@ def test_readme_has_examples():
 
 
 @pytest.mark.parametrize("code", EXAMPLES, ids=[f"example{i}" for i in range(len(EXAMPLES))])
-def test_readme_example_runs(code):
-    exec(compile(code, str(README), "exec"), {"__name__": "readme_example"})
+def test_readme_example_runs(code, tmp_path, monkeypatch):
+    """Run as a user's script would: in its own importable module (rc.load imports saved classes by name), in an
+    empty working directory (examples may write files)."""
+    monkeypatch.chdir(tmp_path)
+    module = types.ModuleType("readme_example")
+    monkeypatch.setitem(sys.modules, "readme_example", module)
+    exec(compile(code, str(README), "exec"), module.__dict__)
