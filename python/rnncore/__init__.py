@@ -29,7 +29,7 @@ def _check_cpu() -> None:
 
 _check_cpu()
 
-from . import _core, ops, reference  # noqa: E402
+from . import _core, ops, optim, reference  # noqa: E402
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .module import Module, load, save  # noqa: E402
 from ._validation import positive_int as _positive_int  # noqa: E402
@@ -63,5 +63,5 @@ def set_cache_limit(nbytes: int) -> None:
     _core.set_memory_cache_limit(nbytes)
 
 
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Module", "save", "load", "ops", "reference", "set_num_threads", "get_num_threads", "memory_stats", "empty_cache",
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Module", "save", "load", "optim", "ops", "reference", "set_num_threads", "get_num_threads", "memory_stats", "empty_cache",
            "set_cache_limit", "__version__"]

@@ -1,0 +1,423 @@
+"""Optimizers that update rnncore parameters in place: ``SGD``, ``RMSprop``, ``Adam``, ``AdamW``.
+
+Each follows the single-tensor (``foreach=False``) algorithm of the ``torch.optim`` class of the same name, with the
+same constructor arguments and defaults (``SGD`` requires ``lr``), so the same hyper-parameters and gradients give
+the same parameters (float32 arithmetic stays float32, as in torch).
+
+``params`` is either a dict name -> ndarray (then ``step(grads)`` needs a dict of gradients with the same keys and
+shapes) or a model with ``parameters()`` and ``gradients()`` (``rnncore.LSTM`` and friends; then ``step()`` reads
+``model.gradients()``). Every parameter array is updated in place, never rebound, so the model sees the new values.
+Zeroing gradients is the model's job (``model.zero_grad()``), not the optimizer's.
+
+Hyper-parameters are plain attributes (``opt.lr = 1e-4`` between steps works, like a torch ``param_group["lr"]``);
+they are re-validated at every ``step``. ``state_dict()`` / ``load_state_dict()`` save and restore the
+hyper-parameters and the per-parameter state (copies), keyed by parameter name.
+
+Example::
+
+    import rnncore as rc
+    from rnncore import optim
+    lstm = rc.LSTM(3, 4)
+    opt = optim.Adam(lstm, lr=1e-3)
+    y, _ = lstm(x); lstm.zero_grad(); lstm.backward(dloss_dy); opt.step()
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from ._validation import FLOAT_DTYPES
+
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW"]
+
+
+# -- hyper-parameter checks -----------------------------------------------------------------------------------------
+def _number(name: str, value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def _non_negative(name: str, value) -> float:
+    value = _number(name, value)
+    if value < 0.0:
+        raise ValueError(f"Invalid {name}: {value} (must be >= 0)")
+    return value
+
+
+def _unit(name: str, value) -> float:
+    """A number in [0, 1) (betas)."""
+    value = _number(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"Invalid {name}: {value} (must be in [0, 1))")
+    return value
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def _betas(name: str, value) -> tuple:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}")
+    return (_unit("beta parameter at index 0", value[0]), _unit("beta parameter at index 1", value[1]))
+
+
+# -- the shared base ------------------------------------------------------------------------------------------------
+class Optimizer:
+    """What every optimizer shares: resolving ``params`` and ``grads``, hyper-parameter validation, per-parameter
+    state and its ``state_dict`` plumbing. A subclass lists its hyper-parameters in ``_hyper`` (name -> checker,
+    constructor order), may add cross-argument checks in ``_check_combination``, names its state arrays in
+    ``_state_keys`` and implements the update rule for one parameter in ``_update``."""
+
+    _hyper: Dict[str, Any] = {}
+    _state_keys: tuple = ()
+
+    def __init__(self, params, **hyper):
+        self._model = None
+        if isinstance(params, Mapping):
+            arrays = params
+        elif callable(getattr(params, "parameters", None)) and callable(getattr(params, "gradients", None)):
+            self._model = params
+            arrays = params.parameters()
+            if not isinstance(arrays, Mapping):
+                raise TypeError(f"{type(params).__name__}.parameters() must return a dict name -> ndarray")
+        else:
+            raise TypeError("params must be a dict name -> ndarray or a model with parameters() and gradients(), "
+                            f"got {type(params).__name__}")
+        if len(arrays) == 0:
+            raise ValueError("optimizer got an empty parameter dict")
+        self._params: Dict[str, np.ndarray] = {}
+        for name, p in arrays.items():
+            if not isinstance(name, str):
+                raise TypeError(f"parameter names must be str, got {name!r}")
+            if not isinstance(p, np.ndarray):
+                raise TypeError(f"parameter {name!r} must be a numpy.ndarray (it is updated in place), "
+                                f"got {type(p).__name__}")
+            if p.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"parameter {name!r} must be float32 or float64, got {p.dtype}")
+            if not p.flags.writeable:
+                raise ValueError(f"parameter {name!r} is read-only; the optimizer updates parameters in place")
+            self._params[name] = p
+        for key, value in self._checked(hyper).items():
+            setattr(self, key, value)
+        self.state: Dict[str, Dict[str, np.ndarray]] = {name: {} for name in self._params}
+
+    # hyper-parameters ---------------------------------------------------------------------------------------------
+    def _checked(self, hyper: Mapping) -> Dict[str, Any]:
+        missing = sorted(set(self._hyper) - set(hyper))
+        unexpected = sorted(set(hyper) - set(self._hyper))
+        if missing or unexpected:
+            raise KeyError(f"{type(self).__name__} hyper-parameters: missing {missing}, unexpected {unexpected}")
+        checked = {key: check(key, hyper[key]) for key, check in self._hyper.items()}
+        self._check_combination(checked)
+        return checked
+
+    def _check_combination(self, h: Dict[str, Any]) -> None:
+        """Checks across hyper-parameters (a subclass's); raises ValueError."""
+
+    @property
+    def hyperparameters(self) -> Dict[str, Any]:
+        """The current hyper-parameters, name -> value (a copy)."""
+        return {key: getattr(self, key) for key in self._hyper}
+
+    # parameters and gradients -------------------------------------------------------------------------------------
+    def parameters(self) -> Dict[str, np.ndarray]:
+        """Name -> the parameter arrays this optimizer updates (the arrays themselves)."""
+        return dict(self._params)
+
+    def _resolve_grads(self, grads) -> Dict[str, np.ndarray]:
+        if grads is None:
+            if self._model is None:
+                raise TypeError("step() needs grads (a dict name -> ndarray) when the optimizer was built from a "
+                                "dict of parameters")
+            grads = self._model.gradients()
+        if not isinstance(grads, Mapping):
+            raise TypeError(f"grads must be a dict name -> ndarray, got {type(grads).__name__}")
+        missing = sorted(set(self._params) - set(grads))
+        unexpected = sorted(set(grads) - set(self._params))
+        if missing or unexpected:
+            raise ValueError(f"grads must have exactly the parameters' names: missing {missing}, "
+                             f"unexpected {unexpected}")
+        resolved = {}
+        for name, p in self._params.items():
+            g = grads[name]
+            if not isinstance(g, np.ndarray):
+                g = np.asarray(g)
+            if not (np.issubdtype(g.dtype, np.floating) or np.issubdtype(g.dtype, np.integer)):
+                raise TypeError(f"gradient {name!r} must be a real array, got dtype {g.dtype}")
+            if g.shape != p.shape:
+                raise ValueError(f"gradient {name!r} must have the parameter's shape {p.shape}, got {g.shape}")
+            resolved[name] = g if g.dtype == p.dtype else g.astype(p.dtype)
+        return resolved
+
+    # the step -----------------------------------------------------------------------------------------------------
+    def step(self, grads: Optional[Mapping] = None) -> None:
+        """One update of every parameter, in place. ``grads``: dict name -> gradient (same keys and shapes as the
+        parameters); omitted, the model's ``gradients()`` are used (model form only). Everything is validated
+        before any parameter changes."""
+        h = self._checked(self.hyperparameters)
+        for key, value in h.items():  # normalized (e.g. ints -> float)
+            setattr(self, key, value)
+        grads = self._resolve_grads(grads)
+        for name, p in self._params.items():
+            self._update(p, grads[name], self.state[name], h)
+
+    def _update(self, p: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], h: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _buffer(state: Dict[str, np.ndarray], key: str, p: np.ndarray, shape=None) -> np.ndarray:
+        """``state[key]``, created as zeros (the parameter's dtype; ``shape`` defaults to the parameter's)."""
+        if key not in state:
+            state[key] = np.zeros(p.shape if shape is None else shape, dtype=p.dtype)
+        return state[key]
+
+    @classmethod
+    def _count_step(cls, state: Dict[str, np.ndarray], p: np.ndarray) -> float:
+        """Increments the step count (a 0-d array of the parameter's dtype, like torch's float step tensor) and
+        returns it as a Python float."""
+        step = cls._buffer(state, "step", p, shape=())
+        step += 1
+        return float(step)
+
+    # state_dict ---------------------------------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """``{"optimizer": class name, "hyperparameters": {...}, "state": {param name: {state name: array}}}``
+        with copies of every state array (``step`` is a 0-d array)."""
+        return {
+            "optimizer": type(self).__name__,
+            "hyperparameters": self.hyperparameters,
+            "state": {name: {key: a.copy() for key, a in s.items()} for name, s in self.state.items()},
+        }
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Restores what ``state_dict()`` returned (hyper-parameters and state, copied into the parameters' dtypes).
+        A wrong optimizer, missing/unexpected parameter or state names, or misshaped arrays raise before anything
+        changes."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        missing = sorted({"optimizer", "hyperparameters", "state"} - set(state_dict))
+        if missing:
+            raise KeyError(f"load_state_dict: missing entries {missing}")
+        if state_dict["optimizer"] != type(self).__name__:
+            raise ValueError(f"load_state_dict: the state is for {state_dict['optimizer']!r}, "
+                             f"this optimizer is {type(self).__name__!r}")
+        hyper = self._checked(state_dict["hyperparameters"])
+        saved = state_dict["state"]
+        if not isinstance(saved, Mapping):
+            raise TypeError("load_state_dict: 'state' must be a dict param name -> dict of arrays")
+        missing = sorted(set(self._params) - set(saved))
+        unexpected = sorted(set(saved) - set(self._params))
+        if missing or unexpected:
+            raise KeyError(f"load_state_dict: parameter names differ: missing {missing}, unexpected {unexpected}")
+        new_state = {}
+        for name, p in self._params.items():
+            entries = saved[name]
+            if not isinstance(entries, Mapping):
+                raise TypeError(f"load_state_dict: state[{name!r}] must be a dict of arrays")
+            unknown = sorted(set(entries) - set(self._state_keys))
+            if unknown:
+                raise KeyError(f"load_state_dict: state[{name!r}] has unknown entries {unknown} "
+                               f"(known: {list(self._state_keys)})")
+            new_state[name] = {}
+            for key, a in entries.items():
+                a = np.asarray(a)
+                shape = () if key == "step" else p.shape
+                if a.shape != shape:
+                    raise ValueError(f"load_state_dict: state[{name!r}][{key!r}] must have shape {shape}, "
+                                     f"got {a.shape}")
+                if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+                    raise TypeError(f"load_state_dict: state[{name!r}][{key!r}] must be real, got {a.dtype}")
+                new_state[name][key] = np.array(a, dtype=p.dtype, copy=True)
+        for key, value in hyper.items():
+            setattr(self, key, value)
+        self.state = new_state
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return f"{type(self).__name__}({args})"
+
+
+def _lerp_(a: np.ndarray, end: np.ndarray, weight: float) -> None:
+    """``a.lerp_(end, weight)`` as torch computes it (the two formulas, switched at weight 0.5)."""
+    if weight < 0.5:
+        a += weight * (end - a)
+    else:
+        a[...] = end - (end - a) * (1.0 - weight)
+
+
+# -- the optimizers -------------------------------------------------------------------------------------------------
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, optionally with (Nesterov) momentum — ``torch.optim.SGD``.
+
+    Per parameter ``θ`` with gradient ``g`` (λ = weight_decay, μ = momentum, τ = dampening, γ = lr)::
+
+        g ← -g                      if maximize
+        g ← g + λ θ                 if λ ≠ 0
+        if μ ≠ 0:
+            b ← g                   at the first step (no dampening then), else  b ← μ b + (1 - τ) g
+            g ← g + μ b             if nesterov, else  g ← b
+        θ ← θ - γ g
+
+    State per parameter: ``momentum_buffer`` (only when μ ≠ 0, from the first step on).
+    Nesterov needs μ > 0 and τ = 0 (as torch).
+    """
+
+    _hyper = {"lr": _non_negative, "momentum": _non_negative, "dampening": _number,
+              "weight_decay": _non_negative, "nesterov": _flag, "maximize": _flag}
+    _state_keys = ("momentum_buffer",)
+
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                         nesterov=nesterov, maximize=maximize)
+
+    def _check_combination(self, h):
+        if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+    def _update(self, p, grad, state, h):
+        g = -grad if h["maximize"] else grad
+        if h["weight_decay"] != 0:
+            g = g + h["weight_decay"] * p
+        momentum = h["momentum"]
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
+            else:
+                buf *= momentum
+                buf += (1.0 - h["dampening"]) * g
+            g = g + momentum * buf if h["nesterov"] else buf
+        p -= h["lr"] * g
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop — ``torch.optim.RMSprop``.
+
+    Per parameter ``θ`` with gradient ``g`` (α = alpha, ε = eps, λ = weight_decay, μ = momentum, γ = lr);
+    ``v``, ``ḡ``, ``b`` start at zero::
+
+        g ← -g                          if maximize
+        g ← g + λ θ                     if λ ≠ 0
+        v ← α v + (1 - α) g²
+        if centered:  ḡ ← α ḡ + (1 - α) g  (lerp),   d ← √(v - ḡ²) + ε
+        else:                                       d ← √v + ε
+        if μ > 0:  b ← μ b + g / d,   θ ← θ - γ b
+        else:      θ ← θ - γ g / d
+
+    State per parameter: ``step``, ``square_avg`` (v), ``grad_avg`` (ḡ, centered only), ``momentum_buffer``
+    (b, μ > 0 only).
+    """
+
+    _hyper = {"lr": _non_negative, "alpha": _non_negative, "eps": _non_negative, "weight_decay": _non_negative,
+              "momentum": _non_negative, "centered": _flag, "maximize": _flag}
+    _state_keys = ("step", "square_avg", "grad_avg", "momentum_buffer")
+
+    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                 maximize=False):
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                         centered=centered, maximize=maximize)
+
+    def _update(self, p, grad, state, h):
+        self._count_step(state, p)
+        square_avg = self._buffer(state, "square_avg", p)
+        g = -grad if h["maximize"] else grad
+        if h["weight_decay"] != 0:
+            g = g + h["weight_decay"] * p
+        alpha = h["alpha"]
+        square_avg *= alpha
+        square_avg += (1.0 - alpha) * g * g
+        if h["centered"]:
+            grad_avg = self._buffer(state, "grad_avg", p)
+            _lerp_(grad_avg, g, 1.0 - alpha)
+            avg = np.sqrt(square_avg - grad_avg * grad_avg)
+        else:
+            avg = np.sqrt(square_avg)
+        avg += h["eps"]
+        if h["momentum"] > 0:
+            buf = self._buffer(state, "momentum_buffer", p)
+            buf *= h["momentum"]
+            buf += g / avg
+            p -= h["lr"] * buf
+        else:
+            p += (-h["lr"]) * g / avg
+
+
+class Adam(Optimizer):
+    r"""Adam (optionally AMSGrad) with L2 weight decay added to the gradient — ``torch.optim.Adam``.
+
+    Per parameter ``θ`` with gradient ``g`` at step ``t`` = 1, 2, ... (β₁, β₂ = betas, ε = eps,
+    λ = weight_decay, γ = lr); ``m``, ``v``, ``v̂max`` start at zero::
+
+        g ← -g                              if maximize
+        g ← g + λ θ                         if λ ≠ 0      (AdamW instead: θ ← θ (1 - γ λ))
+        m ← β₁ m + (1 - β₁) g               (torch's lerp)
+        v ← β₂ v + (1 - β₂) g²
+        v̂max ← max(v̂max, v)                 if amsgrad (and v̂max replaces v below)
+        θ ← θ - γ / (1 - β₁ᵗ) · m / (√v / √(1 - β₂ᵗ) + ε)
+
+    State per parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v), ``max_exp_avg_sq`` (amsgrad only).
+    """
+
+    _hyper = {"lr": _non_negative, "betas": _betas, "eps": _non_negative, "weight_decay": _non_negative,
+              "amsgrad": _flag, "maximize": _flag}
+    _state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _decoupled_weight_decay = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+                 maximize=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         maximize=maximize)
+
+    def _update(self, p, grad, state, h):
+        lr, (beta1, beta2), wd = h["lr"], h["betas"], h["weight_decay"]
+        step = self._count_step(state, p)
+        exp_avg = self._buffer(state, "exp_avg", p)
+        exp_avg_sq = self._buffer(state, "exp_avg_sq", p)
+        g = -grad if h["maximize"] else grad
+        if wd != 0:
+            if self._decoupled_weight_decay:
+                p *= 1.0 - lr * wd
+            else:
+                g = g + wd * p
+        _lerp_(exp_avg, g, 1.0 - beta1)
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1.0 - beta2) * g * g
+        step_size = lr / (1.0 - beta1 ** step)
+        bias_correction2_sqrt = (1.0 - beta2 ** step) ** 0.5
+        if h["amsgrad"]:
+            max_sq = self._buffer(state, "max_exp_avg_sq", p)
+            np.maximum(max_sq, exp_avg_sq, out=max_sq)
+            denom = np.sqrt(max_sq) / bias_correction2_sqrt
+        else:
+            denom = np.sqrt(exp_avg_sq) / bias_correction2_sqrt
+        denom += h["eps"]
+        p += (-step_size) * exp_avg / denom
+
+
+class AdamW(Adam):
+    r"""AdamW: Adam with decoupled weight decay — ``torch.optim.AdamW``. The update is ``Adam``'s (see there),
+    except that instead of adding λθ to the gradient, each step first shrinks the parameter::
+
+        θ ← θ (1 - γ λ)
+
+    Default ``weight_decay=1e-2``. State as Adam's.
+    """
+
+    _decoupled_weight_decay = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
+                 maximize=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         maximize=maximize)
