@@ -46,5 +46,6 @@ Array<T> cached_array(const std::vector<py::ssize_t>& shape) {
 
 void register_recurrent(py::module_& m);
 void register_attention(py::module_& m);
+void register_embedding(py::module_& m);
 
 }  // namespace rnncore::bindings

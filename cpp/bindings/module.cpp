@@ -12,6 +12,7 @@ PYBIND11_MODULE(_core, m) {
   Eigen::initParallel();
   bindings::register_recurrent(m);
   bindings::register_attention(m);
+  bindings::register_embedding(m);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);
   m.def("simd_instruction_sets", &simd_instruction_sets);

@@ -29,9 +29,11 @@ def _check_cpu() -> None:
 
 _check_cpu()
 
-from . import _core, ops, optim, reference  # noqa: E402
+from . import _core, interop, losses, ops, optim, reference, utils  # noqa: E402
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .module import Module, load, save  # noqa: E402
+from .nn import Embedding, Linear  # noqa: E402
+from .utils import clip_grad_norm, clip_grad_value  # noqa: E402
 from ._validation import positive_int as _positive_int  # noqa: E402
 
 
@@ -63,5 +65,8 @@ def set_cache_limit(nbytes: int) -> None:
     _core.set_memory_cache_limit(nbytes)
 
 
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Module", "save", "load", "optim", "ops", "reference", "set_num_threads", "get_num_threads", "memory_stats", "empty_cache",
-           "set_cache_limit", "__version__"]
+__all__ = [
+    "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Linear", "Embedding", "Module", "save", "load",
+    "ops", "reference", "optim", "losses", "interop", "clip_grad_norm", "clip_grad_value",
+    "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "__version__",
+]

@@ -101,3 +101,75 @@ def choice(name: str, value, options: Sequence[str]) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
     return value
+
+
+def float_dtype(name: str, dtype) -> np.dtype:
+    """A constructor's ``dtype`` argument: float32 or float64 (as a numpy dtype)."""
+    try:
+        d = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from None
+    if d not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {d}")
+    return d
+
+
+def real_number(name: str, value, minimum: float = 0.0, allow_equal: bool = True, allow_inf: bool = False) -> float:
+    """A real number (not bool) >= minimum (> minimum when not allow_equal); NaN always and inf unless allowed raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if np.isnan(v) or (np.isinf(v) and not allow_inf) or v < minimum or (v == minimum and not allow_equal):
+        bound = f">= {minimum}" if allow_equal else f"> {minimum}"
+        raise ValueError(f"{name} must be a {'' if allow_inf else 'finite '}number {bound}, got {value!r}")
+    return v
+
+
+def features_array(name: str, a, letter: str, size: int, dtype: Optional[np.dtype] = None) -> np.ndarray:
+    """A float array ``[..., letter]`` (any leading dimensions, at least one axis) whose last axis has ``size``
+    entries; ``dtype`` as in ``float_array``. Returns it C-contiguous."""
+    if type(a) is np.ndarray and a.ndim >= 1 and a.shape[-1] == size and a.flags.c_contiguous and (
+            a.dtype is dtype if dtype is not None else (a.dtype is _FLOAT32 or a.dtype is _FLOAT64)):
+        return a
+    a = float_array(name, a, None, dtype)
+    if a.ndim == 0 or a.shape[-1] != size:
+        raise ValueError(f"{name} must have shape [..., {letter}] = (..., {size}), got shape {a.shape}")
+    return a
+
+
+def index_array(name: str, a, size: int, shape: Optional[tuple] = None, where: Optional[np.ndarray] = None,
+                letter: str = "V") -> np.ndarray:
+    """Integer indices (an ndarray or a Python int/list of ints; not bool) each in 0..size-1, optionally of a given
+    ``shape``; with ``where`` (a bool array of the same shape) only entries where it is True are range-checked (the
+    others are ignored by the caller and may hold anything, e.g. padding). Returns a C-contiguous int64 array."""
+    arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got shape {arr.shape}")
+    checked = arr if where is None else arr[where]
+    if checked.size:
+        lo, hi = checked.min(), checked.max()
+        if lo < 0 or hi >= size:
+            bad = checked[(checked < 0) | (checked >= size)]
+            raise ValueError(f"{name} must lie in 0..{letter}-1 = 0..{size - 1}, got {bad.ravel().tolist()[:5]}")
+    if arr.dtype is np.dtype(np.int64) and arr.flags.c_contiguous:
+        return arr
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def mask_array(name: str, mask, shape: tuple) -> np.ndarray:
+    """A keep-mask (bool, or integers/floats that are all 0 or 1; nonzero = keep) broadcastable to ``shape``.
+    Returns a C-contiguous bool array of exactly ``shape``."""
+    m = mask if isinstance(mask, np.ndarray) else np.asarray(mask)
+    if m.dtype != np.bool_:
+        if not (np.issubdtype(m.dtype, np.integer) or np.issubdtype(m.dtype, np.floating)):
+            raise TypeError(f"{name} must be boolean or 0/1 numbers (True = keep), got dtype {m.dtype}")
+        if not np.all((m == 0) | (m == 1)):
+            raise ValueError(f"{name} must hold only 0 and 1 (or booleans), got other values")
+        m = m != 0
+    try:
+        m = np.broadcast_to(m, shape)
+    except ValueError:
+        raise ValueError(f"{name} must be broadcastable to shape {tuple(shape)}, got shape {m.shape}") from None
+    return np.ascontiguousarray(m)

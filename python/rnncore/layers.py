@@ -19,12 +19,13 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import ops
-from ._validation import FLOAT_DTYPES, choice, float_array, lengths_array, positive_int
+from ._validation import choice, float_array, lengths_array, positive_int
+from .module import Parameterized
 
 _INITS = ("pytorch", "keras")
 
 
-class _Recurrent:
+class _Recurrent(Parameterized):
     """What LSTM, GRU and RNN share; a subclass sets ``_op`` (the ops prefix), ``_gates`` and ``_cell_options``."""
 
     _op = ""
@@ -41,19 +42,12 @@ class _Recurrent:
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
-        self.init = choice("init", init, _INITS)
-        self.training = True
-        self._seed = seed if isinstance(seed, numbers.Integral) else None
+        super().__init__(dtype, seed if isinstance(seed, numbers.Integral) else None)
         self._rng = np.random.default_rng(seed)
-        self._params: Dict[str, np.ndarray] = {}
+        self.init = choice("init", init, _INITS)
         for name, shape in self._parameter_shapes():
-            self._params[name] = np.zeros(shape, dtype=self.dtype)
-        self._grads = {name: np.zeros_like(p) for name, p in self._params.items()}
+            self._add_parameter(name, shape)
         self.reset_parameters()
-        self._saved = None  # what the last training-mode forward keeps for backward
 
     def get_config(self) -> dict:
         """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the layer)."""
@@ -102,49 +96,6 @@ class _Recurrent:
                 p[...] = 0.0
                 if self._op == "lstm" and name.startswith("bias_ih"):
                     p[H:2 * H] = 1.0  # forget gate (order i, f, g, o)
-
-    def parameters(self) -> Dict[str, np.ndarray]:
-        """Name -> array (PyTorch's names). The arrays are the layer's own: update them in place."""
-        return dict(self._params)
-
-    def gradients(self) -> Dict[str, np.ndarray]:
-        """Name -> accumulated gradient, same keys as ``parameters()``."""
-        return dict(self._grads)
-
-    def zero_grad(self) -> None:
-        for g in self._grads.values():
-            g[...] = 0.0
-
-    def state_dict(self) -> Dict[str, np.ndarray]:
-        """Copies of the parameters under PyTorch's names (``torch_module.load_state_dict`` accepts them after
-        ``torch.from_numpy``)."""
-        return {name: p.copy() for name, p in self._params.items()}
-
-    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
-        """Copies every parameter from ``state`` (e.g. ``{k: v.numpy() for k, v in torch_lstm.state_dict().items()}``)
-        into the layer's arrays, converting to the layer's dtype. Missing, unexpected or misshaped entries raise
-        before anything is copied."""
-        missing = sorted(set(self._params) - set(state))
-        unexpected = sorted(set(state) - set(self._params))
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
-        arrays = {}
-        for name, p in self._params.items():
-            a = np.asarray(state[name])
-            if a.shape != p.shape:
-                raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {a.shape}")
-            if not np.issubdtype(a.dtype, np.floating):
-                raise TypeError(f"load_state_dict: {name} must be floating point, got {a.dtype}")
-            arrays[name] = a
-        for name, a in arrays.items():
-            self._params[name][...] = a
-
-    def train(self, mode: bool = True):
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
 
     # -- forward ---------------------------------------------------------------------------------------------------
     def _weights(self, layer: int, direction: int):
@@ -213,17 +164,13 @@ class _Recurrent:
         """Backpropagation through the last training-mode forward: accumulates every parameter's gradient and
         returns ``(dx, dstate0)`` — the gradients w.r.t. x and the initial state(s). ``dy`` has y's shape; ``dstate``
         (optional) the final state's. Allowed once per forward."""
-        if self._saved is None:
-            raise RuntimeError("backward needs a training-mode forward first (call layer.train() before the forward;"
-                               " each forward allows one backward)")
-        saved_layers, reverse_index, batch, steps = self._saved
+        saved_layers, reverse_index, batch, steps = self._take_saved()
         D, H = self.num_directions, self.hidden_size
         y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
         dy = float_array("dy", dy, y_shape + [("D*H", D * H)], self.dtype)
         if self.batch_first:
             dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
         dstates = self._check_state(dstate, batch)
-        self._saved = None
 
         n_states = len(dstates)
         dstate0 = [np.zeros((self.num_layers * D, batch, H), self.dtype) for _ in range(n_states)]

@@ -23,6 +23,8 @@ from typing import Dict, Iterator, Tuple
 
 import numpy as np
 
+from ._validation import float_dtype
+
 _FORMAT = "rnncore.save/1"
 
 
@@ -92,6 +94,79 @@ class Module:
                 raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {np.shape(state[name])}")
         for name, p in params.items():
             p[...] = state[name]
+
+
+class Parameterized:
+    """The one home of parameter bookkeeping for modules that own their arrays (recurrent layers, Linear,
+    Embedding): parameters and gradients under PyTorch's names, zero_grad, state dicts, train/eval, and the
+    one-backward-per-training-forward rule."""
+
+    def __init__(self, dtype, seed):
+        self.dtype = float_dtype("dtype", dtype)
+        self.training = True
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._params: Dict[str, np.ndarray] = {}
+        self._grads: Dict[str, np.ndarray] = {}
+        self._saved = None
+
+    def _add_parameter(self, name: str, shape: tuple) -> None:
+        self._params[name] = np.zeros(shape, dtype=self.dtype)
+        self._grads[name] = np.zeros(shape, dtype=self.dtype)
+
+    def get_config(self) -> dict:
+        """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the module)."""
+        raise NotImplementedError
+
+    def parameters(self) -> Dict[str, np.ndarray]:
+        """Name -> array (PyTorch's names). The arrays are the module's own: update them in place."""
+        return dict(self._params)
+
+    def gradients(self) -> Dict[str, np.ndarray]:
+        """Name -> accumulated gradient, same keys as ``parameters()``."""
+        return dict(self._grads)
+
+    def zero_grad(self) -> None:
+        for g in self._grads.values():
+            g[...] = 0.0
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Copies of the parameters under PyTorch's names."""
+        return {name: p.copy() for name, p in self._params.items()}
+
+    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
+        """Copies every parameter from ``state`` (e.g. ``{k: v.numpy() for k, v in torch_module.state_dict().items()}``)
+        into the module's arrays, converting to its dtype. Missing, unexpected or misshaped entries raise before
+        anything is copied."""
+        missing = sorted(set(self._params) - set(state))
+        unexpected = sorted(set(state) - set(self._params))
+        if missing or unexpected:
+            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
+        arrays = {}
+        for name, p in self._params.items():
+            a = np.asarray(state[name])
+            if a.shape != p.shape:
+                raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {a.shape}")
+            if not np.issubdtype(a.dtype, np.floating):
+                raise TypeError(f"load_state_dict: {name} must be floating point, got {a.dtype}")
+            arrays[name] = a
+        for name, a in arrays.items():
+            self._params[name][...] = a
+
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def _take_saved(self):
+        if self._saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward needs a training-mode forward first (call .train() "
+                               "before the forward; each forward allows one backward)")
+        saved, self._saved = self._saved, None
+        return saved
+
 
 
 def _checksum(header: str, arrays: Dict[str, np.ndarray]) -> str:

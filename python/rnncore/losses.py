@@ -1,0 +1,88 @@
+"""Losses that return their gradient: ``loss, dinput = f(...)``, ready to pass to the producing layer's backward.
+
+``reduction``: ``"mean"`` (the default; divides by the number of positions that count), ``"sum"``, or ``"none"``
+(the per-position loss array; the returned gradient is then that of the array's sum, i.e. unscaled). Scalar losses
+are returned as Python floats; gradients have the input's shape and dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import choice, features_array, float_array, index_array, mask_array
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def softmax_cross_entropy(logits, targets, mask=None, reduction="mean"):
+    """Cross-entropy of ``softmax(logits)`` against integer class ``targets`` — torch.nn.functional.cross_entropy
+    with the classes on the last axis, and ``mask`` in place of ``ignore_index``.
+
+    - ``logits [..., C]`` float32/float64; ``targets [...]`` integers in 0..C-1 (at masked positions anything).
+    - ``mask [...]`` (optional; bool or 0/1, broadcastable to targets' shape): True/1 = the position counts,
+      False/0 = excluded (no loss, no gradient — e.g. padding in a batch of sequences).
+    - ``reduction="mean"`` divides by the number of counted positions (none counted: loss 0 and zero gradient).
+    Returns ``(loss, dlogits)``: loss a float (an array of targets' shape, 0 at excluded positions, for "none"), and
+    ``dlogits = (softmax(logits) - onehot(targets)) * mask`` scaled as the reduction says.
+    Computed stably (log-sum-exp with the row maximum subtracted) in the logits' dtype.
+    """
+    reduction = choice("reduction", reduction, _REDUCTIONS)
+    logits = float_array("logits", logits, None)
+    if logits.ndim == 0:
+        raise ValueError("logits must have shape [..., C] (classes on the last axis), got a 0-d array")
+    classes = logits.shape[-1]
+    if classes < 1:
+        raise ValueError(f"logits must have at least one class (C >= 1), got shape {logits.shape}")
+    positions = logits.shape[:-1]
+    keep = None if mask is None else mask_array("mask", mask, positions)
+    targets = index_array("targets", targets, classes, shape=positions, where=keep, letter="C")
+
+    rows = logits.reshape(-1, classes)
+    t = targets.reshape(-1)
+    k = None if keep is None else keep.reshape(-1)
+    if k is not None:
+        t = np.where(k, t, 0)  # excluded positions may hold any target; read a valid column, then zero them out
+        rows = np.where(k[:, None], rows, 0)  # and never let their logits (NaN, inf) leak into the result
+    shifted = rows - rows.max(axis=1, keepdims=True)
+    exps = np.exp(shifted)
+    sums = exps.sum(axis=1)
+    arange = np.arange(t.size)
+    per_position = np.log(sums) - shifted[arange, t]  # -log softmax(logits)[target]
+    grad = exps / sums[:, None]
+    grad[arange, t] -= 1
+    if k is not None:
+        per_position *= k
+        grad *= k[:, None]
+    dtype = logits.dtype
+    if reduction == "none":
+        return per_position.reshape(positions).astype(dtype, copy=False), grad.reshape(logits.shape)
+    count = t.size if k is None else int(k.sum())
+    total = float(per_position.sum(dtype=np.float64))
+    if reduction == "sum":
+        return total, grad.reshape(logits.shape)
+    if count == 0:
+        return 0.0, np.zeros(logits.shape, dtype)
+    grad *= dtype.type(1.0 / count)
+    return total / count, grad.reshape(logits.shape)
+
+
+def mse(pred, target, reduction="mean"):
+    """Mean squared error ``(pred - target)**2`` over every element (torch.nn.functional.mse_loss).
+
+    ``pred`` and ``target`` are float arrays of the same shape and dtype. Returns ``(loss, dpred)``: for "mean" the
+    average (an empty array gives 0 and an empty gradient) with ``dpred = 2 (pred - target) / N``; "sum" the total
+    with ``dpred = 2 (pred - target)``; "none" the element-wise array with the same unscaled gradient.
+    """
+    reduction = choice("reduction", reduction, _REDUCTIONS)
+    pred = float_array("pred", pred, None)
+    target = float_array("target", target, [(f"d{k}", n) for k, n in enumerate(pred.shape)], pred.dtype)
+    diff = pred - target
+    if reduction == "none":
+        return diff * diff, 2 * diff
+    total = float(np.sum(diff * diff, dtype=np.float64))
+    if reduction == "sum":
+        return total, 2 * diff
+    n = diff.size
+    if n == 0:
+        return 0.0, diff
+    return total / n, diff * pred.dtype.type(2.0 / n)

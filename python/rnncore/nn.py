@@ -1,0 +1,138 @@
+"""Feed-forward pieces of a training loop: ``Linear`` and ``Embedding``, with PyTorch's names, layouts and inits.
+
+They follow the recurrent layers' conventions (``rnncore.layers``): parameters are NumPy arrays under torch's names,
+updated in place by optimizers; ``backward`` works through the last training-mode forward (once), returns the input
+gradient and accumulates parameter gradients until ``zero_grad()``; ``state_dict``/``load_state_dict`` exchange
+arrays with a torch ``state_dict``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import numpy as np
+
+from . import _core
+from ._validation import features_array, float_array, index_array, positive_int
+from .module import Parameterized
+
+
+class Linear(Parameterized):
+    """``y = x W^T + b`` over the last axis: ``x [..., in_features] -> y [..., out_features]`` (torch.nn.Linear).
+
+    Parameters: ``weight [out_features, in_features]``, ``bias [out_features]`` (absent with ``bias=False``), both
+    initialised as torch does (kaiming-uniform with a = √5, i.e. U(-1/√in, 1/√in), and the bias likewise).
+    The forward keeps a reference to ``x`` for backward: do not modify it in place before calling backward.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, seed=None):
+        super().__init__(dtype, seed)
+        self.in_features = positive_int("in_features", in_features)
+        self.out_features = positive_int("out_features", out_features)
+        self.bias = bool(bias)
+        self._add_parameter("weight", (self.out_features, self.in_features))
+        if self.bias:
+            self._add_parameter("bias", (self.out_features,))
+        self.reset_parameters()
+
+    def get_config(self) -> dict:
+        return dict(in_features=self.in_features, out_features=self.out_features, bias=self.bias,
+                    dtype=self.dtype.name, seed=self._seed)
+
+    def reset_parameters(self) -> None:
+        """torch's init: weight and bias U(-1/√in_features, 1/√in_features)."""
+        bound = 1.0 / math.sqrt(self.in_features)
+        for p in self._params.values():
+            p[...] = self._rng.uniform(-bound, bound, p.shape)
+
+    def __call__(self, x) -> np.ndarray:
+        x = features_array("x", x, "in_features", self.in_features, self.dtype)
+        x2 = x.reshape(-1, self.in_features)
+        y = x2 @ self._params["weight"].T
+        if self.bias:
+            y += self._params["bias"]
+        self._saved = x if self.training else None
+        return y.reshape(x.shape[:-1] + (self.out_features,))
+
+    def backward(self, dy) -> np.ndarray:
+        """Gradient w.r.t. the last forward's x (same shape); accumulates ``weight``'s and ``bias``'s gradients."""
+        x = self._take_saved()
+        try:
+            dy = float_array("dy", dy, [(f"d{k}", n) for k, n in enumerate(x.shape[:-1])]
+                             + [("out_features", self.out_features)], self.dtype)
+        except Exception:
+            self._saved = x  # a rejected dy does not use up the forward
+            raise
+        dy2 = dy.reshape(-1, self.out_features)
+        x2 = x.reshape(-1, self.in_features)
+        self._grads["weight"] += dy2.T @ x2
+        if self.bias:
+            self._grads["bias"] += dy2.sum(axis=0)
+        return (dy2 @ self._params["weight"]).reshape(x.shape)
+
+    def __repr__(self) -> str:
+        return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, bias={self.bias}, "
+                f"dtype={self.dtype.name})")
+
+
+class Embedding(Parameterized):
+    """A lookup table: ``emb(indices)`` with integer ``indices`` of any shape ``[...]`` gives ``weight[indices]``
+    of shape ``[..., embedding_dim]`` (torch.nn.Embedding).
+
+    ``weight [num_embeddings, embedding_dim]`` starts N(0, 1), with row ``padding_idx`` (if given; negative counts
+    from the end, as in torch) zeroed; that row never receives a gradient. ``backward(dy)`` scatter-adds ``dy`` into
+    ``weight``'s gradient with a C++ kernel (rows in a fixed order, so repeated indices give the same bits every
+    run) and returns None: indices have no gradient.
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32, seed=None):
+        super().__init__(dtype, seed)
+        self.num_embeddings = positive_int("num_embeddings", num_embeddings)
+        self.embedding_dim = positive_int("embedding_dim", embedding_dim)
+        if padding_idx is not None:
+            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
+                raise TypeError(f"padding_idx must be an int or None, got {type(padding_idx).__name__}")
+            pad = int(padding_idx)
+            if not -self.num_embeddings <= pad < self.num_embeddings:
+                raise ValueError(f"padding_idx must lie in -num_embeddings..num_embeddings-1 = "
+                                 f"{-self.num_embeddings}..{self.num_embeddings - 1}, got {padding_idx}")
+            padding_idx = pad % self.num_embeddings
+        self.padding_idx: Optional[int] = padding_idx
+        self._add_parameter("weight", (self.num_embeddings, self.embedding_dim))
+        self.reset_parameters()
+
+    def get_config(self) -> dict:
+        return dict(num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim,
+                    padding_idx=self.padding_idx, dtype=self.dtype.name, seed=self._seed)
+
+    def reset_parameters(self) -> None:
+        """torch's init: N(0, 1), the padding row zeroed."""
+        w = self._params["weight"]
+        w[...] = self._rng.standard_normal(w.shape)
+        if self.padding_idx is not None:
+            w[self.padding_idx] = 0.0
+
+    def __call__(self, indices) -> np.ndarray:
+        idx = index_array("indices", indices, self.num_embeddings, letter="num_embeddings")
+        out = np.take(self._params["weight"], idx, axis=0)
+        self._saved = idx.copy() if self.training else None  # private: the caller may reuse its index buffer
+        return out
+
+    def backward(self, dy) -> None:
+        """Accumulates ``weight``'s gradient: row ``indices[...]`` += ``dy[...]`` (``dy [..., embedding_dim]``, the
+        last forward's output shape), skipping ``padding_idx``. Returns None."""
+        idx = self._take_saved()
+        try:
+            dy = float_array("dy", dy, [(f"d{k}", n) for k, n in enumerate(idx.shape)]
+                             + [("embedding_dim", self.embedding_dim)], self.dtype)
+        except Exception:
+            self._saved = idx
+            raise
+        pad = -1 if self.padding_idx is None else self.padding_idx
+        _core.embedding_backward(idx.reshape(-1), dy.reshape(-1, self.embedding_dim), pad, self._grads["weight"])
+        return None
+
+    def __repr__(self) -> str:
+        return (f"Embedding({self.num_embeddings}, {self.embedding_dim}, padding_idx={self.padding_idx}, "
+                f"dtype={self.dtype.name})")

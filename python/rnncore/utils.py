@@ -1,0 +1,76 @@
+"""Gradient clipping, in place, with torch.nn.utils' rules.
+
+``grads`` is a dict name -> gradient array (e.g. ``model.gradients()``), a model (anything with ``.gradients()``),
+or a list/tuple of arrays. The arrays are modified in place, so a model's own gradient buffers get clipped.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List
+
+import numpy as np
+
+from ._validation import real_number
+
+
+def _gradient_arrays(grads) -> List[np.ndarray]:
+    if callable(getattr(grads, "gradients", None)):
+        grads = grads.gradients()
+    if isinstance(grads, dict):
+        items = list(grads.items())
+    elif isinstance(grads, (list, tuple)):
+        items = [(f"grads[{i}]", g) for i, g in enumerate(grads)]
+    elif isinstance(grads, np.ndarray):
+        items = [("grads", grads)]
+    else:
+        raise TypeError(f"grads must be a dict of arrays, a list of arrays or a model with .gradients(), "
+                        f"got {type(grads).__name__}")
+    arrays = []
+    for name, g in items:
+        if not isinstance(g, np.ndarray):
+            raise TypeError(f"gradient {name} must be a numpy.ndarray, got {type(g).__name__}")
+        if g.dtype not in (np.float32, np.float64):
+            raise TypeError(f"gradient {name} must have dtype float32 or float64, got {g.dtype}")
+        if not g.flags.writeable:
+            raise ValueError(f"gradient {name} must be writeable (it is clipped in place)")
+        arrays.append(g)
+    return arrays
+
+
+def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False) -> float:
+    """Scales every gradient in place so that their joint norm is at most ``max_norm``; returns the norm before.
+
+    torch.nn.utils.clip_grad_norm_'s rule exactly: ``total`` = the ``norm_type``-norm of all gradients taken as one
+    vector (``inf``: the largest absolute entry), ``coef = max_norm / (total + 1e-6)``, and when ``coef < 1`` every
+    gradient is multiplied by ``coef``. A non-finite total raises with ``error_if_nonfinite=True``; otherwise, as in
+    torch, the gradients are multiplied by the (NaN or 0) coefficient.
+    """
+    arrays = _gradient_arrays(grads)
+    max_norm = real_number("max_norm", max_norm, 0.0)
+    norm_type = real_number("norm_type", norm_type, 0.0, allow_equal=False, allow_inf=True)
+    if not arrays:
+        return 0.0
+    if math.isinf(norm_type):
+        total = max((float(np.max(np.abs(g))) if g.size else 0.0) for g in arrays)
+    else:
+        # per-array norms (in float64), then the norm of those: torch's grouping
+        norms = np.array([np.linalg.norm(g.ravel().astype(np.float64, copy=False), ord=norm_type) if g.size else 0.0
+                          for g in arrays])
+        total = float(np.linalg.norm(norms, ord=norm_type))
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"the total norm of order {norm_type} of the gradients is {total}, so they cannot be "
+                           "clipped (set error_if_nonfinite=False to scale them anyway, as torch does)")
+    coef = max_norm / (total + 1e-6)
+    if not coef >= 1.0:  # coef < 1, or NaN (a NaN total spreads to every gradient, as in torch)
+        for g in arrays:
+            g *= g.dtype.type(coef)
+    return total
+
+
+def clip_grad_value(grads, clip_value) -> None:
+    """Clamps every gradient entry to ``[-clip_value, clip_value]`` in place (torch.nn.utils.clip_grad_value_)."""
+    arrays = _gradient_arrays(grads)
+    clip_value = real_number("clip_value", clip_value, 0.0)
+    for g in arrays:
+        np.clip(g, -clip_value, clip_value, out=g)
