@@ -1,0 +1,214 @@
+"""Exact weight exchange with Keras 3 (``keras.layers.LSTM`` / ``GRU`` / ``SimpleRNN`` and their cells).
+
+``from_keras(layer, keras_layer.get_weights(), layer_index=0, direction=0)`` copies a Keras layer's weights into
+one layer and direction of an rnncore layer (``rc.LSTM``/``rc.GRU``/``rc.RNN``) or into a cell
+(``rc.LSTMCell``/``rc.GRUCell``/``rc.RNNCell``), in place; ``to_keras(layer, layer_index, direction)`` returns the
+list ``keras_layer.set_weights`` takes. For a Keras ``Bidirectional`` wrapper, ``get_weights()`` is the forward
+layer's list followed by the backward layer's: pass each half with ``direction=0`` / ``1``. Only the weights move:
+the caller builds the rnncore layer with the matching sizes, ``bias`` (= Keras ``use_bias``), ``reset_after``,
+activation (``nonlinearity`` = SimpleRNN's ``activation``, tanh or relu) and ``batch_first=True`` if the data is
+Keras-shaped. Keras's defaults ``recurrent_activation="sigmoid"``, ``activation="tanh"`` are what rnncore computes.
+
+Layouts (``I`` inputs, ``H`` units; rnncore = PyTorch's layout, design.md section 1)
+--------------------------------------------------------------------------------
+=============  =====================================  ==================================================
+               Keras ``get_weights()``                rnncore ``parameters()``
+=============  =====================================  ==================================================
+LSTM           kernel ``[I, 4H]``  gates i, f, c, o   weight_ih ``[4H, I]``  gates i, f, g, o  (g = c)
+               recurrent_kernel ``[H, 4H]``           weight_hh ``[4H, H]``
+               bias ``[4H]``                          bias_ih ``[4H]``, bias_hh ``[4H]``
+GRU            kernel ``[I, 3H]``  gates z, r, h      weight_ih ``[3H, I]``  gates r, z, n  (n = h)
+               recurrent_kernel ``[H, 3H]``           weight_hh ``[3H, H]``
+               reset_after=True:  bias ``[2, 3H]``    bias_ih ``[3H]``, bias_hh ``[3H]``
+               (row 0 input bias, row 1 recurrent)
+               reset_after=False: bias ``[3H]``
+SimpleRNN      kernel ``[I, H]``, recurrent ``[H, H]``,  weight_ih ``[H, I]``, weight_hh ``[H, H]``,
+               bias ``[H]``                           bias_ih ``[H]``, bias_hh ``[H]``
+=============  =====================================  ==================================================
+``use_bias=False`` drops Keras's bias and corresponds to an rnncore layer built with ``bias=False``.
+
+Equations side by side (Keras left, rnncore right; row vectors, ``x W`` in Keras is ``x W^T`` here)
+----------------------------------------------------------------------------------------------------
+LSTM::
+
+    [i f c o] = x K + h R + b                 [i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh
+    c_t = f c_{t-1} + i tanh(c)               c_t = f c_{t-1} + i g        (g = tanh(.))
+    h_t = o tanh(c_t)                         h_t = o tanh(c_t)
+
+    =>  W_ih = K^T, W_hh = R^T (same gate order), b_ih = b, b_hh = 0;  back: b = b_ih + b_hh.
+
+GRU, reset_after=True (Keras's default, PyTorch's and cuDNN's GRU)::
+
+    z = σ(x K_z + b0_z + h R_z + b1_z)        z = σ(x W_iz^T + b_iz + h W_hz^T + b_hz)
+    r = σ(x K_r + b0_r + h R_r + b1_r)        r = σ(x W_ir^T + b_ir + h W_hr^T + b_hr)
+    h~ = tanh(x K_h + b0_h + r (h R_h + b1_h))  n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn))
+    h_t = z h_{t-1} + (1 - z) h~              h_t = (1 - z) n + z h_{t-1}
+
+    =>  blocks reorder (z, r, h) -> (r, z, n); W_ih = K^T, W_hh = R^T, b_ih = bias[0], b_hh = bias[1], both
+        ways, exactly (no arithmetic at all).
+
+GRU, reset_after=False (Cho et al. 2014)::
+
+    z = σ(x K_z + h R_z + b_z)                z = σ(x W_iz^T + b_iz + h W_hz^T + b_hz)
+    r = σ(x K_r + h R_r + b_r)                r = σ(x W_ir^T + b_ir + h W_hr^T + b_hr)
+    h~ = tanh(x K_h + b_h + (r h) R_h)        n = tanh(x W_in^T + b_in + (r h) W_hn^T + b_hn)
+
+    Keras has one bias. For z and r the two rnncore biases sit in the same sum; for n, ``b_hn`` sits OUTSIDE
+    ``r (.)`` in this variant (unlike reset_after=True), so ``b_in + b_hn`` enters exactly where Keras's ``b_h``
+    does. Hence  =>  b_ih = b (reordered), b_hh = 0;  back: b = b_ih + b_hh, which is the SAME function for any
+    b_hh (never an approximation — only the one float addition rounds). (For reset_after=True that sum would be
+    wrong — ``r`` multiplies b_hn — which is why Keras keeps two bias rows there.)
+
+SimpleRNN::
+
+    h_t = act(x K + h R + b)                  h_t = act(x W_ih^T + b_ih + h W_hh^T + b_hh)
+
+    =>  W_ih = K^T, W_hh = R^T, b_ih = b, b_hh = 0;  back: b = b_ih + b_hh.
+
+Exactness
+---------
+Weights only transpose and permute gate blocks, so they round-trip bit-exactly both ways. Keras -> rnncore ->
+Keras is bit-exact for every layer (``b + 0 == b``). rnncore -> Keras -> rnncore is bit-exact for the GRU with
+reset_after=True always, and for LSTM / GRU(reset_after=False) / RNN when ``bias_hh`` is zero (otherwise
+``bias_ih`` comes back as the rounded ``b_ih + b_hh`` and ``bias_hh`` as 0: the same function, up to that one
+rounding in the bias). Values are cast to the rnncore layer's dtype (float32 or float64) on the way in; ``to_keras``
+returns arrays in the layer's dtype.
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import numpy as np
+
+from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, _Cell, _Recurrent
+
+__all__ = ["from_keras", "to_keras"]
+
+_KERAS_NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
+
+
+def _kind(layer):
+    if isinstance(layer, (LSTM, LSTMCell)):
+        return "lstm"
+    if isinstance(layer, (GRU, GRUCell)):
+        return "gru"
+    if isinstance(layer, (RNN, RNNCell)):
+        return "rnn"
+    raise TypeError(f"layer must be an rnncore LSTM/GRU/RNN layer or LSTMCell/GRUCell/RNNCell, "
+                    f"got {type(layer).__name__}")
+
+
+def _target(layer, layer_index, direction):
+    """The four parameter arrays (w_ih, w_hh, b_ih, b_hh; biases None without bias) of one layer/direction."""
+    if isinstance(layer, _Cell):
+        if layer_index != 0 or direction != 0:
+            raise ValueError(f"a cell has one layer and one direction: layer_index and direction must be 0, "
+                             f"got layer_index={layer_index!r}, direction={direction!r}")
+        p = layer.parameters()
+        return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
+    assert isinstance(layer, _Recurrent)
+    if not isinstance(layer_index, (int, np.integer)) or isinstance(layer_index, bool) \
+            or not 0 <= layer_index < layer.num_layers:
+        raise ValueError(f"layer_index must be an int in [0, {layer.num_layers}), got {layer_index!r}")
+    if not isinstance(direction, (int, np.integer)) or isinstance(direction, bool) \
+            or not 0 <= direction < layer.num_directions:
+        raise ValueError(f"direction must be an int in [0, {layer.num_directions}) "
+                         f"(bidirectional={layer.bidirectional}), got {direction!r}")
+    p = layer.parameters()
+    s = layer._suffix(int(layer_index), int(direction))
+    return p[f"weight_ih{s}"], p[f"weight_hh{s}"], p.get(f"bias_ih{s}"), p.get(f"bias_hh{s}")
+
+
+def _reset_after(layer) -> bool:
+    return bool(layer._cell_options["reset_after"])
+
+
+def _perm(kind: str, H: int) -> np.ndarray:
+    """Row index mapping Keras's gate blocks to rnncore's: rnncore block j = Keras block perm[j]."""
+    if kind == "gru":  # Keras z, r, h -> rnncore r, z, n
+        blocks = [1, 0, 2]
+    else:  # LSTM i,f,c,o == i,f,g,o; RNN one block
+        blocks = list(range({"lstm": 4, "rnn": 1}[kind]))
+    return np.concatenate([np.arange(b * H, (b + 1) * H) for b in blocks])
+
+
+def _array(name: str, a, shape, kind: str) -> np.ndarray:
+    a = np.asarray(a)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise TypeError(f"Keras {_KERAS_NAMES[kind]} {name} must be a float array, got dtype {a.dtype}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"Keras {_KERAS_NAMES[kind]} {name} must have shape {tuple(shape)}, got {a.shape}")
+    return a
+
+
+def _expected(layer, kind, w_ih):
+    """Keras weight names and shapes for this layer (from the rnncore target's sizes)."""
+    GH, I = w_ih.shape
+    H = w_ih.shape[0] // {"lstm": 4, "gru": 3, "rnn": 1}[kind]
+    spec = [("kernel", (I, GH)), ("recurrent_kernel", (H, GH))]
+    if layer.bias:
+        spec.append(("bias", (2, GH) if kind == "gru" and _reset_after(layer) else (GH,)))
+    return spec, H
+
+
+def from_keras(layer, keras_weights: Sequence, layer_index: int = 0, direction: int = 0):
+    """Copy a Keras LSTM/GRU/SimpleRNN's ``get_weights()`` list (``[kernel, recurrent_kernel(, bias)]``) into
+    layer ``layer_index``, direction ``direction`` of the rnncore ``layer`` (or into a cell), in place, cast to the
+    layer's dtype. Returns ``layer``. Raises ``ValueError`` on a count/shape mismatch (naming the Keras weight) or a
+    GRU whose ``reset_after`` differs from the Keras layer's (told apart by the bias shape), before copying anything.
+    """
+    kind = _kind(layer)
+    w_ih, w_hh, b_ih, b_hh = _target(layer, layer_index, direction)
+    spec, H = _expected(layer, kind, w_ih)
+    weights = list(keras_weights) if not isinstance(keras_weights, np.ndarray) else [keras_weights]
+    if kind == "gru" and layer.bias and len(weights) == 3:
+        bias_ndim = np.ndim(weights[2])
+        if _reset_after(layer) and bias_ndim == 1:
+            raise ValueError(f"reset_after mismatch: the rnncore GRU has reset_after=True but the Keras bias has "
+                             f"shape {np.shape(weights[2])} (a Keras GRU with reset_after=False); build the rnncore "
+                             f"GRU with reset_after=False")
+        if not _reset_after(layer) and bias_ndim == 2:
+            raise ValueError(f"reset_after mismatch: the rnncore GRU has reset_after=False but the Keras bias has "
+                             f"shape {np.shape(weights[2])} (a Keras GRU with reset_after=True); build the rnncore "
+                             f"GRU with reset_after=True")
+    if len(weights) != len(spec):
+        names = ", ".join(n for n, _ in spec)
+        hint = (" (Keras use_bias=False maps to an rnncore layer with bias=False, and back)"
+                if len(weights) in (2, 3) else "")
+        raise ValueError(f"Keras {_KERAS_NAMES[kind]} weights: expected {len(spec)} arrays [{names}] for an "
+                         f"rnncore layer with bias={layer.bias}, got {len(weights)}{hint}")
+    arrays = [_array(name, a, shape, kind) for (name, shape), a in zip(spec, weights)]
+    perm = _perm(kind, H)
+    dt = w_ih.dtype
+    # Everything validated: copy.
+    w_ih[...] = arrays[0].T[perm].astype(dt, copy=False)
+    w_hh[...] = arrays[1].T[perm].astype(dt, copy=False)
+    if layer.bias:
+        bias = arrays[2]
+        if bias.ndim == 2:  # GRU reset_after=True: row 0 input, row 1 recurrent
+            b_ih[...] = bias[0][perm].astype(dt, copy=False)
+            b_hh[...] = bias[1][perm].astype(dt, copy=False)
+        else:
+            b_ih[...] = bias[perm].astype(dt, copy=False)
+            b_hh[...] = 0.0
+    return layer
+
+
+def to_keras(layer, layer_index: int = 0, direction: int = 0) -> List[np.ndarray]:
+    """The ``[kernel, recurrent_kernel(, bias)]`` list for ``keras_layer.set_weights`` from layer ``layer_index``,
+    direction ``direction`` of the rnncore ``layer`` (or a cell), in the layer's dtype (new arrays). LSTM, RNN and
+    GRU(reset_after=False) fold the two rnncore biases into Keras's one (``b_ih + b_hh``, an exact reparametrisation
+    of the same function — see the module docstring); GRU(reset_after=True) gives ``bias = [b_ih; b_hh]``."""
+    kind = _kind(layer)
+    w_ih, w_hh, b_ih, b_hh = _target(layer, layer_index, direction)
+    _, H = _expected(layer, kind, w_ih)
+    perm = _perm(kind, H)
+    inv = np.argsort(perm)  # Keras block k = rnncore block inv[k]
+    out = [np.ascontiguousarray(w_ih[inv].T), np.ascontiguousarray(w_hh[inv].T)]
+    if layer.bias:
+        if kind == "gru" and _reset_after(layer):
+            out.append(np.stack([b_ih[inv], b_hh[inv]]))
+        else:
+            out.append((b_ih + b_hh)[inv])
+    return out
