@@ -54,8 +54,8 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
                  folded_bias(GH, b_ih, b_hh, reset_after ? 2 * H : 0, reset_after ? 3 * H : 0), xw.view());
   RowMatrix<T> hw(B, reset_after ? GH : 2 * H);  // this step's recurrent projection
   RowMatrix<T> rh_w(reset_after ? 0 : B, H);       // reset_after = false: (r ⊙ h) W_hn^T
-  StepProduct<T, true> hidden_product(w_hh, hw.cols(), H, B);  // h_{t-1} · W_hh^T (the rows r, z[, n])
-  StepProduct<T, true> reset_product(w_hh + 2 * H * H, H, H, B);  // reset_before: (r ⊙ h_{t-1}) · W_hn^T
+  StepProduct<T, true> hidden_product(w_hh, hw.cols(), H, B, d.T);  // h_{t-1} · W_hh^T (the rows r, z[, n])
+  StepProduct<T, true> reset_product(w_hh + 2 * H * H, H, H, B, d.T);  // reset_before: (r ⊙ h_{t-1}) · W_hn^T
 
   for (index_t t = 0; t < d.T; ++t) {
     T* acts = acts_at(t);

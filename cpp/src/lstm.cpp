@@ -36,7 +36,7 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
   h.set_initial(h0);
   c.set_initial(c0);
 
-  StepProduct<T, true> recurrent(w_hh, GH, H, B);  // gates += h_{t-1} · W_hh^T
+  StepProduct<T, true> recurrent(w_hh, GH, H, B, d.T);  // gates += h_{t-1} · W_hh^T
   project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I), folded_bias(GH, b_ih, b_hh),
                  MatrixView<T>(gates, TB, GH));
 

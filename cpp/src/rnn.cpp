@@ -32,7 +32,7 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 
   CachedMatrix<T> pre(TB, H);  // pre-activations, x W_ih^T + b_ih + b_hh, then + h W_hh^T per step
   project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, H, d.I), folded_bias(H, b_ih, b_hh), pre.view());
-  StepProduct<T, true> recurrent(w_hh, H, H, B);  // pre_t += h_{t-1} · W_hh^T
+  StepProduct<T, true> recurrent(w_hh, H, H, B, d.T);  // pre_t += h_{t-1} · W_hh^T
 
   for (index_t t = 0; t < d.T; ++t) {
     MatrixView<T> pre_t(pre.data() + t * B * H, B, H);

@@ -21,12 +21,13 @@ namespace rnncore::detail {
 template <typename T, bool TransposeW>
 class StepProduct {
  public:
-  /// w: the weight, w_rows x w_cols row-major (read at construction only); m: the rows every call passes (batch B).
-  StepProduct(const T* w, index_t w_rows, index_t w_cols, index_t m)
+  /// w: the weight, w_rows x w_cols row-major (kept by pointer: it must outlive the product); m: the rows every call
+  /// passes (batch B); steps: how many calls the product will serve (setting up a faster layout pays only over many).
+  StepProduct(const T* w, index_t w_rows, index_t w_cols, index_t m, index_t steps = kManySteps)
       : w_(w), w_stride_(w_cols), n_(TransposeW ? w_rows : w_cols), k_(TransposeW ? w_cols : w_rows), m_(m) {
     if (m_ <= 1 || n_ == 0 || k_ == 0) {
       parts_ = threads_for(2.0 * m_ * n_ * k_, n_ / kAlign, kMinFlopsPerThread);
-      if (m_ == 1 && TransposeW) {
+      if (m_ == 1 && TransposeW && steps >= kMinStepsToTranspose) {
         // One row: keep op(W) = W^T as a row-major [K, N] copy, so the product is K scaled rows of length N added
         // up (full-width FMAs) instead of N dot products that each end in a horizontal reduction.
         w_transposed_.resize(k_ * n_);
@@ -91,6 +92,8 @@ class StepProduct {
   using Kernel = Eigen::internal::gebp_kernel<T, T, index_t, OutMapper, Traits::mr, Traits::nr, false, false>;
   using Buffer = Eigen::Matrix<T, Eigen::Dynamic, 1>;  // aligned for the micro-kernel's packet loads
 
+  static constexpr index_t kManySteps = index_t(1) << 30;
+  static constexpr index_t kMinStepsToTranspose = 8;     // the transposed copy costs about as much as ~4 steps
   static constexpr index_t kAlign = 16;                  // GEMV column chunks: a multiple of every SIMD width
   static constexpr index_t kPad = 64;                    // packed blocks start on a 64-scalar boundary
   static constexpr double kMinFlopsPerThread = 1 << 21;  // ~12 µs of GEMM: below that a fork/join does not pay
@@ -120,6 +123,10 @@ class StepProduct {
     parallel_chunks(n_, parts_, kAlign, [&](int, index_t n0, index_t n1) {
       Eigen::Map<RowVector<T>> out_row(out + n0, n1 - n0);
       const Eigen::Map<const RowVector<T>> a_row(a, k_);
+      if (TransposeW && w_transposed_.size() == 0) {  // a few steps: N dot products with W's rows, no copy
+        out_row.noalias() += a_row * ConstMatrixView<T>(w_ + n0 * w_stride_, n1 - n0, k_).transpose();
+        return;
+      }
       // op(W) as row-major [K, N]: W itself, or the transposed copy made at construction.
       const T* w_rows = TransposeW ? w_transposed_.data() : w_;
       const index_t stride = TransposeW ? n_ : w_stride_;
