@@ -97,6 +97,18 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
+def reset_after_flag(value) -> bool:
+    """The GRU's ``reset_after`` argument: a bool (never a truthy stand-in such as a string)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"reset_after must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def nonlinearity_name(value) -> str:
+    """The simple RNN's ``nonlinearity`` argument: "tanh" or "relu"."""
+    return choice("nonlinearity", value, ("tanh", "relu"))
+
+
 def choice(name: str, value, options: Sequence[str]) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")

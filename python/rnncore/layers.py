@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import ops
-from ._validation import choice, float_array, lengths_array, positive_int
+from ._validation import choice, float_array, lengths_array, nonlinearity_name, positive_int, reset_after_flag
 from .module import Parameterized
 
 _INITS = ("pytorch", "keras")
@@ -246,9 +246,7 @@ class GRU(_Recurrent):
     _gates = 3
 
     def __init__(self, *args, reset_after=True, **kwargs):
-        if not isinstance(reset_after, (bool, np.bool_)):
-            raise TypeError(f"reset_after must be a bool, got {type(reset_after).__name__}")
-        self._cell_options = {"reset_after": bool(reset_after)}
+        self._cell_options = {"reset_after": reset_after_flag(reset_after)}
         super().__init__(*args, **kwargs)
 
 
@@ -259,7 +257,7 @@ class RNN(_Recurrent):
     _gates = 1
 
     def __init__(self, *args, nonlinearity="tanh", **kwargs):
-        self._cell_options = {"nonlinearity": choice("nonlinearity", nonlinearity, ("tanh", "relu"))}
+        self._cell_options = {"nonlinearity": nonlinearity_name(nonlinearity)}
         super().__init__(*args, **kwargs)
 
 
@@ -373,9 +371,7 @@ class GRUCell(_Cell):
     _op = "gru"
 
     def __init__(self, *args, reset_after=True, **kwargs):
-        if not isinstance(reset_after, (bool, np.bool_)):
-            raise TypeError(f"reset_after must be a bool, got {type(reset_after).__name__}")
-        self._cell_options = {"reset_after": bool(reset_after)}
+        self._cell_options = {"reset_after": reset_after_flag(reset_after)}
         super().__init__(*args, **kwargs)
 
 
@@ -385,7 +381,7 @@ class RNNCell(_Cell):
     _op = "rnn"
 
     def __init__(self, *args, nonlinearity="tanh", **kwargs):
-        self._cell_options = {"nonlinearity": choice("nonlinearity", nonlinearity, ("tanh", "relu"))}
+        self._cell_options = {"nonlinearity": nonlinearity_name(nonlinearity)}
         super().__init__(*args, **kwargs)
 
 

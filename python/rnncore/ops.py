@@ -22,7 +22,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from . import _core
-from ._validation import choice, float_array, is_exact, lengths_array, optional_float_array
+from ._validation import (float_array, is_exact, lengths_array, nonlinearity_name, optional_float_array,
+                          reset_after_flag)
 
 _WORKSPACE_TYPES = (_core.Workspace_float32, _core.Workspace_float64)
 
@@ -113,10 +114,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, rese
     ``reset_after=False`` (Cho 2014): ``n = tanh(x W_in^T + b_in + (r*h) W_hn^T + b_hn)``; ``h = (1-z)*n + z*h``.
     """
     a = _check_forward(3, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
-    if not isinstance(reset_after, (bool, np.bool_)):
-        raise TypeError(f"reset_after must be a bool, got {type(reset_after).__name__}")
     return _core.gru_forward(a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, bool(training),
-                             bool(reset_after))
+                             reset_after_flag(reset_after))
 
 
 def gru_backward(workspace, dy, dh_n=None):
@@ -128,7 +127,7 @@ def gru_backward(workspace, dy, dh_n=None):
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonlinearity="tanh"):
     """Simple RNN ``h = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``, act = tanh or relu.
     Returns ``(y [T,B,H], h_n [B,H], workspace or None)``."""
-    nonlinearity = choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+    nonlinearity = nonlinearity_name(nonlinearity)
     a = _check_forward(1, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
     return _core.rnn_forward(a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, bool(training),
                              nonlinearity)
