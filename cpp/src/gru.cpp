@@ -9,6 +9,7 @@
 
 #include "recurrent_common.hpp"
 #include "parallel.hpp"
+#include "cell_math.hpp"
 #include "pointwise.hpp"
 #include "step_product.hpp"
 
@@ -67,45 +68,16 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
     const T* b_hn = reset_after && b_hh ? b_hh + 2 * H : nullptr;
     for_each_row(B, reset_after ? GH : 2 * H, [&](index_t b) {
       if (!mask.active(b, t)) return;
-      const T *xrow = xw.data() + (t * B + b) * GH, *hwrow = hw.data() + b * hw.cols(), *h_prev = h[t] + b * H;
-      T* h_new = h[t + 1] + b * H;
-      GruRow<T*> a(acts + b * 4 * H, H);
-      lanes::for_each<T>(H, [&](auto lane, index_t j) {
-        using P = decltype(lane);
-        namespace ei = Eigen::internal;
-        const P r = act::sigmoid(ei::padd(lanes::load<P>(xrow + j), lanes::load<P>(hwrow + j)));
-        const P z = act::sigmoid(ei::padd(lanes::load<P>(xrow + H + j), lanes::load<P>(hwrow + H + j)));
-        const P hp = lanes::load<P>(h_prev + j);
-        lanes::store(a.r + j, r);
-        lanes::store(a.z + j, z);
-        if (!reset_after) {
-          lanes::store(a.fourth + j, ei::pmul(r, hp));  // rh = r ⊙ h_{t-1}, the reset product's input
-          return;
-        }
-        P hn = lanes::load<P>(hwrow + 2 * H + j);
-        if (b_hn) hn = ei::padd(hn, lanes::load<P>(b_hn + j));
-        const P n = act::tanh(ei::pmadd(r, hn, lanes::load<P>(xrow + 2 * H + j)));
-        lanes::store(a.fourth + j, hn);
-        lanes::store(a.n + j, n);
-        lanes::store(h_new + j, ei::pmadd(z, ei::psub(hp, n), n));  // (1 - z) ⊙ n + z ⊙ h_prev
-      });
+      gru_row(xw.data() + (t * B + b) * GH, hw.data() + b * hw.cols(), h[t] + b * H, b_hn, acts + b * 4 * H,
+              h[t + 1] + b * H, H, reset_after);
     });
     if (!reset_after) {
       rh_w.setZero();
       reset_product.accumulate(acts + 3 * H, 4 * H, rh_w.data(), H);
       for_each_row(B, H, [&](index_t b) {  // n = tanh(x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn), b_hn folded into xw
         if (!mask.active(b, t)) return;
-        const T *xn = xw.data() + (t * B + b) * GH + 2 * H, *rhw = rh_w.data() + b * H, *h_prev = h[t] + b * H;
-        T* h_new = h[t + 1] + b * H;
-        GruRow<T*> a(acts + b * 4 * H, H);
-        lanes::for_each<T>(H, [&](auto lane, index_t j) {
-          using P = decltype(lane);
-          namespace ei = Eigen::internal;
-          const P n = act::tanh(ei::padd(lanes::load<P>(xn + j), lanes::load<P>(rhw + j)));
-          const P z = lanes::load<P>(a.z + j);
-          lanes::store(a.n + j, n);
-          lanes::store(h_new + j, ei::pmadd(z, ei::psub(lanes::load<P>(h_prev + j), n), n));
-        });
+        gru_row_reset_before(xw.data() + (t * B + b) * GH + 2 * H, rh_w.data() + b * H, h[t] + b * H,
+                             acts + b * 4 * H, h[t + 1] + b * H, H);
       });
     }
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);

@@ -5,6 +5,7 @@
 
 #include "recurrent_common.hpp"
 #include "parallel.hpp"
+#include "cell_math.hpp"
 #include "pointwise.hpp"
 #include "step_product.hpp"
 
@@ -45,26 +46,7 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
     recurrent.accumulate(h[t], H, g_t, GH);
     for_each_row(B, GH, [&](index_t b) {
       if (!mask.active(b, t)) return;
-      // One pass over the row: activations, c_t = f ⊙ c_{t-1} + i ⊙ g, h_t = o ⊙ tanh(c_t); the activated gates
-      // are written back in place (training keeps them for backward).
-      T* row = g_t + b * GH;
-      const T* c_prev = c[t] + b * H;
-      T *c_new = c[t + 1] + b * H, *h_new = h[t + 1] + b * H;
-      lanes::for_each<T>(H, [&](auto lane, index_t j) {
-        using P = decltype(lane);
-        namespace ei = Eigen::internal;
-        const P i = act::sigmoid(lanes::load<P>(row + j)), f = act::sigmoid(lanes::load<P>(row + H + j)),
-                g = act::tanh(lanes::load<P>(row + 2 * H + j)), o = act::sigmoid(lanes::load<P>(row + 3 * H + j));
-        const P c_t = ei::pmadd(f, lanes::load<P>(c_prev + j), ei::pmul(i, g));
-        lanes::store(c_new + j, c_t);
-        lanes::store(h_new + j, ei::pmul(o, act::tanh(c_t)));
-        if (training) {
-          lanes::store(row + j, i);
-          lanes::store(row + H + j, f);
-          lanes::store(row + 2 * H + j, g);
-          lanes::store(row + 3 * H + j, o);
-        }
-      });
+      lstm_row(g_t + b * GH, c[t] + b * H, c[t + 1] + b * H, h[t + 1] + b * H, H, training);
     });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     carry_padded_state(mask, t, B, H, c[t], c[t + 1]);

@@ -4,6 +4,7 @@
 
 #include "recurrent_common.hpp"
 #include "parallel.hpp"
+#include "cell_math.hpp"
 #include "pointwise.hpp"
 #include "step_product.hpp"
 
@@ -39,14 +40,7 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
     recurrent.accumulate(h[t], H, pre_t.data(), H);
     for_each_row(B, H, [&](index_t b) {
       if (!mask.active(b, t)) return;
-      const T* p = pre_t.data() + b * H;
-      T* h_new = h[t + 1] + b * H;
-      const bool relu = nonlinearity == Nonlinearity::relu;
-      lanes::for_each<T>(H, [&](auto lane, index_t j) {
-        using P = decltype(lane);
-        const P v = lanes::load<P>(p + j);
-        lanes::store(h_new + j, relu ? act::relu(v) : act::tanh(v));
-      });
+      rnn_row(pre_t.data() + b * H, h[t + 1] + b * H, H, nonlinearity);
     });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
