@@ -1,5 +1,6 @@
-"""Streaming inference cost: one LSTM step per Python call (a cell in a decoder loop), and blocks of steps through
-the layer with the state carried, against torch.nn.LSTMCell / torch.nn.LSTM on the same weights.
+"""Streaming inference cost: one LSTM step per Python call (``cell.stream().step``, and ``cell(x, state)`` in a
+decoder loop), and blocks of steps through the layer with the state carried, against torch.nn.LSTMCell /
+torch.nn.LSTM on the same weights.
 
     python bench/streaming.py [--hidden 64] [--block 512] [--threads 1]
 
@@ -37,7 +38,9 @@ def main() -> int:
     x = rng.standard_normal((T, 1, H)).astype(np.float32)
     state = (np.zeros((1, H), np.float32), np.zeros((1, H), np.float32))
 
-    fns = {"rnncore cell step": lambda: cell(x[0], state),
+    stream = cell.stream(batch=1)
+    fns = {"rnncore stream.step": lambda: stream.step(x[0]),
+           "rnncore cell step": lambda: cell(x[0], state),
            f"rnncore layer, {T}-step block": lambda: layer(x)}
     try:
         import torch
@@ -49,7 +52,8 @@ def main() -> int:
         tx = torch.from_numpy(x)
         tstate = (torch.zeros(1, H), torch.zeros(1, H))
         with torch.inference_mode():
-            err_cell = disagreement(cell(x[0], state)[0], tcell(tx[0], tstate)[0].numpy())
+            err_cell = max(disagreement(cell(x[0], state)[0], tcell(tx[0], tstate)[0].numpy()),
+                           disagreement(cell.stream(batch=1).step(x[0]), tcell(tx[0], tstate)[0].numpy()))
             err_layer = disagreement(layer(x)[0], tlayer(tx)[0].numpy())
         print(f"check vs torch {torch.__version__}: cell {err_cell:.1e}, layer {err_layer:.1e}")
         if max(err_cell, err_layer) > 1e-4:

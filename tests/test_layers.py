@@ -301,3 +301,52 @@ def test_streaming_chunks_equal_one_call():
     assert_close(np.concatenate(parts), whole, "kernel_vs_reference", np.float32, "y")
     for a, b in zip(state, final):
         assert_close(a, b, "kernel_vs_reference", np.float32, "state")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("cell_cls,layer_cls,options", CELLS_AND_LAYERS)
+def test_stream_steps_equal_the_cell(cell_cls, layer_cls, options, dtype):
+    """cell.stream(): one step per call with the state kept in C++ gives the cell's states, from zeros and from a
+    given state, for a batch of several rows."""
+    rng = np.random.default_rng(21)
+    B, I, H = 3, 4, 5
+    cell = cell_cls(I, H, dtype=dtype, seed=2, **options).eval()
+    lstm = cell_cls is rc.LSTMCell
+    for start in (None, "random"):
+        state = None if start is None else (
+            tuple(rng.standard_normal((B, H)).astype(dtype) for _ in range(2)) if lstm
+            else rng.standard_normal((B, H)).astype(dtype))
+        stream = cell.stream(batch=B, state=state)
+        for _ in range(6):
+            x = rng.standard_normal((B, I)).astype(dtype)
+            h = stream.step(x)
+            state = cell(x, state)
+            want = state[0] if lstm else state
+            assert h.dtype == dtype and h.shape == (B, H)
+            assert_close(h, want, "kernel_vs_reference", dtype, "h")
+        for got, want in zip(as_tuple(stream.state), as_tuple(state)):
+            assert_close(got, want, "kernel_vs_reference", dtype, "state")
+        stream.reset()
+        assert not any(s.any() for s in as_tuple(stream.state))
+
+
+def test_stream_checks_its_input_and_snapshots_the_weights():
+    cell = rc.LSTMCell(4, 3, seed=0)
+    stream = cell.stream(batch=2)
+    x = np.ones((2, 4), np.float32)
+    first = stream.step(x)
+    with pytest.raises(ValueError, match=r"x must be a C-contiguous float32 array of shape \[B, I\] = \(2, 4\)"):
+        stream.step(np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"got dtype float32 and shape \[1, 4\]"):
+        stream.step(np.ones((1, 4), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        stream.step(np.ones((4, 2), np.float32).T)
+    with pytest.raises(TypeError, match=r"tuple \(h, c\)"):
+        stream.reset(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="batch"):
+        cell.stream(batch=0)
+    for p in cell.parameters().values():  # later parameter updates do not reach an existing stream
+        p += 1.0
+    stream.reset()
+    np.testing.assert_array_equal(stream.step(x), first)
+    assert not np.array_equal(cell.stream(batch=2).step(x), first)

@@ -11,6 +11,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "rnncore's compiled kernels. Use rnncore.ops: it validates arguments before they reach this module.";
   Eigen::initParallel();
   bindings::register_recurrent(m);
+  bindings::register_stepper(m);
   bindings::register_attention(m);
   bindings::register_embedding(m);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));

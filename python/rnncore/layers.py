@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from . import ops
+from . import _core, ops
 from ._validation import choice, float_array, lengths_array, nonlinearity_name, positive_int, reset_after_flag
 from .module import Parameterized
 
@@ -357,6 +357,44 @@ class _Cell:
             g["bias_ih"] += db_ih
             g["bias_hh"] += db_hh
         return dx, (tuple(d_prev) if n_states == 2 else d_prev[0])
+
+
+    def stream(self, batch: int = 1, state=None) -> "Stream":
+        """A streaming stepper for inference: ``stream.step(x)`` advances one step (x [batch, I]) and returns the new h,
+        keeping the state and the prepared weights between calls (about a microsecond per call at H = 64, against
+        ~10 µs for ``cell(x, state)``). It snapshots the weights: later parameter updates need a new stream."""
+        return Stream(self, positive_int("batch", batch), state)
+
+
+class Stream:
+    """One step per call with the state kept (see ``_Cell.stream``). ``step(x)`` returns h [B, H]; ``state`` is h,
+    or (h, c) for an LSTM; ``reset(state=None)`` starts over (None = zeros)."""
+
+    def __init__(self, cell: "_Cell", batch: int, state=None):
+        p = cell.parameters()
+        stepper_class = getattr(_core, f"Stepper_{cell.dtype.name}")
+        options = cell._cell_options
+        self._stepper = stepper_class(cell._op, options.get("reset_after", True), options.get("nonlinearity", "tanh"),
+                                      batch, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+        self._lstm = cell._op == "lstm"
+        self._shape, self._dtype = [("B", batch), ("H", cell.hidden_size)], cell.dtype
+        self.step = self._stepper.step  # the hot call goes straight to C++, which checks x itself
+        self.reset(state)
+
+    def reset(self, state=None) -> None:
+        if state is None:
+            self._stepper.reset(None, None)
+            return
+        if self._lstm and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            raise TypeError(f"state must be a tuple (h, c) for an LSTM stream, got {type(state).__name__}")
+        states = tuple(state) if self._lstm else (state, None)
+        h, c = (None if s is None else float_array(name, s, self._shape, self._dtype)
+                for name, s in zip(("h", "c"), states))
+        self._stepper.reset(h, c)
+
+    @property
+    def state(self):
+        return (self._stepper.h, self._stepper.c) if self._lstm else self._stepper.h
 
 
 class LSTMCell(_Cell):

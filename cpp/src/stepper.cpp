@@ -1,0 +1,142 @@
+// The streaming Stepper (rnncore/stepper.hpp): the products of one step with weights packed once
+// (step_product.hpp), then the cells' per-row math (cell_math.hpp).
+#include "rnncore/stepper.hpp"
+
+#include "cell_math.hpp"
+#include "parallel.hpp"
+#include "recurrent_common.hpp"
+#include "step_product.hpp"
+
+namespace rnncore {
+
+using namespace detail;
+
+template <typename T>
+struct Stepper<T>::Impl {
+  CellSpec spec;
+  index_t I, H, B, GH;
+  RowMatrix<T> w_ih, w_hh;    // private copies: the products below point into them
+  RowVector<T> input_bias;    // b_ih + b_hh, but b_hn with GRU reset_after (it sits inside r ⊙ (.))
+  RowVector<T> b_hn;          // GRU reset_after only; empty otherwise
+  RowMatrix<T> h, h_next, c, c_next;  // [B, H] states
+  RowMatrix<T> gates, hw, acts, rh_w;  // one step's scratch
+  StepProduct<T, true> input_product, hidden_product, reset_product;
+
+  Impl(const CellSpec& s, index_t I_, index_t H_, index_t B_, const T* wi, const T* wh, const T* bi, const T* bh)
+      : spec(s), I(I_), H(H_), B(B_), GH(s.gates() * H_),
+        w_ih(ConstMatrixView<T>(wi, GH, I)), w_hh(ConstMatrixView<T>(wh, GH, H)),
+        input_bias(is_reset_after() ? folded_bias(GH, bi, bh, 2 * H, 3 * H) : folded_bias(GH, bi, bh)),
+        b_hn(is_reset_after() && bh ? RowVector<T>(ConstRowVectorView<T>(bh + 2 * H, H)) : RowVector<T>()),
+        h(RowMatrix<T>::Zero(B, H)), h_next(B, H),
+        c(RowMatrix<T>::Zero(s.kind == CellKind::lstm ? B : 0, H)), c_next(s.kind == CellKind::lstm ? B : 0, H),
+        gates(B, GH), hw(s.kind == CellKind::gru ? B : 0, is_reset_after() ? GH : 2 * H),
+        acts(s.kind == CellKind::gru ? B : 0, 4 * H), rh_w(s.kind == CellKind::gru && !s.reset_after ? B : 0, H),
+        input_product(w_ih.data(), GH, I, B),
+        hidden_product(w_hh.data(), s.kind == CellKind::gru ? hw.cols() : GH, H, B),
+        reset_product(s.kind == CellKind::gru ? w_hh.data() + 2 * H * H : w_hh.data(),
+                      s.kind == CellKind::gru && !s.reset_after ? H : 0, H, B) {}
+
+  bool is_reset_after() const { return spec.kind == CellKind::gru && spec.reset_after; }
+
+  void step(const T* x) {
+    const KernelScope scope(forward_flops(spec.gates(), Dims{1, B, I, H}));
+    gates.rowwise() = input_bias;
+    input_product.accumulate(x, I, gates.data(), GH);  // x W_ih^T + biases
+    switch (spec.kind) {
+      case CellKind::lstm:
+        hidden_product.accumulate(h.data(), H, gates.data(), GH);
+        for_each_row(B, GH, [&](index_t b) {
+          lstm_row(gates.data() + b * GH, c.data() + b * H, c_next.data() + b * H, h_next.data() + b * H, H, false);
+        });
+        c.swap(c_next);
+        break;
+      case CellKind::gru:
+        hw.setZero();
+        hidden_product.accumulate(h.data(), H, hw.data(), hw.cols());
+        for_each_row(B, GH, [&](index_t b) {
+          gru_row(gates.data() + b * GH, hw.data() + b * hw.cols(), h.data() + b * H,
+                  b_hn.size() ? b_hn.data() : nullptr, acts.data() + b * 4 * H, h_next.data() + b * H, H,
+                  spec.reset_after);
+        });
+        if (!spec.reset_after) {
+          rh_w.setZero();
+          reset_product.accumulate(acts.data() + 3 * H, 4 * H, rh_w.data(), H);
+          for_each_row(B, H, [&](index_t b) {
+            gru_row_reset_before(gates.data() + b * GH + 2 * H, rh_w.data() + b * H, h.data() + b * H,
+                                 acts.data() + b * 4 * H, h_next.data() + b * H, H);
+          });
+        }
+        break;
+      case CellKind::rnn:
+        hidden_product.accumulate(h.data(), H, gates.data(), GH);
+        for_each_row(B, H, [&](index_t b) {
+          rnn_row(gates.data() + b * H, h_next.data() + b * H, H, spec.nonlinearity);
+        });
+        break;
+    }
+    h.swap(h_next);
+  }
+};
+
+template <typename T>
+Stepper<T>::Stepper(const CellSpec& spec, index_t I, index_t H, index_t B, const T* w_ih, const T* w_hh,
+                    const T* b_ih, const T* b_hh)
+    : impl_(std::make_unique<Impl>(spec, I, H, B, w_ih, w_hh, b_ih, b_hh)) {}
+
+template <typename T>
+Stepper<T>::~Stepper() = default;
+
+template <typename T>
+void Stepper<T>::reset(const T* h0, const T* c0) {
+  Impl& s = *impl_;
+  if (h0)
+    s.h = ConstMatrixView<T>(h0, s.B, s.H);
+  else
+    s.h.setZero();
+  if (s.spec.kind == CellKind::lstm) {
+    if (c0)
+      s.c = ConstMatrixView<T>(c0, s.B, s.H);
+    else
+      s.c.setZero();
+  }
+}
+
+template <typename T>
+void Stepper<T>::step(const T* x) {
+  impl_->step(x);
+}
+
+template <typename T>
+const T* Stepper<T>::h() const {
+  return impl_->h.data();
+}
+
+template <typename T>
+const T* Stepper<T>::c() const {
+  return impl_->c.data();
+}
+
+template <typename T>
+const CellSpec& Stepper<T>::spec() const {
+  return impl_->spec;
+}
+
+template <typename T>
+index_t Stepper<T>::input_size() const {
+  return impl_->I;
+}
+
+template <typename T>
+index_t Stepper<T>::hidden_size() const {
+  return impl_->H;
+}
+
+template <typename T>
+index_t Stepper<T>::batch() const {
+  return impl_->B;
+}
+
+template class Stepper<float>;
+template class Stepper<double>;
+
+}  // namespace rnncore
