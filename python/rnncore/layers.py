@@ -368,7 +368,8 @@ class _Cell:
 
 class Stream:
     """One step per call with the state kept (see ``_Cell.stream``). ``step(x)`` returns h [B, H]; ``state`` is h,
-    or (h, c) for an LSTM; ``reset(state=None)`` starts over (None = zeros)."""
+    or (h, c) for an LSTM; ``reset(state=None)`` starts over (None = zeros). A stream is one sequence's state: use
+    one stream per thread (separate streams run concurrently; ``step`` releases the GIL)."""
 
     def __init__(self, cell: "_Cell", batch: int, state=None):
         p = cell.parameters()
