@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_FLOAT32, _FLOAT64 = FLOAT_DTYPES
+FLOAT32, FLOAT64 = FLOAT_DTYPES  # builtin dtypes are singletons: `a.dtype is FLOAT32` rejects byte-swapped ones
 
 # A dimension of an expected shape: its letter (as in design.md §1) and its size, or None when any size goes.
 Dim = Tuple[str, Optional[int]]
@@ -51,7 +51,7 @@ def float_array(name: str, a, expected: Optional[Sequence[Dim]], dtype: Optional
     # must too): an exact ndarray, C-contiguous, of a native float dtype (builtin dtypes are singletons, so `is`
     # rejects byte-swapped ones) and of the expected shape. Anything else takes the checks below.
     if (type(a) is np.ndarray and a.flags.c_contiguous
-            and (a.dtype is dtype if dtype is not None else (a.dtype is _FLOAT32 or a.dtype is _FLOAT64))
+            and (a.dtype is dtype if dtype is not None else (a.dtype is FLOAT32 or a.dtype is FLOAT64))
             and _shape_matches(a.shape, expected)):
         return a
     if not isinstance(a, np.ndarray):
@@ -141,7 +141,7 @@ def features_array(name: str, a, letter: str, size: int, dtype: Optional[np.dtyp
     """A float array ``[..., letter]`` (any leading dimensions, at least one axis) whose last axis has ``size``
     entries; ``dtype`` as in ``float_array``. Returns it C-contiguous."""
     if type(a) is np.ndarray and a.ndim >= 1 and a.shape[-1] == size and a.flags.c_contiguous and (
-            a.dtype is dtype if dtype is not None else (a.dtype is _FLOAT32 or a.dtype is _FLOAT64)):
+            a.dtype is dtype if dtype is not None else (a.dtype is FLOAT32 or a.dtype is FLOAT64)):
         return a
     a = float_array(name, a, None, dtype)
     if a.ndim == 0 or a.shape[-1] != size:
