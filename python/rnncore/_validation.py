@@ -97,6 +97,14 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
+def same_keys(context: str, expected, given, error=KeyError) -> None:
+    """Raises ``error`` ("<context>: missing [...], unexpected [...]") unless ``given`` has exactly ``expected``'s keys."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    if missing or unexpected:
+        raise error(f"{context}: missing {missing}, unexpected {unexpected}")
+
+
 def reset_after_flag(value) -> bool:
     """The GRU's ``reset_after`` argument: a bool (never a truthy stand-in such as a string)."""
     if not isinstance(value, (bool, np.bool_)):

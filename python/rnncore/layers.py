@@ -19,7 +19,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import _core, ops
-from ._validation import choice, float_array, lengths_array, nonlinearity_name, positive_int, reset_after_flag
+from ._validation import (choice, float_array, lengths_array, nonlinearity_name, positive_int, reset_after_flag,
+                          same_keys)
 from .module import Parameterized
 
 _INITS = ("pytorch", "keras")
@@ -303,10 +304,7 @@ class _Cell:
     def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
         """From a cell's names (``{k: v.numpy() for k, v in torch.nn.LSTMCell(...).state_dict().items()}``)."""
         names = self._names()
-        missing = sorted(set(names.values()) - set(state))
-        unexpected = sorted(set(state) - set(names.values()))
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
+        same_keys("load_state_dict", names.values(), state)
         self._layer.load_state_dict({layer: state[cell] for layer, cell in names.items()})
 
     def train(self, mode: bool = True):

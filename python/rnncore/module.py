@@ -23,7 +23,7 @@ from typing import Dict, Iterator, Tuple
 
 import numpy as np
 
-from ._validation import float_dtype
+from ._validation import float_dtype, same_keys
 
 _FORMAT = "rnncore.save/1"
 
@@ -85,10 +85,7 @@ class Module:
     def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
         """Copies every parameter by nested name; missing, unexpected or misshaped entries raise before any copy."""
         params = self.parameters()
-        missing = sorted(set(params) - set(state))
-        unexpected = sorted(set(state) - set(params))
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
+        same_keys("load_state_dict", params, state)
         for name, p in params.items():
             if np.shape(state[name]) != p.shape:
                 raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {np.shape(state[name])}")
@@ -138,10 +135,7 @@ class Parameterized:
         """Copies every parameter from ``state`` (e.g. ``{k: v.numpy() for k, v in torch_module.state_dict().items()}``)
         into the module's arrays, converting to its dtype. Missing, unexpected or misshaped entries raise before
         anything is copied."""
-        missing = sorted(set(self._params) - set(state))
-        unexpected = sorted(set(state) - set(self._params))
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
+        same_keys("load_state_dict", self._params, state)
         arrays = {}
         for name, p in self._params.items():
             a = np.asarray(state[name])

@@ -31,7 +31,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ._validation import FLOAT_DTYPES
+from ._validation import FLOAT_DTYPES, same_keys
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW"]
 
@@ -115,10 +115,7 @@ class Optimizer:
 
     # hyper-parameters ---------------------------------------------------------------------------------------------
     def _checked(self, hyper: Mapping) -> Dict[str, Any]:
-        missing = sorted(set(self._hyper) - set(hyper))
-        unexpected = sorted(set(hyper) - set(self._hyper))
-        if missing or unexpected:
-            raise KeyError(f"{type(self).__name__} hyper-parameters: missing {missing}, unexpected {unexpected}")
+        same_keys(f"{type(self).__name__} hyper-parameters", self._hyper, hyper)
         checked = {key: check(key, hyper[key]) for key, check in self._hyper.items()}
         self._check_combination(checked)
         return checked
@@ -144,11 +141,7 @@ class Optimizer:
             grads = self._model.gradients()
         if not isinstance(grads, Mapping):
             raise TypeError(f"grads must be a dict name -> ndarray, got {type(grads).__name__}")
-        missing = sorted(set(self._params) - set(grads))
-        unexpected = sorted(set(grads) - set(self._params))
-        if missing or unexpected:
-            raise ValueError(f"grads must have exactly the parameters' names: missing {missing}, "
-                             f"unexpected {unexpected}")
+        same_keys("grads must have exactly the parameters' names", self._params, grads, ValueError)
         resolved = {}
         for name, p in self._params.items():
             g = grads[name]
@@ -217,10 +210,7 @@ class Optimizer:
         saved = state_dict["state"]
         if not isinstance(saved, Mapping):
             raise TypeError("load_state_dict: 'state' must be a dict param name -> dict of arrays")
-        missing = sorted(set(self._params) - set(saved))
-        unexpected = sorted(set(saved) - set(self._params))
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: parameter names differ: missing {missing}, unexpected {unexpected}")
+        same_keys("load_state_dict: parameter names differ", self._params, saved)
         new_state = {}
         for name, p in self._params.items():
             entries = saved[name]
