@@ -37,12 +37,22 @@ T, B, I, H = 5, 4, 3, 2  # the sizes of every validation call: all distinct, so 
 # ---------------------------------------------------------------------------------------------------------------
 
 class _Tripwire:
-    """Stands in for ``rnncore._core`` while a bad call is made: calling into C++ at all fails the test."""
+    """Stands in for ``rnncore._core`` while a bad call is made. The recurrent entry points may look at the call
+    (they recognise the exact call and answer anything else with NotImplemented, which the real ones do here), but
+    no kernel may run: any other answer fails the test."""
+
+    def __init__(self, core):
+        self._core = core
 
     def __getattr__(self, name):
+        real = getattr(self._core, name)
+
         def reached(*args, **kwargs):
-            raise AssertionError(f"rnncore._core.{name} was called: validation must reject the input before any "
-                                 f"C++ runs")
+            out = real(*args, **kwargs) if callable(real) else None
+            if out is not NotImplemented:
+                raise AssertionError(f"rnncore._core.{name} ran: validation must reject the input before any "
+                                     f"kernel runs")
+            return out
         return reached
 
 
@@ -50,8 +60,8 @@ class _Tripwire:
 def no_cpp(monkeypatch):
     """Call the returned function to forbid any C++ call from then on (within this test)."""
     def arm():
-        monkeypatch.setattr(rnncore.ops, "_core", _Tripwire())
-        monkeypatch.setattr(rnncore, "_core", _Tripwire())
+        monkeypatch.setattr(rnncore.ops, "_core", _Tripwire(rnncore.ops._core))
+        monkeypatch.setattr(rnncore, "_core", _Tripwire(rnncore._core))
     return arm
 
 
@@ -530,6 +540,94 @@ def test_strided_masked_softmax_inputs_give_identical_results():
                               (e[::-1].copy()[::-1], mask.T.copy().T)]:
         assert not e_view.flags.c_contiguous and not mask_view.flags.c_contiguous
         np.testing.assert_array_equal(ops.masked_softmax(e_view, mask_view), want)
+
+
+# --- the exact call, recognised in C++ -----------------------------------------------------------------------------
+
+def core_forward(cell, inputs, training=True):
+    """Calls ``rnncore._core.<cell>_forward`` directly, with the arguments exactly as given."""
+    args = [inputs["x"], *(inputs[s] for s in cell.state_names), inputs["w_ih"], inputs["w_hh"], inputs["b_ih"],
+            inputs["b_hh"], inputs["lengths"], training, *cell.options.values()]
+    return getattr(rnncore._core, f"{cell.op}_forward")(*args)
+
+
+def core_backward(cell, ws, upstream):
+    return getattr(rnncore._core, f"{cell.op}_backward")(ws, *upstream.values())
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
+def test_exact_call_runs_without_python_checks(cell, dtype, lengths):
+    """The common call (exact C-contiguous arrays, int64 lengths, bool flags) is taken by _core as it is."""
+    inputs, upstream = inputs_for(cell, dtype=dtype, seed=6, lengths=lengths)
+    if lengths:
+        inputs["lengths"] = inputs["lengths"].astype(np.int64)
+    out = core_forward(cell, inputs)
+    assert out is not NotImplemented
+    want, ws = run_forward(ops, cell, inputs)
+    for got, name in zip(out, cell.output_names):
+        np.testing.assert_array_equal(got, want[name], err_msg=name)
+    grads = core_backward(cell, out[-1], upstream)
+    assert grads is not NotImplemented
+    for got, name in zip(grads, cell.gradient_names):
+        assert_identical(got, run_backward(ops, cell, ws, upstream)[name], name)
+
+
+class _Subclass(np.ndarray):
+    pass
+
+
+def inexact_variants(inputs):
+    """Valid calls that are not exact: _core must refuse each (NotImplemented), ops must still run them."""
+    yield "x as a subclass", dict(inputs, x=inputs["x"].view(_Subclass))
+    yield "b_ih strided", dict(inputs, b_ih=np.repeat(inputs["b_ih"], 2)[::2])
+    yield "h0 in Fortran order", dict(inputs, h0=np.asfortranarray(inputs["h0"]))
+    yield "lengths int32", dict(inputs, lengths=np.full(inputs["x"].shape[1], 2, np.int32))
+    yield "lengths a list", dict(inputs, lengths=[1] * inputs["x"].shape[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_inexact_calls_go_through_the_checks(cell, dtype):
+    inputs, upstream = inputs_for(cell, dtype=dtype, seed=7, sizes=(3, 4, 2, 5))
+    swapped = np.dtype(dtype).newbyteorder()
+    for what, bad in [("w_hh byte-swapped", dict(inputs, w_hh=inputs["w_hh"].astype(swapped))),
+                      ("w_ih as a list", dict(inputs, w_ih=inputs["w_ih"].tolist()))]:
+        assert core_forward(cell, bad) is NotImplemented, what
+        with pytest.raises(TypeError):
+            run_forward(ops, cell, bad)
+    for what, variant in inexact_variants(inputs):
+        assert core_forward(cell, variant) is NotImplemented, what
+        want_inputs = {k: (np.ascontiguousarray(v, dtype=dtype) if k != "lengths" else
+                           (None if v is None else np.asarray(v, np.int64))) if v is not None else None
+                       for k, v in variant.items()}
+        want, _ = run_forward(ops, cell, want_inputs)
+        got, _ = run_forward(ops, cell, variant)
+        for name in cell.output_names:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{what}: {name}")
+    assert core_forward(cell, inputs, training=1) is NotImplemented  # flags must be bools
+    got, ws = run_forward(ops, cell, inputs, training=1)
+    assert ws is not None
+    assert core_backward(cell, ws, {k: v.tolist() for k, v in upstream.items()}) is NotImplemented
+    assert core_backward(cell, ws, {k: np.asfortranarray(v) for k, v in upstream.items()}) is NotImplemented
+    grads = run_backward(ops, cell, ws, {k: np.asfortranarray(v) for k, v in upstream.items()})
+    for name, want in run_backward(ops, cell, ws, upstream).items():
+        assert_identical(grads[name], want, name)
+
+
+def test_core_refuses_option_spellings_it_does_not_know():
+    cell = next(c for c in CELLS if c.name == "rnn_tanh")
+    inputs, _ = inputs_for(cell)
+    for name in ("TANH", np.str_("tanh"), None):
+        assert core_forward(dataclasses.replace(cell, options={"nonlinearity": name}), inputs) is NotImplemented
+    gru = next(c for c in CELLS if c.name == "gru_reset_after")
+    inputs, _ = inputs_for(gru)
+    assert core_forward(dataclasses.replace(gru, options={"reset_after": np.True_}), inputs) is NotImplemented
+    lengths = np.full(B, T + 1, np.int64)  # out of range: refused in C++, then named by the checks
+    assert core_forward(gru, dict(inputs, lengths=lengths)) is NotImplemented
+    with pytest.raises(ValueError, match=msg("lengths", "1..T")):
+        run_forward(ops, gru, dict(inputs, lengths=lengths))
 
 
 # --- the caller's arrays ----------------------------------------------------------------------------------------

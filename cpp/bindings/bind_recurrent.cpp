@@ -20,26 +20,60 @@ const char* cell_name(CellKind kind) {
   return "?";
 }
 
-/// The sizes of a forward call, read from x [T, B, I] and w_hh [G*H, H].
-template <typename T>
-Dims dims_of(const Array<T>& x, const Array<T>& w_hh) {
-  return Dims{x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1)};
-}
-
 template <typename T>
 Array<T> new_array(std::initializer_list<index_t> shape) {
   return cached_array<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
 }
 
-/// Forward's result: the arrays, then the workspace (None in inference).
-template <typename T>
-py::tuple with_workspace(py::tuple arrays, std::unique_ptr<Workspace<T>> ws) {
-  py::list out(arrays);
-  out.append(ws ? py::cast(std::move(ws)) : py::none());
-  return py::tuple(out);
+/// Calls `run(T{})` with T the float type of `x` (an ndarray of float32 or float64), or answers NotImplemented.
+template <typename Run>
+py::object by_dtype(py::handle x, Run&& run) {
+  const py::ssize_t* shape;
+  if (array_shape<float>(x, 3, shape)) return run(float{});
+  if (array_shape<double>(x, 3, shape)) return run(double{});
+  return not_exact();
 }
 
-/// The gradients every cell returns: dx [T,B,I], dw_ih [G*H,I], dw_hh [G*H,H], db_ih and db_hh [G*H].
+/// The arguments of one forward call when the whole call is exact (see bindings.hpp): x [T, B, I] fixes the sizes
+/// and w_hh [G*H, H] the hidden size; every other array must match them; lengths None or int64 [B] within 1..T
+/// (the kernels index by it); training a bool. Otherwise `ok` is false.
+template <typename T>
+struct ForwardArgs {
+  Dims d{};
+  const T *x = nullptr, *h0 = nullptr, *c0 = nullptr, *w_ih = nullptr, *w_hh = nullptr, *b_ih = nullptr,
+          *b_hh = nullptr;
+  const index_t* lengths = nullptr;
+  bool training = false, ok = false;
+
+  ForwardArgs(index_t gates, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_, py::handle w_hh_,
+              py::handle b_ih_, py::handle b_hh_, py::handle lengths_, py::handle training_) {
+    const py::ssize_t *xs, *ws;
+    if (!array_shape<T>(x_, 3, xs) || !array_shape<T>(w_hh_, 2, ws)) return;
+    d = Dims{xs[0], xs[1], xs[2], ws[1]};
+    const index_t GH = gates * d.H;
+    if (d.I < 1 || d.H < 1 || ws[0] != GH) return;
+    if (training_.ptr() != Py_True && training_.ptr() != Py_False) return;
+    training = training_.ptr() == Py_True;
+    const ExactArray<T> xa(x_, {d.T, d.B, d.I}), wih(w_ih_, {GH, d.I}), whh(w_hh_, {GH, d.H}),
+        bih(b_ih_, {GH}, true), bhh(b_hh_, {GH}, true), h(h0_, {d.B, d.H}, true), c(c0_, {d.B, d.H}, true);
+    const ExactArray<index_t> len(lengths_, {d.B}, true);
+    if (!(xa.ok && wih.ok && whh.ok && bih.ok && bhh.ok && h.ok && c.ok && len.ok)) return;
+    for (index_t b = 0; len.data && b < d.B; ++b)
+      if (len.data[b] < 1 || len.data[b] > d.T) return;
+    x = xa.data, h0 = h.data, c0 = c.data, w_ih = wih.data, w_hh = whh.data, b_ih = bih.data, b_hh = bhh.data;
+    lengths = len.data;
+    ok = true;
+  }
+};
+
+/// Forward's result: the arrays, then the workspace (None in inference).
+template <typename T, typename... Arrays>
+py::tuple with_workspace(std::unique_ptr<Workspace<T>> ws, const Arrays&... arrays) {
+  return py::make_tuple(arrays..., ws ? py::cast(std::move(ws)) : py::none());
+}
+
+/// The gradients every cell returns: dx [T,B,I], dw_ih [G*H,I], dw_hh [G*H,H], db_ih and db_hh [G*H]
+/// (a bias the forward did not have gets None, as in PyTorch).
 template <typename T>
 struct ParameterGradients {
   Array<T> dx, dw_ih, dw_hh, db_ih, db_hh;
@@ -49,85 +83,151 @@ struct ParameterGradients {
         dw_hh(new_array<T>({ws.w_hh.rows(), ws.dims.H})),
         db_ih(new_array<T>({ws.w_ih.rows()})),
         db_hh(new_array<T>({ws.w_hh.rows()})) {}
+  py::object bias_ih(const Workspace<T>& ws) const { return ws.has_bias_ih ? py::object(db_ih) : py::none(); }
+  py::object bias_hh(const Workspace<T>& ws) const { return ws.has_bias_hh ? py::object(db_hh) : py::none(); }
 };
 
+/// The arguments of one backward call when exact: a workspace of `kind` and dtype T, and each upstream gradient
+/// None or of its forward's shape ([T, B, H] for dy, [B, H] for the final states). Otherwise null.
 template <typename T>
-py::tuple lstm_forward_py(const Array<T>& x, const OptionalArray<T>& h0, const OptionalArray<T>& c0,
-                          const Array<T>& w_ih, const Array<T>& w_hh, const OptionalArray<T>& b_ih,
-                          const OptionalArray<T>& b_hh, const Lengths& lengths, bool training) {
-  const Dims d = dims_of(x, w_hh);
-  auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H}), c_n = new_array<T>({d.B, d.H});
-  auto ws = training ? std::make_unique<Workspace<T>>() : nullptr;
-  T *y_p = y.mutable_data(), *h_p = h_n.mutable_data(), *c_p = c_n.mutable_data();
-  {
-    py::gil_scoped_release release;
-    lstm_forward<T>(d, x.data(), data_or_null(h0), data_or_null(c0), w_ih.data(), w_hh.data(), data_or_null(b_ih),
-                    data_or_null(b_hh), data_or_null(lengths), y_p, h_p, c_p, ws.get());
+const Workspace<T>* exact_backward(CellKind kind, py::handle workspace, std::initializer_list<py::handle> final_grads,
+                                   py::handle dy, const T** grads) {
+  if (!py::isinstance<Workspace<T>>(workspace)) return nullptr;
+  const auto& ws = workspace.cast<const Workspace<T>&>();
+  if (ws.spec.kind != kind) return nullptr;
+  const Dims& d = ws.dims;
+  const ExactArray<T> dy_a(dy, {d.T, d.B, d.H}, true);
+  if (!dy_a.ok) return nullptr;
+  grads[0] = dy_a.data;
+  int i = 1;
+  for (py::handle g : final_grads) {
+    const ExactArray<T> g_a(g, {d.B, d.H}, true);
+    if (!g_a.ok) return nullptr;
+    grads[i++] = g_a.data;
   }
-  return with_workspace(py::make_tuple(y, h_n, c_n), std::move(ws));
+  return &ws;
+}
+
+py::object lstm_forward_py(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh,
+                           py::handle b_ih, py::handle b_hh, py::handle lengths, py::handle training) {
+  return by_dtype(x, [&](auto type) -> py::object {
+    using T = decltype(type);
+    const ForwardArgs<T> a(4, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training);
+    if (!a.ok) return not_exact();
+    const Dims& d = a.d;
+    auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H}), c_n = new_array<T>({d.B, d.H});
+    auto ws = a.training ? std::make_unique<Workspace<T>>() : nullptr;
+    T *y_p = y.mutable_data(), *h_p = h_n.mutable_data(), *c_p = c_n.mutable_data();
+    {
+      py::gil_scoped_release release;
+      lstm_forward<T>(d, a.x, a.h0, a.c0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_p, h_p, c_p, ws.get());
+    }
+    return with_workspace(std::move(ws), y, h_n, c_n);
+  });
 }
 
 template <typename T>
-py::tuple lstm_backward_py(const Workspace<T>& ws, const OptionalArray<T>& dy, const OptionalArray<T>& dh_n,
-                           const OptionalArray<T>& dc_n) {
-  ParameterGradients<T> g(ws);
-  auto dh0 = new_array<T>({ws.dims.B, ws.dims.H}), dc0 = new_array<T>({ws.dims.B, ws.dims.H});
+py::object lstm_backward_exact(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n) {
+  const T* upstream[3];
+  const Workspace<T>* ws = exact_backward<T>(CellKind::lstm, workspace, {dh_n, dc_n}, dy, upstream);
+  if (!ws) return py::none();
+  ParameterGradients<T> g(*ws);
+  auto dh0 = new_array<T>({ws->dims.B, ws->dims.H}), dc0 = new_array<T>({ws->dims.B, ws->dims.H});
   T *dh0_p = dh0.mutable_data(), *dc0_p = dc0.mutable_data(), *dx_p = g.dx.mutable_data(),
     *dwih_p = g.dw_ih.mutable_data(), *dwhh_p = g.dw_hh.mutable_data(), *dbih_p = g.db_ih.mutable_data(),
     *dbhh_p = g.db_hh.mutable_data();
   {
     py::gil_scoped_release release;
-    lstm_backward<T>(ws, data_or_null(dy), data_or_null(dh_n), data_or_null(dc_n), dx_p, dh0_p, dc0_p, dwih_p, dwhh_p,
-                     dbih_p, dbhh_p);
+    lstm_backward<T>(*ws, upstream[0], upstream[1], upstream[2], dx_p, dh0_p, dc0_p, dwih_p, dwhh_p, dbih_p, dbhh_p);
   }
-  return py::make_tuple(g.dx, dh0, dc0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh);
+  return py::make_tuple(g.dx, dh0, dc0, g.dw_ih, g.dw_hh, g.bias_ih(*ws), g.bias_hh(*ws));
 }
 
-template <typename T>
-py::tuple gru_forward_py(const Array<T>& x, const OptionalArray<T>& h0, const Array<T>& w_ih, const Array<T>& w_hh,
-                         const OptionalArray<T>& b_ih, const OptionalArray<T>& b_hh, const Lengths& lengths,
-                         bool training, bool reset_after) {
-  const Dims d = dims_of(x, w_hh);
-  auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H});
-  auto ws = training ? std::make_unique<Workspace<T>>() : nullptr;
-  T *y_p = y.mutable_data(), *h_p = h_n.mutable_data();
-  {
-    py::gil_scoped_release release;
-    gru_forward<T>(d, x.data(), data_or_null(h0), w_ih.data(), w_hh.data(), data_or_null(b_ih), data_or_null(b_hh),
-                   data_or_null(lengths), reset_after, y_p, h_p, ws.get());
-  }
-  return with_workspace(py::make_tuple(y, h_n), std::move(ws));
+py::object lstm_backward_py(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n) {
+  py::object out = lstm_backward_exact<float>(workspace, dy, dh_n, dc_n);
+  if (out.is_none()) out = lstm_backward_exact<double>(workspace, dy, dh_n, dc_n);
+  return out.is_none() ? not_exact() : out;
 }
 
-template <typename T>
-py::tuple rnn_forward_py(const Array<T>& x, const OptionalArray<T>& h0, const Array<T>& w_ih, const Array<T>& w_hh,
-                         const OptionalArray<T>& b_ih, const OptionalArray<T>& b_hh, const Lengths& lengths,
-                         bool training, const std::string& nonlinearity) {
-  const Dims d = dims_of(x, w_hh);
-  const Nonlinearity act = nonlinearity == "relu" ? Nonlinearity::relu : Nonlinearity::tanh;
-  auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H});
-  auto ws = training ? std::make_unique<Workspace<T>>() : nullptr;
-  T *y_p = y.mutable_data(), *h_p = h_n.mutable_data();
-  {
-    py::gil_scoped_release release;
-    rnn_forward<T>(d, x.data(), data_or_null(h0), w_ih.data(), w_hh.data(), data_or_null(b_ih), data_or_null(b_hh),
-                   data_or_null(lengths), act, y_p, h_p, ws.get());
+py::object gru_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
+                          py::handle b_hh, py::handle lengths, py::handle training, py::handle reset_after) {
+  if (reset_after.ptr() != Py_True && reset_after.ptr() != Py_False) return not_exact();
+  return by_dtype(x, [&](auto type) -> py::object {
+    using T = decltype(type);
+    const ForwardArgs<T> a(3, x, h0, py::none(), w_ih, w_hh, b_ih, b_hh, lengths, training);
+    if (!a.ok) return not_exact();
+    const Dims& d = a.d;
+    auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H});
+    auto ws = a.training ? std::make_unique<Workspace<T>>() : nullptr;
+    T *y_p = y.mutable_data(), *h_p = h_n.mutable_data();
+    const bool after = reset_after.ptr() == Py_True;
+    {
+      py::gil_scoped_release release;
+      gru_forward<T>(d, a.x, a.h0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, after, y_p, h_p, ws.get());
+    }
+    return with_workspace(std::move(ws), y, h_n);
+  });
+}
+
+/// "tanh" or "relu" (the only names the kernels know), else NotImplemented's cue: false.
+bool nonlinearity_of(py::handle name, Nonlinearity& act) {
+  if (!PyUnicode_CheckExact(name.ptr())) return false;
+  if (PyUnicode_CompareWithASCIIString(name.ptr(), "tanh") == 0) {
+    act = Nonlinearity::tanh;
+    return true;
   }
-  return with_workspace(py::make_tuple(y, h_n), std::move(ws));
+  if (PyUnicode_CompareWithASCIIString(name.ptr(), "relu") == 0) {
+    act = Nonlinearity::relu;
+    return true;
+  }
+  return false;
+}
+
+py::object rnn_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
+                          py::handle b_hh, py::handle lengths, py::handle training, py::handle nonlinearity) {
+  Nonlinearity act;
+  if (!nonlinearity_of(nonlinearity, act)) return not_exact();
+  return by_dtype(x, [&](auto type) -> py::object {
+    using T = decltype(type);
+    const ForwardArgs<T> a(1, x, h0, py::none(), w_ih, w_hh, b_ih, b_hh, lengths, training);
+    if (!a.ok) return not_exact();
+    const Dims& d = a.d;
+    auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H});
+    auto ws = a.training ? std::make_unique<Workspace<T>>() : nullptr;
+    T *y_p = y.mutable_data(), *h_p = h_n.mutable_data();
+    {
+      py::gil_scoped_release release;
+      rnn_forward<T>(d, a.x, a.h0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, act, y_p, h_p, ws.get());
+    }
+    return with_workspace(std::move(ws), y, h_n);
+  });
 }
 
 /// GRU and simple-RNN backward share one signature: (ws, dy, dh_n) -> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh).
 template <typename T, void (*Backward)(const Workspace<T>&, const T*, const T*, T*, T*, T*, T*, T*, T*)>
-py::tuple single_state_backward_py(const Workspace<T>& ws, const OptionalArray<T>& dy, const OptionalArray<T>& dh_n) {
-  ParameterGradients<T> g(ws);
-  auto dh0 = new_array<T>({ws.dims.B, ws.dims.H});
+py::object single_state_backward_exact(CellKind kind, py::handle workspace, py::handle dy, py::handle dh_n) {
+  const T* upstream[2];
+  const Workspace<T>* ws = exact_backward<T>(kind, workspace, {dh_n}, dy, upstream);
+  if (!ws) return py::none();
+  ParameterGradients<T> g(*ws);
+  auto dh0 = new_array<T>({ws->dims.B, ws->dims.H});
   T *dh0_p = dh0.mutable_data(), *dx_p = g.dx.mutable_data(), *dwih_p = g.dw_ih.mutable_data(),
     *dwhh_p = g.dw_hh.mutable_data(), *dbih_p = g.db_ih.mutable_data(), *dbhh_p = g.db_hh.mutable_data();
   {
     py::gil_scoped_release release;
-    Backward(ws, data_or_null(dy), data_or_null(dh_n), dx_p, dh0_p, dwih_p, dwhh_p, dbih_p, dbhh_p);
+    Backward(*ws, upstream[0], upstream[1], dx_p, dh0_p, dwih_p, dwhh_p, dbih_p, dbhh_p);
   }
-  return py::make_tuple(g.dx, dh0, g.dw_ih, g.dw_hh, g.db_ih, g.db_hh);
+  return py::make_tuple(g.dx, dh0, g.dw_ih, g.dw_hh, g.bias_ih(*ws), g.bias_hh(*ws));
+}
+
+template <CellKind Kind, void (*BackwardF)(const Workspace<float>&, const float*, const float*, float*, float*,
+                                            float*, float*, float*, float*),
+          void (*BackwardD)(const Workspace<double>&, const double*, const double*, double*, double*, double*,
+                            double*, double*, double*)>
+py::object single_state_backward_py(py::handle workspace, py::handle dy, py::handle dh_n) {
+  py::object out = single_state_backward_exact<float, BackwardF>(Kind, workspace, dy, dh_n);
+  if (out.is_none()) out = single_state_backward_exact<double, BackwardD>(Kind, workspace, dy, dh_n);
+  return out.is_none() ? not_exact() : out;
 }
 
 template <typename T>
@@ -149,22 +249,6 @@ void register_dtype(py::module_& m) {
       .def_property_readonly("has_bias_hh", [](const Workspace<T>& w) { return w.has_bias_hh; })
       .def_property_readonly("nbytes", &Workspace<T>::bytes);
 
-  using py::arg;
-  m.def("lstm_forward", &lstm_forward_py<T>, arg("x").noconvert(), arg("h0").noconvert(), arg("c0").noconvert(),
-        arg("w_ih").noconvert(), arg("w_hh").noconvert(), arg("b_ih").noconvert(), arg("b_hh").noconvert(),
-        arg("lengths").noconvert(), arg("training"));
-  m.def("lstm_backward", &lstm_backward_py<T>, arg("workspace"), arg("dy").noconvert(), arg("dh_n").noconvert(),
-        arg("dc_n").noconvert());
-  m.def("gru_forward", &gru_forward_py<T>, arg("x").noconvert(), arg("h0").noconvert(), arg("w_ih").noconvert(),
-        arg("w_hh").noconvert(), arg("b_ih").noconvert(), arg("b_hh").noconvert(), arg("lengths").noconvert(),
-        arg("training"), arg("reset_after"));
-  m.def("gru_backward", &single_state_backward_py<T, gru_backward<T>>, arg("workspace"), arg("dy").noconvert(),
-        arg("dh_n").noconvert());
-  m.def("rnn_forward", &rnn_forward_py<T>, arg("x").noconvert(), arg("h0").noconvert(), arg("w_ih").noconvert(),
-        arg("w_hh").noconvert(), arg("b_ih").noconvert(), arg("b_hh").noconvert(), arg("lengths").noconvert(),
-        arg("training"), arg("nonlinearity"));
-  m.def("rnn_backward", &single_state_backward_py<T, rnn_backward<T>>, arg("workspace"), arg("dy").noconvert(),
-        arg("dh_n").noconvert());
 }
 
 }  // namespace
@@ -172,6 +256,20 @@ void register_dtype(py::module_& m) {
 void register_recurrent(py::module_& m) {
   register_dtype<float>(m);
   register_dtype<double>(m);
+  // Each returns NotImplemented unless the call is exact (see bindings.hpp): rnncore.ops then validates and calls
+  // again with the checked arguments.
+  using py::arg;
+  m.def("lstm_forward", &lstm_forward_py, arg("x"), arg("h0"), arg("c0"), arg("w_ih"), arg("w_hh"), arg("b_ih"),
+        arg("b_hh"), arg("lengths"), arg("training"));
+  m.def("lstm_backward", &lstm_backward_py, arg("workspace"), arg("dy"), arg("dh_n"), arg("dc_n"));
+  m.def("gru_forward", &gru_forward_py, arg("x"), arg("h0"), arg("w_ih"), arg("w_hh"), arg("b_ih"), arg("b_hh"),
+        arg("lengths"), arg("training"), arg("reset_after"));
+  m.def("gru_backward", &single_state_backward_py<CellKind::gru, gru_backward<float>, gru_backward<double>>,
+        arg("workspace"), arg("dy"), arg("dh_n"));
+  m.def("rnn_forward", &rnn_forward_py, arg("x"), arg("h0"), arg("w_ih"), arg("w_hh"), arg("b_ih"), arg("b_hh"),
+        arg("lengths"), arg("training"), arg("nonlinearity"));
+  m.def("rnn_backward", &single_state_backward_py<CellKind::rnn, rnn_backward<float>, rnn_backward<double>>,
+        arg("workspace"), arg("dy"), arg("dh_n"));
 }
 
 }  // namespace rnncore::bindings

@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from . import _core
-from ._validation import (FLOAT32, FLOAT64, float_array, is_exact, lengths_array, nonlinearity_name, optional_float_array,
+from ._validation import (float_array, is_exact, lengths_array, nonlinearity_name, optional_float_array,
                           reset_after_flag)
 
 _WORKSPACE_TYPES = (_core.Workspace_float32, _core.Workspace_float64)
@@ -40,10 +40,7 @@ class _Forward(NamedTuple):
 
 def _check_forward(gates: int, x, states: dict, w_ih, w_hh, b_ih, b_hh, lengths) -> _Forward:
     """Validates one forward call's arrays against each other: x fixes T, B, I and the dtype; w_hh fixes H.
-    On small sizes validation costs as much as the kernel, so the common correct call (every array already exact)
-    is recognised in one pass; anything else goes through the checks that name the argument."""
-    if lengths is None and _all_exact(gates, x, states, w_ih, w_hh, b_ih, b_hh):
-        return _Forward(x, tuple(states.values()), w_ih, w_hh, b_ih, b_hh, None)
+    Raises with the argument's name, or returns the arrays as the kernels take them."""
     x = float_array("x", x, [("T", None), ("B", None), ("I", None)])
     steps, batch, inputs = x.shape
     dtype = x.dtype
@@ -70,26 +67,12 @@ def _check_forward(gates: int, x, states: dict, w_ih, w_hh, b_ih, b_hh, lengths)
                     lengths_array(lengths, batch, steps))
 
 
-def _all_exact(gates: int, x, states: dict, w_ih, w_hh, b_ih, b_hh) -> bool:
-    """True when every array is an exact C-contiguous ndarray of x's float dtype and of the shape x and w_hh imply."""
-    if type(x) is not np.ndarray or type(w_hh) is not np.ndarray or x.ndim != 3 or w_hh.ndim != 2:
-        return False
-    dtype = x.dtype
-    if not (dtype is FLOAT32 or dtype is FLOAT64) or not x.flags.c_contiguous:
-        return False
-    _, batch, inputs = x.shape
-    gh, hidden = w_hh.shape
-    if inputs < 1 or hidden < 1 or gh != gates * hidden:
-        return False
-    if not (is_exact(w_hh, (gh, hidden), dtype) and is_exact(w_ih, (gh, inputs), dtype)):
-        return False
-    for b in (b_ih, b_hh):
-        if b is not None and not is_exact(b, (gh,), dtype):
-            return False
-    for s in states.values():
-        if s is not None and not is_exact(s, (batch, hidden), dtype):
-            return False
-    return True
+def _checked_call(kernel, *args):
+    """Runs a kernel whose arguments were just validated; it must accept them (else the two checks disagree)."""
+    out = kernel(*args)
+    if out is NotImplemented:
+        raise RuntimeError(f"rnncore internal error: _core.{kernel.__name__} refused arguments that passed validation")
+    return out
 
 
 def _check_workspace(workspace, op: str, cell: str):
@@ -110,26 +93,31 @@ def _check_upstream(workspace, grads: dict) -> tuple:
     return tuple(optional_float_array(name, g, shapes[name], dtype) for name, g in grads.items())
 
 
-def _bias_gradients(workspace, grads: tuple) -> tuple:
-    """A bias that the forward did not have gets no gradient (None), as in PyTorch."""
-    *rest, db_ih, db_hh = grads
-    return (*rest, db_ih if workspace.has_bias_ih else None, db_hh if workspace.has_bias_hh else None)
-
+# Every kernel entry point first tries the call as given: _core recognises the common exact call (every array an
+# exact C-contiguous ndarray of the right dtype and shape) in ~0.1 us and answers anything else with NotImplemented,
+# after which the checks below name the bad argument or make the arrays exact, and the kernel runs on those.
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True):
     """LSTM over a sequence batch. Returns ``(y [T,B,H], h_n [B,H], c_n [B,H], workspace or None)``.
 
     ``[i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh``; ``c = f*c + i*g``; ``h = o*tanh(c)``.
     """
-    a = _check_forward(4, x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih, b_hh, lengths)
-    return _core.lstm_forward(a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, bool(training))
+    out = _core.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training)
+    if out is NotImplemented:
+        a = _check_forward(4, x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih, b_hh, lengths)
+        out = _checked_call(_core.lstm_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths,
+                            bool(training))
+    return out
 
 
 def lstm_backward(workspace, dy, dh_n=None, dc_n=None):
     """BPTT for the forward that made ``workspace``.
     Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    ws = _check_workspace(workspace, "lstm_backward", "lstm")
-    return _bias_gradients(ws, _core.lstm_backward(ws, *_check_upstream(ws, {"dy": dy, "dh_n": dh_n, "dc_n": dc_n})))
+    out = _core.lstm_backward(workspace, dy, dh_n, dc_n)
+    if out is NotImplemented:
+        ws = _check_workspace(workspace, "lstm_backward", "lstm")
+        out = _checked_call(_core.lstm_backward, ws, *_check_upstream(ws, {"dy": dy, "dh_n": dh_n, "dc_n": dc_n}))
+    return out
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, reset_after=True):
@@ -138,30 +126,43 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, rese
     ``reset_after=True`` (PyTorch/cuDNN/Keras default): ``n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn))``;
     ``reset_after=False`` (Cho 2014): ``n = tanh(x W_in^T + b_in + (r*h) W_hn^T + b_hn)``; ``h = (1-z)*n + z*h``.
     """
-    a = _check_forward(3, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
-    return _core.gru_forward(a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, bool(training),
-                             reset_after_flag(reset_after))
+    out = _core.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, reset_after)
+    if out is NotImplemented:
+        reset_after = reset_after_flag(reset_after)
+        a = _check_forward(3, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
+        out = _checked_call(_core.gru_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths,
+                            bool(training), reset_after)
+    return out
 
 
 def gru_backward(workspace, dy, dh_n=None):
     """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    ws = _check_workspace(workspace, "gru_backward", "gru")
-    return _bias_gradients(ws, _core.gru_backward(ws, *_check_upstream(ws, {"dy": dy, "dh_n": dh_n})))
+    out = _core.gru_backward(workspace, dy, dh_n)
+    if out is NotImplemented:
+        ws = _check_workspace(workspace, "gru_backward", "gru")
+        out = _checked_call(_core.gru_backward, ws, *_check_upstream(ws, {"dy": dy, "dh_n": dh_n}))
+    return out
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonlinearity="tanh"):
     """Simple RNN ``h = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``, act = tanh or relu.
     Returns ``(y [T,B,H], h_n [B,H], workspace or None)``."""
-    nonlinearity = nonlinearity_name(nonlinearity)
-    a = _check_forward(1, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
-    return _core.rnn_forward(a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, bool(training),
-                             nonlinearity)
+    out = _core.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, nonlinearity)
+    if out is NotImplemented:
+        nonlinearity = nonlinearity_name(nonlinearity)
+        a = _check_forward(1, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
+        out = _checked_call(_core.rnn_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths,
+                            bool(training), nonlinearity)
+    return out
 
 
 def rnn_backward(workspace, dy, dh_n=None):
     """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    ws = _check_workspace(workspace, "rnn_backward", "rnn")
-    return _bias_gradients(ws, _core.rnn_backward(ws, *_check_upstream(ws, {"dy": dy, "dh_n": dh_n})))
+    out = _core.rnn_backward(workspace, dy, dh_n)
+    if out is NotImplemented:
+        ws = _check_workspace(workspace, "rnn_backward", "rnn")
+        out = _checked_call(_core.rnn_backward, ws, *_check_upstream(ws, {"dy": dy, "dh_n": dh_n}))
+    return out
 
 
 def masked_softmax(e, mask=None):
