@@ -1,7 +1,8 @@
 // The per-time-step matrix product of every recurrent kernel. The weight is the same at every step, so it is packed
 // once per kernel call into the layout of Eigen's GEMM micro-kernel (gebp) and every step only packs its small
 // left operand (the batch) and runs the micro-kernel: Eigen's own GEMM would repack the weight at every step
-// (measured: ~9% of an LSTM training step at H=512, B=64). A single-row batch uses Eigen's GEMV instead (no packing).
+// (measured: ~9% of an LSTM training step at H=512, B=64). A single-row batch uses RowPanels (row_panels.hpp): the
+// weight packed into column panels for a register-blocked GEMV.
 // Work is split across the call's threads by blocks of output columns. Nothing is allocated per step.
 // One home for the recurrent product: a faster micro-kernel replaces it for every cell at once.
 #pragma once
@@ -10,6 +11,7 @@
 #include <algorithm>
 
 #include "parallel.hpp"
+#include "row_panels.hpp"
 #include "rnncore/types.hpp"
 
 namespace rnncore::detail {
@@ -27,11 +29,11 @@ class StepProduct {
       : w_(w), w_stride_(w_cols), n_(TransposeW ? w_rows : w_cols), k_(TransposeW ? w_cols : w_rows), m_(m) {
     if (m_ <= 1 || n_ == 0 || k_ == 0) {
       parts_ = threads_for(2.0 * m_ * n_ * k_, n_ / kAlign, kMinFlopsPerThread);
-      if (m_ == 1 && TransposeW && steps >= kMinStepsToTranspose) {
-        // One row: keep op(W) = W^T as a row-major [K, N] copy, so the product is K scaled rows of length N added
-        // up (full-width FMAs) instead of N dot products that each end in a horizontal reduction.
-        w_transposed_.resize(k_ * n_);
-        transpose_into(w_transposed_.data());
+      if (m_ == 1 && (!TransposeW || steps >= kMinStepsToPack)) {
+        // One row: op(W) packed as column panels, so the product is K scaled panel rows added up in registers
+        // (full-width FMAs) instead of N dot products that each end in a horizontal reduction.
+        panels_.pack(w_, w_stride_, n_, k_, TransposeW);
+        parts_ = threads_for(2.0 * n_ * k_, panels_.panels(), kMinFlopsPerThread);
       }
       return;
     }
@@ -93,7 +95,7 @@ class StepProduct {
   using Buffer = Eigen::Matrix<T, Eigen::Dynamic, 1>;  // aligned for the micro-kernel's packet loads
 
   static constexpr index_t kManySteps = index_t(1) << 30;
-  static constexpr index_t kMinStepsToTranspose = 8;     // the transposed copy costs about as much as ~4 steps
+  static constexpr index_t kMinStepsToPack = 8;          // packing W^T costs about as much as ~4 steps
   static constexpr index_t kAlign = 16;                  // GEMV column chunks: a multiple of every SIMD width
   static constexpr index_t kPad = 64;                    // packed blocks start on a 64-scalar boundary
   static constexpr double kMinFlopsPerThread = 1 << 21;  // ~12 µs of GEMM: below that a fork/join does not pay
@@ -104,33 +106,20 @@ class StepProduct {
   T* packed_w(index_t i, index_t kb) { return packed_w_.data() + (i * blocks_k_ + kb) * w_block_; }
   T* packed_a(index_t kb, index_t j) { return packed_a_.data() + (kb * blocks_m_ + j) * a_block_; }
 
-  /// W [N, K] (row-major, stride w_stride_) into dst [K, N], in 16 x 16 tiles so that reads and writes both stay
-  /// in cache lines (Eigen's plain transposed assignment walks one side with a stride and cost ~10% of a short
-  /// B=1 call).
-  void transpose_into(T* dst) const {
-    constexpr index_t tile = 16;
-    for (index_t n0 = 0; n0 < n_; n0 += tile)
-      for (index_t k0 = 0; k0 < k_; k0 += tile) {
-        const index_t n1 = std::min(n_, n0 + tile), k1 = std::min(k_, k0 + tile);
-        for (index_t n = n0; n < n1; ++n)
-          for (index_t k = k0; k < k1; ++k) dst[k * n_ + n] = w_[n * w_stride_ + k];
-      }
-  }
-
   /// One batch row: out [N] += a [K] · op(W), split by output columns across threads.
-  void gemv(const T* a, T* out) const {
-    using StridedView = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
+  void gemv(const T* a, T* out) {
+    if (panels_.panels() > 0) {
+      parallel_chunks(panels_.panels(), parts_, 1, [&](int, index_t p0, index_t p1) {
+        panels_.accumulate(a, out, p0, p1, reverse_);
+      });
+      reverse_ = !reverse_;  // the next step starts with the panels this one read last
+      return;
+    }
+    // A few steps of out += a · W^T: N dot products with W's rows, nothing packed.
     parallel_chunks(n_, parts_, kAlign, [&](int, index_t n0, index_t n1) {
       Eigen::Map<RowVector<T>> out_row(out + n0, n1 - n0);
       const Eigen::Map<const RowVector<T>> a_row(a, k_);
-      if (TransposeW && w_transposed_.size() == 0) {  // a few steps: N dot products with W's rows, no copy
-        out_row.noalias() += a_row * ConstMatrixView<T>(w_ + n0 * w_stride_, n1 - n0, k_).transpose();
-        return;
-      }
-      // op(W) as row-major [K, N]: W itself, or the transposed copy made at construction.
-      const T* w_rows = TransposeW ? w_transposed_.data() : w_;
-      const index_t stride = TransposeW ? n_ : w_stride_;
-      out_row.noalias() += a_row * StridedView(w_rows + n0, k_, n1 - n0, Eigen::OuterStride<>(stride));
+      out_row.noalias() += a_row * ConstMatrixView<T>(w_ + n0 * w_stride_, n1 - n0, k_).transpose();
     });
   }
 
@@ -138,7 +127,9 @@ class StepProduct {
   index_t w_stride_, n_, k_, m_;
   int parts_ = 1;
   index_t kc_ = 0, mc_ = 0, nc_ = 0, blocks_n_ = 0, blocks_k_ = 0, blocks_m_ = 0, w_block_ = 0, a_block_ = 0;
-  Buffer packed_w_, packed_a_, w_transposed_;
+  Buffer packed_w_, packed_a_;
+  RowPanels<T> panels_;
+  bool reverse_ = false;
 };
 
 }  // namespace rnncore::detail

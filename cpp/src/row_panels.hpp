@@ -1,0 +1,146 @@
+// The one-row product out [N] += a [K] · op(W) of a batch-1 recurrent step, on the weight packed once per call into
+// column panels. Eigen's GEMV reads op(W) as K rows of N scalars with a stride, which at H = 64 (W_hh: 64 KB, more
+// than L1) is bound by L2 bandwidth. Here:
+// - op(W) is packed into panels of up to kPanelPackets SIMD packets of columns, each panel [K, width] contiguous
+//   (one stream for the prefetcher, no partial cache lines);
+// - a panel's columns are accumulated in registers over all of K (one store per output); a narrow panel (fewer
+//   than kPanelPackets packets, e.g. N = 64 floats with AVX-512 = 4 packets) splits K into interleaved streams with
+//   their own accumulators, so that there are always ~kPanelPackets independent FMA chains to hide FMA latency;
+// - successive calls visit the panels in alternating order, so the panels used last by one step (still in L1)
+//   are the first the next step reads. The order of the panels does not change any output's summation order, so
+//   results do not depend on it.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+
+#include "parallel.hpp"
+#include "rnncore/types.hpp"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+#endif
+
+namespace rnncore::detail {
+
+template <typename T>
+class RowPanels {
+ public:
+  using Packet = typename Eigen::internal::packet_traits<T>::type;
+  static constexpr index_t P = Eigen::internal::unpacket_traits<Packet>::size;
+  static constexpr index_t kPanelPackets = 8;  // a panel's accumulators: 2 FMA ports × 4 cycles of latency
+  static constexpr index_t kPanel = kPanelPackets * P;
+
+  RowPanels() = default;
+
+  /// Packs op(W) [K, N] for the given weight: transposed = true: W is [N, K] row-major (stride ldw) and
+  /// op(W) = W^T; transposed = false: W is [K, N] row-major (stride ldw) and op(W) = W.
+  void pack(const T* w, index_t ldw, index_t n, index_t k, bool transposed) {
+    n_ = n;
+    k_ = k;
+    panels_ = (n + kPanel - 1) / kPanel;
+    data_.resize(panels_ * kPanel * k);
+    for (index_t p = 0; p < panels_; ++p) {
+      const index_t n0 = p * kPanel, width = padded_width(p);
+      T* dst = panel(p);
+      const index_t cols = std::min(kPanel, n - n0);
+      if (transposed) {
+        transpose_block(w + n0 * ldw, ldw, cols, k, dst, width);
+      } else {
+        for (index_t kk = 0; kk < k; ++kk) std::copy_n(w + kk * ldw + n0, cols, dst + kk * width);
+      }
+      for (index_t kk = 0; kk < k; ++kk) std::fill(dst + kk * width + cols, dst + (kk + 1) * width, T(0));
+    }
+  }
+
+  index_t panels() const { return panels_; }
+
+  /// dst[kk * ldd + j] = src[j * lds + kk] for j < rows, kk < cols: P x P tiles transposed in registers, scalar
+  /// edges (a scalar transpose of W_hh cost as much as ~10 steps of a B = 1, H = 64 LSTM).
+  static void transpose_block(const T* src, index_t lds, index_t rows, index_t cols, T* dst, index_t ldd) {
+    namespace ei = Eigen::internal;
+    const index_t rows_p = rows / P * P, cols_p = cols / P * P;
+    for (index_t j0 = 0; j0 < rows_p; j0 += P)
+      for (index_t k0 = 0; k0 < cols_p; k0 += P) {
+        ei::PacketBlock<Packet, int(P)> tile;
+        for (index_t r = 0; r < P; ++r) tile.packet[r] = ei::ploadu<Packet>(src + (j0 + r) * lds + k0);
+        ei::ptranspose(tile);
+        for (index_t r = 0; r < P; ++r) ei::pstoreu(dst + (k0 + r) * ldd + j0, tile.packet[r]);
+      }
+    for (index_t j = 0; j < rows; ++j)
+      for (index_t kk = (j < rows_p ? cols_p : 0); kk < cols; ++kk) dst[kk * ldd + j] = src[j * lds + kk];
+  }
+
+  /// out [N] += a [K] · op(W) over panels [p_begin, p_end), visited in the order `reverse` says.
+  void accumulate(const T* a, T* out, index_t p_begin, index_t p_end, bool reverse) const {
+    for (index_t i = p_begin; i < p_end; ++i) {
+      const index_t p = reverse ? p_end - 1 - (i - p_begin) : i;
+      switch (padded_width(p) / P) {
+        case 8: panel_product<8>(p, a, out); break;
+        case 7: panel_product<7>(p, a, out); break;
+        case 6: panel_product<6>(p, a, out); break;
+        case 5: panel_product<5>(p, a, out); break;
+        case 4: panel_product<4>(p, a, out); break;
+        case 3: panel_product<3>(p, a, out); break;
+        case 2: panel_product<2>(p, a, out); break;
+        default: panel_product<1>(p, a, out); break;
+      }
+    }
+  }
+
+ private:
+  /// Width of panel p in scalars: kPanel, or the last panel's columns rounded up to whole packets.
+  index_t padded_width(index_t p) const {
+    const index_t cols = std::min(kPanel, n_ - p * kPanel);
+    return (cols + P - 1) / P * P;
+  }
+  const T* panel(index_t p) const { return data_.data() + p * kPanel * k_; }
+  T* panel(index_t p) { return data_.data() + p * kPanel * k_; }
+
+  /// One panel of NP packets: Streams = kPanelPackets / NP interleaved slices of K, each with NP accumulators.
+  template <int NP>
+  void panel_product(index_t p, const T* a, T* out) const {
+    namespace ei = Eigen::internal;
+    // (16 chains with AVX-512's 32 registers measured 1.4-1.8x slower: the compiler no longer keeps them all.)
+    constexpr int Streams = std::max<int>(1, int(kPanelPackets) / NP);
+    constexpr index_t width = NP * P;
+    const T* w = panel(p);
+    Packet acc[Streams][NP];
+    for (int s = 0; s < Streams; ++s)
+      for (int i = 0; i < NP; ++i) acc[s][i] = ei::pset1<Packet>(T(0));
+    index_t kk = 0;
+    for (; kk + Streams <= k_; kk += Streams)
+      for (int s = 0; s < Streams; ++s) {
+        const Packet b = ei::pset1<Packet>(a[kk + s]);
+        for (int i = 0; i < NP; ++i)
+          acc[s][i] = ei::pmadd(b, ei::ploadu<Packet>(w + (kk + s) * width + i * P), acc[s][i]);
+      }
+    for (int s = 0; kk < k_; ++kk, ++s) {  // the last K % Streams rows
+      const Packet b = ei::pset1<Packet>(a[kk]);
+      for (int i = 0; i < NP; ++i) acc[s][i] = ei::pmadd(b, ei::ploadu<Packet>(w + kk * width + i * P), acc[s][i]);
+    }
+    // Add the streams pairwise (a fixed tree), then the outputs.
+    for (int step = 1; step < Streams; step *= 2)
+      for (int s = 0; s + step < Streams; s += 2 * step)
+        for (int i = 0; i < NP; ++i) acc[s][i] = ei::padd(acc[s][i], acc[s + step][i]);
+    const index_t n0 = p * kPanel, cols = std::min(kPanel, n_ - n0);
+    T* o = out + n0;
+    if (cols == width) {
+      for (int i = 0; i < NP; ++i) ei::pstoreu(o + i * P, ei::padd(ei::ploadu<Packet>(o + i * P), acc[0][i]));
+      return;
+    }
+    alignas(64) T sums[width];
+    for (int i = 0; i < NP; ++i) ei::pstore(sums + i * P, acc[0][i]);
+    for (index_t j = 0; j < cols; ++j) o[j] += sums[j];
+  }
+
+  index_t n_ = 0, k_ = 0, panels_ = 0;
+  Eigen::Matrix<T, Eigen::Dynamic, 1> data_;
+};
+
+}  // namespace rnncore::detail
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
