@@ -53,33 +53,14 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
   CachedMatrix<T> xw(TB, GH);
   project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I),
                  folded_bias(GH, b_ih, b_hh, reset_after ? 2 * H : 0, reset_after ? 3 * H : 0), xw.view());
-  RowMatrix<T> hw(B, reset_after ? GH : 2 * H);  // this step's recurrent projection
-  RowMatrix<T> rh_w(reset_after ? 0 : B, H);       // reset_after = false: (r ⊙ h) W_hn^T
-  StepProduct<T, true> hidden_product(w_hh, hw.cols(), H, B, d.T);  // h_{t-1} · W_hh^T (the rows r, z[, n])
-  StepProduct<T, true> reset_product(w_hh + 2 * H * H, H, H, B, d.T);  // reset_before: (r ⊙ h_{t-1}) · W_hn^T
+  RowMatrix<T> hw(reset_after ? B : 0, GH);  // reset_after's h W_hh^T (see gru_step)
+  StepProduct<T, true> hidden_product(w_hh, reset_after ? GH : 2 * H, H, B, d.T);  // h_{t-1} · W_hh^T (r, z[, n])
+  StepProduct<T, true> reset_product(w_hh + 2 * H * H, reset_after ? 0 : H, H, B, d.T);  // (r ⊙ h_{t-1}) · W_hn^T
 
+  const T* b_hn = reset_after && b_hh ? b_hh + 2 * H : nullptr;
   for (index_t t = 0; t < d.T; ++t) {
-    T* acts = acts_at(t);
-    hw.setZero();
-    hidden_product.accumulate(h[t], H, hw.data(), hw.cols());
-    // One pass per row for r and z (both variants); with reset_after the same pass finishes the step:
-    //   hn = h W_hn^T + b_hn,  n = tanh(x W_in^T + b_in + r ⊙ hn),  h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
-    // reset_before needs (r ⊙ h) W_hn^T first: a second product, then a second pass for n and h_t.
-    const T* b_hn = reset_after && b_hh ? b_hh + 2 * H : nullptr;
-    for_each_row(B, reset_after ? GH : 2 * H, [&](index_t b) {
-      if (!mask.active(b, t)) return;
-      gru_row(xw.data() + (t * B + b) * GH, hw.data() + b * hw.cols(), h[t] + b * H, b_hn, acts + b * 4 * H,
-              h[t + 1] + b * H, H, reset_after);
-    });
-    if (!reset_after) {
-      rh_w.setZero();
-      reset_product.accumulate(acts + 3 * H, 4 * H, rh_w.data(), H);
-      for_each_row(B, H, [&](index_t b) {  // n = tanh(x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn), b_hn folded into xw
-        if (!mask.active(b, t)) return;
-        gru_row_reset_before(xw.data() + (t * B + b) * GH + 2 * H, rh_w.data() + b * H, h[t] + b * H,
-                             acts + b * 4 * H, h[t + 1] + b * H, H);
-      });
-    }
+    gru_step(hidden_product, reset_product, xw.data() + t * B * GH, hw.data(), h[t], b_hn, acts_at(t), h[t + 1], B,
+             H, reset_after, [&](index_t b) { return mask.active(b, t); });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
   }

@@ -19,7 +19,7 @@ struct Stepper<T>::Impl {
   RowVector<T> input_bias;    // b_ih + b_hh, but b_hn with GRU reset_after (it sits inside r ⊙ (.))
   RowVector<T> b_hn;          // GRU reset_after only; empty otherwise
   RowMatrix<T> h, h_next, c, c_next;  // [B, H] states
-  RowMatrix<T> gates, hw, acts, rh_w;  // one step's scratch
+  RowMatrix<T> gates, hw, acts;       // one step's scratch
   StepProduct<T, true> input_product, hidden_product, reset_product;
 
   Impl(const CellSpec& s, index_t I_, index_t H_, index_t B_, const T* wi, const T* wh, const T* bi, const T* bh)
@@ -29,10 +29,9 @@ struct Stepper<T>::Impl {
         b_hn(is_reset_after() && bh ? RowVector<T>(ConstRowVectorView<T>(bh + 2 * H, H)) : RowVector<T>()),
         h(RowMatrix<T>::Zero(B, H)), h_next(B, H),
         c(RowMatrix<T>::Zero(s.kind == CellKind::lstm ? B : 0, H)), c_next(s.kind == CellKind::lstm ? B : 0, H),
-        gates(B, GH), hw(s.kind == CellKind::gru ? B : 0, is_reset_after() ? GH : 2 * H),
-        acts(s.kind == CellKind::gru ? B : 0, 4 * H), rh_w(s.kind == CellKind::gru && !s.reset_after ? B : 0, H),
+        gates(B, GH), hw(is_reset_after() ? B : 0, GH), acts(s.kind == CellKind::gru ? B : 0, 4 * H),
         input_product(w_ih.data(), GH, I, B),
-        hidden_product(w_hh.data(), s.kind == CellKind::gru ? hw.cols() : GH, H, B),
+        hidden_product(w_hh.data(), s.kind == CellKind::gru && !s.reset_after ? 2 * H : GH, H, B),
         reset_product(s.kind == CellKind::gru ? w_hh.data() + 2 * H * H : w_hh.data(),
                       s.kind == CellKind::gru && !s.reset_after ? H : 0, H, B) {}
 
@@ -51,21 +50,9 @@ struct Stepper<T>::Impl {
         c.swap(c_next);
         break;
       case CellKind::gru:
-        hw.setZero();
-        hidden_product.accumulate(h.data(), H, hw.data(), hw.cols());
-        for_each_row(B, GH, [&](index_t b) {
-          gru_row(gates.data() + b * GH, hw.data() + b * hw.cols(), h.data() + b * H,
-                  b_hn.size() ? b_hn.data() : nullptr, acts.data() + b * 4 * H, h_next.data() + b * H, H,
-                  spec.reset_after);
-        });
-        if (!spec.reset_after) {
-          rh_w.setZero();
-          reset_product.accumulate(acts.data() + 3 * H, 4 * H, rh_w.data(), H);
-          for_each_row(B, H, [&](index_t b) {
-            gru_row_reset_before(gates.data() + b * GH + 2 * H, rh_w.data() + b * H, h.data() + b * H,
-                                 acts.data() + b * 4 * H, h_next.data() + b * H, H);
-          });
-        }
+        gru_step(hidden_product, reset_product, gates.data(), hw.data(), h.data(),
+                 b_hn.size() ? b_hn.data() : nullptr, acts.data(), h_next.data(), B, H, spec.reset_after,
+                 [](index_t) { return true; });
         break;
       case CellKind::rnn:
         hidden_product.accumulate(h.data(), H, gates.data(), GH);
