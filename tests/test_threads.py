@@ -101,6 +101,42 @@ def test_shared_workspace_concurrent_backward(cell, kernel_threads):
         assert_identical(results[1][0][name], results[0][0][name], name, "threads 0 and 1")
 
 
+@pytest.mark.parametrize("batch", [1, 32], ids=["B1", "B32"])
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_split_kernels_match_one_thread_and_the_reference(cell, batch):
+    """Sizes large enough that every part of a call is split across 2 threads (the input projection by rows, the
+    per-step product by column blocks with the batch packed by both threads, the pointwise rows, a batch-1 product
+    by panels) give one thread's results (the split changes no summation order, except possibly the input GEMM's
+    blocking) and the reference's."""
+    from conftest import assert_close
+    rng = np.random.default_rng(37)
+    # Hidden sizes that put every product above the per-thread work threshold (a simple RNN has 1/4 of the work).
+    if batch > 1:
+        sizes = (12, batch, 40, 640 if cell.gates == 1 else 192)
+    else:
+        sizes = (10, 1, 64, 2048 if cell.gates == 1 else 1024)
+    inputs, upstream = make_inputs(rng, cell, *sizes, np.float32, lengths=True)
+    before = rnncore.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, 2):
+            rnncore.set_num_threads(threads)
+            outputs, ws = run_forward(ops, cell, inputs)
+            results[threads] = (outputs, run_backward(ops, cell, ws, upstream))
+    finally:
+        rnncore.set_num_threads(before)
+    from rnncore import reference
+    want, cache = run_forward(reference, cell, inputs)
+    dwant = run_backward(reference, cell, cache, upstream)
+    (out2, grads2), (out1, grads1) = results[2], results[1]
+    for name in cell.output_names:
+        assert_close(out2[name], out1[name], "kernel_vs_reference", np.float32, name)
+        assert_close(out2[name], want[name], "kernel_vs_reference", np.float32, name)
+    for name in cell.gradient_names:
+        assert_close(grads2[name], grads1[name], "kernel_vs_reference", np.float32, name)
+        assert_close(grads2[name], dwant[name], "kernel_vs_reference", np.float32, name)
+
+
 # --- the GIL ----------------------------------------------------------------------------------------------------
 
 def _counter_progress(during, repeats=2):

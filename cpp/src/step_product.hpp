@@ -56,10 +56,12 @@ class StepProduct {
     packed_w_.resize(blocks_n_ * blocks_k_ * w_block_);
     packed_a_.resize(blocks_k_ * blocks_m_ * a_block_);
     const WMapper w_map(w_, w_stride_);
-    PackW pack_w;
-    for (index_t i = 0; i < blocks_n_; ++i)
-      for (index_t kb = 0; kb < blocks_k_; ++kb)
-        pack_w(packed_w(i, kb), w_map.getSubMapper(i * mc_, kb * kc_), extent(kb, kc_, k_), extent(i, mc_, n_));
+    parallel_chunks(blocks_n_, parts_, 1, [&](int, index_t i_begin, index_t i_end) {  // each thread packs its blocks
+      PackW pack_w;
+      for (index_t i = i_begin; i < i_end; ++i)
+        for (index_t kb = 0; kb < blocks_k_; ++kb)
+          pack_w(packed_w(i, kb), w_map.getSubMapper(i * mc_, kb * kc_), extent(kb, kc_, k_), extent(i, mc_, n_));
+    });
   }
 
   void accumulate(const T* a, index_t lda, T* out, index_t ldo) {
@@ -69,11 +71,7 @@ class StepProduct {
       return;
     }
     const AMapper a_map(a, lda);  // a^T [K, m], column-major with stride lda
-    PackA pack_a;
-    for (index_t kb = 0; kb < blocks_k_; ++kb)
-      for (index_t j = 0; j < blocks_m_; ++j)
-        pack_a(packed_a(kb, j), a_map.getSubMapper(kb * kc_, j * nc_), extent(kb, kc_, k_), extent(j, nc_, m_));
-    parallel_chunks(blocks_n_, parts_, 1, [&](int, index_t i_begin, index_t i_end) {
+    auto multiply = [&](index_t i_begin, index_t i_end) {
       const OutMapper out_map(out, ldo);  // out^T [N, m], column-major with stride ldo
       Kernel kernel;
       for (index_t i = i_begin; i < i_end; ++i)
@@ -81,7 +79,34 @@ class StepProduct {
           for (index_t j = 0; j < blocks_m_; ++j)
             kernel(out_map.getSubMapper(i * mc_, j * nc_), packed_w(i, kb), packed_a(kb, j), extent(i, mc_, n_),
                    extent(kb, kc_, k_), extent(j, nc_, m_), T(1));
-    });
+    };
+#ifdef _OPENMP
+    if (parts_ > 1 && blocks_m_ == 1) {
+      // One team per step: each thread packs a share of a's columns (whole nr-column panels, so the pieces land
+      // where one packing call would put them), then all multiply their column blocks of W.
+      const index_t panels = (m_ + Traits::nr - 1) / Traits::nr;
+#pragma omp parallel num_threads(parts_)
+      {
+        FlushDenormalsScope fp_mode;
+        const index_t part = omp_get_thread_num(), parts = omp_get_num_threads();
+        const index_t p0 = panels * part / parts, p1 = panels * (part + 1) / parts;
+        const index_t c0 = std::min(m_, p0 * Traits::nr), c1 = std::min(m_, p1 * Traits::nr);
+        PackA pack_a;
+        for (index_t kb = 0; c0 < c1 && kb < blocks_k_; ++kb)
+          pack_a(packed_a(kb, 0) + c0 * extent(kb, kc_, k_), a_map.getSubMapper(kb * kc_, c0), extent(kb, kc_, k_),
+                 c1 - c0);
+#pragma omp barrier
+        const index_t blocks_per = (blocks_n_ + parts - 1) / parts;  // the team may be smaller than asked for
+        multiply(std::min(blocks_n_, part * blocks_per), std::min(blocks_n_, (part + 1) * blocks_per));
+      }
+      return;
+    }
+#endif
+    PackA pack_a;
+    for (index_t kb = 0; kb < blocks_k_; ++kb)
+      for (index_t j = 0; j < blocks_m_; ++j)
+        pack_a(packed_a(kb, j), a_map.getSubMapper(kb * kc_, j * nc_), extent(kb, kc_, k_), extent(j, nc_, m_));
+    parallel_chunks(blocks_n_, parts_, 1, [&](int, index_t i_begin, index_t i_end) { multiply(i_begin, i_end); });
   }
 
  private:
