@@ -47,7 +47,7 @@ class StepProduct {
     // As many column blocks as Eigen's block size asks for, rounded up to a multiple of the threads so that every
     // thread gets the same share (N = 1024 in blocks of 384 gave 2 threads 2 and 1 blocks).
     const index_t blocks = round_up((n_ + mc_ - 1) / mc_, parts_);
-    mc_ = round_up((n_ + blocks - 1) / blocks, Traits::mr);
+    mc_ = round_up((n_ + blocks - 1) / blocks, Traits::LhsProgress);  // gebp takes rows by whole packets too
     blocks_n_ = (n_ + mc_ - 1) / mc_;
     blocks_k_ = (k_ + kc_ - 1) / kc_;
     blocks_m_ = (m_ + nc_ - 1) / nc_;
