@@ -96,7 +96,7 @@ def child(spec: dict) -> None:
 
 KERNEL = re.compile(r"rnncore::(lstm|gru|rnn)_(forward|backward)<")
 GEMM_FRAME = re.compile(r"gebp_kernel|gemm_pack_(lhs|rhs)|general_matrix_matrix_product|general_matrix_vector_product|"
-                        r"parallelize_gemm|gemm_functor|generic_product_impl|triangular|gemv")
+                        r"RowPanels|parallelize_gemm|gemm_functor|generic_product_impl|triangular|gemv")
 MEMORY_LEAF = re.compile(r"memcpy|memmove|memset|malloc|_int_free|free|calloc|realloc|posix_memalign|mmap|munmap|"
                          r"brk|page|clear_page|__memcpy|__memset")
 
@@ -139,6 +139,8 @@ def classify(stack: list[tuple[str, str]]) -> tuple[str, str]:
     the recurrent product."""
     syms = [s for s, _ in stack]
     phase = next((m.group(2) for s in syms if (m := KERNEL.search(s))), None)
+    if phase is None and any("project_inputs" in s for s in syms):
+        phase = "forward"  # a deep GEMM stack whose unwinding stopped before the kernel's frame
     leaf_sym, leaf_dso = stack[0] if stack else ("?", "?")
     if phase is None:
         if "libgomp" in leaf_dso:
@@ -340,7 +342,7 @@ def main() -> int:
             os.mkfifo(ctl)
             os.mkfifo(ack)
             env.update(PERF_CTL_FIFO=str(ctl), PERF_ACK_FIFO=str(ack))
-            cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", str(SAMPLE_HZ), "--call-graph", "dwarf,16384",
+            cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", str(SAMPLE_HZ), "--call-graph", "dwarf,65528",
                    "-D", "-1", "--control", f"fifo:{ctl},{ack}", "-o", str(data), "--", *child_cmd]
         else:
             cmd = child_cmd

@@ -73,7 +73,8 @@ class RowPanels {
   }
 
   /// out [N] += a [K] · op(W) over panels [p_begin, p_end), visited in the order `reverse` says.
-  void accumulate(const T* a, T* out, index_t p_begin, index_t p_end, bool reverse) const {
+  /// Kept out of line (one call per step) so that bench/profile.py can tell the product from the pointwise work.
+  EIGEN_DONT_INLINE void accumulate(const T* a, T* out, index_t p_begin, index_t p_end, bool reverse) const {
     for (index_t i = p_begin; i < p_end; ++i) {
       const index_t p = reverse ? p_end - 1 - (i - p_begin) : i;
       switch (padded_width(p) / P) {
