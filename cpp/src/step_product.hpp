@@ -9,9 +9,11 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <type_traits>
 
 #include "parallel.hpp"
 #include "row_panels.hpp"
+#include "tile_product.hpp"
 #include "rnncore/types.hpp"
 
 namespace rnncore::detail {
@@ -35,6 +37,14 @@ class StepProduct {
         panels_.pack(w_, w_stride_, n_, k_, TransposeW);
         parts_ = threads_for(2.0 * n_ * k_, panels_.panels(), kMinFlopsPerThread);
       }
+      return;
+    }
+    if constexpr (kUseTiles) {
+      tiles_.reserve(n_, k_, m_);
+      parts_ = threads_for(2.0 * m_ * n_ * k_, tiles_.panels(), kMinFlopsPerThread);
+      parallel_chunks(tiles_.panels(), parts_, 1, [&](int, index_t p0, index_t p1) {
+        tiles_.pack(w_, w_stride_, TransposeW, p0, p1);
+      });
       return;
     }
     // Eigen computes out^T [N, m] (column-major) = Wop [N, K] · a^T [K, m]; block it the way Eigen would, with at
@@ -68,6 +78,10 @@ class StepProduct {
     if (m_ == 0 || n_ == 0) return;
     if (m_ == 1) {
       gemv(a, out);
+      return;
+    }
+    if constexpr (kUseTiles) {
+      tile_accumulate(a, lda, out, ldo);
       return;
     }
     const AMapper a_map(a, lda);  // a^T [K, m], column-major with stride lda
@@ -110,6 +124,29 @@ class StepProduct {
   }
 
  private:
+  static constexpr bool kUseTiles = std::is_same_v<T, float> && kTileProductAvailable;
+
+  /// The float/AVX-512 path: each thread packs a share of the batch panels, then (after a barrier) multiplies its
+  /// share of the weight panels.
+  void tile_accumulate(const T* a, index_t lda, T* out, index_t ldo) {
+    const index_t batch = tiles_.batch_panels(), panels = tiles_.panels();
+#ifdef _OPENMP
+    if (parts_ > 1) {
+#pragma omp parallel num_threads(parts_)
+      {
+        FlushDenormalsScope fp_mode;
+        const index_t part = omp_get_thread_num(), parts = omp_get_num_threads();  // the team may be smaller
+        tiles_.pack_batch(a, lda, batch * part / parts, batch * (part + 1) / parts);
+#pragma omp barrier
+        tiles_.multiply(out, ldo, panels * part / parts, panels * (part + 1) / parts);
+      }
+      return;
+    }
+#endif
+    tiles_.pack_batch(a, lda, 0, batch);
+    tiles_.multiply(out, ldo, 0, panels);
+  }
+
   using Traits = Eigen::internal::gebp_traits<T, T>;
   // Column-major view of the problem: Wop = op(W)^T is W itself (row-major) or W^T (column-major view of W).
   using WMapper = Eigen::internal::const_blas_data_mapper<T, index_t, TransposeW ? Eigen::RowMajor : Eigen::ColMajor>;
@@ -158,6 +195,7 @@ class StepProduct {
   Buffer packed_w_, packed_a_;
   RowPanels<T> panels_;
   bool reverse_ = false;
+  std::conditional_t<kUseTiles, TileProduct<T>, char> tiles_{};
 };
 
 }  // namespace rnncore::detail
