@@ -24,11 +24,18 @@ template <typename T>
 using OptionalArray = std::optional<Array<T>>;
 using Lengths = std::optional<py::array_t<index_t, py::array::c_style>>;
 
-/// numpy's own descriptor object for T (float32, float64, int64 in native byte order): `a.dtype is np.dtype(T)`.
+/// numpy's own descriptor object for T (float32, float64, int64 in native byte order).
 template <typename T>
 PyObject* native_descr() {
   static PyObject* const descr = py::dtype::of<T>().release().ptr();  // a singleton numpy keeps alive
   return descr;
+}
+
+/// Whether an array's descriptor is T's: numpy's own object (the common case, one compare), or an equivalent one —
+/// same type and byte order, e.g. unpickled arrays or dtypes with metadata (`a.dtype == np.dtype(T)`).
+template <typename T>
+bool is_native(PyObject* descr) {
+  return descr == native_descr<T>() || py::detail::npy_api::get().PyArray_EquivTypes_(descr, native_descr<T>());
 }
 
 /// A read-only view of an argument when it is exactly what the kernels take: an ndarray (not a subclass) of
@@ -47,7 +54,7 @@ struct ExactArray {
     auto& api = py::detail::npy_api::get();
     if (Py_TYPE(a.ptr()) != api.PyArray_Type_) return;
     const auto* arr = py::detail::array_proxy(a.ptr());
-    if (arr->descr != native_descr<T>() || !(arr->flags & api.NPY_ARRAY_C_CONTIGUOUS_) ||
+    if (!is_native<T>(arr->descr) || !(arr->flags & api.NPY_ARRAY_C_CONTIGUOUS_) ||
         arr->nd != static_cast<int>(shape.size()))
       return;
     int axis = 0;
@@ -63,7 +70,7 @@ template <typename T>
 bool array_shape(py::handle a, int nd, const py::ssize_t*& shape) {
   if (Py_TYPE(a.ptr()) != py::detail::npy_api::get().PyArray_Type_) return false;
   const auto* arr = py::detail::array_proxy(a.ptr());
-  if (arr->descr != native_descr<T>() || arr->nd != nd) return false;
+  if (!is_native<T>(arr->descr) || arr->nd != nd) return false;
   shape = arr->dimensions;
   return true;
 }

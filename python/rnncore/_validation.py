@@ -118,9 +118,10 @@ def nonlinearity_name(value) -> str:
 
 
 def choice(name: str, value, options: Sequence[str]) -> str:
+    """The option ``value`` equals, as the plain ``str`` from ``options`` (not e.g. the numpy.str_ given)."""
     if value not in options:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
-    return value
+    return options[list(options).index(value)]
 
 
 def float_dtype(name: str, dtype) -> np.dtype:
