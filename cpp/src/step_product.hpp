@@ -76,6 +76,7 @@ class StepProduct {
 
   void accumulate(const T* a, index_t lda, T* out, index_t ldo) {
     if (m_ == 0 || n_ == 0) return;
+    const int parts = active_parts();
     if (m_ == 1) {
       gemv(a, out);
       return;
@@ -95,22 +96,22 @@ class StepProduct {
                    extent(kb, kc_, k_), extent(j, nc_, m_), T(1));
     };
 #ifdef _OPENMP
-    if (parts_ > 1 && blocks_m_ == 1) {
+    if (parts > 1 && blocks_m_ == 1) {
       // One team per step: each thread packs a share of a's columns (whole nr-column panels, so the pieces land
       // where one packing call would put them), then all multiply their column blocks of W.
       const index_t panels = (m_ + Traits::nr - 1) / Traits::nr;
-#pragma omp parallel num_threads(parts_)
+#pragma omp parallel num_threads(parts)
       {
         FlushDenormalsScope fp_mode;
-        const index_t part = omp_get_thread_num(), parts = omp_get_num_threads();
-        const index_t p0 = panels * part / parts, p1 = panels * (part + 1) / parts;
+        const index_t part = omp_get_thread_num(), team = omp_get_num_threads();  // may be smaller than asked for
+        const index_t p0 = panels * part / team, p1 = panels * (part + 1) / team;
         const index_t c0 = std::min(m_, p0 * Traits::nr), c1 = std::min(m_, p1 * Traits::nr);
         PackA pack_a;
         for (index_t kb = 0; c0 < c1 && kb < blocks_k_; ++kb)
           pack_a(packed_a(kb, 0) + c0 * extent(kb, kc_, k_), a_map.getSubMapper(kb * kc_, c0), extent(kb, kc_, k_),
                  c1 - c0);
 #pragma omp barrier
-        const index_t blocks_per = (blocks_n_ + parts - 1) / parts;  // the team may be smaller than asked for
+        const index_t blocks_per = (blocks_n_ + team - 1) / team;
         multiply(std::min(blocks_n_, part * blocks_per), std::min(blocks_n_, (part + 1) * blocks_per));
       }
       return;
@@ -120,7 +121,7 @@ class StepProduct {
     for (index_t kb = 0; kb < blocks_k_; ++kb)
       for (index_t j = 0; j < blocks_m_; ++j)
         pack_a(packed_a(kb, j), a_map.getSubMapper(kb * kc_, j * nc_), extent(kb, kc_, k_), extent(j, nc_, m_));
-    parallel_chunks(blocks_n_, parts_, 1, [&](int, index_t i_begin, index_t i_end) { multiply(i_begin, i_end); });
+    parallel_chunks(blocks_n_, parts, 1, [&](int, index_t i_begin, index_t i_end) { multiply(i_begin, i_end); });
   }
 
  private:
@@ -130,15 +131,16 @@ class StepProduct {
   /// share of the weight panels.
   void tile_accumulate(const T* a, index_t lda, T* out, index_t ldo) {
     const index_t batch = tiles_.batch_panels(), panels = tiles_.panels();
+    const int parts = active_parts();
 #ifdef _OPENMP
-    if (parts_ > 1) {
-#pragma omp parallel num_threads(parts_)
+    if (parts > 1) {
+#pragma omp parallel num_threads(parts)
       {
         FlushDenormalsScope fp_mode;
-        const index_t part = omp_get_thread_num(), parts = omp_get_num_threads();  // the team may be smaller
-        tiles_.pack_batch(a, lda, batch * part / parts, batch * (part + 1) / parts);
+        const index_t part = omp_get_thread_num(), team = omp_get_num_threads();  // may be smaller than asked for
+        tiles_.pack_batch(a, lda, batch * part / team, batch * (part + 1) / team);
 #pragma omp barrier
-        tiles_.multiply(out, ldo, panels * part / parts, panels * (part + 1) / parts);
+        tiles_.multiply(out, ldo, panels * part / team, panels * (part + 1) / team);
       }
       return;
     }
@@ -173,15 +175,16 @@ class StepProduct {
 
   /// One batch row: out [N] += a [K] · op(W), split by output columns across threads.
   void gemv(const T* a, T* out) {
+    const int parts = active_parts();
     if (panels_.panels() > 0) {
-      parallel_chunks(panels_.panels(), parts_, 1, [&](int, index_t p0, index_t p1) {
+      parallel_chunks(panels_.panels(), parts, 1, [&](int, index_t p0, index_t p1) {
         panels_.accumulate(a, out, p0, p1, reverse_);
       });
       reverse_ = !reverse_;  // the next step starts with the panels this one read last
       return;
     }
     // A few steps of out += a · W^T: N dot products with W's rows, nothing packed.
-    parallel_chunks(n_, parts_, kAlign, [&](int, index_t n0, index_t n1) {
+    parallel_chunks(n_, parts, kAlign, [&](int, index_t n0, index_t n1) {
       Eigen::Map<RowVector<T>> out_row(out + n0, n1 - n0);
       const Eigen::Map<const RowVector<T>> a_row(a, k_);
       out_row.noalias() += a_row * ConstMatrixView<T>(w_ + n0 * w_stride_, n1 - n0, k_).transpose();
@@ -190,7 +193,17 @@ class StepProduct {
 
   const T* w_;
   index_t w_stride_, n_, k_, m_;
-  int parts_ = 1;
+  int parts_ = 1;  // threads the work was laid out for (at construction)
+
+  /// The threads a step may use: the layout's, but never more than the calling kernel allows now (a Stepper builds
+  /// its products once and steps under each call's own rnncore.set_num_threads setting).
+  int active_parts() const {
+#ifdef _OPENMP
+    return std::max(1, std::min(parts_, omp_get_max_threads()));
+#else
+    return 1;
+#endif
+  }
   index_t kc_ = 0, mc_ = 0, nc_ = 0, blocks_n_ = 0, blocks_k_ = 0, blocks_m_ = 0, w_block_ = 0, a_block_ = 0;
   Buffer packed_w_, packed_a_;
   RowPanels<T> panels_;
