@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "parallel.hpp"
+#include "rnncore/memory.hpp"
 #include "rnncore/types.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -137,7 +138,7 @@ class RowPanels {
   }
 
   index_t n_ = 0, k_ = 0, panels_ = 0;
-  Eigen::Matrix<T, Eigen::Dynamic, 1> data_;
+  Buffer<T> data_;  // block cache, 64-byte aligned
 };
 
 }  // namespace rnncore::detail

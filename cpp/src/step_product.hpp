@@ -14,6 +14,7 @@
 #include "parallel.hpp"
 #include "row_panels.hpp"
 #include "tile_product.hpp"
+#include "rnncore/memory.hpp"
 #include "rnncore/types.hpp"
 
 namespace rnncore::detail {
@@ -159,7 +160,7 @@ class StepProduct {
                                                TransposeW ? Eigen::RowMajor : Eigen::ColMajor>;
   using PackA = Eigen::internal::gemm_pack_rhs<T, index_t, AMapper, Traits::nr, Eigen::ColMajor>;
   using Kernel = Eigen::internal::gebp_kernel<T, T, index_t, OutMapper, Traits::mr, Traits::nr, false, false>;
-  using Buffer = Eigen::Matrix<T, Eigen::Dynamic, 1>;  // aligned for the micro-kernel's packet loads
+  using Storage = Buffer<T>;  // block cache (memory.hpp): 64-byte aligned, reused by the next call of the same size
 
   static constexpr index_t kManySteps = index_t(1) << 30;
   static constexpr index_t kMinStepsToPack = 8;          // packing W^T costs about as much as ~4 steps
@@ -205,7 +206,7 @@ class StepProduct {
 #endif
   }
   index_t kc_ = 0, mc_ = 0, nc_ = 0, blocks_n_ = 0, blocks_k_ = 0, blocks_m_ = 0, w_block_ = 0, a_block_ = 0;
-  Buffer packed_w_, packed_a_;
+  Storage packed_w_, packed_a_;
   RowPanels<T> panels_;
   bool reverse_ = false;
   std::conditional_t<kUseTiles, TileProduct<T>, char> tiles_{};

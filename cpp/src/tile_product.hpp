@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "row_panels.hpp"
+#include "rnncore/memory.hpp"
 #include "rnncore/types.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -137,7 +138,7 @@ class TileProduct {
   }
 
   index_t n_ = 0, k_ = 0, m_ = 0, panels_ = 0, batch_panels_ = 0;
-  Eigen::Matrix<T, Eigen::Dynamic, 1> w_, a_;  // aligned: the weight panels are read with aligned loads
+  Buffer<T> w_, a_;  // block cache (64-byte aligned: the weight panels are read with aligned loads)
 };
 
 }  // namespace rnncore::detail
