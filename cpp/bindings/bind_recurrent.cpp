@@ -1,6 +1,8 @@
 // Bindings for the LSTM, GRU and simple-RNN kernels and their opaque training workspace.
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "bindings.hpp"
 #include "rnncore/gru.hpp"
@@ -72,19 +74,52 @@ py::tuple with_workspace(std::unique_ptr<Workspace<T>> ws, const Arrays&... arra
   return py::make_tuple(arrays..., ws ? py::cast(std::move(ws)) : py::none());
 }
 
-/// The gradients every cell returns: dx [T,B,I], dw_ih [G*H,I], dw_hh [G*H,H], db_ih and db_hh [G*H]
-/// (a bias the forward did not have gets None, as in PyTorch).
+/// The gradients every cell returns after its time loop — dx [T,B,I], dw_ih [G*H,I], dw_hh [G*H,H], db_ih and db_hh
+/// [G*H] — allocated only when the kernel asks for them (GradientOutputs; block cache, no GIL needed), then handed
+/// to numpy. A bias the forward did not have gets None, as in PyTorch.
 template <typename T>
-struct ParameterGradients {
-  Array<T> dx, dw_ih, dw_hh, db_ih, db_hh;
-  explicit ParameterGradients(const Workspace<T>& ws)
-      : dx(new_array<T>({ws.dims.T, ws.dims.B, ws.dims.I})),
-        dw_ih(new_array<T>({ws.w_ih.rows(), ws.dims.I})),
-        dw_hh(new_array<T>({ws.w_hh.rows(), ws.dims.H})),
-        db_ih(new_array<T>({ws.w_ih.rows()})),
-        db_hh(new_array<T>({ws.w_hh.rows()})) {}
-  py::object bias_ih(const Workspace<T>& ws) const { return ws.has_bias_ih ? py::object(db_ih) : py::none(); }
-  py::object bias_hh(const Workspace<T>& ws) const { return ws.has_bias_hh ? py::object(db_hh) : py::none(); }
+class LateGradients {
+ public:
+  explicit LateGradients(const Workspace<T>& ws)
+      : shapes_{{ws.dims.T, ws.dims.B, ws.dims.I}, {ws.w_ih.rows(), ws.dims.I}, {ws.w_hh.rows(), ws.dims.H},
+                {ws.w_ih.rows()}, {ws.w_hh.rows()}} {
+    out_.allocate = [this](GradientOutputs<T>& o) {
+      T** slots[kCount] = {&o.dx, &o.dw_ih, &o.dw_hh, &o.db_ih, &o.db_hh};
+      for (int i = 0; i < kCount; ++i) {
+        blocks_[i] = acquire_block(sizeof(T) * element_count(shapes_[i]));
+        *slots[i] = static_cast<T*>(blocks_[i]);
+      }
+    };
+  }
+  LateGradients(const LateGradients&) = delete;
+  LateGradients& operator=(const LateGradients&) = delete;
+  ~LateGradients() {
+    for (void* block : blocks_) release_block(block);  // those not handed to numpy
+  }
+
+  GradientOutputs<T>& outputs() { return out_; }
+
+  /// After the kernel (GIL held): (dx, dw_ih, dw_hh, db_ih or None, db_hh or None).
+  py::tuple arrays(const Workspace<T>& ws) {
+    if (!blocks_[0]) throw std::logic_error("rnncore internal error: backward did not ask for its gradient outputs");
+    const bool keep[kCount] = {true, true, true, ws.has_bias_ih, ws.has_bias_hh};
+    py::object result[kCount];
+    for (int i = 0; i < kCount; ++i) {
+      if (!keep[i]) {
+        result[i] = py::none();
+        continue;
+      }
+      result[i] = array_over_block<T>(blocks_[i], shapes_[i]);
+      blocks_[i] = nullptr;  // numpy owns it now
+    }
+    return py::make_tuple(result[0], result[1], result[2], result[3], result[4]);
+  }
+
+ private:
+  static constexpr int kCount = 5;
+  std::vector<py::ssize_t> shapes_[kCount];
+  void* blocks_[kCount] = {};
+  GradientOutputs<T> out_;
 };
 
 /// The arguments of one backward call when exact: a workspace of `kind` and dtype T, and each upstream gradient
@@ -131,16 +166,15 @@ py::object lstm_backward_exact(py::handle workspace, py::handle dy, py::handle d
   const T* upstream[3];
   const Workspace<T>* ws = exact_backward<T>(CellKind::lstm, workspace, {dh_n, dc_n}, dy, upstream);
   if (!ws) return py::none();
-  ParameterGradients<T> g(*ws);
+  LateGradients<T> g(*ws);
   auto dh0 = new_array<T>({ws->dims.B, ws->dims.H}), dc0 = new_array<T>({ws->dims.B, ws->dims.H});
-  T *dh0_p = dh0.mutable_data(), *dc0_p = dc0.mutable_data(), *dx_p = g.dx.mutable_data(),
-    *dwih_p = g.dw_ih.mutable_data(), *dwhh_p = g.dw_hh.mutable_data(), *dbih_p = g.db_ih.mutable_data(),
-    *dbhh_p = g.db_hh.mutable_data();
+  T *dh0_p = dh0.mutable_data(), *dc0_p = dc0.mutable_data();
   {
     py::gil_scoped_release release;
-    lstm_backward<T>(*ws, upstream[0], upstream[1], upstream[2], dx_p, dh0_p, dc0_p, dwih_p, dwhh_p, dbih_p, dbhh_p);
+    lstm_backward<T>(*ws, upstream[0], upstream[1], upstream[2], dh0_p, dc0_p, g.outputs());
   }
-  return py::make_tuple(g.dx, dh0, dc0, g.dw_ih, g.dw_hh, g.bias_ih(*ws), g.bias_hh(*ws));
+  const py::tuple grads = g.arrays(*ws);  // dx, dw_ih, dw_hh, db_ih, db_hh
+  return py::make_tuple(grads[0], dh0, dc0, grads[1], grads[2], grads[3], grads[4]);
 }
 
 py::object lstm_backward_py(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n) {
@@ -204,26 +238,25 @@ py::object rnn_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::hand
 }
 
 /// GRU and simple-RNN backward share one signature: (ws, dy, dh_n) -> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh).
-template <typename T, void (*Backward)(const Workspace<T>&, const T*, const T*, T*, T*, T*, T*, T*, T*)>
+template <typename T, void (*Backward)(const Workspace<T>&, const T*, const T*, T*, GradientOutputs<T>&)>
 py::object single_state_backward_exact(CellKind kind, py::handle workspace, py::handle dy, py::handle dh_n) {
   const T* upstream[2];
   const Workspace<T>* ws = exact_backward<T>(kind, workspace, {dh_n}, dy, upstream);
   if (!ws) return py::none();
-  ParameterGradients<T> g(*ws);
+  LateGradients<T> g(*ws);
   auto dh0 = new_array<T>({ws->dims.B, ws->dims.H});
-  T *dh0_p = dh0.mutable_data(), *dx_p = g.dx.mutable_data(), *dwih_p = g.dw_ih.mutable_data(),
-    *dwhh_p = g.dw_hh.mutable_data(), *dbih_p = g.db_ih.mutable_data(), *dbhh_p = g.db_hh.mutable_data();
+  T* dh0_p = dh0.mutable_data();
   {
     py::gil_scoped_release release;
-    Backward(*ws, upstream[0], upstream[1], dx_p, dh0_p, dwih_p, dwhh_p, dbih_p, dbhh_p);
+    Backward(*ws, upstream[0], upstream[1], dh0_p, g.outputs());
   }
-  return py::make_tuple(g.dx, dh0, g.dw_ih, g.dw_hh, g.bias_ih(*ws), g.bias_hh(*ws));
+  const py::tuple grads = g.arrays(*ws);
+  return py::make_tuple(grads[0], dh0, grads[1], grads[2], grads[3], grads[4]);
 }
 
-template <CellKind Kind, void (*BackwardF)(const Workspace<float>&, const float*, const float*, float*, float*,
-                                            float*, float*, float*, float*),
-          void (*BackwardD)(const Workspace<double>&, const double*, const double*, double*, double*, double*,
-                            double*, double*, double*)>
+template <CellKind Kind, void (*BackwardF)(const Workspace<float>&, const float*, const float*, float*,
+                                            GradientOutputs<float>&),
+          void (*BackwardD)(const Workspace<double>&, const double*, const double*, double*, GradientOutputs<double>&)>
 py::object single_state_backward_py(py::handle workspace, py::handle dy, py::handle dh_n) {
   py::object out = single_state_backward_exact<float, BackwardF>(Kind, workspace, dy, dh_n);
   if (out.is_none()) out = single_state_backward_exact<double, BackwardD>(Kind, workspace, dy, dh_n);

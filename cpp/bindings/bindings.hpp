@@ -89,15 +89,25 @@ constexpr const char* dtype_name() {
   return sizeof(T) == 4 ? "float32" : "float64";
 }
 
+/// The number of scalars of an array of this shape.
+inline std::size_t element_count(const std::vector<py::ssize_t>& shape) {
+  std::size_t count = 1;
+  for (py::ssize_t extent : shape) count *= static_cast<std::size_t>(extent);
+  return count;
+}
+
+/// A C-contiguous array over a block from acquire_block, which goes back to the cache when numpy frees the array.
+template <typename T>
+Array<T> array_over_block(void* block, const std::vector<py::ssize_t>& shape) {
+  py::capsule owner(block, [](void* b) { release_block(b); });
+  return Array<T>(shape, static_cast<T*>(block), owner);
+}
+
 /// A new, uninitialised C-contiguous array whose memory comes from the block cache and goes back to it when numpy
 /// frees the array (large outputs are then reused across training steps instead of faulting in fresh pages).
 template <typename T>
 Array<T> cached_array(const std::vector<py::ssize_t>& shape) {
-  std::size_t count = 1;
-  for (py::ssize_t extent : shape) count *= static_cast<std::size_t>(extent);
-  void* block = acquire_block(sizeof(T) * count);
-  py::capsule owner(block, [](void* b) { release_block(b); });
-  return Array<T>(shape, static_cast<T*>(block), owner);
+  return array_over_block<T>(acquire_block(sizeof(T) * element_count(shape)), shape);
 }
 
 void register_recurrent(py::module_& m);

@@ -68,8 +68,7 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 }
 
 template <typename T>
-void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih,
-                  T* db_hh) {
+void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, GradientOutputs<T>& out) {
   const KernelScope scope(2 * forward_flops(3, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
   const index_t B = d.B, H = d.H, GH = 3 * H, TB = d.T * d.B;
@@ -144,7 +143,11 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
     }
   }
   std::copy_n(dh.data(), B * H, dh0);
-  input_side_gradients(dGx.view(), ws, dx, dw_ih, db_ih);
+  rz_product.release();
+  n_product.release();
+  out.ready();
+  T *dw_hh = out.dw_hh, *db_hh = out.db_hh;
+  input_side_gradients(dGx.view(), ws, out.dx, out.dw_ih, out.db_ih);
   // Recurrent side, per block: r and z multiply h_prev in both variants; W_hn multiplies h_prev (reset_after) or rh.
   const ConstStridedView<T> dG_rz(dGx.data(), TB, 2 * H, Eigen::OuterStride<>(GH));
   recurrent_side_gradients<T>(dG_rz, states_read(ws), dw_hh, db_hh);
@@ -162,9 +165,8 @@ template void gru_forward<float>(const Dims&, const float*, const float*, const 
 template void gru_forward<double>(const Dims&, const double*, const double*, const double*, const double*,
                                   const double*, const double*, const index_t*, bool, double*, double*,
                                   Workspace<double>*);
-template void gru_backward<float>(const Workspace<float>&, const float*, const float*, float*, float*, float*, float*,
-                                  float*, float*);
-template void gru_backward<double>(const Workspace<double>&, const double*, const double*, double*, double*, double*,
-                                   double*, double*, double*);
+template void gru_backward<float>(const Workspace<float>&, const float*, const float*, float*, GradientOutputs<float>&);
+template void gru_backward<double>(const Workspace<double>&, const double*, const double*, double*,
+                                   GradientOutputs<double>&);
 
 }  // namespace rnncore

@@ -57,8 +57,8 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
 }
 
 template <typename T>
-void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* dc_n, T* dx, T* dh0, T* dc0, T* dw_ih,
-                   T* dw_hh, T* db_ih, T* db_hh) {
+void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* dc_n, T* dh0, T* dc0,
+                   GradientOutputs<T>& out) {
   const KernelScope scope(2 * forward_flops(4, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
   const index_t B = d.B, H = d.H, GH = 4 * H, TB = d.T * d.B;
@@ -108,8 +108,10 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
   }
   std::copy_n(dh.data(), B * H, dh0);
   std::copy_n(dc.data(), B * H, dc0);
-  input_side_gradients(dG.view(), ws, dx, dw_ih, db_ih);
-  recurrent_side_gradients<T>(dG.view(), states_read(ws), dw_hh, db_hh);
+  recurrent.release();
+  out.ready();
+  input_side_gradients(dG.view(), ws, out.dx, out.dw_ih, out.db_ih);
+  recurrent_side_gradients<T>(dG.view(), states_read(ws), out.dw_hh, out.db_hh);
 }
 
 template void lstm_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,
@@ -119,8 +121,8 @@ template void lstm_forward<double>(const Dims&, const double*, const double*, co
                                    const double*, const double*, const double*, const index_t*, double*, double*,
                                    double*, Workspace<double>*);
 template void lstm_backward<float>(const Workspace<float>&, const float*, const float*, const float*, float*, float*,
-                                   float*, float*, float*, float*, float*);
+                                   GradientOutputs<float>&);
 template void lstm_backward<double>(const Workspace<double>&, const double*, const double*, const double*, double*,
-                                    double*, double*, double*, double*, double*, double*);
+                                    double*, GradientOutputs<double>&);
 
 }  // namespace rnncore

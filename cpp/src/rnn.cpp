@@ -49,8 +49,7 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 }
 
 template <typename T>
-void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih,
-                  T* db_hh) {
+void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, GradientOutputs<T>& out) {
   const KernelScope scope(2 * forward_flops(1, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
   const index_t B = d.B, H = d.H, TB = d.T * d.B;
@@ -84,8 +83,10 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* 
     recurrent.accumulate(dg_t, H, dh.data(), H);
   }
   std::copy_n(dh.data(), B * H, dh0);
-  input_side_gradients(dG.view(), ws, dx, dw_ih, db_ih);
-  recurrent_side_gradients<T>(dG.view(), states_read(ws), dw_hh, db_hh);
+  recurrent.release();
+  out.ready();
+  input_side_gradients(dG.view(), ws, out.dx, out.dw_ih, out.db_ih);
+  recurrent_side_gradients<T>(dG.view(), states_read(ws), out.dw_hh, out.db_hh);
 }
 
 template void rnn_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,
@@ -93,9 +94,8 @@ template void rnn_forward<float>(const Dims&, const float*, const float*, const 
 template void rnn_forward<double>(const Dims&, const double*, const double*, const double*, const double*,
                                   const double*, const double*, const index_t*, Nonlinearity, double*, double*,
                                   Workspace<double>*);
-template void rnn_backward<float>(const Workspace<float>&, const float*, const float*, float*, float*, float*, float*,
-                                  float*, float*);
-template void rnn_backward<double>(const Workspace<double>&, const double*, const double*, double*, double*, double*,
-                                   double*, double*, double*);
+template void rnn_backward<float>(const Workspace<float>&, const float*, const float*, float*, GradientOutputs<float>&);
+template void rnn_backward<double>(const Workspace<double>&, const double*, const double*, double*,
+                                   GradientOutputs<double>&);
 
 }  // namespace rnncore

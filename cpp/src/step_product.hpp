@@ -125,6 +125,15 @@ class StepProduct {
     parallel_chunks(blocks_n_, parts, 1, [&](int, index_t i_begin, index_t i_end) { multiply(i_begin, i_end); });
   }
 
+  /// Frees the packed weight (after the time loop), so that it is not held while the kernel's later GEMMs and
+  /// their outputs are (peak memory).
+  void release() {
+    packed_w_ = Storage();
+    packed_a_ = Storage();
+    panels_ = RowPanels<T>();
+    tiles_ = decltype(tiles_){};
+  }
+
  private:
   static constexpr bool kUseTiles = std::is_same_v<T, float> && kTileProductAvailable;
 

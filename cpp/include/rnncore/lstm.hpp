@@ -24,10 +24,11 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
 /// Backpropagation through time for the forward that filled `ws` (which it only reads).
 ///   dy:       [T, B, H] gradient w.r.t. y, or null for zeros
 ///   dh_n, dc_n: [B, H] gradients w.r.t. the final states, or null for zeros
-///   dx:       [T, B, I] out;  dh0, dc0: [B, H] out
-///   dw_ih:    [4H, I] out;  dw_hh: [4H, H] out;  db_ih, db_hh: [4H] out (equal: both biases enter the same sum)
+///   dh0, dc0: [B, H] out
+///   out:      dx [T, B, I], dw_ih [4H, I], dw_hh [4H, H], db_ih and db_hh [4H] (equal: both biases enter the same
+///             sum); see GradientOutputs for providing them after the loop
 template <typename T>
-void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* dc_n, T* dx, T* dh0, T* dc0, T* dw_ih,
-                   T* dw_hh, T* db_ih, T* db_hh);
+void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* dc_n, T* dh0, T* dc0,
+                   GradientOutputs<T>& out);
 
 }  // namespace rnncore

@@ -20,9 +20,9 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 
 /// Backpropagation through time for the forward that filled `ws` (which it only reads).
 ///   dy:       [T, B, H] gradient w.r.t. y, or null for zeros;  dh_n: [B, H] or null for zeros
-///   dx:       [T, B, I] out;  dh0: [B, H] out;  dw_ih: [H, I], dw_hh: [H, H], db_ih, db_hh: [H] out
+///   dh0:      [B, H] out
+///   out:      dx [T, B, I], dw_ih [H, I], dw_hh [H, H], db_ih and db_hh [H]; see GradientOutputs
 template <typename T>
-void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dx, T* dh0, T* dw_ih, T* dw_hh, T* db_ih,
-                  T* db_hh);
+void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, GradientOutputs<T>& out);
 
 }  // namespace rnncore

@@ -3,6 +3,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <functional>
 #include <vector>
 
 #include "rnncore/contract.hpp"
@@ -76,6 +77,26 @@ struct Workspace {
   index_t bytes() const {
     return static_cast<index_t>(sizeof(T)) * (x.size() + w_ih.size() + w_hh.size() + h.size() + c.size() + acts.size()) +
            static_cast<index_t>(sizeof(index_t) * lengths.size());
+  }
+};
+
+/// Where a backward writes the gradients it produces only after its time loop: dx [T*B, I] and the weight and bias
+/// gradients (shapes as in each cell's header). The caller may set the pointers up front, or leave them null and set
+/// `allocate`, which backward calls once, after the loop and before writing any of them, to fill them in: then
+/// these outputs (10+ MiB at H = 512) are not held during the loop, whose own buffers are freed first (the
+/// training step's peak memory).
+template <typename T>
+struct GradientOutputs {
+  T* dx = nullptr;
+  T* dw_ih = nullptr;
+  T* dw_hh = nullptr;
+  T* db_ih = nullptr;
+  T* db_hh = nullptr;
+  std::function<void(GradientOutputs&)> allocate;
+
+  /// Called by backward after its loop.
+  void ready() {
+    if (allocate) allocate(*this);
   }
 };
 
