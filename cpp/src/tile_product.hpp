@@ -2,9 +2,9 @@
 // per call into panels of 48 output columns, the step's batch packed into panels of 8 rows, and a 48 x 8 register
 // tile (24 of the 32 vector registers accumulate; 3 weight packets are loaded per k and each batch value is
 // broadcast once). Eigen's gebp tile is 48 x 4 (12 accumulators, for 16-register ISAs), so it loads the weight
-// twice as often per FMA; measured on the recurrent products here (1 thread, hot): B=64 H=512 LSTM 182 -> 203
-// GFLOP/s, B=16 H=512 129 -> 153, B=64 H=1760 RNN 177 -> 191. StepProduct uses it for float with 32 registers and
-// Eigen's gebp otherwise.
+// twice as often per FMA. Measured on the per-step products here (1 thread, hot, same minute): LSTM B=64 H=512
+// 163 -> 184 GFLOP/s, B=16 H=512 121 -> 147, B=64 H=1024 164 -> 181; 2 threads B=64 H=512 279 -> 339. StepProduct
+// uses it for float with 32 registers and Eigen's gebp otherwise.
 #pragma once
 
 #include <Eigen/Core>
