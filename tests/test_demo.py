@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+from rnncore import __main__ as main_module
 from rnncore import demo
 
 
@@ -33,3 +35,17 @@ def test_module_main_runs_the_self_check():
     assert out.returncode == 0, out.stdout + out.stderr
     assert "all kernels agree with the reference" in out.stdout
     assert "demo:" not in out.stdout
+
+
+def test_module_main_fails_when_the_model_loses_and_rejects_unknown_options(monkeypatch, capsys):
+    """The exit status is the demo's verdict too: a model that does not beat both baselines makes it 1."""
+    losing = {"test_mse": 0.5, "last_value_mse": 0.8, "linear_ar_mse": 0.2, "train_mse": 0.5, "seconds": 0.0,
+              "epochs": 1}
+    monkeypatch.setattr(main_module.demo, "train_forecaster", lambda report=None: losing)
+    monkeypatch.setattr(main_module, "_timings", lambda *args, **kwargs: (1.0, 1.0, 1.0, 1.0))
+    assert main_module.main([]) == 1
+    assert "DID NOT BEAT" in capsys.readouterr().out
+    monkeypatch.setattr(main_module.demo, "train_forecaster", lambda report=None: dict(losing, test_mse=0.1))
+    assert main_module.main([]) == 0
+    with pytest.raises(SystemExit):
+        main_module.main(["--nodemo"])

@@ -239,6 +239,16 @@ def test_clip_grad_norm_nonfinite_and_bad_args():
     assert clip_grad_norm({}, 1.0) == 0.0
 
 
+@pytest.mark.parametrize("norm_type", [math.inf, 2.0, 1.0, 3.0])
+def test_clip_grad_norm_nan_in_a_later_gradient(norm_type):
+    """A NaN in any gradient (not only the first) makes the total NaN, as in torch (max() would skip it)."""
+    g = {"a": np.array([2.0, 1.0]), "b": np.array([np.nan])}
+    assert math.isnan(clip_grad_norm(g, 1.0, norm_type=norm_type))
+    with pytest.raises(RuntimeError, match="nan"):
+        clip_grad_norm({"a": np.array([2.0]), "b": np.array([np.nan])}, 1.0, norm_type=norm_type,
+                       error_if_nonfinite=True)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_clip_grad_value_matches_torch(torch_fixture, dtype):
     f = torch_fixture

@@ -221,7 +221,8 @@ def test_forward_rejects_bad_lengths(cell, case, no_cpp):
         forward(cell, inputs, lengths=bad)
 
 
-@pytest.mark.parametrize("bad", ["sigmoid", "TANH", "", None, 1])
+@pytest.mark.parametrize("bad", ["sigmoid", "TANH", "", None, 1, np.array(["tanh"]), np.array(["tanh", "relu"])],
+                         ids=["sigmoid", "TANH", "empty", "None", "1", "array1", "array2"])
 def test_rnn_rejects_bad_nonlinearity(bad, no_cpp):
     cell = OPS[2]
     inputs, _ = inputs_for(cell)

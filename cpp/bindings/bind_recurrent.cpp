@@ -2,6 +2,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bindings.hpp"
@@ -109,8 +110,9 @@ class LateGradients {
         result[i] = py::none();
         continue;
       }
-      result[i] = array_over_block<T>(blocks_[i], shapes_[i]);
-      blocks_[i] = nullptr;  // numpy owns it now
+      // Ownership passes to the array's capsule as soon as it exists: drop ours first, so that a failure while
+      // building the array cannot free the block twice.
+      result[i] = array_over_block<T>(std::exchange(blocks_[i], nullptr), shapes_[i]);
     }
     return py::make_tuple(result[0], result[1], result[2], result[3], result[4]);
   }

@@ -11,6 +11,7 @@ into bug reports.
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
 import time
@@ -80,7 +81,10 @@ def _timings(op, gates, options, rng, T=50, B=32, I=128, H=128):
     return infer, train, flops / infer / 1e9, 3 * flops / train / 1e9
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rnncore", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-demo", action="store_true", help="skip the training demo")
+    args = parser.parse_args(argv)
     print(f"rnncore {rnncore.__version__}")
     print(f"python {platform.python_version()} on {platform.machine()} ({platform.platform()}); numpy {np.__version__}")
     print(f"build: {_core.build_info()}")
@@ -109,7 +113,7 @@ def main() -> int:
     print(f"  {'masked softmax':<24}{diff:>14.1e}{'ok' if diff <= AGREEMENT else 'FAIL':>6}")
     print()
     print("all kernels agree with the reference" if not failed else "SOME KERNELS DISAGREE WITH THE REFERENCE")
-    if "--no-demo" not in sys.argv[1:]:
+    if not args.no_demo:
         failed |= not _demo()
     return 1 if failed else 0
 

@@ -119,7 +119,7 @@ def nonlinearity_name(value) -> str:
 
 def choice(name: str, value, options: Sequence[str]) -> str:
     """The option ``value`` equals, as the plain ``str`` from ``options`` (not e.g. the numpy.str_ given)."""
-    if value not in options:
+    if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
     return options[list(options).index(value)]
 

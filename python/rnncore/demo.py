@@ -101,7 +101,9 @@ def train_forecaster(epochs: int = 8, n_series: int = 4000, window: int = 40, ho
             losses.append(loss)
         train_mse = float(np.mean(losses))
         if report is not None:
+            model.eval()  # inference: nothing is kept for a backward
             test_mse = float(mse(model(x_test), y_test)[0])
+            model.train()
             report(f"  epoch {epoch + 1:2d}: train MSE {train_mse:.4f}, held-out MSE {test_mse:.4f}")
     seconds = time.perf_counter() - start
     model.eval()

@@ -65,7 +65,8 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False) -> 
     if not arrays:
         return 0.0
     if math.isinf(norm_type):
-        total = max((float(np.max(np.abs(g))) if g.size else 0.0) for g in arrays)
+        # np.max, not max(): a NaN anywhere must give a NaN total (max() keeps whichever it met first)
+        total = float(np.max([float(np.max(np.abs(g))) if g.size else 0.0 for g in arrays]))
     else:
         # per-array norms (in float64), then the norm of those: torch's grouping
         norms = np.array([_vector_norm(g.ravel().astype(np.float64, copy=False), norm_type) for g in arrays])

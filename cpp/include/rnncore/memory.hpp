@@ -46,7 +46,8 @@ class Buffer {
   /// Makes room for `size` scalars; the previous contents are not kept.
   void resize(index_t size) {
     if (size == size_) return;
-    release_block(data_);
+    release_block(std::exchange(data_, nullptr));  // if the acquire below throws, nothing is freed twice
+    size_ = 0;
     data_ = size > 0 ? static_cast<T*>(acquire_block(sizeof(T) * static_cast<std::size_t>(size))) : nullptr;
     size_ = size;
   }

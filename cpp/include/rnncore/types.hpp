@@ -4,6 +4,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <functional>
+#include <stdexcept>
 #include <vector>
 
 #include "rnncore/contract.hpp"
@@ -94,9 +95,11 @@ struct GradientOutputs {
   T* db_hh = nullptr;
   std::function<void(GradientOutputs&)> allocate;
 
-  /// Called by backward after its loop.
+  /// Called by backward after its loop, before it writes any of them.
   void ready() {
     if (allocate) allocate(*this);
+    if (!(dx && dw_ih && dw_hh && db_ih && db_hh))
+      throw std::logic_error("rnncore: backward's gradient outputs were neither given nor allocated");
   }
 };
 
