@@ -150,13 +150,13 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, Gr
   input_side_gradients(dGx.view(), ws, out.dx, out.dw_ih, out.db_ih);
   // Recurrent side, per block: r and z multiply h_prev in both variants; W_hn multiplies h_prev (reset_after) or rh.
   const ConstStridedView<T> dG_rz(dGx.data(), TB, 2 * H, Eigen::OuterStride<>(GH));
-  recurrent_side_gradients<T>(dG_rz, states_read(ws), dw_hh, db_hh);
+  recurrent_side_gradients<T>(dG_rz, states_read(ws), dw_hh, db_hh, out.db_ih);
   if (reset_after) {
-    recurrent_side_gradients<T>(dGh_n.view(), states_read(ws), dw_hh + 2 * H * H, db_hh + 2 * H);
+    recurrent_side_gradients<T>(dGh_n.view(), states_read(ws), dw_hh + 2 * H * H, db_hh + 2 * H, nullptr);
   } else {
     const ConstStridedView<T> dG_n(dGx.data() + 2 * H, TB, H, Eigen::OuterStride<>(GH));
     const ConstStridedView<T> rh(ws.acts.data() + 3 * H, TB, H, Eigen::OuterStride<>(4 * H));
-    recurrent_side_gradients<T>(dG_n, rh, dw_hh + 2 * H * H, db_hh + 2 * H);
+    recurrent_side_gradients<T>(dG_n, rh, dw_hh + 2 * H * H, db_hh + 2 * H, out.db_ih + 2 * H);
   }
 }
 

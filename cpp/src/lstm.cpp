@@ -111,7 +111,7 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
   recurrent.release();
   out.ready();
   input_side_gradients(dG.view(), ws, out.dx, out.dw_ih, out.db_ih);
-  recurrent_side_gradients<T>(dG.view(), states_read(ws), out.dw_hh, out.db_hh);
+  recurrent_side_gradients<T>(dG.view(), states_read(ws), out.dw_hh, out.db_hh, out.db_ih);
 }
 
 template void lstm_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,

@@ -170,11 +170,17 @@ void input_side_gradients(const GateGrads& dG, const Workspace<T>& ws, T* dx, T*
 
 /// Recurrent side, after the time loop: dW_hh [rows, H] = dG^T · h_prev;  db_hh [rows] = Σ_rows dG.
 /// h_prev [T*B, H] holds the state each step read (slots 0 … T-1), or what the cell multiplied W_hh with.
+/// `input_bias_sums`: the same column sums when the input side already made them from the same dG (its db_ih, or a
+/// block of it) — copied, not summed a second time; null when this dG differs (GRU reset_after's n block).
 template <typename T, typename GateGrads, typename States>
-void recurrent_side_gradients(const GateGrads& dG, const States& h_prev, T* dw_hh, T* db_hh) {
+void recurrent_side_gradients(const GateGrads& dG, const States& h_prev, T* dw_hh, T* db_hh,
+                              const T* input_bias_sums) {
   const index_t rows = dG.cols();
   MatrixView<T>(dw_hh, rows, h_prev.cols()).noalias() = dG.transpose() * h_prev;
-  column_sums(dG, db_hh);
+  if (input_bias_sums)
+    std::copy_n(input_bias_sums, rows, db_hh);
+  else
+    column_sums(dG, db_hh);
 }
 
 /// The states each step read: slots 0 … T-1 of the workspace's h, as [T*B, H].
