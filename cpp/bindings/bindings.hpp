@@ -38,6 +38,16 @@ bool is_native(PyObject* descr) {
   return descr == native_descr<T>() || py::detail::npy_api::get().PyArray_EquivTypes_(descr, native_descr<T>());
 }
 
+/// The sizes (shape) of an ndarray argument of dtype T with `nd` axes, or false when it is not one.
+template <typename T>
+bool array_shape(py::handle a, int nd, const py::ssize_t*& shape) {
+  if (Py_TYPE(a.ptr()) != py::detail::npy_api::get().PyArray_Type_) return false;
+  const auto* arr = py::detail::array_proxy(a.ptr());
+  if (!is_native<T>(arr->descr) || arr->nd != nd) return false;
+  shape = arr->dimensions;
+  return true;
+}
+
 /// A read-only view of an argument when it is exactly what the kernels take: an ndarray (not a subclass) of
 /// native dtype T, C-contiguous, of the given shape; otherwise `ok` is false and nothing may be read.
 /// `optional` also takes None (an optional argument left out), with data null.
@@ -51,29 +61,17 @@ struct ExactArray {
       ok = true;
       return;
     }
-    auto& api = py::detail::npy_api::get();
-    if (Py_TYPE(a.ptr()) != api.PyArray_Type_) return;
+    const py::ssize_t* dims;
+    if (!array_shape<T>(a, static_cast<int>(shape.size()), dims)) return;
     const auto* arr = py::detail::array_proxy(a.ptr());
-    if (!is_native<T>(arr->descr) || !(arr->flags & api.NPY_ARRAY_C_CONTIGUOUS_) ||
-        arr->nd != static_cast<int>(shape.size()))
-      return;
+    if (!(arr->flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_)) return;
     int axis = 0;
     for (index_t extent : shape)
-      if (arr->dimensions[axis++] != extent) return;
+      if (dims[axis++] != extent) return;
     data = reinterpret_cast<const T*>(arr->data);
     ok = true;
   }
 };
-
-/// The sizes (shape) of an ndarray argument of dtype T with `nd` axes, or false when it is not one.
-template <typename T>
-bool array_shape(py::handle a, int nd, const py::ssize_t*& shape) {
-  if (Py_TYPE(a.ptr()) != py::detail::npy_api::get().PyArray_Type_) return false;
-  const auto* arr = py::detail::array_proxy(a.ptr());
-  if (!is_native<T>(arr->descr) || arr->nd != nd) return false;
-  shape = arr->dimensions;
-  return true;
-}
 
 /// The answer to a call that is not the exact call: Python validates the arguments and calls again.
 inline py::object not_exact() { return py::reinterpret_borrow<py::object>(py::handle(Py_NotImplemented)); }
