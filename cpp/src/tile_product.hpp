@@ -21,19 +21,137 @@
 
 namespace rnncore::detail {
 
-/// Whether TileProduct runs on this build (float, AVX-512-class: 16-lane packets and 32 vector registers).
+/// Whether the 48 x 8 tile runs on this build (float, AVX-512-class: 16-lane packets and 32 vector registers).
 constexpr bool kTileProductAvailable = Eigen::internal::packet_traits<float>::size == 16 &&
                                        EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32;
 
+/// The register tile and its two packed operand layouts, shared by the per-step product (TileProduct) and the
+/// blocked GEMM (tile_gemm.hpp). Instantiated only where kTileProductAvailable (T = float).
+///   vector side:    op(W) [K, N] in panels of kCols columns, each [k][kCols] (3 packets per k, loaded)
+///   broadcast side: A [M, K] in panels of kRows rows, each [k][kRows] (one scalar per row and k, broadcast)
+/// A tile is kRows rows x kCols columns of out, accumulated over k in 24 registers.
+template <typename T>
+struct Tile {
+  using Packet = typename Eigen::internal::packet_traits<T>::type;
+  using RowPacket = typename Eigen::internal::unpacket_traits<Packet>::half;  // 8 lanes: one k of a batch panel
+  static constexpr index_t P = Eigen::internal::unpacket_traits<Packet>::size;
+  static constexpr index_t kCols = 3 * P;  // output columns per vector-side panel (48)
+  static constexpr index_t kRows = 8;      // output rows per broadcast-side panel
+
+  /// Width of a vector-side panel of `cols` columns: kCols, or a last, narrower panel rounded up to whole packets.
+  static index_t panel_width(index_t cols) { return std::min(kCols, (cols + P - 1) / P * P); }
+
+  /// dst [k][panel_width(cols)] = op(W)[k0 + kk][n0 + c] for c < cols, zero-padded. transposed = true: W is
+  /// [N, K] row-major (stride ldw) and op(W) = W^T; false: W is [K, N] row-major and op(W) = W.
+  static void pack_vector_panel(const T* w, index_t ldw, bool transposed, index_t n0, index_t cols, index_t k0,
+                                index_t k, T* dst) {
+    const index_t width = panel_width(cols);
+    if (transposed)
+      RowPanels<T>::transpose_block(w + n0 * ldw + k0, ldw, cols, k, dst, width);
+    else
+      for (index_t kk = 0; kk < k; ++kk) std::copy_n(w + (k0 + kk) * ldw + n0, cols, dst + kk * width);
+    if (cols < width)
+      for (index_t kk = 0; kk < k; ++kk) std::fill(dst + kk * width + cols, dst + (kk + 1) * width, T(0));
+  }
+
+  /// dst [k][kRows] = A[m0 + r][k0 + kk] for r < rows, zero for rows <= r < kRows. transposed = false: A is [M, K]
+  /// row-major (stride lda); true: A is stored as A^T, [K, M] row-major (e.g. dG when the product is dG^T · x).
+  static void pack_broadcast_panel(const T* a, index_t lda, bool transposed, index_t m0, index_t rows, index_t k0,
+                                   index_t k, T* dst) {
+    namespace ei = Eigen::internal;
+    constexpr index_t R = kRows;
+    if (transposed) {
+      for (index_t kk = 0; kk < k; ++kk) {
+        const T* src = a + (k0 + kk) * lda + m0;
+        T* d = dst + kk * R;
+        if (rows == R) {
+          ei::pstore(d, ei::ploadu<RowPacket>(src));
+        } else {
+          for (index_t r = 0; r < R; ++r) d[r] = r < rows ? src[r] : T(0);
+        }
+      }
+      return;
+    }
+    const T* src = a + m0 * lda + k0;
+    index_t kk = 0;
+    if (rows == R) {  // 8 x 8 blocks transposed in registers
+      for (; kk + R <= k; kk += R) {
+        ei::PacketBlock<RowPacket, int(R)> block;
+        for (index_t r = 0; r < R; ++r) block.packet[r] = ei::ploadu<RowPacket>(src + r * lda + kk);
+        ei::ptranspose(block);
+        for (index_t r = 0; r < R; ++r) ei::pstore(dst + (kk + r) * R, block.packet[r]);
+      }
+    }
+    for (; kk < k; ++kk)
+      for (index_t r = 0; r < R; ++r) dst[kk * R + r] = r < rows ? src[r * lda + kk] : T(0);
+  }
+
+  /// out [rows, cols] (stride ldo) = base + Σ_kk b[kk][r] · w[kk][c]: w a vector-side panel of cols columns (packed
+  /// by pack_vector_panel), b a broadcast-side panel, both k long; base [rows, cols] with stride ldbase (0: one row
+  /// for every output row, e.g. a bias; the output itself to accumulate), or null for zeros. rows <= kRows.
+  static void multiply(const T* w, const T* b, index_t k, T* out, index_t ldo, index_t rows, index_t cols,
+                       const T* base, index_t ldbase) {
+    switch (panel_width(cols) / P) {
+      case 3: multiply_packets<3>(w, b, k, out, ldo, rows, cols, base, ldbase); break;
+      case 2: multiply_packets<2>(w, b, k, out, ldo, rows, cols, base, ldbase); break;
+      default: multiply_packets<1>(w, b, k, out, ldo, rows, cols, base, ldbase); break;
+    }
+  }
+
+ private:
+  /// multiply() for a panel NP packets wide. Out of line: one call per tile, and a symbol of its own for
+  /// bench/profile.py.
+  template <int NP>
+  static EIGEN_DONT_INLINE void multiply_packets(const T* w, const T* b, index_t k, T* out, index_t ldo,
+                                                 index_t rows, index_t cols, const T* base, index_t ldbase) {
+    namespace ei = Eigen::internal;
+    constexpr index_t width = NP * P;
+    // The accumulators must stay in registers: every loop over the tile is unrolled by pragma (GCC 12 otherwise
+    // keeps acc in memory and reloads/stores all 24 packets at every k: half the speed, measured).
+    Packet acc[NP][kRows];
+#pragma GCC unroll 8
+    for (int j = 0; j < int(kRows); ++j)
+#pragma GCC unroll 3
+      for (int i = 0; i < NP; ++i) acc[i][j] = ei::pzero(Packet());
+    for (index_t kk = 0; kk < k; ++kk, w += width, b += kRows) {
+      ei::prefetch(w + 8 * width);  // the vector-side panel streams from L2: ask 8 k ahead
+      Packet wk[NP];
+#pragma GCC unroll 3
+      for (int i = 0; i < NP; ++i) wk[i] = ei::pload<Packet>(w + i * P);
+#pragma GCC unroll 8
+      for (int j = 0; j < int(kRows); ++j) {
+        const Packet bj = ei::pset1<Packet>(b[j]);
+#pragma GCC unroll 3
+        for (int i = 0; i < NP; ++i) acc[i][j] = ei::pmadd(wk[i], bj, acc[i][j]);
+      }
+    }
+    if (rows == kRows && cols == width) {
+#pragma GCC unroll 8
+      for (int j = 0; j < int(kRows); ++j) {
+        T* o = out + j * ldo;
+        const T* s = base ? base + j * ldbase : nullptr;
+#pragma GCC unroll 3
+        for (int i = 0; i < NP; ++i)
+          ei::pstoreu(o + i * P, s ? ei::padd(ei::ploadu<Packet>(s + i * P), acc[i][j]) : acc[i][j]);
+      }
+      return;
+    }
+    alignas(64) T sums[kRows][width];  // a partial tile: the last rows or columns
+#pragma GCC unroll 8
+    for (int j = 0; j < int(kRows); ++j)
+#pragma GCC unroll 3
+      for (int i = 0; i < NP; ++i) ei::pstore(&sums[j][i * P], acc[i][j]);
+    for (index_t j = 0; j < rows; ++j)
+      for (index_t c = 0; c < cols; ++c) out[j * ldo + c] = (base ? base[j * ldbase + c] : T(0)) + sums[j][c];
+  }
+};
+
+/// The batched per-step product out [m, N] += a [m, K] · op(W) on the tile, with op(W) packed once per call.
 /// Instantiated only where kTileProductAvailable (T = float); a template so that other builds never compile it.
 template <typename T>
 class TileProduct {
  public:
-  using Packet = typename Eigen::internal::packet_traits<T>::type;
-  using RowPacket = typename Eigen::internal::unpacket_traits<Packet>::half;  // 8 lanes: one k of a batch panel
-  static constexpr index_t P = Eigen::internal::unpacket_traits<Packet>::size;
-  static constexpr index_t kCols = 3 * P;  // output columns per weight panel (48)
-  static constexpr index_t kRows = 8;      // batch rows per batch panel
+  static constexpr index_t kCols = Tile<T>::kCols, kRows = Tile<T>::kRows;
 
   /// Sizes the panels for op(W) [K, N] and a batch of m rows.
   void reserve(index_t n, index_t k, index_t m) {
@@ -49,17 +167,9 @@ class TileProduct {
   /// Packs weight panels [p_begin, p_end) of op(W) (transposed = true: W is [N, K] row-major with stride ldw and
   /// op(W) = W^T; false: W is [K, N] row-major and op(W) = W) as [N/48][K][48], zero-padded.
   void pack(const T* w, index_t ldw, bool transposed, index_t p_begin, index_t p_end) {
-    const index_t n = n_, k = k_;
-    for (index_t p = p_begin; p < p_end; ++p) {
-      T* dst = w_.data() + p * k * kCols;
-      const index_t n0 = p * kCols, cols = std::min(kCols, n - n0);
-      if (transposed)
-        RowPanels<T>::transpose_block(w + n0 * ldw, ldw, cols, k, dst, kCols);
-      else
-        for (index_t kk = 0; kk < k; ++kk) std::copy_n(w + kk * ldw + n0, cols, dst + kk * kCols);
-      if (cols < kCols)
-        for (index_t kk = 0; kk < k; ++kk) std::fill(dst + kk * kCols + cols, dst + (kk + 1) * kCols, T(0));
-    }
+    for (index_t p = p_begin; p < p_end; ++p)
+      Tile<T>::pack_vector_panel(w, ldw, transposed, p * kCols, std::min(kCols, n_ - p * kCols), 0, k_,
+                                 w_.data() + p * k_ * kCols);
   }
 
   index_t panels() const { return panels_; }
@@ -67,76 +177,24 @@ class TileProduct {
 
   /// Packs batch panels [q_begin, q_end) of this step's a [m, K] (row-major, stride lda) as [m/8][K][8].
   void pack_batch(const T* a, index_t lda, index_t q_begin, index_t q_end) {
-    namespace ei = Eigen::internal;
-    constexpr index_t R = kRows;
-    for (index_t q = q_begin; q < q_end; ++q) {
-      T* dst = a_.data() + q * k_ * R;
-      const index_t rows = std::min(R, m_ - q * R);
-      const T* src = a + q * R * lda;
-      index_t kk = 0;
-      if (rows == R) {  // 8 x 8 tiles transposed in registers
-        for (; kk + R <= k_; kk += R) {
-          ei::PacketBlock<RowPacket, int(R)> tile;
-          for (index_t r = 0; r < R; ++r) tile.packet[r] = ei::ploadu<RowPacket>(src + r * lda + kk);
-          ei::ptranspose(tile);
-          for (index_t r = 0; r < R; ++r) ei::pstoreu(dst + (kk + r) * R, tile.packet[r]);
-        }
-      }
-      for (; kk < k_; ++kk)
-        for (index_t r = 0; r < R; ++r) dst[kk * R + r] = r < rows ? src[r * lda + kk] : T(0);
-    }
+    for (index_t q = q_begin; q < q_end; ++q)
+      Tile<T>::pack_broadcast_panel(a, lda, false, q * kRows, std::min(kRows, m_ - q * kRows), 0, k_,
+                                    a_.data() + q * k_ * kRows);
   }
 
   /// out [m, N] (row-major, stride ldo) += the packed batch times weight panels [p_begin, p_end).
   void multiply(T* out, index_t ldo, index_t p_begin, index_t p_end) const {
-    for (index_t p = p_begin; p < p_end; ++p)
-      for (index_t q = 0; q < batch_panels_; ++q) tile(p, q, out, ldo);
+    for (index_t p = p_begin; p < p_end; ++p) {
+      const index_t n0 = p * kCols, cols = std::min(kCols, n_ - n0);
+      for (index_t q = 0; q < batch_panels_; ++q) {
+        T* o = out + q * kRows * ldo + n0;
+        Tile<T>::multiply(w_.data() + p * k_ * kCols, a_.data() + q * k_ * kRows, k_, o, ldo,
+                          std::min(kRows, m_ - q * kRows), cols, o, ldo);
+      }
+    }
   }
 
  private:
-  /// One 48 x 8 tile: columns [48p, 48p + 48) of batch rows [8q, 8q + 8), accumulated over all of K.
-  void tile(index_t p, index_t q, T* out, index_t ldo) const {
-    namespace ei = Eigen::internal;
-    const T* w = w_.data() + p * k_ * kCols;
-    const T* b = a_.data() + q * k_ * kRows;
-    // The accumulators must stay in registers: every loop over the tile is unrolled by pragma (GCC 12 otherwise
-    // keeps acc in memory and reloads/stores all 24 packets at every k: half the speed, measured).
-    Packet acc[3][kRows];
-#pragma GCC unroll 8
-    for (int j = 0; j < int(kRows); ++j) acc[0][j] = acc[1][j] = acc[2][j] = ei::pzero(Packet());
-    for (index_t kk = 0; kk < k_; ++kk, w += kCols, b += kRows) {
-      ei::prefetch(w + 8 * kCols);  // the weight panel streams from L2: ask 8 k ahead
-      const Packet w0 = ei::pload<Packet>(w), w1 = ei::pload<Packet>(w + P), w2 = ei::pload<Packet>(w + 2 * P);
-#pragma GCC unroll 8
-      for (int j = 0; j < int(kRows); ++j) {
-        const Packet bj = ei::pset1<Packet>(b[j]);
-        acc[0][j] = ei::pmadd(w0, bj, acc[0][j]);
-        acc[1][j] = ei::pmadd(w1, bj, acc[1][j]);
-        acc[2][j] = ei::pmadd(w2, bj, acc[2][j]);
-      }
-    }
-    const index_t n0 = p * kCols, cols = std::min(kCols, n_ - n0), rows = std::min(kRows, m_ - q * kRows);
-    if (rows == kRows && cols == kCols) {
-#pragma GCC unroll 8
-      for (int j = 0; j < int(kRows); ++j) {
-        T* o = out + (q * kRows + j) * ldo + n0;
-        ei::pstoreu(o, ei::padd(ei::ploadu<Packet>(o), acc[0][j]));
-        ei::pstoreu(o + P, ei::padd(ei::ploadu<Packet>(o + P), acc[1][j]));
-        ei::pstoreu(o + 2 * P, ei::padd(ei::ploadu<Packet>(o + 2 * P), acc[2][j]));
-      }
-      return;
-    }
-    alignas(64) T sums[kRows][kCols];  // the batch's or the weight's last, partial panel
-#pragma GCC unroll 8
-    for (int j = 0; j < int(kRows); ++j) {
-      ei::pstore(&sums[j][0], acc[0][j]);
-      ei::pstore(&sums[j][P], acc[1][j]);
-      ei::pstore(&sums[j][2 * P], acc[2][j]);
-    }
-    for (index_t j = 0; j < rows; ++j)
-      for (index_t c = 0; c < cols; ++c) out[(q * kRows + j) * ldo + n0 + c] += sums[j][c];
-  }
-
   index_t n_ = 0, k_ = 0, m_ = 0, panels_ = 0, batch_panels_ = 0;
   Buffer<T> w_, a_;  // block cache (64-byte aligned: the weight panels are read with aligned loads)
 };
