@@ -96,7 +96,8 @@ def child(spec: dict) -> None:
 
 KERNEL = re.compile(r"rnncore::(lstm|gru|rnn)_(forward|backward)<")
 GEMM_FRAME = re.compile(r"gebp_kernel|gemm_pack_(lhs|rhs)|general_matrix_matrix_product|general_matrix_vector_product|"
-                        r"RowPanels|parallelize_gemm|gemm_functor|generic_product_impl|triangular|gemv")
+                        r"RowPanels|parallelize_gemm|gemm_functor|generic_product_impl|triangular|gemv|"
+                        r"Tile<|TileProduct|tile_gemm")
 MEMORY_LEAF = re.compile(r"memcpy|memmove|memset|malloc|_int_free|free|calloc|realloc|posix_memalign|mmap|munmap|"
                          r"brk|page|clear_page|__memcpy|__memset")
 
@@ -166,8 +167,10 @@ def classify(stack: list[tuple[str, str]]) -> tuple[str, str]:
             return phase, "weight-gradient GEMMs" if args[0].startswith("Eigen::Transpose") else "dx GEMM"
         if kind == "7":  # GemvProduct: a per-step product with B = 1
             return phase, "recurrent GEMM"
-    if has("input_side_gradients"):
-        return phase, "bias gradients" if not gemm else "dx GEMM"
+    if has("input_side_gradients"):  # multiply_into<TransposeA, ..>: dG^T · x is dW_ih, dG · W_ih is dx
+        if not gemm:
+            return phase, "bias gradients"
+        return phase, "weight-gradient GEMMs" if has("multiply_into<true") else "dx GEMM"
     if gemm:  # Eigen's GEMM internals called directly: StepProduct, the per-step recurrent product
         return phase, "recurrent GEMM"
     if has("begin_workspace"):

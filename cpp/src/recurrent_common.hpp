@@ -86,8 +86,10 @@ GemmOperand<T> gemm_operand(const Matrix& m, bool transposed) {
 }
 
 /// out [M, N] = op(a) · op(b), every matrix row-major; op(X) = X^T where TransposeA / TransposeB say.
+/// Out of line, like the other GEMM phases below (one call per kernel call): bench/profile.py tells the phases apart
+/// by these frames.
 template <bool TransposeA, bool TransposeB, typename T, typename A, typename B>
-void multiply_into(MatrixView<T> out, const A& a, const B& b) {
+EIGEN_DONT_INLINE void multiply_into(MatrixView<T> out, const A& a, const B& b) {
   if constexpr (kTileGemm<T>) {
     tile_gemm<T>(out.rows(), out.cols(), TransposeA ? a.rows() : a.cols(), gemm_operand<T>(a, TransposeA),
                  gemm_operand<T>(b, TransposeB), out.data(), out.cols(), nullptr, 0);
@@ -106,7 +108,7 @@ void multiply_into(MatrixView<T> out, const A& a, const B& b) {
 /// Eigen path: each thread takes a block of rows whole (bias, then its own GEMM): Eigen's parallel GEMM left the
 /// bias pass serial and shared its packed blocks with waits (measured: LSTM T150 B64 H256 inference, 2 threads: ...).
 template <typename T, typename Out>
-void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih, const RowVector<T>& bias,
+EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih, const RowVector<T>& bias,
                     Out&& out) {
   const index_t rows = x.rows();
   if constexpr (kTileGemm<T>) {
@@ -196,7 +198,7 @@ void column_sums(const Matrix& m, T* out) {
 /// Input side of the weight gradients, after the time loop (K = T*B):
 ///   dx [T*B, I] = dG · W_ih;   dW_ih [G*H, I] = dG^T · x;   db_ih [G*H] = Σ_rows dG
 template <typename T, typename GateGrads>
-void input_side_gradients(const GateGrads& dG, const Workspace<T>& ws, T* dx, T* dw_ih, T* db_ih) {
+EIGEN_DONT_INLINE void input_side_gradients(const GateGrads& dG, const Workspace<T>& ws, T* dx, T* dw_ih, T* db_ih) {
   const Dims& d = ws.dims;
   const index_t GH = ws.w_ih.rows();
   multiply_into<false, false>(MatrixView<T>(dx, d.T * d.B, d.I), dG, ws.w_ih.view());
@@ -209,7 +211,7 @@ void input_side_gradients(const GateGrads& dG, const Workspace<T>& ws, T* dx, T*
 /// `input_bias_sums`: the same column sums when the input side already made them from the same dG (its db_ih, or a
 /// block of it) — copied, not summed a second time; null when this dG differs (GRU reset_after's n block).
 template <typename T, typename GateGrads, typename States>
-void recurrent_side_gradients(const GateGrads& dG, const States& h_prev, T* dw_hh, T* db_hh,
+EIGEN_DONT_INLINE void recurrent_side_gradients(const GateGrads& dG, const States& h_prev, T* dw_hh, T* db_hh,
                               const T* input_bias_sums) {
   const index_t rows = dG.cols();
   multiply_into<true, false>(MatrixView<T>(dw_hh, rows, h_prev.cols()), dG, h_prev);
