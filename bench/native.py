@@ -1,7 +1,8 @@
 """Native helpers the benchmarks build under bench/.build/ (never part of the package):
 
-- ``sgemm``: a standalone Eigen SGEMM timer (bench/sgemm.cpp), compiled with the package's own SIMD flags and OpenMP
-  setting, so "the SGEMM rate of the library the kernels use" is measured without adding anything to rnncore.
+- ``sgemm``: a standalone SGEMM timer (bench/sgemm.cpp) for the two GEMMs the kernels use — Eigen's and the package's
+  own tile GEMM (cpp/src/tile_gemm.hpp, compiled from the package's sources) — with the package's own SIMD flags and
+  OpenMP setting, so "the SGEMM rate of the library the kernels use" is measured without adding anything to rnncore.
 - ``symbol_build``: the package's extension built from the working tree with the same CMake flags but NOT stripped,
   so ``perf`` can name the functions (bench/profile.py).
 
@@ -23,6 +24,9 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 BUILD = BENCH / ".build"
 SGEMM_SOURCE = BENCH / "sgemm.cpp"
+CPP = REPO / "cpp"
+#: The package sources the timer compiles in (the tile GEMM's headers, its block cache and thread setting).
+SGEMM_PACKAGE_SOURCES = [CPP / "src" / "memory.cpp", CPP / "src" / "runtime.cpp"]
 
 #: The GEMM that defines "the SGEMM rate" of a run: square, large enough to reach the library's peak on one core.
 PEAK_SPEC = "nn:1024:1024:1024"
@@ -69,12 +73,16 @@ def sgemm_binary(flags: str | None = None, build_dir: Path | None = None) -> Pat
         raise RuntimeError(f"no C++ compiler ({cxx}) to build the SGEMM timer")
     cmd_flags = sgemm_flags(flags, build_dir)
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    key = hashlib.sha1("\n".join([SGEMM_SOURCE.read_text(), " ".join(cmd_flags), version]).encode()).hexdigest()[:12]
+    sources = [SGEMM_SOURCE, *sorted((CPP / "src").glob("*.hpp")), *sorted((CPP / "include").rglob("*.hpp")),
+               *SGEMM_PACKAGE_SOURCES]
+    key = hashlib.sha1("\n".join([*(f.read_text() for f in sources), " ".join(cmd_flags), version]).encode()
+                       ).hexdigest()[:12]
     binary = BUILD / f"sgemm-{key}"
     if not binary.exists():
         BUILD.mkdir(parents=True, exist_ok=True)
         tmp = binary.with_suffix(".tmp")
-        subprocess.run([compiler, *cmd_flags, f"-I{eigen_include()}", str(SGEMM_SOURCE), "-o", str(tmp)], check=True)
+        subprocess.run([compiler, *cmd_flags, f"-I{eigen_include()}", f"-I{CPP / 'src'}", f"-I{CPP / 'include'}",
+                        str(SGEMM_SOURCE), *map(str, SGEMM_PACKAGE_SOURCES), "-o", str(tmp)], check=True)
         tmp.replace(binary)
         (BUILD / f"sgemm-{key}.flags").write_text(f"{version}\n{' '.join(cmd_flags)}\n")
     return binary
@@ -82,21 +90,36 @@ def sgemm_binary(flags: str | None = None, build_dir: Path | None = None) -> Pat
 
 def run_sgemm(specs: list[str], threads: int, min_seconds: float = 0.3, flags: str | None = None,
               build_dir: Path | None = None) -> list[dict]:
-    """Times each ``OP:M:N:K[:COUNT]`` spec (see sgemm.cpp) with ``threads`` Eigen threads. The child inherits this
-    process's CPU affinity (a worker pinned to one core measures one core)."""
+    """Times each ``[tile_]OP:M:N:K[:COUNT]`` spec (see sgemm.cpp) with ``threads`` threads. The child inherits this
+    process's CPU affinity (a worker pinned to one core measures one core). A tile_ spec on a build without the tile
+    GEMM gives a row with gflops None."""
     out = subprocess.run([str(sgemm_binary(flags, build_dir)), str(threads), str(min_seconds), *specs], check=True,
                          capture_output=True, text=True).stdout
     rows = []
     for line in out.splitlines():
+        if line.endswith(" unavailable"):
+            rows.append(dict(op=line.split()[0], gflops=None))
+            continue
         op, m, n, k, count, seconds, gflops = line.split()
         rows.append(dict(op=op, m=int(m), n=int(n), k=int(k), count=int(count), seconds=float(seconds),
                          gflops=float(gflops)))
     return rows
 
 
+def sgemm_rates(threads: int, min_seconds: float = 0.5) -> dict[str, float]:
+    """The 1024³ SGEMM rate (GFLOP/s) of each GEMM the kernels use: {"eigen": ..., "tile": ...} (no "tile" on builds
+    without it)."""
+    eigen, tile = run_sgemm([PEAK_SPEC, "tile_" + PEAK_SPEC], threads, min_seconds)
+    rates = {"eigen": eigen["gflops"]}
+    if tile["gflops"] is not None:
+        rates["tile"] = tile["gflops"]
+    return rates
+
+
 def peak_sgemm_gflops(threads: int, min_seconds: float = 0.5) -> float:
-    """The run's SGEMM rate (GFLOP/s) for ``threads`` threads: best of a large square Eigen GEMM."""
-    return run_sgemm([PEAK_SPEC], threads, min_seconds)[0]["gflops"]
+    """The run's SGEMM rate (GFLOP/s) for ``threads`` threads: the faster of the kernels' two GEMMs (Eigen's, the
+    package's tile GEMM) on a large square product."""
+    return max(sgemm_rates(threads, min_seconds).values())
 
 
 # ---- the unstripped extension for perf ----------------------------------------------------------------------
@@ -147,9 +170,12 @@ def symbol_build(rev: str | None = None, quiet: bool = True) -> tuple[Path, Path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Eigen SGEMM rates with the package's flags (or --flags).")
-    parser.add_argument("specs", nargs="*", default=[PEAK_SPEC, "nn:2048:2048:2048"],
-                        help="OP:M:N:K[:COUNT], OP = nt|nn|tn (default: the 1024^3 and 2048^3 squares)")
+    parser = argparse.ArgumentParser(description="SGEMM rates (Eigen's, the package's tile GEMM) with the package's "
+                                     "flags (or --flags).")
+    parser.add_argument("specs", nargs="*",
+                        default=[PEAK_SPEC, "tile_" + PEAK_SPEC, "nn:2048:2048:2048", "tile_nn:2048:2048:2048"],
+                        help="[tile_]OP:M:N:K[:COUNT], OP = nt|nn|tn (default: the 1024^3 and 2048^3 squares, "
+                             "both GEMMs)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument("--flags", help='replace "-O3 -DNDEBUG <package SIMD flags>", e.g. "-O3 -march=native"')
     parser.add_argument("--seconds", type=float, default=0.5, help="minimum sampling time per spec")
@@ -157,6 +183,9 @@ def main() -> None:
     print(f"flags: {' '.join(sgemm_flags(args.flags))}")
     for threads in [int(n) for n in args.threads.split(",")]:
         for row in run_sgemm(args.specs, threads, args.seconds, args.flags):
+            if row["gflops"] is None:
+                print(f"threads={threads} {row['op']}: not in this build")
+                continue
             print(f"threads={threads} {row['op']} M={row['m']} N={row['n']} K={row['k']} x{row['count']}: "
                   f"{row['seconds'] * 1e3:.3f} ms  {row['gflops']:.1f} GFLOP/s")
 

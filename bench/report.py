@@ -2,8 +2,9 @@
 
     python bench/report.py bench/results/run-A.json [bench/results/run-B.json ...]
 
-One table per (threads, mode): time per call, GFLOP/s, % of the run's Eigen SGEMM rate, and the ratios over torch and
-over the best peer (the faster of torch and JAX). Ratios below 1 (rnncore slower) are bold.
+One table per (threads, mode): time per call, GFLOP/s, % of the run's SGEMM rate (the faster of the kernels' two
+GEMMs, Eigen's and the package's tile GEMM; Eigen's alone in runs from before the tile GEMM), and the ratios over
+torch and over the best peer (the faster of torch and JAX). Ratios below 1 (rnncore slower) are bold.
 """
 
 import argparse
@@ -30,8 +31,12 @@ def tables(run: dict) -> str:
             selected = [r for r in rows if r["threads"] == threads and r["mode"] == mode]
             if not selected:
                 continue
+            worker = run.get("workers", {}).get(str(threads), {})
+            by_gemm = worker.get("sgemm_by_gemm_start")
+            which = "Eigen SGEMM" if not by_gemm else "SGEMM (" + ", ".join(
+                f"{k} {max(v, worker.get('sgemm_by_gemm_end', {}).get(k, 0)):.0f}" for k, v in by_gemm.items()) + ")"
             out.append(f"\n{mode}, {threads} thread{'s' if threads > 1 else ''} "
-                       f"(Eigen SGEMM {selected[0]['sgemm_gflops']:.0f} GFLOP/s in the same run):\n")
+                       f"({which}: {selected[0]['sgemm_gflops']:.0f} GFLOP/s in the same run):\n")
             out.append("| config | rnncore ms | GFLOP/s | % SGEMM | torch ms | JAX ms | × torch | × best peer |")
             out.append("|---|---|---|---|---|---|---|---|")
             for r in selected:
