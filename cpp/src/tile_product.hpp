@@ -183,14 +183,23 @@ class TileProduct {
   }
 
   /// out [m, N] (row-major, stride ldo) += the packed batch times weight panels [p_begin, p_end).
+  /// Order: when those weight panels fit in half of L2, each batch panel (in L1) meets every weight panel (from L2);
+  /// otherwise each weight panel (read once from L3/memory) meets every batch panel. Measured (1 thread, per step):
+  /// B=64 H=256 LSTM (W 1 MB) 161 -> 181 GFLOP/s batch-outer; B=64 H=512 (W 4 MB) 158 weight-outer vs 92 batch-outer.
   void multiply(T* out, index_t ldo, index_t p_begin, index_t p_end) const {
-    for (index_t p = p_begin; p < p_end; ++p) {
-      const index_t n0 = p * kCols, cols = std::min(kCols, n_ - n0);
-      for (index_t q = 0; q < batch_panels_; ++q) {
-        T* o = out + q * kRows * ldo + n0;
-        Tile<T>::multiply(w_.data() + p * k_ * kCols, a_.data() + q * k_ * kRows, k_, o, ldo,
-                          std::min(kRows, m_ - q * kRows), cols, o, ldo);
-      }
+    static const double half_l2 = Eigen::l2CacheSize() / 2.0;
+    auto tile = [&](index_t p, index_t q) {
+      const index_t n0 = p * kCols;
+      T* o = out + q * kRows * ldo + n0;
+      Tile<T>::multiply(w_.data() + p * k_ * kCols, a_.data() + q * k_ * kRows, k_, o, ldo,
+                        std::min(kRows, m_ - q * kRows), std::min(kCols, n_ - n0), o, ldo);
+    };
+    if (double(sizeof(T)) * (p_end - p_begin) * k_ * kCols <= half_l2) {
+      for (index_t q = 0; q < batch_panels_; ++q)
+        for (index_t p = p_begin; p < p_end; ++p) tile(p, q);
+    } else {
+      for (index_t p = p_begin; p < p_end; ++p)
+        for (index_t q = 0; q < batch_panels_; ++q) tile(p, q);
     }
   }
 
