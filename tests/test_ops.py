@@ -62,6 +62,22 @@ def test_larger_sizes_match_reference(cell):
     check_against_reference(cell, T=6, B=17, I=33, H=65, dtype=np.float64, seed=8, lengths=False, bias=True)
 
 
+@pytest.mark.parametrize("threads", [1, 2], ids=["1_thread", "2_threads"])
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_sizes_past_the_gemm_blocks_match_reference(cell, threads):
+    """Shapes that cross every block edge of the float GEMMs (cpp/src/tile_gemm.hpp: K slices of 384, column
+    blocks of 480, row blocks of 1536 rows, 48-column panels with 1-, 2- and 3-packet remainders, 8-row panels):
+    T*B = 1700 rows, I = 410 (K of the input projection: two slices; N of dx, dW_ih: a 26-column remainder), G*H up
+    to 520 (two column blocks; K of dx: two slices), K = 1700 for the weight gradients; B = 17 (a partial batch
+    panel in every step's product), on 1 and 2 kernel threads (the GEMMs split rows between threads)."""
+    before = rnncore.get_num_threads()
+    rnncore.set_num_threads(threads)
+    try:
+        check_against_reference(cell, T=100, B=17, I=410, H=130, dtype=np.float32, seed=11, lengths=True, bias=True)
+    finally:
+        rnncore.set_num_threads(before)
+
+
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 def test_inference_mode_matches_training_mode(cell):
     rng = np.random.default_rng(3)

@@ -62,9 +62,7 @@ void tile_gemm_rows(index_t m0, index_t m1, index_t N, index_t K, GemmOperand<T>
     const index_t r1 = std::min(m1, r0 + row_block), row_panels = (r1 - r0 + R - 1) / R;
     for (index_t k0 = 0; k0 < K; k0 += depth) {
       const index_t kd = std::min(depth, K - k0);
-      for (index_t q = 0; q < row_panels; ++q)
-        Tl::pack_broadcast_panel(a.data, a.stride, a.transposed, r0 + q * R, std::min(R, r1 - r0 - q * R), k0, kd,
-                                 a_pack.data() + q * kd * R);
+      Tl::pack_broadcast_panels(a.data, a.stride, a.transposed, r0, r1, k0, kd, a_pack.data());
       for (index_t c0 = 0; c0 < N; c0 += col_block) {
         const index_t c1 = std::min(N, c0 + col_block), col_panels = (c1 - c0 + C - 1) / C;
         for (index_t p = 0; p < col_panels; ++p)

@@ -54,36 +54,45 @@ struct Tile {
       for (index_t kk = 0; kk < k; ++kk) std::fill(dst + kk * width + cols, dst + (kk + 1) * width, T(0));
   }
 
-  /// dst [k][kRows] = A[m0 + r][k0 + kk] for r < rows, zero for rows <= r < kRows. transposed = false: A is [M, K]
-  /// row-major (stride lda); true: A is stored as A^T, [K, M] row-major (e.g. dG when the product is dG^T · x).
-  static void pack_broadcast_panel(const T* a, index_t lda, bool transposed, index_t m0, index_t rows, index_t k0,
-                                   index_t k, T* dst) {
+  /// The broadcast-side panels of rows [m0, m1) of A [M, K], columns [k0, k0 + k): panel q (rows m0 + 8q …) at
+  /// dst + q·k·kRows as [k][kRows], zero-padded past m1. transposed = false: A is [M, K] row-major (stride lda);
+  /// true: A is stored as A^T, [K, M] row-major (e.g. dG when the product is dG^T · x).
+  static void pack_broadcast_panels(const T* a, index_t lda, bool transposed, index_t m0, index_t m1, index_t k0,
+                                    index_t k, T* dst) {
     namespace ei = Eigen::internal;
     constexpr index_t R = kRows;
+    const index_t panels = (m1 - m0 + R - 1) / R;
     if (transposed) {
-      for (index_t kk = 0; kk < k; ++kk) {
-        const T* src = a + (k0 + kk) * lda + m0;
-        T* d = dst + kk * R;
-        if (rows == R) {
-          ei::pstore(d, ei::ploadu<RowPacket>(src));
-        } else {
-          for (index_t r = 0; r < R; ++r) d[r] = r < rows ? src[r] : T(0);
+      for (index_t q = 0; q < panels; ++q) {
+        const index_t rows = std::min(R, m1 - m0 - q * R);
+        for (index_t kk = 0; kk < k; ++kk) {
+          const T* src = a + (k0 + kk) * lda + m0 + q * R;
+          T* d = dst + q * k * R + kk * R;
+          if (rows == R) {
+            ei::pstore(d, ei::ploadu<RowPacket>(src));
+          } else {
+            for (index_t r = 0; r < R; ++r) d[r] = r < rows ? src[r] : T(0);
+          }
         }
       }
       return;
     }
-    const T* src = a + m0 * lda + k0;
-    index_t kk = 0;
-    if (rows == R) {  // 8 x 8 blocks transposed in registers
-      for (; kk + R <= k; kk += R) {
-        ei::PacketBlock<RowPacket, int(R)> block;
-        for (index_t r = 0; r < R; ++r) block.packet[r] = ei::ploadu<RowPacket>(src + r * lda + kk);
-        ei::ptranspose(block);
-        for (index_t r = 0; r < R; ++r) ei::pstore(dst + (kk + r) * R, block.packet[r]);
+    for (index_t q = 0; q < panels; ++q) {
+      const T* src = a + (m0 + q * R) * lda + k0;
+      T* d = dst + q * k * R;
+      const index_t rows = std::min(R, m1 - m0 - q * R);
+      index_t kk = 0;
+      if (rows == R) {  // 8 x 8 blocks transposed in registers
+        for (; kk + R <= k; kk += R) {
+          ei::PacketBlock<RowPacket, int(R)> block;
+          for (index_t r = 0; r < R; ++r) block.packet[r] = ei::ploadu<RowPacket>(src + r * lda + kk);
+          ei::ptranspose(block);
+          for (index_t r = 0; r < R; ++r) ei::pstore(d + (kk + r) * R, block.packet[r]);
+        }
       }
+      for (; kk < k; ++kk)
+        for (index_t r = 0; r < R; ++r) d[kk * R + r] = r < rows ? src[r * lda + kk] : T(0);
     }
-    for (; kk < k; ++kk)
-      for (index_t r = 0; r < R; ++r) dst[kk * R + r] = r < rows ? src[r * lda + kk] : T(0);
   }
 
   /// out [rows, cols] (stride ldo) = base + Σ_kk b[kk][r] · w[kk][c]: w a vector-side panel of cols columns (packed
@@ -177,9 +186,8 @@ class TileProduct {
 
   /// Packs batch panels [q_begin, q_end) of this step's a [m, K] (row-major, stride lda) as [m/8][K][8].
   void pack_batch(const T* a, index_t lda, index_t q_begin, index_t q_end) {
-    for (index_t q = q_begin; q < q_end; ++q)
-      Tile<T>::pack_broadcast_panel(a, lda, false, q * kRows, std::min(kRows, m_ - q * kRows), 0, k_,
-                                    a_.data() + q * k_ * kRows);
+    Tile<T>::pack_broadcast_panels(a, lda, false, q_begin * kRows, std::min(m_, q_end * kRows), 0, k_,
+                                   a_.data() + q_begin * k_ * kRows);
   }
 
   /// out [m, N] (row-major, stride ldo) += the packed batch times weight panels [p_begin, p_end).
