@@ -79,6 +79,11 @@ RowVector<T> folded_bias(index_t GH, const T* b_ih, const T* b_hh, index_t skip_
 template <typename T>
 constexpr bool kTileGemm = std::is_same_v<T, float> && kTileProductAvailable;
 
+/// The fewest output rows a GEMM runs on the tile with: two 8-row panels. Fewer rows do not repay packing op(B)
+/// (Eigen multiplies 1-row products as GEMVs, unpacked). Measured, 1 thread, 256 x 64 weights, GFLOP/s
+/// Eigen / tile: M=1 55-75 / 10, M=4 50-67 / 38-40, M=8 77-95 / 79, M=16 107-118 / 110-114, M=32 130 / 137-146.
+constexpr index_t kTileGemmMinRows = 16;
+
 /// A row-major Eigen matrix or map (rows outerStride() apart) as a GEMM operand, transposed or not.
 template <typename T, typename Matrix>
 GemmOperand<T> gemm_operand(const Matrix& m, bool transposed) {
@@ -91,17 +96,19 @@ GemmOperand<T> gemm_operand(const Matrix& m, bool transposed) {
 template <bool TransposeA, bool TransposeB, typename T, typename A, typename B>
 EIGEN_DONT_INLINE void multiply_into(MatrixView<T> out, const A& a, const B& b) {
   if constexpr (kTileGemm<T>) {
-    tile_gemm<T>(out.rows(), out.cols(), TransposeA ? a.rows() : a.cols(), gemm_operand<T>(a, TransposeA),
-                 gemm_operand<T>(b, TransposeB), out.data(), out.cols(), nullptr, 0);
-  } else {
-    auto op = [](const auto& m, auto transposed) {
-      if constexpr (decltype(transposed)::value)
-        return m.transpose();
-      else
-        return m;
-    };
-    out.noalias() = op(a, std::bool_constant<TransposeA>{}) * op(b, std::bool_constant<TransposeB>{});
+    if (out.rows() >= kTileGemmMinRows) {
+      tile_gemm<T>(out.rows(), out.cols(), TransposeA ? a.rows() : a.cols(), gemm_operand<T>(a, TransposeA),
+                   gemm_operand<T>(b, TransposeB), out.data(), out.cols(), nullptr, 0);
+      return;
+    }
   }
+  auto op = [](const auto& m, auto transposed) {
+    if constexpr (decltype(transposed)::value)
+      return m.transpose();
+    else
+      return m;
+  };
+  out.noalias() = op(a, std::bool_constant<TransposeA>{}) * op(b, std::bool_constant<TransposeB>{});
 }
 
 /// The one big input GEMM for all steps: out [T*B, G*H] = x [T*B, I] · W_ih^T + bias.
@@ -112,9 +119,11 @@ EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMa
                     Out&& out) {
   const index_t rows = x.rows();
   if constexpr (kTileGemm<T>) {
-    tile_gemm<T>(rows, w_ih.rows(), x.cols(), gemm_operand<T>(x, false), gemm_operand<T>(w_ih, true), out.data(),
-                 out.outerStride(), bias.data(), 0);
-    return;
+    if (rows >= kTileGemmMinRows) {
+      tile_gemm<T>(rows, w_ih.rows(), x.cols(), gemm_operand<T>(x, false), gemm_operand<T>(w_ih, true), out.data(),
+                   out.outerStride(), bias.data(), 0);
+      return;
+    }
   }
   const int parts = threads_for(2.0 * rows * w_ih.rows() * x.cols(), rows / 64, 4e6);
   parallel_chunks(rows, parts, 8, [&](int, index_t r0, index_t r1) {
