@@ -4,7 +4,9 @@
 //     pack A's rows of the block (broadcast-side panels, 8 rows each), then for each block of kColBlock columns:
 //       pack op(B)'s slice (vector-side panels, 48 columns each, kept in L2) and run every tile: one broadcast panel
 //       (in L1) against every vector-side panel (streamed from L2).
-// Eigen's gebp (48 x 4 tile) reaches ~135-168 GFLOP/s on these shapes here; see bench/README.md for this one.
+// Measured here (1 thread, GFLOP/s, Eigen's GEMM -> this): x·W_ih^T 1600x2048x512 168 -> 206, dx 1600x512x2048
+// 187 -> 197, dW 2048x512 over K=1600 145 -> 173, 1024x256 over K=9600 114 -> 177 (bench/README.md has the rest).
+// Blocking sizes: tried K slices of 128-512 and column blocks of 240-960; 384 / 480 were best or within noise.
 #pragma once
 
 #include <algorithm>

@@ -4,7 +4,8 @@
 // broadcast once). Eigen's gebp tile is 48 x 4 (12 accumulators, for 16-register ISAs), so it loads the weight
 // twice as often per FMA. Measured on the per-step products here (1 thread, hot, same minute): LSTM B=64 H=512
 // 163 -> 184 GFLOP/s, B=16 H=512 121 -> 147, B=64 H=1024 164 -> 181; 2 threads B=64 H=512 279 -> 339. StepProduct
-// uses it for float with 32 registers and Eigen's gebp otherwise.
+// uses it for float with 32 registers and Eigen's gebp otherwise. The tile itself (Tile<T>) is shared with the blocked
+// GEMM of tile_gemm.hpp (input projection, dx, weight gradients).
 #pragma once
 
 #include <Eigen/Core>
