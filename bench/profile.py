@@ -19,8 +19,10 @@ How (the kernels are C++, so this looks from outside):
    inside ``rnncore::<cell>_forward/_backward`` is pointwise. Samples outside the kernels = Python, validation,
    pybind11 and output allocation. OpenMP worker threads take the phase of the main thread's sample nearest in time;
    a thread spinning in libgomp counts as "OpenMP wait".
-4. Alongside each GEMM part: the same GEMM shapes timed alone by the standalone Eigen timer (bench/sgemm.cpp, same
-   flags) — what that part would cost at Eigen's own speed for that shape.
+4. Alongside each GEMM part: the same GEMM shapes timed alone by the standalone SGEMM timer (bench/sgemm.cpp, same
+   flags) on the GEMM the kernel uses for them (the package's tile GEMM for the input projection, dx and the weight
+   gradients on AVX-512 float builds; Eigen's for the per-step products and elsewhere) — what that part would cost
+   at that GEMM's own speed for that shape.
 Without perf (or with --method model) only the phase times and the standalone GEMM times are shown; pointwise + other
 is then the phase time minus the standalone GEMM time (an estimate).
 """
@@ -265,17 +267,26 @@ def _short(sym: str) -> str:
 # ---- the standalone GEMM model ----------------------------------------------------------------------------------------
 
 
+TILE_GEMM_MIN_ROWS = 16  # cpp/src/recurrent_common.hpp kTileGemmMinRows: the float GEMMs from this many rows use the tile
+
+
 def gemm_specs(cfg: Config) -> dict[tuple[str, str], list[str]]:
-    """The kernel's GEMMs as sgemm.cpp specs, per (phase, part). Per-step products repeat T times."""
+    """The kernel's GEMMs as sgemm.cpp specs, per (phase, part). Per-step products repeat T times (Eigen's GEMM: the
+    kernels' step product packs W once per call, which no standalone spec models); the input projection, dx and the
+    weight gradients are ``tile_`` specs where the kernels run them on the package's tile GEMM (float, AVX-512 builds,
+    M >= 16 rows; main() falls back to Eigen's spec where the build has no tile)."""
     s, G = cfg.shape, cfg.cell.gates
     T, B, I, H, GH, TB = s.T, s.B, s.I, s.H, G * s.H, s.T * s.B
     gru = cfg.cell.op == "gru"
     rec_fwd = [f"nt:{B}:{2 * H}:{H}:{T}", f"nt:{B}:{H}:{H}:{T}"] if cfg.cell.name == "gru_rb" else [f"nt:{B}:{GH}:{H}:{T}"]
     rec_bwd = [f"nn:{B}:{H}:{2 * H}:{T}", f"nn:{B}:{H}:{H}:{T}"] if gru else [f"nn:{B}:{H}:{GH}:{T}"]
     wgrad = [f"tn:{GH}:{I}:{TB}"] + ([f"tn:{2 * H}:{H}:{TB}", f"tn:{H}:{H}:{TB}"] if gru else [f"tn:{GH}:{H}:{TB}"])
-    return {("forward", "input GEMM"): [f"nt:{TB}:{GH}:{I}"], ("forward", "recurrent GEMM"): rec_fwd,
-            ("backward", "recurrent GEMM"): rec_bwd, ("backward", "weight-gradient GEMMs"): wgrad,
-            ("backward", "dx GEMM"): [f"nn:{TB}:{I}:{GH}"]}
+    def tile(spec: str) -> str:
+        return "tile_" + spec if int(spec.split(":")[1]) >= TILE_GEMM_MIN_ROWS else spec
+
+    return {("forward", "input GEMM"): [tile(f"nt:{TB}:{GH}:{I}")], ("forward", "recurrent GEMM"): rec_fwd,
+            ("backward", "recurrent GEMM"): rec_bwd, ("backward", "weight-gradient GEMMs"): [tile(w) for w in wgrad],
+            ("backward", "dx GEMM"): [tile(f"nn:{TB}:{I}:{GH}")]}
 
 
 def spec_flops(spec: str) -> float:
@@ -372,6 +383,9 @@ def main() -> int:
         if args.mode == "inference" and key[0] == "backward":
             continue
         rows = run_sgemm(sp, args.threads, 0.2, build_dir=build_dir)
+        if any(r["gflops"] is None for r in rows):  # a build without the tile GEMM runs these on Eigen's
+            sp = [s.removeprefix("tile_") for s in sp]
+            rows = run_sgemm(sp, args.threads, 0.2, build_dir=build_dir)
         standalone[key] = (sum(r["seconds"] for r in rows) * 1e3, sum(spec_flops(s) for s in sp))
 
     phases = ["forward"] if args.mode == "inference" else ["forward", "backward"]
@@ -381,7 +395,7 @@ def main() -> int:
         print(f"\nperf: {total} samples over {result['iterations']} calls ({wall:.3f} ms per call in the loop)"
               f"{threads_note}")
         rate = "GFLOP/s" if args.threads == 1 else "GF/CPU-s"
-        print(f"  {'part':<36}{'% CPU':>7}{'CPU ms/call':>13}{rate:>9}   standalone Eigen, same shapes "
+        print(f"  {'part':<36}{'% CPU':>7}{'CPU ms/call':>13}{rate:>9}   standalone, same shapes and GEMM "
               f"({args.threads} thread{'s' if args.threads > 1 else ''}, wall clock)")
         for phase in phases:
             names = FORWARD_PARTS if phase == "forward" else BACKWARD_PARTS
