@@ -14,7 +14,7 @@ from conftest import assert_close
 DTYPES = [np.float32, np.float64]
 
 
-def check_against_reference(cell, T, B, I, H, dtype, seed, lengths, bias):
+def check_against_reference(cell, T, B, I, H, dtype, seed, lengths, bias, kind="kernel_vs_reference"):
     rng = np.random.default_rng(seed)
     inputs, upstream = make_inputs(rng, cell, T, B, I, H, dtype, bias=bias, lengths=lengths)
     got, ws = run_forward(rnncore.ops, cell, inputs)
@@ -22,7 +22,7 @@ def check_against_reference(cell, T, B, I, H, dtype, seed, lengths, bias):
     where = f"{cell.name} T={T} B={B} I={I} H={H} {np.dtype(dtype).name} lengths={inputs['lengths']} bias={bias}"
     for name in cell.output_names:
         assert got[name].dtype == dtype and got[name].shape == want[name].shape, name
-        assert_close(got[name], want[name], "kernel_vs_reference", dtype, f"{where}: {name}")
+        assert_close(got[name], want[name], kind, dtype, f"{where}: {name}")
 
     dgot = run_backward(rnncore.ops, cell, ws, upstream)
     dwant = run_backward(reference, cell, cache, upstream)
@@ -31,7 +31,7 @@ def check_against_reference(cell, T, B, I, H, dtype, seed, lengths, bias):
             assert dgot[name] is None, f"{where}: {name} should be None (no bias)"
             continue
         assert dgot[name].dtype == dtype and dgot[name].shape == dwant[name].shape, name
-        assert_close(dgot[name], dwant[name], "kernel_vs_reference", dtype, f"{where}: {name}")
+        assert_close(dgot[name], dwant[name], kind, dtype, f"{where}: {name}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -62,18 +62,30 @@ def test_larger_sizes_match_reference(cell):
     check_against_reference(cell, T=6, B=17, I=33, H=65, dtype=np.float64, seed=8, lengths=False, bias=True)
 
 
+# Shapes that cross the block edges of the float GEMMs of AVX-512 builds (cpp/src/tile_gemm.hpp: K slices of 384,
+# column blocks of 480, row blocks of 1536 rows, 48-column panels, 8-row panels); other builds run them on Eigen's
+# GEMM, which these shapes test as well. T*B = rows of the input projection and dx, K of the weight gradients.
+GEMM_EDGE_SHAPES = [
+    # 1700 rows (two row blocks on 1 thread); I = 410: two K slices of the input projection and a 26-column (2-packet)
+    # remainder in dx and dW_ih; G*H up to 520: two column blocks and two K slices of dx; B = 17: a partial batch
+    # panel in every step's product.
+    dict(T=100, B=17, I=410, H=130),
+    # 3200 rows (two row blocks per thread on 2 threads); I = 512: two column blocks of dx and dW_ih (288 + 224) and
+    # full 2-packet panels; G*H = 256 / 192 / 64: full 1-packet panels (LSTM, RNN) and none (GRU).
+    dict(T=200, B=16, I=512, H=64),
+]
+
+
 @pytest.mark.parametrize("threads", [1, 2], ids=["1_thread", "2_threads"])
+@pytest.mark.parametrize("shape", GEMM_EDGE_SHAPES, ids=lambda s: "T{T}-B{B}-I{I}-H{H}".format(**s))
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
-def test_sizes_past_the_gemm_blocks_match_reference(cell, threads):
-    """Shapes that cross every block edge of the float GEMMs (cpp/src/tile_gemm.hpp: K slices of 384, column
-    blocks of 480, row blocks of 1536 rows, 48-column panels with 1-, 2- and 3-packet remainders, 8-row panels):
-    T*B = 1700 rows, I = 410 (K of the input projection: two slices; N of dx, dW_ih: a 26-column remainder), G*H up
-    to 520 (two column blocks; K of dx: two slices), K = 1700 for the weight gradients; B = 17 (a partial batch
-    panel in every step's product), on 1 and 2 kernel threads (the GEMMs split rows between threads)."""
+def test_sizes_past_the_gemm_blocks_match_reference(cell, shape, threads):
+    """Forward and every gradient against the reference at GEMM_EDGE_SHAPES, on 1 and 2 kernel threads (the GEMMs
+    split rows between threads)."""
     before = rnncore.get_num_threads()
     rnncore.set_num_threads(threads)
     try:
-        check_against_reference(cell, T=100, B=17, I=410, H=130, dtype=np.float32, seed=11, lengths=True, bias=True)
+        check_against_reference(cell, **shape, dtype=np.float32, seed=11, lengths=True, bias=True, kind="long_sums")
     finally:
         rnncore.set_num_threads(before)
 

@@ -87,6 +87,8 @@ constexpr index_t kTileGemmMinRows = 16;
 /// A row-major Eigen matrix or map (rows outerStride() apart) as a GEMM operand, transposed or not.
 template <typename T, typename Matrix>
 GemmOperand<T> gemm_operand(const Matrix& m, bool transposed) {
+  static_assert(Matrix::IsRowMajor && Matrix::InnerStrideAtCompileTime == 1,
+                "the tile GEMM reads row-major operands with contiguous rows");
   return {m.data(), static_cast<index_t>(m.outerStride()), transposed};
 }
 
@@ -95,6 +97,7 @@ GemmOperand<T> gemm_operand(const Matrix& m, bool transposed) {
 /// by these frames.
 template <bool TransposeA, bool TransposeB, typename T, typename A, typename B>
 EIGEN_DONT_INLINE void multiply_into(MatrixView<T> out, const A& a, const B& b) {
+  eigen_assert((TransposeA ? a.rows() : a.cols()) == (TransposeB ? b.cols() : b.rows()));
   if constexpr (kTileGemm<T>) {
     if (out.rows() >= kTileGemmMinRows) {
       tile_gemm<T>(out.rows(), out.cols(), TransposeA ? a.rows() : a.cols(), gemm_operand<T>(a, TransposeA),

@@ -42,8 +42,9 @@ inline index_t balanced(index_t n, index_t most, index_t unit) {
 
 /// out [M, N] (row-major, stride ldo) = base + A [M, K] · B [K, N], on the calling thread, for rows [m0, m1).
 /// a: A [M, K] (transposed: stored as [K, M]); b: B [K, N] (transposed: stored as [N, K]).
-/// base: [M, N] with stride ldbase, or one row [N] when ldbase = 0 (a bias), or the output itself (accumulate), or
-/// null (out = A · B).
+/// base: [M, N] with stride ldbase, or one row [N] when ldbase = 0 (a bias), or the output itself (base == out and
+/// ldbase == ldo: accumulate), or null (out = A · B). Any other overlap of base and out is not allowed (a bias row
+/// inside out would be overwritten by the first tile that writes it).
 template <typename T>
 void tile_gemm_rows(index_t m0, index_t m1, index_t N, index_t K, GemmOperand<T> a, GemmOperand<T> b, T* out,
                     index_t ldo, const T* base, index_t ldbase, const TileGemmBlocking<T>& blocking = {}) {
