@@ -157,7 +157,7 @@ def classify(stack: list[tuple[str, str]]) -> tuple[str, str]:
         return phase, "input GEMM"
     if has("column_sums"):
         return phase, "bias gradients"
-    if has("recurrent_side_gradients") and gemm:
+    if (has("recurrent_side_gradients") or has("detail::weight_gradients")) and gemm:
         return phase, "weight-gradient GEMMs"
     product = next((s for s in syms if s.startswith("Eigen::internal::generic_product_impl<")), None)
     if product is not None:

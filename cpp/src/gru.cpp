@@ -147,10 +147,10 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, Gr
   n_product.release();
   out.ready();
   T *dw_hh = out.dw_hh, *db_hh = out.db_hh;
-  input_side_gradients(dGx.view(), ws, out.dx, out.dw_ih, out.db_ih);
-  // Recurrent side, per block: r and z multiply h_prev in both variants; W_hn multiplies h_prev (reset_after) or rh.
-  const ConstStridedView<T> dG_rz(dGx.data(), TB, 2 * H, Eigen::OuterStride<>(GH));
-  recurrent_side_gradients<T>(dG_rz, states_read(ws), dw_hh, db_hh, out.db_ih);
+  input_side_gradients(dGx.view(), ws, out.dx, out.db_ih);
+  // Recurrent side, per block: r and z multiply h_prev with the input side's dG in both variants (one GEMM with
+  // dW_ih); W_hn multiplies h_prev (reset_after) or rh.
+  weight_gradients(dGx.view(), ws, 2 * H, out.dw_ih, out.db_ih, dw_hh, db_hh);
   if (reset_after) {
     recurrent_side_gradients<T>(dGh_n.view(), states_read(ws), dw_hh + 2 * H * H, db_hh + 2 * H, nullptr);
   } else {

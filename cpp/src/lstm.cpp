@@ -110,8 +110,8 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
   std::copy_n(dc.data(), B * H, dc0);
   recurrent.release();
   out.ready();
-  input_side_gradients(dG.view(), ws, out.dx, out.dw_ih, out.db_ih);
-  recurrent_side_gradients<T>(dG.view(), states_read(ws), out.dw_hh, out.db_hh, out.db_ih);
+  input_side_gradients(dG.view(), ws, out.dx, out.db_ih);
+  weight_gradients(dG.view(), ws, GH, out.dw_ih, out.db_ih, out.dw_hh, out.db_hh);
 }
 
 template void lstm_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,

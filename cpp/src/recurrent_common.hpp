@@ -207,15 +207,43 @@ void column_sums(const Matrix& m, T* out) {
   for (index_t r = 0; r < m.rows(); ++r) sums += m.row(r);
 }
 
-/// Input side of the weight gradients, after the time loop (K = T*B):
-///   dx [T*B, I] = dG · W_ih;   dW_ih [G*H, I] = dG^T · x;   db_ih [G*H] = Σ_rows dG
+/// The states each step read: slots 0 … T-1 of the workspace's h, as [T*B, H].
+template <typename T>
+ConstMatrixView<T> states_read(const Workspace<T>& ws) {
+  return ConstMatrixView<T>(ws.h.data(), ws.dims.T * ws.dims.B, ws.dims.H);
+}
+
+/// Input side, after the time loop (K = T*B):  dx [T*B, I] = dG · W_ih;   db_ih [G*H] = Σ_rows dG
 template <typename T, typename GateGrads>
-EIGEN_DONT_INLINE void input_side_gradients(const GateGrads& dG, const Workspace<T>& ws, T* dx, T* dw_ih, T* db_ih) {
+EIGEN_DONT_INLINE void input_side_gradients(const GateGrads& dG, const Workspace<T>& ws, T* dx, T* db_ih) {
   const Dims& d = ws.dims;
-  const index_t GH = ws.w_ih.rows();
   multiply_into<false, false>(MatrixView<T>(dx, d.T * d.B, d.I), dG, ws.w_ih.view());
-  multiply_into<true, false>(MatrixView<T>(dw_ih, GH, d.I), dG, ws.x.view());
   column_sums(dG, db_ih);
+}
+
+/// The weight gradients of the input side's dG, after the time loop (K = T*B):
+///   dW_ih [G*H, I] = dG^T · x;   dW_hh [rows, H] = dG[:, :rows]^T · h_prev;   db_hh [rows] = db_ih [:rows]
+/// rows: the gate columns whose recurrent product multiplied h_prev with this dG (every gate for LSTM and simple RNN;
+/// r and z for GRU, whose n block goes through recurrent_side_gradients). db_ih: the input side's column sums.
+/// On the tile both products are one GEMM that packs dG^T once: standalone, 1 thread, both dW together vs apart
+/// 1.06-1.18x (LSTM H=128..512, T*B = 1600 and 9600).
+template <typename T, typename GateGrads>
+EIGEN_DONT_INLINE void weight_gradients(const GateGrads& dG, const Workspace<T>& ws, index_t rows, T* dw_ih,
+                                        const T* db_ih, T* dw_hh, T* db_hh) {
+  const Dims& d = ws.dims;
+  const index_t GH = dG.cols(), TB = d.T * d.B;
+  const ConstMatrixView<T> x = ws.x.view(), h_prev = states_read(ws);
+  std::copy_n(db_ih, rows, db_hh);
+  if constexpr (kTileGemm<T>) {
+    if (GH >= kTileGemmMinRows) {
+      const GemmTarget<T> targets[] = {{gemm_operand<T>(x, false), d.I, dw_ih, d.I, GH},
+                                       {gemm_operand<T>(h_prev, false), d.H, dw_hh, d.H, rows}};
+      tile_gemm<T>(GH, TB, gemm_operand<T>(dG, true), targets, 2);
+      return;
+    }
+  }
+  multiply_into<true, false>(MatrixView<T>(dw_ih, GH, d.I), dG, x);
+  multiply_into<true, false>(MatrixView<T>(dw_hh, rows, d.H), dG.leftCols(rows), h_prev);
 }
 
 /// Recurrent side, after the time loop: dW_hh [rows, H] = dG^T · h_prev;  db_hh [rows] = Σ_rows dG.
@@ -233,10 +261,5 @@ EIGEN_DONT_INLINE void recurrent_side_gradients(const GateGrads& dG, const State
     column_sums(dG, db_hh);
 }
 
-/// The states each step read: slots 0 … T-1 of the workspace's h, as [T*B, H].
-template <typename T>
-ConstMatrixView<T> states_read(const Workspace<T>& ws) {
-  return ConstMatrixView<T>(ws.h.data(), ws.dims.T * ws.dims.B, ws.dims.H);
-}
 
 }  // namespace rnncore::detail

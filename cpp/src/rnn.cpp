@@ -85,8 +85,8 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, Gr
   std::copy_n(dh.data(), B * H, dh0);
   recurrent.release();
   out.ready();
-  input_side_gradients(dG.view(), ws, out.dx, out.dw_ih, out.db_ih);
-  recurrent_side_gradients<T>(dG.view(), states_read(ws), out.dw_hh, out.db_hh, out.db_ih);
+  input_side_gradients(dG.view(), ws, out.dx, out.db_ih);
+  weight_gradients(dG.view(), ws, H, out.dw_ih, out.db_ih, out.dw_hh, out.db_hh);
 }
 
 template void rnn_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,

@@ -40,45 +40,73 @@ inline index_t balanced(index_t n, index_t most, index_t unit) {
   return (units + blocks - 1) / blocks * unit;
 }
 
-/// out [M, N] (row-major, stride ldo) = base + A [M, K] · B [K, N], on the calling thread, for rows [m0, m1).
-/// a: A [M, K] (transposed: stored as [K, M]); b: B [K, N] (transposed: stored as [N, K]).
-/// base: [M, N] with stride ldbase, or one row [N] when ldbase = 0 (a bias), or the output itself (base == out and
+/// One product of a GEMM that shares its left operand: out [rows, n] (row-major, stride ldo) = base + A[:rows] · B,
+/// B [K, n] given by b (transposed: stored as [n, K]); rows <= M (a product may use only A's first rows).
+/// base: [rows, n] with stride ldbase, or one row [n] when ldbase = 0 (a bias), or the output itself (base == out and
 /// ldbase == ldo: accumulate), or null (out = A · B). Any other overlap of base and out is not allowed (a bias row
 /// inside out would be overwritten by the first tile that writes it).
 template <typename T>
-void tile_gemm_rows(index_t m0, index_t m1, index_t N, index_t K, GemmOperand<T> a, GemmOperand<T> b, T* out,
-                    index_t ldo, const T* base, index_t ldbase, const TileGemmBlocking<T>& blocking = {}) {
+struct GemmTarget {
+  GemmOperand<T> b;
+  index_t n;
+  T* out;
+  index_t ldo;
+  index_t rows;
+  const T* base = nullptr;
+  index_t ldbase = 0;
+};
+
+/// Every target's product for A's rows [m0, m1), on the calling thread; A [M, K] is packed once per block for all
+/// targets (transposed: stored as [K, M]).
+template <typename T>
+void tile_gemm_rows(index_t m0, index_t m1, index_t K, GemmOperand<T> a, const GemmTarget<T>* targets, int count,
+                    const TileGemmBlocking<T>& blocking = {}) {
   using Tl = Tile<T>;
   constexpr index_t R = Tl::kRows, C = Tl::kCols;
-  if (m1 <= m0 || N <= 0) return;
+  index_t rows_used = m0;  // the rows any target needs
+  for (int t = 0; t < count; ++t) rows_used = std::max(rows_used, std::min(m1, targets[t].rows));
+  m1 = rows_used;
+  if (m1 <= m0) return;
   if (K <= 0) {  // nothing to multiply: out = base
-    for (index_t i = m0; i < m1; ++i)
-      for (index_t j = 0; j < N; ++j) out[i * ldo + j] = base ? base[(ldbase ? i * ldbase : 0) + j] : T(0);
+    for (int t = 0; t < count; ++t) {
+      const GemmTarget<T>& g = targets[t];
+      for (index_t i = m0; i < std::min(m1, g.rows); ++i)
+        for (index_t j = 0; j < g.n; ++j)
+          g.out[i * g.ldo + j] = g.base ? g.base[(g.ldbase ? i * g.ldbase : 0) + j] : T(0);
+    }
     return;
   }
   // Blocks of equal size (in whole panels), none larger than asked: N = 512 in blocks of at most 480 columns is
-  // two blocks of 288 and 240, not 480 and 32.
-  const index_t depth = balanced(K, blocking.depth, 1), col_block = balanced(N, blocking.col_block, C),
-                row_block = balanced(m1 - m0, blocking.row_block, R);
-  Buffer<T> a_pack(row_block * depth), b_pack(col_block * depth);
+  // two blocks of 288 and 224, not 480 and 32.
+  index_t widest = 0;
+  for (int t = 0; t < count; ++t)
+    if (targets[t].n > 0) widest = std::max(widest, balanced(targets[t].n, blocking.col_block, C));
+  const index_t depth = balanced(K, blocking.depth, 1), row_block = balanced(m1 - m0, blocking.row_block, R);
+  Buffer<T> a_pack(row_block * depth), b_pack(widest * depth);
   for (index_t r0 = m0; r0 < m1; r0 += row_block) {
-    const index_t r1 = std::min(m1, r0 + row_block), row_panels = (r1 - r0 + R - 1) / R;
+    const index_t r1 = std::min(m1, r0 + row_block);
     for (index_t k0 = 0; k0 < K; k0 += depth) {
       const index_t kd = std::min(depth, K - k0);
       Tl::pack_broadcast_panels(a.data, a.stride, a.transposed, r0, r1, k0, kd, a_pack.data());
-      for (index_t c0 = 0; c0 < N; c0 += col_block) {
-        const index_t c1 = std::min(N, c0 + col_block), col_panels = (c1 - c0 + C - 1) / C;
-        for (index_t p = 0; p < col_panels; ++p)
-          Tl::pack_vector_panel(b.data, b.stride, b.transposed, c0 + p * C, std::min(C, c1 - c0 - p * C), k0, kd,
-                                b_pack.data() + p * kd * C);
-        for (index_t q = 0; q < row_panels; ++q) {
-          const index_t i = r0 + q * R, rows = std::min(R, r1 - i);
-          for (index_t p = 0; p < col_panels; ++p) {
-            const index_t j = c0 + p * C, cols = std::min(C, c1 - j);
-            T* o = out + i * ldo + j;
-            const T* start = k0 > 0 ? o : (base ? base + (ldbase ? i * ldbase : 0) + j : nullptr);
-            Tl::multiply(b_pack.data() + p * kd * C, a_pack.data() + q * kd * R, kd, o, ldo, rows, cols, start,
-                         k0 > 0 ? ldo : ldbase);
+      for (int t = 0; t < count; ++t) {
+        const GemmTarget<T>& g = targets[t];
+        const index_t t1 = std::min(r1, g.rows), row_panels = t1 > r0 ? (t1 - r0 + R - 1) / R : 0;
+        if (row_panels == 0 || g.n <= 0) continue;
+        const index_t col_block = balanced(g.n, blocking.col_block, C);
+        for (index_t c0 = 0; c0 < g.n; c0 += col_block) {
+          const index_t c1 = std::min(g.n, c0 + col_block), col_panels = (c1 - c0 + C - 1) / C;
+          for (index_t p = 0; p < col_panels; ++p)
+            Tl::pack_vector_panel(g.b.data, g.b.stride, g.b.transposed, c0 + p * C, std::min(C, c1 - c0 - p * C), k0,
+                                  kd, b_pack.data() + p * kd * C);
+          for (index_t q = 0; q < row_panels; ++q) {
+            const index_t i = r0 + q * R, rows = std::min(R, t1 - i);
+            for (index_t p = 0; p < col_panels; ++p) {
+              const index_t j = c0 + p * C, cols = std::min(C, c1 - j);
+              T* o = g.out + i * g.ldo + j;
+              const T* start = k0 > 0 ? o : (g.base ? g.base + (g.ldbase ? i * g.ldbase : 0) + j : nullptr);
+              Tl::multiply(b_pack.data() + p * kd * C, a_pack.data() + q * kd * R, kd, o, g.ldo, rows, cols, start,
+                           k0 > 0 ? g.ldo : g.ldbase);
+            }
           }
         }
       }
@@ -86,14 +114,24 @@ void tile_gemm_rows(index_t m0, index_t m1, index_t N, index_t K, GemmOperand<T>
   }
 }
 
-/// out [M, N] = base + A [M, K] · B [K, N] (see tile_gemm_rows), rows split across the call's threads.
+/// Every target's product (see GemmTarget), A's rows split across the call's threads.
+template <typename T>
+void tile_gemm(index_t M, index_t K, GemmOperand<T> a, const GemmTarget<T>* targets, int count,
+               const TileGemmBlocking<T>& blocking = {}) {
+  double flops = 0;
+  for (int t = 0; t < count; ++t) flops += 2.0 * std::min(M, targets[t].rows) * targets[t].n * K;
+  const int parts = threads_for(flops, (M + 7) / 8, 4e6);
+  parallel_chunks(M, parts, Tile<T>::kRows, [&](int, index_t m0, index_t m1) {
+    tile_gemm_rows(m0, m1, K, a, targets, count, blocking);
+  });
+}
+
+/// out [M, N] (row-major, stride ldo) = base + A [M, K] · B [K, N]: one target (see GemmTarget for base).
 template <typename T>
 void tile_gemm(index_t M, index_t N, index_t K, GemmOperand<T> a, GemmOperand<T> b, T* out, index_t ldo,
                const T* base, index_t ldbase, const TileGemmBlocking<T>& blocking = {}) {
-  const int parts = threads_for(2.0 * M * N * K, (M + 7) / 8, 4e6);
-  parallel_chunks(M, parts, Tile<T>::kRows, [&](int, index_t m0, index_t m1) {
-    tile_gemm_rows(m0, m1, N, K, a, b, out, ldo, base, ldbase, blocking);
-  });
+  const GemmTarget<T> target{b, N, out, ldo, M, base, ldbase};
+  tile_gemm(M, K, a, &target, 1, blocking);
 }
 
 }  // namespace rnncore::detail
