@@ -261,5 +261,4 @@ EIGEN_DONT_INLINE void recurrent_side_gradients(const GateGrads& dG, const State
     column_sums(dG, db_hh);
 }
 
-
 }  // namespace rnncore::detail
