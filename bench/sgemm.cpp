@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
     }
     const bool tile = s.op.rfind("tile_", 0) == 0;
     const std::string op = tile ? s.op.substr(5) : s.op;
-    if (tile && !rnncore::detail::kTileProductAvailable) {
+    if (tile && !rnncore::detail::kTileFor<float>) {
       std::printf("%s unavailable\n", s.op.c_str());
       std::fflush(stdout);
       continue;
@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     auto sample = [&] {
       for (long c = 0; c < s.count; ++c) {
         if (tile) {
-          if constexpr (rnncore::detail::kTileProductAvailable)
+          if constexpr (rnncore::detail::kTileFor<float>)
             rnncore::detail::tile_gemm<float>(s.m, s.n, s.k, {A.data(), A.cols(), ta}, {W.data(), W.cols(), tb},
                                               C.data(), s.n, nullptr, 0);
         } else if (op == "nt") {

@@ -73,11 +73,9 @@ RowVector<T> folded_bias(index_t GH, const T* b_ih, const T* b_hh, index_t skip_
   return bias;
 }
 
-/// Whether the kernels' large GEMMs run on the 48 x 8 tile (tile_gemm.hpp) rather than Eigen's GEMM: float on
-/// AVX-512-class builds. Measured here, 1 thread, on the LSTM shapes of the bench grid: input projection 1.13-1.23x
-/// Eigen's rate, dx 1.05-1.10x, weight gradients 1.16-1.55x (2 threads: 1.08-1.23x).
-template <typename T>
-constexpr bool kTileGemm = std::is_same_v<T, float> && kTileProductAvailable;
+// The kernels' large GEMMs run on the 48 x 8 tile (tile_gemm.hpp) where kTileFor<T> (float on AVX-512-class
+// builds), else on Eigen's GEMM. Measured here, 1 thread, on the LSTM shapes of the bench grid: input projection
+// 1.13-1.23x Eigen's rate, dx 1.05-1.10x, weight gradients 1.16-1.55x (2 threads: 1.08-1.23x).
 
 /// The fewest output rows a GEMM runs on the tile with: two 8-row panels. Fewer rows do not repay packing op(B)
 /// (Eigen multiplies 1-row products as GEMVs, unpacked). Measured, 1 thread, 256 x 64 weights, GFLOP/s
@@ -98,7 +96,7 @@ GemmOperand<T> gemm_operand(const Matrix& m, bool transposed) {
 template <bool TransposeA, bool TransposeB, typename T, typename A, typename B>
 EIGEN_DONT_INLINE void multiply_into(MatrixView<T> out, const A& a, const B& b) {
   eigen_assert((TransposeA ? a.rows() : a.cols()) == (TransposeB ? b.cols() : b.rows()));
-  if constexpr (kTileGemm<T>) {
+  if constexpr (kTileFor<T>) {
     if (out.rows() >= kTileGemmMinRows) {
       tile_gemm<T>(out.rows(), out.cols(), TransposeA ? a.rows() : a.cols(), gemm_operand<T>(a, TransposeA),
                    gemm_operand<T>(b, TransposeB), out.data(), out.cols(), nullptr, 0);
@@ -121,7 +119,7 @@ template <typename T, typename Out>
 EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih, const RowVector<T>& bias,
                     Out&& out) {
   const index_t rows = x.rows();
-  if constexpr (kTileGemm<T>) {
+  if constexpr (kTileFor<T>) {
     if (rows >= kTileGemmMinRows) {
       tile_gemm<T>(rows, w_ih.rows(), x.cols(), gemm_operand<T>(x, false), gemm_operand<T>(w_ih, true), out.data(),
                    out.outerStride(), bias.data(), 0);
@@ -234,7 +232,7 @@ EIGEN_DONT_INLINE void weight_gradients(const GateGrads& dG, const Workspace<T>&
   const index_t GH = dG.cols(), TB = d.T * d.B;
   const ConstMatrixView<T> x = ws.x.view(), h_prev = states_read(ws);
   std::copy_n(db_ih, rows, db_hh);
-  if constexpr (kTileGemm<T>) {
+  if constexpr (kTileFor<T>) {
     if (GH >= kTileGemmMinRows) {
       const GemmTarget<T> targets[] = {{gemm_operand<T>(x, false), d.I, dw_ih, d.I, GH},
                                        {gemm_operand<T>(h_prev, false), d.H, dw_hh, d.H, rows}};

@@ -40,7 +40,7 @@ class StepProduct {
       }
       return;
     }
-    if constexpr (kUseTiles) {
+    if constexpr (kTileFor<T>) {
       tiles_.reserve(n_, k_, m_);
       parts_ = threads_for(2.0 * m_ * n_ * k_, tiles_.panels(), kMinFlopsPerThread);
       parallel_chunks(tiles_.panels(), parts_, 1, [&](int, index_t p0, index_t p1) {
@@ -82,8 +82,8 @@ class StepProduct {
       gemv(a, out);
       return;
     }
-    if constexpr (kUseTiles) {
-      tile_accumulate(a, lda, out, ldo);
+    if constexpr (kTileFor<T>) {
+      tile_accumulate(a, lda, out, ldo, parts);
       return;
     }
     const AMapper a_map(a, lda);  // a^T [K, m], column-major with stride lda
@@ -135,13 +135,10 @@ class StepProduct {
   }
 
  private:
-  static constexpr bool kUseTiles = std::is_same_v<T, float> && kTileProductAvailable;
-
   /// The float/AVX-512 path: each thread packs a share of the batch panels, then (after a barrier) multiplies its
   /// share of the weight panels.
-  void tile_accumulate(const T* a, index_t lda, T* out, index_t ldo) {
+  void tile_accumulate(const T* a, index_t lda, T* out, index_t ldo, int parts) {
     const index_t batch = tiles_.batch_panels(), panels = tiles_.panels();
-    const int parts = active_parts();
 #ifdef _OPENMP
     if (parts > 1) {
 #pragma omp parallel num_threads(parts)
@@ -218,7 +215,7 @@ class StepProduct {
   Storage packed_w_, packed_a_;
   RowPanels<T> panels_;
   bool reverse_ = false;
-  std::conditional_t<kUseTiles, TileProduct<T>, char> tiles_{};
+  std::conditional_t<kTileFor<T>, TileProduct<T>, char> tiles_{};
 };
 
 }  // namespace rnncore::detail

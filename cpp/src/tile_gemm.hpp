@@ -1,7 +1,8 @@
 // The kernels' large GEMMs (the input projection over all steps, dx and the weight gradients after the backward
-// time loop) on the 48 x 8 register tile of tile_product.hpp, with cache blocking:
-//   for each block of kRowBlock output rows, for each slice of kDepth of K:
-//     pack A's rows of the block (broadcast-side panels, 8 rows each), then for each block of kColBlock columns:
+// time loop) on the 48 x 8 register tile of tile_product.hpp, with cache blocking (TileGemmBlocking):
+//   for each block of row_block rows of A, for each slice of `depth` of K:
+//     pack A's rows of the block (broadcast-side panels, 8 rows each), then for each product sharing A (GemmTarget)
+//     and each block of col_block of its columns:
 //       pack op(B)'s slice (vector-side panels, 48 columns each, kept in L2) and run every tile: one broadcast panel
 //       (in L1) against every vector-side panel (streamed from L2).
 // Measured here (1 thread, GFLOP/s, Eigen's GEMM -> this): x·W_ih^T 1600x2048x512 168 -> 206, dx 1600x512x2048

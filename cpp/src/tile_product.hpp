@@ -10,6 +10,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <type_traits>
 
 #include "row_panels.hpp"
 #include "rnncore/memory.hpp"
@@ -26,6 +27,11 @@ namespace rnncore::detail {
 constexpr bool kTileProductAvailable = Eigen::internal::packet_traits<float>::size == 16 &&
                                        EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32;
 
+/// Whether products of scalar type T run on the tile (the per-step product and the large GEMMs alike): float on
+/// builds where it is available; float64 and narrower ISAs keep Eigen's GEMM.
+template <typename T>
+constexpr bool kTileFor = std::is_same_v<T, float> && kTileProductAvailable;
+
 /// The register tile and its two packed operand layouts, shared by the per-step product (TileProduct) and the
 /// blocked GEMM (tile_gemm.hpp). Instantiated only where kTileProductAvailable (T = float).
 ///   vector side:    op(W) [K, N] in panels of kCols columns, each [k][kCols] (3 packets per k, loaded)
@@ -38,6 +44,7 @@ struct Tile {
   static constexpr index_t P = Eigen::internal::unpacket_traits<Packet>::size;
   static constexpr index_t kCols = 3 * P;  // output columns per vector-side panel (48)
   static constexpr index_t kRows = 8;      // output rows per broadcast-side panel
+  static constexpr index_t kLineScalars = 64 / sizeof(T);  // scalars per 64-byte cache line
 
   /// Width of a vector-side panel of `cols` columns: kCols, or a last, narrower panel rounded up to whole packets.
   static index_t panel_width(index_t cols) { return std::min(kCols, (cols + P - 1) / P * P); }
@@ -129,7 +136,7 @@ struct Tile {
     // 0.96-1.04x; at K = 64 (B=4 H=64) 0.99x, so short tiles skip it.
     if (base && ldbase && k >= 128)
       for (index_t j = 0; j < rows; ++j)
-        for (index_t c = 0; c < cols; c += 16) ei::prefetch(base + j * ldbase + c);
+        for (index_t c = 0; c < cols; c += kLineScalars) ei::prefetch(base + j * ldbase + c);
     for (index_t kk = 0; kk < k; ++kk, w += width, b += kRows) {
       ei::prefetch(w + 8 * width);  // the vector-side panel streams from L2: ask 8 k ahead
       Packet wk[NP];
