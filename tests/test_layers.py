@@ -303,13 +303,19 @@ def test_streaming_chunks_equal_one_call():
         assert_close(a, b, "kernel_vs_reference", np.float32, "state")
 
 
+# (B, I, H): several rows; one row of 32 units (float32 on AVX-512 builds: the row product packed by units, with
+# each unit's update on its registers, cpp/src/cell_math.hpp).
+STREAM_SHAPES = [(3, 4, 5), (1, 4, 32)]
+
+
+@pytest.mark.parametrize("shape", STREAM_SHAPES, ids=lambda s: "B{}-I{}-H{}".format(*s))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("cell_cls,layer_cls,options", CELLS_AND_LAYERS)
-def test_stream_steps_equal_the_cell(cell_cls, layer_cls, options, dtype):
+def test_stream_steps_equal_the_cell(cell_cls, layer_cls, options, dtype, shape):
     """cell.stream(): one step per call with the state kept in C++ gives the cell's states, from zeros and from a
-    given state, for a batch of several rows."""
+    given state, for a batch of several rows and for one row."""
     rng = np.random.default_rng(21)
-    B, I, H = 3, 4, 5
+    B, I, H = shape
     cell = cell_cls(I, H, dtype=dtype, seed=2, **options).eval()
     lstm = cell_cls is rc.LSTMCell
     for start in (None, "random"):

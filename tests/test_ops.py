@@ -94,6 +94,27 @@ def test_sizes_past_the_gemm_blocks_match_reference(cell, shape, threads):
         rnncore.set_num_threads(before)
 
 
+# One sample row (float32 on AVX-512 builds: the recurrent product packed by units, each unit's update run on the
+# product's registers, cpp/src/cell_math.hpp): H = 48 gives 3 unit packets, i.e. panels of 8 + 4 packets (LSTM),
+# 6 + 3 (GRU reset_after), 6 and 3 (GRU reset_before's two products), 3 (simple RNN); T >= 8 packs the weight.
+# Drawn lengths leave the row's last steps padded.
+BATCH1_SHAPES = [dict(T=12, B=1, I=5, H=48), dict(T=9, B=1, I=3, H=16)]
+
+
+@pytest.mark.parametrize("threads", [1, 2], ids=["1_thread", "2_threads"])
+@pytest.mark.parametrize("shape", BATCH1_SHAPES, ids=lambda s: "T{T}-B{B}-I{I}-H{H}".format(**s))
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_one_row_matches_reference(cell, shape, threads):
+    """Forward and every gradient of a one-row batch against the reference, on 1 and 2 kernel threads."""
+    before = rnncore.get_num_threads()
+    rnncore.set_num_threads(threads)
+    try:
+        for seed in (5, 6):
+            check_against_reference(cell, **shape, dtype=np.float32, seed=seed, lengths=seed == 6, bias=True)
+    finally:
+        rnncore.set_num_threads(before)
+
+
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 def test_inference_mode_matches_training_mode(cell):
     rng = np.random.default_rng(3)

@@ -54,8 +54,10 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
   project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I),
                  folded_bias(GH, b_ih, b_hh, reset_after ? 2 * H : 0, reset_after ? 3 * H : 0), xw.view());
   RowMatrix<T> hw(reset_after ? B : 0, GH);  // reset_after's h W_hh^T (see gru_step)
-  StepProduct<T, true> hidden_product(w_hh, reset_after ? GH : 2 * H, H, B, d.T);  // h_{t-1} · W_hh^T (r, z[, n])
-  StepProduct<T, true> reset_product(w_hh + 2 * H * H, reset_after ? 0 : H, H, B, d.T);  // (r ⊙ h_{t-1}) · W_hn^T
+  // h_{t-1} · W_hh^T (r, z[, n]) and (r ⊙ h_{t-1}) · W_hn^T, for gru_step
+  StepProduct<T, true> hidden_product(w_hh, reset_after ? GH : 2 * H, H, B, d.T,
+                                      hidden_unit_gates(CellKind::gru, reset_after));
+  StepProduct<T, true> reset_product(w_hh + 2 * H * H, reset_after ? 0 : H, H, B, d.T, 1);
 
   const T* b_hn = reset_after && b_hh ? b_hh + 2 * H : nullptr;
   for (index_t t = 0; t < d.T; ++t) {

@@ -37,17 +37,13 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
   h.set_initial(h0);
   c.set_initial(c0);
 
-  StepProduct<T, true> recurrent(w_hh, GH, H, B, d.T);  // gates += h_{t-1} · W_hh^T
+  StepProduct<T, true> recurrent(w_hh, GH, H, B, d.T, hidden_unit_gates(CellKind::lstm, false));  // h_{t-1} · W_hh^T
   project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I), folded_bias(GH, b_ih, b_hh),
                  MatrixView<T>(gates, TB, GH));
 
   for (index_t t = 0; t < d.T; ++t) {
-    T* g_t = gates + t * B * GH;
-    recurrent.accumulate(h[t], H, g_t, GH);
-    for_each_row(B, GH, [&](index_t b) {
-      if (!mask.active(b, t)) return;
-      lstm_row(g_t + b * GH, c[t] + b * H, c[t + 1] + b * H, h[t + 1] + b * H, H, training);
-    });
+    lstm_step(recurrent, gates + t * B * GH, c[t], c[t + 1], h[t], h[t + 1], B, H, training,
+              [&](index_t b) { return mask.active(b, t); });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     carry_padded_state(mask, t, B, H, c[t], c[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);

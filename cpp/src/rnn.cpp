@@ -31,17 +31,13 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
   const StateSlots<T> h(training ? ws->h.data() : scratch_h.data(), B, H, training);
   h.set_initial(h0);
 
-  CachedMatrix<T> pre(TB, H);  // pre-activations, x W_ih^T + b_ih + b_hh, then + h W_hh^T per step
+  CachedMatrix<T> pre(TB, H);  // pre-activations x W_ih^T + b_ih + b_hh (rnn_step adds h W_hh^T)
   project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, H, d.I), folded_bias(H, b_ih, b_hh), pre.view());
-  StepProduct<T, true> recurrent(w_hh, H, H, B, d.T);  // pre_t += h_{t-1} · W_hh^T
+  StepProduct<T, true> recurrent(w_hh, H, H, B, d.T, hidden_unit_gates(CellKind::rnn, false));  // h_{t-1} · W_hh^T
 
   for (index_t t = 0; t < d.T; ++t) {
-    MatrixView<T> pre_t(pre.data() + t * B * H, B, H);
-    recurrent.accumulate(h[t], H, pre_t.data(), H);
-    for_each_row(B, H, [&](index_t b) {
-      if (!mask.active(b, t)) return;
-      rnn_row(pre_t.data() + b * H, h[t + 1] + b * H, H, nonlinearity);
-    });
+    rnn_step(recurrent, pre.data() + t * B * H, h[t], h[t + 1], B, H, nonlinearity,
+             [&](index_t b) { return mask.active(b, t); });
     carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
     write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
   }

@@ -9,6 +9,10 @@
 // - successive calls visit the panels in alternating order, so the panels used last by one step (still in L1)
 //   are the first the next step reads. The order of the panels does not change any output's summation order, so
 //   results do not depend on it.
+// Packed by units (pack with unit_gates = G >= 1: op(W)'s N columns are G gate blocks of N/G, N/G a multiple of the
+// packet): packed packet q holds gate block q % G's columns of units (q / G)·P …, so a panel ends with every gate of
+// its units in registers and `for_each_unit` hands them to the cell's update right there (no store and reload of the
+// gates, and the update of one panel overlaps the next panel's loads).
 #pragma once
 
 #include <Eigen/Core>
@@ -35,17 +39,37 @@ class RowPanels {
 
   RowPanels() = default;
 
+  /// Whether op(W) with n columns in unit_gates gate blocks can be packed by units (see the header).
+  static bool can_pack_by_units(index_t n, index_t unit_gates) {
+    return unit_gates >= 1 && unit_gates <= kPanelPackets && n % (unit_gates * P) == 0;
+  }
+
   /// Packs op(W) [K, N] for the given weight: transposed = true: W is [N, K] row-major (stride ldw) and
   /// op(W) = W^T; transposed = false: W is [K, N] row-major (stride ldw) and op(W) = W.
-  void pack(const T* w, index_t ldw, index_t n, index_t k, bool transposed) {
+  /// unit_gates >= 1 (only where can_pack_by_units): packed by units of that many gates, for for_each_unit;
+  /// 0: for accumulate.
+  void pack(const T* w, index_t ldw, index_t n, index_t k, bool transposed, index_t unit_gates = 0) {
+    eigen_assert(unit_gates == 0 || can_pack_by_units(n, unit_gates));
     n_ = n;
     k_ = k;
-    panels_ = (n + kPanel - 1) / kPanel;
-    data_.resize(panels_ * kPanel * k);
+    unit_gates_ = unit_gates;
+    panel_ = unit_gates ? kPanelPackets / unit_gates * unit_gates * P : kPanel;  // whole units per panel
+    panels_ = (n + panel_ - 1) / panel_;
+    data_.resize(panels_ * panel_ * k);
     for (index_t p = 0; p < panels_; ++p) {
-      const index_t n0 = p * kPanel, width = padded_width(p);
+      const index_t n0 = p * panel_, width = padded_width(p);
       T* dst = panel(p);
-      const index_t cols = std::min(kPanel, n - n0);
+      const index_t cols = std::min(panel_, n - n0);
+      if (unit_gates > 1) {  // packet by packet, each from its gate block
+        for (index_t q = 0; q < width / P; ++q) {
+          const index_t src = source_column(n0 + q * P);
+          if (transposed)
+            transpose_block(w + src * ldw, ldw, P, k, dst + q * P, width);
+          else
+            for (index_t kk = 0; kk < k; ++kk) std::copy_n(w + kk * ldw + src, P, dst + kk * width + q * P);
+        }
+        continue;
+      }
       if (transposed) {
         transpose_block(w + n0 * ldw, ldw, cols, k, dst, width);
       } else {
@@ -56,6 +80,7 @@ class RowPanels {
   }
 
   index_t panels() const { return panels_; }
+  bool by_units() const { return unit_gates_ > 0; }
 
   /// dst[kk * ldd + j] = src[j * lds + kk] for j < rows, kk < cols: P x P tiles transposed in registers, scalar
   /// edges (a scalar transpose of W_hh cost as much as ~10 steps of a B = 1, H = 64 LSTM).
@@ -76,33 +101,70 @@ class RowPanels {
   /// out [N] += a [K] · op(W) over panels [p_begin, p_end), visited in the order `reverse` says.
   /// Kept out of line (one call per step) so that bench/profile.py can tell the product from the pointwise work.
   EIGEN_DONT_INLINE void accumulate(const T* a, T* out, index_t p_begin, index_t p_end, bool reverse) const {
+    visit_panels(a, p_begin, p_end, reverse, [&](index_t n0, index_t cols, const Packet* sums, auto np) {
+      namespace ei = Eigen::internal;
+      constexpr int NP = decltype(np)::value;
+      T* o = out + n0;
+      if (cols == NP * P) {
+        for (int i = 0; i < NP; ++i) ei::pstoreu(o + i * P, ei::padd(ei::ploadu<Packet>(o + i * P), sums[i]));
+        return;
+      }
+      alignas(64) T spill[NP * P];
+      for (int i = 0; i < NP; ++i) ei::pstore(spill + i * P, sums[i]);
+      for (index_t j = 0; j < cols; ++j) o[j] += spill[j];
+    });
+  }
+
+  /// The product of a pack by units (by_units()) over panels [p_begin, p_end), handed over unit packet by unit
+  /// packet: unit(j, sums) with sums[g] = (a · op(W)) of gate block g's columns j … j+P-1 (G packets), each unit
+  /// packet once. Kept out of line with the cell's update inlined (bench/profile.py counts it as the product).
+  template <typename Unit>
+  EIGEN_DONT_INLINE void for_each_unit(const T* a, index_t p_begin, index_t p_end, bool reverse, Unit&& unit) const {
+    eigen_assert(by_units());
+    const index_t G = unit_gates_;
+    visit_panels(a, p_begin, p_end, reverse, [&](index_t n0, index_t, const Packet* sums, auto np) {
+      constexpr int NP = decltype(np)::value;
+      for (int q = 0; q < NP; q += int(G)) unit((n0 + q * P) / G, sums + q);
+    });
+  }
+
+ private:
+  /// Width of panel p in scalars: panel_, or the last panel's columns rounded up to whole packets.
+  index_t padded_width(index_t p) const {
+    const index_t cols = std::min(panel_, n_ - p * panel_);
+    return (cols + P - 1) / P * P;
+  }
+  const T* panel(index_t p) const { return data_.data() + p * panel_ * k_; }
+  T* panel(index_t p) { return data_.data() + p * panel_ * k_; }
+  /// The column of op(W) that packed column c holds when packed by units (packet c / P is gate block (c / P) % G's
+  /// packet (c / P) / G).
+  index_t source_column(index_t c) const {
+    const index_t q = c / P, G = unit_gates_;
+    return (q % G) * (n_ / G) + (q / G) * P + c % P;
+  }
+
+  /// Panels [p_begin, p_end) in the order `reverse` says; sink(n0, cols, sums, np) gets each panel's first packed
+  /// column, its real columns and its NP sums (np: std::integral_constant<int, NP>).
+  template <typename Sink>
+  EIGEN_ALWAYS_INLINE void visit_panels(const T* a, index_t p_begin, index_t p_end, bool reverse, Sink&& sink) const {
     for (index_t i = p_begin; i < p_end; ++i) {
       const index_t p = reverse ? p_end - 1 - (i - p_begin) : i;
       switch (padded_width(p) / P) {
-        case 8: panel_product<8>(p, a, out); break;
-        case 7: panel_product<7>(p, a, out); break;
-        case 6: panel_product<6>(p, a, out); break;
-        case 5: panel_product<5>(p, a, out); break;
-        case 4: panel_product<4>(p, a, out); break;
-        case 3: panel_product<3>(p, a, out); break;
-        case 2: panel_product<2>(p, a, out); break;
-        default: panel_product<1>(p, a, out); break;
+        case 8: panel_product<8>(p, a, sink); break;
+        case 7: panel_product<7>(p, a, sink); break;
+        case 6: panel_product<6>(p, a, sink); break;
+        case 5: panel_product<5>(p, a, sink); break;
+        case 4: panel_product<4>(p, a, sink); break;
+        case 3: panel_product<3>(p, a, sink); break;
+        case 2: panel_product<2>(p, a, sink); break;
+        default: panel_product<1>(p, a, sink); break;
       }
     }
   }
 
- private:
-  /// Width of panel p in scalars: kPanel, or the last panel's columns rounded up to whole packets.
-  index_t padded_width(index_t p) const {
-    const index_t cols = std::min(kPanel, n_ - p * kPanel);
-    return (cols + P - 1) / P * P;
-  }
-  const T* panel(index_t p) const { return data_.data() + p * kPanel * k_; }
-  T* panel(index_t p) { return data_.data() + p * kPanel * k_; }
-
   /// One panel of NP packets: Streams = kPanelPackets / NP interleaved slices of K, each with NP accumulators.
-  template <int NP>
-  void panel_product(index_t p, const T* a, T* out) const {
+  template <int NP, typename Sink>
+  EIGEN_ALWAYS_INLINE void panel_product(index_t p, const T* a, Sink& sink) const {
     namespace ei = Eigen::internal;
     // (16 chains with AVX-512's 32 registers measured 1.4-1.8x slower: the compiler no longer keeps them all.)
     constexpr int Streams = std::max<int>(1, int(kPanelPackets) / NP);
@@ -126,18 +188,11 @@ class RowPanels {
     for (int step = 1; step < Streams; step *= 2)
       for (int s = 0; s + step < Streams; s += 2 * step)
         for (int i = 0; i < NP; ++i) acc[s][i] = ei::padd(acc[s][i], acc[s + step][i]);
-    const index_t n0 = p * kPanel, cols = std::min(kPanel, n_ - n0);
-    T* o = out + n0;
-    if (cols == width) {
-      for (int i = 0; i < NP; ++i) ei::pstoreu(o + i * P, ei::padd(ei::ploadu<Packet>(o + i * P), acc[0][i]));
-      return;
-    }
-    alignas(64) T sums[width];
-    for (int i = 0; i < NP; ++i) ei::pstore(sums + i * P, acc[0][i]);
-    for (index_t j = 0; j < cols; ++j) o[j] += sums[j];
+    const index_t n0 = p * panel_;
+    sink(n0, std::min(panel_, n_ - n0), acc[0], std::integral_constant<int, NP>{});
   }
 
-  index_t n_ = 0, k_ = 0, panels_ = 0;
+  index_t n_ = 0, k_ = 0, panels_ = 0, panel_ = kPanel, unit_gates_ = 0;
   Buffer<T> data_;  // block cache, 64-byte aligned
 };
 

@@ -26,16 +26,23 @@ namespace rnncore::detail {
 template <typename T, bool TransposeW>
 class StepProduct {
  public:
+  static constexpr index_t kManySteps = index_t(1) << 30;  // `steps` of a product with no known end (a stream)
+
   /// w: the weight, w_rows x w_cols row-major (kept by pointer: it must outlive the product); m: the rows every call
   /// passes (batch B); steps: how many calls the product will serve (setting up a faster layout pays only over many).
-  StepProduct(const T* w, index_t w_rows, index_t w_cols, index_t m, index_t steps = kManySteps)
+  /// unit_gates: 0, or the gate blocks op(W)'s columns are made of (G blocks of equal width) when the cell can
+  /// take the product unit by unit: with one row of float the weight is then packed by units where it can be, and
+  /// fused() and for_each_unit replace accumulate (row_panels.hpp).
+  StepProduct(const T* w, index_t w_rows, index_t w_cols, index_t m, index_t steps = kManySteps,
+              index_t unit_gates = 0)
       : w_(w), w_stride_(w_cols), n_(TransposeW ? w_rows : w_cols), k_(TransposeW ? w_cols : w_rows), m_(m) {
     if (m_ <= 1 || n_ == 0 || k_ == 0) {
       parts_ = threads_for(2.0 * m_ * n_ * k_, n_ / kAlign, kMinFlopsPerThread);
       if (m_ == 1 && (!TransposeW || steps >= kMinStepsToPack)) {
         // One row: op(W) packed as column panels, so the product is K scaled panel rows added up in registers
         // (full-width FMAs) instead of N dot products that each end in a horizontal reduction.
-        panels_.pack(w_, w_stride_, n_, k_, TransposeW);
+        const bool by_units = std::is_same_v<T, float> && RowPanels<T>::can_pack_by_units(n_, unit_gates);
+        panels_.pack(w_, w_stride_, n_, k_, TransposeW, by_units ? unit_gates : 0);
         parts_ = threads_for(2.0 * n_ * k_, panels_.panels(), kMinFlopsPerThread);
       }
       return;
@@ -125,6 +132,19 @@ class StepProduct {
     parallel_chunks(blocks_n_, parts, 1, [&](int, index_t i_begin, index_t i_end) { multiply(i_begin, i_end); });
   }
 
+  /// Whether the product is a row product packed by units: the cell then steps with for_each_unit.
+  bool fused() const { return panels_.by_units(); }
+
+  /// fused() only: the product of the row a [K] with op(W), handed to unit(j, sums) unit packet by unit packet
+  /// (sums[g]: gate block g's columns j … j+P-1, see RowPanels::for_each_unit), split across threads by panels.
+  template <typename Unit>
+  void for_each_unit(const T* a, Unit&& unit) {
+    parallel_chunks(panels_.panels(), active_parts(), 1, [&](int, index_t p0, index_t p1) {
+      panels_.for_each_unit(a, p0, p1, reverse_, unit);
+    });
+    reverse_ = !reverse_;
+  }
+
   /// Frees the packed weight (after the time loop), so that it is not held while the kernel's later GEMMs and
   /// their outputs are (peak memory).
   void release() {
@@ -168,7 +188,6 @@ class StepProduct {
   using Kernel = Eigen::internal::gebp_kernel<T, T, index_t, OutMapper, Traits::mr, Traits::nr, false, false>;
   using Storage = Buffer<T>;  // block cache (memory.hpp): 64-byte aligned, reused by the next call of the same size
 
-  static constexpr index_t kManySteps = index_t(1) << 30;
   static constexpr index_t kMinStepsToPack = 8;          // packing W^T costs about as much as ~4 steps
   static constexpr index_t kAlign = 16;                  // GEMV column chunks: a multiple of every SIMD width
   static constexpr index_t kPad = 64;                    // packed blocks start on a 64-scalar boundary

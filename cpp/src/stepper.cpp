@@ -31,9 +31,10 @@ struct Stepper<T>::Impl {
         c(RowMatrix<T>::Zero(s.kind == CellKind::lstm ? B : 0, H)), c_next(s.kind == CellKind::lstm ? B : 0, H),
         gates(B, GH), hw(is_reset_after() ? B : 0, GH), acts(s.kind == CellKind::gru ? B : 0, 4 * H),
         input_product(w_ih.data(), GH, I, B),
-        hidden_product(w_hh.data(), s.kind == CellKind::gru && !s.reset_after ? 2 * H : GH, H, B),
+        hidden_product(w_hh.data(), s.kind == CellKind::gru && !s.reset_after ? 2 * H : GH, H, B,
+                       StepProduct<T, true>::kManySteps, hidden_unit_gates(s.kind, s.reset_after)),
         reset_product(s.kind == CellKind::gru ? w_hh.data() + 2 * H * H : w_hh.data(),
-                      s.kind == CellKind::gru && !s.reset_after ? H : 0, H, B) {}
+                      s.kind == CellKind::gru && !s.reset_after ? H : 0, H, B, StepProduct<T, true>::kManySteps, 1) {}
 
   bool is_reset_after() const { return spec.kind == CellKind::gru && spec.reset_after; }
 
@@ -43,10 +44,8 @@ struct Stepper<T>::Impl {
     input_product.accumulate(x, I, gates.data(), GH);  // x W_ih^T + biases
     switch (spec.kind) {
       case CellKind::lstm:
-        hidden_product.accumulate(h.data(), H, gates.data(), GH);
-        for_each_row(B, GH, [&](index_t b) {
-          lstm_row(gates.data() + b * GH, c.data() + b * H, c_next.data() + b * H, h_next.data() + b * H, H, false);
-        });
+        lstm_step(hidden_product, gates.data(), c.data(), c_next.data(), h.data(), h_next.data(), B, H, false,
+                  [](index_t) { return true; });
         c.swap(c_next);
         break;
       case CellKind::gru:
@@ -55,10 +54,8 @@ struct Stepper<T>::Impl {
                  [](index_t) { return true; });
         break;
       case CellKind::rnn:
-        hidden_product.accumulate(h.data(), H, gates.data(), GH);
-        for_each_row(B, H, [&](index_t b) {
-          rnn_row(gates.data() + b * H, h_next.data() + b * H, H, spec.nonlinearity);
-        });
+        rnn_step(hidden_product, gates.data(), h.data(), h_next.data(), B, H, spec.nonlinearity,
+                 [](index_t) { return true; });
         break;
     }
     h.swap(h_next);
