@@ -116,12 +116,14 @@ struct Tile {
   /// out [rows, cols] (stride ldo) = base + Σ_kk b[kk][r] · w[kk][c]: w a vector-side panel of cols columns (packed
   /// by pack_vector_panel), b a broadcast-side panel, both k long; base [rows, cols] with stride ldbase (0: one row
   /// for every output row, e.g. a bias; the output itself to accumulate), or null for zeros. rows <= kRows.
+  /// [ahead, ahead_end): memory to pull into L2 meanwhile, one cache line per k (e.g. the next weight panel of a
+  /// product whose weight streams from L3), or null.
   static void multiply(const T* w, const T* b, index_t k, T* out, index_t ldo, index_t rows, index_t cols,
-                       const T* base, index_t ldbase) {
+                       const T* base, index_t ldbase, const T* ahead = nullptr, const T* ahead_end = nullptr) {
     switch (panel_width(cols) / P) {
-      case 3: multiply_packets<3>(w, b, k, out, ldo, rows, cols, base, ldbase); break;
-      case 2: multiply_packets<2>(w, b, k, out, ldo, rows, cols, base, ldbase); break;
-      default: multiply_packets<1>(w, b, k, out, ldo, rows, cols, base, ldbase); break;
+      case 3: multiply_packets<3>(w, b, k, out, ldo, rows, cols, base, ldbase, ahead, ahead_end); break;
+      case 2: multiply_packets<2>(w, b, k, out, ldo, rows, cols, base, ldbase, ahead, ahead_end); break;
+      default: multiply_packets<1>(w, b, k, out, ldo, rows, cols, base, ldbase, ahead, ahead_end); break;
     }
   }
 
@@ -161,7 +163,8 @@ struct Tile {
   /// bench/profile.py.
   template <int NP>
   static EIGEN_DONT_INLINE void multiply_packets(const T* w, const T* b, index_t k, T* out, index_t ldo,
-                                                 index_t rows, index_t cols, const T* base, index_t ldbase) {
+                                                 index_t rows, index_t cols, const T* base, index_t ldbase,
+                                                 const T* ahead, const T* ahead_end) {
     namespace ei = Eigen::internal;
     constexpr index_t width = NP * P;
     // The accumulators must stay in registers: every loop over the tile is unrolled by pragma (GCC 12 otherwise
@@ -180,6 +183,10 @@ struct Tile {
         for (index_t c = 0; c < cols; c += kLineScalars) ei::prefetch(base + j * ldbase + c);
     for (index_t kk = 0; kk < k; ++kk, w += width, b += kRows) {
       ei::prefetch(w + 8 * width);  // the vector-side panel streams from L2: ask 8 k ahead
+      if (ahead < ahead_end) {  // one line per k of what the caller wants in L2 next
+        __builtin_prefetch(ahead, 0, 2);
+        ahead += kLineScalars;
+      }
       Packet wk[NP];
 #pragma GCC unroll 3
       for (int i = 0; i < NP; ++i) wk[i] = ei::pload<Packet>(w + i * P);
@@ -267,18 +274,25 @@ class TileProduct {
       }
       return;
     }
-    auto tile = [&](index_t p, index_t q) {
+    auto tile = [&](index_t p, index_t q, const T* ahead, const T* ahead_end) {
       const index_t n0 = p * kCols;
       T* o = out + q * kRows * ldo + n0;
       Tile<T>::multiply(panel(p), a_.data() + q * k_ * kRows, k_, o, ldo, std::min(kRows, m_ - q * kRows),
-                        std::min(kCols, n_ - n0), o, ldo);
+                        std::min(kCols, n_ - n0), o, ldo, ahead, ahead_end);
     };
     if (fits_half_l2((p_end - p_begin) * k_ * kCols)) {
       for (index_t q = 0; q < batch_panels_; ++q)
-        for (index_t p = p_begin; p < p_end; ++p) tile(p, q);
+        for (index_t p = p_begin; p < p_end; ++p) tile(p, q, nullptr, nullptr);
     } else {
-      for (index_t p = p_begin; p < p_end; ++p)
-        for (index_t q = 0; q < batch_panels_; ++q) tile(p, q);
+      // Weight-outer: batch panel 0's pass streams weight panel p from L3; the other passes run from L2 and
+      // pull panel p + 1 (the first one after the last, for the next step) into L2, each its share of the lines.
+      const index_t Q = batch_panels_, line = Tile<T>::kLineScalars, lines = k_ * kCols / line;
+      for (index_t p = p_begin; p < p_end; ++p) {
+        const T* next = panel(p + 1 < p_end ? p + 1 : p_begin);
+        tile(p, 0, nullptr, nullptr);
+        for (index_t q = 1; q < Q; ++q)
+          tile(p, q, next + (q - 1) * lines / (Q - 1) * line, next + q * lines / (Q - 1) * line);
+      }
     }
   }
 
