@@ -63,7 +63,7 @@ def test_larger_sizes_match_reference(cell):
 
 
 # Shapes that cross the block edges of the float GEMMs of AVX-512 builds (cpp/src/tile_gemm.hpp: K slices of 384,
-# column blocks of 480, row blocks of 1536 rows, 48-column panels, 8-row panels, and the per-step products' tiles);
+# column blocks of 480, row blocks of 1536 rows, 48-column panels, 8-row panels, and the per-step products' orders);
 # other builds run them on Eigen's GEMM, which these shapes test as well. T*B = rows of the input projection and dx, K of the weight gradients.
 GEMM_EDGE_SHAPES = [
     # 1700 rows (two row blocks on 1 thread); I = 410: two K slices of the input projection and a 26-column (2-packet)
@@ -73,9 +73,9 @@ GEMM_EDGE_SHAPES = [
     # 3200 rows (two row blocks per thread on 2 threads); I = 512: two column blocks of dx and dW_ih (288 + 224) and
     # full 2-packet panels; G*H = 256 / 192 / 64: full 1-packet panels (LSTM, RNN) and none (GRU).
     dict(T=200, B=16, I=512, H=64),
-    # The per-step products' tall 16 x 16 tile (cpp/src/tile_product.hpp: 9-16 batch rows, a weight that does not fit
-    # in half of L2 per thread): B = 12, a partial 16-row panel; W_hh 2.1-8.5 MB; H = 730: a last 10-column panel in
-    # backward's dh = dG · W_hh (N = H) and in the simple RNN's forward.
+    # The per-step products' weight-outer order (cpp/src/tile_product.hpp: a weight that does not fit in half of L2
+    # per thread, W_hh 2.1-8.5 MB): B = 12, a full and a partial 8-row batch panel, the second pulling the next
+    # weight panel into L2; H = 730: a last 10-column panel in backward's dh = dG · W_hh and in the RNN's forward.
     dict(T=4, B=12, I=8, H=730),
 ]
 

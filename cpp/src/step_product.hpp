@@ -48,8 +48,8 @@ class StepProduct {
       return;
     }
     if constexpr (kTileFor<T>) {
-      parts_ = threads_for(2.0 * m_ * n_ * k_, (n_ + Tile<T>::kCols - 1) / Tile<T>::kCols, kMinFlopsPerThread);
-      tiles_.reserve(n_, k_, m_, parts_);
+      tiles_.reserve(n_, k_, m_);
+      parts_ = threads_for(2.0 * m_ * n_ * k_, tiles_.panels(), kMinFlopsPerThread);
       parallel_chunks(tiles_.panels(), parts_, 1, [&](int, index_t p0, index_t p1) {
         tiles_.pack(w_, w_stride_, TransposeW, p0, p1);
       });

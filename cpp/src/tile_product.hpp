@@ -6,12 +6,6 @@
 // 163 -> 184 GFLOP/s, B=16 H=512 121 -> 147, B=64 H=1024 164 -> 181; 2 threads B=64 H=512 279 -> 339. StepProduct
 // uses it for float with 32 registers and Eigen's gebp otherwise. The tile itself (Tile<T>) is shared with the blocked
 // GEMM of tile_gemm.hpp (input projection, dx, weight gradients).
-// A batch of 9-16 rows whose weight streams from L3 every step takes a tall 16 x 16 tile instead (one packet of
-// columns, 16 accumulators, each batch value broadcast from memory into its FMA): the weight is read once per step
-// and used by all 16 rows at once, where the 48 x 8 tile read each weight panel from L3 for the first 8 rows and
-// again from L2 for the next 8, leaving the memory pipe idle during the second pass. Measured, 1 thread, per step:
-// B=16 N=2048 K=512 (LSTM H=512) 104-113 -> 129-131 GFLOP/s, N=K=1760 (RNN) 110-116 -> 126-133; in L2 (H=256) the
-// 48 x 8 tile stays ahead (183-190 vs 174-176), and at B=32 two tall passes lose to four short ones.
 #pragma once
 
 #include <Eigen/Core>
@@ -50,7 +44,6 @@ struct Tile {
   static constexpr index_t P = Eigen::internal::unpacket_traits<Packet>::size;
   static constexpr index_t kCols = 3 * P;  // output columns per vector-side panel (48)
   static constexpr index_t kRows = 8;      // output rows per broadcast-side panel
-  static constexpr index_t kTallRows = 2 * kRows;  // rows of the tall tile (its broadcast-side panels)
   static constexpr index_t kLineScalars = 64 / sizeof(T);  // scalars per 64-byte cache line
 
   /// Width of a vector-side panel of `cols` columns: kCols, or a last, narrower panel rounded up to whole packets.
@@ -69,16 +62,13 @@ struct Tile {
       for (index_t kk = 0; kk < k; ++kk) std::fill(dst + kk * width + cols, dst + (kk + 1) * width, T(0));
   }
 
-  /// The broadcast-side panels of rows [m0, m1) of A [M, K], columns [k0, k0 + k): panel q (rows m0 + R·q …) at
-  /// dst + q·k·R as [k][R], zero-padded past m1 (R = kRows, or kTallRows for the tall tile). transposed = false: A
-  /// is [M, K] row-major (stride lda); true: A is stored as A^T, [K, M] row-major (e.g. dG when the product is
-  /// dG^T · x).
-  template <index_t R = kRows>
+  /// The broadcast-side panels of rows [m0, m1) of A [M, K], columns [k0, k0 + k): panel q (rows m0 + 8q …) at
+  /// dst + q·k·kRows as [k][kRows], zero-padded past m1. transposed = false: A is [M, K] row-major (stride lda);
+  /// true: A is stored as A^T, [K, M] row-major (e.g. dG when the product is dG^T · x).
   static void pack_broadcast_panels(const T* a, index_t lda, bool transposed, index_t m0, index_t m1, index_t k0,
                                     index_t k, T* dst) {
     namespace ei = Eigen::internal;
-    static_assert(R == kRows || R == kTallRows, "a broadcast panel is one row packet or one full packet wide");
-    using KRow = std::conditional_t<R == kRows, RowPacket, Packet>;  // one k of a panel
+    constexpr index_t R = kRows;
     const index_t panels = (m1 - m0 + R - 1) / R;
     if (transposed) {
       for (index_t q = 0; q < panels; ++q) {
@@ -87,7 +77,7 @@ struct Tile {
           const T* src = a + (k0 + kk) * lda + m0 + q * R;
           T* d = dst + q * k * R + kk * R;
           if (rows == R) {
-            ei::pstore(d, ei::ploadu<KRow>(src));
+            ei::pstore(d, ei::ploadu<RowPacket>(src));
           } else {
             for (index_t r = 0; r < R; ++r) d[r] = r < rows ? src[r] : T(0);
           }
@@ -102,8 +92,8 @@ struct Tile {
       index_t kk = 0;
       if (rows == R) {  // 8 x 8 blocks transposed in registers
         for (; kk + R <= k; kk += R) {
-          ei::PacketBlock<KRow, int(R)> block;
-          for (index_t r = 0; r < R; ++r) block.packet[r] = ei::ploadu<KRow>(src + r * lda + kk);
+          ei::PacketBlock<RowPacket, int(R)> block;
+          for (index_t r = 0; r < R; ++r) block.packet[r] = ei::ploadu<RowPacket>(src + r * lda + kk);
           ei::ptranspose(block);
           for (index_t r = 0; r < R; ++r) ei::pstore(d + (kk + r) * R, block.packet[r]);
         }
@@ -124,37 +114,6 @@ struct Tile {
       case 3: multiply_packets<3>(w, b, k, out, ldo, rows, cols, base, ldbase, ahead, ahead_end); break;
       case 2: multiply_packets<2>(w, b, k, out, ldo, rows, cols, base, ldbase, ahead, ahead_end); break;
       default: multiply_packets<1>(w, b, k, out, ldo, rows, cols, base, ldbase, ahead, ahead_end); break;
-    }
-  }
-
-  /// The tall tile: out [rows, cols] (stride ldo) = base + Σ_kk b[kk][r] · w[kk][c] for a vector-side panel of one
-  /// packet (cols <= P columns, packed by pack_vector_panel) and a broadcast-side panel of kTallRows rows (packed by
-  /// pack_broadcast_panels<kTallRows>); base as in multiply(). rows <= kTallRows.
-  static EIGEN_DONT_INLINE void multiply_tall(const T* w, const T* b, index_t k, T* out, index_t ldo, index_t rows,
-                                              index_t cols, const T* base, index_t ldbase) {
-    namespace ei = Eigen::internal;
-    constexpr int R = int(kTallRows);
-    Packet acc[R];
-#pragma GCC unroll 16
-    for (int j = 0; j < R; ++j) acc[j] = ei::pzero(Packet());
-    if (base && ldbase && k >= 128)  // the epilogue's rows, as in multiply_packets
-      for (index_t j = 0; j < rows; ++j) ei::prefetch(base + j * ldbase);
-    for (index_t kk = 0; kk < k; ++kk, w += P, b += R) {
-      const Packet wk = ei::pload<Packet>(w);
-#pragma GCC unroll 16
-      for (int j = 0; j < R; ++j) acc[j] = ei::pmadd(wk, ei::pset1<Packet>(b[j]), acc[j]);
-    }
-    if (cols == P) {
-      for (index_t j = 0; j < rows; ++j) {
-        const T* s = base ? base + j * ldbase : nullptr;
-        ei::pstoreu(out + j * ldo, s ? ei::padd(ei::ploadu<Packet>(s), acc[j]) : acc[j]);
-      }
-      return;
-    }
-    alignas(64) T sums[P];
-    for (index_t j = 0; j < rows; ++j) {
-      ei::pstore(sums, acc[j]);
-      for (index_t c = 0; c < cols; ++c) out[j * ldo + c] = (base ? base[j * ldbase + c] : T(0)) + sums[c];
     }
   }
 
@@ -223,57 +182,40 @@ struct Tile {
 template <typename T>
 class TileProduct {
  public:
-  static constexpr index_t P = Tile<T>::P, kCols = Tile<T>::kCols, kRows = Tile<T>::kRows;
+  static constexpr index_t kCols = Tile<T>::kCols, kRows = Tile<T>::kRows;
 
-  /// Sizes the panels for op(W) [K, N] and a batch of m rows, on `threads` threads (each multiplies a share of the
-  /// weight panels). Picks the tall tile for 9-16 rows when a thread's share of the weight does not fit in half of
-  /// L2 (it then streams from L3 every step; see the header).
-  void reserve(index_t n, index_t k, index_t m, int threads) {
+  /// Sizes the panels for op(W) [K, N] and a batch of m rows.
+  void reserve(index_t n, index_t k, index_t m) {
     n_ = n;
     k_ = k;
     m_ = m;
-    tall_ = m > kRows && m <= Tile<T>::kTallRows && !fits_half_l2(n * k / std::max(threads, 1));
-    cols_ = tall_ ? P : kCols;
-    rows_ = tall_ ? Tile<T>::kTallRows : kRows;
-    panels_ = (n + cols_ - 1) / cols_;
-    batch_panels_ = (m + rows_ - 1) / rows_;
-    w_.resize(panels_ * k * cols_);
-    a_.resize(batch_panels_ * k * rows_);
+    panels_ = (n + kCols - 1) / kCols;
+    batch_panels_ = (m + kRows - 1) / kRows;
+    w_.resize(panels_ * k * kCols);
+    a_.resize(batch_panels_ * k * kRows);
   }
 
   /// Packs weight panels [p_begin, p_end) of op(W) (transposed = true: W is [N, K] row-major with stride ldw and
-  /// op(W) = W^T; false: W is [K, N] row-major and op(W) = W) as [N/cols][K][cols], zero-padded.
+  /// op(W) = W^T; false: W is [K, N] row-major and op(W) = W) as [N/48][K][48], zero-padded.
   void pack(const T* w, index_t ldw, bool transposed, index_t p_begin, index_t p_end) {
     for (index_t p = p_begin; p < p_end; ++p)
-      Tile<T>::pack_vector_panel(w, ldw, transposed, p * cols_, std::min(cols_, n_ - p * cols_), 0, k_, panel(p));
+      Tile<T>::pack_vector_panel(w, ldw, transposed, p * kCols, std::min(kCols, n_ - p * kCols), 0, k_, panel(p));
   }
 
   index_t panels() const { return panels_; }
   index_t batch_panels() const { return batch_panels_; }
 
-  /// Packs batch panels [q_begin, q_end) of this step's a [m, K] (row-major, stride lda) as [m/rows][K][rows].
+  /// Packs batch panels [q_begin, q_end) of this step's a [m, K] (row-major, stride lda) as [m/8][K][8].
   void pack_batch(const T* a, index_t lda, index_t q_begin, index_t q_end) {
-    T* dst = a_.data() + q_begin * k_ * rows_;
-    const index_t m0 = q_begin * rows_, m1 = std::min(m_, q_end * rows_);
-    if (tall_)
-      Tile<T>::template pack_broadcast_panels<Tile<T>::kTallRows>(a, lda, false, m0, m1, 0, k_, dst);
-    else
-      Tile<T>::pack_broadcast_panels(a, lda, false, m0, m1, 0, k_, dst);
+    Tile<T>::pack_broadcast_panels(a, lda, false, q_begin * kRows, std::min(m_, q_end * kRows), 0, k_,
+                                   a_.data() + q_begin * k_ * kRows);
   }
 
   /// out [m, N] (row-major, stride ldo) += the packed batch times weight panels [p_begin, p_end).
-  /// Order (48 x 8 tile): when those weight panels fit in half of L2, each batch panel (in L1) meets every weight
-  /// panel (from L2); otherwise each weight panel (read once from L3/memory) meets every batch panel. Measured
-  /// (1 thread, per step): B=64 H=256 LSTM (W 1 MB) 161 -> 181 GFLOP/s batch-outer; B=64 H=512 (W 4 MB) 158
-  /// weight-outer vs 92 batch-outer. The tall tile has one batch panel.
+  /// Order: when those weight panels fit in half of L2, each batch panel (in L1) meets every weight panel (from L2);
+  /// otherwise each weight panel (read once from L3/memory) meets every batch panel. Measured (1 thread, per step):
+  /// B=64 H=256 LSTM (W 1 MB) 161 -> 181 GFLOP/s batch-outer; B=64 H=512 (W 4 MB) 158 weight-outer vs 92 batch-outer.
   void multiply(T* out, index_t ldo, index_t p_begin, index_t p_end) const {
-    if (tall_) {
-      for (index_t p = p_begin; p < p_end; ++p) {
-        T* o = out + p * cols_;
-        Tile<T>::multiply_tall(panel(p), a_.data(), k_, o, ldo, m_, std::min(cols_, n_ - p * cols_), o, ldo);
-      }
-      return;
-    }
     auto tile = [&](index_t p, index_t q, const T* ahead, const T* ahead_end) {
       const index_t n0 = p * kCols;
       T* o = out + q * kRows * ldo + n0;
@@ -301,12 +243,10 @@ class TileProduct {
     static const double half_l2 = Eigen::l2CacheSize() / 2.0;
     return double(sizeof(T)) * scalars <= half_l2;
   }
-  const T* panel(index_t p) const { return w_.data() + p * k_ * cols_; }
-  T* panel(index_t p) { return w_.data() + p * k_ * cols_; }
+  const T* panel(index_t p) const { return w_.data() + p * k_ * kCols; }
+  T* panel(index_t p) { return w_.data() + p * k_ * kCols; }
 
   index_t n_ = 0, k_ = 0, m_ = 0, panels_ = 0, batch_panels_ = 0;
-  index_t cols_ = kCols, rows_ = kRows;  // a weight panel's columns, a batch panel's rows
-  bool tall_ = false;
   Buffer<T> w_, a_;  // block cache (64-byte aligned: the weight panels are read with aligned loads)
 };
 
