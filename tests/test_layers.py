@@ -303,8 +303,8 @@ def test_streaming_chunks_equal_one_call():
         assert_close(a, b, "kernel_vs_reference", np.float32, "state")
 
 
-# (B, I, H): several rows; one row of 32 units (float32 on AVX-512 builds: the row product packed by units, with
-# each unit's update on its registers, cpp/src/cell_math.hpp).
+# (B, I, H): several rows; one row of 32 units (float32, H a multiple of the SIMD packet: the row product packed by
+# units, with each unit's update on its registers, cpp/src/cell_math.hpp).
 STREAM_SHAPES = [(3, 4, 5), (1, 4, 32)]
 
 

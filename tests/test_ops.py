@@ -74,8 +74,8 @@ GEMM_EDGE_SHAPES = [
     # full 2-packet panels; G*H = 256 / 192 / 64: full 1-packet panels (LSTM, RNN) and none (GRU).
     dict(T=200, B=16, I=512, H=64),
     # The per-step products' weight-outer order (cpp/src/tile_product.hpp: a weight that does not fit in half of L2
-    # per thread, W_hh 2.1-8.5 MB): B = 12, a full and a partial 8-row batch panel, the second pulling the next
-    # weight panel into L2; H = 730: a last 10-column panel in backward's dh = dG · W_hh and in the RNN's forward.
+    # per thread, W_hh 2.1-8.5 MB): B = 12, a full and a partial 8-row batch panel, the second prefetching part of
+    # the next weight panel; H = 730: a last 10-column panel in backward's dh = dG · W_hh and in the RNN's forward.
     dict(T=4, B=12, I=8, H=730),
 ]
 
@@ -94,25 +94,20 @@ def test_sizes_past_the_gemm_blocks_match_reference(cell, shape, threads):
         rnncore.set_num_threads(before)
 
 
-# One sample row (float32 on AVX-512 builds: the recurrent product packed by units, each unit's update run on the
-# product's registers, cpp/src/cell_math.hpp): H = 48 gives 3 unit packets, i.e. panels of 8 + 4 packets (LSTM),
-# 6 + 3 (GRU reset_after), 6 and 3 (GRU reset_before's two products), 3 (simple RNN); T >= 8 packs the weight.
-# Drawn lengths leave the row's last steps padded.
+# One sample row (float32 with H a multiple of the SIMD packet: the recurrent product packed by units, each unit's
+# update run on the product's registers, cpp/src/cell_math.hpp): H = 48 gives 3 unit packets of 16 on AVX-512, i.e.
+# panels of 8 + 4 packets (LSTM), 6 + 3 (GRU reset_after), 6 and 3 (GRU reset_before's two products), 3 (simple
+# RNN); T >= 8 packs the weight. Drawn lengths leave the row's last steps padded. (Products this small run on one
+# thread; test_threads.py's B1 case splits a one-row product across two.)
 BATCH1_SHAPES = [dict(T=12, B=1, I=5, H=48), dict(T=9, B=1, I=3, H=16)]
 
 
-@pytest.mark.parametrize("threads", [1, 2], ids=["1_thread", "2_threads"])
 @pytest.mark.parametrize("shape", BATCH1_SHAPES, ids=lambda s: "T{T}-B{B}-I{I}-H{H}".format(**s))
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
-def test_one_row_matches_reference(cell, shape, threads):
-    """Forward and every gradient of a one-row batch against the reference, on 1 and 2 kernel threads."""
-    before = rnncore.get_num_threads()
-    rnncore.set_num_threads(threads)
-    try:
-        for seed in (5, 6):
-            check_against_reference(cell, **shape, dtype=np.float32, seed=seed, lengths=seed == 6, bias=True)
-    finally:
-        rnncore.set_num_threads(before)
+def test_one_row_matches_reference(cell, shape):
+    """Forward and every gradient of a one-row batch against the reference."""
+    for seed in (5, 6):
+        check_against_reference(cell, **shape, dtype=np.float32, seed=seed, lengths=seed == 6, bias=True)
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)

@@ -17,7 +17,6 @@ namespace rnncore::detail {
 
 /// The gates of one unit in a cell's hidden product h · W_hh^T, for StepProduct's unit_gates (the *_step functions
 /// below take the product unit by unit): LSTM i, f, g, o; GRU r, z and, with reset_after, n; simple RNN one.
-/// (GRU reset_before's second product, (r ⊙ h) · W_hn^T, has units of 1 gate.)
 inline index_t hidden_unit_gates(CellKind kind, bool reset_after) {
   switch (kind) {
     case CellKind::lstm: return 4;
@@ -26,6 +25,9 @@ inline index_t hidden_unit_gates(CellKind kind, bool reset_after) {
   }
   return 0;
 }
+
+/// The gates of one unit in GRU reset_before's second product, (r ⊙ h) · W_hn^T: n alone.
+constexpr index_t kGruResetUnitGates = 1;
 
 /// LSTM, the units j … j+|P|-1 from their pre-activation gates (i, f, g, o):
 ///   c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g),  h_t = σ(o) ⊙ tanh(c_t).
@@ -58,7 +60,7 @@ void lstm_row(T* gates, const T* c_prev, T* c_new, T* h_new, index_t H, bool kee
 }
 
 /// LSTM, one step of a batch (B rows).  hidden: h · W_hh^T (built with hidden_unit_gates);  gates [B, 4H]: x W_ih^T +
-/// biases on entry, as lstm_row leaves them on exit;  c_prev, h_prev [B, H] in;  c_new, h_new [B, H] out;
+/// biases on entry; on exit the activated gates when keep_activations, else scratch;  c_prev, h_prev [B, H] in;  c_new, h_new [B, H] out;
 /// active(b): whether row b takes this step (the others are left to the caller).
 template <typename T, typename Active>
 void lstm_step(StepProduct<T, true>& hidden, T* gates, const T* c_prev, T* c_new, const T* h_prev, T* h_new,
@@ -150,16 +152,16 @@ void gru_row_reset_before(const T* xn, const T* h_prev, T* acts, T* h_new, index
 }
 
 /// GRU, one step of a batch (B rows), both variants: the recurrent products, then the row passes above.
-///   xw_t [B, 3H]: x W_ih^T + folded biases (updated: reset_before adds its products into the r, z, n blocks);
+///   xw_t [B, 3H]: x W_ih^T + folded biases (scratch on exit: unless fused, reset_before adds its products there);
 ///   hw [B, 3H]: scratch for reset_after's h W_hh^T (unused otherwise);  h_prev [B, H];  b_hn [H] or null;
 ///   acts [B, 4H] out (see gru_unit);  h_new [B, H] out;  active(b): whether row b takes this step.
 ///   hidden: h · W_hh^T over rows r, z (and n with reset_after), built with hidden_unit_gates;
-///   reset: (r ⊙ h) · W_hn^T (reset_before only), built with unit_gates = 1.
+///   reset: (r ⊙ h) · W_hn^T (reset_before only), built with kGruResetUnitGates.
 template <typename T, typename Active>
 void gru_step(StepProduct<T, true>& hidden, StepProduct<T, true>& reset, T* xw_t, T* hw, const T* h_prev,
               const T* b_hn, T* acts, T* h_new, index_t B, index_t H, bool reset_after, Active&& active) {
   const index_t GH = 3 * H;
-  if (hidden.fused()) {  // B = 1
+  if (hidden.fused() && (reset_after || reset.fused())) {  // B = 1
     if (!active(0)) return;
     namespace ei = Eigen::internal;
     hidden.for_each_unit(h_prev, [&](index_t j, const auto* sums) {

@@ -57,7 +57,7 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
   // h_{t-1} · W_hh^T (r, z[, n]) and (r ⊙ h_{t-1}) · W_hn^T, for gru_step
   StepProduct<T, true> hidden_product(w_hh, reset_after ? GH : 2 * H, H, B, d.T,
                                       hidden_unit_gates(CellKind::gru, reset_after));
-  StepProduct<T, true> reset_product(w_hh + 2 * H * H, reset_after ? 0 : H, H, B, d.T, 1);
+  StepProduct<T, true> reset_product(w_hh + 2 * H * H, reset_after ? 0 : H, H, B, d.T, kGruResetUnitGates);
 
   const T* b_hn = reset_after && b_hh ? b_hh + 2 * H : nullptr;
   for (index_t t = 0; t < d.T; ++t) {

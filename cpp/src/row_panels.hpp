@@ -41,7 +41,7 @@ class RowPanels {
 
   /// Whether op(W) with n columns in unit_gates gate blocks can be packed by units (see the header).
   static bool can_pack_by_units(index_t n, index_t unit_gates) {
-    return unit_gates >= 1 && unit_gates <= kPanelPackets && n % (unit_gates * P) == 0;
+    return n > 0 && unit_gates >= 1 && unit_gates <= kPanelPackets && n % (unit_gates * P) == 0;
   }
 
   /// Packs op(W) [K, N] for the given weight: transposed = true: W is [N, K] row-major (stride ldw) and
@@ -98,12 +98,19 @@ class RowPanels {
       for (index_t kk = (j < rows_p ? cols_p : 0); kk < cols; ++kk) dst[kk * ldd + j] = src[j * lds + kk];
   }
 
-  /// out [N] += a [K] · op(W) over panels [p_begin, p_end), visited in the order `reverse` says.
+  /// out [N] += a [K] · op(W) over panels [p_begin, p_end), visited in the order `reverse` says (either packing).
   /// Kept out of line (one call per step) so that bench/profile.py can tell the product from the pointwise work.
   EIGEN_DONT_INLINE void accumulate(const T* a, T* out, index_t p_begin, index_t p_end, bool reverse) const {
     visit_panels(a, p_begin, p_end, reverse, [&](index_t n0, index_t cols, const Packet* sums, auto np) {
       namespace ei = Eigen::internal;
       constexpr int NP = decltype(np)::value;
+      if (unit_gates_ > 1) {  // packed by units: each packet goes back to its gate block's columns
+        for (int i = 0; i < NP; ++i) {
+          T* o = out + source_column(n0 + i * P);
+          ei::pstoreu(o, ei::padd(ei::ploadu<Packet>(o), sums[i]));
+        }
+        return;
+      }
       T* o = out + n0;
       if (cols == NP * P) {
         for (int i = 0; i < NP; ++i) ei::pstoreu(o + i * P, ei::padd(ei::ploadu<Packet>(o + i * P), sums[i]));
@@ -121,7 +128,7 @@ class RowPanels {
   template <typename Unit>
   EIGEN_DONT_INLINE void for_each_unit(const T* a, index_t p_begin, index_t p_end, bool reverse, Unit&& unit) const {
     eigen_assert(by_units());
-    const index_t G = unit_gates_;
+    const index_t G = std::max<index_t>(1, unit_gates_);  // (a plain pack reads as units of one gate)
     visit_panels(a, p_begin, p_end, reverse, [&](index_t n0, index_t, const Packet* sums, auto np) {
       constexpr int NP = decltype(np)::value;
       for (int q = 0; q < NP; q += int(G)) unit((n0 + q * P) / G, sums + q);

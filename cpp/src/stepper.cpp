@@ -34,7 +34,8 @@ struct Stepper<T>::Impl {
         hidden_product(w_hh.data(), s.kind == CellKind::gru && !s.reset_after ? 2 * H : GH, H, B,
                        StepProduct<T, true>::kManySteps, hidden_unit_gates(s.kind, s.reset_after)),
         reset_product(s.kind == CellKind::gru ? w_hh.data() + 2 * H * H : w_hh.data(),
-                      s.kind == CellKind::gru && !s.reset_after ? H : 0, H, B, StepProduct<T, true>::kManySteps, 1) {}
+                      s.kind == CellKind::gru && !s.reset_after ? H : 0, H, B, StepProduct<T, true>::kManySteps,
+                      kGruResetUnitGates) {}
 
   bool is_reset_after() const { return spec.kind == CellKind::gru && spec.reset_after; }
 

@@ -83,7 +83,7 @@ void tile_gemm_rows(index_t m0, index_t m1, index_t K, GemmOperand<T> a, const G
   for (int t = 0; t < count; ++t)
     if (targets[t].n > 0) widest = std::max(widest, balanced(targets[t].n, blocking.col_block, C));
   const index_t depth = balanced(K, blocking.depth, 1), row_block = balanced(m1 - m0, blocking.row_block, R);
-  Buffer<T> a_pack(row_block * depth), b_pack(widest * depth);
+  Buffer<T> a_pack(row_block * depth), b_pack(widest * depth + Tl::kPrefetchSlack);
   for (index_t r0 = m0; r0 < m1; r0 += row_block) {
     const index_t r1 = std::min(m1, r0 + row_block);
     for (index_t k0 = 0; k0 < K; k0 += depth) {
