@@ -267,7 +267,8 @@ def _short(sym: str) -> str:
 # ---- the standalone GEMM model ----------------------------------------------------------------------------------------
 
 
-TILE_GEMM_MIN_ROWS = 16  # cpp/src/recurrent_common.hpp kTileGemmMinRows: the float GEMMs from this many rows use the tile
+#: cpp/src/recurrent_common.hpp's kTileGemmMinRows: the float GEMMs from this many rows run on the tile.
+TILE_GEMM_MIN_ROWS = 16
 
 
 def gemm_specs(cfg: Config) -> dict[tuple[str, str], list[str]]:

@@ -67,3 +67,14 @@ def pytest_configure(config):
 def rng():
     """A seeded generator: every random test input reproduces."""
     return np.random.default_rng(20261127)
+
+
+@pytest.fixture(params=[1, 2], ids=["1_kernel_thread", "2_kernel_threads"])
+def kernel_threads(request):
+    """The number of threads inside each kernel call (rnncore.set_num_threads), restored afterwards."""
+    import rnncore
+
+    before = rnncore.get_num_threads()
+    rnncore.set_num_threads(request.param)
+    yield request.param
+    rnncore.set_num_threads(before)

@@ -64,7 +64,8 @@ def test_larger_sizes_match_reference(cell):
 
 # Shapes that cross the block edges of the float GEMMs of AVX-512 builds (cpp/src/tile_gemm.hpp: K slices of 384,
 # column blocks of 480, row blocks of 1536 rows, 48-column panels, 8-row panels, and the per-step products' orders);
-# other builds run them on Eigen's GEMM, which these shapes test as well. T*B = rows of the input projection and dx, K of the weight gradients.
+# other builds run them on Eigen's GEMM, which these shapes test as well. T*B = rows of the input projection and dx,
+# K of the weight gradients.
 GEMM_EDGE_SHAPES = [
     # 1700 rows (two row blocks on 1 thread); I = 410: two K slices of the input projection and a 26-column (2-packet)
     # remainder in dx and dW_ih; G*H up to 520: two column blocks and two K slices of dx; B = 17: a partial batch
@@ -80,18 +81,12 @@ GEMM_EDGE_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("threads", [1, 2], ids=["1_thread", "2_threads"])
 @pytest.mark.parametrize("shape", GEMM_EDGE_SHAPES, ids=lambda s: "T{T}-B{B}-I{I}-H{H}".format(**s))
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
-def test_sizes_past_the_gemm_blocks_match_reference(cell, shape, threads):
+def test_sizes_past_the_gemm_blocks_match_reference(cell, shape, kernel_threads):
     """Forward and every gradient against the reference at GEMM_EDGE_SHAPES, on 1 and 2 kernel threads (the GEMMs
     split rows between threads)."""
-    before = rnncore.get_num_threads()
-    rnncore.set_num_threads(threads)
-    try:
-        check_against_reference(cell, **shape, dtype=np.float32, seed=11, lengths=True, bias=True, kind="long_sums")
-    finally:
-        rnncore.set_num_threads(before)
+    check_against_reference(cell, **shape, dtype=np.float32, seed=11, lengths=True, bias=True, kind="long_sums")
 
 
 # One sample row (float32 with H a multiple of the SIMD packet: the recurrent product packed by units, each unit's

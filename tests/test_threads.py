@@ -18,15 +18,6 @@ N_THREADS = 4
 ITERATIONS = 3
 
 
-@pytest.fixture(params=[1, 2], ids=["1_kernel_thread", "2_kernel_threads"])
-def kernel_threads(request):
-    """The number of threads inside each kernel call, restored afterwards."""
-    before = rnncore.get_num_threads()
-    rnncore.set_num_threads(request.param)
-    yield request.param
-    rnncore.set_num_threads(before)
-
-
 def job_inputs(seed):
     """Different inputs (and sizes, dtypes, lengths) for every job."""
     rng = np.random.default_rng(seed)

@@ -59,9 +59,10 @@ void lstm_row(T* gates, const T* c_prev, T* c_new, T* h_new, index_t H, bool kee
   });
 }
 
-/// LSTM, one step of a batch (B rows).  hidden: h · W_hh^T (built with hidden_unit_gates);  gates [B, 4H]: x W_ih^T +
-/// biases on entry; on exit the activated gates when keep_activations, else scratch;  c_prev, h_prev [B, H] in;  c_new, h_new [B, H] out;
-/// active(b): whether row b takes this step (the others are left to the caller).
+/// LSTM, one step of a batch (B rows).  hidden: h · W_hh^T (built with hidden_unit_gates);
+///   gates [B, 4H]: x W_ih^T + biases on entry; on exit the activated gates when keep_activations, else scratch;
+///   c_prev, h_prev [B, H] in;  c_new, h_new [B, H] out;
+///   active(b): whether row b takes this step (the others are left to the caller).
 template <typename T, typename Active>
 void lstm_step(StepProduct<T, true>& hidden, T* gates, const T* c_prev, T* c_new, const T* h_prev, T* h_new,
                index_t B, index_t H, bool keep_activations, Active&& active) {
@@ -84,23 +85,25 @@ void lstm_step(StepProduct<T, true>& hidden, T* gates, const T* c_prev, T* c_new
 }
 
 /// GRU, the units j … j+|P|-1: r and z from their pre-activations (both variants), then
-///   reset_after (hn != null: h W_hn^T + b_hn):  n = tanh(x W_in^T + b_in + r ⊙ hn),  h_t = (1 - z) ⊙ n + z ⊙ h_{t-1};
-///   reset_before (hn == null): rh = r ⊙ h_{t-1} for the reset product (gru_reset_unit finishes).
-///   xw_n [H]: the n block of x W_ih^T + b_ih;  h_prev [H];  acts [4H] out: r, z, n, hn (reset_after) or r, z, -, rh;
-///   h_new [H] out (reset_after)
+///   reset_after (hw_n != null: h W_hn^T):  hn = hw_n + b_hn,  n = tanh(x W_in^T + b_in + r ⊙ hn),
+///                                          h_t = (1 - z) ⊙ n + z ⊙ h_{t-1};
+///   reset_before (hw_n == null): rh = r ⊙ h_{t-1} for the reset product (gru_reset_unit finishes).
+///   xw_n [H]: the n block of x W_ih^T + b_ih;  b_hn [H] or null;  h_prev [H];
+///   acts [4H] out: r, z, n, hn (reset_after) or r, z, -, rh;  h_new [H] out (reset_after)
 template <typename P, typename T>
-EIGEN_ALWAYS_INLINE void gru_unit(const P& pre_r, const P& pre_z, const P* hn, index_t j, const T* xw_n,
-                                  const T* h_prev, T* acts, T* h_new, index_t H) {
+EIGEN_ALWAYS_INLINE void gru_unit(const P& pre_r, const P& pre_z, const P* hw_n, index_t j, const T* xw_n,
+                                  const T* b_hn, const T* h_prev, T* acts, T* h_new, index_t H) {
   namespace ei = Eigen::internal;
   const P r = act::sigmoid(pre_r), z = act::sigmoid(pre_z), hp = lanes::load<P>(h_prev + j);
   lanes::store(acts + j, r);
   lanes::store(acts + H + j, z);
-  if (!hn) {
+  if (!hw_n) {
     lanes::store(acts + 3 * H + j, ei::pmul(r, hp));  // rh = r ⊙ h_{t-1}, the reset product's input
     return;
   }
-  const P n = act::tanh(ei::pmadd(r, *hn, lanes::load<P>(xw_n + j)));
-  lanes::store(acts + 3 * H + j, *hn);
+  const P hn = b_hn ? ei::padd(*hw_n, lanes::load<P>(b_hn + j)) : *hw_n;
+  const P n = act::tanh(ei::pmadd(r, hn, lanes::load<P>(xw_n + j)));
+  lanes::store(acts + 3 * H + j, hn);
   lanes::store(acts + 2 * H + j, n);
   lanes::store(h_new + j, ei::pmadd(z, ei::psub(hp, n), n));  // (1 - z) ⊙ n + z ⊙ h_prev
 }
@@ -132,12 +135,11 @@ void gru_row(const T* xw, const T* hw, const T* h_prev, const T* b_hn, T* acts, 
       z = ei::padd(z, lanes::load<P>(hw + H + j));
     }
     if (!reset_after) {
-      gru_unit<P>(r, z, nullptr, j, xw + 2 * H, h_prev, acts, h_new, H);
+      gru_unit<P>(r, z, nullptr, j, xw + 2 * H, b_hn, h_prev, acts, h_new, H);
       return;
     }
-    P hn = lanes::load<P>(hw + 2 * H + j);
-    if (b_hn) hn = ei::padd(hn, lanes::load<P>(b_hn + j));
-    gru_unit<P>(r, z, &hn, j, xw + 2 * H, h_prev, acts, h_new, H);
+    const P hw_n = lanes::load<P>(hw + 2 * H + j);
+    gru_unit<P>(r, z, &hw_n, j, xw + 2 * H, b_hn, h_prev, acts, h_new, H);
   });
 }
 
@@ -167,12 +169,7 @@ void gru_step(StepProduct<T, true>& hidden, StepProduct<T, true>& reset, T* xw_t
     hidden.for_each_unit(h_prev, [&](index_t j, const auto* sums) {
       using P = std::decay_t<decltype(*sums)>;
       const P r = ei::padd(lanes::load<P>(xw_t + j), sums[0]), z = ei::padd(lanes::load<P>(xw_t + H + j), sums[1]);
-      if (!reset_after) {
-        gru_unit<P>(r, z, nullptr, j, xw_t + 2 * H, h_prev, acts, h_new, H);
-        return;
-      }
-      const P hn = b_hn ? ei::padd(sums[2], lanes::load<P>(b_hn + j)) : sums[2];
-      gru_unit<P>(r, z, &hn, j, xw_t + 2 * H, h_prev, acts, h_new, H);
+      gru_unit<P>(r, z, reset_after ? sums + 2 : nullptr, j, xw_t + 2 * H, b_hn, h_prev, acts, h_new, H);
     });
     if (reset_after) return;
     reset.for_each_unit(acts + 3 * H, [&](index_t j, const auto* sums) {
@@ -214,8 +211,9 @@ void rnn_row(const T* pre, T* h_new, index_t H, Nonlinearity nonlinearity) {
   });
 }
 
-/// Simple RNN, one step of a batch (B rows).  hidden: h · W_hh^T (built with hidden_unit_gates);  pre [B, H]: x W_ih^T +
-/// biases on entry (+ h W_hh^T on exit unless fused);  h_prev [B, H] in;  h_new [B, H] out;  active(b) as lstm_step.
+/// Simple RNN, one step of a batch (B rows).  hidden: h · W_hh^T (built with hidden_unit_gates);
+///   pre [B, H]: x W_ih^T + biases on entry (+ h W_hh^T on exit unless fused);  h_prev [B, H] in;  h_new [B, H] out;
+///   active(b) as lstm_step.
 template <typename T, typename Active>
 void rnn_step(StepProduct<T, true>& hidden, T* pre, const T* h_prev, T* h_new, index_t B, index_t H,
               Nonlinearity nonlinearity, Active&& active) {

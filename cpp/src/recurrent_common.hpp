@@ -116,8 +116,8 @@ EIGEN_DONT_INLINE void multiply_into(MatrixView<T> out, const A& a, const B& b) 
 /// Eigen path: each thread takes a block of rows whole (bias, then its own GEMM): Eigen's parallel GEMM left the
 /// bias pass serial and shared its packed blocks with waits (measured: LSTM T150 B64 H256 inference, 2 threads: ...).
 template <typename T, typename Out>
-EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih, const RowVector<T>& bias,
-                    Out&& out) {
+EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih,
+                                      const RowVector<T>& bias, Out&& out) {
   const index_t rows = x.rows();
   if constexpr (kTileFor<T>) {
     if (rows >= kTileGemmMinRows) {

@@ -146,7 +146,7 @@ void tile_gemm(index_t M, index_t K, GemmOperand<T> a, const GemmTarget<T>* targ
                const TileGemmBlocking<T>& blocking = {}) {
   double flops = 0;
   for (int t = 0; t < count; ++t) flops += 2.0 * std::min(M, targets[t].rows) * targets[t].n * K;
-  const int parts = threads_for(flops, (M + 7) / 8, 4e6);
+  const int parts = threads_for(flops, (M + Tile<T>::kRows - 1) / Tile<T>::kRows, 4e6);
   parallel_chunks(parts, parts, 1, [&](int, index_t p0, index_t p1) {
     for (index_t p = p0; p < p1; ++p) {
       const index_t m0 = work_split(M, targets, count, int(p), parts, Tile<T>::kRows);

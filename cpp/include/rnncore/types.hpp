@@ -38,11 +38,6 @@ class CachedMatrix {
     rows_ = rows;
     cols_ = cols;
   }
-  /// Makes this a copy of the rows x cols row-major matrix at `source`.
-  void assign(const T* source, index_t rows, index_t cols) {
-    resize(rows, cols);
-    std::copy_n(source, rows * cols, buffer_.data());
-  }
   MatrixView<T> view() { return MatrixView<T>(buffer_.data(), rows_, cols_); }
   ConstMatrixView<T> view() const { return ConstMatrixView<T>(buffer_.data(), rows_, cols_); }
   T* data() { return buffer_.data(); }
