@@ -92,20 +92,28 @@ def test_shared_workspace_concurrent_backward(cell, kernel_threads):
         assert_identical(results[1][0][name], results[0][0][name], name, "threads 0 and 1")
 
 
-@pytest.mark.parametrize("batch", [1, 32], ids=["B1", "B32"])
+# Hidden sizes that put every per-step product above the per-thread work threshold (a simple RNN has 1/4 of the
+# work). "B32": the float tile splits the product by weight columns (their panels of 48 divide evenly between two
+# threads, or the weight is too large for a core's L2); "B32-rows": panels that do not (LSTM 4H = 512: 11 panels;
+# GRU H = 184: 3H = 552 and reset_before's 2H = 368, 12 and 8 with a narrow last one; RNN H = 400: 9) and a weight
+# that fits, so each thread takes half of the batch rows instead.
+SPLIT_SIZES = {
+    "B1": lambda cell: (10, 1, 64, 2048 if cell.gates == 1 else 1024),
+    "B32": lambda cell: (12, 32, 40, 640 if cell.gates == 1 else 192),
+    "B32-rows": lambda cell: (12, 32, 40, {1: 400, 3: 184, 4: 128}[cell.gates]),
+}
+
+
+@pytest.mark.parametrize("sizes", SPLIT_SIZES.values(), ids=SPLIT_SIZES.keys())
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
-def test_split_kernels_match_one_thread_and_the_reference(cell, batch):
+def test_split_kernels_match_one_thread_and_the_reference(cell, sizes):
     """Sizes large enough that every part of a call is split across 2 threads (the input projection by rows, the
-    per-step product by column blocks with the batch packed by both threads, the pointwise rows, a batch-1 product
-    by panels) give one thread's results (the split changes no summation order, except possibly the input GEMM's
-    blocking) and the reference's."""
+    per-step product by column blocks with the batch packed by both threads or by batch rows, the pointwise rows, a
+    batch-1 product by panels) give one thread's results (the split changes no summation order, except possibly the
+    input GEMM's blocking) and the reference's."""
     from conftest import assert_close
     rng = np.random.default_rng(37)
-    # Hidden sizes that put every product above the per-thread work threshold (a simple RNN has 1/4 of the work).
-    if batch > 1:
-        sizes = (12, batch, 40, 640 if cell.gates == 1 else 192)
-    else:
-        sizes = (10, 1, 64, 2048 if cell.gates == 1 else 1024)
+    sizes = sizes(cell)
     inputs, upstream = make_inputs(rng, cell, *sizes, np.float32, lengths=True)
     before = rnncore.get_num_threads()
     results = {}

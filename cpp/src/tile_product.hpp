@@ -214,11 +214,21 @@ class TileProduct {
                                    a_.data() + q_begin * k_ * kRows);
   }
 
-  /// out [m, N] (row-major, stride ldo) += the packed batch times weight panels [p_begin, p_end).
+  /// Whether the whole packed weight fits in half of L2 (then each batch panel meets every weight panel from L2).
+  bool weight_fits_half_l2() const { return fits_half_l2(panels_ * k_ * kCols); }
+
+  /// The vector packets of weight panels [p_begin, p_end) (a tile's work is proportional to its panel's packets).
+  index_t packets(index_t p_begin, index_t p_end) const {
+    index_t sum = 0;
+    for (index_t p = p_begin; p < p_end; ++p) sum += Tile<T>::panel_width(std::min(kCols, n_ - p * kCols));
+    return sum / Tile<T>::P;
+  }
+
+  /// out [m, N] (row-major, stride ldo) += packed batch panels [q_begin, q_end) times weight panels [p_begin, p_end).
   /// Order: when those weight panels fit in half of L2, each batch panel (in L1) meets every weight panel (from L2);
   /// otherwise each weight panel (read once from L3/memory) meets every batch panel. Measured (1 thread, per step):
   /// B=64 H=256 LSTM (W 1 MB) 161 -> 181 GFLOP/s batch-outer; B=64 H=512 (W 4 MB) 158 weight-outer vs 92 batch-outer.
-  void multiply(T* out, index_t ldo, index_t p_begin, index_t p_end) const {
+  void multiply(T* out, index_t ldo, index_t p_begin, index_t p_end, index_t q_begin, index_t q_end) const {
     auto tile = [&](index_t p, index_t q, const T* ahead, const T* ahead_end) {
       const index_t n0 = p * kCols;
       T* o = out + q * kRows * ldo + n0;
@@ -226,19 +236,19 @@ class TileProduct {
                         std::min(kCols, n_ - n0), o, ldo, ahead, ahead_end);
     };
     if (fits_half_l2((p_end - p_begin) * k_ * kCols)) {
-      for (index_t q = 0; q < batch_panels_; ++q)
+      for (index_t q = q_begin; q < q_end; ++q)
         for (index_t p = p_begin; p < p_end; ++p) tile(p, q, nullptr, nullptr);
     } else {
       // Weight-outer: batch panel 0's pass streams weight panel p from L3; the other passes run from L2 and
       // pull panel p + 1 (the first one after the last, for the next step) into L2, each its share of the lines
       // at one line per k: all of it from Q = 4 batch panels, a third at Q = 2 and two thirds at Q = 3 (three
       // lines per k, to cover it all, measured slower: 0.8-0.97x).
-      const index_t Q = batch_panels_, line = Tile<T>::kLineScalars, lines = k_ * kCols / line;
-      for (index_t p = p_begin; p < p_end; ++p) {
+      const index_t Q = q_end - q_begin, line = Tile<T>::kLineScalars, lines = k_ * kCols / line;
+      for (index_t p = p_begin; p < p_end && Q > 0; ++p) {
         const T* next = panel(p + 1 < p_end ? p + 1 : p_begin);
-        tile(p, 0, nullptr, nullptr);
+        tile(p, q_begin, nullptr, nullptr);
         for (index_t q = 1; q < Q; ++q)
-          tile(p, q, next + (q - 1) * lines / (Q - 1) * line, next + q * lines / (Q - 1) * line);
+          tile(p, q_begin + q, next + (q - 1) * lines / (Q - 1) * line, next + q * lines / (Q - 1) * line);
       }
     }
   }
