@@ -37,17 +37,22 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
   h.set_initial(h0);
   c.set_initial(c0);
 
-  StepProduct<T, true> recurrent(w_hh, GH, H, B, d.T, hidden_unit_gates(CellKind::lstm, false));  // h_{t-1} · W_hh^T
   project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I), folded_bias(GH, b_ih, b_hh),
                  MatrixView<T>(gates, TB, GH));
 
-  for (index_t t = 0; t < d.T; ++t) {
-    lstm_step(recurrent, gates + t * B * GH, c[t], c[t + 1], h[t], h[t + 1], B, H, training,
-              [&](index_t b) { return mask.active(b, t); });
-    carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
-    carry_padded_state(mask, t, B, H, c[t], c[t + 1]);
-    write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
-  }
+  for_row_blocks(B, double(sizeof(T)) * GH * H, [&](index_t b0, index_t b1) {  // rows [b0, b1): R of them
+    const index_t R = b1 - b0;
+    const StepMask rows(lengths ? lengths + b0 : nullptr, R);
+    StepProduct<T, true> recurrent(w_hh, GH, H, R, d.T, hidden_unit_gates(CellKind::lstm, false));  // h · W_hh^T
+    for (index_t t = 0; t < d.T; ++t) {
+      T *h_prev = h[t] + b0 * H, *h_new = h[t + 1] + b0 * H, *c_prev = c[t] + b0 * H, *c_new = c[t + 1] + b0 * H;
+      lstm_step(recurrent, gates + (t * B + b0) * GH, c_prev, c_new, h_prev, h_new, R, H, training,
+                [&](index_t r) { return rows.active(r, t); });
+      carry_padded_state(rows, t, R, H, h_prev, h_new);
+      carry_padded_state(rows, t, R, H, c_prev, c_new);
+      write_step_output(rows, t, R, H, h_new, y + (t * B + b0) * H);
+    }
+  });
   std::copy_n(h[d.T], B * H, h_n);
   std::copy_n(c[d.T], B * H, c_n);
 }
@@ -64,47 +69,50 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
   CachedMatrix<T> dG(TB, GH);                               // gradients w.r.t. the pre-activation gates
   RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);     // dL/dh_t flowing back from step t+1
   RowMatrix<T> dc = initial_state_gradient(dc_n, B, H);     // dL/dc_t flowing back from step t+1
-  StepProduct<T, false> recurrent(ws.w_hh.data(), GH, H, B);  // dh_{t-1} += dG_t · W_hh
 
-  for (index_t t = d.T - 1; t >= 0; --t) {
-    T* dg_t = dG.data() + t * B * GH;
-    for_each_row(B, GH, [&](index_t b) {
-      T* drow = dg_t + b * GH;
-      if (!mask.active(b, t)) {  // padded: no gradient to the gates, dh and dc pass through unchanged
-        std::fill(drow, drow + GH, T(0));
-        return;
-      }
-      // One pass over the row. With the stored activations i, f, g, o and tanh(c_t) recomputed:
-      //   h = o ⊙ tanh(c):  dc += dh ⊙ o ⊙ tanh'(c) (tanh' = 1 - tanh²);  do = dh ⊙ tanh(c)
-      //   c = f ⊙ c_prev + i ⊙ g:  di = dc ⊙ g, df = dc ⊙ c_prev, dg = dc ⊙ i, dc_prev = dc ⊙ f
-      //   pre-activation gradients: σ' for i, f, o and tanh' for g, from the stored outputs.
-      const T* a = ws.acts.data() + (t * B + b) * GH;
-      const T *c_t = c[t + 1] + b * H, *c_prev = c[t] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
-      T *dh_b = dh.data() + b * H, *dc_b = dc.data() + b * H;
-      lanes::for_each<T>(H, [&](auto lane, index_t j) {
-        using P = decltype(lane);
-        namespace ei = Eigen::internal;
-        const P i = lanes::load<P>(a + j), f = lanes::load<P>(a + H + j), g = lanes::load<P>(a + 2 * H + j),
-                o = lanes::load<P>(a + 3 * H + j);
-        P dh_j = lanes::load<P>(dh_b + j);
-        if (dy_b) dh_j = ei::padd(dh_j, lanes::load<P>(dy_b + j));
-        const P tanh_c = act::tanh(lanes::load<P>(c_t + j));
-        const P dc_j = ei::pmadd(ei::pmul(dh_j, o), act::tanh_grad_from_output(tanh_c), lanes::load<P>(dc_b + j));
-        lanes::store(drow + j, ei::pmul(ei::pmul(dc_j, g), act::sigmoid_grad_from_output(i)));
-        lanes::store(drow + H + j,
-                     ei::pmul(ei::pmul(dc_j, lanes::load<P>(c_prev + j)), act::sigmoid_grad_from_output(f)));
-        lanes::store(drow + 2 * H + j, ei::pmul(ei::pmul(dc_j, i), act::tanh_grad_from_output(g)));
-        lanes::store(drow + 3 * H + j, ei::pmul(ei::pmul(dh_j, tanh_c), act::sigmoid_grad_from_output(o)));
-        lanes::store(dc_b + j, ei::pmul(dc_j, f));
-        lanes::store(dh_b + j, act::splat<P>(0));  // refilled by the recurrent GEMM below
+  for_row_blocks(B, double(sizeof(T)) * GH * H, [&](index_t b0, index_t b1) {  // rows [b0, b1): R of them
+    const index_t R = b1 - b0;
+    StepProduct<T, false> recurrent(ws.w_hh.data(), GH, H, R);  // dh_{t-1} += dG_t · W_hh
+    for (index_t t = d.T - 1; t >= 0; --t) {
+      T* dg_t = dG.data() + t * B * GH;
+      for_each_row(R, GH, [&](index_t r) {
+        const index_t b = b0 + r;
+        T* drow = dg_t + b * GH;
+        if (!mask.active(b, t)) {  // padded: no gradient to the gates, dh and dc pass through unchanged
+          std::fill(drow, drow + GH, T(0));
+          return;
+        }
+        // One pass over the row. With the stored activations i, f, g, o and tanh(c_t) recomputed:
+        //   h = o ⊙ tanh(c):  dc += dh ⊙ o ⊙ tanh'(c) (tanh' = 1 - tanh²);  do = dh ⊙ tanh(c)
+        //   c = f ⊙ c_prev + i ⊙ g:  di = dc ⊙ g, df = dc ⊙ c_prev, dg = dc ⊙ i, dc_prev = dc ⊙ f
+        //   pre-activation gradients: σ' for i, f, o and tanh' for g, from the stored outputs.
+        const T* a = ws.acts.data() + (t * B + b) * GH;
+        const T *c_t = c[t + 1] + b * H, *c_prev = c[t] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
+        T *dh_b = dh.data() + b * H, *dc_b = dc.data() + b * H;
+        lanes::for_each<T>(H, [&](auto lane, index_t j) {
+          using P = decltype(lane);
+          namespace ei = Eigen::internal;
+          const P i = lanes::load<P>(a + j), f = lanes::load<P>(a + H + j), g = lanes::load<P>(a + 2 * H + j),
+                  o = lanes::load<P>(a + 3 * H + j);
+          P dh_j = lanes::load<P>(dh_b + j);
+          if (dy_b) dh_j = ei::padd(dh_j, lanes::load<P>(dy_b + j));
+          const P tanh_c = act::tanh(lanes::load<P>(c_t + j));
+          const P dc_j = ei::pmadd(ei::pmul(dh_j, o), act::tanh_grad_from_output(tanh_c), lanes::load<P>(dc_b + j));
+          lanes::store(drow + j, ei::pmul(ei::pmul(dc_j, g), act::sigmoid_grad_from_output(i)));
+          lanes::store(drow + H + j,
+                       ei::pmul(ei::pmul(dc_j, lanes::load<P>(c_prev + j)), act::sigmoid_grad_from_output(f)));
+          lanes::store(drow + 2 * H + j, ei::pmul(ei::pmul(dc_j, i), act::tanh_grad_from_output(g)));
+          lanes::store(drow + 3 * H + j, ei::pmul(ei::pmul(dh_j, tanh_c), act::sigmoid_grad_from_output(o)));
+          lanes::store(dc_b + j, ei::pmul(dc_j, f));
+          lanes::store(dh_b + j, act::splat<P>(0));  // refilled by the recurrent GEMM below
+        });
       });
-    });
-    // dh_{t-1} = dG_t · W_hh (padded rows have dG = 0, so their carried dh is left as is)
-    recurrent.accumulate(dg_t, GH, dh.data(), H);
-  }
+      // dh_{t-1} = dG_t · W_hh (padded rows have dG = 0, so their carried dh is left as is)
+      recurrent.accumulate(dg_t + b0 * GH, GH, dh.data() + b0 * H, H);
+    }
+  });
   std::copy_n(dh.data(), B * H, dh0);
   std::copy_n(dc.data(), B * H, dc0);
-  recurrent.release();
   out.ready();
   input_side_gradients(dG.view(), ws, out.dx, out.db_ih);
   weight_gradients(dG.view(), ws, GH, out.dw_ih, out.db_ih, out.dw_hh, out.db_hh);
