@@ -92,14 +92,14 @@ def test_shared_workspace_concurrent_backward(cell, kernel_threads):
         assert_identical(results[1][0][name], results[0][0][name], name, "threads 0 and 1")
 
 
-# Hidden sizes that put every per-step product above the per-thread work threshold (a simple RNN has 1/4 of the
-# work). "B32": the float tile splits the product by weight columns (their panels of 48 divide evenly between two
-# threads, or the weight is too large for a core's L2); "B32-rows": panels that do not (LSTM 4H = 512: 11 panels;
-# GRU H = 184: 3H = 552 and reset_before's 2H = 368, 12 and 8 with a narrow last one; RNN H = 400: 9) and a weight
-# that fits, so each thread takes half of the batch rows instead.
+# Sizes that put every per-step product above the per-thread work threshold (a simple RNN has 1/4 of the work).
+# "B32-rows": W_hh small enough for every core's L2 (at most 2/3 of it) and 4 batch panels, so each thread takes its
+# own rows through the whole time loop (parallel.hpp, for_row_blocks). "B32": W_hh too large for that (LSTM H = 320
+# and GRU H = 384: 1.6-1.8 MB), so every step splits its product by weight panels (the batch packed by both threads)
+# and its pointwise rows. "B1": a one-row product split by panels.
 SPLIT_SIZES = {
     "B1": lambda cell: (10, 1, 64, 2048 if cell.gates == 1 else 1024),
-    "B32": lambda cell: (12, 32, 40, 640 if cell.gates == 1 else 192),
+    "B32": lambda cell: (12, 32, 40, {1: 640, 3: 384, 4: 320}[cell.gates]),
     "B32-rows": lambda cell: (12, 32, 40, {1: 400, 3: 184, 4: 128}[cell.gates]),
 }
 
@@ -107,10 +107,10 @@ SPLIT_SIZES = {
 @pytest.mark.parametrize("sizes", SPLIT_SIZES.values(), ids=SPLIT_SIZES.keys())
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 def test_split_kernels_match_one_thread_and_the_reference(cell, sizes):
-    """Sizes large enough that every part of a call is split across 2 threads (the input projection by rows, the
-    per-step product by column blocks with the batch packed by both threads or by batch rows, the pointwise rows, a
-    batch-1 product by panels) give one thread's results (the split changes no summation order, except possibly the
-    input GEMM's blocking) and the reference's."""
+    """Sizes large enough that every part of a call is split across 2 threads (the input projection by rows; the
+    time loop by batch rows, or each step's product by weight panels and its pointwise rows; a batch-1 product by
+    panels) give one thread's results (the split changes no summation order, except possibly the input GEMM's
+    blocking) and the reference's."""
     from conftest import assert_close
     rng = np.random.default_rng(37)
     sizes = sizes(cell)
@@ -201,3 +201,28 @@ def test_gil_released_during_lstm_kernel(direction):
             pytest.fail("the spinner thread barely ran during the kernel (is the GIL held?): " + "; ".join(reports))
     finally:
         rnncore.set_num_threads(before)
+
+
+def test_split_stream_step_matches_one_thread():
+    """A streaming step large enough for 2 threads, with a weight that fits in each core's L2 and weight panels that
+    do not divide evenly (LSTM 4H = 896: 19 panels; B = 32: 4 batch panels), splits its products by batch rows
+    (step_product.hpp, split_by_batch): the same states as on one thread and as the cell."""
+    from conftest import assert_close
+    rng = np.random.default_rng(41)
+    B, I, H = 32, 224, 224
+    cell = rnncore.LSTMCell(I, H, seed=3).eval()
+    xs = [rng.standard_normal((B, I)).astype(np.float32) for _ in range(4)]
+    before = rnncore.get_num_threads()
+    states = {}
+    try:
+        for threads in (1, 2):
+            rnncore.set_num_threads(threads)
+            stream = cell.stream(batch=B)
+            states[threads] = [stream.step(x).copy() for x in xs]
+    finally:
+        rnncore.set_num_threads(before)
+    state = None
+    for k, x in enumerate(xs):
+        state = cell(x, state)
+        assert_close(states[2][k], states[1][k], "kernel_vs_reference", np.float32, f"h, step {k}")
+        assert_close(states[2][k], state[0], "kernel_vs_reference", np.float32, f"h, step {k}")

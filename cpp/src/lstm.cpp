@@ -19,7 +19,6 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
   const KernelScope scope(forward_flops(4, d));
   const index_t B = d.B, H = d.H, GH = 4 * H, TB = d.T * d.B;
   const bool training = ws != nullptr;
-  const StepMask mask(lengths, B);
 
   // Training keeps the post-activation gates and every state in the workspace; inference uses scratch.
   CachedMatrix<T> scratch_gates;

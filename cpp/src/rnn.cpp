@@ -18,7 +18,6 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
   const KernelScope scope(forward_flops(1, d));
   const index_t B = d.B, H = d.H, TB = d.T * d.B;
   const bool training = ws != nullptr;
-  const StepMask mask(lengths, B);
 
   RowMatrix<T> scratch_h;
   if (training) {
@@ -32,15 +31,21 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
   h.set_initial(h0);
 
   CachedMatrix<T> pre(TB, H);  // pre-activations x W_ih^T + b_ih + b_hh (rnn_step adds h W_hh^T)
-  project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, H, d.I), folded_bias(H, b_ih, b_hh), pre.view());
-  StepProduct<T, true> recurrent(w_hh, H, H, B, d.T, hidden_unit_gates(CellKind::rnn, false));  // h_{t-1} · W_hh^T
+  project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, H, d.I), folded_bias(H, b_ih, b_hh),
+                 pre.view());
 
-  for (index_t t = 0; t < d.T; ++t) {
-    rnn_step(recurrent, pre.data() + t * B * H, h[t], h[t + 1], B, H, nonlinearity,
-             [&](index_t b) { return mask.active(b, t); });
-    carry_padded_state(mask, t, B, H, h[t], h[t + 1]);
-    write_step_output(mask, t, B, H, h[t + 1], y + t * B * H);
-  }
+  for_row_blocks(B, double(sizeof(T)) * H * H, [&](index_t b0, index_t b1) {  // rows [b0, b1): R of them
+    const index_t R = b1 - b0;
+    const StepMask rows(lengths ? lengths + b0 : nullptr, R);
+    StepProduct<T, true> recurrent(w_hh, H, H, R, d.T, hidden_unit_gates(CellKind::rnn, false));  // h · W_hh^T
+    for (index_t t = 0; t < d.T; ++t) {
+      T *h_prev = h[t] + b0 * H, *h_new = h[t + 1] + b0 * H;
+      rnn_step(recurrent, pre.data() + (t * B + b0) * H, h_prev, h_new, R, H, nonlinearity,
+               [&](index_t r) { return rows.active(r, t); });
+      carry_padded_state(rows, t, R, H, h_prev, h_new);
+      write_step_output(rows, t, R, H, h_new, y + (t * B + b0) * H);
+    }
+  });
   std::copy_n(h[d.T], B * H, h_n);
 }
 
@@ -55,31 +60,34 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, Gr
 
   CachedMatrix<T> dG(TB, H);  // gradients w.r.t. the pre-activations
   RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);
-  StepProduct<T, false> recurrent(ws.w_hh.data(), H, H, B);  // dh_{t-1} += dpre_t · W_hh
-  for (index_t t = d.T - 1; t >= 0; --t) {
-    T* dg_t = dG.data() + t * B * H;
-    for_each_row(B, H, [&](index_t b) {
-      T* dpre = dg_t + b * H;
-      if (!mask.active(b, t)) {  // padded: no gradient, dh passes through unchanged
-        std::fill(dpre, dpre + H, T(0));
-        return;
-      }
-      const T *h_t = h[t + 1] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
-      T* dh_b = dh.data() + b * H;
-      lanes::for_each<T>(H, [&](auto lane, index_t j) {  // dpre = dh ⊙ act'(pre), from the stored output h_t
-        using P = decltype(lane);
-        P dh_j = lanes::load<P>(dh_b + j);
-        if (dy_b) dh_j = Eigen::internal::padd(dh_j, lanes::load<P>(dy_b + j));
-        const P y = lanes::load<P>(h_t + j);
-        lanes::store(dpre + j, Eigen::internal::pmul(dh_j, relu ? act::relu_grad_from_output(y)
-                                                               : act::tanh_grad_from_output(y)));
-        lanes::store(dh_b + j, act::splat<P>(0));  // refilled by the recurrent GEMM below
+  for_row_blocks(B, double(sizeof(T)) * H * H, [&](index_t b0, index_t b1) {  // rows [b0, b1): R of them
+    const index_t R = b1 - b0;
+    StepProduct<T, false> recurrent(ws.w_hh.data(), H, H, R);  // dh_{t-1} += dpre_t · W_hh
+    for (index_t t = d.T - 1; t >= 0; --t) {
+      T* dg_t = dG.data() + t * B * H;
+      for_each_row(R, H, [&](index_t row) {
+        const index_t b = b0 + row;
+        T* dpre = dg_t + b * H;
+        if (!mask.active(b, t)) {  // padded: no gradient, dh passes through unchanged
+          std::fill(dpre, dpre + H, T(0));
+          return;
+        }
+        const T *h_t = h[t + 1] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
+        T* dh_b = dh.data() + b * H;
+        lanes::for_each<T>(H, [&](auto lane, index_t j) {  // dpre = dh ⊙ act'(pre), from the stored output h_t
+          using P = decltype(lane);
+          P dh_j = lanes::load<P>(dh_b + j);
+          if (dy_b) dh_j = Eigen::internal::padd(dh_j, lanes::load<P>(dy_b + j));
+          const P y = lanes::load<P>(h_t + j);
+          lanes::store(dpre + j, Eigen::internal::pmul(dh_j, relu ? act::relu_grad_from_output(y)
+                                                                 : act::tanh_grad_from_output(y)));
+          lanes::store(dh_b + j, act::splat<P>(0));  // refilled by the recurrent GEMM below
+        });
       });
-    });
-    recurrent.accumulate(dg_t, H, dh.data(), H);
-  }
+      recurrent.accumulate(dg_t + b0 * H, H, dh.data() + b0 * H, H);
+    }
+  });
   std::copy_n(dh.data(), B * H, dh0);
-  recurrent.release();
   out.ready();
   input_side_gradients(dG.view(), ws, out.dx, out.db_ih);
   weight_gradients(dG.view(), ws, H, out.dw_ih, out.db_ih, out.dw_hh, out.db_hh);

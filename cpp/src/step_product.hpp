@@ -187,6 +187,8 @@ class StepProduct {
   /// the rows divide the work more evenly. N = 512 (LSTM H = 128) is 11 weight panels, split 5 + 6; B = 32 is
   /// 4 batch panels, split 2 + 2. Measured, 2 threads, T=50, both orders timed in one process, alternating:
   /// LSTM B=32 H=128 inference 1.19x, training 1.15x; B=64 H=128 1.15x / 1.12x; simple RNN B=32 H=256 1.24x / 1.15x.
+  /// (The whole-sequence kernels now split such shapes' time loops by rows before a step is reached, for_row_blocks
+  /// in parallel.hpp; this split serves the streaming Stepper's steps and the time loops that cannot.)
   bool split_by_batch(index_t team) const {
     const index_t batch = tiles_.batch_panels(), panels = tiles_.panels();
     if (batch < team || !tiles_.weight_fits_half_l2()) return false;
