@@ -96,7 +96,8 @@ def test_shared_workspace_concurrent_backward(cell, kernel_threads):
 # "B32-rows": W_hh small enough for every core's L2 (at most 2/3 of it) and 4 batch panels, so each thread takes its
 # own rows through the whole time loop (parallel.hpp, for_row_blocks). "B32": W_hh too large for that (LSTM H = 320
 # and GRU H = 384: 1.6-1.8 MB), so every step splits its product by weight panels (the batch packed by both threads)
-# and its pointwise rows. "B1": a one-row product split by panels.
+# and its pointwise rows. "B1": a one-row product split by panels. (The bounds scale with the core's L2, 2 MB here;
+# on another CPU the same sizes still check 2 threads against 1 and the reference, by whichever split they take.)
 SPLIT_SIZES = {
     "B1": lambda cell: (10, 1, 64, 2048 if cell.gates == 1 else 1024),
     "B32": lambda cell: (12, 32, 40, {1: 640, 3: 384, 4: 320}[cell.gates]),
@@ -116,12 +117,13 @@ def test_split_kernels_match_one_thread_and_the_reference(cell, sizes):
     sizes = sizes(cell)
     inputs, upstream = make_inputs(rng, cell, *sizes, np.float32, lengths=True)
     before = rnncore.get_num_threads()
-    results = {}
+    results, inference = {}, {}
     try:
         for threads in (1, 2):
             rnncore.set_num_threads(threads)
             outputs, ws = run_forward(ops, cell, inputs)
             results[threads] = (outputs, run_backward(ops, cell, ws, upstream))
+            inference[threads] = run_forward(ops, cell, inputs, training=False)[0]
     finally:
         rnncore.set_num_threads(before)
     from rnncore import reference
@@ -131,6 +133,8 @@ def test_split_kernels_match_one_thread_and_the_reference(cell, sizes):
     for name in cell.output_names:
         assert_close(out2[name], out1[name], "kernel_vs_reference", np.float32, name)
         assert_close(out2[name], want[name], "kernel_vs_reference", np.float32, name)
+        assert_close(inference[2][name], inference[1][name], "kernel_vs_reference", np.float32, f"inference {name}")
+        assert_close(inference[2][name], want[name], "kernel_vs_reference", np.float32, f"inference {name}")
     for name in cell.gradient_names:
         assert_close(grads2[name], grads1[name], "kernel_vs_reference", np.float32, name)
         assert_close(grads2[name], dwant[name], "kernel_vs_reference", np.float32, name)

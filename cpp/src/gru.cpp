@@ -62,9 +62,10 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
     StepProduct<T, true> hidden_product(w_hh, reset_after ? GH : 2 * H, H, R, d.T,
                                         hidden_unit_gates(CellKind::gru, reset_after));
     StepProduct<T, true> reset_product(w_hh + 2 * H * H, reset_after ? 0 : H, H, R, d.T, kGruResetUnitGates);
+    T* hw_rows = reset_after ? hw.data() + b0 * GH : nullptr;
     for (index_t t = 0; t < d.T; ++t) {
       T *h_prev = h[t] + b0 * H, *h_new = h[t + 1] + b0 * H;
-      gru_step(hidden_product, reset_product, xw.data() + (t * B + b0) * GH, hw.data() + b0 * GH, h_prev, b_hn,
+      gru_step(hidden_product, reset_product, xw.data() + (t * B + b0) * GH, hw_rows, h_prev, b_hn,
                acts_at(t) + b0 * 4 * H, h_new, R, H, reset_after, [&](index_t r) { return rows.active(r, t); });
       carry_padded_state(rows, t, R, H, h_prev, h_new);
       write_step_output(rows, t, R, H, h_new, y + (t * B + b0) * H);

@@ -4,6 +4,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <exception>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -103,6 +104,7 @@ void for_row_blocks(index_t B, double weight_bytes, Body&& body) {
   const bool split = team > 1 && panels >= team && (panels % team == 0 || panels >= 4 * team) &&
                      weight_bytes <= l2_bytes * 2 / 3;
   if (split) {
+    std::exception_ptr failure;  // an exception may not leave the region (std::terminate): the first is rethrown
 #pragma omp parallel num_threads(int(team))
     {
       FlushDenormalsScope fp_mode;
@@ -110,8 +112,14 @@ void for_row_blocks(index_t B, double weight_bytes, Body&& body) {
       const index_t part = omp_get_thread_num(), parts = omp_get_num_threads();  // may be fewer than asked for
       const index_t b0 = panels * part / parts * kPanelRows;
       const index_t b1 = part + 1 == parts ? B : panels * (part + 1) / parts * kPanelRows;
-      body(b0, b1);
+      try {
+        body(b0, b1);  // allocates (its products' packed weights), so it may throw std::bad_alloc
+      } catch (...) {
+#pragma omp critical(rnncore_row_blocks)
+        if (!failure) failure = std::current_exception();
+      }
     }
+    if (failure) std::rethrow_exception(failure);
     return;
   }
 #else
