@@ -3,7 +3,9 @@
 // left operand (the batch) and runs the micro-kernel: Eigen's own GEMM would repack the weight at every step
 // (measured: ~9% of an LSTM training step at H=512, B=64). A single-row batch uses RowPanels (row_panels.hpp): the
 // weight packed into column panels for a register-blocked GEMV.
-// Work is split across the call's threads by blocks of output columns. Nothing is allocated per step.
+// Work is split across the call's threads by blocks of output columns, or by batch rows (split_by_batch); the
+// whole-sequence kernels first try to split their time loops by rows (for_row_blocks, parallel.hpp). Nothing is
+// allocated per step.
 // One home for the recurrent product: a faster micro-kernel replaces it for every cell at once.
 #pragma once
 
