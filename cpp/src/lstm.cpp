@@ -69,46 +69,31 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
   RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);     // dL/dh_t flowing back from step t+1
   RowMatrix<T> dc = initial_state_gradient(dc_n, B, H);     // dL/dc_t flowing back from step t+1
 
-  for_row_blocks(B, double(sizeof(T)) * GH * H, [&](index_t b0, index_t b1) {  // rows [b0, b1): R of them
-    const index_t R = b1 - b0;
-    StepProduct<T, false> recurrent(ws.w_hh.data(), GH, H, R);  // dh_{t-1} += dG_t · W_hh
-    for (index_t t = d.T - 1; t >= 0; --t) {
-      T* dg_t = dG.data() + t * B * GH;
-      for_each_row(R, GH, [&](index_t r) {
-        const index_t b = b0 + r;
-        T* drow = dg_t + b * GH;
-        if (!mask.active(b, t)) {  // padded: no gradient to the gates, dh and dc pass through unchanged
-          std::fill(drow, drow + GH, T(0));
-          return;
-        }
-        // One pass over the row. With the stored activations i, f, g, o and tanh(c_t) recomputed:
-        //   h = o ⊙ tanh(c):  dc += dh ⊙ o ⊙ tanh'(c) (tanh' = 1 - tanh²);  do = dh ⊙ tanh(c)
-        //   c = f ⊙ c_prev + i ⊙ g:  di = dc ⊙ g, df = dc ⊙ c_prev, dg = dc ⊙ i, dc_prev = dc ⊙ f
-        //   pre-activation gradients: σ' for i, f, o and tanh' for g, from the stored outputs.
-        const T* a = ws.acts.data() + (t * B + b) * GH;
-        const T *c_t = c[t + 1] + b * H, *c_prev = c[t] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
-        T *dh_b = dh.data() + b * H, *dc_b = dc.data() + b * H;
-        lanes::for_each<T>(H, [&](auto lane, index_t j) {
-          using P = decltype(lane);
-          namespace ei = Eigen::internal;
-          const P i = lanes::load<P>(a + j), f = lanes::load<P>(a + H + j), g = lanes::load<P>(a + 2 * H + j),
-                  o = lanes::load<P>(a + 3 * H + j);
-          P dh_j = lanes::load<P>(dh_b + j);
-          if (dy_b) dh_j = ei::padd(dh_j, lanes::load<P>(dy_b + j));
-          const P tanh_c = act::tanh(lanes::load<P>(c_t + j));
-          const P dc_j = ei::pmadd(ei::pmul(dh_j, o), act::tanh_grad_from_output(tanh_c), lanes::load<P>(dc_b + j));
-          lanes::store(drow + j, ei::pmul(ei::pmul(dc_j, g), act::sigmoid_grad_from_output(i)));
-          lanes::store(drow + H + j,
-                       ei::pmul(ei::pmul(dc_j, lanes::load<P>(c_prev + j)), act::sigmoid_grad_from_output(f)));
-          lanes::store(drow + 2 * H + j, ei::pmul(ei::pmul(dc_j, i), act::tanh_grad_from_output(g)));
-          lanes::store(drow + 3 * H + j, ei::pmul(ei::pmul(dh_j, tanh_c), act::sigmoid_grad_from_output(o)));
-          lanes::store(dc_b + j, ei::pmul(dc_j, f));
-          lanes::store(dh_b + j, act::splat<P>(0));  // refilled by the recurrent GEMM below
-        });
-      });
-      // dh_{t-1} = dG_t · W_hh (padded rows have dG = 0, so their carried dh is left as is)
-      recurrent.accumulate(dg_t + b0 * GH, GH, dh.data() + b0 * H, H);
-    }
+  backward_time_loop(ws, mask, GH, dG.data(), dh.data(), [&](index_t t, index_t b, T* drow) {
+    // One pass over the row. With the stored activations i, f, g, o and tanh(c_t) recomputed:
+    //   h = o ⊙ tanh(c):  dc += dh ⊙ o ⊙ tanh'(c) (tanh' = 1 - tanh²);  do = dh ⊙ tanh(c)
+    //   c = f ⊙ c_prev + i ⊙ g:  di = dc ⊙ g, df = dc ⊙ c_prev, dg = dc ⊙ i, dc_prev = dc ⊙ f
+    //   pre-activation gradients: σ' for i, f, o and tanh' for g, from the stored outputs.
+    const T* a = ws.acts.data() + (t * B + b) * GH;
+    const T *c_t = c[t + 1] + b * H, *c_prev = c[t] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
+    T *dh_b = dh.data() + b * H, *dc_b = dc.data() + b * H;
+    lanes::for_each<T>(H, [&](auto lane, index_t j) {
+      using P = decltype(lane);
+      namespace ei = Eigen::internal;
+      const P i = lanes::load<P>(a + j), f = lanes::load<P>(a + H + j), g = lanes::load<P>(a + 2 * H + j),
+              o = lanes::load<P>(a + 3 * H + j);
+      P dh_j = lanes::load<P>(dh_b + j);
+      if (dy_b) dh_j = ei::padd(dh_j, lanes::load<P>(dy_b + j));
+      const P tanh_c = act::tanh(lanes::load<P>(c_t + j));
+      const P dc_j = ei::pmadd(ei::pmul(dh_j, o), act::tanh_grad_from_output(tanh_c), lanes::load<P>(dc_b + j));
+      lanes::store(drow + j, ei::pmul(ei::pmul(dc_j, g), act::sigmoid_grad_from_output(i)));
+      lanes::store(drow + H + j,
+                   ei::pmul(ei::pmul(dc_j, lanes::load<P>(c_prev + j)), act::sigmoid_grad_from_output(f)));
+      lanes::store(drow + 2 * H + j, ei::pmul(ei::pmul(dc_j, i), act::tanh_grad_from_output(g)));
+      lanes::store(drow + 3 * H + j, ei::pmul(ei::pmul(dh_j, tanh_c), act::sigmoid_grad_from_output(o)));
+      lanes::store(dc_b + j, ei::pmul(dc_j, f));
+      lanes::store(dh_b + j, act::splat<P>(0));  // refilled by the recurrent product
+    });
   });
   std::copy_n(dh.data(), B * H, dh0);
   std::copy_n(dc.data(), B * H, dc0);

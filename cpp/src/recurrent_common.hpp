@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "parallel.hpp"
+#include "step_product.hpp"
 #include "tile_gemm.hpp"
 #include "rnncore/activations.hpp"
 #include "rnncore/types.hpp"
@@ -202,6 +203,31 @@ template <typename T>
 RowMatrix<T> initial_state_gradient(const T* d_final, index_t B, index_t H) {
   if (d_final) return ConstMatrixView<T>(d_final, B, H);
   return RowMatrix<T>::Zero(B, H);
+}
+
+/// The backward time loop of a cell with one recurrent product (LSTM, simple RNN), over blocks of batch rows
+/// (for_row_blocks): for t = T-1 … 0, row(t, b, dg) fills dg [G*H], the gate gradients of sample row b at step t
+/// (and updates the cell's own carried gradients); a padded row gets zeros instead and its carried gradients pass
+/// through unchanged. Then dh_{t-1} = dG_t · W_hh (the row pass leaves the rows of dh it refills at zero).
+///   dG [T*B, G*H] out;  dh [B, H]: dL/dh_t flowing back, updated in place.
+template <typename T, typename Row>
+void backward_time_loop(const Workspace<T>& ws, const StepMask& mask, index_t GH, T* dG, T* dh, Row&& row) {
+  const index_t B = ws.dims.B, H = ws.dims.H;
+  for_row_blocks(B, double(sizeof(T)) * GH * H, [&](index_t b0, index_t b1) {  // rows [b0, b1): R of them
+    const index_t R = b1 - b0;
+    StepProduct<T, false> recurrent(ws.w_hh.data(), GH, H, R);  // dh_{t-1} += dG_t · W_hh
+    for (index_t t = ws.dims.T - 1; t >= 0; --t) {
+      T* dg_t = dG + t * B * GH;
+      for_each_row(R, GH, [&](index_t r) {
+        const index_t b = b0 + r;
+        if (mask.active(b, t))
+          row(t, b, dg_t + b * GH);
+        else
+          std::fill(dg_t + b * GH, dg_t + (b + 1) * GH, T(0));
+      });
+      recurrent.accumulate(dg_t + b0 * GH, GH, dh + b0 * H, H);  // padded rows: dG = 0, dh kept
+    }
+  });
 }
 
 /// out [cols] = Σ_rows m, summed row after row so that every column's sum has the same order whatever the address of

@@ -60,32 +60,18 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, Gr
 
   CachedMatrix<T> dG(TB, H);  // gradients w.r.t. the pre-activations
   RowMatrix<T> dh = initial_state_gradient(dh_n, B, H);
-  for_row_blocks(B, double(sizeof(T)) * H * H, [&](index_t b0, index_t b1) {  // rows [b0, b1): R of them
-    const index_t R = b1 - b0;
-    StepProduct<T, false> recurrent(ws.w_hh.data(), H, H, R);  // dh_{t-1} += dpre_t · W_hh
-    for (index_t t = d.T - 1; t >= 0; --t) {
-      T* dg_t = dG.data() + t * B * H;
-      for_each_row(R, H, [&](index_t row) {
-        const index_t b = b0 + row;
-        T* dpre = dg_t + b * H;
-        if (!mask.active(b, t)) {  // padded: no gradient, dh passes through unchanged
-          std::fill(dpre, dpre + H, T(0));
-          return;
-        }
-        const T *h_t = h[t + 1] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
-        T* dh_b = dh.data() + b * H;
-        lanes::for_each<T>(H, [&](auto lane, index_t j) {  // dpre = dh ⊙ act'(pre), from the stored output h_t
-          using P = decltype(lane);
-          P dh_j = lanes::load<P>(dh_b + j);
-          if (dy_b) dh_j = Eigen::internal::padd(dh_j, lanes::load<P>(dy_b + j));
-          const P y = lanes::load<P>(h_t + j);
-          lanes::store(dpre + j, Eigen::internal::pmul(dh_j, relu ? act::relu_grad_from_output(y)
-                                                                 : act::tanh_grad_from_output(y)));
-          lanes::store(dh_b + j, act::splat<P>(0));  // refilled by the recurrent GEMM below
-        });
-      });
-      recurrent.accumulate(dg_t + b0 * H, H, dh.data() + b0 * H, H);
-    }
+  backward_time_loop(ws, mask, H, dG.data(), dh.data(), [&](index_t t, index_t b, T* dpre) {
+    const T *h_t = h[t + 1] + b * H, *dy_b = dy ? dy + (t * B + b) * H : nullptr;
+    T* dh_b = dh.data() + b * H;
+    lanes::for_each<T>(H, [&](auto lane, index_t j) {  // dpre = dh ⊙ act'(pre), from the stored output h_t
+      using P = decltype(lane);
+      P dh_j = lanes::load<P>(dh_b + j);
+      if (dy_b) dh_j = Eigen::internal::padd(dh_j, lanes::load<P>(dy_b + j));
+      const P y = lanes::load<P>(h_t + j);
+      lanes::store(dpre + j, Eigen::internal::pmul(dh_j, relu ? act::relu_grad_from_output(y)
+                                                             : act::tanh_grad_from_output(y)));
+      lanes::store(dh_b + j, act::splat<P>(0));  // refilled by the recurrent product
+    });
   });
   std::copy_n(dh.data(), B * H, dh0);
   out.ready();

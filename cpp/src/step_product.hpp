@@ -147,15 +147,6 @@ class StepProduct {
     reverse_ = !reverse_;
   }
 
-  /// Frees the packed weight (after the time loop), so that it is not held while the kernel's later GEMMs and
-  /// their outputs are (peak memory).
-  void release() {
-    packed_w_ = Storage();
-    packed_a_ = Storage();
-    panels_ = RowPanels<T>();
-    tiles_ = decltype(tiles_){};
-  }
-
  private:
   /// The float/AVX-512 path: each thread packs a share of the batch panels, then multiplies them by the whole weight
   /// (split_by_batch), or, after a barrier, the whole batch by its share of the weight panels.
