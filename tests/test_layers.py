@@ -6,8 +6,8 @@ import pytest
 
 import rnncore as rc
 
-from cells import numerical_gradient
-from conftest import assert_close
+from support.arrays import numerical_gradient
+from support.tolerances import assert_close
 
 LAYERS = [
     pytest.param(rc.LSTM, {}, id="lstm"),

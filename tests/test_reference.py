@@ -3,8 +3,8 @@
 Every expectation here comes from somewhere other than the reference's own code path: central finite differences
 (gradients), a per-sample hand-written recurrence copied from design.md section 2 (forward equations and lengths),
 explicit truncation of the sequences (lengths), or softmax written out entry by entry (masked softmax).
-The cell variants, their inputs and the forward/backward/loss/finite-difference drivers are the shared ones in
-tests/cells.py.
+The cell variants, their inputs and the forward/backward/loss drivers are the shared ones in tests/support/cells.py
+(the finite differences: tests/support/arrays.py).
 """
 
 import contextlib
@@ -15,8 +15,9 @@ import pytest
 
 from rnncore import reference
 
-from cells import CELLS, CELL_IDS, loss, make_inputs, numerical_gradient, run_backward, run_forward
-from conftest import assert_close
+from support.arrays import numerical_gradient
+from support.cells import CELLS, CELL_IDS, loss, make_inputs, run_backward, run_forward
+from support.tolerances import assert_close
 
 GRU_RESET_AFTER = CELLS[CELL_IDS.index("gru_reset_after")]
 

@@ -19,11 +19,10 @@ import pytest
 import rnncore
 from rnncore import ops, reference
 
-from cells import CELLS, CELL_IDS, assert_identical, at_offset, make_inputs, run_backward, run_forward
-from conftest import assert_close
+from support.arrays import DTYPES, DTYPE_IDS, at_offset
+from support.cells import CELLS, CELL_IDS, make_inputs, run_backward, run_forward
+from support.tolerances import assert_close, assert_identical
 
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["float32", "float64"]
 
 # One variant per op for the argument checks (they do not depend on reset_after / nonlinearity).
 OPS = [c for c in CELLS if c.name in ("lstm", "gru_reset_after", "rnn_tanh")]
