@@ -95,3 +95,8 @@ def loss(outputs, upstream):
     if "c_n" in outputs:
         total += np.sum(outputs["c_n"].astype(np.float64) * upstream["dc_n"])
     return total
+
+
+def as_tuple(state):
+    """A layer's or cell's state as a tuple: LSTM's (h, c) as it is, any other cell's h as (h,)."""
+    return state if isinstance(state, tuple) else (state,)
