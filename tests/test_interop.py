@@ -6,11 +6,12 @@ import os
 
 import numpy as np
 import pytest
-from support.fixtures import FIXTURE_DIR, load_npz
-from support.tolerances import assert_close
 
 import rnncore as rc
 from rnncore import interop
+
+from support.fixtures import FIXTURE_DIR, load_npz
+from support.tolerances import assert_close
 
 FIXTURES = sorted(glob.glob(os.path.join(FIXTURE_DIR, "keras_*.npz")))
 

@@ -15,7 +15,6 @@ from support.fixtures import FIXTURE_DIR, load_npz
 from support.tolerances import assert_close
 
 
-
 @pytest.fixture(scope="module")
 def torch_fixture():
     return load_npz(FIXTURE_DIR / "torch_losses.npz")

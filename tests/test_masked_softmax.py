@@ -14,7 +14,7 @@ from hypothesis import given, strategies as st
 
 from rnncore import ops, reference
 
-from support.arrays import DTYPES, DTYPE_IDS, at_offset, numerical_gradient
+from support.arrays import DTYPE_IDS, DTYPES, at_offset, numerical_gradient
 from support.tolerances import assert_close
 
 PATHS = ["no_mask", "mask"]

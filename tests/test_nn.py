@@ -11,7 +11,6 @@ from support.arrays import DTYPES, numerical_gradient
 from support.tolerances import assert_close
 
 
-
 # ---- Linear ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("lead", [(), (4,), (3, 2)], ids=["1d", "2d", "3d"])

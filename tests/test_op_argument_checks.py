@@ -14,7 +14,7 @@ import pytest
 import rnncore
 from rnncore import ops, reference
 
-from support.arrays import DTYPES, DTYPE_IDS
+from support.arrays import DTYPE_IDS, DTYPES
 from support.cells import CELLS, run_backward, run_forward
 from support.op_calls import B, H, I, T, inputs_for, msg
 

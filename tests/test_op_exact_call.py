@@ -12,8 +12,8 @@ import pytest
 import rnncore
 from rnncore import ops
 
-from support.arrays import DTYPES, DTYPE_IDS
-from support.cells import CELLS, CELL_IDS, run_backward, run_forward
+from support.arrays import DTYPE_IDS, DTYPES
+from support.cells import CELL_IDS, CELLS, run_backward, run_forward
 from support.op_calls import B, T, inputs_for, msg
 from support.tolerances import assert_identical
 

@@ -14,11 +14,10 @@ import pytest
 
 from rnncore import ops, reference
 
-from support.arrays import DTYPES, DTYPE_IDS, at_offset
-from support.cells import CELLS, CELL_IDS, make_inputs, run_backward, run_forward
+from support.arrays import DTYPE_IDS, DTYPES, at_offset
+from support.cells import CELL_IDS, CELLS, make_inputs, run_backward, run_forward
 from support.op_calls import inputs_for
 from support.tolerances import assert_close, assert_identical
-
 
 # --- empty T and B ----------------------------------------------------------------------------------------------
 

@@ -9,9 +9,8 @@ import rnncore
 from rnncore import reference
 
 from support.arrays import DTYPES
-from support.cells import CELLS, CELL_IDS, make_inputs, run_backward, run_forward
+from support.cells import CELL_IDS, CELLS, make_inputs, run_backward, run_forward
 from support.tolerances import assert_close
-
 
 
 def check_against_reference(cell, T, B, I, H, dtype, seed, lengths, bias, kind="kernel_vs_reference"):

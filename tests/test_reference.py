@@ -14,7 +14,7 @@ import pytest
 from rnncore import reference
 
 from support.arrays import numerical_gradient
-from support.cells import CELLS, CELL_IDS, loss, make_inputs, run_backward, run_forward
+from support.cells import CELL_IDS, CELLS, loss, make_inputs, run_backward, run_forward
 from support.tolerances import assert_close
 
 GRU_RESET_AFTER = CELLS[CELL_IDS.index("gru_reset_after")]

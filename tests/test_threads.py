@@ -12,7 +12,7 @@ import pytest
 import rnncore
 from rnncore import ops
 
-from support.cells import CELLS, CELL_IDS, make_inputs, run_backward, run_forward
+from support.cells import CELL_IDS, CELLS, make_inputs, run_backward, run_forward
 from support.tolerances import assert_identical
 
 N_THREADS = 4
@@ -197,7 +197,7 @@ def test_gil_released_during_lstm_kernel(direction):
                 ops.lstm_backward(ws, dy)
             repeats = 1
         reports = []
-        for attempt in range(3):
+        for _attempt in range(3):
             kernel_counts, sleep_counts, elapsed = _counter_progress(kernel, repeats)
             reports.append(f"{kernel_counts} counts in {elapsed:.3f} s of kernel vs {sleep_counts} asleep")
             if sleep_counts > 0 and kernel_counts >= 0.25 * sleep_counts:
