@@ -253,6 +253,7 @@ def _git(*args: str) -> str:
 
 def machine_info() -> dict:
     import hashlib
+
     import rnncore
     from rnncore import _core
     info = {

@@ -6,7 +6,8 @@
 Each library runs in its own fresh process (pinned to one core, 1 thread), so one library's allocator caches cannot
 flatter or penalise another. Protocol per process: build the inputs, run one warm-up step (JAX compiles here), drop
 its results, collect garbage, malloc_trim(0) and rnncore.empty_cache() (freed memory goes back to the OS), reset the
-kernel's high-water mark (/proc/self/clear_refs), then run the measured step and keep its results (y and every gradient) alive:
+kernel's high-water mark (/proc/self/clear_refs), then run the measured step and keep its results (y and every
+gradient) alive:
     peak RSS delta = VmHWM after the step - VmRSS before it
 i.e. everything the step needed at its worst moment: workspace/saved activations, temporaries, and the results.
 Alongside, what each library says it keeps for backward:

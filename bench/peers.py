@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from common import OUTPUT_KEYS, REFERENCE_MAX_FLOPS, AGREEMENT, Config, disagreement, forward_flops
+from common import AGREEMENT, OUTPUT_KEYS, REFERENCE_MAX_FLOPS, Config, disagreement, forward_flops
 
 
 @dataclass

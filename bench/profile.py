@@ -48,11 +48,12 @@ from common import CELLS, GRID, Config, Shape, parse_shape, select  # noqa: E402
 
 SAMPLE_HZ = 1999
 
-# ---- the child: phase timings and the profiled loop -------------------------------------------------------------------
+# ---- the child: phase timings and the profiled loop ------------------------------------------------------------------
 
 
 def child(spec: dict) -> None:
     import rnncore
+
     from common import make_inputs, time_interleaved
     rnncore.set_num_threads(spec["threads"])
     cfg = Config(CELLS[spec["cell"]], Shape(**spec["shape"]))
@@ -94,7 +95,7 @@ def child(spec: dict) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-# ---- classification ---------------------------------------------------------------------------------------------------
+# ---- classification --------------------------------------------------------------------------------------------------
 
 KERNEL = re.compile(r"rnncore::(lstm|gru|rnn)_(forward|backward)<")
 GEMM_FRAME = re.compile(r"gebp_kernel|gemm_pack_(lhs|rhs)|general_matrix_matrix_product|general_matrix_vector_product|"
@@ -264,7 +265,7 @@ def _short(sym: str) -> str:
     return "".join(out).replace("<>()", "()")[:110]
 
 
-# ---- the standalone GEMM model ----------------------------------------------------------------------------------------
+# ---- the standalone GEMM model ---------------------------------------------------------------------------------------
 
 
 #: cpp/src/recurrent_common.hpp's kTileGemmMinRows: the float GEMMs from this many rows run on the tile.
@@ -279,7 +280,8 @@ def gemm_specs(cfg: Config) -> dict[tuple[str, str], list[str]]:
     s, G = cfg.shape, cfg.cell.gates
     T, B, I, H, GH, TB = s.T, s.B, s.I, s.H, G * s.H, s.T * s.B
     gru = cfg.cell.op == "gru"
-    rec_fwd = [f"nt:{B}:{2 * H}:{H}:{T}", f"nt:{B}:{H}:{H}:{T}"] if cfg.cell.name == "gru_rb" else [f"nt:{B}:{GH}:{H}:{T}"]
+    rec_fwd = ([f"nt:{B}:{2 * H}:{H}:{T}", f"nt:{B}:{H}:{H}:{T}"] if cfg.cell.name == "gru_rb"
+               else [f"nt:{B}:{GH}:{H}:{T}"])
     rec_bwd = [f"nn:{B}:{H}:{2 * H}:{T}", f"nn:{B}:{H}:{H}:{T}"] if gru else [f"nn:{B}:{H}:{GH}:{T}"]
     wgrad = [f"tn:{GH}:{I}:{TB}"] + ([f"tn:{2 * H}:{H}:{TB}", f"tn:{H}:{H}:{TB}"] if gru else [f"tn:{GH}:{H}:{TB}"])
     def tile(spec: str) -> str:
@@ -295,7 +297,7 @@ def spec_flops(spec: str) -> float:
     return 2.0 * int(m) * int(n) * int(k) * (int(count[0]) if count else 1)
 
 
-# ---- the parent ---------------------------------------------------------------------------------------------------------
+# ---- the parent ------------------------------------------------------------------------------------------------------
 
 
 def perf_works() -> bool:

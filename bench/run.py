@@ -30,14 +30,13 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from common import (GRID, MODES, QUICK, Config, CELLS, Shape, machine_info, parse_shape, select,  # noqa: E402
-                    step_flops)
+from common import CELLS, GRID, MODES, QUICK, Config, Shape, machine_info, parse_shape, select, step_flops  # noqa: E402
 
 RESULTS = BENCH / "results"
 LIBS = ("rnncore", "torch", "jax", "reference")
 
 
-# ---- worker -----------------------------------------------------------------------------------------------------------
+# ---- worker ----------------------------------------------------------------------------------------------------------
 
 
 def _versions(runners) -> dict:
@@ -60,6 +59,7 @@ def _versions(runners) -> dict:
 def _peer_sgemm(runners, threads: int) -> dict:
     """For context only: each peer's own 1024³ float32 matmul rate in this process (their GEMM library, not Eigen)."""
     import numpy as np
+
     from common import time_interleaved
     n = 1024
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
@@ -124,9 +124,9 @@ def _speedups(row: dict) -> None:
 def worker(plan_file: str, out_file: str) -> None:
     plan = json.loads(Path(plan_file).read_text())
     threads = plan["threads"]
+    from common import make_inputs
     from native import sgemm_rates
     from peers import runners as make_runners
-    from common import make_inputs
     runners = make_runners(["rnncore", *plan["peers"]])
     for r in runners.values():
         if r.available:
@@ -155,7 +155,7 @@ def worker(plan_file: str, out_file: str) -> None:
     Path(out_file).write_text(json.dumps(result, indent=1))
 
 
-# ---- formatting -------------------------------------------------------------------------------------------------------
+# ---- formatting ------------------------------------------------------------------------------------------------------
 
 
 def _ms(row, lib) -> str:

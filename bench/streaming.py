@@ -17,9 +17,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import disagreement, time_interleaved  # noqa: E402
-
 import rnncore as rc  # noqa: E402
+
+from common import disagreement, time_interleaved  # noqa: E402
 
 
 def main() -> int:

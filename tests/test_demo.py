@@ -7,8 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from rnncore import __main__ as main_module
-from rnncore import demo
+from rnncore import __main__ as main_module, demo
 
 
 def test_generated_series_and_windows():

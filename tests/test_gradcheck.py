@@ -7,8 +7,10 @@ import pytest
 
 import rnncore
 
-from cells import CELLS, CELL_IDS, loss, make_inputs, numerical_gradient, run_backward, run_forward
-from conftest import assert_close
+from support.arrays import numerical_gradient
+from support.cells import CELL_IDS, CELLS, loss, make_inputs, run_backward, run_forward
+from support.tolerances import assert_close
+
 
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("T,B,I,H,lengths", [(3, 2, 3, 2, None), (4, 3, 2, 3, [4, 1, 2]), (1, 1, 1, 1, None)])

@@ -6,17 +6,14 @@ import os
 
 import numpy as np
 import pytest
-from conftest import assert_close
 
 import rnncore as rc
 from rnncore import interop
 
-FIXTURES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "fixtures", "keras_*.npz")))
+from support.fixtures import FIXTURE_DIR, load_npz
+from support.tolerances import assert_close
 
-
-def _load(path):
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+FIXTURES = sorted(glob.glob(os.path.join(FIXTURE_DIR, "keras_*.npz")))
 
 
 def _keras_weights(d):
@@ -49,7 +46,7 @@ def test_fixtures_present():
 
 @pytest.mark.parametrize("path", FIXTURES, ids=os.path.basename)
 def test_forward_matches_keras(path):
-    d = _load(path)
+    d = load_npz(path)
     layer = _build(d, seed=0).eval()
     assert interop.from_keras(layer, _keras_weights(d)) is layer
     state = d["h0"][None] if "c0" not in d else (d["h0"][None], d["c0"][None])
@@ -68,7 +65,7 @@ def test_forward_matches_keras(path):
 @pytest.mark.parametrize("path", FIXTURES, ids=os.path.basename)
 def test_cell_steps_match_keras(path):
     """The same weights in a cell, stepped by hand over the Keras sequence."""
-    d = _load(path)
+    d = load_npz(path)
     cell = _build(d, "cell", seed=0).eval()
     interop.from_keras(cell, _keras_weights(d))
     state = d["h0"] if "c0" not in d else (d["h0"], d["c0"])
@@ -83,7 +80,7 @@ def test_cell_steps_match_keras(path):
 
 @pytest.mark.parametrize("path", FIXTURES, ids=os.path.basename)
 def test_to_keras_returns_keras_weights_exactly(path):
-    d = _load(path)
+    d = load_npz(path)
     for layer in (_build(d, seed=0), _build(d, "cell", seed=0)):
         interop.from_keras(layer, _keras_weights(d))
         out = interop.to_keras(layer)
@@ -149,7 +146,7 @@ def test_reset_after_false_keras_bias_is_b_in_plus_b_hn(rng):
 
 
 def test_from_keras_casts_to_layer_dtype():
-    d = _load([p for p in FIXTURES if p.endswith("keras_lstm_float64.npz")][0])
+    d = load_npz([p for p in FIXTURES if p.endswith("keras_lstm_float64.npz")][0])
     layer = rc.LSTM(4, 3, dtype=np.float32)
     interop.from_keras(layer, _keras_weights(d))
     assert all(p.dtype == np.float32 for p in layer.parameters().values())

@@ -5,20 +5,19 @@ its docstring for what each file holds and how to regenerate them); torch itself
 Each file is one test case: a layer built with the file's constructor arguments loads torch's ``state_dict``
 (the ``param.`` entries), runs forward on the file's input, initial state and ``lengths``, then backward with the
 file's upstream gradients; the outputs, final states, input / initial-state gradients and every parameter gradient
-are compared with the ``"fixture"`` tolerance of ``conftest.TOLERANCES``.
+are compared with the ``"fixture"`` tolerance of ``support.tolerances.TOLERANCES``.
 """
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import rnncore as rc
 
-from conftest import assert_close
+from support.fixtures import FIXTURE_DIR, load_npz
+from support.tolerances import assert_close
 
-FIXTURE_DIR = Path(__file__).parent / "fixtures"
 FIXTURES = sorted(FIXTURE_DIR.glob("torch_layer_*.npz"))
 
 # The set make_torch_layer_fixtures.py writes: every cell x config in float64, and LSTM's first config in float32.
@@ -26,11 +25,6 @@ CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 CONFIGS = ("2layer_bidir_lengths", "2layer_batchfirst", "1layer_bidir_batchfirst_lengths")
 EXPECTED = {f"torch_layer_{c}_{k}_float64.npz" for c, k in itertools.product(CELLS, CONFIGS)}
 EXPECTED |= {"torch_layer_lstm_2layer_bidir_lengths_float32.npz"}
-
-
-def load(path):
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
 
 
 def make_layer(fx):
@@ -74,7 +68,7 @@ def test_fixture_set_is_complete():
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_layer_matches_torch(path):
-    fx = load(path)
+    fx = load_npz(path)
     dtype = fx["x"].dtype
     assert dtype in (np.float32, np.float64) and path.stem.endswith(dtype.name)
     lstm = str(fx["cell"]) == "lstm"

@@ -1,13 +1,15 @@
 """rnncore.LSTM / GRU / RNN layers: stacking, bidirectional, lengths, batch_first, dropout, the parameter and gradient
-dicts, and bad input. (Parity with torch.nn layers: tests/test_layer_torch_parity.py.)"""
+dicts, and bad input. (Parity with torch.nn layers: tests/test_layer_torch_parity.py; the cells and streams, step by
+step: tests/test_cells_and_streams.py.)"""
 
 import numpy as np
 import pytest
 
 import rnncore as rc
 
-from cells import numerical_gradient
-from conftest import assert_close
+from support.arrays import numerical_gradient
+from support.cells import as_tuple
+from support.tolerances import assert_close
 
 LAYERS = [
     pytest.param(rc.LSTM, {}, id="lstm"),
@@ -22,10 +24,6 @@ def random_state(layer, batch, rng):
     shape = (layer.num_layers * layer.num_directions, batch, layer.hidden_size)
     h = rng.standard_normal(shape).astype(layer.dtype)
     return (h, rng.standard_normal(shape).astype(layer.dtype)) if isinstance(layer, rc.LSTM) else h
-
-
-def as_tuple(state):
-    return state if isinstance(state, tuple) else (state,)
 
 
 def total_loss(layer, x, state, lengths, dy, dstate):
@@ -241,118 +239,3 @@ def test_bad_call_arguments():
     y, _ = layer(x)
     with pytest.raises(ValueError, match=r"dy .*got shape \(5, 2, 3\)"):
         layer.backward(np.zeros((5, 2, 3), np.float32))
-
-
-CELLS_AND_LAYERS = [
-    pytest.param(rc.LSTMCell, rc.LSTM, {}, id="lstm"),
-    pytest.param(rc.GRUCell, rc.GRU, {}, id="gru"),
-    pytest.param(rc.GRUCell, rc.GRU, {"reset_after": False}, id="gru_reset_before"),
-    pytest.param(rc.RNNCell, rc.RNN, {"nonlinearity": "relu"}, id="rnn_relu"),
-]
-
-
-@pytest.mark.parametrize("cell_cls,layer_cls,options", CELLS_AND_LAYERS)
-def test_cell_loop_equals_the_layer_forward_and_backward(cell_cls, layer_cls, options):
-    """A user-written loop over a cell, and backward through it step by step (last call first), gives what one
-    layer call gives: outputs, final state, dx, the initial state's gradient and every parameter gradient."""
-    rng = np.random.default_rng(12)
-    T, B, I, H = 5, 2, 3, 4
-    cell = cell_cls(I, H, dtype=np.float64, seed=4, **options)
-    layer = layer_cls(I, H, dtype=np.float64, seed=5, **options)
-    layer.load_state_dict({f"{k}_l0": v for k, v in cell.state_dict().items()})
-    assert set(cell.parameters()) == {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
-    x = rng.standard_normal((T, B, I))
-    lstm = cell_cls is rc.LSTMCell
-    state = (rng.standard_normal((B, H)), rng.standard_normal((B, H))) if lstm else rng.standard_normal((B, H))
-    y_layer, final_layer = layer(x, tuple(s[None] for s in state) if lstm else state[None])
-    dy = rng.standard_normal((T, B, H))
-    dx_layer, d0_layer = layer.backward(dy)
-
-    s, outputs = state, []
-    for t in range(T):
-        s = cell(x[t], s)
-        outputs.append(s[0] if lstm else s)
-    np.testing.assert_allclose(np.stack(outputs), y_layer, rtol=1e-12, atol=1e-14)
-    ds = (np.zeros((B, H)), np.zeros((B, H))) if lstm else np.zeros((B, H))
-    dxs = []
-    for t in reversed(range(T)):
-        ds = (ds[0] + dy[t], ds[1]) if lstm else ds + dy[t]
-        dx_t, ds = cell.backward(ds)
-        dxs.append(dx_t)
-    np.testing.assert_allclose(np.stack(dxs[::-1]), dx_layer, rtol=1e-10, atol=1e-12)
-    for got, want in zip(as_tuple(ds), as_tuple(d0_layer)):
-        np.testing.assert_allclose(got, want[0], rtol=1e-10, atol=1e-12)
-    for name, g in cell.gradients().items():
-        np.testing.assert_allclose(g, layer.gradients()[f"{name}_l0"], rtol=1e-10, atol=1e-12, err_msg=name)
-    with pytest.raises(RuntimeError, match="no recorded step"):
-        cell.backward(ds)
-
-
-def test_streaming_chunks_equal_one_call():
-    """Feeding a long sequence chunk by chunk, carrying the state, gives the outputs of one call on all of it."""
-    rng = np.random.default_rng(13)
-    layer = rc.LSTM(6, 16, num_layers=2, seed=0).eval()
-    x = rng.standard_normal((40, 3, 6)).astype(np.float32)
-    whole, final = layer(x)
-    state, parts = None, []
-    for chunk in np.split(x, [7, 8, 25]):
-        y, state = layer(chunk, state)
-        parts.append(y)
-    assert_close(np.concatenate(parts), whole, "kernel_vs_reference", np.float32, "y")
-    for a, b in zip(state, final):
-        assert_close(a, b, "kernel_vs_reference", np.float32, "state")
-
-
-# (B, I, H): several rows; one row of 32 units (float32, H a multiple of the SIMD packet: the row product packed by
-# units, with each unit's update on its registers, cpp/src/cell_math.hpp).
-STREAM_SHAPES = [(3, 4, 5), (1, 4, 32)]
-
-
-@pytest.mark.parametrize("shape", STREAM_SHAPES, ids=lambda s: "B{}-I{}-H{}".format(*s))
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("cell_cls,layer_cls,options", CELLS_AND_LAYERS)
-def test_stream_steps_equal_the_cell(cell_cls, layer_cls, options, dtype, shape):
-    """cell.stream(): one step per call with the state kept in C++ gives the cell's states, from zeros and from a
-    given state, for a batch of several rows and for one row."""
-    rng = np.random.default_rng(21)
-    B, I, H = shape
-    cell = cell_cls(I, H, dtype=dtype, seed=2, **options).eval()
-    lstm = cell_cls is rc.LSTMCell
-    for start in (None, "random"):
-        state = None if start is None else (
-            tuple(rng.standard_normal((B, H)).astype(dtype) for _ in range(2)) if lstm
-            else rng.standard_normal((B, H)).astype(dtype))
-        stream = cell.stream(batch=B, state=state)
-        for _ in range(6):
-            x = rng.standard_normal((B, I)).astype(dtype)
-            h = stream.step(x)
-            state = cell(x, state)
-            want = state[0] if lstm else state
-            assert h.dtype == dtype and h.shape == (B, H)
-            assert_close(h, want, "kernel_vs_reference", dtype, "h")
-        for got, want in zip(as_tuple(stream.state), as_tuple(state)):
-            assert_close(got, want, "kernel_vs_reference", dtype, "state")
-        stream.reset()
-        assert not any(s.any() for s in as_tuple(stream.state))
-
-
-def test_stream_checks_its_input_and_snapshots_the_weights():
-    cell = rc.LSTMCell(4, 3, seed=0)
-    stream = cell.stream(batch=2)
-    x = np.ones((2, 4), np.float32)
-    first = stream.step(x)
-    with pytest.raises(ValueError, match=r"x must be a C-contiguous float32 array of shape \[B, I\] = \(2, 4\)"):
-        stream.step(np.ones((2, 4)))
-    with pytest.raises(ValueError, match=r"got dtype float32 and shape \[1, 4\]"):
-        stream.step(np.ones((1, 4), np.float32))
-    with pytest.raises(ValueError, match="C-contiguous"):
-        stream.step(np.ones((4, 2), np.float32).T)
-    with pytest.raises(TypeError, match=r"tuple \(h, c\)"):
-        stream.reset(np.zeros((2, 3), np.float32))
-    with pytest.raises(ValueError, match="batch"):
-        cell.stream(batch=0)
-    for p in cell.parameters().values():  # later parameter updates do not reach an existing stream
-        p += 1.0
-    stream.reset()
-    np.testing.assert_array_equal(stream.step(x), first)
-    assert not np.array_equal(cell.stream(batch=2).step(x), first)

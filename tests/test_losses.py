@@ -2,7 +2,6 @@
 float64 central differences, and PyTorch's answers stored in tests/fixtures/torch_losses.npz."""
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -11,17 +10,14 @@ from rnncore import losses
 from rnncore.nn import Linear
 from rnncore.utils import clip_grad_norm, clip_grad_value
 
-from cells import numerical_gradient
-from conftest import assert_close
-
-DTYPES = [np.float32, np.float64]
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "torch_losses.npz")
+from support.arrays import DTYPES, numerical_gradient
+from support.fixtures import FIXTURE_DIR, load_npz
+from support.tolerances import assert_close
 
 
 @pytest.fixture(scope="module")
 def torch_fixture():
-    with np.load(FIXTURE, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    return load_npz(FIXTURE_DIR / "torch_losses.npz")
 
 
 def naive_ce(logits, targets, mask):

@@ -14,11 +14,9 @@ from hypothesis import given, strategies as st
 
 from rnncore import ops, reference
 
-from cells import at_offset, numerical_gradient
-from conftest import assert_close
+from support.arrays import DTYPE_IDS, DTYPES, at_offset, numerical_gradient
+from support.tolerances import assert_close
 
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["float32", "float64"]
 PATHS = ["no_mask", "mask"]
 
 

@@ -7,10 +7,8 @@ import pytest
 from rnncore import _core
 from rnncore.nn import Embedding, Linear
 
-from cells import numerical_gradient
-from conftest import assert_close
-
-DTYPES = [np.float32, np.float64]
+from support.arrays import DTYPES, numerical_gradient
+from support.tolerances import assert_close
 
 
 # ---- Linear ----------------------------------------------------------------------------------------------------

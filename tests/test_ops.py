@@ -8,10 +8,9 @@ from hypothesis import given, settings, strategies as st
 import rnncore
 from rnncore import reference
 
-from cells import CELLS, CELL_IDS, make_inputs, run_backward, run_forward
-from conftest import assert_close
-
-DTYPES = [np.float32, np.float64]
+from support.arrays import DTYPES
+from support.cells import CELL_IDS, CELLS, make_inputs, run_backward, run_forward
+from support.tolerances import assert_close
 
 
 def check_against_reference(cell, T, B, I, H, dtype, seed, lengths, bias, kind="kernel_vs_reference"):

@@ -4,13 +4,12 @@ The fixtures ``tests/fixtures/torch_optim_*.npz`` come from ``tests/fixtures/mak
 docstring for what each file holds and how to regenerate them); torch itself is not needed here. Each file is one
 optimizer with one set of hyper-parameters in one dtype: rnncore's optimizer, given the same initial parameters and
 the same gradient at each of the 5 steps, must reproduce torch's parameters after every step (``"fixture"``
-tolerance of ``conftest.TOLERANCES``). The rest checks the contract: in-place updates, ``state_dict`` round trips,
-``lr`` changes between steps, the model form (``Adam(lstm)`` then ``step()``) and clear errors.
+tolerance of ``support.tolerances.TOLERANCES``). The rest checks the contract: in-place updates, ``state_dict``
+round trips, ``lr`` changes between steps, the model form (``Adam(lstm)`` then ``step()``) and clear errors.
 """
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,17 +17,16 @@ import pytest
 import rnncore as rc
 from rnncore import optim
 
-from conftest import assert_close
+from support.fixtures import FIXTURE_DIR, load_npz
+from support.tolerances import assert_close
 
-FIXTURE_DIR = Path(__file__).parent / "fixtures"
 FIXTURES = sorted(FIXTURE_DIR.glob("torch_optim_*.npz"))
 NAMES = ("w", "b")
 OPTIMIZERS = {"SGD": optim.SGD, "RMSprop": optim.RMSprop, "Adam": optim.Adam, "AdamW": optim.AdamW}
 
 
 def load(path):
-    with np.load(path, allow_pickle=False) as f:
-        fx = {k: f[k] for k in f.files}
+    fx = load_npz(path)
     fx["optimizer"] = str(fx["optimizer"])
     fx["hyperparameters"] = json.loads(str(fx["hyperparameters"]))
     return fx

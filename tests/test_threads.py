@@ -12,7 +12,8 @@ import pytest
 import rnncore
 from rnncore import ops
 
-from cells import CELLS, CELL_IDS, assert_identical, make_inputs, run_backward, run_forward
+from support.cells import CELL_IDS, CELLS, make_inputs, run_backward, run_forward
+from support.tolerances import assert_identical
 
 N_THREADS = 4
 ITERATIONS = 3
@@ -112,7 +113,7 @@ def test_split_kernels_match_one_thread_and_the_reference(cell, sizes):
     time loop by batch rows, or each step's product by weight panels and its pointwise rows; a batch-1 product by
     panels) give one thread's results (the split changes no summation order, except possibly the input GEMM's
     blocking) and the reference's."""
-    from conftest import assert_close
+    from support.tolerances import assert_close
     rng = np.random.default_rng(37)
     sizes = sizes(cell)
     inputs, upstream = make_inputs(rng, cell, *sizes, np.float32, lengths=True)
@@ -196,7 +197,7 @@ def test_gil_released_during_lstm_kernel(direction):
                 ops.lstm_backward(ws, dy)
             repeats = 1
         reports = []
-        for attempt in range(3):
+        for _attempt in range(3):
             kernel_counts, sleep_counts, elapsed = _counter_progress(kernel, repeats)
             reports.append(f"{kernel_counts} counts in {elapsed:.3f} s of kernel vs {sleep_counts} asleep")
             if sleep_counts > 0 and kernel_counts >= 0.25 * sleep_counts:
@@ -211,7 +212,7 @@ def test_split_stream_step_matches_one_thread():
     """A streaming step large enough for 2 threads, with a weight that fits in each core's L2 and weight panels that
     do not divide evenly (LSTM 4H = 896: 19 panels; B = 32: 4 batch panels), splits its products by batch rows
     (step_product.hpp, split_by_batch): the same states as on one thread and as the cell."""
-    from conftest import assert_close
+    from support.tolerances import assert_close
     rng = np.random.default_rng(41)
     B, I, H = 32, 224, 224
     cell = rnncore.LSTMCell(I, H, seed=3).eval()

@@ -4,12 +4,11 @@ The fixtures ``tests/fixtures/torch_*.npz`` come from ``tests/fixtures/make_torc
 for what each file holds and how to regenerate them); torch itself is not needed to run these tests.
 Every fixture file is a test case, for both the C++ kernels (``rnncore.ops``) and the NumPy spec
 (``rnncore.reference``): forward outputs and every gradient are compared with the ``"fixture"`` tolerance of
-``conftest.TOLERANCES``.
+``support.tolerances.TOLERANCES``.
 """
 
 import itertools
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +16,9 @@ import pytest
 import rnncore
 from rnncore import reference
 
-from conftest import assert_close
+from support.fixtures import FIXTURE_DIR, load_npz
+from support.tolerances import assert_close
 
-FIXTURE_DIR = Path(__file__).parent / "fixtures"
 # One layer, one direction, through rnncore.ops (the torch_layer_* files are for the layer classes).
 # Only the op files torch_<cell>_<dtype>_<case>.npz: other torch_* files (layers, optim, losses) have their own tests.
 FIXTURES = sorted(p for p in FIXTURE_DIR.glob("torch_*.npz")
@@ -31,11 +30,6 @@ DTYPES = ("float32", "float64")
 CASES = ("nolengths", "lengths", "tiny")
 
 IMPLEMENTATIONS = [pytest.param(rnncore.ops, id="ops"), pytest.param(reference, id="reference")]
-
-
-def load(path):
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
 
 
 def named(names, values):
@@ -77,7 +71,7 @@ def test_fixture_set_is_complete():
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_matches_torch(impl, path):
-    fx = load(path)
+    fx = load_npz(path)
     dtype = fx["x"].dtype
     assert dtype in (np.float32, np.float64) and path.stem.split("_")[-2] == dtype.name
     expected_names = ["y", "h_n", "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"]

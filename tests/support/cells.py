@@ -97,31 +97,6 @@ def loss(outputs, upstream):
     return total
 
 
-def numerical_gradient(f, array, eps=1e-6):
-    """Central difference of the scalar f() w.r.t. every entry of ``array`` (perturbed in place, then restored)."""
-    grad = np.zeros(array.shape, dtype=np.float64)
-    flat, gflat = array.reshape(-1), grad.reshape(-1)
-    for j in range(flat.size):
-        saved = flat[j]
-        flat[j] = saved + eps
-        plus = f()
-        flat[j] = saved - eps
-        minus = f()
-        flat[j] = saved
-        gflat[j] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def assert_identical(got, want, name, where=""):
-    """Exactly equal (NaN = NaN). ``name`` is the output's name (db_ih, dx, ...); ``where`` is added to the
-    failure message."""
-    np.testing.assert_array_equal(got, want, err_msg=f"{where} {name}".strip())
-
-
-def at_offset(a, offset):
-    """A C-contiguous copy of ``a`` that starts ``offset`` elements into a fresh buffer: the same values at
-    another alignment (to check that results do not depend on where the caller's arrays live)."""
-    buffer = np.empty(a.size + offset, dtype=a.dtype)
-    view = buffer[offset:].reshape(a.shape)
-    view[...] = a
-    return view
+def as_tuple(state):
+    """A layer's or cell's state as a tuple: LSTM's (h, c) as it is, any other cell's h as (h,)."""
+    return state if isinstance(state, tuple) else (state,)
