@@ -254,11 +254,11 @@ def _git(*args: str) -> str:
 def machine_info() -> dict:
     import hashlib
     import rnncore
-    from rnncore import _core
+    from rnncore import _core, ops
     info = {
         "platform": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
-        "rnncore": {"version": rnncore.__version__, "file": rnncore.__file__, "build": _core.build_info(),
-                    "simd": _core.simd_instruction_sets(), "openmp": bool(_core.has_openmp()),
+        "rnncore": {"version": rnncore.__version__, "file": rnncore.__file__, "build": ops.build_info(),
+                    "simd": ops.simd_instruction_sets(), "openmp": ops.has_openmp(),
                     "core_sha1": hashlib.sha1(open(_core.__file__, "rb").read()).hexdigest()[:12],
                     "repo_head": _git("rev-parse", "--short=12", "HEAD"),
                     "repo_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))},

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import rnncore
-from rnncore import _core, demo, ops, reference
+from rnncore import demo, ops, reference
 
 # Float64 kernels and the float64 reference differ only by summation order: anything above this is a bug.
 AGREEMENT = 1e-9
@@ -87,9 +87,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     print(f"rnncore {rnncore.__version__}")
     print(f"python {platform.python_version()} on {platform.machine()} ({platform.platform()}); numpy {np.__version__}")
-    print(f"build: {_core.build_info()}")
-    print(f"SIMD in use: {_core.simd_instruction_sets()}")
-    print(f"threads: {rnncore.get_num_threads()} (OpenMP: {'yes' if _core.has_openmp() else 'no'})")
+    print(f"build: {ops.build_info()}")
+    print(f"SIMD in use: {ops.simd_instruction_sets()}")
+    print(f"threads: {rnncore.get_num_threads()} (OpenMP: {'yes' if ops.has_openmp() else 'no'})")
     print()
     print("self-check against rnncore.reference (float64, with lengths) and timings (float32, T=50 B=32 I=H=128):")
     print(f"  {'kernel':<24}{'max rel. diff':>14}{'':>6}{'inference':>12}{'training':>12}{'GFLOP/s inf/train':>22}")

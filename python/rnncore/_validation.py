@@ -9,7 +9,8 @@ cast to another dtype.
 from __future__ import annotations
 
 import numbers
-from typing import Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -194,3 +195,238 @@ def mask_array(name: str, mask, shape: tuple) -> np.ndarray:
     except ValueError:
         raise ValueError(f"{name} must be broadcastable to shape {tuple(shape)}, got shape {m.shape}") from None
     return np.ascontiguousarray(m)
+
+
+# ---- the recurrent kernels' arguments: one description for the Python checks and the C++ fast path ---------------
+#
+# Every recurrent entry point of ``rnncore.ops`` first hands the call to ``_core`` as it is; C++ takes it only when
+# every argument satisfies every rule below exactly (cpp/bindings/bindings.hpp ``ExactArray``, bind_recurrent.cpp
+# ``ForwardArgs``, ``exact_backward``, ``nonlinearity_of``) and answers anything else with NotImplemented. The Python
+# checks then run on the same description: a broken rule either raises (``python_error``) naming the argument, or, for
+# rules that only concern how a valid value is passed, the argument is converted (``python_error`` None) and the
+# kernel called again. tests/test_fast_path_agreement.py walks every rule of every argument against both.
+
+@dataclass(frozen=True)
+class Rule:
+    """One requirement on one kind of kernel argument."""
+    id: str
+    requirement: str
+    python_error: Optional[type]  # what the Python checks raise when it is broken; None: they convert the argument
+
+
+# An array argument ([letters] of the call's float dtype, or int64 for lengths).
+ARRAY_RULES = (
+    Rule("ndarray", "a numpy.ndarray", TypeError),
+    Rule("float_dtype", "float32 or float64", TypeError),
+    Rule("same_dtype", "the dtype of the call's first array (x, or the workspace's)", TypeError),
+    Rule("native_byte_order", "in the machine's byte order", TypeError),
+    Rule("rank", "one axis per shape letter", ValueError),
+    Rule("size", "each axis the size its letter has in this call", ValueError),
+    Rule("exact_type", "an ndarray itself, not a subclass", None),
+    Rule("c_contiguous", "C-contiguous", None),
+)
+LENGTHS_RULES = (
+    Rule("integer_dtype", "integers", TypeError),
+    Rule("int64", "int64", None),
+    Rule("ndarray", "a numpy.ndarray", None),
+    Rule("c_contiguous", "C-contiguous", None),
+    Rule("shape", "shape [B]", ValueError),
+    Rule("range", "each entry in 1..T", ValueError),
+)
+FLAG_RULES = (Rule("bool", "True or False themselves (not a numpy.bool_)", None),)
+STRICT_FLAG_RULES = (Rule("bool_type", "a bool or numpy.bool_", TypeError),
+                     Rule("bool", "True or False themselves (not a numpy.bool_)", None))
+CHOICE_RULES = (Rule("option", "one of the options", ValueError),
+                Rule("exact_str", "a str itself, not a subclass", None))
+WORKSPACE_RULES = (Rule("workspace_type", "the workspace a training-mode forward returned", TypeError),
+                   Rule("workspace_cell", "made by the same cell's forward", ValueError))
+SIZE_RULES = (Rule("I_at_least_1", "I >= 1", ValueError), Rule("H_at_least_1", "H >= 1", ValueError))
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One argument of a kernel entry point: its name, what kind of value it is, its shape letters (arrays; ``G*H``
+    is the gate count times H) and whether it may be None."""
+    name: str
+    kind: str  # "array" | "lengths" | "flag" | "strict_flag" | "choice" | "workspace"
+    letters: Tuple[str, ...] = ()
+    optional: bool = False
+    options: Tuple[str, ...] = ()
+
+    @property
+    def rules(self) -> Tuple[Rule, ...]:
+        return {"array": ARRAY_RULES, "lengths": LENGTHS_RULES, "flag": FLAG_RULES, "strict_flag": STRICT_FLAG_RULES,
+                "choice": CHOICE_RULES, "workspace": WORKSPACE_RULES}[self.kind]
+
+
+_WEIGHTS = (Argument("w_ih", "array", ("G*H", "I")), Argument("w_hh", "array", ("G*H", "H")),
+            Argument("b_ih", "array", ("G*H",), True), Argument("b_hh", "array", ("G*H",), True))
+_STATE = {s: Argument(s, "array", ("B", "H"), True) for s in ("h0", "c0", "dh_n", "dc_n")}
+_X = Argument("x", "array", ("T", "B", "I"))
+_DY = Argument("dy", "array", ("T", "B", "H"), True)
+_LENGTHS = Argument("lengths", "lengths", ("B",), True)
+_TRAINING = Argument("training", "flag")
+_WORKSPACE = Argument("workspace", "workspace")
+
+#: Each recurrent kernel entry point's arguments, in ``_core``'s order.
+KERNEL_ARGUMENTS: Dict[str, Tuple[Argument, ...]] = {
+    "lstm_forward": (_X, _STATE["h0"], _STATE["c0"], *_WEIGHTS, _LENGTHS, _TRAINING),
+    "gru_forward": (_X, _STATE["h0"], *_WEIGHTS, _LENGTHS, _TRAINING, Argument("reset_after", "strict_flag")),
+    "rnn_forward": (_X, _STATE["h0"], *_WEIGHTS, _LENGTHS, _TRAINING,
+                    Argument("nonlinearity", "choice", options=("tanh", "relu"))),
+    "lstm_backward": (_WORKSPACE, _DY, _STATE["dh_n"], _STATE["dc_n"]),
+    "gru_backward": (_WORKSPACE, _DY, _STATE["dh_n"]),
+    "rnn_backward": (_WORKSPACE, _DY, _STATE["dh_n"]),
+}
+#: Rules on the sizes a forward call's arrays define (x fixes T, B, I; w_hh fixes H).
+FORWARD_SIZE_RULES = SIZE_RULES
+
+
+def _letters_text(letters: Sequence[str], gates: int) -> List[str]:
+    return [f"{gates}*H" if letter == "G*H" else letter for letter in letters]
+
+
+class Forward(NamedTuple):
+    """A forward call's arrays as the kernels take them."""
+    x: np.ndarray
+    states: tuple
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: Optional[np.ndarray]
+    b_hh: Optional[np.ndarray]
+    lengths: Optional[np.ndarray]
+
+
+def forward_arrays(kernel: str, gates: int, x, states: dict, w_ih, w_hh, b_ih, b_hh, lengths) -> Forward:
+    """Validates one forward call's arrays against each other (``KERNEL_ARGUMENTS[kernel]``): x fixes T, B, I and
+    the dtype; w_hh fixes H. Raises with the argument's name, or returns the arrays as the kernels take them."""
+    x = float_array("x", x, [("T", None), ("B", None), ("I", None)])
+    steps, batch, inputs = x.shape
+    dtype = x.dtype
+    if inputs < 1:
+        raise ValueError(f"x must have at least one input feature (I >= 1), got shape {x.shape}")
+    w_hh = float_array("w_hh", w_hh, [(f"{gates}*H", None), ("H", None)], dtype)
+    hidden = w_hh.shape[1]
+    if hidden < 1:
+        raise ValueError(f"w_hh must have at least one hidden unit (H >= 1), got shape {w_hh.shape}")
+    sizes = {"T": steps, "B": batch, "I": inputs, "H": hidden, "G*H": gates * hidden}
+    given = dict(w_hh=w_hh, w_ih=w_ih, b_ih=b_ih, b_hh=b_hh, **states)  # the order messages are raised in
+    arguments = {arg.name: arg for arg in KERNEL_ARGUMENTS[kernel]}
+    checked = {}
+    for name, a in given.items():
+        arg = arguments[name]
+        shape = tuple(sizes[letter] for letter in arg.letters)
+        if a is not None and not is_exact(a, shape, dtype):
+            a = float_array(name, a, list(zip(_letters_text(arg.letters, gates), shape)), dtype)
+        checked[name] = a
+    return Forward(x, tuple(checked[name] for name in states), checked["w_ih"], checked["w_hh"], checked["b_ih"],
+                   checked["b_hh"], lengths_array(lengths, batch, steps))
+
+
+def workspace_of(workspace, op: str, cell: str, workspace_types: tuple):
+    """The workspace argument of ``<cell>_backward``: one that ``<cell>_forward(..., training=True)`` returned."""
+    if not isinstance(workspace, workspace_types):
+        hint = " (was the forward run with training=False?)" if workspace is None else ""
+        raise TypeError(f"workspace must be the workspace returned by {cell}_forward(..., training=True), "
+                        f"got {type(workspace).__name__}{hint}")
+    if workspace.cell != cell:
+        raise ValueError(f"{op} got a workspace from {workspace.cell}_forward; it needs one from {cell}_forward")
+    return workspace
+
+
+def upstream_arrays(kernel: str, workspace, grads: dict) -> tuple:
+    """Validates the upstream gradients of a backward call against the forward that made ``workspace``."""
+    dtype = np.dtype(workspace.dtype)
+    sizes = {"T": workspace.T, "B": workspace.B, "H": workspace.H}
+    letters = {arg.name: arg.letters for arg in KERNEL_ARGUMENTS[kernel]}
+    return tuple(optional_float_array(name, g, [(k, sizes[k]) for k in letters[name]], dtype)
+                 for name, g in grads.items())
+
+
+def training_flag(value) -> bool:
+    """A forward's ``training`` argument, taken by its truth value (as it always was)."""
+    return bool(value)
+
+
+# ---- the streaming stepper, the attention and embedding kernels ----------------------------------------------------
+
+def stepper_arrays(gates: int, w_ih, w_hh, b_ih, b_hh) -> tuple:
+    """A stepper's weights: w_ih [G*H, I] fixes the dtype and I, w_hh [G*H, H] fixes H; biases [G*H] or None."""
+    w_ih = float_array("w_ih", w_ih, [(f"{gates}*H", None), ("I", None)])
+    dtype = w_ih.dtype
+    w_hh = float_array("w_hh", w_hh, [(f"{gates}*H", None), ("H", None)], dtype)
+    hidden, inputs = w_hh.shape[1], w_ih.shape[1]
+    if hidden < 1:
+        raise ValueError(f"w_hh must have at least one hidden unit (H >= 1), got shape {w_hh.shape}")
+    if inputs < 1:
+        raise ValueError(f"w_ih must have at least one input feature (I >= 1), got shape {w_ih.shape}")
+    gh = (f"{gates}*H", gates * hidden)
+    w_hh = float_array("w_hh", w_hh, [gh, ("H", hidden)], dtype)
+    w_ih = float_array("w_ih", w_ih, [gh, ("I", inputs)], dtype)
+    return (w_ih, w_hh, optional_float_array("b_ih", b_ih, [gh], dtype),
+            optional_float_array("b_hh", b_hh, [gh], dtype))
+
+
+def state_array(name: str, a, batch: int, hidden: int, dtype: np.dtype) -> Optional[np.ndarray]:
+    """A state [B, H] of ``dtype``, or None (zeros)."""
+    return optional_float_array(name, a, [("B", batch), ("H", hidden)], dtype)
+
+
+def scores_array(name: str, a) -> np.ndarray:
+    """Softmax scores (or weights) ``[..., N]``: a float array with at least one axis."""
+    a = float_array(name, a, None)
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have at least one axis (the softmax runs over the last), got a 0-d array")
+    return a
+
+
+def same_shape_array(name: str, a, like: np.ndarray) -> np.ndarray:
+    """A float array of ``like``'s shape and dtype."""
+    return float_array(name, a, [(f"d{k}", n) for k, n in enumerate(like.shape)], like.dtype)
+
+
+def softmax_mask(mask, shape: tuple) -> Optional[np.ndarray]:
+    """The masked softmax's keep-mask (boolean or integer, broadcastable to the scores' ``shape``; nonzero = keep)
+    as the kernel takes it: C-contiguous uint8 of exactly ``shape``; None stays None."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if not (m.dtype == np.bool_ or np.issubdtype(m.dtype, np.integer)):
+        raise TypeError(f"mask must be boolean or integer (True = keep), got dtype {m.dtype}")
+    try:
+        m = np.broadcast_to(m, shape)
+    except ValueError:
+        raise ValueError(f"mask must be broadcastable to e's shape {shape}, got shape {m.shape}") from None
+    return np.ascontiguousarray(m != 0).view(np.uint8)
+
+
+def accumulator_array(name: str, a, letters: Sequence[str]) -> np.ndarray:
+    """An array a kernel adds into in place: a float32/float64 ndarray with one axis per letter, C-contiguous and
+    writeable (never a copy: the caller's array is the result)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
+    if a.ndim != len(letters):
+        raise ValueError(f"{name} must have shape [{', '.join(letters)}], got shape {a.shape}")
+    if not (a.flags.c_contiguous and a.flags.writeable and a.dtype.isnative):
+        raise ValueError(f"{name} must be C-contiguous, writeable and in native byte order (it is added into in place)")
+    return a
+
+
+def optional_index(name: str, value, size: int, letter: str) -> int:
+    """An optional row index (None, or an int in 0..size-1) as the kernels take it: -1 for None."""
+    if value is None:
+        return -1
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if not 0 <= value < size:
+        raise ValueError(f"{name} must lie in 0..{letter}-1 = 0..{size - 1}, got {value}")
+    return int(value)
+
+
+def non_negative_int(name: str, value) -> int:
+    """An int >= 0 (not bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from . import _core, ops
+from . import ops
 from ._validation import (choice, float_array, lengths_array, nonlinearity_name, positive_int, reset_after_flag,
                           same_keys)
 from .module import Parameterized
@@ -371,10 +371,9 @@ class Stream:
 
     def __init__(self, cell: "_Cell", batch: int, state=None):
         p = cell.parameters()
-        stepper_class = getattr(_core, f"Stepper_{cell.dtype.name}")
-        options = cell._cell_options
-        self._stepper = stepper_class(cell._op, options.get("reset_after", True), options.get("nonlinearity", "tanh"),
-                                      batch, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+        stepper = getattr(ops, f"{cell._op}_stepper")
+        self._stepper = stepper(batch, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"),
+                                **cell._cell_options)
         self._lstm = cell._op == "lstm"
         self._shape, self._dtype = [("B", batch), ("H", cell.hidden_size)], cell.dtype
         self.step = self._stepper.step  # the hot call goes straight to C++, which checks x itself

@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from . import _core
+from . import ops
 from ._validation import features_array, float_array, index_array, positive_int
 from .module import Parameterized
 
@@ -129,8 +129,7 @@ class Embedding(Parameterized):
         except Exception:
             self._saved = idx
             raise
-        pad = -1 if self.padding_idx is None else self.padding_idx
-        _core.embedding_backward(idx.reshape(-1), dy.reshape(-1, self.embedding_dim), pad, self._grads["weight"])
+        ops.embedding_backward(idx, dy, self._grads["weight"], self.padding_idx)
         return None
 
     def __repr__(self) -> str:
