@@ -430,3 +430,62 @@ def non_negative_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
     return value
+
+
+def cell_options(owner: str, given: dict, options: dict) -> dict:
+    """A cell's constructor options: ``options`` maps each name to (default, check); every given value is checked
+    (the normalized value kept), missing ones take their default, and an unknown keyword raises TypeError the way
+    Python does for ``owner``'s signature."""
+    unknown = [k for k in given if k not in options]
+    if unknown:
+        raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}")
+    return {name: check(given[name]) if name in given else default for name, (default, check) in options.items()}
+
+
+# ---- Keras weight exchange (rnncore.interop) ----------------------------------------------------------------------
+
+def keras_array(layer_name: str, name: str, a, shape: tuple) -> np.ndarray:
+    """One array of a Keras ``get_weights()`` list: real numbers of exactly ``shape``."""
+    a = np.asarray(a)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise TypeError(f"Keras {layer_name} {name} must be a float array, got dtype {a.dtype}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"Keras {layer_name} {name} must have shape {tuple(shape)}, got {a.shape}")
+    return a
+
+
+def keras_weight_count(layer_name: str, spec: Sequence[Tuple[str, tuple]], weights: Sequence, bias: bool) -> None:
+    """A Keras ``get_weights()`` list has one array per (name, shape) of ``spec``."""
+    if len(weights) != len(spec):
+        names = ", ".join(n for n, _ in spec)
+        hint = (" (Keras use_bias=False maps to an rnncore layer with bias=False, and back)"
+                if len(weights) in (2, 3) else "")
+        raise ValueError(f"Keras {layer_name} weights: expected {len(spec)} arrays [{names}] for an "
+                         f"rnncore layer with bias={bias}, got {len(weights)}{hint}")
+
+
+def keras_bias_rows(title: str, option: str, two_rows: bool, bias) -> None:
+    """The Keras bias's rank says which value of ``option`` (GRU reset_after) the Keras layer had: two rows when True;
+    it must be the rnncore layer's."""
+    ndim = np.ndim(bias)
+    if two_rows == (ndim == 2):
+        return
+    ours, theirs = (True, False) if two_rows else (False, True)
+    if ndim in (1, 2):
+        raise ValueError(f"{option} mismatch: the rnncore {title} has {option}={ours} but the Keras bias has "
+                         f"shape {np.shape(bias)} (a Keras {title} with {option}={theirs}); build the rnncore "
+                         f"{title} with {option}={theirs}")
+
+
+def cell_position(layer_index, direction) -> None:
+    """A cell has one layer and one direction: both indices must be 0."""
+    if layer_index != 0 or direction != 0:
+        raise ValueError(f"a cell has one layer and one direction: layer_index and direction must be 0, "
+                         f"got layer_index={layer_index!r}, direction={direction!r}")
+
+
+def index_below(name: str, value, stop: int, note: str = "") -> int:
+    """An int (not bool) in [0, stop); ``note`` is added after the range in the message."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value < stop:
+        raise ValueError(f"{name} must be an int in [0, {stop}){note}, got {value!r}")
+    return int(value)
