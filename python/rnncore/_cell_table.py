@@ -81,6 +81,10 @@ class CellKind:
         """"an LSTM", "a GRU": the title in a sentence (letter names: L, R, S... sound a vowel)."""
         return ("an " if self.title[0] in "AEFHILMNORSX" else "a ") + self.title
 
+    def pack_states(self, states) -> Any:
+        """What layers return for a state: the one array (h), or a tuple (h, c) when the kind has more."""
+        return tuple(states) if len(self.states) > 1 else states[0]
+
     def check_options(self, given: Dict[str, Any], owner: str) -> Dict[str, Any]:
         """Every option of this kind, validated, the defaults filled in; an unknown keyword raises TypeError as
         Python would for ``owner`` (e.g. "GRU.__init__")."""

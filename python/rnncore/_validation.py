@@ -489,3 +489,27 @@ def index_below(name: str, value, stop: int, note: str = "") -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value < stop:
         raise ValueError(f"{name} must be an int in [0, {stop}){note}, got {value!r}")
     return int(value)
+
+
+# ---- layers, cells and streams (rnncore.layers) -----------------------------------------------------------------
+
+def state_tuple(kind, state, name: str, suffix: str, what: str) -> tuple:
+    """A state argument as one entry per state of ``kind`` (None: all zeros): an LSTM's is a pair (h, c)."""
+    if state is None:
+        return (None,) * kind.n_states
+    if kind.n_states == 1:
+        return (state,)
+    if not isinstance(state, (tuple, list)) or len(state) != kind.n_states:
+        names = ", ".join(s + suffix for s in kind.states)
+        raise TypeError(f"{name} must be a tuple ({names}) for {kind.with_article}{what}, got {type(state).__name__}")
+    return tuple(state)
+
+
+def gradient_tuple(kind, dstate) -> tuple:
+    """A cell's backward argument as one gradient per state: an LSTM cell's is a pair (dh, dc)."""
+    if kind.n_states == 1:
+        return (dstate,)
+    if not isinstance(dstate, (tuple, list)) or len(dstate) != kind.n_states:
+        names = ", ".join("d" + s for s in kind.states)
+        raise TypeError(f"dstate must be a tuple ({names}) for {kind.with_article} cell")
+    return tuple(dstate)

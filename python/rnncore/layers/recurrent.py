@@ -14,14 +14,16 @@ Shapes: ``x [T, B, I]`` (``[B, T, I]`` with ``batch_first``), ``y [T, B, D*H]``,
 from __future__ import annotations
 
 import numbers
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
-from . import _cell_table
-from ._cell_table import CellKind
-from ._validation import choice, float_array, lengths_array, positive_int, same_keys
-from .module import Parameterized
+from .. import _cell_table
+from .._cell_table import CellKind
+from .._validation import choice, float_array, lengths_array, positive_int, state_tuple
+from ..module import Parameterized
+
+__all__ = ["LSTM", "GRU", "RNN"]
 
 _INITS = ("pytorch", "keras")
 
@@ -161,7 +163,7 @@ class _Recurrent(Parameterized):
         if self.batch_first:
             y = np.ascontiguousarray(y.transpose(1, 0, 2))
         final_states = tuple(np.stack(f) for f in finals)
-        return y, state_value(self.kind, final_states)
+        return y, self.kind.pack_states(final_states)
 
     # -- backward --------------------------------------------------------------------------------------------------
     def backward(self, dy, dstate=None):
@@ -205,7 +207,7 @@ class _Recurrent(Parameterized):
         dx = upstream
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
-        return dx, state_value(self.kind, dstate0)
+        return dx, self.kind.pack_states(dstate0)
 
     def __repr__(self):
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
@@ -251,177 +253,3 @@ class RNN(_Recurrent):
     """Multi-layer simple (Elman) RNN, ``torch.nn.RNN``'s arguments and names, ``nonlinearity`` "tanh" or "relu"."""
 
     kind = _cell_table.RNN
-
-
-class _Cell:
-    """One time step at a time (decoders, streaming), with backward through a user-written loop: every training-mode
-    call records its step on a tape, and ``backward`` takes the steps back in reverse order (the last call first).
-    Parameter names are PyTorch's cells' (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``)."""
-
-    kind: CellKind
-    _layer_class: type  # the layer of the same kind
-
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None, init="pytorch", **options):
-        self._cell_options = self.kind.check_options(options, f"{type(self).__name__}.__init__")
-        # The parameters and their init are a one-layer, one-direction layer's, under the cells' names.
-        self._layer = self._layer_class(input_size, hidden_size, bias=bias, dtype=dtype, seed=seed, init=init,
-                                        **self._cell_options)
-        self.input_size, self.hidden_size, self.dtype = input_size, hidden_size, self._layer.dtype
-        self.bias = bool(bias)
-        self.training = True
-        self._tape: list = []
-
-    def get_config(self) -> dict:
-        """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the cell)."""
-        layer = self._layer.get_config()
-        return dict(input_size=layer["input_size"], hidden_size=layer["hidden_size"], bias=layer["bias"],
-                    dtype=layer["dtype"], seed=layer["seed"], init=layer["init"], **self._cell_options)
-
-    @property
-    def _op(self) -> str:
-        """The ops' prefix of this cell's kind ("lstm", "gru", "rnn")."""
-        return self.kind.name
-
-    def _names(self):
-        return {name: name[:-3] for name in self._layer._params}  # weight_ih_l0 -> weight_ih
-
-    def parameters(self) -> Dict[str, np.ndarray]:
-        return {cell: self._layer._params[layer] for layer, cell in self._names().items()}
-
-    def gradients(self) -> Dict[str, np.ndarray]:
-        return {cell: self._layer._grads[layer] for layer, cell in self._names().items()}
-
-    def zero_grad(self) -> None:
-        self._layer.zero_grad()
-
-    def state_dict(self) -> Dict[str, np.ndarray]:
-        return {name: p.copy() for name, p in self.parameters().items()}
-
-    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
-        """From a cell's names (``{k: v.numpy() for k, v in torch.nn.LSTMCell(...).state_dict().items()}``)."""
-        names = self._names()
-        same_keys("load_state_dict", names.values(), state)
-        self._layer.load_state_dict({layer: state[cell] for layer, cell in names.items()})
-
-    def train(self, mode: bool = True):
-        self.training = bool(mode)
-        if not self.training:
-            self._tape.clear()
-        return self
-
-    def eval(self):
-        return self.train(False)
-
-    def __call__(self, x, state=None):
-        """x [B, I] -> the new state (h [B, H], or (h, c) for an LSTM cell)."""
-        x = float_array("x", x, [("B", None), ("I", self.input_size)], self.dtype)
-        states = state_tuple(self.kind, state, "state", "", " cell")
-        weights = self._layer._weights(0, 0)
-        *result, ws = self.kind.forward(x[None], *states, *weights, training=self.training, **self._cell_options)
-        if self.training:
-            self._tape.append(ws)
-        return state_value(self.kind, result[1:])
-
-    def backward(self, dstate):
-        """Gradient w.r.t. the state the LAST recorded call returned (h, or (h, c)); returns ``(dx, dstate_prev)``
-        for that call's input and incoming state, and accumulates the parameters' gradients."""
-        if not self._tape:
-            raise RuntimeError("backward has no recorded step left: call the cell in training mode first "
-                               "(one backward per call, last call first)")
-        ws = self._tape.pop()
-        dstates = gradient_tuple(self.kind, dstate)
-        grads = self.kind.backward(ws, None, *dstates)
-        n_states = self.kind.n_states
-        dx, d_prev, (dw_ih, dw_hh, db_ih, db_hh) = grads[0][0], grads[1:1 + n_states], grads[-4:]
-        g = self.gradients()
-        g["weight_ih"] += dw_ih
-        g["weight_hh"] += dw_hh
-        if self.bias:
-            g["bias_ih"] += db_ih
-            g["bias_hh"] += db_hh
-        return dx, state_value(self.kind, d_prev)
-
-
-    def stream(self, batch: int = 1, state=None) -> "Stream":
-        """A streaming stepper for inference: ``stream.step(x)`` advances one step (x [batch, I]) and returns the new h,
-        keeping the state and the prepared weights between calls (about a microsecond per call at H = 64, against
-        ~10 µs for ``cell(x, state)``). It snapshots the weights: later parameter updates need a new stream."""
-        return Stream(self, positive_int("batch", batch), state)
-
-
-class Stream:
-    """One step per call with the state kept (see ``_Cell.stream``). ``step(x)`` returns h [B, H]; ``state`` is h,
-    or (h, c) for an LSTM; ``reset(state=None)`` starts over (None = zeros). A stream is one sequence's state: use
-    one stream per thread (separate streams run concurrently; ``step`` releases the GIL)."""
-
-    def __init__(self, cell: "_Cell", batch: int, state=None):
-        p = cell.parameters()
-        self.kind = cell.kind
-        self._stepper = cell.kind.stepper(batch, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"),
-                                          **cell._cell_options)
-        self._shape, self._dtype = [("B", batch), ("H", cell.hidden_size)], cell.dtype
-        self.step = self._stepper.step  # the hot call goes straight to C++, which checks x itself
-        self.reset(state)
-
-    def reset(self, state=None) -> None:
-        if state is None:
-            self._stepper.reset(None, None)
-            return
-        states = state_tuple(self.kind, state, "state", "", " stream")
-        h, c = [None if s is None else float_array(name, s, self._shape, self._dtype)
-                for name, s in zip(("h", "c"), states + (None,) * (2 - len(states)))]
-        self._stepper.reset(h, c)  # the C++ stepper's state slots: h, and c (LSTM only)
-
-    @property
-    def state(self):
-        # the C++ stepper has a c only for the LSTM (reading it otherwise copies from an empty buffer)
-        h = self._stepper.h
-        return state_value(self.kind, (h, self._stepper.c) if self.kind.n_states == 2 else (h,))
-
-
-class LSTMCell(_Cell):
-    """``torch.nn.LSTMCell``: ``h, c = cell(x, (h, c))``."""
-
-    kind = _cell_table.LSTM
-    _layer_class = LSTM
-
-
-class GRUCell(_Cell):
-    """``torch.nn.GRUCell`` (``reset_after=False``: the Cho et al. variant): ``h = cell(x, h)``."""
-
-    kind = _cell_table.GRU
-    _layer_class = GRU
-
-
-class RNNCell(_Cell):
-    """``torch.nn.RNNCell``: ``h = cell(x, h)``, ``nonlinearity`` "tanh" or "relu"."""
-
-    kind = _cell_table.RNN
-    _layer_class = RNN
-
-
-def state_tuple(kind: CellKind, state, name: str, suffix: str, what: str) -> tuple:
-    """A state argument as one entry per state of ``kind`` (None: all zeros): an LSTM's is a pair (h, c)."""
-    if state is None:
-        return (None,) * kind.n_states
-    if kind.n_states == 1:
-        return (state,)
-    if not isinstance(state, (tuple, list)) or len(state) != kind.n_states:
-        names = ", ".join(s + suffix for s in kind.states)
-        raise TypeError(f"{name} must be a tuple ({names}) for {kind.with_article}{what}, got {type(state).__name__}")
-    return tuple(state)
-
-
-def gradient_tuple(kind: CellKind, dstate) -> tuple:
-    """A cell's backward argument as one gradient per state: an LSTM cell's is a pair (dh, dc)."""
-    if kind.n_states == 1:
-        return (dstate,)
-    if not isinstance(dstate, (tuple, list)) or len(dstate) != kind.n_states:
-        names = ", ".join("d" + s for s in kind.states)
-        raise TypeError(f"dstate must be a tuple ({names}) for {kind.with_article} cell")
-    return tuple(dstate)
-
-
-def state_value(kind: CellKind, states) -> object:
-    """What a layer returns for its states: the one array, or the tuple (h, c) of an LSTM."""
-    return tuple(states) if kind.n_states > 1 else states[0]
