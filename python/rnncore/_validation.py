@@ -8,7 +8,9 @@ cast to another dtype.
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -513,3 +515,250 @@ def gradient_tuple(kind, dstate) -> tuple:
         names = ", ".join("d" + s for s in kind.states)
         raise TypeError(f"dstate must be a tuple ({names}) for {kind.with_article} cell")
     return tuple(dstate)
+
+
+def dropout_probability(dropout) -> float:
+    """A recurrent layer's ``dropout`` between layers: a real number in [0, 1)."""
+    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    return float(dropout)
+
+
+def layer_kind(layer, classes: tuple):
+    """The cell-table row of an rnncore recurrent layer or cell (one of ``classes``)."""
+    if not isinstance(layer, classes):
+        raise TypeError(f"layer must be an rnncore LSTM/GRU/RNN layer or LSTMCell/GRUCell/RNNCell, "
+                        f"got {type(layer).__name__}")
+    return layer.kind
+
+
+# ---- feed-forward layers and losses (rnncore.nn, rnncore.losses) ----------------------------------------------------
+
+def padding_index(padding_idx, num_embeddings: int) -> Optional[int]:
+    """An Embedding's ``padding_idx``: None, or an int in -num_embeddings..num_embeddings-1 (negative counts from the
+    end, as in torch); returned in 0..num_embeddings-1."""
+    if padding_idx is None:
+        return None
+    if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
+        raise TypeError(f"padding_idx must be an int or None, got {type(padding_idx).__name__}")
+    pad = int(padding_idx)
+    if not -num_embeddings <= pad < num_embeddings:
+        raise ValueError(f"padding_idx must lie in -num_embeddings..num_embeddings-1 = "
+                         f"{-num_embeddings}..{num_embeddings - 1}, got {padding_idx}")
+    return pad % num_embeddings
+
+
+def logits_array(logits) -> np.ndarray:
+    """Logits ``[..., C]``: a float array with the classes on its last axis, C >= 1."""
+    logits = float_array("logits", logits, None)
+    if logits.ndim == 0:
+        raise ValueError("logits must have shape [..., C] (classes on the last axis), got a 0-d array")
+    if logits.shape[-1] < 1:
+        raise ValueError(f"logits must have at least one class (C >= 1), got shape {logits.shape}")
+    return logits
+
+
+# ---- modules, saving (rnncore.module) -------------------------------------------------------------------------------
+
+def config_method(module):
+    """The ``get_config`` a module needs to be saved."""
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+        raise TypeError(f"save needs a module with get_config() (its constructor's keyword arguments); "
+                        f"{type(module).__name__} has none")
+    return get_config
+
+
+def state_dict_shapes(params: dict, state) -> None:
+    """A model's ``load_state_dict`` argument: exactly the parameters' names, each of the parameter's shape."""
+    same_keys("load_state_dict", params, state)
+    for name, p in params.items():
+        if np.shape(state[name]) != p.shape:
+            raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {np.shape(state[name])}")
+
+
+def state_dict_arrays(params: dict, state) -> dict:
+    """A module's ``load_state_dict`` argument: exactly the parameters' names, each a floating-point array of the
+    parameter's shape. Returns name -> array."""
+    same_keys("load_state_dict", params, state)
+    arrays = {}
+    for name, p in params.items():
+        a = np.asarray(state[name])
+        if a.shape != p.shape:
+            raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {a.shape}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise TypeError(f"load_state_dict: {name} must be floating point, got {a.dtype}")
+        arrays[name] = a
+    return arrays
+
+
+# ---- gradient clipping (rnncore.utils) ------------------------------------------------------------------------------
+
+def clip_gradients(grads) -> List[np.ndarray]:
+    """What clipping takes: a dict of gradient arrays, a list/tuple of them, one array, or a model (its
+    ``gradients()``); each a writeable float32/float64 ndarray. Returns the arrays (clipped in place by the caller)."""
+    if callable(getattr(grads, "gradients", None)):
+        grads = grads.gradients()
+    if isinstance(grads, dict):
+        items = list(grads.items())
+    elif isinstance(grads, (list, tuple)):
+        items = [(f"grads[{i}]", g) for i, g in enumerate(grads)]
+    elif isinstance(grads, np.ndarray):
+        items = [("grads", grads)]
+    else:
+        raise TypeError(f"grads must be a dict of arrays, a list of arrays or a model with .gradients(), "
+                        f"got {type(grads).__name__}")
+    arrays = []
+    for name, g in items:
+        if not isinstance(g, np.ndarray):
+            raise TypeError(f"gradient {name} must be a numpy.ndarray, got {type(g).__name__}")
+        if g.dtype not in (np.float32, np.float64):
+            raise TypeError(f"gradient {name} must have dtype float32 or float64, got {g.dtype}")
+        if not g.flags.writeable:
+            raise ValueError(f"gradient {name} must be writeable (it is clipped in place)")
+        arrays.append(g)
+    return arrays
+
+
+# ---- optimizers (rnncore.optim) -------------------------------------------------------------------------------------
+
+def hyper_number(name: str, value) -> float:
+    """An optimizer hyper-parameter: a finite real number (not bool)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def hyper_non_negative(name: str, value) -> float:
+    """A finite real number >= 0 (learning rates, eps, weight decay, momentum)."""
+    value = hyper_number(name, value)
+    if value < 0.0:
+        raise ValueError(f"Invalid {name}: {value} (must be >= 0)")
+    return value
+
+
+def hyper_unit(name: str, value) -> float:
+    """A number in [0, 1) (betas)."""
+    value = hyper_number(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"Invalid {name}: {value} (must be in [0, 1))")
+    return value
+
+
+def hyper_flag(name: str, value) -> bool:
+    """A bool (or numpy.bool_) hyper-parameter."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def hyper_betas(name: str, value) -> tuple:
+    """Adam's ``betas``: a pair of numbers in [0, 1)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}")
+    return (hyper_unit("beta parameter at index 0", value[0]), hyper_unit("beta parameter at index 1", value[1]))
+
+
+def nesterov_combination(hyper: dict) -> None:
+    """SGD's Nesterov momentum needs a momentum and zero dampening (as torch)."""
+    if hyper["nesterov"] and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+
+def optimizer_parameters(params) -> tuple:
+    """An optimizer's ``params``: a dict name -> ndarray, or a model with ``parameters()`` and ``gradients()``.
+    Returns (the model or None, name -> array), every array a writeable float32/float64 ndarray."""
+    model = None
+    if isinstance(params, Mapping):
+        arrays = params
+    elif callable(getattr(params, "parameters", None)) and callable(getattr(params, "gradients", None)):
+        model = params
+        arrays = params.parameters()
+        if not isinstance(arrays, Mapping):
+            raise TypeError(f"{type(params).__name__}.parameters() must return a dict name -> ndarray")
+    else:
+        raise TypeError("params must be a dict name -> ndarray or a model with parameters() and gradients(), "
+                        f"got {type(params).__name__}")
+    if len(arrays) == 0:
+        raise ValueError("optimizer got an empty parameter dict")
+    checked: Dict[str, np.ndarray] = {}
+    for name, p in arrays.items():
+        if not isinstance(name, str):
+            raise TypeError(f"parameter names must be str, got {name!r}")
+        if not isinstance(p, np.ndarray):
+            raise TypeError(f"parameter {name!r} must be a numpy.ndarray (it is updated in place), "
+                            f"got {type(p).__name__}")
+        if p.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"parameter {name!r} must be float32 or float64, got {p.dtype}")
+        if not p.flags.writeable:
+            raise ValueError(f"parameter {name!r} is read-only; the optimizer updates parameters in place")
+        checked[name] = p
+    return model, checked
+
+
+def optimizer_gradients(params: Dict[str, np.ndarray], grads, model) -> Dict[str, np.ndarray]:
+    """``step(grads)``'s argument (None: the model's ``gradients()``): name -> real array of the parameter's shape,
+    returned in the parameter's dtype."""
+    if grads is None:
+        if model is None:
+            raise TypeError("step() needs grads (a dict name -> ndarray) when the optimizer was built from a "
+                            "dict of parameters")
+        grads = model.gradients()
+    if not isinstance(grads, Mapping):
+        raise TypeError(f"grads must be a dict name -> ndarray, got {type(grads).__name__}")
+    same_keys("grads must have exactly the parameters' names", params, grads, ValueError)
+    resolved = {}
+    for name, p in params.items():
+        g = grads[name]
+        if not isinstance(g, np.ndarray):
+            g = np.asarray(g)
+        if not (np.issubdtype(g.dtype, np.floating) or np.issubdtype(g.dtype, np.integer)):
+            raise TypeError(f"gradient {name!r} must be a real array, got dtype {g.dtype}")
+        if g.shape != p.shape:
+            raise ValueError(f"gradient {name!r} must have the parameter's shape {p.shape}, got {g.shape}")
+        resolved[name] = g if g.dtype == p.dtype else g.astype(p.dtype)
+    return resolved
+
+
+def optimizer_state_header(state_dict, optimizer: str) -> None:
+    """An optimizer ``state_dict``'s outline: a dict with "optimizer" (this class's name), "hyperparameters" and
+    "state"."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+    missing = sorted({"optimizer", "hyperparameters", "state"} - set(state_dict))
+    if missing:
+        raise KeyError(f"load_state_dict: missing entries {missing}")
+    if state_dict["optimizer"] != optimizer:
+        raise ValueError(f"load_state_dict: the state is for {state_dict['optimizer']!r}, "
+                         f"this optimizer is {optimizer!r}")
+
+
+def optimizer_state_arrays(saved, params: Dict[str, np.ndarray], state_keys: Sequence[str]) -> dict:
+    """An optimizer ``state_dict``'s "state": param name -> {state name: array of the parameter's shape (``step``:
+    0-d)}, for exactly the parameters. Returns copies in the parameters' dtypes."""
+    if not isinstance(saved, Mapping):
+        raise TypeError("load_state_dict: 'state' must be a dict param name -> dict of arrays")
+    same_keys("load_state_dict: parameter names differ", params, saved)
+    new_state: dict = {}
+    for name, p in params.items():
+        entries = saved[name]
+        if not isinstance(entries, Mapping):
+            raise TypeError(f"load_state_dict: state[{name!r}] must be a dict of arrays")
+        unknown = sorted(set(entries) - set(state_keys))
+        if unknown:
+            raise KeyError(f"load_state_dict: state[{name!r}] has unknown entries {unknown} "
+                           f"(known: {list(state_keys)})")
+        new_state[name] = {}
+        for key, a in entries.items():
+            a = np.asarray(a)
+            shape = () if key == "step" else p.shape
+            if a.shape != shape:
+                raise ValueError(f"load_state_dict: state[{name!r}][{key!r}] must have shape {shape}, "
+                                 f"got {a.shape}")
+            if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+                raise TypeError(f"load_state_dict: state[{name!r}][{key!r}] must be real, got {a.dtype}")
+            new_state[name][key] = np.array(a, dtype=p.dtype, copy=True)
+    return new_state

@@ -82,7 +82,8 @@ from typing import List, Sequence
 import numpy as np
 
 from ._cell_table import CellKind
-from ._validation import cell_position, index_below, keras_array, keras_bias_rows, keras_weight_count
+from ._validation import (cell_position, index_below, keras_array, keras_bias_rows, keras_weight_count,
+                          layer_kind)
 from .layers import _Cell, _Recurrent
 
 __all__ = ["from_keras", "to_keras"]
@@ -90,10 +91,7 @@ __all__ = ["from_keras", "to_keras"]
 
 def _kind(layer) -> CellKind:
     """The cell-table row of an rnncore layer or cell (its weights' Keras layout is ``kind.keras``)."""
-    if isinstance(layer, (_Recurrent, _Cell)):
-        return layer.kind
-    raise TypeError(f"layer must be an rnncore LSTM/GRU/RNN layer or LSTMCell/GRUCell/RNNCell, "
-                    f"got {type(layer).__name__}")
+    return layer_kind(layer, (_Recurrent, _Cell))
 
 
 def _target(layer, layer_index, direction):

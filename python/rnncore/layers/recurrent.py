@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _cell_table
 from .._cell_table import CellKind
-from .._validation import choice, float_array, lengths_array, positive_int, state_tuple
+from .._validation import choice, dropout_probability, float_array, lengths_array, positive_int, state_tuple
 from ..module import Parameterized
 
 __all__ = ["LSTM", "GRU", "RNN"]
@@ -40,9 +40,7 @@ class _Recurrent(Parameterized):
         self.input_size = positive_int("input_size", input_size)
         self.hidden_size = positive_int("hidden_size", hidden_size)
         self.num_layers = positive_int("num_layers", num_layers)
-        if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        self.dropout = float(dropout)
+        self.dropout = dropout_probability(dropout)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import types
 
-from .. import _core
+from .. import _core as _core  # the compiled module every family calls (see _Ops)
 from . import attention, nn, rnn, runtime
 from .attention import masked_softmax, masked_softmax_backward
 from .nn import embedding_backward
@@ -23,7 +23,14 @@ from .rnn import (gru_backward, gru_forward, gru_stepper, lstm_backward, lstm_fo
 from .runtime import (build_info, empty_cache, get_num_threads, has_openmp, memory_stats, set_cache_limit,
                       set_num_threads, simd_instruction_sets)
 
-__all__ = [*rnn.__all__, *attention.__all__, *nn.__all__, *runtime.__all__]
+__all__ = [
+    "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
+    "lstm_stepper", "gru_stepper", "rnn_stepper",
+    "masked_softmax", "masked_softmax_backward",
+    "embedding_backward",
+    "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "build_info",
+    "simd_instruction_sets", "has_openmp",
+]
 
 _FAMILIES = (rnn, attention, nn, runtime)
 

@@ -15,10 +15,14 @@ In every family, backward passes are written from the *outputs* of the activatio
 A bias given as ``None`` means "no bias"; its gradient is then returned as ``None``.
 """
 
-from . import attention, nn, rnn
 from .attention import masked_softmax, masked_softmax_backward
 from .nn import embedding_backward
 from .rnn import (gru_backward, gru_forward, gru_stepper, lstm_backward, lstm_forward, lstm_stepper, rnn_backward,
                   rnn_forward, rnn_stepper)
 
-__all__ = [*rnn.__all__, *attention.__all__, *nn.__all__]
+__all__ = [
+    "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
+    "lstm_stepper", "gru_stepper", "rnn_stepper",
+    "masked_softmax", "masked_softmax_backward",
+    "embedding_backward",
+]
