@@ -1,9 +1,14 @@
-"""Argument checks shared by every public op (the one home for validation).
+"""Every argument check of the package (the one home for validation), each a named function.
 
 Every check runs before any C++ does and raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError``
 (wrong shape or value), naming the argument and saying what was expected and what was received. Arrays that pass
 are returned C-contiguous: a strided or Fortran-ordered input is copied once into C order (it is only read), never
 cast to another dtype.
+
+Sections: arrays and scalars (shared); the recurrent kernels' arguments (``KERNEL_ARGUMENTS``: the one description
+the C++ fast path and these checks share) and their checks; the stepper, attention and embedding kernels; the Keras
+exchange; layers, cells and streams; feed-forward layers and losses; modules and saving; gradient clipping;
+optimizers.
 """
 
 from __future__ import annotations
@@ -242,7 +247,6 @@ CHOICE_RULES = (Rule("option", "one of the options", ValueError),
                 Rule("exact_str", "a str itself, not a subclass", None))
 WORKSPACE_RULES = (Rule("workspace_type", "the workspace a training-mode forward returned", TypeError),
                    Rule("workspace_cell", "made by the same cell's forward", ValueError))
-SIZE_RULES = (Rule("I_at_least_1", "I >= 1", ValueError), Rule("H_at_least_1", "H >= 1", ValueError))
 
 
 @dataclass(frozen=True)
@@ -281,7 +285,7 @@ KERNEL_ARGUMENTS: Dict[str, Tuple[Argument, ...]] = {
     "rnn_backward": (_WORKSPACE, _DY, _STATE["dh_n"]),
 }
 #: Rules on the sizes a forward call's arrays define (x fixes T, B, I; w_hh fixes H).
-FORWARD_SIZE_RULES = SIZE_RULES
+FORWARD_SIZE_RULES = (Rule("I_at_least_1", "I >= 1", ValueError), Rule("H_at_least_1", "H >= 1", ValueError))
 
 
 def _letters_text(letters: Sequence[str], gates: int) -> List[str]:
@@ -367,11 +371,6 @@ def stepper_arrays(gates: int, w_ih, w_hh, b_ih, b_hh) -> tuple:
     w_ih = float_array("w_ih", w_ih, [gh, ("I", inputs)], dtype)
     return (w_ih, w_hh, optional_float_array("b_ih", b_ih, [gh], dtype),
             optional_float_array("b_hh", b_hh, [gh], dtype))
-
-
-def state_array(name: str, a, batch: int, hidden: int, dtype: np.dtype) -> Optional[np.ndarray]:
-    """A state [B, H] of ``dtype``, or None (zeros)."""
-    return optional_float_array(name, a, [("B", batch), ("H", hidden)], dtype)
 
 
 def scores_array(name: str, a) -> np.ndarray:
