@@ -23,6 +23,7 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FLOAT32, FLOAT64 = FLOAT_DTYPES  # builtin dtypes are singletons: `a.dtype is FLOAT32` rejects byte-swapped ones
+_INT64 = np.dtype(np.int64)
 
 # A dimension of an expected shape: its letter (as in design.md §1) and its size, or None when any size goes.
 Dim = Tuple[str, Optional[int]]
@@ -172,17 +173,20 @@ def index_array(name: str, a, size: int, shape: Optional[tuple] = None, where: O
     ``shape``; with ``where`` (a bool array of the same shape) only entries where it is True are range-checked (the
     others are ignored by the caller and may hold anything, e.g. padding). Returns a C-contiguous int64 array."""
     arr = a if isinstance(a, np.ndarray) else np.asarray(a)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype is not _INT64 and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     if shape is not None and arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got shape {arr.shape}")
     checked = arr if where is None else arr[where]
     if checked.size:
-        lo, hi = checked.min(), checked.max()
-        if lo < 0 or hi >= size:
+        if checked.dtype is _INT64:  # one pass: as unsigned, a negative index is huge, so one compare finds both ends
+            out_of_range = bool((checked.view(np.uint64) >= size).any())
+        else:
+            out_of_range = checked.min() < 0 or checked.max() >= size
+        if out_of_range:
             bad = checked[(checked < 0) | (checked >= size)]
             raise ValueError(f"{name} must lie in 0..{letter}-1 = 0..{size - 1}, got {bad.ravel().tolist()[:5]}")
-    if arr.dtype is np.dtype(np.int64) and arr.flags.c_contiguous:
+    if arr.dtype is _INT64 and arr.flags.c_contiguous:
         return arr
     return np.ascontiguousarray(arr, dtype=np.int64)
 

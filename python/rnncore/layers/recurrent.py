@@ -115,10 +115,12 @@ class _Recurrent(Parameterized):
 
     def _check_state(self, state, batch: int):
         """The initial state as a tuple of [L*D, B, H] arrays (h, or h and c), None meaning zeros."""
+        if state is None:
+            return (None,) * len(self.kind.states)
         states = state_tuple(self.kind, state, "state", "0", "")
-        names = tuple(f"{s}0" for s in self.kind.states)
         shape = [("L*D", self.num_layers * self.num_directions), ("B", batch), ("H", self.hidden_size)]
-        return tuple(None if s is None else float_array(names[i], s, shape, self.dtype) for i, s in enumerate(states))
+        return tuple(None if s is None else float_array(f"{name}0", s, shape, self.dtype)
+                     for name, s in zip(self.kind.states, states))
 
     def __call__(self, x, state=None, lengths=None):
         """Runs every layer and direction. Returns ``(y, state)``: y ``[T, B, D*H]`` (``[B, T, D*H]`` with
