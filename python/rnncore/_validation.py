@@ -425,9 +425,10 @@ def optional_index(name: str, value, size: int, letter: str) -> int:
         return -1
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
-    if not 0 <= value < size:
+    index = int(value)
+    if not 0 <= index < size:
         raise ValueError(f"{name} must lie in 0..{letter}-1 = 0..{size - 1}, got {value}")
-    return int(value)
+    return index
 
 
 def non_negative_int(name: str, value) -> int:
@@ -522,7 +523,7 @@ def gradient_tuple(kind, dstate) -> tuple:
 
 def dropout_probability(dropout) -> float:
     """A recurrent layer's ``dropout`` between layers: a real number in [0, 1)."""
-    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
     return float(dropout)
 

@@ -77,7 +77,7 @@ returns arrays in the layer's dtype.
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -125,7 +125,7 @@ def _expected(layer, kind: CellKind, w_ih):
     """Keras weight names and shapes for this layer (from the rnncore target's sizes)."""
     GH, I = w_ih.shape
     H = w_ih.shape[0] // kind.n_gates
-    spec = [("kernel", (I, GH)), ("recurrent_kernel", (H, GH))]
+    spec: List[Tuple[str, tuple]] = [("kernel", (I, GH)), ("recurrent_kernel", (H, GH))]
     if layer.bias:
         spec.append(("bias", (2, GH) if _two_bias_rows(layer, kind) else (GH,)))
     return spec, H
