@@ -18,10 +18,30 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Cell:
+    """A benchmarked cell: a row of rnncore's cell table (rnncore._cell_table.VARIANTS) under the tables' name."""
     name: str          # what --cells and the tables call it
-    op: str            # rnncore.ops.<op>_forward / <op>_backward
-    gates: int         # G
-    options: tuple     # keyword options of the forward, as ((key, value), ...)
+    variant_name: str  # the row's name in rnncore._cell_table.VARIANTS
+
+    @property
+    def variant(self):
+        # imported on first use, not with this module: the scripts choose when rnncore (and its OpenMP) loads
+        from rnncore._cell_table import variant
+        return variant(self.variant_name)
+
+    @property
+    def op(self) -> str:
+        """rnncore.ops.<op>_forward / <op>_backward."""
+        return self.variant.kind.name
+
+    @property
+    def gates(self) -> int:
+        """G."""
+        return self.variant.kind.n_gates
+
+    @property
+    def options(self) -> tuple:
+        """Keyword options of the forward, as ((key, value), ...)."""
+        return self.variant.option_values
 
     @property
     def kwargs(self) -> dict:
@@ -29,10 +49,10 @@ class Cell:
 
 
 CELLS = {c.name: c for c in [
-    Cell("lstm", "lstm", 4, ()),
-    Cell("gru", "gru", 3, (("reset_after", True),)),          # PyTorch / cuDNN / Keras default
-    Cell("gru_rb", "gru", 3, (("reset_after", False),)),      # reset before the product (Cho 2014); not in torch
-    Cell("rnn_tanh", "rnn", 1, (("nonlinearity", "tanh"),)),
+    Cell("lstm", "lstm"),
+    Cell("gru", "gru_reset_after"),         # PyTorch / cuDNN / Keras default
+    Cell("gru_rb", "gru_reset_before"),     # reset before the product (Cho 2014); not in torch
+    Cell("rnn_tanh", "rnn_tanh"),
 ]}
 ALL_CELLS = tuple(CELLS)
 
@@ -255,11 +275,11 @@ def machine_info() -> dict:
     import hashlib
 
     import rnncore
-    from rnncore import _core
+    from rnncore import _core, ops
     info = {
         "platform": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
-        "rnncore": {"version": rnncore.__version__, "file": rnncore.__file__, "build": _core.build_info(),
-                    "simd": _core.simd_instruction_sets(), "openmp": bool(_core.has_openmp()),
+        "rnncore": {"version": rnncore.__version__, "file": rnncore.__file__, "build": ops.build_info(),
+                    "simd": ops.simd_instruction_sets(), "openmp": ops.has_openmp(),
                     "core_sha1": hashlib.sha1(open(_core.__file__, "rb").read()).hexdigest()[:12],
                     "repo_head": _git("rev-parse", "--short=12", "HEAD"),
                     "repo_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))},

@@ -19,45 +19,40 @@ import time
 import numpy as np
 
 import rnncore
-from rnncore import _core, demo, ops, reference
+from rnncore import demo, ops, reference
+from rnncore._cell_table import VARIANTS, CellKind, Variant
 
 # Float64 kernels and the float64 reference differ only by summation order: anything above this is a bug.
 AGREEMENT = 1e-9
 
-KERNELS = [  # (label, op, gates, options)
-    ("lstm", "lstm", 4, {}),
-    ("gru reset_after=True", "gru", 3, {"reset_after": True}),
-    ("gru reset_after=False", "gru", 3, {"reset_after": False}),
-    ("rnn tanh", "rnn", 1, {"nonlinearity": "tanh"}),
-    ("rnn relu", "rnn", 1, {"nonlinearity": "relu"}),
-]
 
-
-def _inputs(rng, op, gates, T, B, I, H, dtype):
+def _inputs(rng, kind: CellKind, T, B, I, H, dtype):
     k = 1 / np.sqrt(H)
-    states = [rng.standard_normal((B, H)).astype(dtype) for _ in range(2 if op == "lstm" else 1)]
-    weights = [rng.uniform(-k, k, shape).astype(dtype) for shape in [(gates * H, I), (gates * H, H), (gates * H,),
-                                                                     (gates * H,)]]
+    GH = kind.n_gates * H
+    states = [rng.standard_normal((B, H)).astype(dtype) for _ in kind.states]
+    weights = [rng.uniform(-k, k, shape).astype(dtype) for shape in [(GH, I), (GH, H), (GH,), (GH,)]]
     return [rng.standard_normal((T, B, I)).astype(dtype), *states, *weights]
 
 
-def _upstream(rng, op, T, B, H, dtype):
-    grads = {"dy": rng.standard_normal((T, B, H)).astype(dtype), "dh_n": rng.standard_normal((B, H)).astype(dtype)}
-    if op == "lstm":
-        grads["dc_n"] = rng.standard_normal((B, H)).astype(dtype)
+def _upstream(rng, kind: CellKind, T, B, H, dtype):
+    """dy, then one gradient per final state (dh_n, dc_n), as backward takes them."""
+    grads = {"dy": rng.standard_normal((T, B, H)).astype(dtype)}
+    for s in kind.states:
+        grads[f"d{s}_n"] = rng.standard_normal((B, H)).astype(dtype)
     return grads
 
 
-def _disagreement(op, gates, options, rng):
+def _disagreement(variant: Variant, rng):
     """Largest relative difference between kernel and reference over outputs and gradients (float64, with lengths)."""
+    kind = variant.kind
     T, B, I, H = 9, 5, 7, 11
-    args = _inputs(rng, op, gates, T, B, I, H, np.float64)
+    args = _inputs(rng, kind, T, B, I, H, np.float64)
     lengths = rng.integers(1, T + 1, size=B)
-    up = _upstream(rng, op, T, B, H, np.float64)
-    *got, ws = getattr(ops, f"{op}_forward")(*args, lengths=lengths, **options)
-    *want, cache = getattr(reference, f"{op}_forward")(*args, lengths=lengths, **options)
-    got += getattr(ops, f"{op}_backward")(ws, **up)
-    want += getattr(reference, f"{op}_backward")(cache, **up)
+    up = _upstream(rng, kind, T, B, H, np.float64)
+    *got, ws = variant.forward(*args, lengths=lengths)
+    *want, cache = variant.reference_forward(*args, lengths=lengths)
+    got += kind.backward(ws, **up)
+    want += kind.reference_backward(cache, **up)
     return max(float(np.max(np.abs(g - w)) / (np.max(np.abs(w)) + 1e-300)) for g, w in zip(got, want))
 
 
@@ -70,14 +65,14 @@ def _best_time(fn, repeats=5):
     return best
 
 
-def _timings(op, gates, options, rng, T=50, B=32, I=128, H=128):
-    args = _inputs(rng, op, gates, T, B, I, H, np.float32)
-    up = _upstream(rng, op, T, B, H, np.float32)
-    forward = getattr(ops, f"{op}_forward")
-    backward = getattr(ops, f"{op}_backward")
-    infer = _best_time(lambda: forward(*args, training=False, **options))
-    train = _best_time(lambda: backward(forward(*args, **options)[-1], **up))
-    flops = 2 * gates * H * (I + H) * B * T
+def _timings(variant: Variant, rng, T=50, B=32, I=128, H=128):
+    kind = variant.kind
+    args = _inputs(rng, kind, T, B, I, H, np.float32)
+    up = _upstream(rng, kind, T, B, H, np.float32)
+    forward, backward = variant.forward, kind.backward
+    infer = _best_time(lambda: forward(*args, training=False))
+    train = _best_time(lambda: backward(forward(*args)[-1], **up))
+    flops = 2 * kind.n_gates * H * (I + H) * B * T
     return infer, train, flops / infer / 1e9, 3 * flops / train / 1e9
 
 
@@ -87,20 +82,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     print(f"rnncore {rnncore.__version__}")
     print(f"python {platform.python_version()} on {platform.machine()} ({platform.platform()}); numpy {np.__version__}")
-    print(f"build: {_core.build_info()}")
-    print(f"SIMD in use: {_core.simd_instruction_sets()}")
-    print(f"threads: {rnncore.get_num_threads()} (OpenMP: {'yes' if _core.has_openmp() else 'no'})")
+    print(f"build: {ops.build_info()}")
+    print(f"SIMD in use: {ops.simd_instruction_sets()}")
+    print(f"threads: {rnncore.get_num_threads()} (OpenMP: {'yes' if ops.has_openmp() else 'no'})")
     print()
     print("self-check against rnncore.reference (float64, with lengths) and timings (float32, T=50 B=32 I=H=128):")
     print(f"  {'kernel':<24}{'max rel. diff':>14}{'':>6}{'inference':>12}{'training':>12}{'GFLOP/s inf/train':>22}")
     rng = np.random.default_rng(0)
     failed = False
-    for label, op, gates, options in KERNELS:
-        diff = _disagreement(op, gates, options, rng)
+    for variant in VARIANTS:
+        diff = _disagreement(variant, rng)
         ok = diff <= AGREEMENT
         failed |= not ok
-        infer, train, gf_infer, gf_train = _timings(op, gates, options, rng)
-        print(f"  {label:<24}{diff:>14.1e}{'ok' if ok else 'FAIL':>6}{infer * 1e3:>10.2f}ms{train * 1e3:>10.2f}ms"
+        infer, train, gf_infer, gf_train = _timings(variant, rng)
+        print(f"  {variant.label:<24}{diff:>14.1e}{'ok' if ok else 'FAIL':>6}{infer * 1e3:>10.2f}ms{train * 1e3:>10.2f}ms"
               f"{gf_infer:>12.1f} /{gf_train:>6.1f}")
     e = rng.standard_normal((4, 7))
     mask = rng.random((4, 7)) > 0.3

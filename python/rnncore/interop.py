@@ -77,78 +77,57 @@ returns arrays in the layer's dtype.
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, _Cell, _Recurrent
+from ._cell_table import CellKind
+from ._validation import (cell_position, index_below, keras_array, keras_bias_rows, keras_weight_count,
+                          layer_kind)
+from .layers import _Cell, _Recurrent
 
 __all__ = ["from_keras", "to_keras"]
 
-_KERAS_NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
 
-
-def _kind(layer):
-    if isinstance(layer, (LSTM, LSTMCell)):
-        return "lstm"
-    if isinstance(layer, (GRU, GRUCell)):
-        return "gru"
-    if isinstance(layer, (RNN, RNNCell)):
-        return "rnn"
-    raise TypeError(f"layer must be an rnncore LSTM/GRU/RNN layer or LSTMCell/GRUCell/RNNCell, "
-                    f"got {type(layer).__name__}")
+def _kind(layer) -> CellKind:
+    """The cell-table row of an rnncore layer or cell (its weights' Keras layout is ``kind.keras``)."""
+    return layer_kind(layer, (_Recurrent, _Cell))
 
 
 def _target(layer, layer_index, direction):
     """The four parameter arrays (w_ih, w_hh, b_ih, b_hh; biases None without bias) of one layer/direction."""
     if isinstance(layer, _Cell):
-        if layer_index != 0 or direction != 0:
-            raise ValueError(f"a cell has one layer and one direction: layer_index and direction must be 0, "
-                             f"got layer_index={layer_index!r}, direction={direction!r}")
+        cell_position(layer_index, direction)
         p = layer.parameters()
         return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
     assert isinstance(layer, _Recurrent)
-    if not isinstance(layer_index, (int, np.integer)) or isinstance(layer_index, bool) \
-            or not 0 <= layer_index < layer.num_layers:
-        raise ValueError(f"layer_index must be an int in [0, {layer.num_layers}), got {layer_index!r}")
-    if not isinstance(direction, (int, np.integer)) or isinstance(direction, bool) \
-            or not 0 <= direction < layer.num_directions:
-        raise ValueError(f"direction must be an int in [0, {layer.num_directions}) "
-                         f"(bidirectional={layer.bidirectional}), got {direction!r}")
+    layer_index = index_below("layer_index", layer_index, layer.num_layers)
+    direction = index_below("direction", direction, layer.num_directions,
+                            f" (bidirectional={layer.bidirectional})")
     p = layer.parameters()
-    s = layer._suffix(int(layer_index), int(direction))
+    s = layer._suffix(layer_index, direction)
     return p[f"weight_ih{s}"], p[f"weight_hh{s}"], p.get(f"bias_ih{s}"), p.get(f"bias_hh{s}")
 
 
-def _reset_after(layer) -> bool:
-    return bool(layer._cell_options["reset_after"])
+def _two_bias_rows(layer, kind: CellKind) -> bool:
+    """Whether Keras keeps this layer's bias as two rows [input; recurrent] (GRU reset_after=True)."""
+    option = kind.keras.two_bias_rows_option
+    return option is not None and bool(layer._cell_options[option])
 
 
-def _perm(kind: str, H: int) -> np.ndarray:
-    """Row index mapping Keras's gate blocks to rnncore's: rnncore block j = Keras block perm[j]."""
-    if kind == "gru":  # Keras z, r, h -> rnncore r, z, n
-        blocks = [1, 0, 2]
-    else:  # LSTM i,f,c,o == i,f,g,o; RNN one block
-        blocks = list(range({"lstm": 4, "rnn": 1}[kind]))
-    return np.concatenate([np.arange(b * H, (b + 1) * H) for b in blocks])
+def _perm(kind: CellKind, H: int) -> np.ndarray:
+    """Row index mapping Keras's gate blocks to rnncore's: rnncore block j = Keras block perm[j]
+    (GRU: Keras z, r, h -> rnncore r, z, n; LSTM i, f, c, o == i, f, g, o; RNN one block)."""
+    return np.concatenate([np.arange(b * H, (b + 1) * H) for b in kind.keras.gate_order])
 
 
-def _array(name: str, a, shape, kind: str) -> np.ndarray:
-    a = np.asarray(a)
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise TypeError(f"Keras {_KERAS_NAMES[kind]} {name} must be a float array, got dtype {a.dtype}")
-    if a.shape != tuple(shape):
-        raise ValueError(f"Keras {_KERAS_NAMES[kind]} {name} must have shape {tuple(shape)}, got {a.shape}")
-    return a
-
-
-def _expected(layer, kind, w_ih):
+def _expected(layer, kind: CellKind, w_ih):
     """Keras weight names and shapes for this layer (from the rnncore target's sizes)."""
     GH, I = w_ih.shape
-    H = w_ih.shape[0] // {"lstm": 4, "gru": 3, "rnn": 1}[kind]
-    spec = [("kernel", (I, GH)), ("recurrent_kernel", (H, GH))]
+    H = w_ih.shape[0] // kind.n_gates
+    spec: List[Tuple[str, tuple]] = [("kernel", (I, GH)), ("recurrent_kernel", (H, GH))]
     if layer.bias:
-        spec.append(("bias", (2, GH) if kind == "gru" and _reset_after(layer) else (GH,)))
+        spec.append(("bias", (2, GH) if _two_bias_rows(layer, kind) else (GH,)))
     return spec, H
 
 
@@ -162,23 +141,11 @@ def from_keras(layer, keras_weights: Sequence, layer_index: int = 0, direction: 
     w_ih, w_hh, b_ih, b_hh = _target(layer, layer_index, direction)
     spec, H = _expected(layer, kind, w_ih)
     weights = list(keras_weights) if not isinstance(keras_weights, np.ndarray) else [keras_weights]
-    if kind == "gru" and layer.bias and len(weights) == 3:
-        bias_ndim = np.ndim(weights[2])
-        if _reset_after(layer) and bias_ndim == 1:
-            raise ValueError(f"reset_after mismatch: the rnncore GRU has reset_after=True but the Keras bias has "
-                             f"shape {np.shape(weights[2])} (a Keras GRU with reset_after=False); build the rnncore "
-                             f"GRU with reset_after=False")
-        if not _reset_after(layer) and bias_ndim == 2:
-            raise ValueError(f"reset_after mismatch: the rnncore GRU has reset_after=False but the Keras bias has "
-                             f"shape {np.shape(weights[2])} (a Keras GRU with reset_after=True); build the rnncore "
-                             f"GRU with reset_after=True")
-    if len(weights) != len(spec):
-        names = ", ".join(n for n, _ in spec)
-        hint = (" (Keras use_bias=False maps to an rnncore layer with bias=False, and back)"
-                if len(weights) in (2, 3) else "")
-        raise ValueError(f"Keras {_KERAS_NAMES[kind]} weights: expected {len(spec)} arrays [{names}] for an "
-                         f"rnncore layer with bias={layer.bias}, got {len(weights)}{hint}")
-    arrays = [_array(name, a, shape, kind) for (name, shape), a in zip(spec, weights)]
+    option = kind.keras.two_bias_rows_option
+    if option is not None and layer.bias and len(weights) == 3:
+        keras_bias_rows(kind.title, option, _two_bias_rows(layer, kind), weights[2])
+    keras_weight_count(kind.keras.layer, spec, weights, layer.bias)
+    arrays = [keras_array(kind.keras.layer, name, a, shape) for (name, shape), a in zip(spec, weights)]
     perm = _perm(kind, H)
     dt = w_ih.dtype
     # Everything validated: copy.
@@ -207,7 +174,7 @@ def to_keras(layer, layer_index: int = 0, direction: int = 0) -> List[np.ndarray
     inv = np.argsort(perm)  # Keras block k = rnncore block inv[k]
     out = [np.ascontiguousarray(w_ih[inv].T), np.ascontiguousarray(w_hh[inv].T)]
     if layer.bias:
-        if kind == "gru" and _reset_after(layer):
+        if _two_bias_rows(layer, kind):
             out.append(np.stack([b_ih[inv], b_hh[inv]]))
         else:
             out.append((b_ih + b_hh)[inv])

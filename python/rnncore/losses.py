@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import choice, features_array, float_array, index_array, mask_array
+from ._validation import choice, float_array, index_array, logits_array, mask_array
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -27,12 +27,8 @@ def softmax_cross_entropy(logits, targets, mask=None, reduction="mean"):
     Computed stably (log-sum-exp with the row maximum subtracted) in the logits' dtype.
     """
     reduction = choice("reduction", reduction, _REDUCTIONS)
-    logits = float_array("logits", logits, None)
-    if logits.ndim == 0:
-        raise ValueError("logits must have shape [..., C] (classes on the last axis), got a 0-d array")
+    logits = logits_array(logits)
     classes = logits.shape[-1]
-    if classes < 1:
-        raise ValueError(f"logits must have at least one class (C >= 1), got shape {logits.shape}")
     positions = logits.shape[:-1]
     keep = None if mask is None else mask_array("mask", mask, positions)
     targets = index_array("targets", targets, classes, shape=positions, where=keep, letter="C")

@@ -23,7 +23,7 @@ from typing import Dict, Iterator, Tuple
 
 import numpy as np
 
-from ._validation import float_dtype, same_keys
+from ._validation import config_method, float_dtype, state_dict_arrays, state_dict_shapes
 
 _FORMAT = "rnncore.save/1"
 
@@ -85,10 +85,7 @@ class Module:
     def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
         """Copies every parameter by nested name; missing, unexpected or misshaped entries raise before any copy."""
         params = self.parameters()
-        same_keys("load_state_dict", params, state)
-        for name, p in params.items():
-            if np.shape(state[name]) != p.shape:
-                raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {np.shape(state[name])}")
+        state_dict_shapes(params, state)
         for name, p in params.items():
             p[...] = state[name]
 
@@ -135,15 +132,7 @@ class Parameterized:
         """Copies every parameter from ``state`` (e.g. ``{k: v.numpy() for k, v in torch_module.state_dict().items()}``)
         into the module's arrays, converting to its dtype. Missing, unexpected or misshaped entries raise before
         anything is copied."""
-        same_keys("load_state_dict", self._params, state)
-        arrays = {}
-        for name, p in self._params.items():
-            a = np.asarray(state[name])
-            if a.shape != p.shape:
-                raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {a.shape}")
-            if not np.issubdtype(a.dtype, np.floating):
-                raise TypeError(f"load_state_dict: {name} must be floating point, got {a.dtype}")
-            arrays[name] = a
+        arrays = state_dict_arrays(self._params, state)
         for name, a in arrays.items():
             self._params[name][...] = a
 
@@ -174,10 +163,7 @@ def _checksum(header: str, arrays: Dict[str, np.ndarray]) -> str:
 
 def save(module, path) -> None:
     """Writes ``module``'s class, configuration and parameters to ``path`` (an ``.npz``), atomically."""
-    get_config = getattr(module, "get_config", None)
-    if not callable(get_config):
-        raise TypeError(f"save needs a module with get_config() (its constructor's keyword arguments); "
-                        f"{type(module).__name__} has none")
+    get_config = config_method(module)
     cls = type(module)
     header = json.dumps({"format": _FORMAT, "class": f"{cls.__module__}:{cls.__qualname__}",
                          "config": get_config()}, sort_keys=True)

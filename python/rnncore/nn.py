@@ -9,12 +9,12 @@ arrays with a torch ``state_dict``.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+from typing import Optional
 
 import numpy as np
 
-from . import _core
-from ._validation import features_array, float_array, index_array, positive_int
+from . import ops
+from ._validation import features_array, float_array, index_array, padding_index, positive_int
 from .module import Parameterized
 
 
@@ -90,15 +90,7 @@ class Embedding(Parameterized):
         super().__init__(dtype, seed)
         self.num_embeddings = positive_int("num_embeddings", num_embeddings)
         self.embedding_dim = positive_int("embedding_dim", embedding_dim)
-        if padding_idx is not None:
-            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
-                raise TypeError(f"padding_idx must be an int or None, got {type(padding_idx).__name__}")
-            pad = int(padding_idx)
-            if not -self.num_embeddings <= pad < self.num_embeddings:
-                raise ValueError(f"padding_idx must lie in -num_embeddings..num_embeddings-1 = "
-                                 f"{-self.num_embeddings}..{self.num_embeddings - 1}, got {padding_idx}")
-            padding_idx = pad % self.num_embeddings
-        self.padding_idx: Optional[int] = padding_idx
+        self.padding_idx: Optional[int] = padding_index(padding_idx, self.num_embeddings)
         self._add_parameter("weight", (self.num_embeddings, self.embedding_dim))
         self.reset_parameters()
 
@@ -129,8 +121,7 @@ class Embedding(Parameterized):
         except Exception:
             self._saved = idx
             raise
-        pad = -1 if self.padding_idx is None else self.padding_idx
-        _core.embedding_backward(idx.reshape(-1), dy.reshape(-1, self.embedding_dim), pad, self._grads["weight"])
+        ops.embedding_backward(idx, dy, self._grads["weight"], self.padding_idx)
         return None
 
     def __repr__(self) -> str:

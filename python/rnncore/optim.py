@@ -24,53 +24,16 @@ Example::
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
 from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ._validation import FLOAT_DTYPES, same_keys
+from ._validation import (hyper_betas, hyper_flag, hyper_non_negative, hyper_number, nesterov_combination,
+                          optimizer_gradients, optimizer_parameters, optimizer_state_arrays, optimizer_state_header,
+                          same_keys)
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW"]
-
-
-# -- hyper-parameter checks -----------------------------------------------------------------------------------------
-def _number(name: str, value) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
-
-
-def _non_negative(name: str, value) -> float:
-    value = _number(name, value)
-    if value < 0.0:
-        raise ValueError(f"Invalid {name}: {value} (must be >= 0)")
-    return value
-
-
-def _unit(name: str, value) -> float:
-    """A number in [0, 1) (betas)."""
-    value = _number(name, value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"Invalid {name}: {value} (must be in [0, 1))")
-    return value
-
-
-def _flag(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
-
-
-def _betas(name: str, value) -> tuple:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}")
-    return (_unit("beta parameter at index 0", value[0]), _unit("beta parameter at index 1", value[1]))
 
 
 # -- the shared base ------------------------------------------------------------------------------------------------
@@ -84,31 +47,7 @@ class Optimizer:
     _state_keys: tuple = ()
 
     def __init__(self, params, **hyper):
-        self._model = None
-        if isinstance(params, Mapping):
-            arrays = params
-        elif callable(getattr(params, "parameters", None)) and callable(getattr(params, "gradients", None)):
-            self._model = params
-            arrays = params.parameters()
-            if not isinstance(arrays, Mapping):
-                raise TypeError(f"{type(params).__name__}.parameters() must return a dict name -> ndarray")
-        else:
-            raise TypeError("params must be a dict name -> ndarray or a model with parameters() and gradients(), "
-                            f"got {type(params).__name__}")
-        if len(arrays) == 0:
-            raise ValueError("optimizer got an empty parameter dict")
-        self._params: Dict[str, np.ndarray] = {}
-        for name, p in arrays.items():
-            if not isinstance(name, str):
-                raise TypeError(f"parameter names must be str, got {name!r}")
-            if not isinstance(p, np.ndarray):
-                raise TypeError(f"parameter {name!r} must be a numpy.ndarray (it is updated in place), "
-                                f"got {type(p).__name__}")
-            if p.dtype not in FLOAT_DTYPES:
-                raise TypeError(f"parameter {name!r} must be float32 or float64, got {p.dtype}")
-            if not p.flags.writeable:
-                raise ValueError(f"parameter {name!r} is read-only; the optimizer updates parameters in place")
-            self._params[name] = p
+        self._model, self._params = optimizer_parameters(params)
         for key, value in self._checked(hyper).items():
             setattr(self, key, value)
         self.state: Dict[str, Dict[str, np.ndarray]] = {name: {} for name in self._params}
@@ -134,25 +73,7 @@ class Optimizer:
         return dict(self._params)
 
     def _resolve_grads(self, grads) -> Dict[str, np.ndarray]:
-        if grads is None:
-            if self._model is None:
-                raise TypeError("step() needs grads (a dict name -> ndarray) when the optimizer was built from a "
-                                "dict of parameters")
-            grads = self._model.gradients()
-        if not isinstance(grads, Mapping):
-            raise TypeError(f"grads must be a dict name -> ndarray, got {type(grads).__name__}")
-        same_keys("grads must have exactly the parameters' names", self._params, grads, ValueError)
-        resolved = {}
-        for name, p in self._params.items():
-            g = grads[name]
-            if not isinstance(g, np.ndarray):
-                g = np.asarray(g)
-            if not (np.issubdtype(g.dtype, np.floating) or np.issubdtype(g.dtype, np.integer)):
-                raise TypeError(f"gradient {name!r} must be a real array, got dtype {g.dtype}")
-            if g.shape != p.shape:
-                raise ValueError(f"gradient {name!r} must have the parameter's shape {p.shape}, got {g.shape}")
-            resolved[name] = g if g.dtype == p.dtype else g.astype(p.dtype)
-        return resolved
+        return optimizer_gradients(self._params, grads, self._model)
 
     # the step -----------------------------------------------------------------------------------------------------
     def step(self, grads: Optional[Mapping] = None) -> None:
@@ -198,38 +119,9 @@ class Optimizer:
         """Restores what ``state_dict()`` returned (hyper-parameters and state, copied into the parameters' dtypes).
         A wrong optimizer, missing/unexpected parameter or state names, or misshaped arrays raise before anything
         changes."""
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        missing = sorted({"optimizer", "hyperparameters", "state"} - set(state_dict))
-        if missing:
-            raise KeyError(f"load_state_dict: missing entries {missing}")
-        if state_dict["optimizer"] != type(self).__name__:
-            raise ValueError(f"load_state_dict: the state is for {state_dict['optimizer']!r}, "
-                             f"this optimizer is {type(self).__name__!r}")
+        optimizer_state_header(state_dict, type(self).__name__)
         hyper = self._checked(state_dict["hyperparameters"])
-        saved = state_dict["state"]
-        if not isinstance(saved, Mapping):
-            raise TypeError("load_state_dict: 'state' must be a dict param name -> dict of arrays")
-        same_keys("load_state_dict: parameter names differ", self._params, saved)
-        new_state = {}
-        for name, p in self._params.items():
-            entries = saved[name]
-            if not isinstance(entries, Mapping):
-                raise TypeError(f"load_state_dict: state[{name!r}] must be a dict of arrays")
-            unknown = sorted(set(entries) - set(self._state_keys))
-            if unknown:
-                raise KeyError(f"load_state_dict: state[{name!r}] has unknown entries {unknown} "
-                               f"(known: {list(self._state_keys)})")
-            new_state[name] = {}
-            for key, a in entries.items():
-                a = np.asarray(a)
-                shape = () if key == "step" else p.shape
-                if a.shape != shape:
-                    raise ValueError(f"load_state_dict: state[{name!r}][{key!r}] must have shape {shape}, "
-                                     f"got {a.shape}")
-                if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-                    raise TypeError(f"load_state_dict: state[{name!r}][{key!r}] must be real, got {a.dtype}")
-                new_state[name][key] = np.array(a, dtype=p.dtype, copy=True)
+        new_state = optimizer_state_arrays(state_dict["state"], self._params, self._state_keys)
         for key, value in hyper.items():
             setattr(self, key, value)
         self.state = new_state
@@ -264,8 +156,8 @@ class SGD(Optimizer):
     Nesterov needs μ > 0 and τ = 0 (as torch).
     """
 
-    _hyper = {"lr": _non_negative, "momentum": _non_negative, "dampening": _number,
-              "weight_decay": _non_negative, "nesterov": _flag, "maximize": _flag}
+    _hyper = {"lr": hyper_non_negative, "momentum": hyper_non_negative, "dampening": hyper_number,
+              "weight_decay": hyper_non_negative, "nesterov": hyper_flag, "maximize": hyper_flag}
     _state_keys = ("momentum_buffer",)
 
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
@@ -273,8 +165,7 @@ class SGD(Optimizer):
                          nesterov=nesterov, maximize=maximize)
 
     def _check_combination(self, h):
-        if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        nesterov_combination(h)
 
     def _update(self, p, grad, state, h):
         g = -grad if h["maximize"] else grad
@@ -310,8 +201,9 @@ class RMSprop(Optimizer):
     (b, μ > 0 only).
     """
 
-    _hyper = {"lr": _non_negative, "alpha": _non_negative, "eps": _non_negative, "weight_decay": _non_negative,
-              "momentum": _non_negative, "centered": _flag, "maximize": _flag}
+    _hyper = {"lr": hyper_non_negative, "alpha": hyper_non_negative, "eps": hyper_non_negative,
+              "weight_decay": hyper_non_negative, "momentum": hyper_non_negative, "centered": hyper_flag,
+              "maximize": hyper_flag}
     _state_keys = ("step", "square_avg", "grad_avg", "momentum_buffer")
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
@@ -360,8 +252,8 @@ class Adam(Optimizer):
     State per parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v), ``max_exp_avg_sq`` (amsgrad only).
     """
 
-    _hyper = {"lr": _non_negative, "betas": _betas, "eps": _non_negative, "weight_decay": _non_negative,
-              "amsgrad": _flag, "maximize": _flag}
+    _hyper = {"lr": hyper_non_negative, "betas": hyper_betas, "eps": hyper_non_negative,
+              "weight_decay": hyper_non_negative, "amsgrad": hyper_flag, "maximize": hyper_flag}
     _state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _decoupled_weight_decay = False
 

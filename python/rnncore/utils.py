@@ -7,41 +7,16 @@ or a list/tuple of arrays. The arrays are modified in place, so a model's own gr
 from __future__ import annotations
 
 import math
-from typing import List
 
 import numpy as np
 
-from ._validation import real_number
-
-
-def _gradient_arrays(grads) -> List[np.ndarray]:
-    if callable(getattr(grads, "gradients", None)):
-        grads = grads.gradients()
-    if isinstance(grads, dict):
-        items = list(grads.items())
-    elif isinstance(grads, (list, tuple)):
-        items = [(f"grads[{i}]", g) for i, g in enumerate(grads)]
-    elif isinstance(grads, np.ndarray):
-        items = [("grads", grads)]
-    else:
-        raise TypeError(f"grads must be a dict of arrays, a list of arrays or a model with .gradients(), "
-                        f"got {type(grads).__name__}")
-    arrays = []
-    for name, g in items:
-        if not isinstance(g, np.ndarray):
-            raise TypeError(f"gradient {name} must be a numpy.ndarray, got {type(g).__name__}")
-        if g.dtype not in (np.float32, np.float64):
-            raise TypeError(f"gradient {name} must have dtype float32 or float64, got {g.dtype}")
-        if not g.flags.writeable:
-            raise ValueError(f"gradient {name} must be writeable (it is clipped in place)")
-        arrays.append(g)
-    return arrays
+from ._validation import clip_gradients, real_number
 
 
 def _vector_norm(v: np.ndarray, p: float) -> float:
     """The p-norm of a float64 vector without BLAS: np.linalg.norm's 2-norm is a BLAS dot, which wakes a
-    multithreaded BLAS's worker threads for large gradients; they then spin on the cores rnncore's kernels use
-    (measured: a 2-thread GRU training loop on 2 cores ran 4x slower)."""
+    multithreaded BLAS's worker threads for large gradients; they then spin on the cores rnncore's kernels use and
+    slow a training loop several times over."""
     if v.size == 0:
         return 0.0
     if p == 2.0:
@@ -59,7 +34,7 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False) -> 
     gradient is multiplied by ``coef``. A non-finite total raises with ``error_if_nonfinite=True``; otherwise, as in
     torch, the gradients are multiplied by the (NaN or 0) coefficient.
     """
-    arrays = _gradient_arrays(grads)
+    arrays = clip_gradients(grads)
     max_norm = real_number("max_norm", max_norm, 0.0)
     norm_type = real_number("norm_type", norm_type, 0.0, allow_equal=False, allow_inf=True)
     if not arrays:
@@ -83,7 +58,7 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False) -> 
 
 def clip_grad_value(grads, clip_value) -> None:
     """Clamps every gradient entry to ``[-clip_value, clip_value]`` in place (torch.nn.utils.clip_grad_value_)."""
-    arrays = _gradient_arrays(grads)
+    arrays = clip_gradients(grads)
     clip_value = real_number("clip_value", clip_value, 0.0)
     for g in arrays:
         np.clip(g, -clip_value, clip_value, out=g)

@@ -1,9 +1,4 @@
-"""Pure-NumPy reference implementation of every rnncore op: the executable spec.
-
-The C++ kernels in ``rnncore.ops`` have the same signatures and must agree with these functions (see the tolerance
-table in ``tests/conftest.py``). This module is written to be read, not to be fast: one plain Python loop over
-time, one small helper per idea, every arithmetic operation in float64 (inputs are cast up on entry, results are
-cast back to the input's dtype on exit). It imports nothing but NumPy, so it can also be copied and used alone.
+"""The recurrent cells in plain NumPy: the twins of ``rnncore.ops.rnn``.
 
 Shapes (design.md section 1): one layer, one direction, time-major.
 ``T`` time steps, ``B`` batch, ``I`` input features, ``H`` hidden units, ``G`` gates (RNN 1, GRU 3, LSTM 4).
@@ -36,89 +31,21 @@ sample ``b``: it writes ``y[t, b] = 0``, leaves the state (h and c) of sample ``
 state after step ``lengths[b] - 1``, and it gets no gradient: ``dy[t, b]`` is ignored and the gradient of the
 state passes through it unchanged.
 
-Masked softmax (over the last axis; ``mask`` True/nonzero = keep, Keras convention)::
-
-    α = exp(e - max_kept(e)) / Σ_kept exp(e - max_kept(e))   on kept entries, α = 0 on masked entries,
-    α = 0 for a row with every entry masked;      backward: de = α ⊙ (dα - Σ α ⊙ dα).
-
-Backward passes are written from the *outputs* of the activations, with the identities
-``σ'(v) = s (1 - s)`` for ``s = σ(v)``, ``tanh'(v) = 1 - y²`` for ``y = tanh(v)``, ``relu'(v) = [y > 0]``.
-A bias given as ``None`` means "no bias"; its gradient is then returned as ``None``.
+Streaming (``*_stepper``): one time step per call with the state kept, the twin of the C++ stepper; the step is the
+same ``_*_step`` function the sequence forward runs.
 """
 
 import numpy as np
+
+from ._common import (_active_steps, _cast, _dsigmoid, _dtanh, _f64, _linear, _linear_backward, _or_zeros,
+                      _result_dtype, _sigmoid, _split_gates)
 
 __all__ = [
     "lstm_forward", "lstm_backward",
     "gru_forward", "gru_backward",
     "rnn_forward", "rnn_backward",
-    "masked_softmax", "masked_softmax_backward",
+    "lstm_stepper", "gru_stepper", "rnn_stepper",
 ]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Small helpers
-# ----------------------------------------------------------------------------------------------------------------
-
-def _f64(a):
-    """``a`` as a float64 array, or None if ``a`` is None (all arithmetic here is float64)."""
-    return None if a is None else np.asarray(a).astype(np.float64)
-
-
-def _result_dtype(a):
-    """The dtype results are cast back to: the dtype of ``a`` if it is floating point, else float64."""
-    dtype = np.asarray(a).dtype
-    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
-
-
-def _cast(a, dtype):
-    """``a`` cast to ``dtype``; None stays None (a missing bias has a missing gradient)."""
-    return None if a is None else a.astype(dtype)
-
-
-def _or_zeros(a, shape):
-    """``a`` as float64, or float64 zeros of ``shape`` if ``a`` is None (missing state, bias or gradient)."""
-    return np.zeros(shape) if a is None else _f64(a)
-
-
-def _sigmoid(v):
-    """σ(v) = 1 / (1 + exp(-v)), written as (1 + tanh(v/2)) / 2: exact, and never overflows."""
-    return 0.5 * (1.0 + np.tanh(0.5 * v))
-
-
-def _dsigmoid(s):
-    """σ'(v) from the output s = σ(v): s (1 - s)."""
-    return s * (1.0 - s)
-
-
-def _dtanh(y):
-    """tanh'(v) from the output y = tanh(v): 1 - y²."""
-    return 1.0 - y * y
-
-
-def _split_gates(a, n_gates):
-    """Split the last axis of ``a [..., G*H]`` into the G gate blocks of width H (LSTM i,f,g,o; GRU r,z,n)."""
-    return np.split(a, n_gates, axis=-1)
-
-
-def _linear(inp, w, b):
-    """inp W^T + b for ``inp [B, K]``, ``w [N, K]``, ``b [N]``: the PyTorch ``nn.Linear`` convention."""
-    return inp @ w.T + b
-
-
-def _linear_backward(dout, inp, w):
-    """Gradients of ``out = inp W^T + b`` given ``dout [B, N]``: (d inp = dout W, dW = dout^T inp, db = Σ_B dout)."""
-    return dout @ w, dout.T @ inp, dout.sum(axis=0)
-
-
-def _active_steps(lengths, T, B):
-    """Boolean ``[T, B, 1]``: True where step t is valid for sample b (t < lengths[b]); all True if lengths is None.
-
-    The trailing axis of size 1 broadcasts against the hidden units ``[B, H]`` of one step.
-    """
-    if lengths is None:
-        return np.ones((T, B, 1), dtype=bool)
-    return (np.arange(T)[:, None] < np.asarray(lengths)[None, :])[:, :, None]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -488,47 +415,54 @@ def rnn_backward(cache, dy, dh_n=None):
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
-def masked_softmax(e, mask=None):
-    """Softmax over the last axis of ``e``, restricted to the kept entries.
+# ----------------------------------------------------------------------------------------------------------------
+# Streaming: one step per call, the state kept
+# ----------------------------------------------------------------------------------------------------------------
 
-    α[..., j] = exp(e[..., j] - m) / Σ_{k kept} exp(e[..., k] - m)   for kept j, with m = max over the kept entries,
-    α[..., j] = 0 exactly for masked j, and α = 0 on a row whose entries are all masked (no NaN, no warning).
-    Course: the ``softmax`` over Tx inside ``one_step_attention`` (α<t,t'>), with Keras' mask convention.
+class Stepper:
+    """One forward step per call with the state kept: ``step(x [B, I])`` returns the new h [B, H]; ``reset(h0, c0)``
+    sets the state (None = zeros; c0 for the LSTM only); ``h`` and ``c`` (LSTM only) are copies of the state. The
+    weights are copied (float64); results have the weights' dtype."""
 
-    Args:
-        e:    [..., N] scores (rank >= 1, float32 or float64; α has this dtype).
-        mask: boolean-like, broadcastable to e.shape (e.g. [B, Tx] or [Tx] for e [B, Tx]); True/nonzero = keep
-              (attend to), False/0 = masked out. None keeps everything.
+    def __init__(self, cell, options, batch, w_ih, w_hh, b_ih, b_hh):
+        self._step, _ = _STEPS[cell]
+        self._options = dict(options)
+        self._dtype = _result_dtype(w_ih)
+        self._w_ih, self._w_hh = _f64(w_ih), _f64(w_hh)
+        self._b_ih, self._b_hh = _or_zeros(b_ih, self._w_ih.shape[0]), _or_zeros(b_hh, self._w_hh.shape[0])
+        self._lstm = cell == "lstm"
+        self._shape = (batch, self._w_hh.shape[1])
+        self.reset(None, None)
 
-    Returns:
-        alpha: e.shape attention weights; each row sums to 1 over its kept entries (or is all 0).
-    """
-    out_dtype = _result_dtype(e)
-    e = _f64(e)
-    keep = np.ones(e.shape, dtype=bool) if mask is None else np.broadcast_to(np.asarray(mask) != 0, e.shape)
-    row_max = np.max(e, axis=-1, keepdims=True, where=keep, initial=-np.inf)  # -inf on a fully masked row
-    exp_e = np.where(keep, np.exp(np.where(keep, e - row_max, 0.0)), 0.0)     # masked entries never exponentiated
-    denom = exp_e.sum(axis=-1, keepdims=True)                                 # >= 1 when a row keeps any entry
-    # Divide on kept entries of rows that keep any: masked entries stay exactly 0; a NaN score makes its row's kept
-    # entries NaN (it propagates, as in PyTorch) while the masked ones stay 0.
-    alpha = np.divide(exp_e, denom, out=np.zeros_like(exp_e), where=keep & (denom != 0.0))
-    return alpha.astype(out_dtype)
+    def reset(self, h0=None, c0=None):
+        h = _or_zeros(h0, self._shape)
+        self._state = (h, _or_zeros(c0, self._shape)) if self._lstm else (h,)
+
+    def step(self, x):
+        """h_t from x_t [B, I] and the kept state: the cell's one-step forward."""
+        xw = _linear(_f64(x), self._w_ih, self._b_ih)
+        self._state, _ = self._step(xw, self._state, self._w_hh, self._b_hh, **self._options)
+        return self.h
+
+    @property
+    def h(self):
+        return self._state[0].astype(self._dtype)
+
+    @property
+    def c(self):
+        return self._state[1].astype(self._dtype)
 
 
-def masked_softmax_backward(alpha, dalpha):
-    """Gradient of ``masked_softmax`` with respect to its scores e, given α and dL/dα.
+def lstm_stepper(batch, w_ih, w_hh, b_ih=None, b_hh=None):
+    """A streaming LSTM for ``batch`` sequences (state h, c zeros); w_ih [4H, I], w_hh [4H, H], biases [4H] or None."""
+    return Stepper("lstm", {}, batch, w_ih, w_hh, b_ih, b_hh)
 
-    dα_j/de_k = α_j (δ_jk - α_k)  ⇒  de = α ⊙ (dα - Σ_last-axis α ⊙ dα).
-    Masked entries (and fully masked rows) have α = 0, hence de = 0 there: no mask argument is needed.
 
-    Args:
-        alpha:  [..., N] the output of ``masked_softmax``.
-        dalpha: [..., N] gradient of the loss with respect to alpha.
+def gru_stepper(batch, w_ih, w_hh, b_ih=None, b_hh=None, reset_after=True):
+    """A streaming GRU for ``batch`` sequences (state h zeros); w_ih [3H, I], w_hh [3H, H], biases [3H] or None."""
+    return Stepper("gru", dict(reset_after=bool(reset_after)), batch, w_ih, w_hh, b_ih, b_hh)
 
-    Returns:
-        de: [..., N] gradient with respect to e, in alpha's dtype.
-    """
-    out_dtype = _result_dtype(alpha)
-    alpha, dalpha = _f64(alpha), _f64(dalpha)
-    de = alpha * (dalpha - np.sum(alpha * dalpha, axis=-1, keepdims=True))
-    return de.astype(out_dtype)
+
+def rnn_stepper(batch, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
+    """A streaming simple RNN for ``batch`` sequences (state h zeros); w_ih [H, I], w_hh [H, H], biases [H] or None."""
+    return Stepper("rnn", dict(nonlinearity=nonlinearity), batch, w_ih, w_hh, b_ih, b_hh)

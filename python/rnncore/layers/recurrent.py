@@ -14,32 +14,33 @@ Shapes: ``x [T, B, I]`` (``[B, T, I]`` with ``batch_first``), ``y [T, B, D*H]``,
 from __future__ import annotations
 
 import numbers
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
-from . import _core, ops
-from ._validation import (choice, float_array, lengths_array, nonlinearity_name, positive_int, reset_after_flag,
-                          same_keys)
-from .module import Parameterized
+from .. import _cell_table
+from .._cell_table import CellKind
+from .._validation import choice, dropout_probability, float_array, lengths_array, positive_int, state_tuple
+from ..module import Parameterized
+
+__all__ = ["LSTM", "GRU", "RNN"]
 
 _INITS = ("pytorch", "keras")
 
 
 class _Recurrent(Parameterized):
-    """What LSTM, GRU and RNN share; a subclass sets ``_op`` (the ops prefix), ``_gates`` and ``_cell_options``."""
+    """What LSTM, GRU and RNN share; a subclass sets ``kind``, its row of the cell table (rnncore._cell_table), and
+    takes that kind's options (e.g. ``reset_after``) as keywords."""
 
-    _op = ""
-    _gates = 0
+    kind: CellKind
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype=np.float32, seed=None, init="pytorch"):
+                 bidirectional=False, dtype=np.float32, seed=None, init="pytorch", **options):
+        self._cell_options = self.kind.check_options(options, f"{type(self).__name__}.__init__")
         self.input_size = positive_int("input_size", input_size)
         self.hidden_size = positive_int("hidden_size", hidden_size)
         self.num_layers = positive_int("num_layers", num_layers)
-        if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        self.dropout = float(dropout)
+        self.dropout = dropout_probability(dropout)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
@@ -57,6 +58,11 @@ class _Recurrent(Parameterized):
                     bidirectional=self.bidirectional, dtype=self.dtype.name, seed=self._seed, init=self.init,
                     **self._cell_options)
 
+    @property
+    def _op(self) -> str:
+        """The ops' prefix of this layer's cell ("lstm", "gru", "rnn")."""
+        return self.kind.name
+
     # -- parameters ----------------------------------------------------------------------------------------------
     @property
     def num_directions(self) -> int:
@@ -66,7 +72,7 @@ class _Recurrent(Parameterized):
         return f"_l{layer}" + ("_reverse" if direction == 1 else "")
 
     def _parameter_shapes(self):
-        gh = self._gates * self.hidden_size
+        gh = self.kind.n_gates * self.hidden_size
         for layer in range(self.num_layers):
             in_size = self.input_size if layer == 0 else self.hidden_size * self.num_directions
             for direction in range(self.num_directions):
@@ -81,6 +87,7 @@ class _Recurrent(Parameterized):
         """PyTorch's init (every entry U(-1/√H, 1/√H)) or Keras's (Glorot-uniform input weights, orthogonal
         recurrent weights per gate, zero biases, and for the LSTM a forget-gate bias of 1)."""
         H = self.hidden_size
+        gates = self.kind.gates
         for name, p in self._params.items():
             if self.init == "pytorch":
                 bound = 1.0 / np.sqrt(H)
@@ -90,13 +97,15 @@ class _Recurrent(Parameterized):
                 bound = np.sqrt(6.0 / (fan_in + fan_out))
                 p[...] = self._rng.uniform(-bound, bound, p.shape)
             elif name.startswith("weight_hh"):
-                for g in range(self._gates):  # one orthogonal [H, H] block per gate, like Keras's recurrent kernel
+                for g in range(len(gates)):  # one orthogonal [H, H] block per gate, like Keras's recurrent kernel
                     q, r = np.linalg.qr(self._rng.standard_normal((H, H)))
                     p[g * H:(g + 1) * H] = q * np.sign(np.diag(r))
             else:
                 p[...] = 0.0
-                if self._op == "lstm" and name.startswith("bias_ih"):
-                    p[H:2 * H] = 1.0  # forget gate (order i, f, g, o)
+                if name.startswith("bias_ih"):
+                    for gate in self.kind.keras_unit_bias:  # the LSTM's forget gate
+                        g = gates.index(gate)
+                        p[g * H:(g + 1) * H] = 1.0
 
     # -- forward ---------------------------------------------------------------------------------------------------
     def _weights(self, layer: int, direction: int):
@@ -106,15 +115,12 @@ class _Recurrent(Parameterized):
 
     def _check_state(self, state, batch: int):
         """The initial state as a tuple of [L*D, B, H] arrays (h, or h and c), None meaning zeros."""
-        n_states = 2 if self._op == "lstm" else 1
         if state is None:
-            return (None,) * n_states
-        if n_states == 2 and (not isinstance(state, (tuple, list)) or len(state) != 2):
-            raise TypeError(f"state must be a tuple (h0, c0) for an LSTM, got {type(state).__name__}")
-        states = tuple(state) if n_states == 2 else (state,)
-        names = ("h0", "c0")
+            return (None,) * len(self.kind.states)
+        states = state_tuple(self.kind, state, "state", "0", "")
         shape = [("L*D", self.num_layers * self.num_directions), ("B", batch), ("H", self.hidden_size)]
-        return tuple(None if s is None else float_array(names[i], s, shape, self.dtype) for i, s in enumerate(states))
+        return tuple(None if s is None else float_array(f"{name}0", s, shape, self.dtype)
+                     for name, s in zip(self.kind.states, states))
 
     def __call__(self, x, state=None, lengths=None):
         """Runs every layer and direction. Returns ``(y, state)``: y ``[T, B, D*H]`` (``[B, T, D*H]`` with
@@ -142,9 +148,8 @@ class _Recurrent(Parameterized):
                 idx = layer * self.num_directions + direction
                 init = [None if s is None else s[idx] for s in states0]
                 inp = layer_input if direction == 0 else _gather_steps(layer_input, reverse_index)
-                *result, ws = getattr(ops, f"{self._op}_forward")(inp, *init, *self._weights(layer, direction),
-                                                                 lengths=lengths, training=keep_graph,
-                                                                 **self._cell_options)
+                *result, ws = self.kind.forward(inp, *init, *self._weights(layer, direction), lengths=lengths,
+                                                training=keep_graph, **self._cell_options)
                 y_dir, *final = result
                 outputs.append(y_dir if direction == 0 else _gather_steps(y_dir, reverse_index))
                 for store, f in zip(finals, final):
@@ -158,7 +163,7 @@ class _Recurrent(Parameterized):
         if self.batch_first:
             y = np.ascontiguousarray(y.transpose(1, 0, 2))
         final_states = tuple(np.stack(f) for f in finals)
-        return y, (final_states if self._op == "lstm" else final_states[0])
+        return y, self.kind.pack_states(final_states)
 
     # -- backward --------------------------------------------------------------------------------------------------
     def backward(self, dy, dstate=None):
@@ -185,7 +190,7 @@ class _Recurrent(Parameterized):
                 if direction == 1:
                     dy_dir = _gather_steps(dy_dir, reverse_index)
                 d_final = [None if s is None else s[idx] for s in dstates]
-                grads = getattr(ops, f"{self._op}_backward")(workspaces[direction], dy_dir, *d_final)
+                grads = self.kind.backward(workspaces[direction], dy_dir, *d_final)
                 dx_dir, d_init, (dw_ih, dw_hh, db_ih, db_hh) = grads[0], grads[1:1 + n_states], grads[-4:]
                 if direction == 1:
                     dx_dir = _gather_steps(dx_dir, reverse_index)
@@ -202,7 +207,7 @@ class _Recurrent(Parameterized):
         dx = upstream
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
-        return dx, (tuple(dstate0) if self._op == "lstm" else dstate0[0])
+        return dx, self.kind.pack_states(dstate0)
 
     def __repr__(self):
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
@@ -234,192 +239,17 @@ class LSTM(_Recurrent):
     """Multi-layer LSTM, ``torch.nn.LSTM``'s arguments and parameter names (plus ``dtype``, ``seed``, ``init``).
     ``state`` is ``(h, c)``, each ``[L*D, B, H]``."""
 
-    _op = "lstm"
-    _gates = 4
-    _cell_options: dict = {}
+    kind = _cell_table.LSTM
 
 
 class GRU(_Recurrent):
     """Multi-layer GRU, ``torch.nn.GRU``'s arguments and names; ``reset_after=False`` gives the Cho et al. (2014)
     variant (Keras ``reset_after=False``)."""
 
-    _op = "gru"
-    _gates = 3
-
-    def __init__(self, *args, reset_after=True, **kwargs):
-        self._cell_options = {"reset_after": reset_after_flag(reset_after)}
-        super().__init__(*args, **kwargs)
+    kind = _cell_table.GRU
 
 
 class RNN(_Recurrent):
     """Multi-layer simple (Elman) RNN, ``torch.nn.RNN``'s arguments and names, ``nonlinearity`` "tanh" or "relu"."""
 
-    _op = "rnn"
-    _gates = 1
-
-    def __init__(self, *args, nonlinearity="tanh", **kwargs):
-        self._cell_options = {"nonlinearity": nonlinearity_name(nonlinearity)}
-        super().__init__(*args, **kwargs)
-
-
-class _Cell:
-    """One time step at a time (decoders, streaming), with backward through a user-written loop: every training-mode
-    call records its step on a tape, and ``backward`` takes the steps back in reverse order (the last call first).
-    Parameter names are PyTorch's cells' (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``)."""
-
-    _op = ""
-    _gates = 0
-    _cell_options: dict = {}
-
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None, init="pytorch"):
-        # The parameters and their init are a one-layer, one-direction layer's, under the cells' names.
-        self._layer = _LAYER_OF_CELL[type(self)](input_size, hidden_size, bias=bias, dtype=dtype, seed=seed,
-                                                  init=init, **self._cell_options)
-        self.input_size, self.hidden_size, self.dtype = input_size, hidden_size, self._layer.dtype
-        self.bias = bool(bias)
-        self.training = True
-        self._tape: list = []
-
-    def get_config(self) -> dict:
-        """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the cell)."""
-        layer = self._layer.get_config()
-        return dict(input_size=layer["input_size"], hidden_size=layer["hidden_size"], bias=layer["bias"],
-                    dtype=layer["dtype"], seed=layer["seed"], init=layer["init"], **self._cell_options)
-
-    def _names(self):
-        return {name: name[:-3] for name in self._layer._params}  # weight_ih_l0 -> weight_ih
-
-    def parameters(self) -> Dict[str, np.ndarray]:
-        return {cell: self._layer._params[layer] for layer, cell in self._names().items()}
-
-    def gradients(self) -> Dict[str, np.ndarray]:
-        return {cell: self._layer._grads[layer] for layer, cell in self._names().items()}
-
-    def zero_grad(self) -> None:
-        self._layer.zero_grad()
-
-    def state_dict(self) -> Dict[str, np.ndarray]:
-        return {name: p.copy() for name, p in self.parameters().items()}
-
-    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
-        """From a cell's names (``{k: v.numpy() for k, v in torch.nn.LSTMCell(...).state_dict().items()}``)."""
-        names = self._names()
-        same_keys("load_state_dict", names.values(), state)
-        self._layer.load_state_dict({layer: state[cell] for layer, cell in names.items()})
-
-    def train(self, mode: bool = True):
-        self.training = bool(mode)
-        if not self.training:
-            self._tape.clear()
-        return self
-
-    def eval(self):
-        return self.train(False)
-
-    def __call__(self, x, state=None):
-        """x [B, I] -> the new state (h [B, H], or (h, c) for an LSTM cell)."""
-        x = float_array("x", x, [("B", None), ("I", self.input_size)], self.dtype)
-        batch = x.shape[0]
-        n_states = 2 if self._op == "lstm" else 1
-        if state is None:
-            states = (None,) * n_states
-        else:
-            if n_states == 2 and (not isinstance(state, (tuple, list)) or len(state) != 2):
-                raise TypeError(f"state must be a tuple (h, c) for an LSTM cell, got {type(state).__name__}")
-            states = tuple(state) if n_states == 2 else (state,)
-        weights = self._layer._weights(0, 0)
-        *result, ws = getattr(ops, f"{self._op}_forward")(x[None], *states, *weights, training=self.training,
-                                                         **self._cell_options)
-        if self.training:
-            self._tape.append(ws)
-        new_states = tuple(result[1:])
-        return new_states if n_states == 2 else new_states[0]
-
-    def backward(self, dstate):
-        """Gradient w.r.t. the state the LAST recorded call returned (h, or (h, c)); returns ``(dx, dstate_prev)``
-        for that call's input and incoming state, and accumulates the parameters' gradients."""
-        if not self._tape:
-            raise RuntimeError("backward has no recorded step left: call the cell in training mode first "
-                               "(one backward per call, last call first)")
-        ws = self._tape.pop()
-        n_states = 2 if self._op == "lstm" else 1
-        if n_states == 2 and (not isinstance(dstate, (tuple, list)) or len(dstate) != 2):
-            raise TypeError("dstate must be a tuple (dh, dc) for an LSTM cell")
-        dstates = tuple(dstate) if n_states == 2 else (dstate,)
-        grads = getattr(ops, f"{self._op}_backward")(ws, None, *dstates)
-        dx, d_prev, (dw_ih, dw_hh, db_ih, db_hh) = grads[0][0], grads[1:1 + n_states], grads[-4:]
-        g = self.gradients()
-        g["weight_ih"] += dw_ih
-        g["weight_hh"] += dw_hh
-        if self.bias:
-            g["bias_ih"] += db_ih
-            g["bias_hh"] += db_hh
-        return dx, (tuple(d_prev) if n_states == 2 else d_prev[0])
-
-
-    def stream(self, batch: int = 1, state=None) -> "Stream":
-        """A streaming stepper for inference: ``stream.step(x)`` advances one step (x [batch, I]) and returns the new h,
-        keeping the state and the prepared weights between calls (about a microsecond per call at H = 64, against
-        ~10 µs for ``cell(x, state)``). It snapshots the weights: later parameter updates need a new stream."""
-        return Stream(self, positive_int("batch", batch), state)
-
-
-class Stream:
-    """One step per call with the state kept (see ``_Cell.stream``). ``step(x)`` returns h [B, H]; ``state`` is h,
-    or (h, c) for an LSTM; ``reset(state=None)`` starts over (None = zeros). A stream is one sequence's state: use
-    one stream per thread (separate streams run concurrently; ``step`` releases the GIL)."""
-
-    def __init__(self, cell: "_Cell", batch: int, state=None):
-        p = cell.parameters()
-        stepper_class = getattr(_core, f"Stepper_{cell.dtype.name}")
-        options = cell._cell_options
-        self._stepper = stepper_class(cell._op, options.get("reset_after", True), options.get("nonlinearity", "tanh"),
-                                      batch, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
-        self._lstm = cell._op == "lstm"
-        self._shape, self._dtype = [("B", batch), ("H", cell.hidden_size)], cell.dtype
-        self.step = self._stepper.step  # the hot call goes straight to C++, which checks x itself
-        self.reset(state)
-
-    def reset(self, state=None) -> None:
-        if state is None:
-            self._stepper.reset(None, None)
-            return
-        if self._lstm and (not isinstance(state, (tuple, list)) or len(state) != 2):
-            raise TypeError(f"state must be a tuple (h, c) for an LSTM stream, got {type(state).__name__}")
-        states = tuple(state) if self._lstm else (state, None)
-        h, c = (None if s is None else float_array(name, s, self._shape, self._dtype)
-                for name, s in zip(("h", "c"), states))
-        self._stepper.reset(h, c)
-
-    @property
-    def state(self):
-        return (self._stepper.h, self._stepper.c) if self._lstm else self._stepper.h
-
-
-class LSTMCell(_Cell):
-    """``torch.nn.LSTMCell``: ``h, c = cell(x, (h, c))``."""
-
-    _op = "lstm"
-
-
-class GRUCell(_Cell):
-    """``torch.nn.GRUCell`` (``reset_after=False``: the Cho et al. variant): ``h = cell(x, h)``."""
-
-    _op = "gru"
-
-    def __init__(self, *args, reset_after=True, **kwargs):
-        self._cell_options = {"reset_after": reset_after_flag(reset_after)}
-        super().__init__(*args, **kwargs)
-
-
-class RNNCell(_Cell):
-    """``torch.nn.RNNCell``: ``h = cell(x, h)``, ``nonlinearity`` "tanh" or "relu"."""
-
-    _op = "rnn"
-
-    def __init__(self, *args, nonlinearity="tanh", **kwargs):
-        self._cell_options = {"nonlinearity": nonlinearity_name(nonlinearity)}
-        super().__init__(*args, **kwargs)
-
-
-_LAYER_OF_CELL = {LSTMCell: LSTM, GRUCell: GRU, RNNCell: RNN}
+    kind = _cell_table.RNN

@@ -1,0 +1,31 @@
+"""Kernels of the feed-forward layers (``rnncore.nn``): the embedding's backward scatter-add.
+
+The embedding's forward is a row gather (``np.take(weight, indices, axis=0)``) and needs no kernel.
+Twins: ``rnncore.reference.nn``.
+"""
+
+from __future__ import annotations
+
+from .. import _core
+from .._validation import accumulator_array, float_array, index_array, optional_index
+
+__all__ = ["embedding_backward"]
+
+
+def embedding_backward(indices, dy, dweight, padding_idx=None):
+    """Adds each ``dy[...]`` row into ``dweight[indices[...]]``, in place, skipping positions whose index is
+    ``padding_idx``; rows are added in a fixed order, so repeated indices give the same bits every run. Returns
+    ``dweight``.
+
+    indices:     [...] integers in 0..V-1.
+    dy:          [..., D] the gradient w.r.t. the gathered rows (``weight[indices]``).
+    dweight:     [V, D] float array of dy's dtype, C-contiguous and writeable: accumulated into.
+    padding_idx: None, or a row in 0..V-1 that receives nothing.
+    """
+    dweight = accumulator_array("dweight", dweight, ("V", "D"))
+    rows, width = dweight.shape
+    idx = index_array("indices", indices, rows)
+    dy = float_array("dy", dy, [(f"d{k}", n) for k, n in enumerate(idx.shape)] + [("D", width)], dweight.dtype)
+    pad = optional_index("padding_idx", padding_idx, rows, "V")
+    _core.embedding_backward(idx.reshape(-1), dy.reshape(-1, width), pad, dweight)
+    return dweight

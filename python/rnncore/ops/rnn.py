@@ -1,0 +1,137 @@
+"""The fused recurrent kernels, one layer and one direction at a time, time-major (design.md §4), and the streaming
+stepper (one step per call, state kept in C++).
+
+Shapes: ``x [T, B, I]``, states ``[B, H]``, ``w_ih [G*H, I]``, ``w_hh [G*H, H]``, biases ``[G*H]``, ``y [T, B, H]``,
+``lengths [B]`` (right padding); G = 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n), 1 (RNN). PyTorch's names and layouts.
+
+Conventions:
+- ``h0``/``c0`` None means zeros; ``b_ih``/``b_hh`` None means no bias (its gradient is then returned as None);
+  ``dy``/``dh_n``/``dc_n`` None means zeros.
+- T = 0 and B = 0 are supported (empty outputs; ``h_n`` = ``h0``); I and H must be at least 1.
+- ``training=True`` returns an opaque workspace for backward (a private copy of what backward needs: changing x or the
+  weights afterwards does not change the gradients); ``training=False`` stores nothing and returns None.
+- A workspace may be passed to backward more than once; each call returns the same, freshly allocated, gradients.
+
+Twins: ``rnncore.reference.rnn``.
+"""
+
+from __future__ import annotations
+
+from .. import _core
+from .._validation import (forward_arrays, nonlinearity_name, positive_int, reset_after_flag, stepper_arrays,
+                           training_flag, upstream_arrays, workspace_of)
+
+__all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
+           "lstm_stepper", "gru_stepper", "rnn_stepper"]
+
+_WORKSPACE_TYPES = (_core.Workspace_float32, _core.Workspace_float64)
+_STEPPER_TYPES = {"float32": _core.Stepper_float32, "float64": _core.Stepper_float64}
+
+
+def _checked_call(kernel, *args):
+    """Runs a kernel whose arguments were just validated; it must accept them (else the two checks disagree)."""
+    out = kernel(*args)
+    if out is NotImplemented:
+        raise RuntimeError(f"rnncore internal error: _core.{kernel.__name__} refused arguments that passed validation")
+    return out
+
+
+# Every kernel entry point first tries the call as given: _core recognises the common exact call (the rules of
+# rnncore._validation.KERNEL_ARGUMENTS) and answers anything else with NotImplemented, after which the checks name the
+# bad argument or make the arguments exact, and the kernel runs on those. The forwards spell this out each (their
+# fast path is the whole cost of a small call, so it takes no extra Python frame); the backwards share _backward.
+
+def _backward(name: str, cell: str, workspace, names: tuple, *upstream):
+    """One backward through ``_core.<name>``; ``upstream`` the upstream gradients in kernel order, called ``names``."""
+    out = getattr(_core, name)(workspace, *upstream)
+    if out is NotImplemented:
+        ws = workspace_of(workspace, name, cell, _WORKSPACE_TYPES)
+        out = _checked_call(getattr(_core, name), ws, *upstream_arrays(name, ws, dict(zip(names, upstream))))
+    return out
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True):
+    """LSTM over a sequence batch. Returns ``(y [T,B,H], h_n [B,H], c_n [B,H], workspace or None)``.
+
+    ``[i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh``; ``c = f*c + i*g``; ``h = o*tanh(c)``.
+    """
+    out = _core.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training)
+    if out is NotImplemented:
+        a = forward_arrays("lstm_forward", 4, x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih, b_hh, lengths)
+        out = _checked_call(_core.lstm_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths,
+                            training_flag(training))
+    return out
+
+
+def lstm_backward(workspace, dy, dh_n=None, dc_n=None):
+    """BPTT for the forward that made ``workspace``.
+    Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
+    return _backward("lstm_backward", "lstm", workspace, ("dy", "dh_n", "dc_n"), dy, dh_n, dc_n)
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, reset_after=True):
+    """GRU over a sequence batch. Returns ``(y [T,B,H], h_n [B,H], workspace or None)``.
+
+    ``reset_after=True`` (PyTorch/cuDNN/Keras default): ``n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn))``;
+    ``reset_after=False`` (Cho 2014): ``n = tanh(x W_in^T + b_in + (r*h) W_hn^T + b_hn)``; ``h = (1-z)*n + z*h``.
+    """
+    out = _core.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, reset_after)
+    if out is NotImplemented:
+        reset_after = reset_after_flag(reset_after)
+        a = forward_arrays("gru_forward", 3, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
+        out = _checked_call(_core.gru_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths,
+                            training_flag(training), reset_after)
+    return out
+
+
+def gru_backward(workspace, dy, dh_n=None):
+    """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
+    return _backward("gru_backward", "gru", workspace, ("dy", "dh_n"), dy, dh_n)
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonlinearity="tanh"):
+    """Simple RNN ``h = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``, act = tanh or relu.
+    Returns ``(y [T,B,H], h_n [B,H], workspace or None)``."""
+    out = _core.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, nonlinearity)
+    if out is NotImplemented:
+        nonlinearity = nonlinearity_name(nonlinearity)
+        a = forward_arrays("rnn_forward", 1, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
+        out = _checked_call(_core.rnn_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths,
+                            training_flag(training), nonlinearity)
+    return out
+
+
+def rnn_backward(workspace, dy, dh_n=None):
+    """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
+    return _backward("rnn_backward", "rnn", workspace, ("dy", "dh_n"), dy, dh_n)
+
+
+# ---- streaming ------------------------------------------------------------------------------------------------------
+#
+# A stepper runs one time step per call with the weights prepared once and the state kept in C++ (inference only):
+#   stepper.step(x [B, I]) -> the new h [B, H] (a copy); C++ checks x itself (exact C-contiguous [B, I] of the
+#       weights' dtype, else ValueError), so the hot call costs about a microsecond;
+#   stepper.reset(h0, c0) sets the state ([B, H] arrays of the weights' dtype, C-contiguous, or None for zeros; c0 is
+#       the LSTM's and None for the others);
+#   stepper.h, stepper.c: copies of the state (c: LSTM only).
+# The weights are copied: later changes to the caller's arrays do not reach the stepper.
+
+def _stepper(cell: str, gates: int, batch, w_ih, w_hh, b_ih, b_hh, reset_after: bool, nonlinearity: str):
+    batch = positive_int("batch", batch)
+    w_ih, w_hh, b_ih, b_hh = stepper_arrays(gates, w_ih, w_hh, b_ih, b_hh)
+    return _STEPPER_TYPES[w_ih.dtype.name](cell, reset_after, nonlinearity, batch, w_ih, w_hh, b_ih, b_hh)
+
+
+def lstm_stepper(batch, w_ih, w_hh, b_ih=None, b_hh=None):
+    """A streaming LSTM for ``batch`` sequences (state h, c zeros); see the streaming notes above."""
+    return _stepper("lstm", 4, batch, w_ih, w_hh, b_ih, b_hh, True, "tanh")
+
+
+def gru_stepper(batch, w_ih, w_hh, b_ih=None, b_hh=None, reset_after=True):
+    """A streaming GRU for ``batch`` sequences (state h zeros); see the streaming notes above."""
+    return _stepper("gru", 3, batch, w_ih, w_hh, b_ih, b_hh, reset_after_flag(reset_after), "tanh")
+
+
+def rnn_stepper(batch, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
+    """A streaming simple RNN for ``batch`` sequences (state h zeros); see the streaming notes above."""
+    return _stepper("rnn", 1, batch, w_ih, w_hh, b_ih, b_hh, True, nonlinearity_name(nonlinearity))

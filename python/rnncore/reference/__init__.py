@@ -1,0 +1,28 @@
+"""Pure-NumPy reference implementation of every rnncore op: the executable spec.
+
+The C++ kernels in ``rnncore.ops`` have the same signatures and must agree with these functions (see the tolerance
+table in ``tests/conftest.py``). It is written to be read, not to be fast: one plain Python loop over
+time, one small helper per idea, every arithmetic operation in float64 (inputs are cast up on entry, results are
+cast back to the input's dtype on exit). Each family module imports nothing but NumPy and
+``_common`` (the small helpers), so a family can also be copied and used alone.
+
+Families, as in ``rnncore.ops``: ``rnn`` (LSTM/GRU/RNN over a sequence, their backward, the streaming steppers),
+``attention`` (the masked softmax and its backward), ``nn`` (the embedding's backward). Every public name is also here:
+``rnncore.reference.lstm_forward``.
+
+In every family, backward passes are written from the *outputs* of the activations, with the identities
+``σ'(v) = s (1 - s)`` for ``s = σ(v)``, ``tanh'(v) = 1 - y²`` for ``y = tanh(v)``, ``relu'(v) = [y > 0]``.
+A bias given as ``None`` means "no bias"; its gradient is then returned as ``None``.
+"""
+
+from .attention import masked_softmax, masked_softmax_backward
+from .nn import embedding_backward
+from .rnn import (gru_backward, gru_forward, gru_stepper, lstm_backward, lstm_forward, lstm_stepper, rnn_backward,
+                  rnn_forward, rnn_stepper)
+
+__all__ = [
+    "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
+    "lstm_stepper", "gru_stepper", "rnn_stepper",
+    "masked_softmax", "masked_softmax_backward",
+    "embedding_backward",
+]

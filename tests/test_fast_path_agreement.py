@@ -1,0 +1,196 @@
+"""The C++ fast path and the Python checks apply one description of the recurrent kernels' arguments
+(rnncore._validation.KERNEL_ARGUMENTS and its rules): for every rule of every argument of every kernel, a call that
+breaks exactly that rule is refused by ``_core`` (NotImplemented) and then either raises the rule's error naming the
+argument in ``rnncore.ops``, or (a rule about how a valid value is passed: a strided array, int32 lengths, a numpy
+bool) is converted by ``rnncore.ops`` and gives the exact call's results. The exact call is taken by both.
+
+A rule added to the table without a way to break it here fails ``test_every_rule_has_a_violation``."""
+
+import re
+
+import numpy as np
+import pytest
+
+import rnncore
+from rnncore import ops
+from rnncore._cell_table import variant
+from rnncore._validation import FORWARD_SIZE_RULES, KERNEL_ARGUMENTS
+
+T, B, I, H = 3, 2, 4, 5  # every axis longer than 1, so a strided view is never contiguous
+
+# The cell-table row each kernel is called with (the option under test is its default).
+VARIANT_OF = {"lstm": variant("lstm"), "gru": variant("gru_reset_after"), "rnn": variant("rnn_tanh")}
+# Which argument fixes each shape letter in a call: a different size there is another valid call, not a violation.
+DEFINED_BY = {"forward": {"T": ("x", 0), "B": ("x", 1), "I": ("x", 2), "H": ("w_hh", 1)}, "backward": {}}
+
+
+class _Subclass(np.ndarray):
+    pass
+
+
+def cell_of(kernel):
+    return VARIANT_OF[kernel.split("_")[0]]
+
+
+def exact_call(kernel, dtype=np.float64):
+    """The positional arguments of an exact call of ``kernel`` (lengths given, so its rules can be broken)."""
+    v = cell_of(kernel)
+    rng = np.random.default_rng(0)
+    GH = v.kind.n_gates * H
+    forward = [rng.standard_normal((T, B, I)).astype(dtype),
+               *[rng.standard_normal((B, H)).astype(dtype) for _ in v.kind.states],
+               *[rng.uniform(-0.3, 0.3, shape).astype(dtype) for shape in [(GH, I), (GH, H), (GH,), (GH,)]],
+               np.array([T, 2], np.int64), True, *v.options.values()]
+    if kernel.endswith("_forward"):
+        return forward
+    workspace = getattr(rnncore._core, f"{v.kind.name}_forward")(*forward)[-1]
+    upstream = [rng.standard_normal((T, B, H)).astype(dtype),
+                *[rng.standard_normal((B, H)).astype(dtype) for _ in v.kind.states]]
+    return [workspace, *upstream]
+
+
+def strided(a):
+    """The same values, not C-contiguous (every other entry of a doubled last axis)."""
+    out = np.repeat(a, 2, axis=-1)[..., ::2]
+    assert not out.flags.c_contiguous and np.array_equal(out, a)
+    return out
+
+
+def other_float(dtype):
+    return np.float32 if np.dtype(dtype) == np.float64 else np.float64
+
+
+def resized(a, axis):
+    shape = list(a.shape)
+    shape[axis] += 1
+    return np.zeros(shape, a.dtype)
+
+
+def violations(kernel):
+    """(argument, rule id, the call with that rule broken, the argument the error must name); every rule of every
+    argument of ``kernel``, one entry per way of breaking it."""
+    args = KERNEL_ARGUMENTS[kernel]
+    call = exact_call(kernel)
+    position = {a.name: k for k, a in enumerate(args)}
+    direction = "forward" if kernel.endswith("_forward") else "backward"
+    out = []
+
+    def broken(name, value):
+        c = list(call)
+        c[position[name]] = value
+        return c
+
+    for arg in args:
+        a = call[position[arg.name]]
+        for rule in arg.rules:
+            key = (arg.kind, rule.id)
+            if key == ("array", "size"):
+                for axis, letter in enumerate(arg.letters):
+                    if DEFINED_BY[direction].get(letter) == (arg.name, axis):
+                        continue  # this argument sets the size: another size is another valid call
+                    out.append((arg, f"size[{letter}]", broken(arg.name, resized(a, axis)), arg.name))
+                continue
+            if key == ("array", "same_dtype") and arg.name == "x":
+                # x sets the call's dtype: the other float dtype there breaks the rule for every other array
+                out.append((arg, rule.id, broken("x", a.astype(other_float(a.dtype))), "w_hh"))
+                continue
+            value = {
+                ("array", "ndarray"): lambda: a.tolist(),
+                ("array", "float_dtype"): lambda: a.astype(np.int64),
+                ("array", "same_dtype"): lambda: a.astype(other_float(a.dtype)),
+                ("array", "native_byte_order"): lambda: a.astype(a.dtype.newbyteorder()),
+                ("array", "rank"): lambda: a[..., None],
+                ("array", "exact_type"): lambda: a.view(_Subclass),
+                ("array", "c_contiguous"): lambda: strided(a),
+                ("lengths", "integer_dtype"): lambda: a.astype(np.float64),
+                ("lengths", "int64"): lambda: a.astype(np.int32),
+                ("lengths", "ndarray"): lambda: a.tolist(),
+                ("lengths", "c_contiguous"): lambda: strided(a),
+                ("lengths", "shape"): lambda: np.append(a, 1),
+                ("lengths", "range"): lambda: np.array([T + 1, 1], np.int64),
+                ("flag", "bool"): lambda: 1,
+                ("strict_flag", "bool_type"): lambda: "True",
+                ("strict_flag", "bool"): lambda: np.True_,
+                ("choice", "option"): lambda: a.upper(),
+                ("choice", "exact_str"): lambda: np.str_(a),
+                ("workspace", "workspace_type"): lambda: reference_cache(kernel),
+                ("workspace", "workspace_cell"): lambda: other_cells_workspace(kernel),
+            }[key]()
+            out.append((arg, rule.id, broken(arg.name, value), arg.name))
+    if direction == "forward":
+        for rule in FORWARD_SIZE_RULES:
+            out.append((None, rule.id, zero_size_call(kernel, call, position, rule.id),
+                        "x" if rule.id == "I_at_least_1" else "w_hh"))
+    return out
+
+
+def reference_cache(kernel):
+    v = cell_of(kernel)
+    forward = exact_call(f"{v.kind.name}_forward")
+    return v.kind.reference_forward(*forward[:-1 - len(v.options)])[-1]
+
+
+def other_cells_workspace(kernel):
+    other = "gru" if not kernel.startswith("gru") else "lstm"
+    return exact_call(f"{other}_backward")[0]
+
+
+def zero_size_call(kernel, call, position, rule_id):
+    """The exact call with I = 0 (x and w_ih) or H = 0 (every array with an H or G*H axis)."""
+    c = list(call)
+    letter = "I" if rule_id == "I_at_least_1" else "H"
+    for arg in KERNEL_ARGUMENTS[kernel]:
+        if arg.kind == "array" and any(letter in lt for lt in arg.letters):
+            a = c[position[arg.name]]
+            c[position[arg.name]] = np.zeros([0 if letter in lt else n for lt, n in zip(arg.letters, a.shape)],
+                                             a.dtype)
+    return c
+
+
+def cases():
+    for kernel in KERNEL_ARGUMENTS:
+        for arg, rule_id, call, named in violations(kernel):
+            rule = next((r for r in (arg.rules if arg else FORWARD_SIZE_RULES) if rule_id.startswith(r.id)))
+            name = arg.name if arg else "sizes"
+            yield pytest.param(kernel, rule, call, named, id=f"{kernel}-{name}-{rule_id}")
+
+
+def same_results(got, want):
+    for g, w in zip(got, want):
+        if isinstance(w, np.ndarray):
+            np.testing.assert_array_equal(g, w)
+        else:
+            assert (g is None) == (w is None)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("kernel", list(KERNEL_ARGUMENTS))
+def test_the_exact_call_is_taken_by_both(kernel, dtype):
+    call = exact_call(kernel, dtype)
+    fast = getattr(rnncore._core, kernel)(*call)
+    assert fast is not NotImplemented
+    same_results(getattr(ops, kernel)(*call), fast)
+
+
+@pytest.mark.parametrize("kernel,rule,call,named", list(cases()))
+def test_a_broken_rule_is_refused_by_cpp_and_handled_by_python(kernel, rule, call, named):
+    assert getattr(rnncore._core, kernel)(*call) is NotImplemented, "the C++ fast path took a call breaking the rule"
+    if rule.python_error is not None:
+        with pytest.raises(rule.python_error, match=r"(?<![\w.])" + re.escape(named) + r"(?!\w)"):
+            getattr(ops, kernel)(*call)
+    else:
+        want = getattr(ops, kernel)(*exact_call(kernel))
+        same_results(getattr(ops, kernel)(*call), want)
+
+
+def test_every_rule_has_a_violation():
+    """Every rule of every argument appears among the cases (so the walk above covers the whole table)."""
+    covered = {(k, a.name if a else None, r.split("[")[0]) for k in KERNEL_ARGUMENTS for a, r, _, _ in violations(k)}
+    for kernel, args in KERNEL_ARGUMENTS.items():
+        for arg in args:
+            for rule in arg.rules:
+                direction = "forward" if kernel.endswith("_forward") else "backward"
+                if rule.id == "size" and all(DEFINED_BY[direction].get(lt, (None,))[0] == arg.name
+                                             for lt in arg.letters):
+                    continue  # x: every size it has is its own
+                assert (kernel, arg.name, rule.id) in covered, (kernel, arg.name, rule.id)
