@@ -11,7 +11,7 @@ from rnncore import interop
 from rnncore._cell_table import KINDS, VARIANTS
 from rnncore.layers import _Cell, _Recurrent
 
-from conftest import tol
+from support.tolerances import tol
 
 VARIANT_IDS = [v.name for v in VARIANTS]
 LAYER_OF = {cls.kind.name: cls for cls in _Recurrent.__subclasses__()}

@@ -95,27 +95,27 @@ def violations(kernel):
                 out.append((arg, rule.id, broken("x", a.astype(other_float(a.dtype))), "w_hh"))
                 continue
             value = {
-                ("array", "ndarray"): lambda: a.tolist(),
-                ("array", "float_dtype"): lambda: a.astype(np.int64),
-                ("array", "same_dtype"): lambda: a.astype(other_float(a.dtype)),
-                ("array", "native_byte_order"): lambda: a.astype(a.dtype.newbyteorder()),
-                ("array", "rank"): lambda: a[..., None],
-                ("array", "exact_type"): lambda: a.view(_Subclass),
-                ("array", "c_contiguous"): lambda: strided(a),
-                ("lengths", "integer_dtype"): lambda: a.astype(np.float64),
-                ("lengths", "int64"): lambda: a.astype(np.int32),
-                ("lengths", "ndarray"): lambda: a.tolist(),
-                ("lengths", "c_contiguous"): lambda: strided(a),
-                ("lengths", "shape"): lambda: np.append(a, 1),
-                ("lengths", "range"): lambda: np.array([T + 1, 1], np.int64),
-                ("flag", "bool"): lambda: 1,
-                ("strict_flag", "bool_type"): lambda: "True",
-                ("strict_flag", "bool"): lambda: np.True_,
-                ("choice", "option"): lambda: a.upper(),
-                ("choice", "exact_str"): lambda: np.str_(a),
-                ("workspace", "workspace_type"): lambda: reference_cache(kernel),
-                ("workspace", "workspace_cell"): lambda: other_cells_workspace(kernel),
-            }[key]()
+                ("array", "ndarray"): lambda a: a.tolist(),
+                ("array", "float_dtype"): lambda a: a.astype(np.int64),
+                ("array", "same_dtype"): lambda a: a.astype(other_float(a.dtype)),
+                ("array", "native_byte_order"): lambda a: a.astype(a.dtype.newbyteorder()),
+                ("array", "rank"): lambda a: a[..., None],
+                ("array", "exact_type"): lambda a: a.view(_Subclass),
+                ("array", "c_contiguous"): lambda a: strided(a),
+                ("lengths", "integer_dtype"): lambda a: a.astype(np.float64),
+                ("lengths", "int64"): lambda a: a.astype(np.int32),
+                ("lengths", "ndarray"): lambda a: a.tolist(),
+                ("lengths", "c_contiguous"): lambda a: strided(a),
+                ("lengths", "shape"): lambda a: np.append(a, 1),
+                ("lengths", "range"): lambda a: np.array([T + 1, 1], np.int64),
+                ("flag", "bool"): lambda a: 1,
+                ("strict_flag", "bool_type"): lambda a: "True",
+                ("strict_flag", "bool"): lambda a: np.True_,
+                ("choice", "option"): lambda a: a.upper(),
+                ("choice", "exact_str"): lambda a: np.str_(a),
+                ("workspace", "workspace_type"): lambda a: reference_cache(kernel),
+                ("workspace", "workspace_cell"): lambda a: other_cells_workspace(kernel),
+            }[key](a)
             out.append((arg, rule.id, broken(arg.name, value), arg.name))
     if direction == "forward":
         for rule in FORWARD_SIZE_RULES:
@@ -150,7 +150,7 @@ def zero_size_call(kernel, call, position, rule_id):
 def cases():
     for kernel in KERNEL_ARGUMENTS:
         for arg, rule_id, call, named in violations(kernel):
-            rule = next((r for r in (arg.rules if arg else FORWARD_SIZE_RULES) if rule_id.startswith(r.id)))
+            rule = next(r for r in (arg.rules if arg else FORWARD_SIZE_RULES) if rule_id.startswith(r.id))
             name = arg.name if arg else "sizes"
             yield pytest.param(kernel, rule, call, named, id=f"{kernel}-{name}-{rule_id}")
 

@@ -9,10 +9,9 @@ from hypothesis import given, strategies as st
 from rnncore import ops, reference
 from rnncore._cell_table import VARIANTS
 
-from conftest import tol
+from support.arrays import DTYPE_IDS, DTYPES
+from support.tolerances import tol
 
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["float32", "float64"]
 VARIANT_IDS = [v.name for v in VARIANTS]
 
 
