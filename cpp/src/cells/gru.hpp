@@ -147,8 +147,8 @@ void gru_step(StepProduct<T, true>& hidden, StepProduct<T, true>& reset, T* xw_t
 ///   dh [H]: dL/dh_t in (plus dy), out the direct dh ⊙ z (the products add the rest of dL/dh_{t-1});
 ///   dg [3H] out: dr_pre (reset_after), dz_pre, dn_pre;  dgh_n [H] out: d(hn) (reset_after), else unused.
 template <typename T>
-void gru_backward_row(const T* acts, const T* h_prev, const T* dy, T* dh, T* dg, T* dgh_n, index_t H,
-                      bool reset_after) {
+EIGEN_ALWAYS_INLINE void gru_backward_row(const T* acts, const T* h_prev, const T* dy, T* dh, T* dg, T* dgh_n,
+                                          index_t H, bool reset_after) {
   const T *a_r = acts, *a_z = acts + H, *a_n = acts + 2 * H, *a_fourth = acts + 3 * H;
   lanes::for_each<T>(H, [&](auto lane, index_t j) {
     using P = decltype(lane);
@@ -173,7 +173,8 @@ void gru_backward_row(const T* acts, const T* h_prev, const T* dy, T* dh, T* dg,
 ///   dr_pre = dr ⊙ σ'(r) with σ' = r(1 - r) from the output.
 ///   r [H]: the stored r;  drh [H]: d(rh);  h_prev [H];  dr_pre [H] out (dG's r block);  dh [H] updated.
 template <typename T>
-void gru_reset_before_backward_row(const T* r, const T* drh, const T* h_prev, T* dr_pre, T* dh, index_t H) {
+EIGEN_ALWAYS_INLINE void gru_reset_before_backward_row(const T* r, const T* drh, const T* h_prev, T* dr_pre, T* dh,
+                                                       index_t H) {
   lanes::for_each<T>(H, [&](auto lane, index_t j) {
     using P = decltype(lane);
     namespace ei = Eigen::internal;

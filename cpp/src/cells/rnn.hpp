@@ -58,7 +58,7 @@ void rnn_step(StepProduct<T, true>& hidden, T* pre, const T* h_prev, T* h_new, i
 /// the stored output h_t (tanh' = 1 - h², relu' = 1 where h > 0).
 ///   h_t [H];  dy [H] or null;  dh [H]: dL/dh_t in, zeros out (refilled by the recurrent product);  dpre [H] out.
 template <typename T>
-void rnn_backward_row(const T* h_t, const T* dy, T* dh, T* dpre, index_t H, bool relu) {
+EIGEN_ALWAYS_INLINE void rnn_backward_row(const T* h_t, const T* dy, T* dh, T* dpre, index_t H, bool relu) {
   lanes::for_each<T>(H, [&](auto lane, index_t j) {
     using P = decltype(lane);
     P dh_j = lanes::load<P>(dh + j);
