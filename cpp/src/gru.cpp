@@ -10,18 +10,22 @@ namespace rnncore {
 
 using namespace detail;
 
+namespace {
+constexpr const CellTraits& kCell = cell_traits(CellKind::gru);  // its row of the cell table
+}  // namespace
+
 template <typename T>
 void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
                  const index_t* lengths, bool reset_after, T* y, T* h_n, Workspace<T>* ws) {
-  const KernelScope scope(forward_flops(3, d));
-  const index_t B = d.B, H = d.H, GH = 3 * H, TB = d.T * d.B;
+  const KernelScope scope(forward_flops(kCell.gates, d));
+  const index_t B = d.B, H = d.H, GH = kCell.gates * H, TB = d.T * d.B;
   const bool training = ws != nullptr;
 
   RowMatrix<T> scratch_acts, scratch_h;
   if (training) {
     begin_workspace(*ws, GruForward<T>::gru_spec(reset_after), d, x, w_ih, w_hh, b_ih, b_hh, lengths);
   } else {
-    scratch_acts.resize(B, 4 * H);  // one step's activations, reused
+    scratch_acts.resize(B, kCell.stored_acts * H);  // one step's activations, reused
     scratch_h.resize(2 * B, H);
   }
   const StateSlots<T> states[] = {{training ? ws->h.data() : scratch_h.data(), B, H, training}};
@@ -41,9 +45,9 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 
 template <typename T>
 void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, GradientOutputs<T>& out) {
-  const KernelScope scope(2 * forward_flops(3, ws.dims));  // backward ≈ twice the forward
+  const KernelScope scope(2 * forward_flops(kCell.gates, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
-  const index_t B = d.B, H = d.H, GH = 3 * H, TB = d.T * d.B;
+  const index_t B = d.B, H = d.H, GH = kCell.gates * H, TB = d.T * d.B;
   const bool reset_after = ws.spec.reset_after;
   const StepMask mask(ws.lengths.empty() ? nullptr : ws.lengths.data(), B);
 

@@ -10,11 +10,15 @@ namespace rnncore {
 
 using namespace detail;
 
+namespace {
+constexpr const CellTraits& kCell = cell_traits(CellKind::lstm);  // its row of the cell table
+}  // namespace
+
 template <typename T>
 void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* w_ih, const T* w_hh, const T* b_ih,
                   const T* b_hh, const index_t* lengths, T* y, T* h_n, T* c_n, Workspace<T>* ws) {
-  const KernelScope scope(forward_flops(4, d));
-  const index_t B = d.B, H = d.H, GH = 4 * H, TB = d.T * d.B;
+  const KernelScope scope(forward_flops(kCell.gates, d));
+  const index_t B = d.B, H = d.H, GH = kCell.gates * H, TB = d.T * d.B;
   const bool training = ws != nullptr;
 
   // Training keeps the post-activation gates and every state in the workspace; inference uses scratch.
@@ -43,9 +47,9 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
 template <typename T>
 void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* dc_n, T* dh0, T* dc0,
                    GradientOutputs<T>& out) {
-  const KernelScope scope(2 * forward_flops(4, ws.dims));  // backward ≈ twice the forward
+  const KernelScope scope(2 * forward_flops(kCell.gates, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
-  const index_t B = d.B, H = d.H, GH = 4 * H, TB = d.T * d.B;
+  const index_t B = d.B, H = d.H, GH = kCell.gates * H, TB = d.T * d.B;
   const StepMask mask(ws.lengths.empty() ? nullptr : ws.lengths.data(), B);
 
   CachedMatrix<T> dG(TB, GH);                               // gradients w.r.t. the pre-activation gates

@@ -10,10 +10,14 @@ namespace rnncore {
 
 using namespace detail;
 
+namespace {
+constexpr const CellTraits& kCell = cell_traits(CellKind::rnn);  // its row of the cell table
+}  // namespace
+
 template <typename T>
 void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
                  const index_t* lengths, Nonlinearity nonlinearity, T* y, T* h_n, Workspace<T>* ws) {
-  const KernelScope scope(forward_flops(1, d));
+  const KernelScope scope(forward_flops(kCell.gates, d));
   const index_t B = d.B, H = d.H, TB = d.T * d.B;
   const bool training = ws != nullptr;
 
@@ -37,7 +41,7 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 
 template <typename T>
 void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, GradientOutputs<T>& out) {
-  const KernelScope scope(2 * forward_flops(1, ws.dims));  // backward ≈ twice the forward
+  const KernelScope scope(2 * forward_flops(kCell.gates, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
   const index_t B = d.B, H = d.H, TB = d.T * d.B;
   const StepMask mask(ws.lengths.empty() ? nullptr : ws.lengths.data(), B);

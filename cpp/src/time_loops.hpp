@@ -2,8 +2,8 @@
 // policy struct in cells/*.hpp), with one per-step hook where extras on the state plug in (zoneout, dropout masks);
 // plus the padding helpers (StepMask, StateSlots, write_step_output, carry_padded_state) and the workspace set-up.
 //
-// Kernel shape (docs/design.md §3): the input GEMM for all steps runs before the forward loop (recurrent_common.hpp);
-// the loops run over blocks of batch rows (for_row_blocks: each block its own products and its own steps), and per
+// Kernel shape (docs/design.md §3): the input GEMM for all steps (project_inputs) runs before the forward loop; the
+// loops run over blocks of batch rows (for_row_blocks: each block its own products and its own steps), and per
 // step the cell's recurrent product(s) and one pointwise pass per sample row; the weight-gradient GEMMs run after the
 // backward loop.
 //
@@ -34,7 +34,6 @@
 
 #include "cells/cell_table.hpp"
 #include "parallel.hpp"
-#include "recurrent_common.hpp"
 #include "step_product.hpp"
 #include "rnncore/types.hpp"
 
