@@ -14,15 +14,6 @@ namespace rnncore::bindings {
 
 namespace {
 
-const char* cell_name(CellKind kind) {
-  switch (kind) {
-    case CellKind::lstm: return "lstm";
-    case CellKind::gru: return "gru";
-    case CellKind::rnn: return "rnn";
-  }
-  return "?";
-}
-
 template <typename T>
 Array<T> new_array(std::initializer_list<index_t> shape) {
   return cached_array<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
@@ -48,12 +39,12 @@ struct ForwardArgs {
   const index_t* lengths = nullptr;
   bool training = false, ok = false;
 
-  ForwardArgs(index_t gates, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_, py::handle w_hh_,
+  ForwardArgs(CellKind kind, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_, py::handle w_hh_,
               py::handle b_ih_, py::handle b_hh_, py::handle lengths_, py::handle training_) {
     const py::ssize_t *xs, *ws;
     if (!array_shape<T>(x_, 3, xs) || !array_shape<T>(w_hh_, 2, ws)) return;
     d = Dims{xs[0], xs[1], xs[2], ws[1]};
-    const index_t GH = gates * d.H;
+    const index_t GH = cell_traits(kind).gates * d.H;
     if (d.I < 1 || d.H < 1 || ws[0] != GH) return;
     if (training_.ptr() != Py_True && training_.ptr() != Py_False) return;
     training = training_.ptr() == Py_True;
@@ -149,7 +140,7 @@ py::object lstm_forward_py(py::handle x, py::handle h0, py::handle c0, py::handl
                            py::handle b_ih, py::handle b_hh, py::handle lengths, py::handle training) {
   return by_dtype(x, [&](auto type) -> py::object {
     using T = decltype(type);
-    const ForwardArgs<T> a(4, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training);
+    const ForwardArgs<T> a(CellKind::lstm, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training);
     if (!a.ok) return not_exact();
     const Dims& d = a.d;
     auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H}), c_n = new_array<T>({d.B, d.H});
@@ -185,26 +176,6 @@ py::object lstm_backward_py(py::handle workspace, py::handle dy, py::handle dh_n
   return out.is_none() ? not_exact() : out;
 }
 
-py::object gru_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
-                          py::handle b_hh, py::handle lengths, py::handle training, py::handle reset_after) {
-  if (reset_after.ptr() != Py_True && reset_after.ptr() != Py_False) return not_exact();
-  return by_dtype(x, [&](auto type) -> py::object {
-    using T = decltype(type);
-    const ForwardArgs<T> a(3, x, h0, py::none(), w_ih, w_hh, b_ih, b_hh, lengths, training);
-    if (!a.ok) return not_exact();
-    const Dims& d = a.d;
-    auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H});
-    auto ws = a.training ? std::make_unique<Workspace<T>>() : nullptr;
-    T *y_p = y.mutable_data(), *h_p = h_n.mutable_data();
-    const bool after = reset_after.ptr() == Py_True;
-    {
-      py::gil_scoped_release release;
-      gru_forward<T>(d, a.x, a.h0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, after, y_p, h_p, ws.get());
-    }
-    return with_workspace(std::move(ws), y, h_n);
-  });
-}
-
 /// "tanh" or "relu" (the only names the kernels know), else NotImplemented's cue: false.
 bool nonlinearity_of(py::handle name, Nonlinearity& act) {
   if (!PyUnicode_CheckExact(name.ptr())) return false;
@@ -219,23 +190,52 @@ bool nonlinearity_of(py::handle name, Nonlinearity& act) {
   return false;
 }
 
+/// GRU and simple-RNN forward share one shape: (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, option) ->
+/// (y, h_n, workspace or None). kernel(d, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, y, h_n, ws) runs the cell with the
+/// option already applied.
+template <CellKind Kind, typename T, typename Kernel>
+py::object single_state_forward(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
+                                py::handle b_hh, py::handle lengths, py::handle training, Kernel&& kernel) {
+  const ForwardArgs<T> a(Kind, x, h0, py::none(), w_ih, w_hh, b_ih, b_hh, lengths, training);
+  if (!a.ok) return not_exact();
+  const Dims& d = a.d;
+  auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H});
+  auto ws = a.training ? std::make_unique<Workspace<T>>() : nullptr;
+  T *y_p = y.mutable_data(), *h_p = h_n.mutable_data();
+  {
+    py::gil_scoped_release release;
+    kernel(d, a.x, a.h0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_p, h_p, ws.get());
+  }
+  return with_workspace(std::move(ws), y, h_n);
+}
+
+py::object gru_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
+                          py::handle b_hh, py::handle lengths, py::handle training, py::handle reset_after) {
+  if (reset_after.ptr() != Py_True && reset_after.ptr() != Py_False) return not_exact();
+  const bool after = reset_after.ptr() == Py_True;
+  return by_dtype(x, [&](auto type) -> py::object {
+    using T = decltype(type);
+    return single_state_forward<CellKind::gru, T>(
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training,
+        [&](const Dims& d, const T* x_, const T* h0_, const T* wi, const T* wh, const T* bi, const T* bh,
+            const index_t* len, T* y, T* h_n, Workspace<T>* ws) {
+          gru_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, after, y, h_n, ws);
+        });
+  });
+}
+
 py::object rnn_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
                           py::handle b_hh, py::handle lengths, py::handle training, py::handle nonlinearity) {
   Nonlinearity act;
   if (!nonlinearity_of(nonlinearity, act)) return not_exact();
   return by_dtype(x, [&](auto type) -> py::object {
     using T = decltype(type);
-    const ForwardArgs<T> a(1, x, h0, py::none(), w_ih, w_hh, b_ih, b_hh, lengths, training);
-    if (!a.ok) return not_exact();
-    const Dims& d = a.d;
-    auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H});
-    auto ws = a.training ? std::make_unique<Workspace<T>>() : nullptr;
-    T *y_p = y.mutable_data(), *h_p = h_n.mutable_data();
-    {
-      py::gil_scoped_release release;
-      rnn_forward<T>(d, a.x, a.h0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, act, y_p, h_p, ws.get());
-    }
-    return with_workspace(std::move(ws), y, h_n);
+    return single_state_forward<CellKind::rnn, T>(
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training,
+        [&](const Dims& d, const T* x_, const T* h0_, const T* wi, const T* wh, const T* bi, const T* bh,
+            const index_t* len, T* y, T* h_n, Workspace<T>* ws) {
+          rnn_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, act, y, h_n, ws);
+        });
   });
 }
 
@@ -270,7 +270,7 @@ void register_dtype(py::module_& m) {
   const std::string name = std::string("Workspace_") + dtype_name<T>();
   py::class_<Workspace<T>>(m, name.c_str(),
                            "What a training-mode forward keeps for its backward (opaque; freed when dropped).")
-      .def_property_readonly("cell", [](const Workspace<T>& w) { return cell_name(w.spec.kind); })
+      .def_property_readonly("cell", [](const Workspace<T>& w) { return cell_traits(w.spec.kind).name; })
       .def_property_readonly("reset_after", [](const Workspace<T>& w) { return w.spec.reset_after; })
       .def_property_readonly("nonlinearity", [](const Workspace<T>& w) {
         return w.spec.nonlinearity == Nonlinearity::relu ? "relu" : "tanh";

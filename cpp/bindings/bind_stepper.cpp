@@ -23,7 +23,13 @@ void register_dtype(py::module_& m) {
       .def(py::init([](const std::string& cell, bool reset_after, const std::string& nonlinearity, index_t batch,
                        const Array<T>& w_ih, const Array<T>& w_hh, const OptionalArray<T>& b_ih,
                        const OptionalArray<T>& b_hh) {
-             CellSpec spec{cell == "lstm" ? CellKind::lstm : cell == "gru" ? CellKind::gru : CellKind::rnn};
+             CellSpec spec;
+             if (!detail::cell_kind_named(cell, spec.kind))
+               throw py::value_error("cell must be one of " + detail::cell_names_quoted() + ", got " +
+                                     std::string(py::repr(py::str(cell))));
+             if (nonlinearity != "tanh" && nonlinearity != "relu")
+               throw py::value_error("nonlinearity must be one of 'tanh', 'relu', got " +
+                                     std::string(py::repr(py::str(nonlinearity))));
              spec.reset_after = reset_after;
              spec.nonlinearity = nonlinearity == "relu" ? Nonlinearity::relu : Nonlinearity::tanh;
              return std::make_unique<Stepper<T>>(spec, w_ih.shape(1), w_hh.shape(1), batch, w_ih.data(),

@@ -1,7 +1,7 @@
 // Shared pieces of the thin pybind11 layer. Validation happens in Python (rnncore/_validation.py): the bindings only
 // accept exactly-typed C-contiguous arrays, so nothing is ever read with the wrong strides or silently cast. The
-// recurrent kernels' entry points recognise the common exact call themselves (ExactArray below, ~0.1 µs instead of
-// ~2 µs of Python checks on a call that may run for 10 µs) and answer anything else with NotImplemented, upon which
+// recurrent kernels' entry points recognise the common exact call themselves (ExactArray below: a fraction of the
+// Python checks' cost, which matters on short calls) and answer anything else with NotImplemented, upon which
 // rnncore.ops runs the checks that name the argument and calls again with the checked arrays.
 #pragma once
 
@@ -11,6 +11,7 @@
 
 #include <optional>
 
+#include "../src/cells/cell_table.hpp"  // the C++ cell table: names, gates, states (self-contained)
 #include "rnncore/contract.hpp"
 #include "rnncore/memory.hpp"
 
@@ -80,6 +81,8 @@ template <typename T>
 const T* data_or_null(const std::optional<py::array_t<T, py::array::c_style>>& a) {
   return a ? a->data() : nullptr;
 }
+
+using detail::cell_traits;
 
 /// The dtype's name as numpy spells it, for class names and reprs.
 template <typename T>

@@ -1,5 +1,5 @@
-// What every recurrent kernel shares: padding masks, state storage, the input projection, the workspace set-up and
-// the weight-gradient GEMMs. Cell files keep only their own gate math.
+// What every recurrent kernel shares around its time loops (time_loops.hpp): the folded bias, the input projection
+// and the weight-gradient GEMMs.
 #pragma once
 
 #include <algorithm>
@@ -25,42 +25,6 @@ template <typename T>
 using StridedView = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
 template <typename T>
 using ConstStridedView = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
-
-/// Which samples are still inside their sequence at step t (right padding).
-class StepMask {
- public:
-  StepMask(const index_t* lengths, index_t B) : lengths_(lengths) {
-    min_length_ = lengths ? (B > 0 ? *std::min_element(lengths, lengths + B) : 0) : 0;
-  }
-  /// Whether every sample takes step t (then no row needs special handling).
-  bool all_active(index_t t) const { return lengths_ == nullptr || t < min_length_; }
-  bool active(index_t b, index_t t) const { return lengths_ == nullptr || t < lengths_[b]; }
-
- private:
-  const index_t* lengths_;
-  index_t min_length_;
-};
-
-/// Where the states h (or c) live between steps. Slot k holds the state before step k (slot 0 = h0, slot T = h_n).
-/// Training keeps every slot (backward reads them); inference keeps two and alternates.
-template <typename T>
-class StateSlots {
- public:
-  StateSlots(T* base, index_t B, index_t H, bool keep_all) : base_(base), size_(B * H), keep_all_(keep_all) {}
-  T* operator[](index_t k) const { return base_ + (keep_all_ ? k : (k & 1)) * size_; }
-  /// Slot 0 = the initial state, or zeros when none is given.
-  void set_initial(const T* init) const {
-    if (init)
-      std::copy_n(init, size_, base_);
-    else
-      std::fill(base_, base_ + size_, T(0));
-  }
-
- private:
-  T* base_;
-  index_t size_;
-  bool keep_all_;
-};
 
 /// bias = b_ih + b_hh (either may be null) over the G*H gate columns, with the columns [skip_begin, skip_end) of
 /// b_hh left out (a GRU with reset_after keeps b_hn inside r ⊙ (.), so it cannot be folded into the input GEMM).
@@ -132,101 +96,6 @@ EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMa
     auto block = out.middleRows(r0, r1 - r0);
     block.rowwise() = bias;  // start from the bias and accumulate: Eigen's `=` would zero the output first (a
     block.noalias() += x.middleRows(r0, r1 - r0) * w_ih.transpose();  // memset, then a second pass for the bias)
-  });
-}
-
-/// Copies what backward needs that the caller owns (inputs, weights, lengths) into the workspace and sizes the
-/// state slots: h always, c when `with_cell_state`, and `acts_cols` columns of per-step activations.
-template <typename T>
-void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, const T* x, const T* w_ih, const T* w_hh,
-                     const T* b_ih, const T* b_hh, const index_t* lengths, bool with_cell_state, index_t acts_cols) {
-  const index_t GH = spec.gates() * d.H;
-  ws.spec = spec;
-  ws.dims = d;
-  ws.has_bias_ih = b_ih != nullptr;
-  ws.has_bias_hh = b_hh != nullptr;
-  if (lengths)
-    ws.lengths.assign(lengths, lengths + d.B);
-  else
-    ws.lengths.clear();
-  // Copied by all the call's threads when large: 27 MB for a GRU H=1024 step, which one thread copied while the
-  // other waited (2-thread training step, with the GEMM split by work: 1.02-1.06x).
-  auto keep = [](CachedMatrix<T>& dst, const T* src, index_t rows, index_t cols) {
-    dst.resize(rows, cols);
-    const index_t n = rows * cols;
-    parallel_chunks(n, threads_for(double(n), n / 16, 1 << 20), 16, [&](int, index_t b, index_t e) {  // >= 1M each
-      std::copy(src + b, src + e, dst.data() + b);
-    });
-  };
-  keep(ws.x, x, d.T * d.B, d.I);
-  keep(ws.w_ih, w_ih, GH, d.I);
-  keep(ws.w_hh, w_hh, GH, d.H);
-  ws.h.resize((d.T + 1) * d.B, d.H);
-  ws.c.resize(with_cell_state ? (d.T + 1) * d.B : 0, d.H);
-  ws.acts.resize(d.T * d.B, acts_cols);
-  // Padded steps are never computed; zero their rows so that the weight-gradient GEMMs (which multiply them by a
-  // zero gradient) cannot meet a NaN or inf the caller padded with, or uninitialised memory.
-  if (lengths)
-    for (index_t t = 0; t < d.T; ++t)
-      for (index_t b = 0; b < d.B; ++b)
-        if (t >= lengths[b]) {
-          ws.x.view().row(t * d.B + b).setZero();
-          ws.acts.view().row(t * d.B + b).setZero();
-        }
-}
-
-/// y[t, b] = h_t[b] at valid steps, y[t, b] = 0 past the sample's end.
-template <typename T>
-void write_step_output(const StepMask& mask, index_t t, index_t B, index_t H, const T* h_new, T* y_t) {
-  if (mask.all_active(t)) {
-    std::copy_n(h_new, B * H, y_t);
-    return;
-  }
-  for (index_t b = 0; b < B; ++b) {
-    if (mask.active(b, t))
-      std::copy_n(h_new + b * H, H, y_t + b * H);
-    else
-      std::fill(y_t + b * H, y_t + (b + 1) * H, T(0));
-  }
-}
-
-/// For samples past their length at step t: the new state row is the previous one (the state is untouched).
-template <typename T>
-void carry_padded_state(const StepMask& mask, index_t t, index_t B, index_t H, const T* prev, T* next) {
-  if (mask.all_active(t)) return;
-  for (index_t b = 0; b < B; ++b)
-    if (!mask.active(b, t)) std::copy_n(prev + b * H, H, next + b * H);
-}
-
-/// Backward's starting gradient for a final state: the caller's, or zeros.
-template <typename T>
-RowMatrix<T> initial_state_gradient(const T* d_final, index_t B, index_t H) {
-  if (d_final) return ConstMatrixView<T>(d_final, B, H);
-  return RowMatrix<T>::Zero(B, H);
-}
-
-/// The backward time loop of a cell with one recurrent product (LSTM, simple RNN), over blocks of batch rows
-/// (for_row_blocks): for t = T-1 … 0, row(t, b, dg) fills dg [G*H], the gate gradients of sample row b at step t
-/// (and updates the cell's own carried gradients); a padded row gets zeros instead and its carried gradients pass
-/// through unchanged. Then dh_{t-1} = dG_t · W_hh (the row pass leaves the rows of dh it refills at zero).
-///   dG [T*B, G*H] out;  dh [B, H]: dL/dh_t flowing back, updated in place.
-template <typename T, typename Row>
-void backward_time_loop(const Workspace<T>& ws, const StepMask& mask, index_t GH, T* dG, T* dh, Row&& row) {
-  const index_t B = ws.dims.B, H = ws.dims.H;
-  for_row_blocks(B, double(sizeof(T)) * GH * H, [&](index_t b0, index_t b1) {  // rows [b0, b1): R of them
-    const index_t R = b1 - b0;
-    StepProduct<T, false> recurrent(ws.w_hh.data(), GH, H, R);  // dh_{t-1} += dG_t · W_hh
-    for (index_t t = ws.dims.T - 1; t >= 0; --t) {
-      T* dg_t = dG + t * B * GH;
-      for_each_row(R, GH, [&](index_t r) {
-        const index_t b = b0 + r;
-        if (mask.active(b, t))
-          row(t, b, dg_t + b * GH);
-        else
-          std::fill(dg_t + b * GH, dg_t + (b + 1) * GH, T(0));
-      });
-      recurrent.accumulate(dg_t + b0 * GH, GH, dh + b0 * H, H);  // padded rows: dG = 0, dh kept
-    }
   });
 }
 

@@ -1,8 +1,10 @@
 // The streaming Stepper (rnncore/stepper.hpp): the products of one step with weights packed once
-// (step_product.hpp), then the cells' per-row math (cell_math.hpp).
+// (step_product.hpp), then the cells' step math (cells/*.hpp).
 #include "rnncore/stepper.hpp"
 
-#include "cell_math.hpp"
+#include "cells/gru.hpp"
+#include "cells/lstm.hpp"
+#include "cells/rnn.hpp"
 #include "parallel.hpp"
 #include "recurrent_common.hpp"
 #include "step_product.hpp"
@@ -23,24 +25,25 @@ struct Stepper<T>::Impl {
   StepProduct<T, true> input_product, hidden_product, reset_product;
 
   Impl(const CellSpec& s, index_t I_, index_t H_, index_t B_, const T* wi, const T* wh, const T* bi, const T* bh)
-      : spec(s), I(I_), H(H_), B(B_), GH(s.gates() * H_),
+      : spec(s), I(I_), H(H_), B(B_), GH(cell_traits(s.kind).gates * H_),
         w_ih(ConstMatrixView<T>(wi, GH, I)), w_hh(ConstMatrixView<T>(wh, GH, H)),
         input_bias(is_reset_after() ? folded_bias(GH, bi, bh, 2 * H, 3 * H) : folded_bias(GH, bi, bh)),
         b_hn(is_reset_after() && bh ? RowVector<T>(ConstRowVectorView<T>(bh + 2 * H, H)) : RowVector<T>()),
         h(RowMatrix<T>::Zero(B, H)), h_next(B, H),
-        c(RowMatrix<T>::Zero(s.kind == CellKind::lstm ? B : 0, H)), c_next(s.kind == CellKind::lstm ? B : 0, H),
+        c(RowMatrix<T>::Zero(has_cell_state() ? B : 0, H)), c_next(has_cell_state() ? B : 0, H),
         gates(B, GH), hw(is_reset_after() ? B : 0, GH), acts(s.kind == CellKind::gru ? B : 0, 4 * H),
         input_product(w_ih.data(), GH, I, B),
-        hidden_product(w_hh.data(), s.kind == CellKind::gru && !s.reset_after ? 2 * H : GH, H, B,
-                       StepProduct<T, true>::kManySteps, hidden_unit_gates(s.kind, s.reset_after)),
+        hidden_product(w_hh.data(), hidden_unit_gates(s) * H, H, B,
+                       StepProduct<T, true>::kManySteps, hidden_unit_gates(s)),
         reset_product(s.kind == CellKind::gru ? w_hh.data() + 2 * H * H : w_hh.data(),
                       s.kind == CellKind::gru && !s.reset_after ? H : 0, H, B, StepProduct<T, true>::kManySteps,
                       kGruResetUnitGates) {}
 
+  bool has_cell_state() const { return cell_traits(spec.kind).states > 1; }  // LSTM c
   bool is_reset_after() const { return spec.kind == CellKind::gru && spec.reset_after; }
 
   void step(const T* x) {
-    const KernelScope scope(forward_flops(spec.gates(), Dims{1, B, I, H}));
+    const KernelScope scope(forward_flops(cell_traits(spec.kind).gates, Dims{1, B, I, H}));
     gates.rowwise() = input_bias;
     input_product.accumulate(x, I, gates.data(), GH);  // x W_ih^T + biases
     switch (spec.kind) {
@@ -78,7 +81,7 @@ void Stepper<T>::reset(const T* h0, const T* c0) {
     s.h = ConstMatrixView<T>(h0, s.B, s.H);
   else
     s.h.setZero();
-  if (s.spec.kind == CellKind::lstm) {
+  if (s.has_cell_state()) {
     if (c0)
       s.c = ConstMatrixView<T>(c0, s.B, s.H);
     else

@@ -69,9 +69,13 @@ struct Workspace {
   /// Per-step activations, [T*B, S]: LSTM S = 4H (i, f, g, o after σ/tanh); GRU reset_after S = 4H (r, z, n,
   /// h W_hn^T + b_hn); GRU reset_before S = 4H (r, z, n, r ⊙ h_{t-1}); RNN S = 0 (h itself is the activation).
   CachedMatrix<T> acts;
+  /// Per-step data of a per-step hook on the state (zoneout or dropout masks; time_loops.hpp), [T*B, E] with E the
+  /// hook's own columns; empty without one.
+  CachedMatrix<T> step_extras;
 
   index_t bytes() const {
-    return static_cast<index_t>(sizeof(T)) * (x.size() + w_ih.size() + w_hh.size() + h.size() + c.size() + acts.size()) +
+    return static_cast<index_t>(sizeof(T)) * (x.size() + w_ih.size() + w_hh.size() + h.size() + c.size() + acts.size() +
+                                            step_extras.size()) +
            static_cast<index_t>(sizeof(index_t) * lengths.size());
   }
 };
