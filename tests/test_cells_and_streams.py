@@ -70,7 +70,7 @@ def test_streaming_chunks_equal_one_call():
 
 
 # (B, I, H): several rows; one row of 32 units (float32, H a multiple of the SIMD packet: the row product packed by
-# units, with each unit's update on its registers, cpp/src/cell_math.hpp).
+# units, with each unit's update on its registers, cpp/src/cells/*.hpp).
 STREAM_SHAPES = [(3, 4, 5), (1, 4, 32)]
 
 

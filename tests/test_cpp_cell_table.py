@@ -1,5 +1,5 @@
-"""The C++ cell table (cpp/src/cells/cell_table.hpp) as the bindings see it: names round-trip, and the Stepper refuses a name it does not know
-(it used to build a simple RNN for any unknown cell name)."""
+"""The C++ cell table (cpp/src/cells/cell_table.hpp) as the bindings see it: names round-trip, and the Stepper
+refuses a name it does not know (it used to build a simple RNN for any unknown cell name)."""
 
 import numpy as np
 import pytest

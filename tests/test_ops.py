@@ -89,7 +89,7 @@ def test_sizes_past_the_gemm_blocks_match_reference(cell, shape, kernel_threads)
 
 
 # One sample row (float32 with H a multiple of the SIMD packet: the recurrent product packed by units, each unit's
-# update run on the product's registers, cpp/src/cell_math.hpp): H = 48 gives 3 unit packets of 16 on AVX-512, i.e.
+# update run on the product's registers, cpp/src/cells/*.hpp): H = 48 gives 3 unit packets of 16 on AVX-512, i.e.
 # panels of 8 + 4 packets (LSTM), 6 + 3 (GRU reset_after), 6 and 3 (GRU reset_before's two products), 3 (simple
 # RNN); T >= 8 packs the weight. Drawn lengths leave the row's last steps padded. (Products this small run on one
 # thread; test_threads.py's B1 case splits a one-row product across two.)
