@@ -11,7 +11,7 @@
 #include "pointwise.hpp"
 #include "rnncore/activations.hpp"
 #include "rnncore/contract.hpp"
-#include "step_product.hpp"
+#include "linalg/step_product.hpp"
 
 namespace rnncore::detail {
 

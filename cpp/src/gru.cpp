@@ -11,7 +11,7 @@
 #include "parallel.hpp"
 #include "cell_math.hpp"
 #include "pointwise.hpp"
-#include "step_product.hpp"
+#include "linalg/step_product.hpp"
 
 namespace rnncore {
 

@@ -1,5 +1,5 @@
-// What every recurrent kernel shares: padding masks, state storage, the input projection, the workspace set-up and
-// the weight-gradient GEMMs. Cell files keep only their own gate math.
+// What every recurrent kernel shares: padding masks, state storage, the workspace set-up and the weight-gradient
+// GEMMs (on linalg/gemm.hpp). Cell files keep only their own gate math.
 #pragma once
 
 #include <algorithm>
@@ -7,24 +7,12 @@
 #include <type_traits>
 
 #include "parallel.hpp"
-#include "step_product.hpp"
-#include "tile_gemm.hpp"
+#include "linalg/gemm.hpp"
+#include "linalg/step_product.hpp"
 #include "rnncore/activations.hpp"
 #include "rnncore/types.hpp"
 
 namespace rnncore::detail {
-
-template <typename T>
-using Array1D = Eigen::Array<T, 1, Eigen::Dynamic>;
-template <typename T>
-using ArrayView = Eigen::Map<Array1D<T>>;
-template <typename T>
-using ConstArrayView = Eigen::Map<const Array1D<T>>;
-/// A row-major matrix view whose rows are `stride` apart (e.g. one gate's columns of a [B, G*H] block).
-template <typename T>
-using StridedView = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
-template <typename T>
-using ConstStridedView = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
 
 /// Which samples are still inside their sequence at step t (right padding).
 class StepMask {
@@ -72,67 +60,6 @@ RowVector<T> folded_bias(index_t GH, const T* b_ih, const T* b_hh, index_t skip_
     for (index_t j = 0; j < GH; ++j)
       if (j < skip_begin || j >= skip_end) bias[j] += b_hh[j];
   return bias;
-}
-
-// The kernels' large GEMMs run on the 48 x 8 tile (tile_gemm.hpp) where kTileFor<T> (float on AVX-512-class
-// builds), else on Eigen's GEMM. Measured here, 1 thread, on the LSTM shapes of the bench grid: input projection
-// 1.13-1.23x Eigen's rate, dx 1.05-1.10x, weight gradients 1.16-1.55x (2 threads: 1.08-1.23x).
-
-/// The fewest output rows a GEMM runs on the tile with: two 8-row panels. Fewer rows do not repay packing op(B)
-/// (Eigen multiplies 1-row products as GEMVs, unpacked). Measured, 1 thread, 256 x 64 weights, GFLOP/s
-/// Eigen / tile: M=1 55-75 / 10, M=4 50-67 / 38-40, M=8 77-95 / 79, M=16 107-118 / 110-114, M=32 130 / 137-146.
-constexpr index_t kTileGemmMinRows = 16;
-
-/// A row-major Eigen matrix or map (rows outerStride() apart) as a GEMM operand, transposed or not.
-template <typename T, typename Matrix>
-GemmOperand<T> gemm_operand(const Matrix& m, bool transposed) {
-  static_assert(Matrix::IsRowMajor && Matrix::InnerStrideAtCompileTime == 1,
-                "the tile GEMM reads row-major operands with contiguous rows");
-  return {m.data(), static_cast<index_t>(m.outerStride()), transposed};
-}
-
-/// out [M, N] = op(a) · op(b), every matrix row-major; op(X) = X^T where TransposeA / TransposeB say.
-/// Out of line, like the other GEMM phases below (one call per kernel call): bench/profile.py tells the phases apart
-/// by these frames.
-template <bool TransposeA, bool TransposeB, typename T, typename A, typename B>
-EIGEN_DONT_INLINE void multiply_into(MatrixView<T> out, const A& a, const B& b) {
-  eigen_assert((TransposeA ? a.rows() : a.cols()) == (TransposeB ? b.cols() : b.rows()));
-  if constexpr (kTileFor<T>) {
-    if (out.rows() >= kTileGemmMinRows) {
-      tile_gemm<T>(out.rows(), out.cols(), TransposeA ? a.rows() : a.cols(), gemm_operand<T>(a, TransposeA),
-                   gemm_operand<T>(b, TransposeB), out.data(), out.cols(), nullptr, 0);
-      return;
-    }
-  }
-  auto op = [](const auto& m, auto transposed) {
-    if constexpr (decltype(transposed)::value)
-      return m.transpose();
-    else
-      return m;
-  };
-  out.noalias() = op(a, std::bool_constant<TransposeA>{}) * op(b, std::bool_constant<TransposeB>{});
-}
-
-/// The one big input GEMM for all steps: out [T*B, G*H] = x [T*B, I] · W_ih^T + bias.
-/// Eigen path: each thread takes a block of rows whole (bias, then its own GEMM): Eigen's parallel GEMM left the
-/// bias pass serial and shared its packed blocks with waits (measured: LSTM T150 B64 H256 inference, 2 threads: ...).
-template <typename T, typename Out>
-EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih,
-                                      const RowVector<T>& bias, Out&& out) {
-  const index_t rows = x.rows();
-  if constexpr (kTileFor<T>) {
-    if (rows >= kTileGemmMinRows) {
-      tile_gemm<T>(rows, w_ih.rows(), x.cols(), gemm_operand<T>(x, false), gemm_operand<T>(w_ih, true), out.data(),
-                   out.outerStride(), bias.data(), 0);
-      return;
-    }
-  }
-  const int parts = threads_for(2.0 * rows * w_ih.rows() * x.cols(), rows / 64, 4e6);
-  parallel_chunks(rows, parts, 8, [&](int, index_t r0, index_t r1) {
-    auto block = out.middleRows(r0, r1 - r0);
-    block.rowwise() = bias;  // start from the bias and accumulate: Eigen's `=` would zero the output first (a
-    block.noalias() += x.middleRows(r0, r1 - r0) * w_ih.transpose();  // memset, then a second pass for the bias)
-  });
 }
 
 /// Copies what backward needs that the caller owns (inputs, weights, lengths) into the workspace and sizes the
@@ -228,16 +155,6 @@ void backward_time_loop(const Workspace<T>& ws, const StepMask& mask, index_t GH
       recurrent.accumulate(dg_t + b0 * GH, GH, dh + b0 * H, H);  // padded rows: dG = 0, dh kept
     }
   });
-}
-
-/// out [cols] = Σ_rows m, summed row after row so that every column's sum has the same order whatever the address of
-/// `out` (Eigen's colwise().sum() into a caller's buffer peels unaligned leading columns into a different order,
-/// so identical calls could differ in the last bit).
-template <typename T, typename Matrix>
-void column_sums(const Matrix& m, T* out) {
-  RowVectorView<T> sums(out, m.cols());
-  sums.setZero();
-  for (index_t r = 0; r < m.rows(); ++r) sums += m.row(r);
 }
 
 /// The states each step read: slots 0 … T-1 of the workspace's h, as [T*B, H].

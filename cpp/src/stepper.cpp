@@ -5,7 +5,7 @@
 #include "cell_math.hpp"
 #include "parallel.hpp"
 #include "recurrent_common.hpp"
-#include "step_product.hpp"
+#include "linalg/step_product.hpp"
 
 namespace rnncore {
 

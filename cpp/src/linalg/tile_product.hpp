@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <type_traits>
 
-#include "row_panels.hpp"
+#include "linalg/row_panels.hpp"
 #include "rnncore/memory.hpp"
 #include "rnncore/types.hpp"
 

@@ -13,7 +13,7 @@
 #include <algorithm>
 
 #include "parallel.hpp"
-#include "tile_product.hpp"
+#include "linalg/tile_product.hpp"
 #include "rnncore/memory.hpp"
 #include "rnncore/types.hpp"
 

@@ -14,8 +14,8 @@
 #include <type_traits>
 
 #include "parallel.hpp"
-#include "row_panels.hpp"
-#include "tile_product.hpp"
+#include "linalg/row_panels.hpp"
+#include "linalg/tile_product.hpp"
 #include "rnncore/memory.hpp"
 #include "rnncore/types.hpp"
 
