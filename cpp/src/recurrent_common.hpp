@@ -81,7 +81,8 @@ void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, cons
   auto keep = [](CachedMatrix<T>& dst, const T* src, index_t rows, index_t cols) {
     dst.resize(rows, cols);
     const index_t n = rows * cols;
-    parallel_chunks(n, threads_for(double(n), n / 16, 1 << 20), 16, [&](int, index_t b, index_t e) {  // >= 1M each
+    parallel_chunks(n, threads_for(double(n), n / tuning::kCopyAlign, tuning::kMinCopyPerThread), tuning::kCopyAlign,
+                    [&](int, index_t b, index_t e) {
       std::copy(src + b, src + e, dst.data() + b);
     });
   };

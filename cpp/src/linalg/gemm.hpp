@@ -9,17 +9,14 @@
 #include "linalg/tile_gemm.hpp"
 #include "parallel.hpp"
 #include "rnncore/types.hpp"
+#include "tuning.hpp"
 
 namespace rnncore::detail {
 
 // The kernels' large GEMMs run on the 48 x 8 tile (tile_gemm.hpp) where kTileFor<T> (float on AVX-512-class
-// builds), else on Eigen's GEMM. Measured here, 1 thread, on the LSTM shapes of the bench grid: input projection
-// 1.13-1.23x Eigen's rate, dx 1.05-1.10x, weight gradients 1.16-1.55x (2 threads: 1.08-1.23x).
-
-/// The fewest output rows a GEMM runs on the tile with: two 8-row panels. Fewer rows do not repay packing op(B)
-/// (Eigen multiplies 1-row products as GEMVs, unpacked). Measured, 1 thread, 256 x 64 weights, GFLOP/s
-/// Eigen / tile: M=1 55-75 / 10, M=4 50-67 / 38-40, M=8 77-95 / 79, M=16 107-118 / 110-114, M=32 130 / 137-146.
-constexpr index_t kTileGemmMinRows = 16;
+// builds) from tuning::kTileGemmMinRows output rows, else on Eigen's GEMM (the tile is 1.05-1.55x Eigen's rate on
+// the bench grid's LSTM shapes; bench/README.md).
+using tuning::kTileGemmMinRows;
 
 /// A row-major Eigen matrix or map (rows outerStride() apart) as a GEMM operand, transposed or not.
 template <typename T, typename Matrix>
@@ -53,7 +50,8 @@ EIGEN_DONT_INLINE void multiply_into(MatrixView<T> out, const A& a, const B& b) 
 
 /// The one big input GEMM for all steps: out [T*B, G*H] = x [T*B, I] · W_ih^T + bias.
 /// Eigen path: each thread takes a block of rows whole (bias, then its own GEMM): Eigen's parallel GEMM left the
-/// bias pass serial and shared its packed blocks with waits (measured: LSTM T150 B64 H256 inference, 2 threads: ...).
+/// bias pass serial and shared its packed blocks with waits (with the balanced per-step split, LSTM T150 B64 H256
+/// inference, 2 threads: 41.0 -> 35.9 ms).
 template <typename T, typename Out>
 EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih,
                                       const RowVector<T>& bias, Out&& out) {
@@ -65,8 +63,9 @@ EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMa
       return;
     }
   }
-  const int parts = threads_for(2.0 * rows * w_ih.rows() * x.cols(), rows / 64, 4e6);
-  parallel_chunks(rows, parts, 8, [&](int, index_t r0, index_t r1) {
+  const int parts = threads_for(2.0 * rows * w_ih.rows() * x.cols(), rows / tuning::kMinProjectionRowsPerThread,
+                                tuning::kMinGemmFlopsPerThread);
+  parallel_chunks(rows, parts, tuning::kProjectionRowAlign, [&](int, index_t r0, index_t r1) {
     auto block = out.middleRows(r0, r1 - r0);
     block.rowwise() = bias;  // start from the bias and accumulate: Eigen's `=` would zero the output first (a
     block.noalias() += x.middleRows(r0, r1 - r0) * w_ih.transpose();  // memset, then a second pass for the bias)

@@ -1,7 +1,7 @@
 // The per-time-step matrix product of every recurrent kernel. The weight is the same at every step, so it is packed
 // once per kernel call into the layout of Eigen's GEMM micro-kernel (gebp) and every step only packs its small
 // left operand (the batch) and runs the micro-kernel: Eigen's own GEMM would repack the weight at every step
-// (measured: ~9% of an LSTM training step at H=512, B=64). A single-row batch uses RowPanels (row_panels.hpp): the
+// (~9% of an LSTM training step at H=512, B=64). A single-row batch uses RowPanels (row_panels.hpp): the
 // weight packed into column panels for a register-blocked GEMV.
 // Work is split across the call's threads by blocks of output columns, or by batch rows (split_by_batch); the
 // whole-sequence kernels first try to split their time loops by rows (for_row_blocks, parallel.hpp). Nothing is
@@ -18,6 +18,7 @@
 #include "linalg/tile_product.hpp"
 #include "rnncore/memory.hpp"
 #include "rnncore/types.hpp"
+#include "tuning.hpp"
 
 namespace rnncore::detail {
 
@@ -177,9 +178,8 @@ class StepProduct {
   /// Whether a team of `team` threads splits the tile product by batch panels (each thread packs its own rows and
   /// multiplies them by the whole weight; no barrier) instead of by weight panels (the batch packed by all, then
   /// each thread's columns): when the whole weight fits in half of a core's L2 (each core then keeps all of it) and
-  /// the rows divide the work more evenly. N = 512 (LSTM H = 128) is 11 weight panels, split 5 + 6; B = 32 is
-  /// 4 batch panels, split 2 + 2. Measured, 2 threads, T=50, both orders timed in one process, alternating:
-  /// LSTM B=32 H=128 inference 1.19x, training 1.15x; B=64 H=128 1.15x / 1.12x; simple RNN B=32 H=256 1.24x / 1.15x.
+  /// the rows divide the work more evenly (tuning.hpp). N = 512 (LSTM H = 128) is 11 weight panels, split 5 + 6;
+  /// B = 32 is 4 batch panels, split 2 + 2.
   /// (The whole-sequence kernels now split such shapes' time loops by rows before a step is reached, for_row_blocks
   /// in parallel.hpp; this split serves the streaming Stepper's steps and the time loops that cannot.)
   bool split_by_batch(index_t team) const {
@@ -205,10 +205,10 @@ class StepProduct {
   using Kernel = Eigen::internal::gebp_kernel<T, T, index_t, OutMapper, Traits::mr, Traits::nr, false, false>;
   using Storage = Buffer<T>;  // block cache (memory.hpp): 64-byte aligned, reused by the next call of the same size
 
-  static constexpr index_t kMinStepsToPack = 8;          // packing W^T costs about as much as ~4 steps
-  static constexpr index_t kAlign = 16;                  // GEMV column chunks: a multiple of every SIMD width
-  static constexpr index_t kPad = 64;                    // packed blocks start on a 64-scalar boundary
-  static constexpr double kMinFlopsPerThread = 1 << 21;  // ~12 µs of GEMM: below that a fork/join does not pay
+  static constexpr index_t kMinStepsToPack = tuning::kMinStepsToPack;
+  static constexpr index_t kAlign = tuning::kGemvAlign;  // GEMV column chunks: a multiple of every SIMD width
+  static constexpr index_t kPad = tuning::kPackPad;      // packed blocks start on a 64-scalar boundary
+  static constexpr double kMinFlopsPerThread = tuning::kMinStepFlopsPerThread;
 
   static index_t round_up(index_t v, index_t to) { return (v + to - 1) / to * to; }
   /// Size of block `b` of a dimension of `total` cut into blocks of `block`.

@@ -1,0 +1,104 @@
+// The tuning table: every threshold that picks a code path or a thread count, and the blocking sizes that shape the
+// kernels' loops, in one place. Each entry: its value, its unit, and one line on the measurement behind it (the dated
+// figures are in bench/README.md, "The tuning table's measurements"). The code reads these names; nothing else in
+// cpp/src hard-codes a threshold.
+#pragma once
+
+#include <cstddef>
+
+#include "rnncore/contract.hpp"
+
+namespace rnncore::detail::tuning {
+
+// ---- Threads: how much work repays a fork/join (parallel.hpp and its callers) ----------------------------------
+
+/// flops of a kernel call (forward_flops) below which it runs on one thread (KernelScope). 2 threads made
+/// T=100 B<=4 H<=64 calls 5-30% slower: Eigen splits any GEMM above 50k multiply-adds, each fork/join costs µs.
+inline constexpr double kMinParallelFlops = 20e6;
+
+/// Pointwise passes (for_each_row): ~8 operations per element (exp, divide, fma…), and from 64k of them (~5 µs) per
+/// thread a row split repays its fork/join (~1 µs); at 256k a B=16 H=256 LSTM step's pass ran on one thread.
+inline constexpr double kPointwiseOpsPerElement = 8.0;
+inline constexpr double kMinPointwiseOpsPerThread = 65536.0;
+
+/// flops of a per-step product (StepProduct) per thread: ~12 µs of GEMM; at 0.5M small 2-thread calls were slower
+/// than 1-thread ones (a lower 1M helped GRU H=128 backward only, since superseded by the time-loop row split).
+inline constexpr double kMinStepFlopsPerThread = 1 << 21;
+
+/// flops per thread of a whole-call GEMM (project_inputs' Eigen path, tile_gemm): below it one thread does it all.
+inline constexpr double kMinGemmFlopsPerThread = 4e6;
+
+/// project_inputs' Eigen path: each thread takes a block of at least 64 rows whole (its bias fill and its own GEMM),
+/// blocks a multiple of 8 rows: Eigen's parallel GEMM left the bias pass serial and shared its packed blocks with waits.
+inline constexpr index_t kMinProjectionRowsPerThread = 64;
+inline constexpr index_t kProjectionRowAlign = 8;
+
+/// begin_workspace copies the caller's inputs and weights on all threads from 1M scalars per thread, in chunks of
+/// whole 16-scalar pieces: one thread copied a GRU H=1024 step's 27 MB while the other waited (1.02-1.06x).
+inline constexpr double kMinCopyPerThread = 1 << 20;
+inline constexpr index_t kCopyAlign = 16;
+
+/// for_row_blocks: a whole time loop splits by batch rows when every thread gets whole panels of kRowBlockRows rows
+/// (an equal number, or at least kMinRowBlockPanelsPerThread each) and the recurrent weight (each thread packs its
+/// own) fits in row_split_weight_budget of a core's L2. vs the per-step split, 2 threads, LSTM: W_hh 1.08 MB 1.19x,
+/// 1.33 MB 1.05-1.10x, 1.66 MB 0.95-1.0x, 4 MB (streamed from L3 by each thread) 0.78x.
+inline constexpr index_t kRowBlockRows = 8;
+inline constexpr index_t kMinRowBlockPanelsPerThread = 4;
+/// bytes: 2/3 of `l2_bytes` (written as l2 * 2 / 3, the rule's exact arithmetic).
+inline double row_split_weight_budget(double l2_bytes) { return l2_bytes * 2 / 3; }
+
+// ---- Paths: which code runs a product ----------------------------------------------------------------------------
+
+/// rows: a float GEMM runs on the 48 x 8 tile (tile_gemm.hpp) from two 8-row panels, else on Eigen (1-row products
+/// as GEMVs, unpacked): at M=1 the tile's packing of op(B) made it 10 GFLOP/s against Eigen's 55-75; equal at M=8.
+inline constexpr index_t kTileGemmMinRows = 16;
+
+/// steps: a one-row product h · W^T packs W^T into column panels (RowPanels) only for calls of at least this many
+/// steps (packing costs about 4 steps); shorter ones take N unpacked dot products. W (backward) is always packed.
+inline constexpr index_t kMinStepsToPack = 8;
+
+/// bytes: a per-step tile product on 2+ threads may split by batch panels (each thread its rows against the whole
+/// weight, no barrier) when the packed weight fits in half of a core's L2 (split_by_batch; 1.12-1.24x where it
+/// balances the work better than the weight panels). The same half-L2 rule orders a tile product's loops
+/// (TileProduct::multiply): batch-outer when its weight panels fit (from L2), else weight-outer (each panel read once
+/// from L3): B=64 H=512 (4 MB) 158 GFLOP/s weight-outer against 92 batch-outer.
+inline double tile_weight_l2_budget(double l2_bytes) { return l2_bytes / 2.0; }
+
+/// K: a tile of at least this depth prefetches the output rows its epilogue reads (a step's slice of the input
+/// projection is cold); shorter tiles cannot hide it (K = 64: 0.99x; K >= 128: 1.02-1.09x).
+inline constexpr index_t kEpiloguePrefetchMinDepth = 128;
+
+// ---- Blocking: sizes that shape the loops (constexpr in the code, listed here) -----------------------------------
+
+/// The register tile: kTileRows batch rows x kTileColPackets SIMD packets of columns (48 x 8 floats on AVX-512,
+/// 24 of 32 vector registers): LSTM B=64 H=512 step 163 -> 184 GFLOP/s over Eigen's 48 x 4.
+inline constexpr index_t kTileRows = 8;
+inline constexpr index_t kTileColPackets = 3;
+/// k steps ahead a tile prefetches its vector-side panel (16-64 measured the same).
+inline constexpr index_t kTilePrefetchDistance = 8;
+
+/// tile_gemm's cache blocking: K per slice (a broadcast panel of 8 x 384 floats, 12 KB, stays in L1), columns per
+/// slice (480 x 384 floats, 720 KB, kept in L2), rows packed per slice (bounds the packing buffer). K slices of
+/// 128-512 and column blocks of 240-960 were tried; these were best or within noise.
+inline constexpr index_t kGemmDepth = 384;
+inline constexpr index_t kGemmColBlock = 480;
+inline constexpr index_t kGemmRowBlock = 1536;
+
+/// RowPanels (one-row products): SIMD packets of columns per panel, i.e. independent FMA chains (2 FMA ports x 4
+/// cycles of latency); 16 chains were 1.4-1.8x slower (the compiler no longer kept them in registers).
+inline constexpr index_t kRowPanelPackets = 8;
+
+/// scalars: the unpacked one-row product's column chunks (a multiple of every SIMD width), and the start of every
+/// block of Eigen's packed gebp layout (StepProduct).
+inline constexpr index_t kGemvAlign = 16;
+inline constexpr index_t kPackPad = 64;
+
+// ---- Memory (memory.cpp's block cache) ---------------------------------------------------------------------------
+
+/// bytes: blocks from 64 KiB are cached when freed (below it malloc is fast and keeps its own pages); a request takes
+/// an idle block at most a quarter larger; at most 2 GiB idle. Fresh pages cost a training step 13-30%.
+inline constexpr std::size_t kSmallestCachedBlock = 64 * 1024;
+inline constexpr std::size_t kMaxBlockWasteDivisor = 4;
+inline constexpr std::size_t kDefaultCacheLimit = std::size_t(2) << 30;
+
+}  // namespace rnncore::detail::tuning
