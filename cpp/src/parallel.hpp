@@ -26,7 +26,8 @@ class KernelScope {
   explicit KernelScope(double flops) {
 #ifdef _OPENMP
     saved_threads_ = omp_get_max_threads();
-    omp_set_num_threads(flops >= tuning::kMinParallelFlops ? get_num_threads() : 1);
+    const int force = forced(Knob::parallel);
+    omp_set_num_threads((force < 0 ? flops >= tuning::kMinParallelFlops : force == 1) ? get_num_threads() : 1);
 #else
     (void)flops;
 #endif
@@ -97,9 +98,12 @@ void for_row_blocks(index_t B, double weight_bytes, Body&& body) {
   constexpr index_t kPanelRows = tuning::kRowBlockRows;
   const index_t team = omp_get_max_threads(), panels = B / kPanelRows;
   static const double l2_bytes = double(Eigen::l2CacheSize());
+  const int force = forced(Knob::row_split);
   const bool split = team > 1 && panels >= team &&
-                     (panels % team == 0 || panels >= tuning::kMinRowBlockPanelsPerThread * team) &&
-                     weight_bytes <= tuning::row_split_weight_budget(l2_bytes);
+                     (force >= 0 ? force == 1
+                                 : (panels % team == 0 || panels >= tuning::kMinRowBlockPanelsPerThread * team) &&
+                                       weight_bytes <= tuning::row_split_weight_budget(l2_bytes));
+  count_path(split ? Path::row_split : Path::one_block);
   if (split) {
     std::exception_ptr failure;  // an exception may not leave the region (std::terminate): the first is rethrown
 #pragma omp parallel num_threads(int(team))
@@ -121,6 +125,7 @@ void for_row_blocks(index_t B, double weight_bytes, Body&& body) {
   }
 #else
   (void)weight_bytes;
+  count_path(Path::one_block);
 #endif
   body(index_t(0), B);
 }

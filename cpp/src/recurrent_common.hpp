@@ -186,7 +186,7 @@ EIGEN_DONT_INLINE void weight_gradients(const GateGrads& dG, const Workspace<T>&
   const ConstMatrixView<T> x = ws.x.view(), h_prev = states_read(ws);
   std::copy_n(db_ih, rows, db_hh);
   if constexpr (kTileFor<T>) {
-    if (GH >= kTileGemmMinRows) {
+    if (runs_on_tile<T>(GH)) {
       const GemmTarget<T> targets[] = {{gemm_operand<T>(x, false), d.I, dw_ih, d.I, GH},
                                        {gemm_operand<T>(h_prev, false), d.H, dw_hh, d.H, rows}};
       tile_gemm<T>(GH, TB, gemm_operand<T>(dG, true), targets, 2);

@@ -1,10 +1,13 @@
 // The tuning table: every threshold that picks a code path or a thread count, and the blocking sizes that shape the
 // kernels' loops, in one place. Each entry: its value, its unit, and one line on the measurement behind it (the dated
 // figures are in bench/README.md, "The tuning table's measurements"). The code reads these names; nothing else in
-// cpp/src hard-codes a threshold.
+// cpp/src hard-codes a threshold. At the end: the runtime knobs that force each path the thresholds choose, and
+// the count of the paths taken, so that the tests cover every path whatever the machine's L2 size.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 
 #include "rnncore/contract.hpp"
 
@@ -102,3 +105,52 @@ inline constexpr std::size_t kMaxBlockWasteDivisor = 4;
 inline constexpr std::size_t kDefaultCacheLimit = std::size_t(2) << 30;
 
 }  // namespace rnncore::detail::tuning
+
+namespace rnncore::detail {
+
+/// Runtime overrides of the path choices above, for the tests (rnncore._core._tuning_set). Each is auto (-1: the
+/// thresholds decide), off (0) or on (1); read once per kernel call or product set-up, never inside a loop.
+///   parallel:     KernelScope gives the call set_num_threads's threads (on) or one (off), whatever its flops
+///   row_split:    for_row_blocks splits a time loop by batch rows (on: whenever each thread gets a panel) or not
+///   batch_split:  a per-step tile product on 2+ threads splits by batch panels (on: when each thread gets one)
+///                 or by weight panels (off)                                                   [tile builds only]
+///   weight_in_l2: a tile product's loops run batch-outer (on: the weight is taken as L2-resident) or
+///                 weight-outer (off: streamed, with the next panel's prefetch)                [tile builds only]
+///   tile_gemm:    the GEMM helpers (linalg/gemm.hpp) run on the tile (on: any rows) or on Eigen [tile builds only]
+///   pack_row:     a one-row product h · W^T packs W^T into panels (on: however few the steps) or takes unpacked
+///                 dot products (off); the backward's dh · W is always packed
+///   fuse_units:   a one-row float product is packed by units for the cell's fused update (auto/on: where the
+///                 shapes allow) or packed plainly and followed by the row pass (off)
+enum class Knob : int { parallel, row_split, batch_split, weight_in_l2, tile_gemm, pack_row, fuse_units, count };
+inline constexpr const char* kKnobNames[] = {"parallel",  "row_split", "batch_split", "weight_in_l2",
+                                             "tile_gemm", "pack_row",  "fuse_units"};
+inline std::atomic<int> knob_values[int(Knob::count)] = {-1, -1, -1, -1, -1, -1, -1};
+
+/// A knob's setting: -1 auto, 0 off, 1 on.
+inline int forced(Knob knob) { return knob_values[int(knob)].load(std::memory_order_relaxed); }
+
+/// The paths the thresholds and knobs choose, counted once per kernel call (time loops, GEMMs) or product set-up
+/// (per-step products), so the tests can check which ran: relaxed atomic adds, never per step.
+enum class Path : int {
+  one_block,          // for_row_blocks: the whole batch in one block (steps split their own work)
+  row_split,          // for_row_blocks: one block of batch rows per thread
+  step_row_fused,     // one-row product packed by units (the cell's update on the product's registers)
+  step_row_panels,    // one-row product on column panels, then the row pass
+  step_row_unpacked,  // one-row product as N unpacked dot products
+  step_tile,          // batched per-step product on the 48 x 8 tile
+  step_gebp,          // batched per-step product on Eigen's gebp micro-kernel
+  gemm_tile,          // a GEMM helper's product on the tile GEMM
+  gemm_eigen,         // a GEMM helper's product on Eigen
+  count
+};
+inline constexpr const char* kPathNames[] = {"one_block",         "row_split", "step_row_fused",
+                                             "step_row_panels",   "step_row_unpacked", "step_tile",
+                                             "step_gebp",         "gemm_tile", "gemm_eigen"};
+inline std::atomic<std::int64_t> path_counts[int(Path::count)] = {};
+
+inline void count_path(Path path) { path_counts[int(path)].fetch_add(1, std::memory_order_relaxed); }
+
+static_assert(sizeof(kKnobNames) / sizeof(*kKnobNames) == std::size_t(Knob::count), "a name per knob");
+static_assert(sizeof(kPathNames) / sizeof(*kPathNames) == std::size_t(Path::count), "a name per path");
+
+}  // namespace rnncore::detail

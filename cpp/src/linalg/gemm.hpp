@@ -18,6 +18,19 @@ namespace rnncore::detail {
 // the bench grid's LSTM shapes; bench/README.md).
 using tuning::kTileGemmMinRows;
 
+/// Whether a GEMM of scalar T with `rows` output rows runs on the tile (else on Eigen); counted, and forced by the
+/// tile_gemm knob (tuning.hpp). Always false where the build has no tile for T.
+template <typename T>
+bool runs_on_tile(index_t rows) {
+  bool tile = false;
+  if constexpr (kTileFor<T>) {
+    const int force = forced(Knob::tile_gemm);
+    tile = force < 0 ? rows >= kTileGemmMinRows : force == 1 && rows > 0;
+  }
+  count_path(tile ? Path::gemm_tile : Path::gemm_eigen);
+  return tile;
+}
+
 /// A row-major Eigen matrix or map (rows outerStride() apart) as a GEMM operand, transposed or not.
 template <typename T, typename Matrix>
 GemmOperand<T> gemm_operand(const Matrix& m, bool transposed) {
@@ -32,8 +45,8 @@ GemmOperand<T> gemm_operand(const Matrix& m, bool transposed) {
 template <bool TransposeA, bool TransposeB, typename T, typename A, typename B>
 EIGEN_DONT_INLINE void multiply_into(MatrixView<T> out, const A& a, const B& b) {
   eigen_assert((TransposeA ? a.rows() : a.cols()) == (TransposeB ? b.cols() : b.rows()));
-  if constexpr (kTileFor<T>) {
-    if (out.rows() >= kTileGemmMinRows) {
+  if (runs_on_tile<T>(out.rows())) {
+    if constexpr (kTileFor<T>) {
       tile_gemm<T>(out.rows(), out.cols(), TransposeA ? a.rows() : a.cols(), gemm_operand<T>(a, TransposeA),
                    gemm_operand<T>(b, TransposeB), out.data(), out.cols(), nullptr, 0);
       return;
@@ -56,8 +69,8 @@ template <typename T, typename Out>
 EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih,
                                       const RowVector<T>& bias, Out&& out) {
   const index_t rows = x.rows();
-  if constexpr (kTileFor<T>) {
-    if (rows >= kTileGemmMinRows) {
+  if (runs_on_tile<T>(rows)) {
+    if constexpr (kTileFor<T>) {
       tile_gemm<T>(rows, w_ih.rows(), x.cols(), gemm_operand<T>(x, false), gemm_operand<T>(w_ih, true), out.data(),
                    out.outerStride(), bias.data(), 0);
       return;

@@ -41,17 +41,24 @@ class StepProduct {
       : w_(w), w_stride_(w_cols), n_(TransposeW ? w_rows : w_cols), k_(TransposeW ? w_cols : w_rows), m_(m) {
     if (m_ <= 1 || n_ == 0 || k_ == 0) {
       parts_ = threads_for(2.0 * m_ * n_ * k_, n_ / kAlign, kMinFlopsPerThread);
-      if (m_ == 1 && (!TransposeW || steps >= kMinStepsToPack)) {
+      const int pack = forced(Knob::pack_row);  // (the unpacked path reads W as [N, K]: TransposeW only)
+      if (m_ == 1 && (!TransposeW || (pack >= 0 ? pack == 1 : steps >= kMinStepsToPack))) {
         // One row: op(W) packed as column panels, so the product is K scaled panel rows added up in registers
         // (full-width FMAs) instead of N dot products that each end in a horizontal reduction.
-        const bool by_units = std::is_same_v<T, float> && RowPanels<T>::can_pack_by_units(n_, unit_gates);
+        const bool by_units = std::is_same_v<T, float> && forced(Knob::fuse_units) != 0 &&
+                              RowPanels<T>::can_pack_by_units(n_, unit_gates);
         panels_.pack(w_, w_stride_, n_, k_, TransposeW, by_units ? unit_gates : 0);
         parts_ = threads_for(2.0 * n_ * k_, panels_.panels(), kMinFlopsPerThread);
       }
+      if (m_ == 1 && n_ > 0 && k_ > 0)
+        count_path(panels_.panels() == 0 ? Path::step_row_unpacked
+                                         : panels_.by_units() ? Path::step_row_fused : Path::step_row_panels);
       return;
     }
     if constexpr (kTileFor<T>) {
-      tiles_.reserve(n_, k_, m_);
+      count_path(Path::step_tile);
+      batch_split_ = forced(Knob::batch_split);
+      tiles_.reserve(n_, k_, m_, forced(Knob::weight_in_l2));
       parts_ = threads_for(2.0 * m_ * n_ * k_, tiles_.panels(), kMinFlopsPerThread);
       parallel_chunks(tiles_.panels(), parts_, 1, [&](int, index_t p0, index_t p1) {
         tiles_.pack(w_, w_stride_, TransposeW, p0, p1);
@@ -60,6 +67,7 @@ class StepProduct {
     }
     // Eigen computes out^T [N, m] (column-major) = Wop [N, K] · a^T [K, m]; block it the way Eigen would, with at
     // least one block of Wop's rows per thread.
+    count_path(Path::step_gebp);
     kc_ = k_;
     mc_ = n_;
     nc_ = m_;
@@ -184,6 +192,7 @@ class StepProduct {
   /// in parallel.hpp; this split serves the streaming Stepper's steps and the time loops that cannot.)
   bool split_by_batch(index_t team) const {
     const index_t batch = tiles_.batch_panels(), panels = tiles_.panels();
+    if (batch_split_ >= 0) return batch_split_ == 1 && batch >= team;  // forced (tuning.hpp)
     if (batch < team || !tiles_.weight_fits_half_l2()) return false;
     index_t by_panels = 0, by_batch = 0;  // the largest share of tile packets either way gives one thread
     for (index_t part = 0; part < team; ++part) {
@@ -251,6 +260,7 @@ class StepProduct {
   Storage packed_w_, packed_a_;
   RowPanels<T> panels_;
   bool reverse_ = false;
+  int batch_split_ = -1;  // the batch_split knob at set-up: -1 auto (split_by_batch decides), 0 never, 1 always
   std::conditional_t<kTileFor<T>, TileProduct<T>, char> tiles_{};
 };
 

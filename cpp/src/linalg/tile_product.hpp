@@ -9,6 +9,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <limits>
 #include <type_traits>
 
 #include "linalg/row_panels.hpp"
@@ -185,8 +186,10 @@ class TileProduct {
  public:
   static constexpr index_t kCols = Tile<T>::kCols, kRows = Tile<T>::kRows;
 
-  /// Sizes the panels for op(W) [K, N] and a batch of m rows.
-  void reserve(index_t n, index_t k, index_t m) {
+  /// Sizes the panels for op(W) [K, N] and a batch of m rows. weight_in_l2: the knob of that name (tuning.hpp),
+  /// -1 auto (multiply orders its loops by the half-L2 rule), 0 always weight-outer, 1 always batch-outer.
+  void reserve(index_t n, index_t k, index_t m, int weight_in_l2 = -1) {
+    order_budget_ = weight_in_l2 < 0 ? half_l2() : weight_in_l2 == 1 ? std::numeric_limits<double>::infinity() : -1.0;
     n_ = n;
     k_ = k;
     m_ = m;
@@ -232,7 +235,7 @@ class TileProduct {
       Tile<T>::multiply(panel(p), a_.data() + q * k_ * kRows, k_, o, ldo, std::min(kRows, m_ - q * kRows),
                         std::min(kCols, n_ - n0), o, ldo, ahead, ahead_end);
     };
-    if (fits_half_l2((p_end - p_begin) * k_ * kCols)) {
+    if (double(sizeof(T)) * ((p_end - p_begin) * k_ * kCols) <= order_budget_) {  // the weight panels fit
       for (index_t q = q_begin; q < q_end; ++q)
         for (index_t p = p_begin; p < p_end; ++p) tile(p, q, nullptr, nullptr);
     } else {
@@ -251,14 +254,16 @@ class TileProduct {
   }
 
  private:
-  static bool fits_half_l2(index_t scalars) {
-    static const double half_l2 = tuning::tile_weight_l2_budget(Eigen::l2CacheSize());
-    return double(sizeof(T)) * scalars <= half_l2;
+  static double half_l2() {
+    static const double bytes = tuning::tile_weight_l2_budget(Eigen::l2CacheSize());
+    return bytes;
   }
+  static bool fits_half_l2(index_t scalars) { return double(sizeof(T)) * scalars <= half_l2(); }
   const T* panel(index_t p) const { return w_.data() + p * k_ * kCols; }
   T* panel(index_t p) { return w_.data() + p * k_ * kCols; }
 
   index_t n_ = 0, k_ = 0, m_ = 0, panels_ = 0, batch_panels_ = 0;
+  double order_budget_ = 0;  // bytes of weight panels multiply runs batch-outer (from L2); more: weight-outer
   Buffer<T> w_, a_;  // block cache (64-byte aligned: the weight panels are read with aligned loads)
 };
 
