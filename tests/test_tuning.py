@@ -61,7 +61,7 @@ CASES = [
     Case("row-short", {}, lambda cell: (3, 1, 8, 32), frozenset({"step_row_unpacked", "step_row_panels"}),
          frozenset({"step_row_fused"})),
     Case("gemm-eigen", {"tile_gemm": 0}, SMALL, frozenset({"gemm_eigen"}), frozenset({"gemm_tile"})),
-    # 12 rows (T*B) and 24 output rows: below kTileGemmMinRows for x · W_ih^T, forced onto the tile.
+    # 12 rows (T*B) and 8-32 gate columns: GEMMs below kTileGemmMinRows rows, forced onto the tile.
     Case("gemm-tile", {"tile_gemm": 1}, lambda cell: (3, 4, 8, 8), frozenset({"gemm_tile"}),
          frozenset({"gemm_eigen"}), needs_tile=True),
 ]
@@ -102,18 +102,16 @@ def test_forced_path_matches_the_reference_and_one_thread(case, cell, knobs_rese
         rnncore.set_num_threads(before)
     counts = _core._tuning_counts()
     _core._tuning_reset()
-    want = _run(reference, cell, inputs, upstream)
-    for threads, (outputs, grads, inference) in results.items():
-        for name in cell.output_names:
-            for got, label in ((outputs[name], name), (inference[name], f"inference {name}")):
-                where = f"{case.name}, {threads} thread(s): {label}"
-                assert_close(got, want[0][name], "kernel_vs_reference", np.float32, where)
-                assert_close(got, results[1][2 if label.startswith("inference") else 0][name],
-                             "kernel_vs_reference", np.float32, where + " vs 1 thread")
-        for name in cell.gradient_names:
-            where = f"{case.name}, {threads} thread(s): {name}"
-            assert_close(grads[name], want[1][name], "kernel_vs_reference", np.float32, where)
-            assert_close(grads[name], results[1][1][name], "kernel_vs_reference", np.float32, where + " vs 1 thread")
+    want_outputs, want_grads, _ = _run(reference, cell, inputs, upstream)
+    one_thread = results[1]
+    for threads, result in results.items():
+        # (training outputs, gradients, inference outputs), each against the reference and against one thread
+        for part, (got, want) in enumerate(zip(result, (want_outputs, want_grads, want_outputs))):
+            for name in got:
+                where = f"{case.name}, {threads} thread(s), {('training', 'backward', 'inference')[part]}: {name}"
+                assert_close(got[name], want[name], "kernel_vs_reference", np.float32, where)
+                assert_close(got[name], one_thread[part][name], "kernel_vs_reference", np.float32,
+                             where + " vs 1 thread")
     missing = [p for p in case.taken if counts[p] == 0]
     unexpected = [p for p in case.not_taken if counts[p] != 0]
     assert not missing and not unexpected, f"{case.name}: paths {counts} (missing {missing}, unexpected {unexpected})"

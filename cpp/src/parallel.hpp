@@ -18,7 +18,8 @@
 namespace rnncore::detail {
 
 /// Set at every kernel's entry, for the calling thread only: flush-to-zero, and the threads this call may use —
-/// rnncore::set_num_threads's value when the call's work (in flops) repays a fork/join, else 1. The thread count is
+/// rnncore::set_num_threads's value when the call's work (in flops) repays a fork/join, else 1 (tuning.hpp's
+/// kMinParallelFlops; the parallel knob forces either way). The thread count is
 /// OpenMP's per-thread setting, which Eigen's own GEMMs read too, so concurrent calls from several Python threads
 /// each get their own; the caller's setting is restored on exit.
 class KernelScope {
@@ -90,8 +91,9 @@ void parallel_chunks(index_t n, int parts, index_t align, Body&& body) {
 /// loop splits by rows, else one block [0, B) on the calling thread (whose steps then split their products and
 /// pointwise passes across the threads). A time loop splits by rows when every thread gets whole 8-row panels (an
 /// equal number, or at least 4 each) and the recurrent weight, `weight_bytes` (each thread packs its own copy), fits
-/// in 2/3 of a core's L2 (tuning.hpp): each thread then takes its rows through every step with no synchronisation,
-/// where the per-step split forks or meets at a barrier 2-3 times a step. Inside a block the kernel runs on one thread.
+/// in 2/3 of a core's L2 (tuning.hpp; the row_split knob forces either way): each thread then takes its rows through
+/// every step with no synchronisation, where the per-step split forks or meets at a barrier 2-3 times a step. Inside
+/// a block the kernel runs on one thread.
 template <typename Body>
 void for_row_blocks(index_t B, double weight_bytes, Body&& body) {
 #ifdef _OPENMP

@@ -31,8 +31,8 @@ inline constexpr double kMinStepFlopsPerThread = 1 << 21;
 /// flops per thread of a whole-call GEMM (project_inputs' Eigen path, tile_gemm): below it one thread does it all.
 inline constexpr double kMinGemmFlopsPerThread = 4e6;
 
-/// project_inputs' Eigen path: each thread takes a block of at least 64 rows whole (its bias fill and its own GEMM),
-/// blocks a multiple of 8 rows: Eigen's parallel GEMM left the bias pass serial and shared its packed blocks with waits.
+/// project_inputs' Eigen path: each thread takes a block of at least 64 rows (a multiple of 8) whole, its bias fill
+/// and its own GEMM: Eigen's parallel GEMM left the bias pass serial and shared its packed blocks with waits.
 inline constexpr index_t kMinProjectionRowsPerThread = 64;
 inline constexpr index_t kProjectionRowAlign = 8;
 
@@ -43,8 +43,8 @@ inline constexpr index_t kCopyAlign = 16;
 
 /// for_row_blocks: a whole time loop splits by batch rows when every thread gets whole panels of kRowBlockRows rows
 /// (an equal number, or at least kMinRowBlockPanelsPerThread each) and the recurrent weight (each thread packs its
-/// own) fits in row_split_weight_budget of a core's L2. vs the per-step split, 2 threads, LSTM: W_hh 1.08 MB 1.19x,
-/// 1.33 MB 1.05-1.10x, 1.66 MB 0.95-1.0x, 4 MB (streamed from L3 by each thread) 0.78x.
+/// own) fits in row_split_weight_budget of a core's L2: vs the per-step split, 2 threads, LSTM W_hh 1.08 MB 1.19x,
+/// 1.66 MB 0.95-1.0x, 4 MB (streamed from L3 by each thread) 0.78x.
 inline constexpr index_t kRowBlockRows = 8;
 inline constexpr index_t kMinRowBlockPanelsPerThread = 4;
 /// bytes: 2/3 of `l2_bytes` (written as l2 * 2 / 3, the rule's exact arithmetic).

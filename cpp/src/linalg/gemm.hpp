@@ -16,7 +16,6 @@ namespace rnncore::detail {
 // The kernels' large GEMMs run on the 48 x 8 tile (tile_gemm.hpp) where kTileFor<T> (float on AVX-512-class
 // builds) from tuning::kTileGemmMinRows output rows, else on Eigen's GEMM (the tile is 1.05-1.55x Eigen's rate on
 // the bench grid's LSTM shapes; bench/README.md).
-using tuning::kTileGemmMinRows;
 
 /// Whether a GEMM of scalar T with `rows` output rows runs on the tile (else on Eigen); counted, and forced by the
 /// tile_gemm knob (tuning.hpp). Always false where the build has no tile for T.
@@ -25,7 +24,7 @@ bool runs_on_tile(index_t rows) {
   bool tile = false;
   if constexpr (kTileFor<T>) {
     const int force = forced(Knob::tile_gemm);
-    tile = force < 0 ? rows >= kTileGemmMinRows : force == 1 && rows > 0;
+    tile = force < 0 ? rows >= tuning::kTileGemmMinRows : force == 1 && rows > 0;
   }
   count_path(tile ? Path::gemm_tile : Path::gemm_eigen);
   return tile;
