@@ -1,8 +1,9 @@
 """Native helpers the benchmarks build under bench/.build/ (never part of the package):
 
-- ``sgemm``: a standalone SGEMM timer (bench/sgemm.cpp) for the two GEMMs the kernels use — Eigen's and the package's
-  own tile GEMM (cpp/src/tile_gemm.hpp, compiled from the package's sources) — with the package's own SIMD flags and
-  OpenMP setting, so "the SGEMM rate of the library the kernels use" is measured without adding anything to rnncore.
+- ``sgemm``: a standalone SGEMM timer (bench/sgemm.cpp) for the two GEMMs the kernels use — Eigen's and the
+  package's own tile GEMM (cpp/src/linalg/tile_gemm.hpp, compiled from the package's sources) — with the package's
+  own SIMD flags and OpenMP setting, so "the SGEMM rate of the library the kernels use" is measured without adding
+  anything to rnncore.
 - ``symbol_build``: the package's extension built from the working tree with the same CMake flags but NOT stripped,
   so ``perf`` can name the functions (bench/profile.py).
 
@@ -73,7 +74,7 @@ def sgemm_binary(flags: str | None = None, build_dir: Path | None = None) -> Pat
         raise RuntimeError(f"no C++ compiler ({cxx}) to build the SGEMM timer")
     cmd_flags = sgemm_flags(flags, build_dir)
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    sources = [SGEMM_SOURCE, *sorted((CPP / "src").glob("*.hpp")), *sorted((CPP / "include").rglob("*.hpp")),
+    sources = [SGEMM_SOURCE, *sorted((CPP / "src").rglob("*.hpp")), *sorted((CPP / "include").rglob("*.hpp")),
                *SGEMM_PACKAGE_SOURCES]
     key = hashlib.sha1("\n".join([*(f.read_text() for f in sources), " ".join(cmd_flags), version]).encode()
                        ).hexdigest()[:12]

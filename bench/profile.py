@@ -268,7 +268,7 @@ def _short(sym: str) -> str:
 # ---- the standalone GEMM model ---------------------------------------------------------------------------------------
 
 
-#: cpp/src/recurrent_common.hpp's kTileGemmMinRows: the float GEMMs from this many rows run on the tile.
+#: cpp/src/tuning.hpp's kTileGemmMinRows: the float GEMMs from this many rows run on the tile.
 TILE_GEMM_MIN_ROWS = 16
 
 

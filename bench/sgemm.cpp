@@ -1,5 +1,5 @@
 // Standalone SGEMM timer: the GEMM rates of the two GEMMs rnncore's kernels use — Eigen's, and the package's own
-// 48x8 register-tile GEMM (cpp/src/tile_gemm.hpp, float on AVX-512-class builds) — compiled with the package's flags
+// 48x8 register-tile GEMM (cpp/src/linalg/tile_gemm.hpp, float on AVX-512-class builds) — compiled with the package's flags
 // and sources (bench/native.py builds it). Not part of the package.
 //
 //   sgemm THREADS MIN_SECONDS SPEC [SPEC ...]
@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "tile_gemm.hpp"  // cpp/src of the package
+#include "linalg/tile_gemm.hpp"  // cpp/src of the package
 
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore import ops
+from rnncore import _core, ops
 
 from support.cells import CELL_IDS, CELLS, make_inputs, run_backward, run_forward
 from support.tolerances import assert_identical
@@ -93,22 +93,21 @@ def test_shared_workspace_concurrent_backward(cell, kernel_threads):
         assert_identical(results[1][0][name], results[0][0][name], name, "threads 0 and 1")
 
 
-# Sizes that put every per-step product above the per-thread work threshold (a simple RNN has 1/4 of the work).
-# "B32-rows": W_hh small enough for every core's L2 (at most 2/3 of it) and 4 batch panels, so each thread takes its
-# own rows through the whole time loop (parallel.hpp, for_row_blocks). "B32": W_hh too large for that (LSTM H = 320
-# and GRU H = 384: 1.6-1.8 MB), so every step splits its product by weight panels (the batch packed by both threads)
-# and its pointwise rows. "B1": a one-row product split by panels. (The bounds scale with the core's L2, 2 MB here;
-# on another CPU the same sizes still check 2 threads against 1 and the reference, by whichever split they take.)
+# Sizes that put every per-step product above the per-thread work threshold (a simple RNN has 1/4 of the work), and
+# the time-loop split each size takes, forced through tuning.hpp's row_split knob (the default choice depends on the
+# core's L2). "B32-rows": each thread takes its own rows through the whole time loop (parallel.hpp, for_row_blocks).
+# "B32": every step splits its product (by weight or batch panels) and its pointwise rows. "B1": a one-row product
+# split by panels (no row split: fewer rows than a panel). tests/test_tuning.py forces every other path.
 SPLIT_SIZES = {
-    "B1": lambda cell: (10, 1, 64, 2048 if cell.gates == 1 else 1024),
-    "B32": lambda cell: (12, 32, 40, {1: 640, 3: 384, 4: 320}[cell.gates]),
-    "B32-rows": lambda cell: (12, 32, 40, {1: 400, 3: 184, 4: 128}[cell.gates]),
+    "B1": (lambda cell: (10, 1, 64, 2048 if cell.gates == 1 else 1024), -1),
+    "B32": (lambda cell: (12, 32, 40, {1: 640, 3: 384, 4: 320}[cell.gates]), 0),
+    "B32-rows": (lambda cell: (12, 32, 40, {1: 400, 3: 184, 4: 128}[cell.gates]), 1),
 }
 
 
-@pytest.mark.parametrize("sizes", SPLIT_SIZES.values(), ids=SPLIT_SIZES.keys())
+@pytest.mark.parametrize("sizes, row_split", SPLIT_SIZES.values(), ids=SPLIT_SIZES.keys())
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
-def test_split_kernels_match_one_thread_and_the_reference(cell, sizes):
+def test_split_kernels_match_one_thread_and_the_reference(cell, sizes, row_split):
     """Sizes large enough that every part of a call is split across 2 threads (the input projection by rows; the
     time loop by batch rows, or each step's product by weight panels and its pointwise rows; a batch-1 product by
     panels) give one thread's results (the split changes no summation order, except possibly the input GEMM's
@@ -119,14 +118,19 @@ def test_split_kernels_match_one_thread_and_the_reference(cell, sizes):
     inputs, upstream = make_inputs(rng, cell, *sizes, np.float32, lengths=True)
     before = rnncore.get_num_threads()
     results, inference = {}, {}
+    _core._tuning_reset()
+    _core._tuning_set("row_split", row_split)
     try:
         for threads in (1, 2):
             rnncore.set_num_threads(threads)
             outputs, ws = run_forward(ops, cell, inputs)
             results[threads] = (outputs, run_backward(ops, cell, ws, upstream))
             inference[threads] = run_forward(ops, cell, inputs, training=False)[0]
+        if row_split == 1 and _core.has_openmp():
+            assert _core._tuning_counts()["row_split"] > 0
     finally:
         rnncore.set_num_threads(before)
+        _core._tuning_reset()
     from rnncore import reference
     want, cache = run_forward(reference, cell, inputs)
     dwant = run_backward(reference, cell, cache, upstream)
@@ -208,10 +212,13 @@ def test_gil_released_during_lstm_kernel(direction):
         rnncore.set_num_threads(before)
 
 
-def test_split_stream_step_matches_one_thread():
-    """A streaming step large enough for 2 threads, with a weight that fits in each core's L2 and weight panels that
-    do not divide evenly (LSTM 4H = 896: 19 panels; B = 32: 4 batch panels), splits its products by batch rows
-    (step_product.hpp, split_by_batch): the same states as on one thread and as the cell."""
+@pytest.mark.parametrize("batch_split", [1, 0], ids=["by_batch", "by_weight"])
+def test_split_stream_step_matches_one_thread(batch_split):
+    """A streaming step large enough for 2 threads, with weight panels that do not divide evenly (LSTM 4H = 896:
+    19 panels; B = 32: 4 batch panels), split by batch rows or by weight panels (linalg/step_product.hpp,
+    split_by_batch; forced through tuning.hpp's batch_split knob, since the default depends on the core's L2; the
+    split exists on tile builds, others split gebp's column blocks either way): the same states as on one thread and
+    as the cell."""
     from support.tolerances import assert_close
     rng = np.random.default_rng(41)
     B, I, H = 32, 224, 224
@@ -219,6 +226,8 @@ def test_split_stream_step_matches_one_thread():
     xs = [rng.standard_normal((B, I)).astype(np.float32) for _ in range(4)]
     before = rnncore.get_num_threads()
     states = {}
+    _core._tuning_reset()
+    _core._tuning_set("batch_split", batch_split)
     try:
         for threads in (1, 2):
             rnncore.set_num_threads(threads)
@@ -226,6 +235,7 @@ def test_split_stream_step_matches_one_thread():
             states[threads] = [stream.step(x).copy() for x in xs]
     finally:
         rnncore.set_num_threads(before)
+        _core._tuning_reset()
     state = None
     for k, x in enumerate(xs):
         state = cell(x, state)

@@ -5,6 +5,10 @@
 #include "rnncore/memory.hpp"
 #include "rnncore/runtime.hpp"
 
+namespace rnncore::bindings {
+void register_tuning(py::module_& m);  // bind_tuning.cpp: private hooks for the tests
+}
+
 PYBIND11_MODULE(_core, m) {
   namespace py = pybind11;
   using namespace rnncore;
@@ -14,6 +18,7 @@ PYBIND11_MODULE(_core, m) {
   bindings::register_stepper(m);
   bindings::register_attention(m);
   bindings::register_embedding(m);
+  bindings::register_tuning(m);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);
   m.def("simd_instruction_sets", &simd_instruction_sets);

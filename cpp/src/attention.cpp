@@ -1,9 +1,11 @@
 // Masked softmax over the last axis (declared in rnncore/attention.hpp).
 #include "rnncore/attention.hpp"
 
+#include <algorithm>
 #include <limits>
 
-#include "recurrent_common.hpp"
+#include "linalg/arrays.hpp"
+#include "rnncore/activations.hpp"
 
 namespace rnncore {
 

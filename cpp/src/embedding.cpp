@@ -1,7 +1,8 @@
 // Embedding backward: scatter-add of row gradients (declared in rnncore/embedding.hpp).
 #include "rnncore/embedding.hpp"
 
-#include "recurrent_common.hpp"
+#include "linalg/arrays.hpp"
+#include "rnncore/activations.hpp"
 
 namespace rnncore {
 

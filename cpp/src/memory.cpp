@@ -7,14 +7,16 @@
 #include <mutex>
 #include <new>
 
+#include "tuning.hpp"
+
 namespace rnncore {
 
 namespace {
 
 constexpr std::size_t kAlignment = 64;
 constexpr std::size_t kHeader = kAlignment;          // each block starts with its capacity, then the user's bytes
-constexpr std::size_t kSmallestCached = 64 * 1024;   // below this, malloc is fast and keeps its own pages
-constexpr std::size_t kDefaultLimit = std::size_t(2) << 30;
+constexpr std::size_t kSmallestCached = detail::tuning::kSmallestCachedBlock;  // below: malloc keeps its own pages
+constexpr std::size_t kDefaultLimit = detail::tuning::kDefaultCacheLimit;
 
 /// Freed large blocks by capacity. A request takes the smallest idle block that fits and wastes at most a quarter.
 class BlockCache {
@@ -24,7 +26,7 @@ class BlockCache {
     if (capacity >= kSmallestCached) {
       std::lock_guard<std::mutex> lock(mutex_);
       auto it = idle_.lower_bound(capacity);
-      if (it != idle_.end() && it->first <= capacity + capacity / 4) {
+      if (it != idle_.end() && it->first <= capacity + capacity / detail::tuning::kMaxBlockWasteDivisor) {
         void* user = it->second;
         idle_bytes_ -= it->first;
         idle_.erase(it);

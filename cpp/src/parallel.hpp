@@ -13,11 +13,13 @@
 #include "rnncore/activations.hpp"
 #include "rnncore/contract.hpp"
 #include "rnncore/runtime.hpp"
+#include "tuning.hpp"
 
 namespace rnncore::detail {
 
 /// Set at every kernel's entry, for the calling thread only: flush-to-zero, and the threads this call may use —
-/// rnncore::set_num_threads's value when the call's work (in flops) repays a fork/join, else 1. The thread count is
+/// rnncore::set_num_threads's value when the call's work (in flops) repays a fork/join, else 1 (tuning.hpp's
+/// kMinParallelFlops; the parallel knob forces either way). The thread count is
 /// OpenMP's per-thread setting, which Eigen's own GEMMs read too, so concurrent calls from several Python threads
 /// each get their own; the caller's setting is restored on exit.
 class KernelScope {
@@ -25,7 +27,8 @@ class KernelScope {
   explicit KernelScope(double flops) {
 #ifdef _OPENMP
     saved_threads_ = omp_get_max_threads();
-    omp_set_num_threads(flops >= kMinParallelFlops ? get_num_threads() : 1);
+    const int force = forced(Knob::parallel);
+    omp_set_num_threads((force < 0 ? flops >= tuning::kMinParallelFlops : force == 1) ? get_num_threads() : 1);
 #else
     (void)flops;
 #endif
@@ -39,15 +42,13 @@ class KernelScope {
   KernelScope& operator=(const KernelScope&) = delete;
 
  private:
-  /// Below ~100 µs of work a call runs on one thread: measured here, 2 threads made T=100 B<=4 H<=64 calls 5-30%
-  /// slower (Eigen parallelises any GEMM above 50k multiply-adds, and every fork/join costs microseconds).
-  static constexpr double kMinParallelFlops = 20e6;
   FlushDenormalsScope fp_mode_;
   int saved_threads_ = 1;
 };
 
-/// How many threads a piece of work of `work` scalar operations, divisible into `parts` independent pieces, gets.
-inline int threads_for(double work, index_t parts, double min_work_per_thread = 262144.0) {
+/// How many threads a piece of work of `work` scalar operations, divisible into `parts` independent pieces, gets:
+/// at most one per `min_work_per_thread` (each caller's row of tuning.hpp).
+inline int threads_for(double work, index_t parts, double min_work_per_thread) {
 #ifdef _OPENMP
   const int available = omp_get_max_threads();
 #else
@@ -90,19 +91,21 @@ void parallel_chunks(index_t n, int parts, index_t align, Body&& body) {
 /// loop splits by rows, else one block [0, B) on the calling thread (whose steps then split their products and
 /// pointwise passes across the threads). A time loop splits by rows when every thread gets whole 8-row panels (an
 /// equal number, or at least 4 each) and the recurrent weight, `weight_bytes` (each thread packs its own copy), fits
-/// in 2/3 of a core's L2: each thread then takes its rows through every step with no synchronisation, where the
-/// per-step split forks or meets at a barrier 2-3 times a step. Inside a block the kernel runs on one thread.
-/// Measured (2 threads, LSTM inference, both ways timed in one process, alternating): T=50 B=32 H=128 1.12x,
-/// T=150 B=16 H=256 (packed W_hh 1.08 MB) 1.19x, B=64 1.12x; H=288 (1.33 MB) 1.05-1.10x; H=320 (1.66 MB) 0.95-1.0x;
-/// H=512 (4 MB, streamed from L3 by each thread) B=16 0.78x.
+/// in 2/3 of a core's L2 (tuning.hpp; the row_split knob forces either way): each thread then takes its rows through
+/// every step with no synchronisation, where the per-step split forks or meets at a barrier 2-3 times a step. Inside
+/// a block the kernel runs on one thread.
 template <typename Body>
 void for_row_blocks(index_t B, double weight_bytes, Body&& body) {
 #ifdef _OPENMP
-  constexpr index_t kPanelRows = 8;
+  constexpr index_t kPanelRows = tuning::kRowBlockRows;
   const index_t team = omp_get_max_threads(), panels = B / kPanelRows;
   static const double l2_bytes = double(Eigen::l2CacheSize());
-  const bool split = team > 1 && panels >= team && (panels % team == 0 || panels >= 4 * team) &&
-                     weight_bytes <= l2_bytes * 2 / 3;
+  const int force = forced(Knob::row_split);
+  const bool split = team > 1 && panels >= team &&
+                     (force >= 0 ? force == 1
+                                 : (panels % team == 0 || panels >= tuning::kMinRowBlockPanelsPerThread * team) &&
+                                       weight_bytes <= tuning::row_split_weight_budget(l2_bytes));
+  count_path(split ? Path::row_split : Path::one_block);
   if (split) {
     std::exception_ptr failure;  // an exception may not leave the region (std::terminate): the first is rethrown
 #pragma omp parallel num_threads(int(team))
@@ -124,6 +127,7 @@ void for_row_blocks(index_t B, double weight_bytes, Body&& body) {
   }
 #else
   (void)weight_bytes;
+  count_path(Path::one_block);
 #endif
   body(index_t(0), B);
 }
@@ -136,9 +140,7 @@ namespace rnncore::detail {
 /// `row_width` is the number of elements one row's pointwise work touches (e.g. G*H).
 template <typename Row>
 void for_each_row(index_t B, index_t row_width, Row&& row) {
-  // ~8 operations per element (exp, divide, fma, ...); 64k of them (~5 µs) repay a fork/join (~1 µs): measured
-  // LSTM 2 threads, T150 B16 H256 inference 9.16 -> 9.05 ms, T50 B32 H128 training 6.25 -> 5.77 ms.
-  const int parts = threads_for(8.0 * B * row_width, B, 65536.0);
+  const int parts = threads_for(tuning::kPointwiseOpsPerElement * B * row_width, B, tuning::kMinPointwiseOpsPerThread);
   parallel_chunks(B, parts, 1, [&](int, index_t b0, index_t b1) {
     for (index_t b = b0; b < b1; ++b) row(b);
   });

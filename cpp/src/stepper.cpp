@@ -7,7 +7,7 @@
 #include "cells/rnn.hpp"
 #include "parallel.hpp"
 #include "recurrent_common.hpp"
-#include "step_product.hpp"
+#include "linalg/step_product.hpp"
 
 namespace rnncore {
 

@@ -34,7 +34,8 @@
 
 #include "cells/cell_table.hpp"
 #include "parallel.hpp"
-#include "step_product.hpp"
+#include "linalg/step_product.hpp"
+#include "tuning.hpp"
 #include "rnncore/types.hpp"
 
 namespace rnncore::detail {
@@ -95,9 +96,8 @@ void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, cons
   auto keep = [](CachedMatrix<T>& dst, const T* src, index_t rows, index_t cols) {
     dst.resize(rows, cols);
     const index_t n = rows * cols;
-    parallel_chunks(n, threads_for(double(n), n / 16, 1 << 20), 16, [&](int, index_t b, index_t e) {  // >= 1M each
-      std::copy(src + b, src + e, dst.data() + b);
-    });
+    parallel_chunks(n, threads_for(double(n), n / tuning::kCopyAlign, tuning::kMinCopyPerThread), tuning::kCopyAlign,
+                    [&](int, index_t b, index_t e) { std::copy(src + b, src + e, dst.data() + b); });
   };
   keep(ws.x, x, d.T * d.B, d.I);
   keep(ws.w_ih, w_ih, GH, d.I);

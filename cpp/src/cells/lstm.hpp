@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <type_traits>
 
-#include "../parallel.hpp"
-#include "../pointwise.hpp"
-#include "../step_product.hpp"
-#include "../time_loops.hpp"
+#include "parallel.hpp"
+#include "pointwise.hpp"
+#include "linalg/step_product.hpp"
+#include "time_loops.hpp"
 #include "cell_table.hpp"
 #include "rnncore/activations.hpp"
 #include "rnncore/contract.hpp"

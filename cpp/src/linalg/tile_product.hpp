@@ -2,19 +2,20 @@
 // per call into panels of 48 output columns, the step's batch packed into panels of 8 rows, and a 48 x 8 register
 // tile (24 of the 32 vector registers accumulate; 3 weight packets are loaded per k and each batch value is
 // broadcast once). Eigen's gebp tile is 48 x 4 (12 accumulators, for 16-register ISAs), so it loads the weight
-// twice as often per FMA. Measured on the per-step products here (1 thread, hot, same minute): LSTM B=64 H=512
-// 163 -> 184 GFLOP/s, B=16 H=512 121 -> 147, B=64 H=1024 164 -> 181; 2 threads B=64 H=512 279 -> 339. StepProduct
-// uses it for float with 32 registers and Eigen's gebp otherwise. The tile itself (Tile<T>) is shared with the blocked
+// twice as often per FMA (1.1-1.2x on the per-step products, bench/README.md). StepProduct uses it for float with
+// 32 registers and Eigen's gebp otherwise. The tile itself (Tile<T>) is shared with the blocked
 // GEMM of tile_gemm.hpp (input projection, dx, weight gradients).
 #pragma once
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <limits>
 #include <type_traits>
 
-#include "row_panels.hpp"
+#include "linalg/row_panels.hpp"
 #include "rnncore/memory.hpp"
 #include "rnncore/types.hpp"
+#include "tuning.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
@@ -42,12 +43,12 @@ struct Tile {
   using Packet = typename Eigen::internal::packet_traits<T>::type;
   using RowPacket = typename Eigen::internal::unpacket_traits<Packet>::half;  // 8 lanes: one k of a batch panel
   static constexpr index_t P = Eigen::internal::unpacket_traits<Packet>::size;
-  static constexpr index_t kCols = 3 * P;  // output columns per vector-side panel (48)
-  static constexpr index_t kRows = 8;      // output rows per broadcast-side panel
+  static constexpr index_t kCols = tuning::kTileColPackets * P;  // output columns per vector-side panel (48)
+  static constexpr index_t kRows = tuning::kTileRows;            // output rows per broadcast-side panel
   static constexpr index_t kLineScalars = 64 / sizeof(T);  // scalars per 64-byte cache line
 
   /// Scalars past a vector-side panel buffer's last panel that the multiply's prefetch (8 k ahead) may address.
-  static constexpr index_t kPrefetchSlack = 8 * kCols;
+  static constexpr index_t kPrefetchSlack = tuning::kTilePrefetchDistance * kCols;
 
   /// Width of a vector-side panel of `cols` columns: kCols, or a last, narrower panel rounded up to whole packets.
   static index_t panel_width(index_t cols) { return std::min(kCols, (cols + P - 1) / P * P); }
@@ -137,14 +138,12 @@ struct Tile {
 #pragma GCC unroll 3
       for (int i = 0; i < NP; ++i) acc[i][j] = ei::pzero(Packet());
     // Ask early for the rows the epilogue reads: a step's slice of the input projection is cold (in L3 or memory)
-    // and the tile's k loop is long enough to hide that. Measured (A/B, 1 thread, min of 5-7 alternations): LSTM
-    // inference T25 B64 H512 0.98-1.09x (median 1.05), T150 B64 H256 1.06-1.09x, GRU H=1024 1.09x, RNN H=1760
-    // 0.96-1.04x; at K = 64 (B=4 H=64) 0.99x, so short tiles skip it.
-    if (base && ldbase && k >= 128)
+    // and a long k loop hides that; short tiles skip it (tuning::kEpiloguePrefetchMinDepth).
+    if (base && ldbase && k >= tuning::kEpiloguePrefetchMinDepth)
       for (index_t j = 0; j < rows; ++j)
         for (index_t c = 0; c < cols; c += kLineScalars) ei::prefetch(base + j * ldbase + c);
     for (index_t kk = 0; kk < k; ++kk, w += width, b += kRows) {
-      ei::prefetch(w + 8 * width);  // the vector-side panel streams from L2: ask 8 k ahead (kPrefetchSlack)
+      ei::prefetch(w + tuning::kTilePrefetchDistance * width);  // the vector-side panel streams from L2
       if (ahead < ahead_end) {  // one line per k of what the caller wants in L2 next
         __builtin_prefetch(ahead, 0, 2);
         ahead += kLineScalars;
@@ -187,8 +186,10 @@ class TileProduct {
  public:
   static constexpr index_t kCols = Tile<T>::kCols, kRows = Tile<T>::kRows;
 
-  /// Sizes the panels for op(W) [K, N] and a batch of m rows.
-  void reserve(index_t n, index_t k, index_t m) {
+  /// Sizes the panels for op(W) [K, N] and a batch of m rows. weight_in_l2: the knob of that name (tuning.hpp),
+  /// -1 auto (multiply orders its loops by the half-L2 rule), 0 always weight-outer, 1 always batch-outer.
+  void reserve(index_t n, index_t k, index_t m, int weight_in_l2 = -1) {
+    order_budget_ = weight_in_l2 < 0 ? half_l2() : weight_in_l2 == 1 ? std::numeric_limits<double>::infinity() : -1.0;
     n_ = n;
     k_ = k;
     m_ = m;
@@ -226,8 +227,7 @@ class TileProduct {
 
   /// out [m, N] (row-major, stride ldo) += packed batch panels [q_begin, q_end) times weight panels [p_begin, p_end).
   /// Order: when those weight panels fit in half of L2, each batch panel (in L1) meets every weight panel (from L2);
-  /// otherwise each weight panel (read once from L3/memory) meets every batch panel. Measured (1 thread, per step):
-  /// B=64 H=256 LSTM (W 1 MB) 161 -> 181 GFLOP/s batch-outer; B=64 H=512 (W 4 MB) 158 weight-outer vs 92 batch-outer.
+  /// otherwise each weight panel (read once from L3/memory) meets every batch panel (tuning.hpp).
   void multiply(T* out, index_t ldo, index_t p_begin, index_t p_end, index_t q_begin, index_t q_end) const {
     auto tile = [&](index_t p, index_t q, const T* ahead, const T* ahead_end) {
       const index_t n0 = p * kCols;
@@ -235,14 +235,14 @@ class TileProduct {
       Tile<T>::multiply(panel(p), a_.data() + q * k_ * kRows, k_, o, ldo, std::min(kRows, m_ - q * kRows),
                         std::min(kCols, n_ - n0), o, ldo, ahead, ahead_end);
     };
-    if (fits_half_l2((p_end - p_begin) * k_ * kCols)) {
+    if (double(sizeof(T)) * ((p_end - p_begin) * k_ * kCols) <= order_budget_) {  // the weight panels fit
       for (index_t q = q_begin; q < q_end; ++q)
         for (index_t p = p_begin; p < p_end; ++p) tile(p, q, nullptr, nullptr);
     } else {
       // Weight-outer: batch panel 0's pass streams weight panel p from L3; the other passes run from L2 and
       // pull panel p + 1 (the first one after the last, for the next step) into L2, each its share of the lines
       // at one line per k: all of it from Q = 4 batch panels, a third at Q = 2 and two thirds at Q = 3 (three
-      // lines per k, to cover it all, measured slower: 0.8-0.97x).
+      // lines per k, to cover it all, was slower).
       const index_t Q = q_end - q_begin, line = Tile<T>::kLineScalars, lines = k_ * kCols / line;
       for (index_t p = p_begin; p < p_end && Q > 0; ++p) {
         const T* next = panel(p + 1 < p_end ? p + 1 : p_begin);
@@ -254,14 +254,16 @@ class TileProduct {
   }
 
  private:
-  static bool fits_half_l2(index_t scalars) {
-    static const double half_l2 = Eigen::l2CacheSize() / 2.0;
-    return double(sizeof(T)) * scalars <= half_l2;
+  static double half_l2() {
+    static const double bytes = tuning::tile_weight_l2_budget(Eigen::l2CacheSize());
+    return bytes;
   }
+  static bool fits_half_l2(index_t scalars) { return double(sizeof(T)) * scalars <= half_l2(); }
   const T* panel(index_t p) const { return w_.data() + p * k_ * kCols; }
   T* panel(index_t p) { return w_.data() + p * k_ * kCols; }
 
   index_t n_ = 0, k_ = 0, m_ = 0, panels_ = 0, batch_panels_ = 0;
+  double order_budget_ = 0;  // bytes of weight panels multiply runs batch-outer (from L2); more: weight-outer
   Buffer<T> w_, a_;  // block cache (64-byte aligned: the weight panels are read with aligned loads)
 };
 

@@ -21,6 +21,7 @@
 #include "parallel.hpp"
 #include "rnncore/memory.hpp"
 #include "rnncore/types.hpp"
+#include "tuning.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
@@ -34,7 +35,7 @@ class RowPanels {
  public:
   using Packet = typename Eigen::internal::packet_traits<T>::type;
   static constexpr index_t P = Eigen::internal::unpacket_traits<Packet>::size;
-  static constexpr index_t kPanelPackets = 8;  // a panel's accumulators: 2 FMA ports × 4 cycles of latency
+  static constexpr index_t kPanelPackets = tuning::kRowPanelPackets;  // a panel's accumulators (FMA chains)
   static constexpr index_t kPanel = kPanelPackets * P;
 
   RowPanels() = default;
@@ -173,7 +174,6 @@ class RowPanels {
   template <int NP, typename Sink>
   EIGEN_ALWAYS_INLINE void panel_product(index_t p, const T* a, Sink& sink) const {
     namespace ei = Eigen::internal;
-    // (16 chains with AVX-512's 32 registers measured 1.4-1.8x slower: the compiler no longer keeps them all.)
     constexpr int Streams = std::max<int>(1, int(kPanelPackets) / NP);
     constexpr index_t width = NP * P;
     const T* w = panel(p);

@@ -5,17 +5,16 @@
 //     and each block of col_block of its columns:
 //       pack op(B)'s slice (vector-side panels, 48 columns each, kept in L2) and run every tile: one broadcast panel
 //       (in L1) against every vector-side panel (streamed from L2).
-// Measured here (1 thread, GFLOP/s, Eigen's GEMM -> this): x·W_ih^T 1600x2048x512 168 -> 206, dx 1600x512x2048
-// 187 -> 197, dW 2048x512 over K=1600 145 -> 173, 1024x256 over K=9600 114 -> 177 (bench/README.md has the rest).
-// Blocking sizes: tried K slices of 128-512 and column blocks of 240-960; 384 / 480 were best or within noise.
+// 1.05-1.55x Eigen's GEMM on the kernels' shapes; the blocking sizes are tuning.hpp's (bench/README.md has both).
 #pragma once
 
 #include <algorithm>
 
 #include "parallel.hpp"
-#include "tile_product.hpp"
+#include "linalg/tile_product.hpp"
 #include "rnncore/memory.hpp"
 #include "rnncore/types.hpp"
+#include "tuning.hpp"
 
 namespace rnncore::detail {
 
@@ -29,9 +28,9 @@ struct GemmOperand {
 
 template <typename T>
 struct TileGemmBlocking {
-  index_t depth = 384;       // K per slice: a broadcast panel of 8 x depth (12 KB) stays in L1
-  index_t col_block = 480;   // columns packed per slice (a multiple of 48): col_block x depth (720 KB) kept in L2
-  index_t row_block = 1536;  // rows packed per slice (bounds the packing buffer)
+  index_t depth = tuning::kGemmDepth;          // K per slice: a broadcast panel of 8 x depth (12 KB) stays in L1
+  index_t col_block = tuning::kGemmColBlock;   // columns per slice (a multiple of 48): col_block x depth kept in L2
+  index_t row_block = tuning::kGemmRowBlock;   // rows packed per slice (bounds the packing buffer)
 };
 
 /// The size of the blocks that cut `n` into equal pieces of whole `unit`s, each at most `most` (or one unit).
@@ -146,7 +145,7 @@ void tile_gemm(index_t M, index_t K, GemmOperand<T> a, const GemmTarget<T>* targ
                const TileGemmBlocking<T>& blocking = {}) {
   double flops = 0;
   for (int t = 0; t < count; ++t) flops += 2.0 * std::min(M, targets[t].rows) * targets[t].n * K;
-  const int parts = threads_for(flops, (M + Tile<T>::kRows - 1) / Tile<T>::kRows, 4e6);
+  const int parts = threads_for(flops, (M + Tile<T>::kRows - 1) / Tile<T>::kRows, tuning::kMinGemmFlopsPerThread);
   parallel_chunks(parts, parts, 1, [&](int, index_t p0, index_t p1) {
     for (index_t p = p0; p < p1; ++p) {
       const index_t m0 = work_split(M, targets, count, int(p), parts, Tile<T>::kRows);

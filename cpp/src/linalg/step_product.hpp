@@ -1,7 +1,7 @@
 // The per-time-step matrix product of every recurrent kernel. The weight is the same at every step, so it is packed
 // once per kernel call into the layout of Eigen's GEMM micro-kernel (gebp) and every step only packs its small
 // left operand (the batch) and runs the micro-kernel: Eigen's own GEMM would repack the weight at every step
-// (measured: ~9% of an LSTM training step at H=512, B=64). A single-row batch uses RowPanels (row_panels.hpp): the
+// (~9% of an LSTM training step at H=512, B=64). A single-row batch uses RowPanels (row_panels.hpp): the
 // weight packed into column panels for a register-blocked GEMV.
 // Work is split across the call's threads by blocks of output columns, or by batch rows (split_by_batch); the
 // whole-sequence kernels first try to split their time loops by rows (for_row_blocks, parallel.hpp). Nothing is
@@ -14,10 +14,11 @@
 #include <type_traits>
 
 #include "parallel.hpp"
-#include "row_panels.hpp"
-#include "tile_product.hpp"
+#include "linalg/row_panels.hpp"
+#include "linalg/tile_product.hpp"
 #include "rnncore/memory.hpp"
 #include "rnncore/types.hpp"
+#include "tuning.hpp"
 
 namespace rnncore::detail {
 
@@ -40,17 +41,24 @@ class StepProduct {
       : w_(w), w_stride_(w_cols), n_(TransposeW ? w_rows : w_cols), k_(TransposeW ? w_cols : w_rows), m_(m) {
     if (m_ <= 1 || n_ == 0 || k_ == 0) {
       parts_ = threads_for(2.0 * m_ * n_ * k_, n_ / kAlign, kMinFlopsPerThread);
-      if (m_ == 1 && (!TransposeW || steps >= kMinStepsToPack)) {
+      const int pack = forced(Knob::pack_row);  // (the unpacked path reads W as [N, K]: TransposeW only)
+      if (m_ == 1 && (!TransposeW || (pack >= 0 ? pack == 1 : steps >= kMinStepsToPack))) {
         // One row: op(W) packed as column panels, so the product is K scaled panel rows added up in registers
         // (full-width FMAs) instead of N dot products that each end in a horizontal reduction.
-        const bool by_units = std::is_same_v<T, float> && RowPanels<T>::can_pack_by_units(n_, unit_gates);
+        const bool by_units = std::is_same_v<T, float> && forced(Knob::fuse_units) != 0 &&
+                              RowPanels<T>::can_pack_by_units(n_, unit_gates);
         panels_.pack(w_, w_stride_, n_, k_, TransposeW, by_units ? unit_gates : 0);
         parts_ = threads_for(2.0 * n_ * k_, panels_.panels(), kMinFlopsPerThread);
       }
+      if (m_ == 1 && n_ > 0 && k_ > 0)
+        count_path(panels_.panels() == 0 ? Path::step_row_unpacked
+                                         : panels_.by_units() ? Path::step_row_fused : Path::step_row_panels);
       return;
     }
     if constexpr (kTileFor<T>) {
-      tiles_.reserve(n_, k_, m_);
+      count_path(Path::step_tile);
+      batch_split_ = forced(Knob::batch_split);
+      tiles_.reserve(n_, k_, m_, forced(Knob::weight_in_l2));
       parts_ = threads_for(2.0 * m_ * n_ * k_, tiles_.panels(), kMinFlopsPerThread);
       parallel_chunks(tiles_.panels(), parts_, 1, [&](int, index_t p0, index_t p1) {
         tiles_.pack(w_, w_stride_, TransposeW, p0, p1);
@@ -59,6 +67,7 @@ class StepProduct {
     }
     // Eigen computes out^T [N, m] (column-major) = Wop [N, K] · a^T [K, m]; block it the way Eigen would, with at
     // least one block of Wop's rows per thread.
+    count_path(Path::step_gebp);
     kc_ = k_;
     mc_ = n_;
     nc_ = m_;
@@ -177,13 +186,13 @@ class StepProduct {
   /// Whether a team of `team` threads splits the tile product by batch panels (each thread packs its own rows and
   /// multiplies them by the whole weight; no barrier) instead of by weight panels (the batch packed by all, then
   /// each thread's columns): when the whole weight fits in half of a core's L2 (each core then keeps all of it) and
-  /// the rows divide the work more evenly. N = 512 (LSTM H = 128) is 11 weight panels, split 5 + 6; B = 32 is
-  /// 4 batch panels, split 2 + 2. Measured, 2 threads, T=50, both orders timed in one process, alternating:
-  /// LSTM B=32 H=128 inference 1.19x, training 1.15x; B=64 H=128 1.15x / 1.12x; simple RNN B=32 H=256 1.24x / 1.15x.
+  /// the rows divide the work more evenly (tuning.hpp). N = 512 (LSTM H = 128) is 11 weight panels, split 5 + 6;
+  /// B = 32 is 4 batch panels, split 2 + 2.
   /// (The whole-sequence kernels now split such shapes' time loops by rows before a step is reached, for_row_blocks
   /// in parallel.hpp; this split serves the streaming Stepper's steps and the time loops that cannot.)
   bool split_by_batch(index_t team) const {
     const index_t batch = tiles_.batch_panels(), panels = tiles_.panels();
+    if (batch_split_ >= 0) return batch_split_ == 1 && batch >= team;  // forced (tuning.hpp)
     if (batch < team || !tiles_.weight_fits_half_l2()) return false;
     index_t by_panels = 0, by_batch = 0;  // the largest share of tile packets either way gives one thread
     for (index_t part = 0; part < team; ++part) {
@@ -205,10 +214,10 @@ class StepProduct {
   using Kernel = Eigen::internal::gebp_kernel<T, T, index_t, OutMapper, Traits::mr, Traits::nr, false, false>;
   using Storage = Buffer<T>;  // block cache (memory.hpp): 64-byte aligned, reused by the next call of the same size
 
-  static constexpr index_t kMinStepsToPack = 8;          // packing W^T costs about as much as ~4 steps
-  static constexpr index_t kAlign = 16;                  // GEMV column chunks: a multiple of every SIMD width
-  static constexpr index_t kPad = 64;                    // packed blocks start on a 64-scalar boundary
-  static constexpr double kMinFlopsPerThread = 1 << 21;  // ~12 µs of GEMM: below that a fork/join does not pay
+  static constexpr index_t kMinStepsToPack = tuning::kMinStepsToPack;
+  static constexpr index_t kAlign = tuning::kGemvAlign;  // GEMV column chunks: a multiple of every SIMD width
+  static constexpr index_t kPad = tuning::kPackPad;      // packed blocks start on a 64-scalar boundary
+  static constexpr double kMinFlopsPerThread = tuning::kMinStepFlopsPerThread;
 
   static index_t round_up(index_t v, index_t to) { return (v + to - 1) / to * to; }
   /// Size of block `b` of a dimension of `total` cut into blocks of `block`.
@@ -251,6 +260,7 @@ class StepProduct {
   Storage packed_w_, packed_a_;
   RowPanels<T> panels_;
   bool reverse_ = false;
+  int batch_split_ = -1;  // the batch_split knob at set-up: -1 auto (split_by_batch decides), 0 never, 1 always
   std::conditional_t<kTileFor<T>, TileProduct<T>, char> tiles_{};
 };
 
