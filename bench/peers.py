@@ -181,7 +181,7 @@ def jax_environment(threads: int) -> dict:
 
 def _jax_forward(cell, jax):
     """The cell as a scan: the input projection of all steps as one matmul outside the scan (as the kernels do),
-    then per step h·W_hh^T and the gate math. Same equations as design.md §2."""
+    then per step h·W_hh^T and the gate math. Same equations as docs/design.md §2."""
     op, kw = cell.op, cell.kwargs
     jnp, lax, sigmoid = jax.numpy, jax.lax, jax.nn.sigmoid
 

@@ -2,7 +2,7 @@
 tests/test_reference_masked_softmax.py).
 
 Every expectation here comes from somewhere other than the reference's own code path: central finite differences
-(gradients), a per-sample hand-written recurrence copied from design.md section 2 (forward equations and lengths),
+(gradients), a per-sample hand-written recurrence copied from docs/design.md section 2 (forward equations and lengths),
 or explicit truncation of the sequences (lengths).
 The cell variants, their inputs and the forward/backward/loss drivers are the shared ones in tests/support/cells.py
 (the finite differences: tests/support/arrays.py).
@@ -21,7 +21,7 @@ GRU_RESET_AFTER = CELLS[CELL_IDS.index("gru_reset_after")]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Hand-written steps, straight from design.md section 2 (independent of the reference: per-gate weight slices,
+# Hand-written steps, straight from docs/design.md section 2 (independent of the reference: per-gate weight slices,
 # sigmoid via exp, one sample at a time).
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -225,7 +225,7 @@ def test_lstm_one_step_by_hand():
 
 
 def test_gru_reset_after_vs_before_by_hand(rng):
-    """The two GRU candidates differ exactly where design.md says: inside or outside the W_hn product."""
+    """The two GRU candidates differ exactly where docs/design.md says: inside or outside the W_hn product."""
     x = rng.standard_normal((1, 2, 3))
     h0 = rng.standard_normal((2, 2))
     w_ih, w_hh = rng.uniform(-1, 1, (6, 3)), rng.uniform(-1, 1, (6, 2))

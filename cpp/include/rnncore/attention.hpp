@@ -1,4 +1,4 @@
-// Masked softmax over the last axis, the normalisation step of every attention score (design.md §2).
+// Masked softmax over the last axis, the normalisation step of every attention score (docs/design.md §2).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// The contract every kernel follows (design.md §1–2). Kernels know nothing of Python.
+// The contract every kernel follows (docs/design.md §1–2). Kernels know nothing of Python.
 //
 // Shape letters: T time steps, B batch, I input features, H hidden units, G gates (RNN 1, GRU 3, LSTM 4).
 // Layouts: every array is dense row-major (C order); the rightmost index changes fastest.
