@@ -61,7 +61,7 @@ def test_larger_sizes_match_reference(cell):
     check_against_reference(cell, T=6, B=17, I=33, H=65, dtype=np.float64, seed=8, lengths=False, bias=True)
 
 
-# Shapes that cross the block edges of the float GEMMs of AVX-512 builds (cpp/src/tile_gemm.hpp: K slices of 384,
+# Shapes that cross the block edges of the float GEMMs of AVX-512 builds (cpp/src/linalg/tile_gemm.hpp: K slices of 384,
 # column blocks of 480, row blocks of 1536 rows, 48-column panels, 8-row panels, and the per-step products' orders);
 # other builds run them on Eigen's GEMM, which these shapes test as well. T*B = rows of the input projection and dx,
 # K of the weight gradients.
@@ -73,7 +73,7 @@ GEMM_EDGE_SHAPES = [
     # 3200 rows (two row blocks per thread on 2 threads); I = 512: two column blocks of dx and dW_ih (288 + 224) and
     # full 2-packet panels; G*H = 256 / 192 / 64: full 1-packet panels (LSTM, RNN) and none (GRU).
     dict(T=200, B=16, I=512, H=64),
-    # The per-step products' weight-outer order (cpp/src/tile_product.hpp: a weight that does not fit in half of L2
+    # The per-step products' weight-outer order (cpp/src/linalg/tile_product.hpp: a weight that does not fit in half of L2
     # per thread, W_hh 2.1-8.5 MB): B = 12, a full and a partial 8-row batch panel, the second prefetching part of
     # the next weight panel; H = 730: a last 10-column panel in backward's dh = dG · W_hh and in the RNN's forward.
     dict(T=4, B=12, I=8, H=730),
