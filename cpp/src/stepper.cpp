@@ -1,5 +1,5 @@
 // The streaming Stepper (rnncore/stepper.hpp): the products of one step with weights packed once
-// (step_product.hpp), then the cells' step math (cells/*.hpp).
+// (linalg/step_product.hpp), then the cells' step math (cells/*.hpp).
 #include "rnncore/stepper.hpp"
 
 #include "cells/gru.hpp"
