@@ -77,13 +77,12 @@ returns arrays in the layer's dtype.
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
 from ._cell_table import CellKind
-from ._validation import (cell_position, index_below, keras_array, keras_bias_rows, keras_weight_count,
-                          layer_kind)
+from ._validation import cell_position, index_below, keras_array, keras_bias_rows, keras_weight_count, layer_kind
 from .layers import _Cell, _Recurrent
 
 __all__ = ["from_keras", "to_keras"]
@@ -125,7 +124,7 @@ def _expected(layer, kind: CellKind, w_ih):
     """Keras weight names and shapes for this layer (from the rnncore target's sizes)."""
     GH, I = w_ih.shape
     H = w_ih.shape[0] // kind.n_gates
-    spec: List[Tuple[str, tuple]] = [("kernel", (I, GH)), ("recurrent_kernel", (H, GH))]
+    spec: list[tuple[str, tuple]] = [("kernel", (I, GH)), ("recurrent_kernel", (H, GH))]
     if layer.bias:
         spec.append(("bias", (2, GH) if _two_bias_rows(layer, kind) else (GH,)))
     return spec, H
@@ -162,7 +161,7 @@ def from_keras(layer, keras_weights: Sequence, layer_index: int = 0, direction: 
     return layer
 
 
-def to_keras(layer, layer_index: int = 0, direction: int = 0) -> List[np.ndarray]:
+def to_keras(layer, layer_index: int = 0, direction: int = 0) -> list[np.ndarray]:
     """The ``[kernel, recurrent_kernel(, bias)]`` list for ``keras_layer.set_weights`` from layer ``layer_index``,
     direction ``direction`` of the rnncore ``layer`` (or a cell), in the layer's dtype (new arrays). LSTM, RNN and
     GRU(reset_after=False) fold the two rnncore biases into Keras's one (``b_ih + b_hh``, an exact reparametrisation

@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 import zipfile
-from typing import Dict, Iterator, Tuple
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class Module:
 
     training = True
 
-    def children(self) -> Iterator[Tuple[str, object]]:
+    def children(self) -> Iterator[tuple[str, object]]:
         """(name, module) for every direct sub-module, in attribute order; list/tuple items are named ``name.i``."""
         for name, value in vars(self).items():
             if name.startswith("_"):
@@ -52,18 +52,18 @@ class Module:
                     if _is_module(item):
                         yield f"{name}.{i}", item
 
-    def _collect(self, method: str) -> Dict[str, np.ndarray]:
-        out: Dict[str, np.ndarray] = {}
+    def _collect(self, method: str) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
         for prefix, child in self.children():
             for key, value in getattr(child, method)().items():
                 out[f"{prefix}.{key}"] = value
         return out
 
-    def parameters(self) -> Dict[str, np.ndarray]:
+    def parameters(self) -> dict[str, np.ndarray]:
         """Every parameter of every sub-module, by nested name; the arrays are the sub-modules' own."""
         return self._collect("parameters")
 
-    def gradients(self) -> Dict[str, np.ndarray]:
+    def gradients(self) -> dict[str, np.ndarray]:
         return self._collect("gradients")
 
     def zero_grad(self) -> None:
@@ -79,10 +79,10 @@ class Module:
     def eval(self):
         return self.train(False)
 
-    def state_dict(self) -> Dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, np.ndarray]:
         return {name: p.copy() for name, p in self.parameters().items()}
 
-    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Copies every parameter by nested name; missing, unexpected or misshaped entries raise before any copy."""
         params = self.parameters()
         state_dict_shapes(params, state)
@@ -100,8 +100,8 @@ class Parameterized:
         self.training = True
         self._seed = seed
         self._rng = np.random.default_rng(seed)
-        self._params: Dict[str, np.ndarray] = {}
-        self._grads: Dict[str, np.ndarray] = {}
+        self._params: dict[str, np.ndarray] = {}
+        self._grads: dict[str, np.ndarray] = {}
         self._saved = None
 
     def _add_parameter(self, name: str, shape: tuple) -> None:
@@ -112,11 +112,11 @@ class Parameterized:
         """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the module)."""
         raise NotImplementedError
 
-    def parameters(self) -> Dict[str, np.ndarray]:
+    def parameters(self) -> dict[str, np.ndarray]:
         """Name -> array (PyTorch's names). The arrays are the module's own: update them in place."""
         return dict(self._params)
 
-    def gradients(self) -> Dict[str, np.ndarray]:
+    def gradients(self) -> dict[str, np.ndarray]:
         """Name -> accumulated gradient, same keys as ``parameters()``."""
         return dict(self._grads)
 
@@ -124,11 +124,11 @@ class Parameterized:
         for g in self._grads.values():
             g[...] = 0.0
 
-    def state_dict(self) -> Dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters under PyTorch's names."""
         return {name: p.copy() for name, p in self._params.items()}
 
-    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Copies every parameter from ``state`` (e.g. ``{k: v.numpy() for k, v in torch_module.state_dict().items()}``)
         into the module's arrays, converting to its dtype. Missing, unexpected or misshaped entries raise before
         anything is copied."""
@@ -152,11 +152,11 @@ class Parameterized:
 
 
 
-def _checksum(header: str, arrays: Dict[str, np.ndarray]) -> str:
+def _checksum(header: str, arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256(header.encode("utf-8"))
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{a.dtype.str}|{a.shape}".encode("utf-8"))
+        digest.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
         digest.update(a.tobytes())
     return digest.hexdigest()
 

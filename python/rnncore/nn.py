@@ -9,7 +9,6 @@ arrays with a torch ``state_dict``.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 
@@ -90,7 +89,7 @@ class Embedding(Parameterized):
         super().__init__(dtype, seed)
         self.num_embeddings = positive_int("num_embeddings", num_embeddings)
         self.embedding_dim = positive_int("embedding_dim", embedding_dim)
-        self.padding_idx: Optional[int] = padding_index(padding_idx, self.num_embeddings)
+        self.padding_idx: int | None = padding_index(padding_idx, self.num_embeddings)
         self._add_parameter("weight", (self.num_embeddings, self.embedding_dim))
         self.reset_parameters()
 

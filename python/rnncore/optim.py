@@ -25,13 +25,22 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 
-from ._validation import (hyper_betas, hyper_flag, hyper_non_negative, hyper_number, nesterov_combination,
-                          optimizer_gradients, optimizer_parameters, optimizer_state_arrays, optimizer_state_header,
-                          same_keys)
+from ._validation import (
+    hyper_betas,
+    hyper_flag,
+    hyper_non_negative,
+    hyper_number,
+    nesterov_combination,
+    optimizer_gradients,
+    optimizer_parameters,
+    optimizer_state_arrays,
+    optimizer_state_header,
+    same_keys,
+)
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW"]
 
@@ -43,40 +52,40 @@ class Optimizer:
     constructor order), may add cross-argument checks in ``_check_combination``, names its state arrays in
     ``_state_keys`` and implements the update rule for one parameter in ``_update``."""
 
-    _hyper: Dict[str, Any] = {}
+    _hyper: dict[str, Any] = {}
     _state_keys: tuple = ()
 
     def __init__(self, params, **hyper):
         self._model, self._params = optimizer_parameters(params)
         for key, value in self._checked(hyper).items():
             setattr(self, key, value)
-        self.state: Dict[str, Dict[str, np.ndarray]] = {name: {} for name in self._params}
+        self.state: dict[str, dict[str, np.ndarray]] = {name: {} for name in self._params}
 
     # hyper-parameters ---------------------------------------------------------------------------------------------
-    def _checked(self, hyper: Mapping) -> Dict[str, Any]:
+    def _checked(self, hyper: Mapping) -> dict[str, Any]:
         same_keys(f"{type(self).__name__} hyper-parameters", self._hyper, hyper)
         checked = {key: check(key, hyper[key]) for key, check in self._hyper.items()}
         self._check_combination(checked)
         return checked
 
-    def _check_combination(self, h: Dict[str, Any]) -> None:
+    def _check_combination(self, h: dict[str, Any]) -> None:
         """Checks across hyper-parameters (a subclass's); raises ValueError."""
 
     @property
-    def hyperparameters(self) -> Dict[str, Any]:
+    def hyperparameters(self) -> dict[str, Any]:
         """The current hyper-parameters, name -> value (a copy)."""
         return {key: getattr(self, key) for key in self._hyper}
 
     # parameters and gradients -------------------------------------------------------------------------------------
-    def parameters(self) -> Dict[str, np.ndarray]:
+    def parameters(self) -> dict[str, np.ndarray]:
         """Name -> the parameter arrays this optimizer updates (the arrays themselves)."""
         return dict(self._params)
 
-    def _resolve_grads(self, grads) -> Dict[str, np.ndarray]:
+    def _resolve_grads(self, grads) -> dict[str, np.ndarray]:
         return optimizer_gradients(self._params, grads, self._model)
 
     # the step -----------------------------------------------------------------------------------------------------
-    def step(self, grads: Optional[Mapping] = None) -> None:
+    def step(self, grads: Mapping | None = None) -> None:
         """One update of every parameter, in place. ``grads``: dict name -> gradient (same keys and shapes as the
         parameters); omitted, the model's ``gradients()`` are used (model form only). Everything is validated
         before any parameter changes."""
@@ -87,18 +96,18 @@ class Optimizer:
         for name, p in self._params.items():
             self._update(p, grads[name], self.state[name], h)
 
-    def _update(self, p: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], h: Dict[str, Any]) -> None:
+    def _update(self, p: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
         raise NotImplementedError
 
     @staticmethod
-    def _buffer(state: Dict[str, np.ndarray], key: str, p: np.ndarray, shape=None) -> np.ndarray:
+    def _buffer(state: dict[str, np.ndarray], key: str, p: np.ndarray, shape=None) -> np.ndarray:
         """``state[key]``, created as zeros (the parameter's dtype; ``shape`` defaults to the parameter's)."""
         if key not in state:
             state[key] = np.zeros(p.shape if shape is None else shape, dtype=p.dtype)
         return state[key]
 
     @classmethod
-    def _count_step(cls, state: Dict[str, np.ndarray], p: np.ndarray) -> float:
+    def _count_step(cls, state: dict[str, np.ndarray], p: np.ndarray) -> float:
         """Increments the step count (a 0-d array of the parameter's dtype, like torch's float step tensor) and
         returns it as a Python float."""
         step = cls._buffer(state, "step", p, shape=())
@@ -106,7 +115,7 @@ class Optimizer:
         return float(step)
 
     # state_dict ---------------------------------------------------------------------------------------------------
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """``{"optimizer": class name, "hyperparameters": {...}, "state": {param name: {state name: array}}}``
         with copies of every state array (``step`` is a 0-d array)."""
         return {

@@ -4,8 +4,6 @@ stepper (``rnncore.layers.streams``)."""
 
 from __future__ import annotations
 
-from typing import Dict
-
 import numpy as np
 
 from .. import _cell_table
@@ -49,19 +47,19 @@ class _Cell:
     def _names(self):
         return {name: name[:-3] for name in self._layer._params}  # weight_ih_l0 -> weight_ih
 
-    def parameters(self) -> Dict[str, np.ndarray]:
+    def parameters(self) -> dict[str, np.ndarray]:
         return {cell: self._layer._params[layer] for layer, cell in self._names().items()}
 
-    def gradients(self) -> Dict[str, np.ndarray]:
+    def gradients(self) -> dict[str, np.ndarray]:
         return {cell: self._layer._grads[layer] for layer, cell in self._names().items()}
 
     def zero_grad(self) -> None:
         self._layer.zero_grad()
 
-    def state_dict(self) -> Dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, np.ndarray]:
         return {name: p.copy() for name, p in self.parameters().items()}
 
-    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """From a cell's names (``{k: v.numpy() for k, v in torch.nn.LSTMCell(...).state_dict().items()}``)."""
         names = self._names()
         same_keys("load_state_dict", names.values(), state)

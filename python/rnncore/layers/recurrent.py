@@ -14,7 +14,6 @@ Shapes: ``x [T, B, I]`` (``[B, T, I]`` with ``batch_first``), ``y [T, B, D*H]``,
 from __future__ import annotations
 
 import numbers
-from typing import List, Optional
 
 import numpy as np
 
@@ -135,7 +134,7 @@ class _Recurrent(Parameterized):
         reverse_index = _reverse_index(steps, batch, lengths) if self.bidirectional else None
         keep_graph = self.training
 
-        finals: List[List[np.ndarray]] = [[] for _ in states0]
+        finals: list[list[np.ndarray]] = [[] for _ in states0]
         saved_layers = []
         layer_input = x
         for layer in range(self.num_layers):
@@ -219,7 +218,7 @@ class _Recurrent(Parameterized):
         return [k for k, v in defaults.items() if getattr(self, k) != v]
 
 
-def _reverse_index(steps: int, batch: int, lengths: Optional[np.ndarray]) -> np.ndarray:
+def _reverse_index(steps: int, batch: int, lengths: np.ndarray | None) -> np.ndarray:
     """[T, B] step index for the reverse direction: step t of sample b reads step lengths[b]-1-t of the original
     (each valid prefix reversed, as PyTorch's packed sequences); padded steps map to themselves. An involution, so
     the same gather also maps the reverse direction's outputs back."""

@@ -17,7 +17,7 @@ class Stream:
     or (h, c) for an LSTM; ``reset(state=None)`` starts over (None = zeros). A stream is one sequence's state: use
     one stream per thread (separate streams run concurrently; ``step`` releases the GIL)."""
 
-    def __init__(self, cell: "_Cell", batch: int, state=None):
+    def __init__(self, cell: _Cell, batch: int, state=None):
         p = cell.parameters()
         self.kind = cell.kind
         self._stepper = cell.kind.stepper(batch, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"),

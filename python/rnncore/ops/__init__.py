@@ -18,10 +18,27 @@ from .. import _core as _core  # the compiled module every family calls (see _Op
 from . import attention, nn, rnn, runtime
 from .attention import masked_softmax, masked_softmax_backward
 from .nn import embedding_backward
-from .rnn import (gru_backward, gru_forward, gru_stepper, lstm_backward, lstm_forward, lstm_stepper, rnn_backward,
-                  rnn_forward, rnn_stepper)
-from .runtime import (build_info, empty_cache, get_num_threads, has_openmp, memory_stats, set_cache_limit,
-                      set_num_threads, simd_instruction_sets)
+from .rnn import (
+    gru_backward,
+    gru_forward,
+    gru_stepper,
+    lstm_backward,
+    lstm_forward,
+    lstm_stepper,
+    rnn_backward,
+    rnn_forward,
+    rnn_stepper,
+)
+from .runtime import (
+    build_info,
+    empty_cache,
+    get_num_threads,
+    has_openmp,
+    memory_stats,
+    set_cache_limit,
+    set_num_threads,
+    simd_instruction_sets,
+)
 
 __all__ = [
     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
@@ -42,7 +59,7 @@ class _Ops(types.ModuleType):
     def __setattr__(self, name, value):
         if name == "_core":
             for family in _FAMILIES:
-                setattr(family, "_core", value)
+                family._core = value
         super().__setattr__(name, value)
 
 

@@ -18,8 +18,16 @@ Twins: ``rnncore.reference.rnn``.
 from __future__ import annotations
 
 from .. import _core
-from .._validation import (forward_arrays, nonlinearity_name, positive_int, reset_after_flag, stepper_arrays,
-                           training_flag, upstream_arrays, workspace_of)
+from .._validation import (
+    forward_arrays,
+    nonlinearity_name,
+    positive_int,
+    reset_after_flag,
+    stepper_arrays,
+    training_flag,
+    upstream_arrays,
+    workspace_of,
+)
 
 __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
            "lstm_stepper", "gru_stepper", "rnn_stepper"]

@@ -37,8 +37,19 @@ same ``_*_step`` function the sequence forward runs.
 
 import numpy as np
 
-from ._common import (_active_steps, _cast, _dsigmoid, _dtanh, _f64, _linear, _linear_backward, _or_zeros,
-                      _result_dtype, _sigmoid, _split_gates)
+from ._common import (
+    _active_steps,
+    _cast,
+    _dsigmoid,
+    _dtanh,
+    _f64,
+    _linear,
+    _linear_backward,
+    _or_zeros,
+    _result_dtype,
+    _sigmoid,
+    _split_gates,
+)
 
 __all__ = [
     "lstm_forward", "lstm_backward",
