@@ -49,17 +49,17 @@ __all__ = [
     "simd_instruction_sets", "has_openmp",
 ]
 
-_FAMILIES = (rnn, attention, nn, runtime)
+_FAMILIES: tuple[types.ModuleType, ...] = (rnn, attention, nn, runtime)
 
 
 class _Ops(types.ModuleType):
     """``rnncore.ops._core`` is the compiled module every family calls: replacing it here (as tests do, with a
     stand-in that forbids kernel calls) replaces it in every family module too."""
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> None:
         if name == "_core":
             for family in _FAMILIES:
-                family._core = value
+                setattr(family, "_core", value)  # noqa: B010 (a ModuleType has no _core to assign, to mypy)
         super().__setattr__(name, value)
 
 
