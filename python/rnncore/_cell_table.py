@@ -12,6 +12,7 @@ self-check, the tests and the benchmarks iterate over.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -58,12 +59,12 @@ class CellKind:
     gates: tuple[str, ...]
     states: tuple[str, ...]
     options: tuple[Option, ...]
-    forward: Callable
-    backward: Callable
-    stepper: Callable
-    reference_forward: Callable
-    reference_backward: Callable
-    reference_stepper: Callable
+    forward: Callable[..., Any]
+    backward: Callable[..., Any]
+    stepper: Callable[..., Any]
+    reference_forward: Callable[..., Any]
+    reference_backward: Callable[..., Any]
+    reference_stepper: Callable[..., Any]
     keras: KerasLayout
     keras_unit_bias: tuple[str, ...]
     torch: str
@@ -81,7 +82,7 @@ class CellKind:
         """"an LSTM", "a GRU": the title in a sentence (letter names: L, R, S... sound a vowel)."""
         return ("an " if self.title[0] in "AEFHILMNORSX" else "a ") + self.title
 
-    def pack_states(self, states) -> Any:
+    def pack_states(self, states: Sequence[Any]) -> Any:
         """What layers return for a state: the one array (h), or a tuple (h, c) when the kind has more."""
         return tuple(states) if len(self.states) > 1 else states[0]
 
@@ -132,16 +133,16 @@ class Variant:
     def options(self) -> dict[str, Any]:
         return dict(self.option_values)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.kind.forward(*args, **kwargs, **self.options)
 
-    def reference_forward(self, *args, **kwargs):
+    def reference_forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.kind.reference_forward(*args, **kwargs, **self.options)
 
-    def stepper(self, *args, **kwargs):
+    def stepper(self, *args: Any, **kwargs: Any) -> Any:
         return self.kind.stepper(*args, **kwargs, **self.options)
 
-    def reference_stepper(self, *args, **kwargs):
+    def reference_stepper(self, *args: Any, **kwargs: Any) -> Any:
         return self.kind.reference_stepper(*args, **kwargs, **self.options)
 
 

@@ -20,15 +20,21 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from ._validation import config_method, float_dtype, state_dict_arrays, state_dict_shapes
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 _FORMAT = "rnncore.save/1"
+_M = TypeVar("_M", bound="Module")  # train()/eval() return the module itself, of its own class
+_P = TypeVar("_P", bound="Parameterized")
 
 
-def _is_module(value) -> bool:
+def _is_module(value: object) -> bool:
     return callable(getattr(value, "parameters", None)) and callable(getattr(value, "gradients", None))
 
 
@@ -40,7 +46,7 @@ class Module:
 
     training = True
 
-    def children(self) -> Iterator[tuple[str, object]]:
+    def children(self) -> Iterator[tuple[str, Any]]:
         """(name, module) for every direct sub-module, in attribute order; list/tuple items are named ``name.i``."""
         for name, value in vars(self).items():
             if name.startswith("_"):
@@ -70,13 +76,13 @@ class Module:
         for _, child in self.children():
             child.zero_grad()
 
-    def train(self, mode: bool = True):
+    def train(self: _M, mode: bool = True) -> _M:
         self.training = bool(mode)
         for _, child in self.children():
             child.train(mode)
         return self
 
-    def eval(self):
+    def eval(self: _M) -> _M:
         return self.train(False)
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -95,20 +101,20 @@ class Parameterized:
     Embedding): parameters and gradients under PyTorch's names, zero_grad, state dicts, train/eval, and the
     one-backward-per-training-forward rule."""
 
-    def __init__(self, dtype, seed):
+    def __init__(self, dtype: npt.DTypeLike, seed: int | None) -> None:
         self.dtype = float_dtype("dtype", dtype)
         self.training = True
         self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._params: dict[str, np.ndarray] = {}
         self._grads: dict[str, np.ndarray] = {}
-        self._saved = None
+        self._saved: Any = None  # what backward needs from the last training-mode forward (each module's own)
 
-    def _add_parameter(self, name: str, shape: tuple) -> None:
+    def _add_parameter(self, name: str, shape: tuple[int, ...]) -> None:
         self._params[name] = np.zeros(shape, dtype=self.dtype)
         self._grads[name] = np.zeros(shape, dtype=self.dtype)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the module)."""
         raise NotImplementedError
 
@@ -136,14 +142,14 @@ class Parameterized:
         for name, a in arrays.items():
             self._params[name][...] = a
 
-    def train(self, mode: bool = True):
+    def train(self: _P, mode: bool = True) -> _P:
         self.training = bool(mode)
         return self
 
-    def eval(self):
+    def eval(self: _P) -> _P:
         return self.train(False)
 
-    def _take_saved(self):
+    def _take_saved(self) -> Any:
         if self._saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward needs a training-mode forward first (call .train() "
                                "before the forward; each forward allows one backward)")
@@ -161,7 +167,7 @@ def _checksum(header: str, arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def save(module, path) -> None:
+def save(module: Any, path: str | os.PathLike[str]) -> None:
     """Writes ``module``'s class, configuration and parameters to ``path`` (an ``.npz``), atomically."""
     get_config = config_method(module)
     cls = type(module)
@@ -186,7 +192,7 @@ def save(module, path) -> None:
         raise
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> Any:
     """Rebuilds the module that ``save`` wrote to ``path`` and loads its parameters. Raises ``ValueError`` for a
     file that is not an rnncore save, is truncated, or whose contents do not match their checksum."""
     path = os.fspath(path)
@@ -206,7 +212,7 @@ def load(path):
         raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected {_FORMAT!r}")
     module_name, _, qualname = meta["class"].partition(":")
     try:
-        cls = importlib.import_module(module_name)
+        cls: Any = importlib.import_module(module_name)  # then the class, found by name
         for part in qualname.split("."):
             cls = getattr(cls, part)
     except (ImportError, AttributeError) as e:
