@@ -31,11 +31,6 @@ def test_ruff_is_clean_on_the_package():
     assert code == 0, f"ruff check python/rnncore:\n{report}"
 
 
-# LEAD, after merging issue 11: python/rnncore still has mypy findings (counted in the tests helper's report;
-# it was being restructured while the lint configuration was written). Fix them, then delete this xfail
-# marker: strict=True makes a clean package fail here (XPASS) until the marker is gone, and raises=AssertionError
-# keeps a missing tool a failure.
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11: python/rnncore has mypy findings left")
 def test_mypy_is_clean_on_the_package():
     code, report = run_tool("mypy")  # the files and the strictness come from pyproject.toml [tool.mypy]
     assert code == 0, f"mypy:\n{report}"

@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -27,7 +27,17 @@ import numpy as np
 from ._validation import config_method, float_dtype, state_dict_arrays, state_dict_shapes
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     import numpy.typing as npt
+
+    class Model(Protocol):
+        """What optimizers and gradient clipping take as a model (and ``Module`` finds as a sub-module): anything
+        with ``parameters()`` and ``gradients()``."""
+
+        def parameters(self) -> Mapping[str, np.ndarray]: ...
+
+        def gradients(self) -> Mapping[str, np.ndarray]: ...
 
 _FORMAT = "rnncore.save/1"
 _M = TypeVar("_M", bound="Module")  # train()/eval() return the module itself, of its own class
