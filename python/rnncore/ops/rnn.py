@@ -39,11 +39,11 @@ if TYPE_CHECKING:
 
     # What the forwards return (y, the final state(s), the workspace) and the backwards (dx, the initial state(s)'
     # gradients, dw_ih, dw_hh, db_ih, db_hh; a bias's None without that bias).
-    LSTMForward = tuple[np.ndarray, np.ndarray, np.ndarray, Workspace | None]
-    Forward = tuple[np.ndarray, np.ndarray, Workspace | None]
-    LSTMBackward = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
-                         np.ndarray | None]
-    Backward = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+    LSTMForwardResult = tuple[np.ndarray, np.ndarray, np.ndarray, Workspace | None]
+    ForwardResult = tuple[np.ndarray, np.ndarray, Workspace | None]
+    LSTMBackwardResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                               np.ndarray | None]
+    BackwardResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
 __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
            "lstm_stepper", "gru_stepper", "rnn_stepper"]
@@ -76,7 +76,7 @@ def _backward(name: str, cell: str, workspace: Workspace, names: tuple[str, ...]
 
 def lstm_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray,
                  b_ih: np.ndarray | None, b_hh: np.ndarray | None, lengths: npt.ArrayLike | None = None,
-                 training: bool = True) -> LSTMForward:
+                 training: bool = True) -> LSTMForwardResult:
     """LSTM over a sequence batch. Returns ``(y [T,B,H], h_n [B,H], c_n [B,H], workspace or None)``.
 
     ``[i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh``; ``c = f*c + i*g``; ``h = o*tanh(c)``.
@@ -90,7 +90,7 @@ def lstm_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None, w_
 
 
 def lstm_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None,
-                  dc_n: np.ndarray | None = None) -> LSTMBackward:
+                  dc_n: np.ndarray | None = None) -> LSTMBackwardResult:
     """BPTT for the forward that made ``workspace``.
     Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
     return _backward("lstm_backward", "lstm", workspace, ("dy", "dh_n", "dc_n"), dy, dh_n, dc_n)
@@ -98,7 +98,7 @@ def lstm_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray 
 
 def gru_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None,
                 b_hh: np.ndarray | None, lengths: npt.ArrayLike | None = None, training: bool = True,
-                reset_after: bool = True) -> Forward:
+                reset_after: bool = True) -> ForwardResult:
     """GRU over a sequence batch. Returns ``(y [T,B,H], h_n [B,H], workspace or None)``.
 
     ``reset_after=True`` (PyTorch/cuDNN/Keras default): ``n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn))``;
@@ -113,14 +113,14 @@ def gru_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np
     return out
 
 
-def gru_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None) -> Backward:
+def gru_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None) -> BackwardResult:
     """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     return _backward("gru_backward", "gru", workspace, ("dy", "dh_n"), dy, dh_n)
 
 
 def rnn_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None,
                 b_hh: np.ndarray | None, lengths: npt.ArrayLike | None = None, training: bool = True,
-                nonlinearity: str = "tanh") -> Forward:
+                nonlinearity: str = "tanh") -> ForwardResult:
     """Simple RNN ``h = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``, act = tanh or relu.
     Returns ``(y [T,B,H], h_n [B,H], workspace or None)``."""
     out = _core.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, nonlinearity)
@@ -132,7 +132,7 @@ def rnn_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np
     return out
 
 
-def rnn_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None) -> Backward:
+def rnn_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None) -> BackwardResult:
     """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     return _backward("rnn_backward", "rnn", workspace, ("dy", "dh_n"), dy, dh_n)
 
