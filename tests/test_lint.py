@@ -26,17 +26,11 @@ def test_ruff_is_clean_on_tests_and_bench():
     assert code == 0, f"ruff check tests bench:\n{report}"
 
 
-# LEAD, after merging issue 11: python/rnncore still has ruff and mypy findings (counted in the tests helper's report;
-# it was being restructured while the lint configuration was written). Fix them, then delete these two xfail
-# markers: strict=True makes a clean package fail here (XPASS) until the markers are gone, and raises=AssertionError
-# keeps a missing tool a failure.
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11: python/rnncore has ruff findings left")
 def test_ruff_is_clean_on_the_package():
     code, report = run_tool("ruff", "check", "python/rnncore")
     assert code == 0, f"ruff check python/rnncore:\n{report}"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11: python/rnncore has mypy findings left")
 def test_mypy_is_clean_on_the_package():
     code, report = run_tool("mypy")  # the files and the strictness come from pyproject.toml [tool.mypy]
     assert code == 0, f"mypy:\n{report}"

@@ -73,8 +73,8 @@ GEMM_EDGE_SHAPES = [
     # 3200 rows (two row blocks per thread on 2 threads); I = 512: two column blocks of dx and dW_ih (288 + 224) and
     # full 2-packet panels; G*H = 256 / 192 / 64: full 1-packet panels (LSTM, RNN) and none (GRU).
     dict(T=200, B=16, I=512, H=64),
-    # The per-step products' weight-outer order (cpp/src/linalg/tile_product.hpp: a weight that does not fit in half of L2
-    # per thread, W_hh 2.1-8.5 MB): B = 12, a full and a partial 8-row batch panel, the second prefetching part of
+    # The per-step products' weight-outer order (cpp/src/linalg/tile_product.hpp: a weight that does not fit in half
+    # of L2 per thread, W_hh 2.1-8.5 MB): B = 12, a full and a partial 8-row batch panel, the second prefetching part of
     # the next weight panel; H = 730: a last 10-column panel in backward's dh = dG · W_hh and in the RNN's forward.
     dict(T=4, B=12, I=8, H=730),
 ]

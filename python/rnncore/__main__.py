@@ -95,8 +95,8 @@ def main(argv=None) -> int:
         ok = diff <= AGREEMENT
         failed |= not ok
         infer, train, gf_infer, gf_train = _timings(variant, rng)
-        print(f"  {variant.label:<24}{diff:>14.1e}{'ok' if ok else 'FAIL':>6}{infer * 1e3:>10.2f}ms{train * 1e3:>10.2f}ms"
-              f"{gf_infer:>12.1f} /{gf_train:>6.1f}")
+        print(f"  {variant.label:<24}{diff:>14.1e}{'ok' if ok else 'FAIL':>6}"
+              f"{infer * 1e3:>10.2f}ms{train * 1e3:>10.2f}ms{gf_infer:>12.1f} /{gf_train:>6.1f}")
     e = rng.standard_normal((4, 7))
     mask = rng.random((4, 7)) > 0.3
     alpha = ops.masked_softmax(e, mask)

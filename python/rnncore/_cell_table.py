@@ -12,8 +12,9 @@ self-check, the tests and the benchmarks iterate over.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable
 
 from . import ops, reference
 from ._validation import cell_options, nonlinearity_name, reset_after_flag
@@ -36,8 +37,8 @@ class KerasLayout:
     gate block comes from (``gate_order[j]`` = Keras block of rnncore gate j), and the option that, when True, makes
     Keras keep two bias rows ``[2, G*H]`` (input, recurrent) instead of one ``[G*H]``."""
     layer: str
-    gate_order: Tuple[int, ...]
-    two_bias_rows_option: Optional[str] = None
+    gate_order: tuple[int, ...]
+    two_bias_rows_option: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,17 @@ class CellKind:
     """
     name: str
     title: str
-    gates: Tuple[str, ...]
-    states: Tuple[str, ...]
-    options: Tuple[Option, ...]
-    forward: Callable
-    backward: Callable
-    stepper: Callable
-    reference_forward: Callable
-    reference_backward: Callable
-    reference_stepper: Callable
+    gates: tuple[str, ...]
+    states: tuple[str, ...]
+    options: tuple[Option, ...]
+    forward: Callable[..., Any]
+    backward: Callable[..., Any]
+    stepper: Callable[..., Any]
+    reference_forward: Callable[..., Any]
+    reference_backward: Callable[..., Any]
+    reference_stepper: Callable[..., Any]
     keras: KerasLayout
-    keras_unit_bias: Tuple[str, ...]
+    keras_unit_bias: tuple[str, ...]
     torch: str
 
     @property
@@ -81,11 +82,11 @@ class CellKind:
         """"an LSTM", "a GRU": the title in a sentence (letter names: L, R, S... sound a vowel)."""
         return ("an " if self.title[0] in "AEFHILMNORSX" else "a ") + self.title
 
-    def pack_states(self, states) -> Any:
+    def pack_states(self, states: Sequence[Any]) -> Any:
         """What layers return for a state: the one array (h), or a tuple (h, c) when the kind has more."""
         return tuple(states) if len(self.states) > 1 else states[0]
 
-    def check_options(self, given: Dict[str, Any], owner: str) -> Dict[str, Any]:
+    def check_options(self, given: dict[str, Any], owner: str) -> dict[str, Any]:
         """Every option of this kind, validated, the defaults filled in; an unknown keyword raises TypeError as
         Python would for ``owner`` (e.g. "GRU.__init__")."""
         return cell_options(owner, given, {o.name: (o.default, o.check) for o in self.options})
@@ -115,7 +116,7 @@ RNN = CellKind(
     reference_stepper=reference.rnn_stepper,
     keras=KerasLayout("SimpleRNN", (0,)), keras_unit_bias=(), torch="RNN")
 
-KINDS: Dict[str, CellKind] = {k.name: k for k in (LSTM, GRU, RNN)}
+KINDS: dict[str, CellKind] = {k.name: k for k in (LSTM, GRU, RNN)}
 
 
 @dataclass(frozen=True)
@@ -125,27 +126,27 @@ class Variant:
     name: str
     label: str
     kind: CellKind
-    option_values: Tuple[Tuple[str, Any], ...] = ()
+    option_values: tuple[tuple[str, Any], ...] = ()
     in_torch: bool = True
 
     @property
-    def options(self) -> Dict[str, Any]:
+    def options(self) -> dict[str, Any]:
         return dict(self.option_values)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.kind.forward(*args, **kwargs, **self.options)
 
-    def reference_forward(self, *args, **kwargs):
+    def reference_forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.kind.reference_forward(*args, **kwargs, **self.options)
 
-    def stepper(self, *args, **kwargs):
+    def stepper(self, *args: Any, **kwargs: Any) -> Any:
         return self.kind.stepper(*args, **kwargs, **self.options)
 
-    def reference_stepper(self, *args, **kwargs):
+    def reference_stepper(self, *args: Any, **kwargs: Any) -> Any:
         return self.kind.reference_stepper(*args, **kwargs, **self.options)
 
 
-VARIANTS: Tuple[Variant, ...] = (
+VARIANTS: tuple[Variant, ...] = (
     Variant("lstm", "lstm", LSTM),
     Variant("gru_reset_after", "gru reset_after=True", GRU, (("reset_after", True),)),
     Variant("gru_reset_before", "gru reset_after=False", GRU, (("reset_after", False),), in_torch=False),

@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._cell_table import CellKind
+    from ._core import Workspace_float32, Workspace_float64, _AnyWorkspace
+    from .layers import _Cell, _Recurrent
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FLOAT32, FLOAT64 = FLOAT_DTYPES  # builtin dtypes are singletons: `a.dtype is FLOAT32` rejects byte-swapped ones
 _INT64 = np.dtype(np.int64)
 
 # A dimension of an expected shape: its letter (as in design.md §1) and its size, or None when any size goes.
-Dim = Tuple[str, Optional[int]]
+Dim = tuple[str, Optional[int]]
 
 
 def _shape_text(expected: Sequence[Dim]) -> str:
@@ -35,14 +40,14 @@ def _shape_text(expected: Sequence[Dim]) -> str:
     return f"[{letters}] = ({sizes}{',' if len(expected) == 1 else ''})"
 
 
-def is_exact(a, shape: tuple, dtype: np.dtype) -> bool:
+def is_exact(a: Any, shape: tuple[int, ...], dtype: np.dtype) -> bool:
     """Whether ``a`` needs no checking at all: an exact ndarray of this shape and (native) dtype, C-contiguous.
     The cheap first test of every array argument; only arrays that fail it go through ``float_array``'s checks,
     which raise with the argument's name or return a C-contiguous copy."""
     return type(a) is np.ndarray and a.dtype is dtype and a.shape == shape and a.flags.c_contiguous
 
 
-def _shape_matches(shape, expected: Optional[Sequence[Dim]]) -> bool:
+def _shape_matches(shape: tuple[int, ...], expected: Sequence[Dim] | None) -> bool:
     if expected is None:
         return True
     if len(shape) != len(expected):
@@ -53,7 +58,7 @@ def _shape_matches(shape, expected: Optional[Sequence[Dim]]) -> bool:
     return True
 
 
-def float_array(name: str, a, expected: Optional[Sequence[Dim]], dtype: Optional[np.dtype] = None) -> np.ndarray:
+def float_array(name: str, a: Any, expected: Sequence[Dim] | None, dtype: np.dtype | None = None) -> np.ndarray:
     """Checks that ``a`` is a float32/float64 ndarray of the expected shape (None: any shape) and of ``dtype``, when
     given: the dtype of the call's first array, which every other array must share. Returns it C-contiguous."""
     # Fast path for the common, correct call (a kernel call on small sizes costs a few microseconds, so validation
@@ -74,16 +79,17 @@ def float_array(name: str, a, expected: Optional[Sequence[Dim]], dtype: Optional
             f"{name} has dtype {a.dtype}, expected {dtype} like the first array argument; "
             f"convert explicitly (e.g. {name}.astype(np.{dtype})) — rnncore never casts silently")
     if not _shape_matches(a.shape, expected):
+        assert expected is not None  # None matches every shape
         raise ValueError(f"{name} must have shape {_shape_text(expected)}, got shape {a.shape}")
     return np.asarray(a, order="C")  # C-contiguous (copied only if strided); unlike ascontiguousarray, keeps 0-d
 
 
-def optional_float_array(name: str, a, expected: Sequence[Dim], dtype: np.dtype) -> Optional[np.ndarray]:
+def optional_float_array(name: str, a: Any, expected: Sequence[Dim], dtype: np.dtype) -> np.ndarray | None:
     """``float_array`` for an argument that may be None."""
     return None if a is None else float_array(name, a, expected, dtype)
 
 
-def lengths_array(lengths, batch: int, steps: int) -> Optional[np.ndarray]:
+def lengths_array(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
     """Checks per-sample valid lengths: integers, shape [B], each in 1..T. Returns an int64 copy (or None)."""
     if lengths is None:
         return None
@@ -98,7 +104,7 @@ def lengths_array(lengths, batch: int, steps: int) -> Optional[np.ndarray]:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-def positive_int(name: str, value) -> int:
+def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < 1:
@@ -106,34 +112,36 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
-def same_keys(context: str, expected, given, error=KeyError) -> None:
-    """Raises ``error`` ("<context>: missing [...], unexpected [...]") unless ``given`` has exactly ``expected``'s keys."""
+def same_keys(context: str, expected: Iterable[Any], given: Iterable[Any],
+              error: type[Exception] = KeyError) -> None:
+    """Raises ``error`` ("<context>: missing [...], unexpected [...]") unless ``given`` has exactly ``expected``'s
+    keys."""
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
     if missing or unexpected:
         raise error(f"{context}: missing {missing}, unexpected {unexpected}")
 
 
-def reset_after_flag(value) -> bool:
+def reset_after_flag(value: Any) -> bool:
     """The GRU's ``reset_after`` argument: a bool (never a truthy stand-in such as a string)."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"reset_after must be a bool, got {type(value).__name__}")
     return bool(value)
 
 
-def nonlinearity_name(value) -> str:
+def nonlinearity_name(value: Any) -> str:
     """The simple RNN's ``nonlinearity`` argument: "tanh" or "relu"."""
     return choice("nonlinearity", value, ("tanh", "relu"))
 
 
-def choice(name: str, value, options: Sequence[str]) -> str:
+def choice(name: str, value: Any, options: Sequence[str]) -> str:
     """The option ``value`` equals, as the plain ``str`` from ``options`` (not e.g. the numpy.str_ given)."""
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
     return options[list(options).index(value)]
 
 
-def float_dtype(name: str, dtype) -> np.dtype:
+def float_dtype(name: str, dtype: Any) -> np.dtype:
     """A constructor's ``dtype`` argument: float32 or float64 (as a numpy dtype)."""
     try:
         d = np.dtype(dtype)
@@ -144,7 +152,8 @@ def float_dtype(name: str, dtype) -> np.dtype:
     return d
 
 
-def real_number(name: str, value, minimum: float = 0.0, allow_equal: bool = True, allow_inf: bool = False) -> float:
+def real_number(name: str, value: Any, minimum: float = 0.0, allow_equal: bool = True,
+                allow_inf: bool = False) -> float:
     """A real number (not bool) >= minimum (> minimum when not allow_equal); NaN always and inf unless allowed raise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -155,7 +164,7 @@ def real_number(name: str, value, minimum: float = 0.0, allow_equal: bool = True
     return v
 
 
-def features_array(name: str, a, letter: str, size: int, dtype: Optional[np.dtype] = None) -> np.ndarray:
+def features_array(name: str, a: Any, letter: str, size: int, dtype: np.dtype | None = None) -> np.ndarray:
     """A float array ``[..., letter]`` (any leading dimensions, at least one axis) whose last axis has ``size``
     entries; ``dtype`` as in ``float_array``. Returns it C-contiguous."""
     if type(a) is np.ndarray and a.ndim >= 1 and a.shape[-1] == size and a.flags.c_contiguous and (
@@ -167,7 +176,7 @@ def features_array(name: str, a, letter: str, size: int, dtype: Optional[np.dtyp
     return a
 
 
-def index_array(name: str, a, size: int, shape: Optional[tuple] = None, where: Optional[np.ndarray] = None,
+def index_array(name: str, a: Any, size: int, shape: tuple[int, ...] | None = None, where: np.ndarray | None = None,
                 letter: str = "V") -> np.ndarray:
     """Integer indices (an ndarray or a Python int/list of ints; not bool) each in 0..size-1, optionally of a given
     ``shape``; with ``where`` (a bool array of the same shape) only entries where it is True are range-checked (the
@@ -191,7 +200,7 @@ def index_array(name: str, a, size: int, shape: Optional[tuple] = None, where: O
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-def mask_array(name: str, mask, shape: tuple) -> np.ndarray:
+def mask_array(name: str, mask: Any, shape: tuple[int, ...]) -> np.ndarray:
     """A keep-mask (bool, or integers/floats that are all 0 or 1; nonzero = keep) broadcastable to ``shape``.
     Returns a C-contiguous bool array of exactly ``shape``."""
     m = mask if isinstance(mask, np.ndarray) else np.asarray(mask)
@@ -222,7 +231,7 @@ class Rule:
     """One requirement on one kind of kernel argument."""
     id: str
     requirement: str
-    python_error: Optional[type]  # what the Python checks raise when it is broken; None: they convert the argument
+    python_error: type | None  # what the Python checks raise when it is broken; None: they convert the argument
 
 
 # An array argument ([letters] of the call's float dtype, or int64 for lengths).
@@ -259,12 +268,12 @@ class Argument:
     is the gate count times H) and whether it may be None."""
     name: str
     kind: str  # "array" | "lengths" | "flag" | "strict_flag" | "choice" | "workspace"
-    letters: Tuple[str, ...] = ()
+    letters: tuple[str, ...] = ()
     optional: bool = False
-    options: Tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
 
     @property
-    def rules(self) -> Tuple[Rule, ...]:
+    def rules(self) -> tuple[Rule, ...]:
         return {"array": ARRAY_RULES, "lengths": LENGTHS_RULES, "flag": FLAG_RULES, "strict_flag": STRICT_FLAG_RULES,
                 "choice": CHOICE_RULES, "workspace": WORKSPACE_RULES}[self.kind]
 
@@ -279,7 +288,7 @@ _TRAINING = Argument("training", "flag")
 _WORKSPACE = Argument("workspace", "workspace")
 
 #: Each recurrent kernel entry point's arguments, in ``_core``'s order.
-KERNEL_ARGUMENTS: Dict[str, Tuple[Argument, ...]] = {
+KERNEL_ARGUMENTS: dict[str, tuple[Argument, ...]] = {
     "lstm_forward": (_X, _STATE["h0"], _STATE["c0"], *_WEIGHTS, _LENGTHS, _TRAINING),
     "gru_forward": (_X, _STATE["h0"], *_WEIGHTS, _LENGTHS, _TRAINING, Argument("reset_after", "strict_flag")),
     "rnn_forward": (_X, _STATE["h0"], *_WEIGHTS, _LENGTHS, _TRAINING,
@@ -292,22 +301,23 @@ KERNEL_ARGUMENTS: Dict[str, Tuple[Argument, ...]] = {
 FORWARD_SIZE_RULES = (Rule("I_at_least_1", "I >= 1", ValueError), Rule("H_at_least_1", "H >= 1", ValueError))
 
 
-def _letters_text(letters: Sequence[str], gates: int) -> List[str]:
+def _letters_text(letters: Sequence[str], gates: int) -> list[str]:
     return [f"{gates}*H" if letter == "G*H" else letter for letter in letters]
 
 
 class Forward(NamedTuple):
     """A forward call's arrays as the kernels take them."""
     x: np.ndarray
-    states: tuple
+    states: tuple[np.ndarray | None, ...]
     w_ih: np.ndarray
     w_hh: np.ndarray
-    b_ih: Optional[np.ndarray]
-    b_hh: Optional[np.ndarray]
-    lengths: Optional[np.ndarray]
+    b_ih: np.ndarray | None
+    b_hh: np.ndarray | None
+    lengths: np.ndarray | None
 
 
-def forward_arrays(kernel: str, gates: int, x, states: dict, w_ih, w_hh, b_ih, b_hh, lengths) -> Forward:
+def forward_arrays(kernel: str, gates: int, x: Any, states: dict[str, Any], w_ih: Any, w_hh: Any, b_ih: Any,
+                   b_hh: Any, lengths: Any) -> Forward:
     """Validates one forward call's arrays against each other (``KERNEL_ARGUMENTS[kernel]``): x fixes T, B, I and
     the dtype; w_hh fixes H. Raises with the argument's name, or returns the arrays as the kernels take them."""
     x = float_array("x", x, [("T", None), ("B", None), ("I", None)])
@@ -333,7 +343,8 @@ def forward_arrays(kernel: str, gates: int, x, states: dict, w_ih, w_hh, b_ih, b
                    checked["b_hh"], lengths_array(lengths, batch, steps))
 
 
-def workspace_of(workspace, op: str, cell: str, workspace_types: tuple):
+def workspace_of(workspace: Any, op: str, cell: str,
+                 workspace_types: tuple[type[Workspace_float32], type[Workspace_float64]]) -> _AnyWorkspace:
     """The workspace argument of ``<cell>_backward``: one that ``<cell>_forward(..., training=True)`` returned."""
     if not isinstance(workspace, workspace_types):
         hint = " (was the forward run with training=False?)" if workspace is None else ""
@@ -344,7 +355,7 @@ def workspace_of(workspace, op: str, cell: str, workspace_types: tuple):
     return workspace
 
 
-def upstream_arrays(kernel: str, workspace, grads: dict) -> tuple:
+def upstream_arrays(kernel: str, workspace: _AnyWorkspace, grads: dict[str, Any]) -> tuple[np.ndarray | None, ...]:
     """Validates the upstream gradients of a backward call against the forward that made ``workspace``."""
     dtype = np.dtype(workspace.dtype)
     sizes = {"T": workspace.T, "B": workspace.B, "H": workspace.H}
@@ -353,14 +364,15 @@ def upstream_arrays(kernel: str, workspace, grads: dict) -> tuple:
                  for name, g in grads.items())
 
 
-def training_flag(value) -> bool:
+def training_flag(value: Any) -> bool:
     """A forward's ``training`` argument, taken by its truth value (as it always was)."""
     return bool(value)
 
 
 # ---- the streaming stepper, the attention and embedding kernels ----------------------------------------------------
 
-def stepper_arrays(gates: int, w_ih, w_hh, b_ih, b_hh) -> tuple:
+def stepper_arrays(gates: int, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """A stepper's weights: w_ih [G*H, I] fixes the dtype and I, w_hh [G*H, H] fixes H; biases [G*H] or None."""
     w_ih = float_array("w_ih", w_ih, [(f"{gates}*H", None), ("I", None)])
     dtype = w_ih.dtype
@@ -377,7 +389,7 @@ def stepper_arrays(gates: int, w_ih, w_hh, b_ih, b_hh) -> tuple:
             optional_float_array("b_hh", b_hh, [gh], dtype))
 
 
-def scores_array(name: str, a) -> np.ndarray:
+def scores_array(name: str, a: Any) -> np.ndarray:
     """Softmax scores (or weights) ``[..., N]``: a float array with at least one axis."""
     a = float_array(name, a, None)
     if a.ndim == 0:
@@ -385,12 +397,12 @@ def scores_array(name: str, a) -> np.ndarray:
     return a
 
 
-def same_shape_array(name: str, a, like: np.ndarray) -> np.ndarray:
+def same_shape_array(name: str, a: Any, like: np.ndarray) -> np.ndarray:
     """A float array of ``like``'s shape and dtype."""
     return float_array(name, a, [(f"d{k}", n) for k, n in enumerate(like.shape)], like.dtype)
 
 
-def softmax_mask(mask, shape: tuple) -> Optional[np.ndarray]:
+def softmax_mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     """The masked softmax's keep-mask (boolean or integer, broadcastable to the scores' ``shape``; nonzero = keep)
     as the kernel takes it: C-contiguous uint8 of exactly ``shape``; None stays None."""
     if mask is None:
@@ -405,7 +417,7 @@ def softmax_mask(mask, shape: tuple) -> Optional[np.ndarray]:
     return np.ascontiguousarray(m != 0).view(np.uint8)
 
 
-def accumulator_array(name: str, a, letters: Sequence[str]) -> np.ndarray:
+def accumulator_array(name: str, a: Any, letters: Sequence[str]) -> np.ndarray:
     """An array a kernel adds into in place: a float32/float64 ndarray with one axis per letter, C-contiguous and
     writeable (never a copy: the caller's array is the result)."""
     if not isinstance(a, np.ndarray):
@@ -419,7 +431,7 @@ def accumulator_array(name: str, a, letters: Sequence[str]) -> np.ndarray:
     return a
 
 
-def optional_index(name: str, value, size: int, letter: str) -> int:
+def optional_index(name: str, value: Any, size: int, letter: str) -> int:
     """An optional row index (None, or an int in 0..size-1) as the kernels take it: -1 for None."""
     if value is None:
         return -1
@@ -431,14 +443,15 @@ def optional_index(name: str, value, size: int, letter: str) -> int:
     return index
 
 
-def non_negative_int(name: str, value) -> int:
+def non_negative_int(name: str, value: Any) -> int:
     """An int >= 0 (not bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
     return value
 
 
-def cell_options(owner: str, given: dict, options: dict) -> dict:
+def cell_options(owner: str, given: dict[str, Any], options: dict[str, tuple[Any, Callable[[Any], Any]]]
+                 ) -> dict[str, Any]:
     """A cell's constructor options: ``options`` maps each name to (default, check); every given value is checked
     (the normalized value kept), missing ones take their default, and an unknown keyword raises TypeError the way
     Python does for ``owner``'s signature."""
@@ -450,7 +463,7 @@ def cell_options(owner: str, given: dict, options: dict) -> dict:
 
 # ---- Keras weight exchange (rnncore.interop) ----------------------------------------------------------------------
 
-def keras_array(layer_name: str, name: str, a, shape: tuple) -> np.ndarray:
+def keras_array(layer_name: str, name: str, a: Any, shape: tuple[int, ...]) -> np.ndarray:
     """One array of a Keras ``get_weights()`` list: real numbers of exactly ``shape``."""
     a = np.asarray(a)
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
@@ -460,7 +473,8 @@ def keras_array(layer_name: str, name: str, a, shape: tuple) -> np.ndarray:
     return a
 
 
-def keras_weight_count(layer_name: str, spec: Sequence[Tuple[str, tuple]], weights: Sequence, bias: bool) -> None:
+def keras_weight_count(layer_name: str, spec: Sequence[tuple[str, tuple[int, ...]]], weights: Sequence[Any],
+                       bias: bool) -> None:
     """A Keras ``get_weights()`` list has one array per (name, shape) of ``spec``."""
     if len(weights) != len(spec):
         names = ", ".join(n for n, _ in spec)
@@ -470,7 +484,7 @@ def keras_weight_count(layer_name: str, spec: Sequence[Tuple[str, tuple]], weigh
                          f"rnncore layer with bias={bias}, got {len(weights)}{hint}")
 
 
-def keras_bias_rows(title: str, option: str, two_rows: bool, bias) -> None:
+def keras_bias_rows(title: str, option: str, two_rows: bool, bias: Any) -> None:
     """The Keras bias's rank says which value of ``option`` (GRU reset_after) the Keras layer had: two rows when True;
     it must be the rnncore layer's."""
     ndim = np.ndim(bias)
@@ -483,14 +497,14 @@ def keras_bias_rows(title: str, option: str, two_rows: bool, bias) -> None:
                          f"{title} with {option}={theirs}")
 
 
-def cell_position(layer_index, direction) -> None:
+def cell_position(layer_index: Any, direction: Any) -> None:
     """A cell has one layer and one direction: both indices must be 0."""
     if layer_index != 0 or direction != 0:
         raise ValueError(f"a cell has one layer and one direction: layer_index and direction must be 0, "
                          f"got layer_index={layer_index!r}, direction={direction!r}")
 
 
-def index_below(name: str, value, stop: int, note: str = "") -> int:
+def index_below(name: str, value: Any, stop: int, note: str = "") -> int:
     """An int (not bool) in [0, stop); ``note`` is added after the range in the message."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value < stop:
         raise ValueError(f"{name} must be an int in [0, {stop}){note}, got {value!r}")
@@ -499,7 +513,7 @@ def index_below(name: str, value, stop: int, note: str = "") -> int:
 
 # ---- layers, cells and streams (rnncore.layers) -----------------------------------------------------------------
 
-def state_tuple(kind, state, name: str, suffix: str, what: str) -> tuple:
+def state_tuple(kind: CellKind, state: Any, name: str, suffix: str, what: str) -> tuple[Any, ...]:
     """A state argument as one entry per state of ``kind`` (None: all zeros): an LSTM's is a pair (h, c)."""
     if state is None:
         return (None,) * kind.n_states
@@ -511,7 +525,7 @@ def state_tuple(kind, state, name: str, suffix: str, what: str) -> tuple:
     return tuple(state)
 
 
-def gradient_tuple(kind, dstate) -> tuple:
+def gradient_tuple(kind: CellKind, dstate: Any) -> tuple[Any, ...]:
     """A cell's backward argument as one gradient per state: an LSTM cell's is a pair (dh, dc)."""
     if kind.n_states == 1:
         return (dstate,)
@@ -521,14 +535,14 @@ def gradient_tuple(kind, dstate) -> tuple:
     return tuple(dstate)
 
 
-def dropout_probability(dropout) -> float:
+def dropout_probability(dropout: Any) -> float:
     """A recurrent layer's ``dropout`` between layers: a real number in [0, 1)."""
     if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
     return float(dropout)
 
 
-def layer_kind(layer, classes: tuple):
+def layer_kind(layer: Any, classes: tuple[type[_Recurrent], type[_Cell]]) -> CellKind:
     """The cell-table row of an rnncore recurrent layer or cell (one of ``classes``)."""
     if not isinstance(layer, classes):
         raise TypeError(f"layer must be an rnncore LSTM/GRU/RNN layer or LSTMCell/GRUCell/RNNCell, "
@@ -538,7 +552,7 @@ def layer_kind(layer, classes: tuple):
 
 # ---- feed-forward layers and losses (rnncore.nn, rnncore.losses) ----------------------------------------------------
 
-def padding_index(padding_idx, num_embeddings: int) -> Optional[int]:
+def padding_index(padding_idx: Any, num_embeddings: int) -> int | None:
     """An Embedding's ``padding_idx``: None, or an int in -num_embeddings..num_embeddings-1 (negative counts from the
     end, as in torch); returned in 0..num_embeddings-1."""
     if padding_idx is None:
@@ -552,7 +566,7 @@ def padding_index(padding_idx, num_embeddings: int) -> Optional[int]:
     return pad % num_embeddings
 
 
-def logits_array(logits) -> np.ndarray:
+def logits_array(logits: Any) -> np.ndarray:
     """Logits ``[..., C]``: a float array with the classes on its last axis, C >= 1."""
     logits = float_array("logits", logits, None)
     if logits.ndim == 0:
@@ -564,7 +578,7 @@ def logits_array(logits) -> np.ndarray:
 
 # ---- modules, saving (rnncore.module) -------------------------------------------------------------------------------
 
-def config_method(module):
+def config_method(module: Any) -> Callable[[], dict[str, Any]]:
     """The ``get_config`` a module needs to be saved."""
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
@@ -573,7 +587,7 @@ def config_method(module):
     return get_config
 
 
-def state_dict_shapes(params: dict, state) -> None:
+def state_dict_shapes(params: dict[str, np.ndarray], state: Any) -> None:
     """A model's ``load_state_dict`` argument: exactly the parameters' names, each of the parameter's shape."""
     same_keys("load_state_dict", params, state)
     for name, p in params.items():
@@ -581,7 +595,7 @@ def state_dict_shapes(params: dict, state) -> None:
             raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {np.shape(state[name])}")
 
 
-def state_dict_arrays(params: dict, state) -> dict:
+def state_dict_arrays(params: dict[str, np.ndarray], state: Any) -> dict[str, np.ndarray]:
     """A module's ``load_state_dict`` argument: exactly the parameters' names, each a floating-point array of the
     parameter's shape. Returns name -> array."""
     same_keys("load_state_dict", params, state)
@@ -598,7 +612,7 @@ def state_dict_arrays(params: dict, state) -> dict:
 
 # ---- gradient clipping (rnncore.utils) ------------------------------------------------------------------------------
 
-def clip_gradients(grads) -> List[np.ndarray]:
+def clip_gradients(grads: Any) -> list[np.ndarray]:
     """What clipping takes: a dict of gradient arrays, a list/tuple of them, one array, or a model (its
     ``gradients()``); each a writeable float32/float64 ndarray. Returns the arrays (clipped in place by the caller)."""
     if callable(getattr(grads, "gradients", None)):
@@ -626,7 +640,7 @@ def clip_gradients(grads) -> List[np.ndarray]:
 
 # ---- optimizers (rnncore.optim) -------------------------------------------------------------------------------------
 
-def hyper_number(name: str, value) -> float:
+def hyper_number(name: str, value: Any) -> float:
     """An optimizer hyper-parameter: a finite real number (not bool)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
@@ -636,7 +650,7 @@ def hyper_number(name: str, value) -> float:
     return value
 
 
-def hyper_non_negative(name: str, value) -> float:
+def hyper_non_negative(name: str, value: Any) -> float:
     """A finite real number >= 0 (learning rates, eps, weight decay, momentum)."""
     value = hyper_number(name, value)
     if value < 0.0:
@@ -644,7 +658,7 @@ def hyper_non_negative(name: str, value) -> float:
     return value
 
 
-def hyper_unit(name: str, value) -> float:
+def hyper_unit(name: str, value: Any) -> float:
     """A number in [0, 1) (betas)."""
     value = hyper_number(name, value)
     if not 0.0 <= value < 1.0:
@@ -652,27 +666,27 @@ def hyper_unit(name: str, value) -> float:
     return value
 
 
-def hyper_flag(name: str, value) -> bool:
+def hyper_flag(name: str, value: Any) -> bool:
     """A bool (or numpy.bool_) hyper-parameter."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return bool(value)
 
 
-def hyper_betas(name: str, value) -> tuple:
+def hyper_betas(name: str, value: Any) -> tuple[float, float]:
     """Adam's ``betas``: a pair of numbers in [0, 1)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}")
     return (hyper_unit("beta parameter at index 0", value[0]), hyper_unit("beta parameter at index 1", value[1]))
 
 
-def nesterov_combination(hyper: dict) -> None:
+def nesterov_combination(hyper: dict[str, Any]) -> None:
     """SGD's Nesterov momentum needs a momentum and zero dampening (as torch)."""
     if hyper["nesterov"] and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
 
-def optimizer_parameters(params) -> tuple:
+def optimizer_parameters(params: Any) -> tuple[Any, dict[str, np.ndarray]]:
     """An optimizer's ``params``: a dict name -> ndarray, or a model with ``parameters()`` and ``gradients()``.
     Returns (the model or None, name -> array), every array a writeable float32/float64 ndarray."""
     model = None
@@ -688,7 +702,7 @@ def optimizer_parameters(params) -> tuple:
                         f"got {type(params).__name__}")
     if len(arrays) == 0:
         raise ValueError("optimizer got an empty parameter dict")
-    checked: Dict[str, np.ndarray] = {}
+    checked: dict[str, np.ndarray] = {}
     for name, p in arrays.items():
         if not isinstance(name, str):
             raise TypeError(f"parameter names must be str, got {name!r}")
@@ -703,7 +717,7 @@ def optimizer_parameters(params) -> tuple:
     return model, checked
 
 
-def optimizer_gradients(params: Dict[str, np.ndarray], grads, model) -> Dict[str, np.ndarray]:
+def optimizer_gradients(params: dict[str, np.ndarray], grads: Any, model: Any) -> dict[str, np.ndarray]:
     """``step(grads)``'s argument (None: the model's ``gradients()``): name -> real array of the parameter's shape,
     returned in the parameter's dtype."""
     if grads is None:
@@ -727,7 +741,7 @@ def optimizer_gradients(params: Dict[str, np.ndarray], grads, model) -> Dict[str
     return resolved
 
 
-def optimizer_state_header(state_dict, optimizer: str) -> None:
+def optimizer_state_header(state_dict: Any, optimizer: str) -> None:
     """An optimizer ``state_dict``'s outline: a dict with "optimizer" (this class's name), "hyperparameters" and
     "state"."""
     if not isinstance(state_dict, Mapping):
@@ -740,13 +754,14 @@ def optimizer_state_header(state_dict, optimizer: str) -> None:
                          f"this optimizer is {optimizer!r}")
 
 
-def optimizer_state_arrays(saved, params: Dict[str, np.ndarray], state_keys: Sequence[str]) -> dict:
+def optimizer_state_arrays(saved: Any, params: dict[str, np.ndarray], state_keys: Sequence[str]
+                           ) -> dict[str, dict[str, np.ndarray]]:
     """An optimizer ``state_dict``'s "state": param name -> {state name: array of the parameter's shape (``step``:
     0-d)}, for exactly the parameters. Returns copies in the parameters' dtypes."""
     if not isinstance(saved, Mapping):
         raise TypeError("load_state_dict: 'state' must be a dict param name -> dict of arrays")
     same_keys("load_state_dict: parameter names differ", params, saved)
-    new_state: dict = {}
+    new_state: dict[str, dict[str, np.ndarray]] = {}
     for name, p in params.items():
         entries = saved[name]
         if not isinstance(entries, Mapping):

@@ -13,7 +13,7 @@ repeating the last value, and the best linear autoregression fitted by least squ
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,7 +26,8 @@ from .utils import clip_grad_norm
 
 
 def make_series(n: int, length: int, noise: float = 0.05, seed: int = 0) -> np.ndarray:
-    """``n`` series of ``length`` values: a1 sin(2π f1 t + p1) + a2 sin(2π f2 t + p2) + noise, as float32 [n, length]."""
+    """``n`` series of ``length`` values: a1 sin(2π f1 t + p1) + a2 sin(2π f2 t + p2) + noise, as float32
+    [n, length]."""
     rng = np.random.default_rng(seed)
     t = np.arange(length)
     freq = rng.uniform(0.01, 0.08, (n, 2, 1))
@@ -50,7 +51,7 @@ class Forecaster(Module):
         self.gru = GRU(1, hidden, num_layers=layers, batch_first=True, seed=seed)
         self.head = Linear(hidden, horizon, seed=seed + 1)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {"hidden": self.gru.hidden_size, "layers": self.gru.num_layers, "horizon": self.head.out_features}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -74,7 +75,7 @@ def _linear_autoregression_mse(x_train, y_train, x_test, y_test) -> float:
 
 def train_forecaster(epochs: int = 8, n_series: int = 4000, window: int = 40, horizon: int = 10, hidden: int = 64,
                      batch: int = 64, lr: float = 3e-3, seed: int = 0,
-                     report: Optional[Callable[[str], None]] = None) -> dict:
+                     report: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Trains a Forecaster on generated series and returns its held-out MSE next to the baselines'.
 
     ``report`` (e.g. ``print``) receives one line per epoch. Returns ``{'test_mse', 'last_value_mse',

@@ -77,24 +77,30 @@ returns arrays in the layer's dtype.
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar, Union
 
 import numpy as np
 
 from ._cell_table import CellKind
-from ._validation import (cell_position, index_below, keras_array, keras_bias_rows, keras_weight_count,
-                          layer_kind)
+from ._validation import cell_position, index_below, keras_array, keras_bias_rows, keras_weight_count, layer_kind
 from .layers import _Cell, _Recurrent
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = ["from_keras", "to_keras"]
 
+_Layer = TypeVar("_Layer", bound=Union[_Recurrent, _Cell])  # from_keras returns the layer it was given
 
-def _kind(layer) -> CellKind:
+
+def _kind(layer: _Recurrent | _Cell) -> CellKind:
     """The cell-table row of an rnncore layer or cell (its weights' Keras layout is ``kind.keras``)."""
     return layer_kind(layer, (_Recurrent, _Cell))
 
 
-def _target(layer, layer_index, direction):
+def _target(layer: _Recurrent | _Cell, layer_index: int, direction: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """The four parameter arrays (w_ih, w_hh, b_ih, b_hh; biases None without bias) of one layer/direction."""
     if isinstance(layer, _Cell):
         cell_position(layer_index, direction)
@@ -109,7 +115,7 @@ def _target(layer, layer_index, direction):
     return p[f"weight_ih{s}"], p[f"weight_hh{s}"], p.get(f"bias_ih{s}"), p.get(f"bias_hh{s}")
 
 
-def _two_bias_rows(layer, kind: CellKind) -> bool:
+def _two_bias_rows(layer: _Recurrent | _Cell, kind: CellKind) -> bool:
     """Whether Keras keeps this layer's bias as two rows [input; recurrent] (GRU reset_after=True)."""
     option = kind.keras.two_bias_rows_option
     return option is not None and bool(layer._cell_options[option])
@@ -121,17 +127,19 @@ def _perm(kind: CellKind, H: int) -> np.ndarray:
     return np.concatenate([np.arange(b * H, (b + 1) * H) for b in kind.keras.gate_order])
 
 
-def _expected(layer, kind: CellKind, w_ih):
+def _expected(layer: _Recurrent | _Cell, kind: CellKind, w_ih: np.ndarray
+              ) -> tuple[list[tuple[str, tuple[int, ...]]], int]:
     """Keras weight names and shapes for this layer (from the rnncore target's sizes)."""
     GH, I = w_ih.shape
     H = w_ih.shape[0] // kind.n_gates
-    spec: List[Tuple[str, tuple]] = [("kernel", (I, GH)), ("recurrent_kernel", (H, GH))]
+    spec: list[tuple[str, tuple[int, ...]]] = [("kernel", (I, GH)), ("recurrent_kernel", (H, GH))]
     if layer.bias:
         spec.append(("bias", (2, GH) if _two_bias_rows(layer, kind) else (GH,)))
     return spec, H
 
 
-def from_keras(layer, keras_weights: Sequence, layer_index: int = 0, direction: int = 0):
+def from_keras(layer: _Layer, keras_weights: Sequence[npt.ArrayLike] | np.ndarray, layer_index: int = 0,
+               direction: int = 0) -> _Layer:
     """Copy a Keras LSTM/GRU/SimpleRNN's ``get_weights()`` list (``[kernel, recurrent_kernel(, bias)]``) into
     layer ``layer_index``, direction ``direction`` of the rnncore ``layer`` (or into a cell), in place, cast to the
     layer's dtype. Returns ``layer``. Raises ``ValueError`` on a count/shape mismatch (naming the Keras weight) or a
@@ -152,6 +160,7 @@ def from_keras(layer, keras_weights: Sequence, layer_index: int = 0, direction: 
     w_ih[...] = arrays[0].T[perm].astype(dt, copy=False)
     w_hh[...] = arrays[1].T[perm].astype(dt, copy=False)
     if layer.bias:
+        assert b_ih is not None and b_hh is not None  # a layer with bias has both
         bias = arrays[2]
         if bias.ndim == 2:  # GRU reset_after=True: row 0 input, row 1 recurrent
             b_ih[...] = bias[0][perm].astype(dt, copy=False)
@@ -162,7 +171,7 @@ def from_keras(layer, keras_weights: Sequence, layer_index: int = 0, direction: 
     return layer
 
 
-def to_keras(layer, layer_index: int = 0, direction: int = 0) -> List[np.ndarray]:
+def to_keras(layer: _Recurrent | _Cell, layer_index: int = 0, direction: int = 0) -> list[np.ndarray]:
     """The ``[kernel, recurrent_kernel(, bias)]`` list for ``keras_layer.set_weights`` from layer ``layer_index``,
     direction ``direction`` of the rnncore ``layer`` (or a cell), in the layer's dtype (new arrays). LSTM, RNN and
     GRU(reset_after=False) fold the two rnncore biases into Keras's one (``b_ih + b_hh``, an exact reparametrisation
@@ -174,6 +183,7 @@ def to_keras(layer, layer_index: int = 0, direction: int = 0) -> List[np.ndarray
     inv = np.argsort(perm)  # Keras block k = rnncore block inv[k]
     out = [np.ascontiguousarray(w_ih[inv].T), np.ascontiguousarray(w_hh[inv].T)]
     if layer.bias:
+        assert b_ih is not None and b_hh is not None  # a layer with bias has both
         if _two_bias_rows(layer, kind):
             out.append(np.stack([b_ih[inv], b_hh[inv]]))
         else:

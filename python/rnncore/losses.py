@@ -7,14 +7,30 @@ are returned as Python floats; gradients have the input's shape and dtype.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal, overload
+
 import numpy as np
 
 from ._validation import choice, float_array, index_array, logits_array, mask_array
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def softmax_cross_entropy(logits, targets, mask=None, reduction="mean"):
+# The loss is a float for "mean" and "sum", the per-position array for "none".
+@overload
+def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.ArrayLike | None = None,
+                          reduction: Literal["mean", "sum"] = "mean") -> tuple[float, np.ndarray]: ...
+@overload
+def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.ArrayLike | None = None, *,
+                          reduction: Literal["none"]) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.ArrayLike | None = None,
+                          reduction: str = "mean") -> tuple[float | np.ndarray, np.ndarray]: ...
+def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.ArrayLike | None = None,
+                          reduction: str = "mean") -> tuple[float | np.ndarray, np.ndarray]:
     """Cross-entropy of ``softmax(logits)`` against integer class ``targets`` — torch.nn.functional.cross_entropy
     with the classes on the last axis, and ``mask`` in place of ``ignore_index``.
 
@@ -62,7 +78,14 @@ def softmax_cross_entropy(logits, targets, mask=None, reduction="mean"):
     return total / count, grad.reshape(logits.shape)
 
 
-def mse(pred, target, reduction="mean"):
+@overload
+def mse(pred: np.ndarray, target: np.ndarray, reduction: Literal["mean", "sum"] = "mean"
+        ) -> tuple[float, np.ndarray]: ...
+@overload
+def mse(pred: np.ndarray, target: np.ndarray, reduction: Literal["none"]) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def mse(pred: np.ndarray, target: np.ndarray, reduction: str = "mean") -> tuple[float | np.ndarray, np.ndarray]: ...
+def mse(pred: np.ndarray, target: np.ndarray, reduction: str = "mean") -> tuple[float | np.ndarray, np.ndarray]:
     """Mean squared error ``(pred - target)**2`` over every element (torch.nn.functional.mse_loss).
 
     ``pred`` and ``target`` are float arrays of the same shape and dtype. Returns ``(loss, dpred)``: for "mean" the

@@ -19,16 +19,32 @@ import json
 import os
 import tempfile
 import zipfile
-from typing import Dict, Iterator, Tuple
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from ._validation import config_method, float_dtype, state_dict_arrays, state_dict_shapes
 
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    import numpy.typing as npt
+
+    class Model(Protocol):
+        """What optimizers and gradient clipping take as a model (and ``Module`` finds as a sub-module): anything
+        with ``parameters()`` and ``gradients()``."""
+
+        def parameters(self) -> Mapping[str, np.ndarray]: ...
+
+        def gradients(self) -> Mapping[str, np.ndarray]: ...
+
 _FORMAT = "rnncore.save/1"
+_M = TypeVar("_M", bound="Module")  # train()/eval() return the module itself, of its own class
+_P = TypeVar("_P", bound="Parameterized")
 
 
-def _is_module(value) -> bool:
+def _is_module(value: object) -> bool:
     return callable(getattr(value, "parameters", None)) and callable(getattr(value, "gradients", None))
 
 
@@ -40,7 +56,7 @@ class Module:
 
     training = True
 
-    def children(self) -> Iterator[Tuple[str, object]]:
+    def children(self) -> Iterator[tuple[str, Any]]:
         """(name, module) for every direct sub-module, in attribute order; list/tuple items are named ``name.i``."""
         for name, value in vars(self).items():
             if name.startswith("_"):
@@ -52,37 +68,37 @@ class Module:
                     if _is_module(item):
                         yield f"{name}.{i}", item
 
-    def _collect(self, method: str) -> Dict[str, np.ndarray]:
-        out: Dict[str, np.ndarray] = {}
+    def _collect(self, method: str) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
         for prefix, child in self.children():
             for key, value in getattr(child, method)().items():
                 out[f"{prefix}.{key}"] = value
         return out
 
-    def parameters(self) -> Dict[str, np.ndarray]:
+    def parameters(self) -> dict[str, np.ndarray]:
         """Every parameter of every sub-module, by nested name; the arrays are the sub-modules' own."""
         return self._collect("parameters")
 
-    def gradients(self) -> Dict[str, np.ndarray]:
+    def gradients(self) -> dict[str, np.ndarray]:
         return self._collect("gradients")
 
     def zero_grad(self) -> None:
         for _, child in self.children():
             child.zero_grad()
 
-    def train(self, mode: bool = True):
+    def train(self: _M, mode: bool = True) -> _M:
         self.training = bool(mode)
         for _, child in self.children():
             child.train(mode)
         return self
 
-    def eval(self):
+    def eval(self: _M) -> _M:
         return self.train(False)
 
-    def state_dict(self) -> Dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, np.ndarray]:
         return {name: p.copy() for name, p in self.parameters().items()}
 
-    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Copies every parameter by nested name; missing, unexpected or misshaped entries raise before any copy."""
         params = self.parameters()
         state_dict_shapes(params, state)
@@ -95,28 +111,28 @@ class Parameterized:
     Embedding): parameters and gradients under PyTorch's names, zero_grad, state dicts, train/eval, and the
     one-backward-per-training-forward rule."""
 
-    def __init__(self, dtype, seed):
+    def __init__(self, dtype: npt.DTypeLike, seed: int | None) -> None:
         self.dtype = float_dtype("dtype", dtype)
         self.training = True
         self._seed = seed
         self._rng = np.random.default_rng(seed)
-        self._params: Dict[str, np.ndarray] = {}
-        self._grads: Dict[str, np.ndarray] = {}
-        self._saved = None
+        self._params: dict[str, np.ndarray] = {}
+        self._grads: dict[str, np.ndarray] = {}
+        self._saved: Any = None  # what backward needs from the last training-mode forward (each module's own)
 
-    def _add_parameter(self, name: str, shape: tuple) -> None:
+    def _add_parameter(self, name: str, shape: tuple[int, ...]) -> None:
         self._params[name] = np.zeros(shape, dtype=self.dtype)
         self._grads[name] = np.zeros(shape, dtype=self.dtype)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the module)."""
         raise NotImplementedError
 
-    def parameters(self) -> Dict[str, np.ndarray]:
+    def parameters(self) -> dict[str, np.ndarray]:
         """Name -> array (PyTorch's names). The arrays are the module's own: update them in place."""
         return dict(self._params)
 
-    def gradients(self) -> Dict[str, np.ndarray]:
+    def gradients(self) -> dict[str, np.ndarray]:
         """Name -> accumulated gradient, same keys as ``parameters()``."""
         return dict(self._grads)
 
@@ -124,11 +140,11 @@ class Parameterized:
         for g in self._grads.values():
             g[...] = 0.0
 
-    def state_dict(self) -> Dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters under PyTorch's names."""
         return {name: p.copy() for name, p in self._params.items()}
 
-    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Copies every parameter from ``state`` (e.g. ``{k: v.numpy() for k, v in torch_module.state_dict().items()}``)
         into the module's arrays, converting to its dtype. Missing, unexpected or misshaped entries raise before
         anything is copied."""
@@ -136,14 +152,14 @@ class Parameterized:
         for name, a in arrays.items():
             self._params[name][...] = a
 
-    def train(self, mode: bool = True):
+    def train(self: _P, mode: bool = True) -> _P:
         self.training = bool(mode)
         return self
 
-    def eval(self):
+    def eval(self: _P) -> _P:
         return self.train(False)
 
-    def _take_saved(self):
+    def _take_saved(self) -> Any:
         if self._saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward needs a training-mode forward first (call .train() "
                                "before the forward; each forward allows one backward)")
@@ -152,16 +168,16 @@ class Parameterized:
 
 
 
-def _checksum(header: str, arrays: Dict[str, np.ndarray]) -> str:
+def _checksum(header: str, arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256(header.encode("utf-8"))
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{a.dtype.str}|{a.shape}".encode("utf-8"))
+        digest.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
         digest.update(a.tobytes())
     return digest.hexdigest()
 
 
-def save(module, path) -> None:
+def save(module: Any, path: str | os.PathLike[str]) -> None:
     """Writes ``module``'s class, configuration and parameters to ``path`` (an ``.npz``), atomically."""
     get_config = config_method(module)
     cls = type(module)
@@ -186,7 +202,7 @@ def save(module, path) -> None:
         raise
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> Any:
     """Rebuilds the module that ``save`` wrote to ``path`` and loads its parameters. Raises ``ValueError`` for a
     file that is not an rnncore save, is truncated, or whose contents do not match their checksum."""
     path = os.fspath(path)
@@ -206,7 +222,7 @@ def load(path):
         raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected {_FORMAT!r}")
     module_name, _, qualname = meta["class"].partition(":")
     try:
-        cls = importlib.import_module(module_name)
+        cls: Any = importlib.import_module(module_name)  # then the class, found by name
         for part in qualname.split("."):
             cls = getattr(cls, part)
     except (ImportError, AttributeError) as e:

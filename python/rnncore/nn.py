@@ -9,13 +9,16 @@ arrays with a torch ``state_dict``.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import ops
 from ._validation import features_array, float_array, index_array, padding_index, positive_int
 from .module import Parameterized
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 
 class Linear(Parameterized):
@@ -26,7 +29,8 @@ class Linear(Parameterized):
     The forward keeps a reference to ``x`` for backward: do not modify it in place before calling backward.
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, seed=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: npt.DTypeLike = np.float32,
+                 seed: int | None = None) -> None:
         super().__init__(dtype, seed)
         self.in_features = positive_int("in_features", in_features)
         self.out_features = positive_int("out_features", out_features)
@@ -36,7 +40,7 @@ class Linear(Parameterized):
             self._add_parameter("bias", (self.out_features,))
         self.reset_parameters()
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return dict(in_features=self.in_features, out_features=self.out_features, bias=self.bias,
                     dtype=self.dtype.name, seed=self._seed)
 
@@ -46,7 +50,7 @@ class Linear(Parameterized):
         for p in self._params.values():
             p[...] = self._rng.uniform(-bound, bound, p.shape)
 
-    def __call__(self, x) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         x = features_array("x", x, "in_features", self.in_features, self.dtype)
         x2 = x.reshape(-1, self.in_features)
         y = x2 @ self._params["weight"].T
@@ -55,7 +59,7 @@ class Linear(Parameterized):
         self._saved = x if self.training else None
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
-    def backward(self, dy) -> np.ndarray:
+    def backward(self, dy: np.ndarray) -> np.ndarray:
         """Gradient w.r.t. the last forward's x (same shape); accumulates ``weight``'s and ``bias``'s gradients."""
         x = self._take_saved()
         try:
@@ -86,15 +90,16 @@ class Embedding(Parameterized):
     run) and returns None: indices have no gradient.
     """
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32, seed=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 dtype: npt.DTypeLike = np.float32, seed: int | None = None) -> None:
         super().__init__(dtype, seed)
         self.num_embeddings = positive_int("num_embeddings", num_embeddings)
         self.embedding_dim = positive_int("embedding_dim", embedding_dim)
-        self.padding_idx: Optional[int] = padding_index(padding_idx, self.num_embeddings)
+        self.padding_idx: int | None = padding_index(padding_idx, self.num_embeddings)
         self._add_parameter("weight", (self.num_embeddings, self.embedding_dim))
         self.reset_parameters()
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return dict(num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim,
                     padding_idx=self.padding_idx, dtype=self.dtype.name, seed=self._seed)
 
@@ -105,13 +110,13 @@ class Embedding(Parameterized):
         if self.padding_idx is not None:
             w[self.padding_idx] = 0.0
 
-    def __call__(self, indices) -> np.ndarray:
+    def __call__(self, indices: npt.ArrayLike) -> np.ndarray:
         idx = index_array("indices", indices, self.num_embeddings, letter="num_embeddings")
         out = np.take(self._params["weight"], idx, axis=0)
         self._saved = idx.copy() if self.training else None  # private: the caller may reuse its index buffer
         return out
 
-    def backward(self, dy) -> None:
+    def backward(self, dy: np.ndarray) -> None:
         """Accumulates ``weight``'s gradient: row ``indices[...]`` += ``dy[...]`` (``dy [..., embedding_dim]``, the
         last forward's output shape), skipping ``padding_idx``. Returns None."""
         idx = self._take_saved()

@@ -25,13 +25,32 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ._validation import (hyper_betas, hyper_flag, hyper_non_negative, hyper_number, nesterov_combination,
-                          optimizer_gradients, optimizer_parameters, optimizer_state_arrays, optimizer_state_header,
-                          same_keys)
+from ._validation import (
+    hyper_betas,
+    hyper_flag,
+    hyper_non_negative,
+    hyper_number,
+    nesterov_combination,
+    optimizer_gradients,
+    optimizer_parameters,
+    optimizer_state_arrays,
+    optimizer_state_header,
+    same_keys,
+)
+
+if TYPE_CHECKING:
+    from typing import Union
+
+    import numpy.typing as npt
+
+    from .module import Model
+
+    # A dict name -> parameter array, or a model (its parameters() and gradients()).
+    Params = Union[Mapping[str, np.ndarray], Model]
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW"]
 
@@ -43,40 +62,40 @@ class Optimizer:
     constructor order), may add cross-argument checks in ``_check_combination``, names its state arrays in
     ``_state_keys`` and implements the update rule for one parameter in ``_update``."""
 
-    _hyper: Dict[str, Any] = {}
-    _state_keys: tuple = ()
+    _hyper: dict[str, Callable[[str, Any], Any]] = {}
+    _state_keys: tuple[str, ...] = ()
 
-    def __init__(self, params, **hyper):
+    def __init__(self, params: Params, **hyper: Any) -> None:
         self._model, self._params = optimizer_parameters(params)
         for key, value in self._checked(hyper).items():
             setattr(self, key, value)
-        self.state: Dict[str, Dict[str, np.ndarray]] = {name: {} for name in self._params}
+        self.state: dict[str, dict[str, np.ndarray]] = {name: {} for name in self._params}
 
     # hyper-parameters ---------------------------------------------------------------------------------------------
-    def _checked(self, hyper: Mapping) -> Dict[str, Any]:
+    def _checked(self, hyper: Mapping[str, Any]) -> dict[str, Any]:
         same_keys(f"{type(self).__name__} hyper-parameters", self._hyper, hyper)
         checked = {key: check(key, hyper[key]) for key, check in self._hyper.items()}
         self._check_combination(checked)
         return checked
 
-    def _check_combination(self, h: Dict[str, Any]) -> None:
+    def _check_combination(self, h: dict[str, Any]) -> None:
         """Checks across hyper-parameters (a subclass's); raises ValueError."""
 
     @property
-    def hyperparameters(self) -> Dict[str, Any]:
+    def hyperparameters(self) -> dict[str, Any]:
         """The current hyper-parameters, name -> value (a copy)."""
         return {key: getattr(self, key) for key in self._hyper}
 
     # parameters and gradients -------------------------------------------------------------------------------------
-    def parameters(self) -> Dict[str, np.ndarray]:
+    def parameters(self) -> dict[str, np.ndarray]:
         """Name -> the parameter arrays this optimizer updates (the arrays themselves)."""
         return dict(self._params)
 
-    def _resolve_grads(self, grads) -> Dict[str, np.ndarray]:
+    def _resolve_grads(self, grads: Mapping[str, npt.ArrayLike] | None) -> dict[str, np.ndarray]:
         return optimizer_gradients(self._params, grads, self._model)
 
     # the step -----------------------------------------------------------------------------------------------------
-    def step(self, grads: Optional[Mapping] = None) -> None:
+    def step(self, grads: Mapping[str, npt.ArrayLike] | None = None) -> None:
         """One update of every parameter, in place. ``grads``: dict name -> gradient (same keys and shapes as the
         parameters); omitted, the model's ``gradients()`` are used (model form only). Everything is validated
         before any parameter changes."""
@@ -87,18 +106,19 @@ class Optimizer:
         for name, p in self._params.items():
             self._update(p, grads[name], self.state[name], h)
 
-    def _update(self, p: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], h: Dict[str, Any]) -> None:
+    def _update(self, p: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
         raise NotImplementedError
 
     @staticmethod
-    def _buffer(state: Dict[str, np.ndarray], key: str, p: np.ndarray, shape=None) -> np.ndarray:
+    def _buffer(state: dict[str, np.ndarray], key: str, p: np.ndarray, shape: tuple[int, ...] | None = None
+                ) -> np.ndarray:
         """``state[key]``, created as zeros (the parameter's dtype; ``shape`` defaults to the parameter's)."""
         if key not in state:
             state[key] = np.zeros(p.shape if shape is None else shape, dtype=p.dtype)
         return state[key]
 
     @classmethod
-    def _count_step(cls, state: Dict[str, np.ndarray], p: np.ndarray) -> float:
+    def _count_step(cls, state: dict[str, np.ndarray], p: np.ndarray) -> float:
         """Increments the step count (a 0-d array of the parameter's dtype, like torch's float step tensor) and
         returns it as a Python float."""
         step = cls._buffer(state, "step", p, shape=())
@@ -106,7 +126,7 @@ class Optimizer:
         return float(step)
 
     # state_dict ---------------------------------------------------------------------------------------------------
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """``{"optimizer": class name, "hyperparameters": {...}, "state": {param name: {state name: array}}}``
         with copies of every state array (``step`` is a 0-d array)."""
         return {
@@ -115,7 +135,7 @@ class Optimizer:
             "state": {name: {key: a.copy() for key, a in s.items()} for name, s in self.state.items()},
         }
 
-    def load_state_dict(self, state_dict: Mapping) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restores what ``state_dict()`` returned (hyper-parameters and state, copied into the parameters' dtypes).
         A wrong optimizer, missing/unexpected parameter or state names, or misshaped arrays raise before anything
         changes."""
@@ -126,7 +146,7 @@ class Optimizer:
             setattr(self, key, value)
         self.state = new_state
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return f"{type(self).__name__}({args})"
 
@@ -160,14 +180,15 @@ class SGD(Optimizer):
               "weight_decay": hyper_non_negative, "nesterov": hyper_flag, "maximize": hyper_flag}
     _state_keys = ("momentum_buffer",)
 
-    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
+    def __init__(self, params: Params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False) -> None:
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov, maximize=maximize)
 
-    def _check_combination(self, h):
+    def _check_combination(self, h: dict[str, Any]) -> None:
         nesterov_combination(h)
 
-    def _update(self, p, grad, state, h):
+    def _update(self, p: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
         g = -grad if h["maximize"] else grad
         if h["weight_decay"] != 0:
             g = g + h["weight_decay"] * p
@@ -206,12 +227,13 @@ class RMSprop(Optimizer):
               "maximize": hyper_flag}
     _state_keys = ("step", "square_avg", "grad_avg", "momentum_buffer")
 
-    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-                 maximize=False):
+    def __init__(self, params: Params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 maximize: bool = False) -> None:
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                          centered=centered, maximize=maximize)
 
-    def _update(self, p, grad, state, h):
+    def _update(self, p: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
         self._count_step(state, p)
         square_avg = self._buffer(state, "square_avg", p)
         g = -grad if h["maximize"] else grad
@@ -257,12 +279,12 @@ class Adam(Optimizer):
     _state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _decoupled_weight_decay = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-                 maximize=False):
+    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          maximize=maximize)
 
-    def _update(self, p, grad, state, h):
+    def _update(self, p: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
         lr, (beta1, beta2), wd = h["lr"], h["betas"], h["weight_decay"]
         step = self._count_step(state, p)
         exp_avg = self._buffer(state, "exp_avg", p)
@@ -299,7 +321,7 @@ class AdamW(Adam):
 
     _decoupled_weight_decay = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
-                 maximize=False):
+    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          maximize=maximize)

@@ -7,10 +7,19 @@ or a list/tuple of arrays. The arrays are modified in place, so a model's own gr
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._validation import clip_gradients, real_number
+
+if TYPE_CHECKING:
+    from typing import Union
+
+    from .module import Model
+
+    # A dict of gradient arrays, a list/tuple of them, one array, or a model (its gradients()).
+    Gradients = Union[dict[str, np.ndarray], list[np.ndarray], tuple[np.ndarray, ...], np.ndarray, Model]
 
 
 def _vector_norm(v: np.ndarray, p: float) -> float:
@@ -26,7 +35,8 @@ def _vector_norm(v: np.ndarray, p: float) -> float:
     return float(np.sum(np.abs(v) ** p) ** (1.0 / p))
 
 
-def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False) -> float:
+def clip_grad_norm(grads: Gradients, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False
+                   ) -> float:
     """Scales every gradient in place so that their joint norm is at most ``max_norm``; returns the norm before.
 
     torch.nn.utils.clip_grad_norm_'s rule exactly: ``total`` = the ``norm_type``-norm of all gradients taken as one
@@ -56,7 +66,7 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False) -> 
     return total
 
 
-def clip_grad_value(grads, clip_value) -> None:
+def clip_grad_value(grads: Gradients, clip_value: float) -> None:
     """Clamps every gradient entry to ``[-clip_value, clip_value]`` in place (torch.nn.utils.clip_grad_value_)."""
     arrays = clip_gradients(grads)
     clip_value = real_number("clip_value", clip_value, 0.0)

@@ -3,10 +3,9 @@ bidirectional; ``recurrent``), the one-step cells ``LSTMCell``, ``GRUCell``, ``R
 streaming ``Stream`` (``streams``). Each class holds its row of the cell table (``LSTM.kind``).
 """
 
-from .cells import GRUCell, LSTMCell, RNNCell
-from .cells import _Cell as _Cell  # the bases, for isinstance checks (rnncore.interop)
-from .recurrent import GRU, LSTM, RNN
-from .recurrent import _Recurrent as _Recurrent
+# _Cell and _Recurrent: the bases, for isinstance checks (rnncore.interop).
+from .cells import GRUCell, LSTMCell, RNNCell, _Cell as _Cell
+from .recurrent import GRU, LSTM, RNN, _Recurrent as _Recurrent
 from .streams import Stream
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Stream"]

@@ -4,7 +4,7 @@ stepper (``rnncore.layers.streams``)."""
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -14,7 +14,15 @@ from .._validation import float_array, gradient_tuple, positive_int, same_keys, 
 from .recurrent import GRU, LSTM, RNN
 from .streams import Stream
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from .._core import _AnyWorkspace
+    from .recurrent import _Recurrent
+
 __all__ = ["LSTMCell", "GRUCell", "RNNCell"]
+
+_C = TypeVar("_C", bound="_Cell")  # train()/eval() return the cell itself, of its own class
 
 
 class _Cell:
@@ -23,9 +31,10 @@ class _Cell:
     Parameter names are PyTorch's cells' (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``)."""
 
     kind: CellKind
-    _layer_class: type  # the layer of the same kind
+    _layer_class: type[_Recurrent]  # the layer of the same kind
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None, init="pytorch", **options):
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None, init: str = "pytorch", **options: Any) -> None:
         self._cell_options = self.kind.check_options(options, f"{type(self).__name__}.__init__")
         # The parameters and their init are a one-layer, one-direction layer's, under the cells' names.
         self._layer = self._layer_class(input_size, hidden_size, bias=bias, dtype=dtype, seed=seed, init=init,
@@ -33,9 +42,9 @@ class _Cell:
         self.input_size, self.hidden_size, self.dtype = input_size, hidden_size, self._layer.dtype
         self.bias = bool(bias)
         self.training = True
-        self._tape: list = []
+        self._tape: list[_AnyWorkspace] = []
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the cell)."""
         layer = self._layer.get_config()
         return dict(input_size=layer["input_size"], hidden_size=layer["hidden_size"], bias=layer["bias"],
@@ -46,37 +55,37 @@ class _Cell:
         """The ops' prefix of this cell's kind ("lstm", "gru", "rnn")."""
         return self.kind.name
 
-    def _names(self):
+    def _names(self) -> dict[str, str]:
         return {name: name[:-3] for name in self._layer._params}  # weight_ih_l0 -> weight_ih
 
-    def parameters(self) -> Dict[str, np.ndarray]:
+    def parameters(self) -> dict[str, np.ndarray]:
         return {cell: self._layer._params[layer] for layer, cell in self._names().items()}
 
-    def gradients(self) -> Dict[str, np.ndarray]:
+    def gradients(self) -> dict[str, np.ndarray]:
         return {cell: self._layer._grads[layer] for layer, cell in self._names().items()}
 
     def zero_grad(self) -> None:
         self._layer.zero_grad()
 
-    def state_dict(self) -> Dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, np.ndarray]:
         return {name: p.copy() for name, p in self.parameters().items()}
 
-    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """From a cell's names (``{k: v.numpy() for k, v in torch.nn.LSTMCell(...).state_dict().items()}``)."""
         names = self._names()
         same_keys("load_state_dict", names.values(), state)
         self._layer.load_state_dict({layer: state[cell] for layer, cell in names.items()})
 
-    def train(self, mode: bool = True):
+    def train(self: _C, mode: bool = True) -> _C:
         self.training = bool(mode)
         if not self.training:
             self._tape.clear()
         return self
 
-    def eval(self):
+    def eval(self: _C) -> _C:
         return self.train(False)
 
-    def __call__(self, x, state=None):
+    def __call__(self, x: np.ndarray, state: Any = None) -> Any:
         """x [B, I] -> the new state (h [B, H], or (h, c) for an LSTM cell)."""
         x = float_array("x", x, [("B", None), ("I", self.input_size)], self.dtype)
         states = state_tuple(self.kind, state, "state", "", " cell")
@@ -86,7 +95,7 @@ class _Cell:
             self._tape.append(ws)
         return self.kind.pack_states(result[1:])
 
-    def backward(self, dstate):
+    def backward(self, dstate: Any) -> tuple[np.ndarray, Any]:
         """Gradient w.r.t. the state the LAST recorded call returned (h, or (h, c)); returns ``(dx, dstate_prev)``
         for that call's input and incoming state, and accumulates the parameters' gradients."""
         if not self._tape:
@@ -106,7 +115,7 @@ class _Cell:
         return dx, self.kind.pack_states(d_prev)
 
 
-    def stream(self, batch: int = 1, state=None) -> Stream:
+    def stream(self, batch: int = 1, state: Any = None) -> Stream:
         """A streaming stepper for inference: ``stream.step(x)`` advances one step (x [batch, I]) and returns the new h,
         keeping the state and the prepared weights between calls (about a microsecond per call at H = 64, against
         ~10 µs for ``cell(x, state)``). It snapshots the weights: later parameter updates need a new stream."""

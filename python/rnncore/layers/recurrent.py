@@ -14,7 +14,8 @@ Shapes: ``x [T, B, I]`` (``[B, T, I]`` with ``batch_first``), ``y [T, B, D*H]``,
 from __future__ import annotations
 
 import numbers
-from typing import List, Optional
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from .. import _cell_table
 from .._cell_table import CellKind
 from .._validation import choice, dropout_probability, float_array, lengths_array, positive_int, state_tuple
 from ..module import Parameterized
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = ["LSTM", "GRU", "RNN"]
 
@@ -34,8 +38,10 @@ class _Recurrent(Parameterized):
 
     kind: CellKind
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype=np.float32, seed=None, init="pytorch", **options):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 dtype: npt.DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
+                 init: str = "pytorch", **options: Any) -> None:
         self._cell_options = self.kind.check_options(options, f"{type(self).__name__}.__init__")
         self.input_size = positive_int("input_size", input_size)
         self.hidden_size = positive_int("hidden_size", hidden_size)
@@ -51,7 +57,7 @@ class _Recurrent(Parameterized):
             self._add_parameter(name, shape)
         self.reset_parameters()
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the layer)."""
         return dict(input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
                     bias=self.bias, batch_first=self.batch_first, dropout=self.dropout,
@@ -71,7 +77,7 @@ class _Recurrent(Parameterized):
     def _suffix(self, layer: int, direction: int) -> str:
         return f"_l{layer}" + ("_reverse" if direction == 1 else "")
 
-    def _parameter_shapes(self):
+    def _parameter_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
         gh = self.kind.n_gates * self.hidden_size
         for layer in range(self.num_layers):
             in_size = self.input_size if layer == 0 else self.hidden_size * self.num_directions
@@ -108,12 +114,13 @@ class _Recurrent(Parameterized):
                         p[g * H:(g + 1) * H] = 1.0
 
     # -- forward ---------------------------------------------------------------------------------------------------
-    def _weights(self, layer: int, direction: int):
+    def _weights(self, layer: int, direction: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         s = self._suffix(layer, direction)
         p = self._params
         return p[f"weight_ih{s}"], p[f"weight_hh{s}"], p.get(f"bias_ih{s}"), p.get(f"bias_hh{s}")
 
-    def _check_state(self, state, batch: int):
+    def _check_state(self, state: Any, batch: int) -> tuple[np.ndarray | None, ...]:
         """The initial state as a tuple of [L*D, B, H] arrays (h, or h and c), None meaning zeros."""
         if state is None:
             return (None,) * len(self.kind.states)
@@ -122,7 +129,8 @@ class _Recurrent(Parameterized):
         return tuple(None if s is None else float_array(f"{name}0", s, shape, self.dtype)
                      for name, s in zip(self.kind.states, states))
 
-    def __call__(self, x, state=None, lengths=None):
+    def __call__(self, x: np.ndarray, state: Any = None, lengths: npt.ArrayLike | None = None
+                 ) -> tuple[np.ndarray, Any]:
         """Runs every layer and direction. Returns ``(y, state)``: y ``[T, B, D*H]`` (``[B, T, D*H]`` with
         batch_first) and the final state(s) ``[L*D, B, H]`` (``(h_n, c_n)`` for an LSTM)."""
         x = float_array("x", x, [("B" if self.batch_first else "T", None), ("T" if self.batch_first else "B", None),
@@ -135,7 +143,7 @@ class _Recurrent(Parameterized):
         reverse_index = _reverse_index(steps, batch, lengths) if self.bidirectional else None
         keep_graph = self.training
 
-        finals: List[List[np.ndarray]] = [[] for _ in states0]
+        finals: list[list[np.ndarray]] = [[] for _ in states0]
         saved_layers = []
         layer_input = x
         for layer in range(self.num_layers):
@@ -147,11 +155,12 @@ class _Recurrent(Parameterized):
             for direction in range(self.num_directions):
                 idx = layer * self.num_directions + direction
                 init = [None if s is None else s[idx] for s in states0]
-                inp = layer_input if direction == 0 else _gather_steps(layer_input, reverse_index)
+                # (direction 1 exists only when bidirectional, which sets reverse_index)
+                inp = layer_input if direction == 0 else _gather_steps(layer_input, reverse_index)  # type: ignore[arg-type]
                 *result, ws = self.kind.forward(inp, *init, *self._weights(layer, direction), lengths=lengths,
                                                 training=keep_graph, **self._cell_options)
                 y_dir, *final = result
-                outputs.append(y_dir if direction == 0 else _gather_steps(y_dir, reverse_index))
+                outputs.append(y_dir if direction == 0 else _gather_steps(y_dir, reverse_index))  # type: ignore[arg-type]
                 for store, f in zip(finals, final):
                     store.append(f)
                 workspaces.append(ws)
@@ -166,7 +175,7 @@ class _Recurrent(Parameterized):
         return y, self.kind.pack_states(final_states)
 
     # -- backward --------------------------------------------------------------------------------------------------
-    def backward(self, dy, dstate=None):
+    def backward(self, dy: np.ndarray, dstate: Any = None) -> tuple[np.ndarray, Any]:
         """Backpropagation through the last training-mode forward: accumulates every parameter's gradient and
         returns ``(dx, dstate0)`` — the gradients w.r.t. x and the initial state(s). ``dy`` has y's shape; ``dstate``
         (optional) the final state's. Allowed once per forward."""
@@ -203,23 +212,23 @@ class _Recurrent(Parameterized):
                 if self.bias:
                     self._grads[f"bias_ih{s}"] += db_ih
                     self._grads[f"bias_hh{s}"] += db_hh
-            upstream = d_input if mask is None else d_input * mask
+            upstream = d_input if mask is None else d_input * mask  # type: ignore[assignment]  # D >= 1 set d_input
         dx = upstream
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         return dx, self.kind.pack_states(dstate0)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
                                                                  "bidirectional") if k in self._non_defaults())
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
 
-    def _non_defaults(self):
+    def _non_defaults(self) -> list[str]:
         defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False)
         return [k for k, v in defaults.items() if getattr(self, k) != v]
 
 
-def _reverse_index(steps: int, batch: int, lengths: Optional[np.ndarray]) -> np.ndarray:
+def _reverse_index(steps: int, batch: int, lengths: np.ndarray | None) -> np.ndarray:
     """[T, B] step index for the reverse direction: step t of sample b reads step lengths[b]-1-t of the original
     (each valid prefix reversed, as PyTorch's packed sequences); padded steps map to themselves. An involution, so
     the same gather also maps the reverse direction's outputs back."""

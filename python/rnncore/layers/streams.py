@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._validation import float_array, state_tuple
 
@@ -17,7 +17,7 @@ class Stream:
     or (h, c) for an LSTM; ``reset(state=None)`` starts over (None = zeros). A stream is one sequence's state: use
     one stream per thread (separate streams run concurrently; ``step`` releases the GIL)."""
 
-    def __init__(self, cell: "_Cell", batch: int, state=None):
+    def __init__(self, cell: _Cell, batch: int, state: Any = None) -> None:
         p = cell.parameters()
         self.kind = cell.kind
         self._stepper = cell.kind.stepper(batch, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"),
@@ -26,7 +26,7 @@ class Stream:
         self.step = self._stepper.step  # the hot call goes straight to C++, which checks x itself
         self.reset(state)
 
-    def reset(self, state=None) -> None:
+    def reset(self, state: Any = None) -> None:
         if state is None:
             self._stepper.reset(None, None)
             return
@@ -36,7 +36,7 @@ class Stream:
         self._stepper.reset(h, c)  # the C++ stepper's state slots: h, and c (LSTM only)
 
     @property
-    def state(self):
+    def state(self) -> Any:
         # the C++ stepper has a c only for the LSTM (reading it otherwise copies from an empty buffer)
         h = self._stepper.h
         return self.kind.pack_states((h, self._stepper.c) if self.kind.n_states == 2 else (h,))

@@ -18,10 +18,27 @@ from .. import _core as _core  # the compiled module every family calls (see _Op
 from . import attention, nn, rnn, runtime
 from .attention import masked_softmax, masked_softmax_backward
 from .nn import embedding_backward
-from .rnn import (gru_backward, gru_forward, gru_stepper, lstm_backward, lstm_forward, lstm_stepper, rnn_backward,
-                  rnn_forward, rnn_stepper)
-from .runtime import (build_info, empty_cache, get_num_threads, has_openmp, memory_stats, set_cache_limit,
-                      set_num_threads, simd_instruction_sets)
+from .rnn import (
+    gru_backward,
+    gru_forward,
+    gru_stepper,
+    lstm_backward,
+    lstm_forward,
+    lstm_stepper,
+    rnn_backward,
+    rnn_forward,
+    rnn_stepper,
+)
+from .runtime import (
+    build_info,
+    empty_cache,
+    get_num_threads,
+    has_openmp,
+    memory_stats,
+    set_cache_limit,
+    set_num_threads,
+    simd_instruction_sets,
+)
 
 __all__ = [
     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
@@ -32,17 +49,17 @@ __all__ = [
     "simd_instruction_sets", "has_openmp",
 ]
 
-_FAMILIES = (rnn, attention, nn, runtime)
+_FAMILIES: tuple[types.ModuleType, ...] = (rnn, attention, nn, runtime)
 
 
 class _Ops(types.ModuleType):
     """``rnncore.ops._core`` is the compiled module every family calls: replacing it here (as tests do, with a
     stand-in that forbids kernel calls) replaces it in every family module too."""
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> None:
         if name == "_core":
             for family in _FAMILIES:
-                setattr(family, "_core", value)
+                setattr(family, "_core", value)  # noqa: B010 (a ModuleType has no _core to assign, to mypy)
         super().__setattr__(name, value)
 
 

@@ -6,13 +6,20 @@ Twins: ``rnncore.reference.nn``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import _core
 from .._validation import accumulator_array, float_array, index_array, optional_index
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = ["embedding_backward"]
 
 
-def embedding_backward(indices, dy, dweight, padding_idx=None):
+def embedding_backward(indices: npt.ArrayLike, dy: np.ndarray, dweight: np.ndarray,
+                       padding_idx: int | None = None) -> np.ndarray:
     """Adds each ``dy[...]`` row into ``dweight[indices[...]]``, in place, skipping positions whose index is
     ``padding_idx``; rows are added in a fixed order, so repeated indices give the same bits every run. Returns
     ``dweight``.

@@ -17,9 +17,33 @@ Twins: ``rnncore.reference.rnn``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Callable
+
 from .. import _core
-from .._validation import (forward_arrays, nonlinearity_name, positive_int, reset_after_flag, stepper_arrays,
-                           training_flag, upstream_arrays, workspace_of)
+from .._validation import (
+    forward_arrays,
+    nonlinearity_name,
+    positive_int,
+    reset_after_flag,
+    stepper_arrays,
+    training_flag,
+    upstream_arrays,
+    workspace_of,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from .._core import _AnyWorkspace as Workspace, _Stepper as Stepper
+
+    # What the forwards return (y, the final state(s), the workspace) and the backwards (dx, the initial state(s)'
+    # gradients, dw_ih, dw_hh, db_ih, db_hh; a bias's None without that bias).
+    LSTMForwardResult = tuple[np.ndarray, np.ndarray, np.ndarray, Workspace | None]
+    ForwardResult = tuple[np.ndarray, np.ndarray, Workspace | None]
+    LSTMBackwardResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                               np.ndarray | None]
+    BackwardResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
 __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
            "lstm_stepper", "gru_stepper", "rnn_stepper"]
@@ -28,7 +52,7 @@ _WORKSPACE_TYPES = (_core.Workspace_float32, _core.Workspace_float64)
 _STEPPER_TYPES = {"float32": _core.Stepper_float32, "float64": _core.Stepper_float64}
 
 
-def _checked_call(kernel, *args):
+def _checked_call(kernel: Callable[..., Any], *args: Any) -> Any:
     """Runs a kernel whose arguments were just validated; it must accept them (else the two checks disagree)."""
     out = kernel(*args)
     if out is NotImplemented:
@@ -41,7 +65,7 @@ def _checked_call(kernel, *args):
 # bad argument or make the arguments exact, and the kernel runs on those. The forwards spell this out each (their
 # fast path is the whole cost of a small call, so it takes no extra Python frame); the backwards share _backward.
 
-def _backward(name: str, cell: str, workspace, names: tuple, *upstream):
+def _backward(name: str, cell: str, workspace: Workspace, names: tuple[str, ...], *upstream: np.ndarray | None) -> Any:
     """One backward through ``_core.<name>``; ``upstream`` the upstream gradients in kernel order, called ``names``."""
     out = getattr(_core, name)(workspace, *upstream)
     if out is NotImplemented:
@@ -50,7 +74,9 @@ def _backward(name: str, cell: str, workspace, names: tuple, *upstream):
     return out
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True):
+def lstm_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray,
+                 b_ih: np.ndarray | None, b_hh: np.ndarray | None, lengths: npt.ArrayLike | None = None,
+                 training: bool = True) -> LSTMForwardResult:
     """LSTM over a sequence batch. Returns ``(y [T,B,H], h_n [B,H], c_n [B,H], workspace or None)``.
 
     ``[i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh``; ``c = f*c + i*g``; ``h = o*tanh(c)``.
@@ -63,13 +89,16 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True)
     return out
 
 
-def lstm_backward(workspace, dy, dh_n=None, dc_n=None):
+def lstm_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None,
+                  dc_n: np.ndarray | None = None) -> LSTMBackwardResult:
     """BPTT for the forward that made ``workspace``.
     Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
     return _backward("lstm_backward", "lstm", workspace, ("dy", "dh_n", "dc_n"), dy, dh_n, dc_n)
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, reset_after=True):
+def gru_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None,
+                b_hh: np.ndarray | None, lengths: npt.ArrayLike | None = None, training: bool = True,
+                reset_after: bool = True) -> ForwardResult:
     """GRU over a sequence batch. Returns ``(y [T,B,H], h_n [B,H], workspace or None)``.
 
     ``reset_after=True`` (PyTorch/cuDNN/Keras default): ``n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn))``;
@@ -84,12 +113,14 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, rese
     return out
 
 
-def gru_backward(workspace, dy, dh_n=None):
+def gru_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None) -> BackwardResult:
     """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     return _backward("gru_backward", "gru", workspace, ("dy", "dh_n"), dy, dh_n)
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonlinearity="tanh"):
+def rnn_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None,
+                b_hh: np.ndarray | None, lengths: npt.ArrayLike | None = None, training: bool = True,
+                nonlinearity: str = "tanh") -> ForwardResult:
     """Simple RNN ``h = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``, act = tanh or relu.
     Returns ``(y [T,B,H], h_n [B,H], workspace or None)``."""
     out = _core.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, nonlinearity)
@@ -101,7 +132,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonl
     return out
 
 
-def rnn_backward(workspace, dy, dh_n=None):
+def rnn_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None) -> BackwardResult:
     """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     return _backward("rnn_backward", "rnn", workspace, ("dy", "dh_n"), dy, dh_n)
 
@@ -116,22 +147,26 @@ def rnn_backward(workspace, dy, dh_n=None):
 #   stepper.h, stepper.c: copies of the state (c: LSTM only).
 # The weights are copied: later changes to the caller's arrays do not reach the stepper.
 
-def _stepper(cell: str, gates: int, batch, w_ih, w_hh, b_ih, b_hh, reset_after: bool, nonlinearity: str):
+def _stepper(cell: str, gates: int, batch: int, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None,
+             b_hh: np.ndarray | None, reset_after: bool, nonlinearity: str) -> Stepper:
     batch = positive_int("batch", batch)
     w_ih, w_hh, b_ih, b_hh = stepper_arrays(gates, w_ih, w_hh, b_ih, b_hh)
     return _STEPPER_TYPES[w_ih.dtype.name](cell, reset_after, nonlinearity, batch, w_ih, w_hh, b_ih, b_hh)
 
 
-def lstm_stepper(batch, w_ih, w_hh, b_ih=None, b_hh=None):
+def lstm_stepper(batch: int, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
+                 b_hh: np.ndarray | None = None) -> Stepper:
     """A streaming LSTM for ``batch`` sequences (state h, c zeros); see the streaming notes above."""
     return _stepper("lstm", 4, batch, w_ih, w_hh, b_ih, b_hh, True, "tanh")
 
 
-def gru_stepper(batch, w_ih, w_hh, b_ih=None, b_hh=None, reset_after=True):
+def gru_stepper(batch: int, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
+                b_hh: np.ndarray | None = None, reset_after: bool = True) -> Stepper:
     """A streaming GRU for ``batch`` sequences (state h zeros); see the streaming notes above."""
     return _stepper("gru", 3, batch, w_ih, w_hh, b_ih, b_hh, reset_after_flag(reset_after), "tanh")
 
 
-def rnn_stepper(batch, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
+def rnn_stepper(batch: int, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
+                b_hh: np.ndarray | None = None, nonlinearity: str = "tanh") -> Stepper:
     """A streaming simple RNN for ``batch`` sequences (state h zeros); see the streaming notes above."""
     return _stepper("rnn", 1, batch, w_ih, w_hh, b_ih, b_hh, True, nonlinearity_name(nonlinearity))

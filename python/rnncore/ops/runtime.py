@@ -19,7 +19,7 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-def memory_stats() -> dict:
+def memory_stats() -> dict[str, int]:
     """The block cache that large kernel buffers and outputs come from (freed blocks are kept for reuse, so a
     training loop does not fault in fresh pages every step): ``idle_bytes``, ``idle_blocks``, ``limit_bytes``."""
     return dict(_core.memory_cache_stats())

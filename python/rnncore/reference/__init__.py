@@ -17,8 +17,17 @@ A bias given as ``None`` means "no bias"; its gradient is then returned as ``Non
 
 from .attention import masked_softmax, masked_softmax_backward
 from .nn import embedding_backward
-from .rnn import (gru_backward, gru_forward, gru_stepper, lstm_backward, lstm_forward, lstm_stepper, rnn_backward,
-                  rnn_forward, rnn_stepper)
+from .rnn import (
+    gru_backward,
+    gru_forward,
+    gru_stepper,
+    lstm_backward,
+    lstm_forward,
+    lstm_stepper,
+    rnn_backward,
+    rnn_forward,
+    rnn_stepper,
+)
 
 __all__ = [
     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",

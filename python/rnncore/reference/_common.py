@@ -2,6 +2,7 @@
 
 import numpy as np
 
+
 def _f64(a):
     """``a`` as a float64 array, or None if ``a`` is None (all arithmetic here is float64)."""
     return None if a is None else np.asarray(a).astype(np.float64)

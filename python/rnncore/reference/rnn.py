@@ -35,10 +35,25 @@ Streaming (``*_stepper``): one time step per call with the state kept, the twin 
 same ``_*_step`` function the sequence forward runs.
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable
+
 import numpy as np
 
-from ._common import (_active_steps, _cast, _dsigmoid, _dtanh, _f64, _linear, _linear_backward, _or_zeros,
-                      _result_dtype, _sigmoid, _split_gates)
+from ._common import (
+    _active_steps,
+    _cast,
+    _dsigmoid,
+    _dtanh,
+    _f64,
+    _linear,
+    _linear_backward,
+    _or_zeros,
+    _result_dtype,
+    _sigmoid,
+    _split_gates,
+)
 
 __all__ = [
     "lstm_forward", "lstm_backward",
@@ -157,7 +172,8 @@ def _rnn_step_backward(saved, state_prev, dstate, w_hh, nonlinearity):
     return dpre, dw_hh, db_hh, (dh_prev,)
 
 
-_STEPS = {
+# cell -> (its step forward, its step backward)
+_STEPS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "lstm": (_lstm_step, _lstm_step_backward),
     "gru": (_gru_step, _gru_step_backward),
     "rnn": (_rnn_step, _rnn_step_backward),
@@ -220,7 +236,7 @@ def _backward_through_time(cell, cache, dy, dstate_n):
 
     dxw = np.zeros((T, B, w_ih.shape[0]))
     dw_hh = np.zeros_like(w_hh)
-    db_hh = np.zeros(w_hh.shape[0])
+    db_hh: np.ndarray | None = np.zeros(w_hh.shape[0])  # None without b_hh (after the loop)
     for t in reversed(range(T)):
         dstate_t = (dstate[0] + dy[t],) + dstate[1:]              # h_t feeds both y[t] and the next step
         dstate_t = tuple(np.where(active[t], d, 0.0) for d in dstate_t)
@@ -436,7 +452,7 @@ class Stepper:
 
     def reset(self, h0=None, c0=None):
         h = _or_zeros(h0, self._shape)
-        self._state = (h, _or_zeros(c0, self._shape)) if self._lstm else (h,)
+        self._state: tuple[np.ndarray, ...] = (h, _or_zeros(c0, self._shape)) if self._lstm else (h,)
 
     def step(self, x):
         """h_t from x_t [B, I] and the kept state: the cell's one-step forward."""
