@@ -30,7 +30,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FLOAT32, FLOAT64 = FLOAT_DTYPES  # builtin dtypes are singletons: `a.dtype is FLOAT32` rejects byte-swapped ones
 _INT64 = np.dtype(np.int64)
 
-# A dimension of an expected shape: its letter (as in design.md §1) and its size, or None when any size goes.
+# A dimension of an expected shape: its letter (as in docs/design.md §1) and its size, or None when any size goes.
 Dim = tuple[str, Optional[int]]
 
 

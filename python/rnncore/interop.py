@@ -9,7 +9,7 @@ the caller builds the rnncore layer with the matching sizes, ``bias`` (= Keras `
 activation (``nonlinearity`` = SimpleRNN's ``activation``, tanh or relu) and ``batch_first=True`` if the data is
 Keras-shaped. Keras's defaults ``recurrent_activation="sigmoid"``, ``activation="tanh"`` are what rnncore computes.
 
-Layouts (``I`` inputs, ``H`` units; rnncore = PyTorch's layout, design.md section 1)
+Layouts (``I`` inputs, ``H`` units; rnncore = PyTorch's layout, docs/design.md section 1)
 --------------------------------------------------------------------------------
 =============  =====================================  ==================================================
                Keras ``get_weights()``                rnncore ``parameters()``

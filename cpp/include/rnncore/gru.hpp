@@ -1,9 +1,9 @@
 // GRU, one layer and one direction (docs/design.md §2), gate order r, z, n:
 //   r = σ(x W_ir^T + b_ir + h W_hr^T + b_hr),  z = σ(x W_iz^T + b_iz + h W_hz^T + b_hz)
 //   reset_after = true  (PyTorch, cuDNN, Keras default): n = tanh(x W_in^T + b_in + r ⊙ (h W_hn^T + b_hn))
-//   reset_after = false (Cho et al. 2014, the course's full GRU): n = tanh(x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn)
+//   reset_after = false (Cho et al. 2014, the "full GRU"): n = tanh(x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn)
 //   h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
-// (the course: a = h, Γr = r, Γu = 1 - z, c̃ = n)
+// (Sequence Models notation: a = h, Γr = r, Γu = 1 - z, c̃ = n)
 #pragma once
 
 #include "rnncore/types.hpp"

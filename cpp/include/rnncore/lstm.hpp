@@ -1,7 +1,7 @@
 // LSTM, one layer and one direction (docs/design.md §2):
 //   [i f g o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh;   i, f, o = σ(.), g = tanh(.)
 //   c_t = f ⊙ c_{t-1} + i ⊙ g;   h_t = o ⊙ tanh(c_t)
-// (the course: a = h, Γu = i, Γf = f, c̃ = g, Γo = o)
+// (Sequence Models notation: a = h, Γu = i, Γf = f, c̃ = g, Γo = o)
 #pragma once
 
 #include "rnncore/types.hpp"

@@ -1,6 +1,6 @@
 // Simple (Elman) RNN, one layer and one direction (docs/design.md §2):
 //   h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),  act ∈ {tanh, relu}
-// (the course: a<t> = g1(w_aa a<t-1> + w_ax x<t> + b_a))
+// (Sequence Models notation: a<t> = g1(w_aa a<t-1> + w_ax x<t> + b_a))
 #pragma once
 
 #include "rnncore/types.hpp"

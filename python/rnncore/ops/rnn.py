@@ -1,4 +1,4 @@
-"""The fused recurrent kernels, one layer and one direction at a time, time-major (design.md §4), and the streaming
+"""The fused recurrent kernels, one layer and one direction at a time, time-major (docs/design.md §4), and the streaming
 stepper (one step per call, state kept in C++).
 
 Shapes: ``x [T, B, I]``, states ``[B, H]``, ``w_ih [G*H, I]``, ``w_hh [G*H, H]``, biases ``[G*H]``, ``y [T, B, H]``,

@@ -1,7 +1,7 @@
 """Pure-NumPy reference implementation of every rnncore op: the executable spec.
 
 The C++ kernels in ``rnncore.ops`` have the same signatures and must agree with these functions (see the tolerance
-table in ``tests/conftest.py``). It is written to be read, not to be fast: one plain Python loop over
+table in ``tests/support/tolerances.py``). It is written to be read, not to be fast: one plain Python loop over
 time, one small helper per idea, every arithmetic operation in float64 (inputs are cast up on entry, results are
 cast back to the input's dtype on exit). Each family module imports nothing but NumPy and
 ``_common`` (the small helpers), so a family can also be copied and used alone.

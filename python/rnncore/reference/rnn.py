@@ -1,14 +1,14 @@
 """The recurrent cells in plain NumPy: the twins of ``rnncore.ops.rnn``.
 
-Shapes (design.md section 1): one layer, one direction, time-major.
+Shapes (docs/design.md section 1): one layer, one direction, time-major.
 ``T`` time steps, ``B`` batch, ``I`` input features, ``H`` hidden units, ``G`` gates (RNN 1, GRU 3, LSTM 4).
 ``x [T, B, I]``, ``h0, c0 [B, H]``, ``w_ih [G*H, I]``, ``w_hh [G*H, H]``, ``b_ih, b_hh [G*H]``, ``y [T, B, H]``,
 ``h_n, c_n [B, H]``, ``lengths [B]`` ints with ``1 <= lengths[b] <= T``. Weights use PyTorch's layout; the gate
 blocks inside ``G*H`` are in the order LSTM ``i, f, g, o``, GRU ``r, z, n``.
 
-Equations (design.md section 2), PyTorch notation, with the course's notation in brackets
-(course: ``a`` = h; LSTM ``Γu`` = i, ``Γf`` = f, ``Γo`` = o, ``c̃`` = g;
-GRU ``Γu`` = 1 - z, ``Γr`` = r, ``c̃`` = n, and the course calls the GRU's hidden state ``c`` = ``a`` = h)::
+Equations (docs/design.md section 2), PyTorch notation, with Andrew Ng's Sequence Models notation in brackets
+(``a`` = h; LSTM ``Γu`` = i, ``Γf`` = f, ``Γo`` = o, ``c̃`` = g;
+GRU ``Γu`` = 1 - z, ``Γr`` = r, ``c̃`` = n, and that notation calls the GRU's hidden state ``c`` = ``a`` = h)::
 
     LSTM   [i f g o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh
            i, f, o = σ(.)   g = tanh(.)
@@ -19,7 +19,7 @@ GRU ``Γu`` = 1 - z, ``Γr`` = r, ``c̃`` = n, and the course calls the GRU's hi
            z = σ(x W_iz^T + b_iz + h W_hz^T + b_hz)            [1 - Γu]
            reset_after=True  (PyTorch, cuDNN, Keras default):
            n = tanh(x W_in^T + b_in + r ⊙ (h W_hn^T + b_hn))
-           reset_after=False (Cho et al. 2014, the course's "full GRU"):
+           reset_after=False (Cho et al. 2014, the "full GRU" of that notation):
            n = tanh(x W_in^T + b_in + (r ⊙ h) W_hn^T + b_hn)   [c̃<t> = tanh(w_c [Γr * c<t-1>, x<t>] + b_c)]
            h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}                     [c<t> = Γu * c̃<t> + (1 - Γu) * c<t-1>]
 
