@@ -122,3 +122,22 @@ def test_stream_checks_its_input_and_snapshots_the_weights():
     stream.reset()
     np.testing.assert_array_equal(stream.step(x), first)
     assert not np.array_equal(cell.stream(batch=2).step(x), first)
+
+
+@pytest.mark.parametrize("make", [lambda: rc.LSTM(3, 4, seed=0), lambda: rc.LSTMCell(3, 4, seed=0)],
+                         ids=["LSTM", "LSTMCell"])
+def test_state_pickled_before_the_cell_table_still_runs(make):
+    """An LSTM pickled before the cell table kept no cell options in its state (it had none): restoring such a state
+    (the instance dict without ``_cell_options``) gives a module that runs, with the same outputs."""
+    import pickle
+
+    module = make().eval()  # (a training-mode call keeps a workspace, which does not pickle: issue 12)
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    x = x[None] if isinstance(module, rc.LSTM) else x
+    expected = module(x)[0]
+    old_state = dict(vars(module))
+    del old_state["_cell_options"]
+    restored = type(module).__new__(type(module))
+    vars(restored).update(old_state)
+    restored = pickle.loads(pickle.dumps(restored))
+    np.testing.assert_array_equal(restored(x)[0], expected)

@@ -32,6 +32,8 @@ class _Cell:
 
     kind: CellKind
     _layer_class: type[_Recurrent]  # the layer of the same kind
+    # A class-level default: an LSTM pickled before issue 11 kept no options in its state (it had none).
+    _cell_options: dict[str, Any] = {}
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype: npt.DTypeLike = np.float32,
                  seed: int | np.random.Generator | None = None, init: str = "pytorch", **options: Any) -> None:

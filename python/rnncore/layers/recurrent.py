@@ -37,6 +37,8 @@ class _Recurrent(Parameterized):
     takes that kind's options (e.g. ``reset_after``) as keywords."""
 
     kind: CellKind
+    # A class-level default: an LSTM pickled before issue 11 kept no options in its state (it had none).
+    _cell_options: dict[str, Any] = {}
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
