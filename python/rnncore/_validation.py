@@ -305,6 +305,11 @@ def _letters_text(letters: Sequence[str], gates: int) -> list[str]:
     return [f"{gates}*H" if letter == "G*H" else letter for letter in letters]
 
 
+#: Each forward kernel's array arguments and their shape letters, from KERNEL_ARGUMENTS (looked up per call).
+_FORWARD_LETTERS: dict[str, dict[str, tuple[str, ...]]] = {
+    kernel: {arg.name: tuple(arg.letters) for arg in args} for kernel, args in KERNEL_ARGUMENTS.items()}
+
+
 class Forward(NamedTuple):
     """A forward call's arrays as the kernels take them."""
     x: np.ndarray
@@ -330,17 +335,21 @@ def forward_arrays(kernel: str, gates: int, x: Any, states: dict[str, Any], w_ih
     if hidden < 1:
         raise ValueError(f"w_hh must have at least one hidden unit (H >= 1), got shape {w_hh.shape}")
     sizes = {"T": steps, "B": batch, "I": inputs, "H": hidden, "G*H": gates * hidden}
-    given = dict(w_hh=w_hh, w_ih=w_ih, b_ih=b_ih, b_hh=b_hh, **states)  # the order messages are raised in
-    arguments = {arg.name: arg for arg in KERNEL_ARGUMENTS[kernel]}
-    checked = {}
-    for name, a in given.items():
-        arg = arguments[name]
-        shape = tuple(sizes[letter] for letter in arg.letters)
-        if a is not None and not is_exact(a, shape, dtype):
-            a = float_array(name, a, list(zip(_letters_text(arg.letters, gates), shape)), dtype)
-        checked[name] = a
-    return Forward(x, tuple(checked[name] for name in states), checked["w_ih"], checked["w_hh"], checked["b_ih"],
-                   checked["b_hh"], lengths_array(lengths, batch, steps))
+    letters_of = _FORWARD_LETTERS[kernel]
+
+    def checked(name: str, a: Any) -> Any:
+        if a is None:
+            return None
+        letters = letters_of[name]
+        shape = tuple([sizes[letter] for letter in letters])
+        if is_exact(a, shape, dtype):
+            return a
+        return float_array(name, a, list(zip(_letters_text(letters, gates), shape)), dtype)
+
+    # Checked in the order their errors are raised: w_hh, w_ih, b_ih, b_hh, then the states.
+    w_hh, w_ih, b_ih, b_hh = checked("w_hh", w_hh), checked("w_ih", w_ih), checked("b_ih", b_ih), checked("b_hh", b_hh)
+    return Forward(x, tuple([checked(name, s) for name, s in states.items()]), w_ih, w_hh, b_ih, b_hh,
+                   lengths_array(lengths, batch, steps))
 
 
 def workspace_of(workspace: Any, op: str, cell: str,

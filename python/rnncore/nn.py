@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import ops
 from ._validation import features_array, float_array, index_array, padding_index, positive_int
 from .module import Parameterized
+from .ops.nn import embedding_backward_checked
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -126,7 +126,8 @@ class Embedding(Parameterized):
         except Exception:
             self._saved = idx
             raise
-        ops.embedding_backward(idx, dy, self._grads["weight"], self.padding_idx)
+        pad = -1 if self.padding_idx is None else self.padding_idx
+        embedding_backward_checked(idx, dy, self._grads["weight"], pad)  # checked here and in __call__
         return None
 
     def __repr__(self) -> str:

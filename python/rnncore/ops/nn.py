@@ -34,5 +34,11 @@ def embedding_backward(indices: npt.ArrayLike, dy: np.ndarray, dweight: np.ndarr
     idx = index_array("indices", indices, rows)
     dy = float_array("dy", dy, [(f"d{k}", n) for k, n in enumerate(idx.shape)] + [("D", width)], dweight.dtype)
     pad = optional_index("padding_idx", padding_idx, rows, "V")
-    _core.embedding_backward(idx.reshape(-1), dy.reshape(-1, width), pad, dweight)
+    return embedding_backward_checked(idx, dy, dweight, pad)
+
+
+def embedding_backward_checked(idx: np.ndarray, dy: np.ndarray, dweight: np.ndarray, pad: int) -> np.ndarray:
+    """``embedding_backward`` for arguments already checked as it checks them (``rnncore.Embedding`` checks its
+    own, once): idx int64 in range, dy [*idx.shape, D] and dweight [V, D] C-contiguous of one dtype, pad -1 = none."""
+    _core.embedding_backward(idx.reshape(-1), dy.reshape(-1, dweight.shape[1]), pad, dweight)
     return dweight
