@@ -398,6 +398,31 @@ def stepper_arrays(gates: int, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any
             optional_float_array("b_hh", b_hh, [gh], dtype))
 
 
+def stepper_states(cell: str, n_states: int, h0: Any, c0: Any, batch: int, hidden: int, dtype: np.dtype
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A stepper's ``reset(h0, c0)``: each [B, H] of the stepper's dtype or None (zeros); ``c0`` must be None for a
+    cell with one state (``n_states`` 1: the GRU, the simple RNN). Returns them C-contiguous."""
+    if c0 is not None and n_states < 2:
+        raise ValueError(f"c0 must be None for a one-state cell (cell {cell!r} has one state, h), "
+                         f"got {type(c0).__name__}")
+    shape = [("B", batch), ("H", hidden)]
+    return optional_float_array("h0", h0, shape, dtype), optional_float_array("c0", c0, shape, dtype)
+
+
+def stepper_input(x: Any, batch: int, inputs: int, dtype: np.dtype) -> np.ndarray:
+    """A stepper's ``step(x)``: x [B, I] of the stepper's dtype, else ValueError. The reference twin calls this; the
+    C++ binding checks the hot call itself, with this message (cpp/bindings/bind_stepper.cpp). Returns it C-ordered."""
+    if not (isinstance(x, np.ndarray) and x.dtype == dtype and x.shape == (batch, inputs)):
+        got = f"dtype {x.dtype} and shape {list(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise ValueError(f"x must be a C-contiguous {dtype} array of shape [B, I] = ({batch}, {inputs}), got {got}")
+    return np.asarray(x, order="C")
+
+
+def no_cell_state(cell: str) -> AttributeError:
+    """What reading ``c`` from a stepper of a one-state cell raises (the C++ binding raises the same)."""
+    return AttributeError(f"c exists only for an LSTM stepper (cell {cell!r} has one state, h)")
+
+
 def scores_array(name: str, a: Any) -> np.ndarray:
     """Softmax scores (or weights) ``[..., N]``: a float array with at least one axis."""
     a = float_array(name, a, None)

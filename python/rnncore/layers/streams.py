@@ -33,10 +33,10 @@ class Stream:
         states = state_tuple(self.kind, state, "state", "", " stream")
         h, c = [None if s is None else float_array(name, s, self._shape, self._dtype)
                 for name, s in zip(("h", "c"), states + (None,) * (2 - len(states)))]
-        self._stepper.reset(h, c)  # the C++ stepper's state slots: h, and c (LSTM only)
+        self._stepper.reset(h, c)  # the stepper's state slots: h, and c (LSTM only)
 
     @property
     def state(self) -> Any:
-        # the C++ stepper has a c only for the LSTM (reading it otherwise copies from an empty buffer)
+        # the stepper has a c only for the LSTM (reading it otherwise raises AttributeError)
         h = self._stepper.h
         return self.kind.pack_states((h, self._stepper.c) if self.kind.n_states == 2 else (h,))

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import _core
 from .._validation import (
     forward_arrays,
+    no_cell_state,
     nonlinearity_name,
     positive_int,
     reset_after_flag,
     stepper_arrays,
+    stepper_states,
     training_flag,
     upstream_arrays,
     workspace_of,
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from .._core import _AnyWorkspace as Workspace, _Stepper as Stepper
+    from .._core import _AnyWorkspace as Workspace, _Stepper as CoreStepper
 
     # What the forwards return (y, the final state(s), the workspace) and the backwards (dx, the initial state(s)'
     # gradients, dw_ih, dw_hh, db_ih, db_hh; a bias's None without that bias).
@@ -142,16 +144,45 @@ def rnn_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray |
 # A stepper runs one time step per call with the weights prepared once and the state kept in C++ (inference only):
 #   stepper.step(x [B, I]) -> the new h [B, H] (a copy); C++ checks x itself (exact C-contiguous [B, I] of the
 #       weights' dtype, else ValueError), so the hot call costs about a microsecond;
-#   stepper.reset(h0, c0) sets the state ([B, H] arrays of the weights' dtype, C-contiguous, or None for zeros; c0 is
-#       the LSTM's and None for the others);
-#   stepper.h, stepper.c: copies of the state (c: LSTM only).
+#   stepper.reset(h0=None, c0=None) sets the state ([B, H] arrays of the weights' dtype, or None for zeros; c0 is
+#       the LSTM's and must be None for the others), checked in Python (rnncore._validation.stepper_states);
+#   stepper.h, stepper.c: copies of the state (c: LSTM only; AttributeError for a one-state cell).
 # The weights are copied: later changes to the caller's arrays do not reach the stepper.
+
+class Stepper:
+    """A streaming stepper (the notes above): the C++ ``_core.Stepper_*`` behind the argument checks of ``reset`` and
+    ``c``. ``step`` is the C++ method itself (an instance attribute), so the hot call costs no Python frame."""
+
+    __slots__ = ("_core", "_cell", "_n_states", "_batch", "_hidden", "_dtype", "step")
+
+    def __init__(self, core: CoreStepper, cell: str, batch: int, hidden: int, dtype: np.dtype) -> None:
+        self._core, self._cell, self._n_states = core, cell, core.n_states  # n_states: the C++ cell table's
+        self._batch, self._hidden, self._dtype = batch, hidden, dtype
+        self.step: Callable[[np.ndarray], np.ndarray] = core.step
+
+    def reset(self, h0: np.ndarray | None = None, c0: np.ndarray | None = None) -> None:
+        """Sets the state: h0, c0 [B, H] (c0 for the LSTM only), None for zeros."""
+        self._core.reset(*stepper_states(self._cell, self._n_states, h0, c0, self._batch, self._hidden, self._dtype))
+
+    @property
+    def h(self) -> np.ndarray:
+        """A copy of the hidden state [B, H]."""
+        return self._core.h
+
+    @property
+    def c(self) -> np.ndarray:
+        """A copy of the LSTM's cell state [B, H]; AttributeError for a one-state cell."""
+        if self._n_states < 2:
+            raise no_cell_state(self._cell)
+        return self._core.c
+
 
 def _stepper(cell: str, gates: int, batch: int, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None,
              b_hh: np.ndarray | None, reset_after: bool, nonlinearity: str) -> Stepper:
     batch = positive_int("batch", batch)
     w_ih, w_hh, b_ih, b_hh = stepper_arrays(gates, w_ih, w_hh, b_ih, b_hh)
-    return _STEPPER_TYPES[w_ih.dtype.name](cell, reset_after, nonlinearity, batch, w_ih, w_hh, b_ih, b_hh)
+    core = _STEPPER_TYPES[w_ih.dtype.name](cell, reset_after, nonlinearity, batch, w_ih, w_hh, b_ih, b_hh)
+    return Stepper(core, cell, batch, w_hh.shape[1], w_ih.dtype)
 
 
 def lstm_stepper(batch: int, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,

@@ -41,6 +41,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._validation import no_cell_state, stepper_input, stepper_states
 from ._common import (
     _active_steps,
     _cast,
@@ -441,21 +442,28 @@ class Stepper:
     weights are copied (float64); results have the weights' dtype."""
 
     def __init__(self, cell, options, batch, w_ih, w_hh, b_ih, b_hh):
+        from .._cell_table import KINDS  # here, not at the top: the cell table imports this module
+
+        self._cell, self._n_states = cell, KINDS[cell].n_states
         self._step, _ = _STEPS[cell]
         self._options = dict(options)
         self._dtype = _result_dtype(w_ih)
         self._w_ih, self._w_hh = _f64(w_ih), _f64(w_hh)
         self._b_ih, self._b_hh = _or_zeros(b_ih, self._w_ih.shape[0]), _or_zeros(b_hh, self._w_hh.shape[0])
-        self._lstm = cell == "lstm"
-        self._shape = (batch, self._w_hh.shape[1])
+        self._batch, self._hidden = batch, self._w_hh.shape[1]
         self.reset(None, None)
 
     def reset(self, h0=None, c0=None):
-        h = _or_zeros(h0, self._shape)
-        self._state: tuple[np.ndarray, ...] = (h, _or_zeros(c0, self._shape)) if self._lstm else (h,)
+        """Sets the state: h0, c0 [B, H] of the weights' dtype (c0 for the LSTM only), None for zeros; the checks are
+        the C++ stepper's (rnncore._validation.stepper_states)."""
+        h0, c0 = stepper_states(self._cell, self._n_states, h0, c0, self._batch, self._hidden, self._dtype)
+        shape = (self._batch, self._hidden)
+        self._state: tuple[np.ndarray, ...] = (_or_zeros(h0, shape), _or_zeros(c0, shape))[:self._n_states]
 
     def step(self, x):
-        """h_t from x_t [B, I] and the kept state: the cell's one-step forward."""
+        """h_t from x_t [B, I] (the weights' dtype, else ValueError as the C++ stepper) and the kept state: the cell's
+        one-step forward."""
+        x = stepper_input(x, self._batch, self._w_ih.shape[1], self._dtype)
         xw = _linear(_f64(x), self._w_ih, self._b_ih)
         self._state, _ = self._step(xw, self._state, self._w_hh, self._b_hh, **self._options)
         return self.h
@@ -466,6 +474,8 @@ class Stepper:
 
     @property
     def c(self):
+        if self._n_states < 2:
+            raise no_cell_state(self._cell)
         return self._state[1].astype(self._dtype)
 
 
