@@ -19,14 +19,14 @@ from support.tolerances import assert_identical
 
 
 def core_forward(cell, inputs, training=True):
-    """Calls ``rnncore._core.<cell>_forward`` directly, with the arguments exactly as given."""
+    """Calls the ``rnncore._core`` twin of the cell's forward op directly, with the arguments exactly as given."""
     args = [inputs["x"], *(inputs[s] for s in cell.state_names), inputs["w_ih"], inputs["w_hh"], inputs["b_ih"],
             inputs["b_hh"], inputs["lengths"], training, *cell.options.values()]
-    return getattr(rnncore._core, f"{cell.op}_forward")(*args)
+    return getattr(rnncore._core, cell.kind.forward.__name__)(*args)
 
 
 def core_backward(cell, ws, upstream):
-    return getattr(rnncore._core, f"{cell.op}_backward")(ws, *upstream.values())
+    return getattr(rnncore._core, cell.kind.backward.__name__)(ws, *upstream.values())
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
