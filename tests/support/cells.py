@@ -6,7 +6,7 @@ the row's op through either implementation with the op API (``rnncore.ops`` or i
 test is written once and run against both, and results come back as named dicts.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,7 +19,7 @@ class Cell:
     """A test case: one row of ``VARIANTS``, and the option values passed to its ops (the row's own unless a test
     replaces them, e.g. ``dataclasses.replace(cell, options={"nonlinearity": np.str_("tanh")})``)."""
     variant: Variant
-    options: dict = field(default=None)  # reset_after / nonlinearity; None: the variant's
+    options: dict | None = None  # reset_after / nonlinearity; None: the variant's
 
     def __post_init__(self):
         if self.options is None:
