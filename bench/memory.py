@@ -68,11 +68,9 @@ def _trim() -> None:
 def _reported(lib: str, runner, cfg: Config, inp: dict) -> dict:
     """What the library itself says it keeps for backward (see the module docstring)."""
     if lib == "rnncore":
-        import rnncore
-        op, kw = cfg.cell.op, cfg.cell.kwargs
-        states = (None, None) if op == "lstm" else (None,)
-        ws = getattr(rnncore.ops, f"{op}_forward")(inp["x"], *states, inp["w_ih"], inp["w_hh"], inp["b_ih"],
-                                                     inp["b_hh"], training=True, **kw)[-1]
+        v = cfg.cell.variant  # the ops of the row: rnncore.ops
+        states = (None,) * v.kind.n_states
+        ws = v.forward(inp["x"], *states, inp["w_ih"], inp["w_hh"], inp["b_ih"], inp["b_hh"], training=True)[-1]
         return {"workspace_bytes": int(ws.nbytes)}
     if lib == "torch":
         torch = runner.torch

@@ -42,8 +42,8 @@ def package_flags(build_dir: Path | None = None) -> tuple[list[str], bool]:
         openmp = any(b"libgomp" in so.read_bytes() for so in build_dir.glob("_core*.so"))
         return config["SIMD_FLAGS"].split(), openmp
     try:
-        from rnncore import _build_config, _core
-        return _build_config.SIMD_FLAGS.split(), bool(_core.has_openmp())
+        from rnncore import _build_config, ops
+        return _build_config.SIMD_FLAGS.split(), ops.has_openmp()
     except ImportError:  # no package importable: the package's default on an AVX2 machine
         return ["-mavx2", "-mfma", "-mf16c"], True
 

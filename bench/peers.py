@@ -43,11 +43,11 @@ class Runner:
 # ---- rnncore and its NumPy reference -----------------------------------------------------------------------------
 
 
-def _call_ops(module, cfg: Config, inp: dict, mode: str):
-    """One call of rnncore.ops or rnncore.reference (same API): returns (run, outputs)."""
-    op, kw = cfg.cell.op, cfg.cell.kwargs
-    forward, backward = getattr(module, f"{op}_forward"), getattr(module, f"{op}_backward")
-    states = (None, None) if op == "lstm" else (None,)
+def _call_ops(forward: Callable, backward: Callable, cfg: Config, inp: dict, mode: str):
+    """One call of the cell's row's ops (rnncore.ops) or their twins in rnncore.reference (same API), initial states
+    zero: returns (run, outputs)."""
+    kw = cfg.cell.kwargs
+    states = (None,) * cfg.cell.variant.kind.n_states
     args = (inp["x"], *states, inp["w_ih"], inp["w_hh"], inp["b_ih"], inp["b_hh"])
     if mode == "inference":
         def run():
@@ -79,7 +79,8 @@ class Rnncore(Runner):
         self.rc.set_num_threads(threads)
 
     def prepare(self, cfg, inp, mode):
-        return _call_ops(self.rc.ops, cfg, inp, mode)
+        kind = cfg.cell.variant.kind
+        return _call_ops(kind.forward, kind.backward, cfg, inp, mode)
 
 
 class Reference(Runner):
@@ -95,10 +96,22 @@ class Reference(Runner):
         return forward_flops(cfg.cell, cfg.shape) <= REFERENCE_MAX_FLOPS
 
     def prepare(self, cfg, inp, mode):
-        return _call_ops(self.ref, cfg, inp, mode)
+        kind = cfg.cell.variant.kind
+        return _call_ops(kind.reference_forward, kind.reference_backward, cfg, inp, mode)
 
 
 # ---- PyTorch ------------------------------------------------------------------------------------------------------
+
+#: rnncore options torch.nn has no keyword for (torch.nn.GRU always applies the reset gate after the hidden product).
+#: The other options (nonlinearity) are torch's keywords too, with the same values.
+_NOT_TORCH_OPTIONS = frozenset({"reset_after"})
+
+
+def _torch_options(variant) -> dict:
+    """The keywords of the variant's torch.nn class (``variant.kind.torch``). A variant torch lacks
+    (``variant.in_torch`` False: GRU reset_after=False) gets torch's nearest module, the class's own equations:
+    Torch.supports keeps it out of the timed comparison; bench/memory.py measures that module's memory."""
+    return {name: value for name, value in variant.options.items() if name not in _NOT_TORCH_OPTIONS}
 
 
 class Torch(Runner):
@@ -116,19 +129,14 @@ class Torch(Runner):
         self.version = torch.__version__
 
     def supports(self, cfg, mode):
-        return cfg.cell.name != "gru_rb"
+        return cfg.cell.variant.in_torch
 
     def configure(self, threads):
         self.torch.set_num_threads(threads)
 
     def _module(self, cfg, inp):
-        torch, s = self.torch, cfg.shape
-        if cfg.cell.op == "lstm":
-            m = torch.nn.LSTM(s.I, s.H)
-        elif cfg.cell.op == "gru":
-            m = torch.nn.GRU(s.I, s.H)
-        else:
-            m = torch.nn.RNN(s.I, s.H, nonlinearity=cfg.cell.kwargs["nonlinearity"])
+        torch, s, v = self.torch, cfg.shape, cfg.cell.variant
+        m = getattr(torch.nn, v.kind.torch)(s.I, s.H, **_torch_options(v))
         # rnncore's weights are PyTorch's layout: they load as a state_dict unchanged.
         names = {"w_ih": "weight_ih_l0", "w_hh": "weight_hh_l0", "b_ih": "bias_ih_l0", "b_hh": "bias_hh_l0"}
         m.load_state_dict({torch_name: torch.from_numpy(inp[k]) for k, torch_name in names.items()})
@@ -179,11 +187,60 @@ def jax_environment(threads: int) -> dict:
     return env
 
 
+def _jax_lstm_step(jax, w_hh, b_hh, H, options):
+    sigmoid, jnp = jax.nn.sigmoid, jax.numpy
+
+    def step(carry, xw_t):
+        h, c = carry
+        g = xw_t + h @ w_hh.T + b_hh
+        i, f, gg, o = jnp.split(g, 4, axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * jnp.tanh(gg)
+        h = sigmoid(o) * jnp.tanh(c)
+        return (h, c), h
+    return step
+
+
+def _jax_gru_step(jax, w_hh, b_hh, H, options):
+    sigmoid, jnp = jax.nn.sigmoid, jax.numpy
+    if options["reset_after"]:
+        def step(h, xw_t):
+            hw = h @ w_hh.T + b_hh
+            xr, xz, xn = jnp.split(xw_t, 3, axis=-1)
+            hr, hz, hn = jnp.split(hw, 3, axis=-1)
+            r, z = sigmoid(xr + hr), sigmoid(xz + hz)
+            n = jnp.tanh(xn + r * hn)
+            h = (1 - z) * n + z * h
+            return h, h
+        return step
+
+    def step_reset_before(h, xw_t):  # n = tanh(x W_in^T + b_in + (r*h) W_hn^T + b_hn)
+        w_rz, w_n = w_hh[: 2 * H], w_hh[2 * H:]
+        xr, xz, xn = jnp.split(xw_t, 3, axis=-1)
+        hr, hz = jnp.split(h @ w_rz.T + b_hh[: 2 * H], 2, axis=-1)
+        r, z = sigmoid(xr + hr), sigmoid(xz + hz)
+        n = jnp.tanh(xn + (r * h) @ w_n.T + b_hh[2 * H:])
+        h = (1 - z) * n + z * h
+        return h, h
+    return step_reset_before
+
+
+def _jax_rnn_step(jax, w_hh, b_hh, H, options):
+    jnp = jax.numpy
+    act = jnp.tanh if options["nonlinearity"] == "tanh" else (lambda v: jnp.maximum(v, 0))
+
+    def step(h, xw_t):
+        h = act(xw_t + h @ w_hh.T + b_hh)
+        return h, h
+    return step
+
+
 def _jax_forward(cell, jax):
     """The cell as a scan: the input projection of all steps as one matmul outside the scan (as the kernels do),
     then per step h·W_hh^T and the gate math. Same equations as docs/design.md §2."""
-    op, kw = cell.op, cell.kwargs
-    jnp, lax, sigmoid = jax.numpy, jax.lax, jax.nn.sigmoid
+    from rnncore._cell_table import GRU, LSTM, RNN
+    kind, options = cell.variant.kind, cell.kwargs
+    make_step = {LSTM: _jax_lstm_step, GRU: _jax_gru_step, RNN: _jax_rnn_step}[kind]  # by the table's rows
+    jnp, lax = jax.numpy, jax.lax
 
     def forward(params, x):
         w_ih, w_hh, b_ih, b_hh = params
@@ -191,43 +248,8 @@ def _jax_forward(cell, jax):
         H = w_hh.shape[1]
         xw = (x.reshape(T * B, I) @ w_ih.T + b_ih).reshape(T, B, -1)
         h0 = jnp.zeros((B, H), x.dtype)
-        if op == "lstm":
-            def step(carry, xw_t):
-                h, c = carry
-                g = xw_t + h @ w_hh.T + b_hh
-                i, f, gg, o = jnp.split(g, 4, axis=-1)
-                c = sigmoid(f) * c + sigmoid(i) * jnp.tanh(gg)
-                h = sigmoid(o) * jnp.tanh(c)
-                return (h, c), h
-            carry0 = (h0, h0)
-        elif op == "gru" and kw["reset_after"]:
-            def step(h, xw_t):
-                hw = h @ w_hh.T + b_hh
-                xr, xz, xn = jnp.split(xw_t, 3, axis=-1)
-                hr, hz, hn = jnp.split(hw, 3, axis=-1)
-                r, z = sigmoid(xr + hr), sigmoid(xz + hz)
-                n = jnp.tanh(xn + r * hn)
-                h = (1 - z) * n + z * h
-                return h, h
-            carry0 = h0
-        elif op == "gru":  # reset_after=False: n = tanh(x W_in^T + b_in + (r*h) W_hn^T + b_hn)
-            def step(h, xw_t):
-                w_rz, w_n = w_hh[: 2 * H], w_hh[2 * H:]
-                xr, xz, xn = jnp.split(xw_t, 3, axis=-1)
-                hr, hz = jnp.split(h @ w_rz.T + b_hh[: 2 * H], 2, axis=-1)
-                r, z = sigmoid(xr + hr), sigmoid(xz + hz)
-                n = jnp.tanh(xn + (r * h) @ w_n.T + b_hh[2 * H:])
-                h = (1 - z) * n + z * h
-                return h, h
-            carry0 = h0
-        else:
-            act = jnp.tanh if kw["nonlinearity"] == "tanh" else (lambda v: jnp.maximum(v, 0))
-
-            def step(h, xw_t):
-                h = act(xw_t + h @ w_hh.T + b_hh)
-                return h, h
-            carry0 = h0
-        return lax.scan(step, carry0, xw)[1]
+        carry0 = h0 if kind.n_states == 1 else (h0,) * kind.n_states  # every initial state zero
+        return lax.scan(make_step(jax, w_hh, b_hh, H, options), carry0, xw)[1]
 
     return forward
 

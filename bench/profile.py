@@ -58,9 +58,9 @@ def child(spec: dict) -> None:
     rnncore.set_num_threads(spec["threads"])
     cfg = Config(CELLS[spec["cell"]], Shape(**spec["shape"]))
     inp = make_inputs(cfg)
-    op, kw = cfg.cell.op, cfg.cell.kwargs
-    fwd, bwd = getattr(rnncore.ops, f"{op}_forward"), getattr(rnncore.ops, f"{op}_backward")
-    args = (inp["x"], *((None, None) if op == "lstm" else (None,)), inp["w_ih"], inp["w_hh"], inp["b_ih"], inp["b_hh"])
+    kind, kw = cfg.cell.variant.kind, cfg.cell.kwargs
+    fwd, bwd = kind.forward, kind.backward  # the row's ops (rnncore.ops)
+    args = (inp["x"], *(None,) * kind.n_states, inp["w_ih"], inp["w_hh"], inp["b_ih"], inp["b_hh"])
     ws = fwd(*args, training=True, **kw)[-1]
     phases = {"forward (inference)": lambda: fwd(*args, training=False, **kw)} if spec["mode"] == "inference" else {
         "forward (training)": lambda: fwd(*args, training=True, **kw),
@@ -279,9 +279,10 @@ def gemm_specs(cfg: Config) -> dict[tuple[str, str], list[str]]:
     M >= 16 rows; main() falls back to Eigen's spec where the build has no tile)."""
     s, G = cfg.shape, cfg.cell.gates
     T, B, I, H, GH, TB = s.T, s.B, s.I, s.H, G * s.H, s.T * s.B
-    gru = cfg.cell.op == "gru"
-    rec_fwd = ([f"nt:{B}:{2 * H}:{H}:{T}", f"nt:{B}:{H}:{H}:{T}"] if cfg.cell.name == "gru_rb"
-               else [f"nt:{B}:{GH}:{H}:{T}"])
+    from rnncore._cell_table import GRU
+    gru = cfg.cell.variant.kind is GRU  # GRU's backward splits W_hh into its r,z and n blocks
+    reset_before = gru and not cfg.cell.kwargs["reset_after"]  # ... and so does its reset_after=False forward
+    rec_fwd = [f"nt:{B}:{2 * H}:{H}:{T}", f"nt:{B}:{H}:{H}:{T}"] if reset_before else [f"nt:{B}:{GH}:{H}:{T}"]
     rec_bwd = [f"nn:{B}:{H}:{2 * H}:{T}", f"nn:{B}:{H}:{H}:{T}"] if gru else [f"nn:{B}:{H}:{GH}:{T}"]
     wgrad = [f"tn:{GH}:{I}:{TB}"] + ([f"tn:{2 * H}:{H}:{TB}", f"tn:{H}:{H}:{TB}"] if gru else [f"tn:{GH}:{H}:{TB}"])
     def tile(spec: str) -> str:

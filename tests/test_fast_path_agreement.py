@@ -4,7 +4,7 @@ breaks exactly that rule is refused by ``_core`` (NotImplemented) and then eithe
 argument in ``rnncore.ops``, or (a rule about how a valid value is passed: a strided array, int32 lengths, a numpy
 bool) is converted by ``rnncore.ops`` and gives the exact call's results. The exact call is taken by both.
 
-A rule added to the table without a way to break it here fails ``test_every_rule_has_a_violation``."""
+A rule added to the table without a way to break it here (in ``BREAKERS``) fails ``test_every_rule_has_a_violation``."""
 
 import re
 
@@ -43,7 +43,7 @@ def exact_call(kernel, dtype=np.float64):
                np.array([T, 2], np.int64), True, *v.options.values()]
     if kernel.endswith("_forward"):
         return forward
-    workspace = getattr(rnncore._core, f"{v.kind.name}_forward")(*forward)[-1]
+    workspace = getattr(rnncore._core, v.kind.forward.__name__)(*forward)[-1]
     upstream = [rng.standard_normal((T, B, H)).astype(dtype),
                 *[rng.standard_normal((B, H)).astype(dtype) for _ in v.kind.states]]
     return [workspace, *upstream]
@@ -66,6 +66,35 @@ def resized(a, axis):
     return np.zeros(shape, a.dtype)
 
 
+# How to break each rule of the table, by (argument kind, rule id): the value to pass instead of the exact call's
+# argument ``a`` of ``kernel``. PER_AXIS is broken apart, once per axis the argument does not define (violations()).
+PER_AXIS = ("array", "size")
+BREAKERS = {
+    ("array", "ndarray"): lambda a, kernel: a.tolist(),
+    ("array", "float_dtype"): lambda a, kernel: a.astype(np.int64),
+    ("array", "same_dtype"): lambda a, kernel: a.astype(other_float(a.dtype)),
+    ("array", "native_byte_order"): lambda a, kernel: a.astype(a.dtype.newbyteorder()),
+    ("array", "rank"): lambda a, kernel: a[..., None],
+    ("array", "exact_type"): lambda a, kernel: a.view(_Subclass),
+    ("array", "c_contiguous"): lambda a, kernel: strided(a),
+    ("lengths", "integer_dtype"): lambda a, kernel: a.astype(np.float64),
+    ("lengths", "int64"): lambda a, kernel: a.astype(np.int32),
+    ("lengths", "ndarray"): lambda a, kernel: a.tolist(),
+    ("lengths", "c_contiguous"): lambda a, kernel: strided(a),
+    ("lengths", "shape"): lambda a, kernel: np.append(a, 1),
+    ("lengths", "range"): lambda a, kernel: np.array([T + 1, 1], np.int64),
+    ("flag", "bool"): lambda a, kernel: 1,
+    ("strict_flag", "bool_type"): lambda a, kernel: "True",
+    ("strict_flag", "bool"): lambda a, kernel: np.True_,
+    ("choice", "option"): lambda a, kernel: a.upper(),
+    ("choice", "exact_str"): lambda a, kernel: np.str_(a),
+    ("workspace", "workspace_type"): lambda a, kernel: reference_cache(kernel),
+    ("workspace", "workspace_cell"): lambda a, kernel: other_cells_workspace(kernel),
+}
+# Each forward size rule: the letter set to 0 to break it, and the argument its error names.
+ZERO_SIZE = {"I_at_least_1": ("I", "x"), "H_at_least_1": ("H", "w_hh")}
+
+
 def violations(kernel):
     """(argument, rule id, the call with that rule broken, the argument the error must name); every rule of every
     argument of ``kernel``, one entry per way of breaking it."""
@@ -84,7 +113,7 @@ def violations(kernel):
         a = call[position[arg.name]]
         for rule in arg.rules:
             key = (arg.kind, rule.id)
-            if key == ("array", "size"):
+            if key == PER_AXIS:
                 for axis, letter in enumerate(arg.letters):
                     if DEFINED_BY[direction].get(letter) == (arg.name, axis):
                         continue  # this argument sets the size: another size is another valid call
@@ -94,39 +123,20 @@ def violations(kernel):
                 # x sets the call's dtype: the other float dtype there breaks the rule for every other array
                 out.append((arg, rule.id, broken("x", a.astype(other_float(a.dtype))), "w_hh"))
                 continue
-            value = {
-                ("array", "ndarray"): lambda a: a.tolist(),
-                ("array", "float_dtype"): lambda a: a.astype(np.int64),
-                ("array", "same_dtype"): lambda a: a.astype(other_float(a.dtype)),
-                ("array", "native_byte_order"): lambda a: a.astype(a.dtype.newbyteorder()),
-                ("array", "rank"): lambda a: a[..., None],
-                ("array", "exact_type"): lambda a: a.view(_Subclass),
-                ("array", "c_contiguous"): lambda a: strided(a),
-                ("lengths", "integer_dtype"): lambda a: a.astype(np.float64),
-                ("lengths", "int64"): lambda a: a.astype(np.int32),
-                ("lengths", "ndarray"): lambda a: a.tolist(),
-                ("lengths", "c_contiguous"): lambda a: strided(a),
-                ("lengths", "shape"): lambda a: np.append(a, 1),
-                ("lengths", "range"): lambda a: np.array([T + 1, 1], np.int64),
-                ("flag", "bool"): lambda a: 1,
-                ("strict_flag", "bool_type"): lambda a: "True",
-                ("strict_flag", "bool"): lambda a: np.True_,
-                ("choice", "option"): lambda a: a.upper(),
-                ("choice", "exact_str"): lambda a: np.str_(a),
-                ("workspace", "workspace_type"): lambda a: reference_cache(kernel),
-                ("workspace", "workspace_cell"): lambda a: other_cells_workspace(kernel),
-            }[key](a)
-            out.append((arg, rule.id, broken(arg.name, value), arg.name))
+            if key not in BREAKERS:
+                continue  # a rule with no way to break it here: test_every_rule_has_a_violation names it
+            out.append((arg, rule.id, broken(arg.name, BREAKERS[key](a, kernel)), arg.name))
     if direction == "forward":
         for rule in FORWARD_SIZE_RULES:
-            out.append((None, rule.id, zero_size_call(kernel, call, position, rule.id),
-                        "x" if rule.id == "I_at_least_1" else "w_hh"))
+            if rule.id in ZERO_SIZE:
+                letter, named = ZERO_SIZE[rule.id]
+                out.append((None, rule.id, zero_size_call(kernel, call, position, letter), named))
     return out
 
 
 def reference_cache(kernel):
     v = cell_of(kernel)
-    forward = exact_call(f"{v.kind.name}_forward")
+    forward = exact_call(v.kind.forward.__name__)
     return v.kind.reference_forward(*forward[:-1 - len(v.options)])[-1]
 
 
@@ -135,10 +145,10 @@ def other_cells_workspace(kernel):
     return exact_call(f"{other}_backward")[0]
 
 
-def zero_size_call(kernel, call, position, rule_id):
-    """The exact call with I = 0 (x and w_ih) or H = 0 (every array with an H or G*H axis)."""
+def zero_size_call(kernel, call, position, letter):
+    """The exact call with ``letter`` (I or H) = 0 in every array with that axis (I: x and w_ih; H: every array with
+    an H or G*H axis)."""
     c = list(call)
-    letter = "I" if rule_id == "I_at_least_1" else "H"
     for arg in KERNEL_ARGUMENTS[kernel]:
         if arg.kind == "array" and any(letter in lt for lt in arg.letters):
             a = c[position[arg.name]]
@@ -163,13 +173,26 @@ def same_results(got, want):
             assert (g is None) == (w is None)
 
 
+def checked_twin(kernel, call):
+    """The same call made inexact (its first array, x or dy, strided): ``_core`` refuses it, so ``ops`` runs it through
+    the Python checks and re-calls the kernel with what they return, an expectation not taken on the exact path."""
+    first = next(k for k, arg in enumerate(KERNEL_ARGUMENTS[kernel]) if arg.kind == "array")
+    twin = list(call)
+    twin[first] = strided(call[first])
+    return twin
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("kernel", list(KERNEL_ARGUMENTS))
 def test_the_exact_call_is_taken_by_both(kernel, dtype):
     call = exact_call(kernel, dtype)
     fast = getattr(rnncore._core, kernel)(*call)
     assert fast is not NotImplemented
-    same_results(getattr(ops, kernel)(*call), fast)
+    twin = checked_twin(kernel, call)
+    assert getattr(rnncore._core, kernel)(*twin) is NotImplemented
+    checked = getattr(ops, kernel)(*twin)
+    same_results(fast, checked)
+    same_results(getattr(ops, kernel)(*call), checked)
 
 
 @pytest.mark.parametrize("kernel,rule,call,named", list(cases()))
@@ -184,13 +207,9 @@ def test_a_broken_rule_is_refused_by_cpp_and_handled_by_python(kernel, rule, cal
 
 
 def test_every_rule_has_a_violation():
-    """Every rule of every argument appears among the cases (so the walk above covers the whole table)."""
-    covered = {(k, a.name if a else None, r.split("[")[0]) for k in KERNEL_ARGUMENTS for a, r, _, _ in violations(k)}
-    for kernel, args in KERNEL_ARGUMENTS.items():
-        for arg in args:
-            for rule in arg.rules:
-                direction = "forward" if kernel.endswith("_forward") else "backward"
-                if rule.id == "size" and all(DEFINED_BY[direction].get(lt, (None,))[0] == arg.name
-                                             for lt in arg.letters):
-                    continue  # x: every size it has is its own
-                assert (kernel, arg.name, rule.id) in covered, (kernel, arg.name, rule.id)
+    """Every rule of the table has a way to break it here and every way breaks a rule of the table: the rules of
+    KERNEL_ARGUMENTS, by (argument kind, rule id), are the keys violations() handles; the forward size rules are
+    ZERO_SIZE's keys."""
+    rules = {(arg.kind, rule.id) for args in KERNEL_ARGUMENTS.values() for arg in args for rule in arg.rules}
+    assert rules == {PER_AXIS, *BREAKERS}
+    assert {rule.id for rule in FORWARD_SIZE_RULES} == set(ZERO_SIZE)

@@ -19,33 +19,48 @@ from support.tolerances import assert_identical
 
 
 def core_forward(cell, inputs, training=True):
-    """Calls ``rnncore._core.<cell>_forward`` directly, with the arguments exactly as given."""
+    """Calls the ``rnncore._core`` twin of the cell's forward op directly, with the arguments exactly as given."""
     args = [inputs["x"], *(inputs[s] for s in cell.state_names), inputs["w_ih"], inputs["w_hh"], inputs["b_ih"],
             inputs["b_hh"], inputs["lengths"], training, *cell.options.values()]
-    return getattr(rnncore._core, f"{cell.op}_forward")(*args)
+    return getattr(rnncore._core, cell.kind.forward.__name__)(*args)
 
 
 def core_backward(cell, ws, upstream):
-    return getattr(rnncore._core, f"{cell.op}_backward")(ws, *upstream.values())
+    return getattr(rnncore._core, cell.kind.backward.__name__)(ws, *upstream.values())
+
+
+def checked_twin(inputs):
+    """The same call made inexact (w_hh strided, lengths a list), so ``ops`` runs it through the Python checks and
+    re-calls the kernel with what they return: an expectation that does not go through the exact path."""
+    twin = dict(inputs, w_hh=np.repeat(inputs["w_hh"], 2, axis=-1)[..., ::2])
+    if inputs["lengths"] is not None:
+        twin["lengths"] = inputs["lengths"].tolist()
+    return twin
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
 def test_exact_call_runs_without_python_checks(cell, dtype, lengths):
-    """The common call (exact C-contiguous arrays, int64 lengths, bool flags) is taken by _core as it is."""
+    """The common call (exact C-contiguous arrays, int64 lengths, bool flags) is taken by _core as it is, with the
+    results of the same call made inexact (checked_twin), which goes through the Python checks."""
     inputs, upstream = inputs_for(cell, dtype=dtype, seed=6, lengths=lengths)
     if lengths:
         inputs["lengths"] = inputs["lengths"].astype(np.int64)
     out = core_forward(cell, inputs)
     assert out is not NotImplemented
-    want, ws = run_forward(ops, cell, inputs)
+    checked = checked_twin(inputs)
+    assert core_forward(cell, checked) is NotImplemented
+    want, ws = run_forward(ops, cell, checked)
     for got, name in zip(out, cell.output_names):
         np.testing.assert_array_equal(got, want[name], err_msg=name)
     grads = core_backward(cell, out[-1], upstream)
     assert grads is not NotImplemented
+    fortran = {k: np.asfortranarray(v) for k, v in upstream.items()}  # inexact: backward takes the checks too
+    assert core_backward(cell, ws, fortran) is NotImplemented
+    dwant = run_backward(ops, cell, ws, fortran)
     for got, name in zip(grads, cell.gradient_names):
-        assert_identical(got, run_backward(ops, cell, ws, upstream)[name], name)
+        assert_identical(got, dwant[name], name)
 
 
 class _Subclass(np.ndarray):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rnncore import reference
+from rnncore._cell_table import GRU, LSTM
 
 from support.arrays import numerical_gradient
 from support.cells import CELL_IDS, CELLS, loss, make_inputs, run_backward, run_forward
@@ -87,9 +88,9 @@ def hand_run(cell, inp):
         h = np.zeros(H) if inp["h0"] is None else inp["h0"][b]
         c = np.zeros(H) if inp.get("c0") is None else inp["c0"][b]
         for t in range(lengths[b]):
-            if cell.op == "lstm":
+            if cell.kind is LSTM:
                 h, c = hand_lstm_step(x[t, b], h, c, p, cell.options)
-            elif cell.op == "gru":
+            elif cell.kind is GRU:
                 h = hand_gru_step(x[t, b], h, p, cell.options)
             else:
                 h = hand_rnn_step(x[t, b], h, p, cell.options)

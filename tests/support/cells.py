@@ -1,28 +1,56 @@
-"""One table of the recurrent cell variants and the helpers every kernel test uses to drive them.
+"""The recurrent cell variants under test and the helpers every kernel test uses to drive them.
 
-``run_forward``/``run_backward`` call the same op through any implementation with the op API (``rnncore.ops`` or
-``rnncore.reference``), so a test is written once and run against both, and results come back as named dicts.
+The cases are the rows of the package's one cell table (``rnncore._cell_table.VARIANTS``): a case's gates, states,
+options and functions are its row's, so a new variant there is a new case here. ``run_forward``/``run_backward`` call
+the row's op through either implementation with the op API (``rnncore.ops`` or its twin ``rnncore.reference``), so a
+test is written once and run against both, and results come back as named dicts.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from rnncore import ops, reference
+from rnncore._cell_table import VARIANTS, CellKind, Variant
 
 
 @dataclass(frozen=True)
 class Cell:
-    name: str          # test id
-    op: str            # lstm | gru | rnn  (prefix of the ops' names)
-    gates: int
-    options: dict = field(default_factory=dict)  # reset_after / nonlinearity
+    """A test case: one row of ``VARIANTS``, and the option values passed to its ops (the row's own unless a test
+    replaces them, e.g. ``dataclasses.replace(cell, options={"nonlinearity": np.str_("tanh")})``)."""
+    variant: Variant
+    options: dict | None = None  # reset_after / nonlinearity; None: the variant's
+
+    def __post_init__(self):
+        if self.options is None:
+            object.__setattr__(self, "options", self.variant.options)
+
+    @property
+    def name(self):
+        """The test id."""
+        return self.variant.name
+
+    @property
+    def kind(self) -> CellKind:
+        return self.variant.kind
+
+    @property
+    def op(self):
+        """The ops' prefix (lstm | gru | rnn), for test ids."""
+        return self.kind.name
+
+    @property
+    def gates(self):
+        return self.kind.n_gates
 
     @property
     def has_cell_state(self):
-        return self.op == "lstm"
+        return "c" in self.kind.states
 
     @property
     def state_names(self):
-        return ("h0", "c0") if self.has_cell_state else ("h0",)
+        """The initial states forward takes, in order: ("h0",) or ("h0", "c0")."""
+        return tuple(s + "0" for s in self.kind.states)
 
     @property
     def input_names(self):
@@ -36,16 +64,19 @@ class Cell:
 
     @property
     def output_names(self):
-        return ("y", "h_n", "c_n") if self.has_cell_state else ("y", "h_n")
+        """What forward returns before the workspace: y and each final state ("h_n", and "c_n" for an LSTM)."""
+        return ("y",) + tuple(s + "_n" for s in self.kind.states)
+
+    def functions(self, impl):
+        """The row's (forward, backward) in ``impl``: the ops (``rnncore.ops``) or their reference twins."""
+        if impl is ops:
+            return self.kind.forward, self.kind.backward
+        if impl is reference:
+            return self.kind.reference_forward, self.kind.reference_backward
+        raise ValueError(f"no {self.kind.title} functions in {impl!r}: expected rnncore.ops or rnncore.reference")
 
 
-CELLS = [
-    Cell("lstm", "lstm", 4),
-    Cell("gru_reset_after", "gru", 3, {"reset_after": True}),
-    Cell("gru_reset_before", "gru", 3, {"reset_after": False}),
-    Cell("rnn_tanh", "rnn", 1, {"nonlinearity": "tanh"}),
-    Cell("rnn_relu", "rnn", 1, {"nonlinearity": "relu"}),
-]
+CELLS = [Cell(v) for v in VARIANTS]
 CELL_IDS = [c.name for c in CELLS]
 
 
@@ -66,24 +97,23 @@ def make_inputs(rng, cell, T, B, I, H, dtype, bias=True, lengths=False):
                   lengths=rng.integers(1, T + 1, size=B) if lengths else None)
     for s in cell.state_names:
         inputs[s] = normal(B, H)
-    upstream = dict(dy=normal(T, B, H), dh_n=normal(B, H))
-    if cell.has_cell_state:
-        upstream["dc_n"] = normal(B, H)
+    upstream = {"dy": normal(T, B, H), **{"d" + s: normal(B, H) for s in cell.output_names[1:]}}
     return inputs, upstream
 
 
 def run_forward(impl, cell, inputs, training=True):
-    """Runs ``impl.<cell>_forward``; returns (dict of named outputs, workspace)."""
+    """Runs the cell's forward in ``impl`` (ops or reference); returns (dict of named outputs, workspace)."""
     args = [inputs["x"], *(inputs[s] for s in cell.state_names),
             inputs["w_ih"], inputs["w_hh"], inputs["b_ih"], inputs["b_hh"]]
-    *outputs, ws = getattr(impl, f"{cell.op}_forward")(*args, lengths=inputs["lengths"], training=training,
-                                                       **cell.options)
+    forward, _ = cell.functions(impl)
+    *outputs, ws = forward(*args, lengths=inputs["lengths"], training=training, **cell.options)
     return dict(zip(cell.output_names, outputs)), ws
 
 
 def run_backward(impl, cell, ws, upstream):
-    """Runs ``impl.<cell>_backward``; returns a dict of named gradients."""
-    grads = getattr(impl, f"{cell.op}_backward")(ws, **upstream)
+    """Runs the cell's backward in ``impl`` (ops or reference); returns a dict of named gradients."""
+    _, backward = cell.functions(impl)
+    grads = backward(ws, **upstream)
     assert len(grads) == len(cell.gradient_names)
     return dict(zip(cell.gradient_names, grads))
 
