@@ -74,6 +74,7 @@ BAD_INPUTS = [
     pytest.param(lambda: np.ones((B, I + 1)), id="features"),
     pytest.param(lambda: np.ones(I), id="1-d"),
     pytest.param(lambda: np.ones((B, I), np.float32), id="dtype"),
+    pytest.param(lambda: np.ones((B, I), order="F"), id="Fortran order"),
 ]
 
 
@@ -140,3 +141,27 @@ def test_the_raw_binding_stays_in_bounds(v, dtype):
         make(w_ih.ravel(), w_hh, None, None)
     with pytest.raises(ValueError, match=r"batch must be >= 1"):
         core(v.kind.name, True, "tanh", 0, w_ih, w_hh, None, None)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=lambda v: v.name)
+def test_ops_stepper_does_not_copy_its_cpp_state(v):
+    """The state lives in C++: copying, deep-copying or pickling the stepper raises (a shallow copy would share and
+    advance one state), as the raw C++ object does; weak references work."""
+    import copy
+    import pickle
+    import weakref
+
+    stepper = v.stepper(B, *weights(v))
+    for duplicate in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="cannot pickle"):
+            duplicate(stepper)
+    assert weakref.ref(stepper)() is stepper
+
+
+def test_reset_reports_h0_before_a_one_state_c0():
+    """A bad h0 and a c0 given to a one-state cell: both the checks in Python and the binding name h0 first."""
+    v = next(v for v in VARIANTS if v.kind.n_states == 1)
+    stepper = v.stepper(B, *weights(v))
+    for target in (stepper, stepper._core):
+        with pytest.raises(ValueError, match="h0 must have shape"):
+            target.reset(np.zeros((1, 1)), np.zeros((B, H)))

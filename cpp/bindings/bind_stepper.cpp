@@ -20,7 +20,7 @@ Array<T> copy_state(const T* data, index_t B, index_t H) {
   return out;
 }
 
-/// "(2, 3)": an array's shape as numpy prints it, for error messages.
+/// "[2, 3]": an array's shape (as a list), for error messages.
 inline std::string shape_text(const py::array& a) {
   return std::string(py::str(py::cast(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()))));
 }
@@ -60,8 +60,8 @@ void register_dtype(py::module_& m) {
                throw py::value_error("w_ih [G*H, I] and w_hh [G*H, H] must be 2-D with I, H >= 1, got shapes " +
                                      shape_text(w_ih) + " and " + shape_text(w_hh));
              const py::ssize_t GH = cell_traits(spec.kind).gates * w_hh.shape(1);
+             require_shape("w_hh", w_hh, {GH, w_hh.shape(1)}, "[G*H, H]");  // w_hh fixes H, so it is checked first
              require_shape("w_ih", w_ih, {GH, w_ih.shape(1)}, "[G*H, I]");
-             require_shape("w_hh", w_hh, {GH, w_hh.shape(1)}, "[G*H, H]");
              if (b_ih) require_shape("b_ih", *b_ih, {GH}, "[G*H]");
              if (b_hh) require_shape("b_hh", *b_hh, {GH}, "[G*H]");
              spec.reset_after = reset_after;

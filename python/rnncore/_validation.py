@@ -402,17 +402,19 @@ def stepper_states(cell: str, n_states: int, h0: Any, c0: Any, batch: int, hidde
                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """A stepper's ``reset(h0, c0)``: each [B, H] of the stepper's dtype or None (zeros); ``c0`` must be None for a
     cell with one state (``n_states`` 1: the GRU, the simple RNN). Returns them C-contiguous."""
+    shape = [("B", batch), ("H", hidden)]
+    h0 = optional_float_array("h0", h0, shape, dtype)  # h0 first, as the C++ binding checks them
     if c0 is not None and n_states < 2:
         raise ValueError(f"c0 must be None for a one-state cell (cell {cell!r} has one state, h), "
                          f"got {type(c0).__name__}")
-    shape = [("B", batch), ("H", hidden)]
-    return optional_float_array("h0", h0, shape, dtype), optional_float_array("c0", c0, shape, dtype)
+    return h0, optional_float_array("c0", c0, shape, dtype)
 
 
 def stepper_input(x: Any, batch: int, inputs: int, dtype: np.dtype) -> np.ndarray:
-    """A stepper's ``step(x)``: x [B, I] of the stepper's dtype, else ValueError. The reference twin calls this; the
-    C++ binding checks the hot call itself, with this message (cpp/bindings/bind_stepper.cpp). Returns it C-ordered."""
-    if not (isinstance(x, np.ndarray) and x.dtype == dtype and x.shape == (batch, inputs)):
+    """A stepper's ``step(x)``: x a C-contiguous [B, I] array of the stepper's dtype, else ValueError. The reference
+    twin calls this; the C++ binding checks the hot call itself, with this message (cpp/bindings/bind_stepper.cpp),
+    except that pybind11 refuses a non-array before (TypeError)."""
+    if not (isinstance(x, np.ndarray) and x.dtype == dtype and x.shape == (batch, inputs) and x.flags.c_contiguous):
         got = f"dtype {x.dtype} and shape {list(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
         raise ValueError(f"x must be a C-contiguous {dtype} array of shape [B, I] = ({batch}, {inputs}), got {got}")
     return np.asarray(x, order="C")

@@ -153,7 +153,7 @@ class Stepper:
     """A streaming stepper (the notes above): the C++ ``_core.Stepper_*`` behind the argument checks of ``reset`` and
     ``c``. ``step`` is the C++ method itself (an instance attribute), so the hot call costs no Python frame."""
 
-    __slots__ = ("_core", "_cell", "_n_states", "_batch", "_hidden", "_dtype", "step")
+    __slots__ = ("_core", "_cell", "_n_states", "_batch", "_hidden", "_dtype", "step", "__weakref__")
 
     def __init__(self, core: CoreStepper, cell: str, batch: int, hidden: int, dtype: np.dtype) -> None:
         self._core, self._cell, self._n_states = core, cell, core.n_states  # n_states: the C++ cell table's
@@ -162,7 +162,14 @@ class Stepper:
 
     def reset(self, h0: np.ndarray | None = None, c0: np.ndarray | None = None) -> None:
         """Sets the state: h0, c0 [B, H] (c0 for the LSTM only), None for zeros."""
+        if h0 is None and c0 is None:  # zeros: nothing to check
+            self._core.reset(None, None)
+            return
         self._core.reset(*stepper_states(self._cell, self._n_states, h0, c0, self._batch, self._hidden, self._dtype))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # The state lives in C++: no copy, pickle or deepcopy (a shallow copy would share and advance one state).
+        raise TypeError(f"cannot pickle {type(self._core).__name__!r} object")
 
     @property
     def h(self) -> np.ndarray:
