@@ -239,3 +239,35 @@ def test_bad_call_arguments():
     y, _ = layer(x)
     with pytest.raises(ValueError, match=r"dy .*got shape \(5, 2, 3\)"):
         layer.backward(np.zeros((5, 2, 3), np.float32))
+
+
+@pytest.mark.parametrize("layer_class", [rc.LSTM, rc.GRU, rc.RNN], ids=["LSTM", "GRU", "RNN"])
+def test_backward_takes_none_for_a_zero_gradient(layer_class):
+    """``backward(None, dstate)`` and None parts of dstate mean zeros, as in rnncore.ops (e.g. a many-to-one model
+    whose loss reads only the final state)."""
+    x = np.random.default_rng(0).standard_normal((5, 3, 4)).astype(np.float64)
+    layer = layer_class(4, 6, num_layers=2, bidirectional=True, dtype=np.float64, seed=1)
+    y, state = layer(x)
+    dh = np.random.default_rng(1).standard_normal(as_tuple(state)[0].shape)
+    lstm = layer_class is rc.LSTM
+    dx_none, ds_none = layer.backward(None, (dh, None) if lstm else dh)
+    grads_none = {k: g.copy() for k, g in layer.gradients().items()}
+    layer.zero_grad()
+    layer(x)
+    dx, ds = layer.backward(np.zeros_like(y), (dh, np.zeros_like(dh)) if lstm else dh)
+    np.testing.assert_array_equal(dx_none, dx)
+    for got, want in zip(as_tuple(ds_none), as_tuple(ds)):
+        np.testing.assert_array_equal(got, want)
+    for k, g in layer.gradients().items():
+        np.testing.assert_array_equal(grads_none[k], g, err_msg=k)
+
+
+def test_dropout_with_one_layer_warns_as_torch_does():
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        rc.GRU(3, 4, dropout=0.2)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rc.GRU(3, 4, num_layers=2, dropout=0.2)
+        rc.GRU(3, 4, dropout=0.0)

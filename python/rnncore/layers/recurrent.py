@@ -14,6 +14,7 @@ Shapes: ``x [T, B, I]`` (``[B, T, I]`` with ``batch_first``), ``y [T, B, D*H]``,
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,10 @@ class _Recurrent(Parameterized):
         self.hidden_size = positive_int("hidden_size", hidden_size)
         self.num_layers = positive_int("num_layers", num_layers)
         self.dropout = dropout_probability(dropout)
+        if self.dropout > 0 and self.num_layers == 1:  # as torch.nn.RNNBase warns
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                          f"expects num_layers greater than 1, but got dropout={self.dropout} and num_layers=1",
+                          UserWarning, stacklevel=2)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
@@ -177,16 +182,20 @@ class _Recurrent(Parameterized):
         return y, self.kind.pack_states(final_states)
 
     # -- backward --------------------------------------------------------------------------------------------------
-    def backward(self, dy: np.ndarray, dstate: Any = None) -> tuple[np.ndarray, Any]:
+    def backward(self, dy: np.ndarray | None, dstate: Any = None) -> tuple[np.ndarray, Any]:
         """Backpropagation through the last training-mode forward: accumulates every parameter's gradient and
-        returns ``(dx, dstate0)`` — the gradients w.r.t. x and the initial state(s). ``dy`` has y's shape; ``dstate``
-        (optional) the final state's. Allowed once per forward."""
+        returns ``(dx, dstate0)`` — the gradients w.r.t. x and the initial state(s). ``dy`` has y's shape, or None
+        for zeros (only the final state's gradient flows back); ``dstate`` (optional) the final state's, each part
+        None for zeros. Allowed once per forward."""
         saved_layers, reverse_index, batch, steps = self._take_saved()
         D, H = self.num_directions, self.hidden_size
-        y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
-        dy = float_array("dy", dy, y_shape + [("D*H", D * H)], self.dtype)
-        if self.batch_first:
-            dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+        if dy is None:
+            dy = np.zeros((steps, batch, D * H), self.dtype)
+        else:
+            y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
+            dy = float_array("dy", dy, y_shape + [("D*H", D * H)], self.dtype)
+            if self.batch_first:
+                dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
         dstates = self._check_state(dstate, batch)
 
         n_states = len(dstates)
