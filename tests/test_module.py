@@ -38,7 +38,7 @@ def test_save_load_round_trip(tmp_path):
         p += 0.25
     path = tmp_path / "model.npz"
     rc.save(m, path)
-    loaded = rc.load(path)
+    loaded = rc.load(path, cls=Seq2SeqLike)
     assert type(loaded) is Seq2SeqLike
     for name, p in m.parameters().items():
         np.testing.assert_array_equal(loaded.parameters()[name], p, err_msg=name)
@@ -87,3 +87,80 @@ def test_load_state_dict_checks_before_copying():
     with pytest.raises(ValueError, match="decoder.weight_ih"):
         m.load_state_dict(state)
     np.testing.assert_array_equal(m.parameters()["encoder.weight_ih_l0"], before)
+
+
+def _write_save(path, class_name, config, arrays=None):
+    """An rnncore save written by hand, with a valid checksum (anyone can write one)."""
+    import json
+
+    from rnncore.module import _FORMAT, _checksum
+
+    arrays = arrays or {}
+    header = json.dumps({"format": _FORMAT, "class": class_name, "config": config}, sort_keys=True)
+    record = {f"param/{k}": v for k, v in arrays.items()}
+    np.savez(path, header=np.array(header), checksum=np.array(_checksum(header, arrays)), **record)
+
+
+def test_load_never_imports_or_calls_what_the_file_names(tmp_path):
+    """A crafted file naming ``subprocess:run`` with a command as its config: load refuses it, and nothing runs."""
+    marker = tmp_path / "ran"
+    path = tmp_path / "crafted.npz"
+    _write_save(path, "subprocess:run", {"args": ["touch", str(marker)]})
+    with pytest.raises(ValueError, match="not one of rnncore's classes"):
+        rc.load(path)
+    with pytest.raises(ValueError, match="not a"):
+        rc.load(path, cls=Seq2SeqLike)
+    _write_save(path, "os:system", {"command": f"touch {marker}"})
+    with pytest.raises(ValueError, match="never imports"):
+        rc.load(path)
+    assert not marker.exists()
+
+
+def test_load_of_a_user_class_needs_the_class(tmp_path):
+    path = tmp_path / "model.npz"
+    rc.save(Seq2SeqLike(), path)
+    with pytest.raises(ValueError, match=r"cls=Seq2SeqLike"):
+        rc.load(path)
+    with pytest.raises(TypeError, match="cls must be a class"):
+        rc.load(path, cls="Seq2SeqLike")
+    with pytest.raises(ValueError, match="not a"):
+        rc.load(path, cls=rc.LSTM)
+    assert type(rc.load(path, cls=Seq2SeqLike)) is Seq2SeqLike
+
+
+def test_a_model_saved_from_one_script_loads_in_another(tmp_path):
+    """Two processes: a class defined in a script's __main__ is saved there and loaded by another script that
+    defines it too, passing it as ``cls``; the outputs agree."""
+    import subprocess
+    import sys
+    import textwrap
+
+    model = textwrap.dedent('''
+        import numpy as np, rnncore as rc
+        class Classifier(rc.Module):
+            def __init__(self, hidden=5):
+                self.encoder = rc.GRU(3, hidden, batch_first=True, seed=7)
+                self.head = rc.Linear(hidden, 2, seed=8)
+            def get_config(self):
+                return {"hidden": self.encoder.hidden_size}
+            def __call__(self, x):
+                y, h = self.encoder(x)
+                return self.head(h[-1])
+        x = np.random.default_rng(0).standard_normal((4, 6, 3)).astype(np.float32)
+    ''')
+    save = model + textwrap.dedent(f'''
+        m = Classifier()
+        for p in m.parameters().values():
+            p += 0.1
+        rc.save(m, {str(tmp_path / "clf.npz")!r})
+        np.save({str(tmp_path / "out.npy")!r}, m.eval()(x))
+    ''')
+    load = model + textwrap.dedent(f'''
+        m = rc.load({str(tmp_path / "clf.npz")!r}, cls=Classifier)
+        np.testing.assert_array_equal(m.eval()(x), np.load({str(tmp_path / "out.npy")!r}))
+        print("same outputs")
+    ''')
+    for script in (save, load):
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert "same outputs" in result.stdout

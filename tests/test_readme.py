@@ -17,8 +17,8 @@ def test_readme_has_examples():
 
 @pytest.mark.parametrize("code", EXAMPLES, ids=[f"example{i}" for i in range(len(EXAMPLES))])
 def test_readme_example_runs(code, tmp_path, monkeypatch):
-    """Run as a user's script would: in its own importable module (rc.load imports saved classes by name), in an
-    empty working directory (examples may write files)."""
+    """Run as a user's script would: as a module of its own, in an empty working directory (examples may write
+    files)."""
     monkeypatch.chdir(tmp_path)
     module = types.ModuleType("readme_example")
     monkeypatch.setitem(sys.modules, "readme_example", module)

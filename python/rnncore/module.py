@@ -9,12 +9,17 @@ gradient clipping and ``save`` work on the whole model.
 one ``.npz``, atomically (a temporary file renamed over the target) and with a SHA-256 checksum over configuration
 and arrays; ``rnncore.load(path)`` verifies the checksum before building anything, so a truncated or altered file
 raises a clear error instead of giving a half-loaded model.
+
+The file format: arrays ``param/<name>`` (the module's ``state_dict()``), ``header`` (JSON: ``format``, ``class`` as
+``module:qualname``, ``config``) and ``checksum`` (SHA-256 of the header and the arrays), read with
+``allow_pickle=False``. Loading never imports or calls anything the file names: it builds one of rnncore's own
+module classes, or the class the caller passes (``rnncore.load(path, cls=MyModel)``), from the JSON config. (The
+checksum detects damage, not intent: anyone can write a file with a valid one.)
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import tempfile
@@ -52,7 +57,7 @@ class Module:
     """Base class for models made of rnncore modules. Subclasses create their sub-modules in ``__init__`` and write
     ``__call__`` / ``backward`` themselves; parameters, gradients, train/eval and state dicts come from here.
     To be saved with ``rnncore.save``, a subclass implements ``get_config()`` returning its constructor's keyword
-    arguments (JSON-serialisable) and must be importable by its module and class name."""
+    arguments (JSON-serialisable); ``rnncore.load(path, cls=TheClass)`` rebuilds it."""
 
     training = True
 
@@ -202,10 +207,14 @@ def save(module: Any, path: str | os.PathLike[str]) -> None:
         raise
 
 
-def load(path: str | os.PathLike[str]) -> Any:
-    """Rebuilds the module that ``save`` wrote to ``path`` and loads its parameters. Raises ``ValueError`` for a
-    file that is not an rnncore save, is truncated, or whose contents do not match their checksum."""
+def load(path: str | os.PathLike[str], cls: type | None = None) -> Any:
+    """Rebuilds the module that ``save`` wrote to ``path`` and loads its parameters: one of rnncore's own classes
+    (layers, cells, ``Linear``, ``Embedding``), or ``cls``, the caller's class (a ``Module`` subclass), whose name
+    must match the one the file recorded. Nothing the file names is imported or called. Raises ``ValueError`` for a
+    file that is not an rnncore save, is truncated, fails its checksum, or holds a class that is neither."""
     path = os.fspath(path)
+    if cls is not None and not isinstance(cls, type):
+        raise TypeError(f"cls must be a class (the saved model's), got {type(cls).__name__}")
     try:
         with np.load(path, allow_pickle=False) as f:
             record = {k: f[k] for k in f.files}
@@ -220,13 +229,34 @@ def load(path: str | os.PathLike[str]) -> Any:
     meta = json.loads(header)
     if meta.get("format") != _FORMAT:
         raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected {_FORMAT!r}")
-    module_name, _, qualname = meta["class"].partition(":")
-    try:
-        cls: Any = importlib.import_module(module_name)  # then the class, found by name
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"{path}: cannot import the saved class {meta['class']}: {e}") from None
-    module = cls(**meta["config"])
+    saved = str(meta.get("class", ""))
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the saved config must be a JSON object, got {type(config).__name__}")
+    module = _saved_class(path, saved, cls)(**config)
     module.load_state_dict(arrays)
     return module
+
+
+def _saved_class(path: str, saved: str, cls: type | None) -> type:
+    """The class to rebuild ``saved`` ("module:qualname") with: ``cls`` when its qualified name matches (the module
+    may differ: a class saved from a script's ``__main__`` loads in another script), else rnncore's own."""
+    qualname = saved.partition(":")[2]
+    if cls is not None:
+        if cls.__qualname__ != qualname:
+            raise ValueError(f"{path} holds a {saved}, not a {cls.__module__}:{cls.__qualname__} (cls)")
+        return cls
+    own = _own_classes()
+    if saved not in own:
+        raise ValueError(f"{path} holds a {saved}, which is not one of rnncore's classes: pass the model's class, "
+                         f"rnncore.load(path, cls={qualname or 'YourModel'}) (rnncore never imports what a file names)")
+    return own[saved]
+
+
+def _own_classes() -> dict[str, type]:
+    """rnncore's module classes by the name ``save`` records for them."""
+    from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+    from .nn import Embedding, Linear
+
+    classes = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Linear, Embedding)
+    return {f"{c.__module__}:{c.__qualname__}": c for c in classes}
