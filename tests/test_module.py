@@ -164,3 +164,35 @@ def test_a_model_saved_from_one_script_loads_in_another(tmp_path):
         result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
     assert "same outputs" in result.stdout
+
+
+def test_reprs_show_every_non_default_argument():
+    """Layers, cells, streams and models print what they were built with (issue 12, item 14); defaults are left out."""
+    assert repr(rc.GRU(3, 4, reset_after=False)) == "GRU(3, 4, reset_after=False, dtype=float32)"
+    assert repr(rc.GRU(3, 4)) == "GRU(3, 4, dtype=float32)"
+    assert repr(rc.RNN(3, 4, num_layers=2, nonlinearity="relu", init="keras", dtype=np.float64)) == (
+        "RNN(3, 4, num_layers=2, nonlinearity='relu', init='keras', dtype=float64)")
+    assert repr(rc.LSTMCell(3, 4)) == "LSTMCell(3, 4, dtype=float32)"
+    assert repr(rc.GRUCell(3, 4, bias=False, reset_after=False)) == (
+        "GRUCell(3, 4, bias=False, reset_after=False, dtype=float32)")
+    assert repr(rc.RNNCell(3, 4).stream(2)) == "Stream(RNNCell(3, 4, dtype=float32), batch=2)"
+
+    class Inner(rc.Module):
+        def __init__(self):
+            self.rnn = rc.LSTM(2, 3)
+            self.heads = [rc.Linear(3, 1)]
+
+    class Outer(rc.Module):
+        def __init__(self):
+            self.inner = Inner()
+            self.cell = rc.GRUCell(1, 2)
+
+    assert repr(Outer()) == (
+        "Outer(\n"
+        "  (inner): Inner(\n"
+        "    (rnn): LSTM(2, 3, dtype=float32)\n"
+        "    (heads.0): Linear(in_features=3, out_features=1, bias=True, dtype=float32)\n"
+        "  )\n"
+        "  (cell): GRUCell(1, 2, dtype=float32)\n"
+        ")")
+    assert repr(rc.Module()) == "Module()"

@@ -86,6 +86,10 @@ class CellKind:
         """What layers return for a state: the one array (h), or a tuple (h, c) when the kind has more."""
         return tuple(states) if len(self.states) > 1 else states[0]
 
+    def options_repr(self, options: dict[str, Any]) -> str:
+        """``", reset_after=False"``: the options that differ from their defaults, as a repr's keyword arguments."""
+        return "".join(f", {o.name}={options[o.name]!r}" for o in self.options if options[o.name] != o.default)
+
     def check_options(self, given: dict[str, Any], owner: str) -> dict[str, Any]:
         """Every option of this kind, validated, the defaults filled in; an unknown keyword raises TypeError as
         Python would for ``owner`` (e.g. "GRU.__init__")."""

@@ -73,6 +73,13 @@ class Module:
                     if _is_module(item):
                         yield f"{name}.{i}", item
 
+    def __repr__(self) -> str:
+        """torch's layout: the class, then one indented line per sub-module, ``(name): repr``."""
+        lines = [f"({name}): {repr(child)}".replace("\n", "\n  ") for name, child in self.children()]
+        if not lines:
+            return f"{type(self).__name__}()"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
     def _collect(self, method: str) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for prefix, child in self.children():

@@ -117,6 +117,12 @@ class _Cell:
         return dx, self.kind.pack_states(d_prev)
 
 
+    def __repr__(self) -> str:
+        extra = (", bias=False" if not self.bias else "") + self.kind.options_repr(self._cell_options)
+        init = self._layer.init
+        extra += f", init={init!r}" if init != "pytorch" else ""
+        return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
+
     def stream(self, batch: int = 1, state: Any = None) -> Stream:
         """A streaming stepper for inference: ``stream.step(x)`` advances one step (x [batch, I]) and returns the new h,
         keeping the state and the prepared weights between calls (about a microsecond per call at H = 64, against

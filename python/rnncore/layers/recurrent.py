@@ -232,6 +232,8 @@ class _Recurrent(Parameterized):
     def __repr__(self) -> str:
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
                                                                  "bidirectional") if k in self._non_defaults())
+        extra += self.kind.options_repr(self._cell_options)
+        extra += f", init={self.init!r}" if self.init != "pytorch" else ""
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
 
     def _non_defaults(self) -> list[str]:

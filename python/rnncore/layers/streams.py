@@ -23,8 +23,12 @@ class Stream:
         self._stepper = cell.kind.stepper(batch, p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"),
                                           **cell._cell_options)
         self._shape, self._dtype = [("B", batch), ("H", cell.hidden_size)], cell.dtype
+        self._cell_repr = repr(cell)  # the weights were copied: the stream keeps what it was made from, for repr
         self.step = self._stepper.step  # the hot call goes straight to C++, which checks x itself
         self.reset(state)
+
+    def __repr__(self) -> str:
+        return f"Stream({self._cell_repr}, batch={self._shape[0][1]})"
 
     def reset(self, state: Any = None) -> None:
         if state is None:
