@@ -117,6 +117,13 @@ class _Cell:
         return dx, self.kind.pack_states(d_prev)
 
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle and deepcopy: everything but the tape of pending training-mode steps (their workspaces live in
+        C++), so a copy takes steps of its own before ``backward``."""
+        state = dict(vars(self))
+        state["_tape"] = []
+        return state
+
     def __repr__(self) -> str:
         extra = (", bias=False" if not self.bias else "") + self.kind.options_repr(self._cell_options)
         init = self._layer.init

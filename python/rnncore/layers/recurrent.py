@@ -229,6 +229,13 @@ class _Recurrent(Parameterized):
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         return dx, self.kind.pack_states(dstate0)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle and deepcopy: everything but a pending training-mode forward (its workspaces live in C++), so a
+        copy needs a forward of its own before ``backward``."""
+        state = dict(vars(self))
+        state["_saved"] = None
+        return state
+
     def __repr__(self) -> str:
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
                                                                  "bidirectional") if k in self._non_defaults())
