@@ -223,3 +223,17 @@ def test_pickle_and_deepcopy_after_a_training_forward(make, x_shape):
 
 def as_first(out):
     return out[0] if isinstance(out, tuple) else out
+
+
+@pytest.mark.parametrize("call", [
+    lambda: rc.LSTM(3, 4)(np.zeros((2, 1, 3))),
+    lambda: rc.LSTM(3, 4)(np.zeros((2, 1, 3), np.float32), state=(np.zeros((1, 1, 4)), None)),
+    lambda: rc.GRUCell(3, 4)(np.zeros((1, 3)), None),
+    lambda: rc.Linear(3, 2)(np.eye(3)),
+], ids=["layer x", "layer state", "cell x", "linear x"])
+def test_a_module_dtype_error_names_where_the_dtype_came_from(call):
+    """The expected dtype of a module's arrays is the module's own dtype=, not "the first array argument" (issue 12,
+    item 4): the message says so."""
+    with pytest.raises(TypeError, match=r"has dtype float64, expected float32 \(the dtype= the module was built "
+                                        r"with\)"):
+        call()

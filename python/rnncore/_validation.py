@@ -58,9 +58,15 @@ def _shape_matches(shape: tuple[int, ...], expected: Sequence[Dim] | None) -> bo
     return True
 
 
-def float_array(name: str, a: Any, expected: Sequence[Dim] | None, dtype: np.dtype | None = None) -> np.ndarray:
+#: Where a module's expected dtype comes from, for float_array's message (a module's arrays follow its dtype=).
+MODULE_DTYPE = "(the dtype= the module was built with)"
+
+
+def float_array(name: str, a: Any, expected: Sequence[Dim] | None, dtype: np.dtype | None = None,
+                dtype_from: str = "like the first array argument") -> np.ndarray:
     """Checks that ``a`` is a float32/float64 ndarray of the expected shape (None: any shape) and of ``dtype``, when
-    given: the dtype of the call's first array, which every other array must share. Returns it C-contiguous."""
+    given: the dtype of the call's first array, which every other array must share, or a module's (``dtype_from``
+    says which, for the message). Returns it C-contiguous."""
     # Fast path for the common, correct call (a kernel call on small sizes costs a few microseconds, so validation
     # must too): an exact ndarray, C-contiguous, of a native float dtype (builtin dtypes are singletons, so `is`
     # rejects byte-swapped ones) and of the expected shape. Anything else takes the checks below.
@@ -76,7 +82,7 @@ def float_array(name: str, a: Any, expected: Sequence[Dim] | None, dtype: np.dty
             raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
     elif a.dtype != dtype:
         raise TypeError(
-            f"{name} has dtype {a.dtype}, expected {dtype} like the first array argument; "
+            f"{name} has dtype {a.dtype}, expected {dtype} {dtype_from}; "
             f"convert explicitly (e.g. {name}.astype(np.{dtype})) — rnncore never casts silently")
     if not _shape_matches(a.shape, expected):
         assert expected is not None  # None matches every shape
@@ -164,13 +170,14 @@ def real_number(name: str, value: Any, minimum: float = 0.0, allow_equal: bool =
     return v
 
 
-def features_array(name: str, a: Any, letter: str, size: int, dtype: np.dtype | None = None) -> np.ndarray:
+def features_array(name: str, a: Any, letter: str, size: int, dtype: np.dtype | None = None,
+                   dtype_from: str = "like the first array argument") -> np.ndarray:
     """A float array ``[..., letter]`` (any leading dimensions, at least one axis) whose last axis has ``size``
     entries; ``dtype`` as in ``float_array``. Returns it C-contiguous."""
     if type(a) is np.ndarray and a.ndim >= 1 and a.shape[-1] == size and a.flags.c_contiguous and (
             a.dtype is dtype if dtype is not None else (a.dtype is FLOAT32 or a.dtype is FLOAT64)):
         return a
-    a = float_array(name, a, None, dtype)
+    a = float_array(name, a, None, dtype, dtype_from)
     if a.ndim == 0 or a.shape[-1] != size:
         raise ValueError(f"{name} must have shape [..., {letter}] = (..., {size}), got shape {a.shape}")
     return a

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import features_array, float_array, index_array, padding_index, positive_int
+from ._validation import MODULE_DTYPE, features_array, float_array, index_array, padding_index, positive_int
 from .module import Parameterized
 from .ops.nn import embedding_backward_checked
 
@@ -51,7 +51,7 @@ class Linear(Parameterized):
             p[...] = self._rng.uniform(-bound, bound, p.shape)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = features_array("x", x, "in_features", self.in_features, self.dtype)
+        x = features_array("x", x, "in_features", self.in_features, self.dtype, MODULE_DTYPE)
         x2 = x.reshape(-1, self.in_features)
         y = x2 @ self._params["weight"].T
         if self.bias:
@@ -64,7 +64,7 @@ class Linear(Parameterized):
         x = self._take_saved()
         try:
             dy = float_array("dy", dy, [(f"d{k}", n) for k, n in enumerate(x.shape[:-1])]
-                             + [("out_features", self.out_features)], self.dtype)
+                             + [("out_features", self.out_features)], self.dtype, MODULE_DTYPE)
         except Exception:
             self._saved = x  # a rejected dy does not use up the forward
             raise
@@ -122,7 +122,7 @@ class Embedding(Parameterized):
         idx = self._take_saved()
         try:
             dy = float_array("dy", dy, [(f"d{k}", n) for k, n in enumerate(idx.shape)]
-                             + [("embedding_dim", self.embedding_dim)], self.dtype)
+                             + [("embedding_dim", self.embedding_dim)], self.dtype, MODULE_DTYPE)
         except Exception:
             self._saved = idx
             raise

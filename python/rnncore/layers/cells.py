@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import _cell_table
 from .._cell_table import CellKind
-from .._validation import float_array, gradient_tuple, positive_int, same_keys, state_tuple
+from .._validation import MODULE_DTYPE, float_array, gradient_tuple, positive_int, same_keys, state_tuple
 from .recurrent import GRU, LSTM, RNN
 from .streams import Stream
 
@@ -89,7 +89,7 @@ class _Cell:
 
     def __call__(self, x: np.ndarray, state: Any = None) -> Any:
         """x [B, I] -> the new state (h [B, H], or (h, c) for an LSTM cell)."""
-        x = float_array("x", x, [("B", None), ("I", self.input_size)], self.dtype)
+        x = float_array("x", x, [("B", None), ("I", self.input_size)], self.dtype, MODULE_DTYPE)
         states = state_tuple(self.kind, state, "state", "", " cell")
         weights = self._layer._weights(0, 0)
         *result, ws = self.kind.forward(x[None], *states, *weights, training=self.training, **self._cell_options)

@@ -22,7 +22,15 @@ import numpy as np
 
 from .. import _cell_table
 from .._cell_table import CellKind
-from .._validation import choice, dropout_probability, float_array, lengths_array, positive_int, state_tuple
+from .._validation import (
+    MODULE_DTYPE,
+    choice,
+    dropout_probability,
+    float_array,
+    lengths_array,
+    positive_int,
+    state_tuple,
+)
 from ..module import Parameterized
 
 if TYPE_CHECKING:
@@ -133,7 +141,7 @@ class _Recurrent(Parameterized):
             return (None,) * len(self.kind.states)
         states = state_tuple(self.kind, state, "state", "0", "")
         shape = [("L*D", self.num_layers * self.num_directions), ("B", batch), ("H", self.hidden_size)]
-        return tuple(None if s is None else float_array(f"{name}0", s, shape, self.dtype)
+        return tuple(None if s is None else float_array(f"{name}0", s, shape, self.dtype, MODULE_DTYPE)
                      for name, s in zip(self.kind.states, states))
 
     def __call__(self, x: np.ndarray, state: Any = None, lengths: npt.ArrayLike | None = None
@@ -141,7 +149,7 @@ class _Recurrent(Parameterized):
         """Runs every layer and direction. Returns ``(y, state)``: y ``[T, B, D*H]`` (``[B, T, D*H]`` with
         batch_first) and the final state(s) ``[L*D, B, H]`` (``(h_n, c_n)`` for an LSTM)."""
         x = float_array("x", x, [("B" if self.batch_first else "T", None), ("T" if self.batch_first else "B", None),
-                                 ("I", self.input_size)], self.dtype)
+                                 ("I", self.input_size)], self.dtype, MODULE_DTYPE)
         if self.batch_first:
             x = np.ascontiguousarray(x.transpose(1, 0, 2))
         steps, batch, _ = x.shape
@@ -193,7 +201,7 @@ class _Recurrent(Parameterized):
             dy = np.zeros((steps, batch, D * H), self.dtype)
         else:
             y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
-            dy = float_array("dy", dy, y_shape + [("D*H", D * H)], self.dtype)
+            dy = float_array("dy", dy, y_shape + [("D*H", D * H)], self.dtype, MODULE_DTYPE)
             if self.batch_first:
                 dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
         dstates = self._check_state(dstate, batch)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._validation import float_array, state_tuple
+from .._validation import MODULE_DTYPE, float_array, state_tuple
 
 if TYPE_CHECKING:
     from .cells import _Cell
@@ -35,7 +35,7 @@ class Stream:
             self._stepper.reset(None, None)
             return
         states = state_tuple(self.kind, state, "state", "", " stream")
-        h, c = [None if s is None else float_array(name, s, self._shape, self._dtype)
+        h, c = [None if s is None else float_array(name, s, self._shape, self._dtype, MODULE_DTYPE)
                 for name, s in zip(("h", "c"), states + (None,) * (2 - len(states)))]
         self._stepper.reset(h, c)  # the stepper's state slots: h, and c (LSTM only)
 
