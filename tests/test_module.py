@@ -211,14 +211,12 @@ def test_pickle_and_deepcopy_after_a_training_forward(make, x_shape):
     module = make()
     x = np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)
     y = module(x)
-    for duplicate in (copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m))):
-        twin = duplicate(module)
+    twins = [copy.deepcopy(module), pickle.loads(pickle.dumps(module))]
+    module.backward(np.ones_like(as_first(y)))  # the original's pending forward survived both copies
+    for twin in twins:
         with pytest.raises(RuntimeError, match="forward first|no recorded step"):
-            twin.backward(np.ones_like(y[0] if isinstance(y, tuple) else y))
+            twin.backward(np.ones_like(as_first(y)))
         np.testing.assert_array_equal(as_first(twin.eval()(x)), as_first(module.eval()(x)))
-        module.train()
-    module(x)
-    module.backward(np.ones_like(as_first(y)))
 
 
 def as_first(out):
@@ -237,3 +235,45 @@ def test_a_module_dtype_error_names_where_the_dtype_came_from(call):
     with pytest.raises(TypeError, match=r"has dtype float64, expected float32 \(the dtype= the module was built "
                                         r"with\)"):
         call()
+
+
+def test_a_rejected_gradient_does_not_use_up_the_forward():
+    """A backward call whose gradient is rejected (wrong dtype) leaves the pending forward (a layer) or the last
+    recorded step (a cell) in place: the corrected retry goes through the same step, not the one before."""
+    rng = np.random.default_rng(0)
+    cell = rc.LSTMCell(3, 4, seed=0)
+    x1, x2 = rng.standard_normal((2, 2, 3)).astype(np.float32)
+    state = cell(x1, None)
+    cell(x2, state)
+    with pytest.raises(TypeError):
+        cell.backward((np.ones((2, 4)), None))  # float64
+    dx, _ = cell.backward((np.ones((2, 4), np.float32), None))
+    reference = rc.LSTMCell(3, 4, seed=0)
+    reference(x2, reference(x1, None))
+    np.testing.assert_array_equal(dx, reference.backward((np.ones((2, 4), np.float32), None))[0])
+
+    layer = rc.GRU(3, 4, seed=0)
+    y, _ = layer(rng.standard_normal((5, 2, 3)).astype(np.float32))
+    with pytest.raises(TypeError):
+        layer.backward(np.ones(y.shape))  # float64
+    layer.backward(np.ones_like(y))
+
+
+def test_lstm_cell_backward_takes_none_for_zeros():
+    cell = rc.LSTMCell(3, 4, seed=0)
+    x = np.ones((2, 3), np.float32)
+    cell(x, None)
+    cell(x, None)
+    dx_none, _ = cell.backward(None)
+    dx_zeros, _ = cell.backward((np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32)))
+    np.testing.assert_array_equal(dx_none, dx_zeros)
+
+
+def test_load_rejects_a_header_that_is_not_a_json_object(tmp_path):
+    from rnncore.module import _checksum
+
+    for header, message in (("not json", "not JSON"), ("[1, 2]", "JSON object")):
+        path = tmp_path / "bad.npz"
+        np.savez(path, header=np.array(header), checksum=np.array(_checksum(header, {})))
+        with pytest.raises(ValueError, match=message):
+            rc.load(path)

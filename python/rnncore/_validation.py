@@ -569,9 +569,11 @@ def state_tuple(kind: CellKind, state: Any, name: str, suffix: str, what: str) -
 
 
 def gradient_tuple(kind: CellKind, dstate: Any) -> tuple[Any, ...]:
-    """A cell's backward argument as one gradient per state: an LSTM cell's is a pair (dh, dc)."""
+    """A cell's backward argument as one gradient per state: an LSTM cell's is a pair (dh, dc); None means zeros."""
     if kind.n_states == 1:
         return (dstate,)
+    if dstate is None:  # zeros for every state
+        return (None,) * kind.n_states
     if not isinstance(dstate, (tuple, list)) or len(dstate) != kind.n_states:
         names = ", ".join("d" + s for s in kind.states)
         raise TypeError(f"dstate must be a tuple ({names}) for {kind.with_article} cell")

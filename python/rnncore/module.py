@@ -233,7 +233,12 @@ def load(path: str | os.PathLike[str], cls: type | None = None) -> Any:
     arrays = {k[len("param/"):]: v for k, v in record.items() if k.startswith("param/")}
     if _checksum(header, arrays) != str(record["checksum"]):
         raise ValueError(f"{path} does not match its checksum: the file was altered or damaged")
-    meta = json.loads(header)
+    try:
+        meta = json.loads(header)
+    except ValueError as e:
+        raise ValueError(f"{path}: the header is not JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: the header must be a JSON object, got {type(meta).__name__}")
     if meta.get("format") != _FORMAT:
         raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected {_FORMAT!r}")
     saved = str(meta.get("class", ""))

@@ -103,9 +103,9 @@ class _Cell:
         if not self._tape:
             raise RuntimeError("backward has no recorded step left: call the cell in training mode first "
                                "(one backward per call, last call first)")
-        ws = self._tape.pop()
         dstates = gradient_tuple(self.kind, dstate)
-        grads = self.kind.backward(ws, None, *dstates)
+        grads = self.kind.backward(self._tape[-1], None, *dstates)
+        self._tape.pop()  # only once the gradient was accepted: a rejected dstate does not use up the step
         n_states = self.kind.n_states
         dx, d_prev, (dw_ih, dw_hh, db_ih, db_hh) = grads[0][0], grads[1:1 + n_states], grads[-4:]
         g = self.gradients()

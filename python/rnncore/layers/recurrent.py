@@ -195,16 +195,21 @@ class _Recurrent(Parameterized):
         returns ``(dx, dstate0)`` — the gradients w.r.t. x and the initial state(s). ``dy`` has y's shape, or None
         for zeros (only the final state's gradient flows back); ``dstate`` (optional) the final state's, each part
         None for zeros. Allowed once per forward."""
-        saved_layers, reverse_index, batch, steps = self._take_saved()
+        saved = self._take_saved()
+        saved_layers, reverse_index, batch, steps = saved
         D, H = self.num_directions, self.hidden_size
-        if dy is None:
-            dy = np.zeros((steps, batch, D * H), self.dtype)
-        else:
-            y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
-            dy = float_array("dy", dy, y_shape + [("D*H", D * H)], self.dtype, MODULE_DTYPE)
-            if self.batch_first:
-                dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
-        dstates = self._check_state(dstate, batch)
+        try:
+            if dy is None:
+                dy = np.zeros((steps, batch, D * H), self.dtype)
+            else:
+                y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
+                dy = float_array("dy", dy, y_shape + [("D*H", D * H)], self.dtype, MODULE_DTYPE)
+                if self.batch_first:
+                    dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+            dstates = self._check_state(dstate, batch)
+        except Exception:
+            self._saved = saved  # a rejected dy or dstate does not use up the forward
+            raise
 
         n_states = len(dstates)
         dstate0 = [np.zeros((self.num_layers * D, batch, H), self.dtype) for _ in range(n_states)]
