@@ -51,8 +51,10 @@ class _Tripwire:
 def no_cpp(monkeypatch):
     """Call the returned function to forbid any C++ call from then on (within this test)."""
     def arm():
-        monkeypatch.setattr(rnncore.ops, "_core", _Tripwire(rnncore.ops._core))
-        monkeypatch.setattr(rnncore, "_core", _Tripwire(rnncore._core))
+        tripwire = _Tripwire(rnncore._core)
+        for family in (rnncore.ops.rnn, rnncore.ops.attention, rnncore.ops.nn, rnncore.ops.runtime):
+            monkeypatch.setattr(family, "_core", tripwire)  # each family module calls _core by its own name
+        monkeypatch.setattr(rnncore, "_core", tripwire)
     return arm
 
 

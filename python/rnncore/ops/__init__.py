@@ -11,11 +11,6 @@ here: ``rnncore.ops.lstm_forward``.
 
 from __future__ import annotations
 
-import sys
-import types
-
-from .. import _core as _core  # the compiled module every family calls (see _Ops)
-from . import attention, nn, rnn, runtime
 from .attention import masked_softmax, masked_softmax_backward
 from .nn import embedding_backward
 from .rnn import (
@@ -48,19 +43,3 @@ __all__ = [
     "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "build_info",
     "simd_instruction_sets", "has_openmp",
 ]
-
-_FAMILIES: tuple[types.ModuleType, ...] = (rnn, attention, nn, runtime)
-
-
-class _Ops(types.ModuleType):
-    """``rnncore.ops._core`` is the compiled module every family calls: replacing it here (as tests do, with a
-    stand-in that forbids kernel calls) replaces it in every family module too."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name == "_core":
-            for family in _FAMILIES:
-                setattr(family, "_core", value)  # noqa: B010 (a ModuleType has no _core to assign, to mypy)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Ops
