@@ -719,6 +719,16 @@ def state_dict_entries(params: dict[str, np.ndarray], state: Any, strict: bool
     return arrays, missing, unexpected
 
 
+def sequential_config(config: Any) -> list[dict[str, Any]]:
+    """``Sequential.from_config``'s config: ``{"modules": [spec, ...]}``, each spec a dict (``{"class": ...,
+    "config": {...}}``, which the ``build`` callback checks)."""
+    modules = config.get("modules") if isinstance(config, dict) else None
+    if not isinstance(modules, list) or not all(isinstance(spec, dict) for spec in modules):
+        raise ValueError("Sequential.from_config: config must be {'modules': [{'class': ..., 'config': {...}}, ...]}"
+                         f", got {config!r:.200}")
+    return modules
+
+
 # ---- gradient clipping (rnncore.utils) ------------------------------------------------------------------------------
 
 def clip_gradients(grads: Any) -> list[np.ndarray]:
