@@ -131,6 +131,8 @@ def test_lengths_reach_only_the_modules_that_take_it(rng):
     assert not y[2:, 1].any()  # the RNN got the lengths: padded steps give 0
     with pytest.raises(ValueError, match="lengths must have shape"):
         model(x, lengths=[4, 1, 1])
+    with pytest.raises(ValueError, match="none of its modules takes lengths"):
+        rc.Sequential(Probe(), rc.Linear(2, 2))(x, lengths=[4, 1])
 
 
 def test_indexing_len_iteration_append_and_repr():

@@ -2,7 +2,8 @@
 for many-to-one models (a recurrent layer's last hidden state instead of its outputs).
 
 The plumbing between two modules of a chain: a module returning a tuple (a recurrent layer's ``(y, state)``) passes
-its first element on, unless the next module takes the whole tuple (``LastHidden``); in backward, a module whose
+its first element on, unless the next module takes the whole tuple (a class attribute ``takes_tuple_input = True``,
+as ``LastHidden``); in backward, a module whose
 input was the whole tuple returns one gradient per part (``LastHidden`` gives the layer ``(None, dstate)``), and a
 module returning ``(dx, dstate0)`` for a single input passes ``dx`` back (the initial state of a chain is zeros).
 A module whose backward returns None (``Embedding``: indices have no gradient) ends the chain there.
@@ -90,6 +91,8 @@ class Sequential(Module):
     def __call__(self, x: Any, lengths: npt.ArrayLike | None = None) -> Any:
         """Runs every module in order on ``x`` (with ``lengths`` for those that take it); returns the last output."""
         modules = self._modules_in_order()
+        if lengths is not None and not any(_takes_lengths(module) for module in modules):
+            raise ValueError("Sequential got lengths, but none of its modules takes lengths (a recurrent layer does)")
         links = []
         out = x
         for i, module in enumerate(modules):
