@@ -632,29 +632,6 @@ def config_method(module: Any) -> Callable[[], dict[str, Any]]:
     return get_config
 
 
-def state_dict_shapes(params: dict[str, np.ndarray], state: Any) -> None:
-    """A model's ``load_state_dict`` argument: exactly the parameters' names, each of the parameter's shape."""
-    same_keys("load_state_dict", params, state)
-    for name, p in params.items():
-        if np.shape(state[name]) != p.shape:
-            raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {np.shape(state[name])}")
-
-
-def state_dict_arrays(params: dict[str, np.ndarray], state: Any) -> dict[str, np.ndarray]:
-    """A module's ``load_state_dict`` argument: exactly the parameters' names, each a floating-point array of the
-    parameter's shape. Returns name -> array."""
-    same_keys("load_state_dict", params, state)
-    arrays = {}
-    for name, p in params.items():
-        a = np.asarray(state[name])
-        if a.shape != p.shape:
-            raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {a.shape}")
-        if not np.issubdtype(a.dtype, np.floating):
-            raise TypeError(f"load_state_dict: {name} must be floating point, got {a.dtype}")
-        arrays[name] = a
-    return arrays
-
-
 def parameter_name(module: Any, name: Any, params: dict[str, np.ndarray], none_params: set[str]) -> None:
     """``register_parameter``'s name: a non-empty string without dots (they join nested names), not already an
     attribute of the module other than a parameter (torch's rules)."""
