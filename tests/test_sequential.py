@@ -113,6 +113,23 @@ def test_any_number_of_calls_then_backwards_in_reverse_order(rng):
         model.backward(d1)
 
 
+def test_a_failed_call_leaves_nothing_recorded(rng):
+    """A call that fails in the LSTM (bad lengths) after the Embedding recorded it: the Embedding's entry is dropped,
+    so the backward of the call before pairs the right entries (else it would take the failed call's indices)."""
+    model = classifier()
+    twin = copy.deepcopy(model)
+    tokens, lengths = batch(rng)
+    d = rng.standard_normal((3, C))
+    model(tokens, lengths=lengths)
+    with pytest.raises(ValueError, match="lengths must lie in"):
+        model(tokens[:, ::-1].copy(), lengths=[9, 9, 9])
+    model.backward(d)
+    twin(tokens, lengths=lengths)
+    twin.backward(d)
+    for name, g in model.gradients().items():
+        np.testing.assert_array_equal(g, twin.gradients()[name], err_msg=name)
+
+
 def test_lengths_reach_only_the_modules_that_take_it(rng):
     seen = []
 

@@ -97,7 +97,11 @@ class Sequential(Module):
         out = x
         for i, module in enumerate(modules):
             took_tuple = isinstance(out, tuple)
-            out = module(out, lengths=lengths) if lengths is not None and _takes_lengths(module) else module(out)
+            try:
+                out = module(out, lengths=lengths) if lengths is not None and _takes_lengths(module) else module(out)
+            except BaseException:
+                _forget_last_call(modules[:i])  # a failed call leaves no half-recorded call on the tapes
+                raise
             gave_tuple = (isinstance(out, tuple) and i + 1 < len(modules)
                           and not getattr(modules[i + 1], "takes_tuple_input", False))
             links.append(_Link(took_tuple, gave_tuple))
@@ -141,6 +145,15 @@ class Sequential(Module):
 
     def extra_repr(self) -> str:
         return ""  # the children say it all (torch's layout)
+
+
+def _forget_last_call(modules: list[Any]) -> None:
+    """Drops the entry each of ``modules`` recorded for the current call (training mode), so the next backwards
+    do not pair one call's entries with another's."""
+    for module in modules:
+        tape = getattr(module, "_tape", None) if getattr(module, "training", False) else None
+        if tape:
+            tape.pop()
 
 
 class LastHidden(Module):
