@@ -3,8 +3,8 @@ for many-to-one models (a recurrent layer's last hidden state instead of its out
 
 The plumbing between two modules of a chain: a module returning a tuple (a recurrent layer's ``(y, state)``) passes
 its first element on, unless the next module takes the whole tuple (a class attribute ``takes_tuple_input = True``,
-as ``LastHidden``); in backward, a module whose
-input was the whole tuple returns one gradient per part (``LastHidden`` gives the layer ``(None, dstate)``), and a
+as ``LastHidden``). In backward, a module whose input was the whole tuple returns one gradient per part
+(``LastHidden`` gives the layer ``(None, dstate)``, which the layer's ``backward`` takes as its arguments), and a
 module returning ``(dx, dstate0)`` for a single input passes ``dx`` back (the initial state of a chain is zeros).
 A module whose backward returns None (``Embedding``: indices have no gradient) ends the chain there.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,14 +36,6 @@ def _takes_lengths(module: Any) -> bool:
         except (TypeError, ValueError):  # no inspectable signature
             _TAKES_LENGTHS[cls] = False
     return _TAKES_LENGTHS[cls]
-
-
-class _Link(NamedTuple):
-    """How one call passed data through one module, for its backward: whether the module's input was the previous
-    module's whole tuple output, and whether its own output was a tuple of which only the first part went on."""
-
-    took_tuple: bool
-    gave_tuple: bool
 
 
 class Sequential(Module):
@@ -93,21 +85,19 @@ class Sequential(Module):
         modules = self._modules_in_order()
         if lengths is not None and not any(_takes_lengths(module) for module in modules):
             raise ValueError("Sequential got lengths, but none of its modules takes lengths (a recurrent layer does)")
-        links = []
+        took_tuple = []  # per module: was its input the previous module's whole tuple output? (for backward)
         out = x
         for i, module in enumerate(modules):
-            took_tuple = isinstance(out, tuple)
+            took_tuple.append(isinstance(out, tuple))
             try:
                 out = module(out, lengths=lengths) if lengths is not None and _takes_lengths(module) else module(out)
             except BaseException:
                 _forget_last_call(modules[:i])  # a failed call leaves no half-recorded call on the tapes
                 raise
-            gave_tuple = (isinstance(out, tuple) and i + 1 < len(modules)
-                          and not getattr(modules[i + 1], "takes_tuple_input", False))
-            links.append(_Link(took_tuple, gave_tuple))
-            if gave_tuple:
-                out = out[0]
-        self.save_for_backward(links)
+            if (isinstance(out, tuple) and i + 1 < len(modules)
+                    and not getattr(modules[i + 1], "takes_tuple_input", False)):
+                out = out[0]  # y goes on; the state is dropped
+        self.save_for_backward(took_tuple)
         return out
 
     def backward(self, dy: Any, *more: Any) -> Any:
@@ -115,14 +105,14 @@ class Sequential(Module):
         parts of a tuple output, e.g. a final recurrent layer's ``dstate``); each module's backward runs in reverse
         order. Returns the gradient w.r.t. the chain's input, or None when a module's backward gives none (an
         ``Embedding`` first)."""
-        links = self.saved_for_backward()
+        took_tuple = self.saved_for_backward()
         grad: Any = (dy, *more) if more else dy
         modules = self._modules_in_order()
-        for module, link in zip(reversed(modules), reversed(links)):
+        for module, input_was_tuple in zip(reversed(modules), reversed(took_tuple)):
             grad = module.backward(*grad) if isinstance(grad, tuple) else module.backward(grad)
             if grad is None:
                 break
-            if isinstance(grad, tuple) and not link.took_tuple:
+            if isinstance(grad, tuple) and not input_was_tuple:
                 grad = grad[0]  # (dx, dstate0): the chain's initial state is zeros, not an input
         return grad
 
