@@ -277,3 +277,26 @@ def test_load_rejects_a_header_that_is_not_a_json_object(tmp_path):
         np.savez(path, header=np.array(header), checksum=np.array(_checksum(header, {})))
         with pytest.raises(ValueError, match=message):
             rc.load(path)
+
+
+def test_a_custom_module_mixes_its_own_parameters_with_sub_modules():
+    """The one base class: a model registers arrays of its own beside sub-modules; its own come first (torch's
+    order), and state dicts, zero_grad and eval cover both."""
+
+    class Scorer(rc.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_parameter("v", np.ones(4, np.float32))
+            self.encoder = rc.GRU(3, 4, seed=0)
+
+    m = Scorer()
+    assert list(m.parameters())[:2] == ["v", "encoder.weight_ih_l0"]
+    assert m.v is m.parameters()["v"] and m.gradients()["v"].shape == (4,)
+    m.gradients()["v"][...] = 1.0
+    m.zero_grad()
+    assert not m.gradients()["v"].any()
+    state = m.state_dict()
+    state["v"] = state["v"] * 3
+    m.load_state_dict(state)
+    assert (m.v == 3).all()
+    assert not m.eval().encoder.training

@@ -253,3 +253,34 @@ def test_embedding_kernel_direct(rng):
     assert_close(dw, want, "kernel_vs_reference", np.float64, "dweight")
     with pytest.raises(TypeError):  # noconvert: no silent cast of the gradient buffer
         _core.embedding_backward(idx, dy.astype(np.float32), -1, dw)
+
+
+# ---- the module protocol on Linear and Embedding (issue 12) --------------------------------------------------------
+def test_parameters_read_as_attributes_and_assign_only_in_place():
+    lin, emb = Linear(3, 2, seed=0), Embedding(4, 2, seed=0)
+    assert lin.weight is lin.parameters()["weight"] and lin.bias is lin.parameters()["bias"]
+    assert emb.weight is emb.parameters()["weight"]
+    assert Linear(3, 2, bias=False).bias is None
+    with pytest.raises(TypeError, match=r"Embedding.weight is a parameter: assign in place"):
+        emb.weight = np.zeros((4, 2), np.float32)
+    lin.bias[...] = 3.0
+    assert (lin(np.zeros((1, 3), np.float32)) == 3.0).all()
+
+
+def test_linear_and_embedding_keep_a_tape(rng):
+    """Two training-mode calls, then both backwards, last call first (issue 12, item 2: the second backward used to
+    raise 'needs a training-mode forward first')."""
+    lin = Linear(3, 2, dtype=np.float64, seed=0)
+    x1, x2 = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    lin(x1)
+    lin(x2)
+    g1, g2 = rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
+    lin.backward(g2)
+    lin.backward(g1)
+    assert_close(lin.gradients()["weight"], g1.T @ x1 + g2.T @ x2, "kernel_vs_reference", np.float64, "dweight")
+    emb = Embedding(4, 2, dtype=np.float64, seed=0)
+    emb(np.array([0, 1]))
+    emb(np.array([3]))
+    emb.backward(np.ones((1, 2)))
+    emb.backward(np.full((2, 2), 2.0))
+    np.testing.assert_array_equal(emb.gradients()["weight"][:, 0], [2, 2, 0, 1])

@@ -632,27 +632,78 @@ def config_method(module: Any) -> Callable[[], dict[str, Any]]:
     return get_config
 
 
-def state_dict_shapes(params: dict[str, np.ndarray], state: Any) -> None:
-    """A model's ``load_state_dict`` argument: exactly the parameters' names, each of the parameter's shape."""
-    same_keys("load_state_dict", params, state)
-    for name, p in params.items():
-        if np.shape(state[name]) != p.shape:
-            raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {np.shape(state[name])}")
+def parameter_name(module: Any, name: Any, params: dict[str, np.ndarray], none_params: set[str]) -> None:
+    """``register_parameter``'s name: a non-empty string without dots (they join nested names), not already an
+    attribute of the module other than a parameter (torch's rules)."""
+    if not isinstance(name, str):
+        raise TypeError(f"register_parameter: name must be a str, got {type(name).__name__}")
+    if not name or "." in name:
+        raise ValueError(f"register_parameter: name must be a non-empty string without '.', got {name!r}")
+    if name not in params and name not in none_params and (name in vars(module) or hasattr(type(module), name)):
+        raise ValueError(f"register_parameter: {type(module).__name__} already has an attribute {name!r} "
+                         "that is not a parameter")
 
 
-def state_dict_arrays(params: dict[str, np.ndarray], state: Any) -> dict[str, np.ndarray]:
-    """A module's ``load_state_dict`` argument: exactly the parameters' names, each a floating-point array of the
-    parameter's shape. Returns name -> array."""
-    same_keys("load_state_dict", params, state)
+def parameter_array(name: str, array: Any) -> np.ndarray:
+    """``register_parameter``'s array: a float32/float64 ndarray, C-contiguous and writeable (it becomes the
+    parameter itself, updated in place by optimizers, so it is never copied)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"register_parameter: {name} must be a numpy.ndarray (or None), got {type(array).__name__}")
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"register_parameter: {name} must have dtype float32 or float64, got {array.dtype}")
+    if not array.flags.c_contiguous or not array.flags.writeable:
+        what = "C-contiguous" if not array.flags.c_contiguous else "writeable"
+        raise ValueError(f"register_parameter: {name} must be a {what} array (it becomes the parameter, updated "
+                         f"in place; it is never copied): pass np.array({name}) for a copy")
+    return array
+
+
+def module_name(module: Any, name: Any, child: Any) -> None:
+    """``add_module``'s arguments: a non-empty string without dots, not private, and a module."""
+    if not isinstance(name, str):
+        raise TypeError(f"add_module: name must be a str, got {type(name).__name__}")
+    if not name or "." in name or name.startswith("_"):
+        raise ValueError(f"add_module: name must be a non-empty string without '.' and not starting with '_', "
+                         f"got {name!r}")
+    if not (callable(getattr(child, "parameters", None)) and callable(getattr(child, "gradients", None))):
+        raise TypeError(f"add_module: {name} must be a module (with parameters() and gradients()), "
+                        f"got {type(child).__name__}")
+
+
+def state_dict_entries(params: dict[str, np.ndarray], state: Any, strict: bool
+                       ) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """A module's ``load_state_dict`` arguments: ``state`` a mapping name -> floating-point array of the parameter's
+    shape (a mismatch always raises); with ``strict`` exactly the parameters' names (KeyError). Returns the arrays
+    to load, and the missing and unexpected names."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"load_state_dict: state must be a mapping name -> array, got {type(state).__name__}")
+    if not isinstance(strict, (bool, np.bool_)):
+        raise TypeError(f"load_state_dict: strict must be a bool, got {type(strict).__name__}")
+    if strict:
+        same_keys("load_state_dict", params, state)
+    missing = sorted(set(params) - set(state))
+    unexpected = sorted(set(state) - set(params))
     arrays = {}
     for name, p in params.items():
+        if name not in state:
+            continue
         a = np.asarray(state[name])
         if a.shape != p.shape:
             raise ValueError(f"load_state_dict: {name} must have shape {p.shape}, got {a.shape}")
         if not np.issubdtype(a.dtype, np.floating):
             raise TypeError(f"load_state_dict: {name} must be floating point, got {a.dtype}")
         arrays[name] = a
-    return arrays
+    return arrays, missing, unexpected
+
+
+def sequential_config(config: Any) -> list[dict[str, Any]]:
+    """``Sequential.from_config``'s config: ``{"modules": [spec, ...]}``, each spec a dict (``{"class": ...,
+    "config": {...}}``, which the ``build`` callback checks)."""
+    modules = config.get("modules") if isinstance(config, dict) else None
+    if not isinstance(modules, list) or not all(isinstance(spec, dict) for spec in modules):
+        raise ValueError("Sequential.from_config: config must be {'modules': [{'class': ..., 'config': {...}}, ...]}"
+                         f", got {config!r:.200}")
+    return modules
 
 
 # ---- gradient clipping (rnncore.utils) ------------------------------------------------------------------------------

@@ -1,9 +1,25 @@
-"""Composing models, and saving and loading them.
+"""The module protocol (``rnncore.Module``), and saving and loading modules.
 
-``rnncore.Module`` is the base class for user models: every attribute that is itself a module (a layer, a cell, a
-``Linear``, another ``Module``, or a list/tuple of them) is found automatically, and ``parameters()`` /
-``gradients()`` return one flat dict with nested names (``encoder.weight_ih_l0``, ``heads.1.bias``), so optimizers,
-gradient clipping and ``save`` work on the whole model.
+``rnncore.Module`` is the one base class of every module: rnncore's layers, cells' layers, ``Linear``,
+``Embedding``, ``Sequential``, and your own models. What a custom module writes:
+
+- ``__init__``: ``super().__init__()`` (optional: the bookkeeping starts on first use), then its parameters,
+  ``self.register_parameter("w", np.zeros((4, 3), np.float32))`` (the array itself becomes the parameter, with a
+  gradient buffer of zeros beside it: ``self.w`` reads it, ``self.gradients()["w"]`` its gradient), and its
+  sub-modules as attributes (``self.encoder = rc.LSTM(...)``; lists/tuples of modules too, named ``name.i``).
+- ``__call__(...)``: the forward, recording what backward needs with ``self.save_for_backward(value)`` (a no-op
+  in eval mode).
+- ``backward(grad)``: ``value = self.saved_for_backward()`` (the last recorded call's), accumulate parameter
+  gradients in ``self.gradients()[name]`` (``+=``), call the sub-modules' ``backward``, return the input gradient.
+  Any number of training-mode calls may precede the backwards, which take the calls in reverse order (a tape).
+- optionally ``get_config()``: the constructor's keyword arguments (JSON), so ``rnncore.save`` can store it and
+  ``rnncore.load(path, cls=TheClass)`` rebuild it.
+
+Everything else comes from here, with PyTorch's names and meanings: ``parameters()`` / ``named_parameters()``,
+``gradients()``, ``children()`` / ``named_children()`` / ``modules()``, ``zero_grad()``, ``train()`` / ``eval()``,
+``requires_grad_()`` / ``trainable_parameters()``, ``state_dict()`` / ``load_state_dict(state, strict=True)`` and a
+torch-style ``repr``. Unlike torch, ``eval()`` also clears the tape and records nothing: backward is for
+training-mode calls only.
 
 ``rnncore.save(module, path)`` writes the module's class, its configuration (``get_config()``) and every parameter to
 one ``.npz``, atomically (a temporary file renamed over the target) and with a SHA-256 checksum over configuration
@@ -23,13 +39,21 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
 import numpy as np
 
-from ._validation import config_method, float_dtype, state_dict_arrays, state_dict_shapes
+from ._validation import (
+    config_method,
+    float_dtype,
+    module_name,
+    parameter_array,
+    parameter_name,
+    state_dict_entries,
+)
 
 if TYPE_CHECKING:
     from typing import Protocol
@@ -45,24 +69,112 @@ if TYPE_CHECKING:
         def gradients(self) -> Mapping[str, np.ndarray]: ...
 
 _FORMAT = "rnncore.save/1"
-_M = TypeVar("_M", bound="Module")  # train()/eval() return the module itself, of its own class
-_P = TypeVar("_P", bound="Parameterized")
+_M = TypeVar("_M", bound="Module")  # train()/eval()/requires_grad_() return the module itself, of its own class
+
+#: A module warns (once) when its tape holds this many calls: far more than one training step's unrolled graph
+#: uses (a decoder step per output token, an attention call per step), so it means training-mode calls are piling
+#: up without backward (e.g. evaluation in training mode), each keeping its inputs alive.
+TAPE_WARNING_LENGTH = 10_000
 
 
 def _is_module(value: object) -> bool:
+    """A sub-module is anything with ``parameters()`` and ``gradients()`` (rnncore's modules and cells)."""
     return callable(getattr(value, "parameters", None)) and callable(getattr(value, "gradients", None))
 
 
+# The bookkeeping each instance creates on first use, so a subclass need not call super().__init__().
+_LAZY: dict[str, Callable[[], Any]] = {"_params": dict, "_grads": dict, "_tape": list, "_none_params": set}
+
+
+class IncompatibleKeys(NamedTuple):
+    """What ``load_state_dict`` returns (torch's ``_IncompatibleKeys``): the module's parameter names the state
+    lacked, and the state's names the module does not have (both empty with ``strict=True``)."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
 class Module:
-    """Base class for models made of rnncore modules. Subclasses create their sub-modules in ``__init__`` and write
-    ``__call__`` / ``backward`` themselves; parameters, gradients, train/eval and state dicts come from here.
-    To be saved with ``rnncore.save``, a subclass implements ``get_config()`` returning its constructor's keyword
-    arguments (JSON-serialisable); ``rnncore.load(path, cls=TheClass)`` rebuilds it."""
+    """Base class of every rnncore module and of your own (the module protocol: see this module's docstring).
+
+    A module owns parameters (``register_parameter``; read them as attributes, ``lin.weight``, and update them in
+    place) and sub-modules (any attribute holding a module, or a list/tuple of them), found in assignment order;
+    nested names join the attribute names with dots (``encoder.weight_ih_l0``, ``heads.1.bias``).
+
+    The tape: every training-mode call records what its backward needs (``save_for_backward``); ``backward`` takes
+    the calls back in reverse order (``saved_for_backward``), one backward per call. ``eval()`` clears the tape and
+    records nothing.
+    """
 
     training = True
+    _requires_grad = True
+    _tape_recorded = 0  # training-mode calls recorded since the tape was last cleared (for the empty-tape error)
+    _tape_warned = False
 
-    def children(self) -> Iterator[tuple[str, Any]]:
-        """(name, module) for every direct sub-module, in attribute order; list/tuple items are named ``name.i``."""
+    def __init__(self) -> None:
+        for name, make in _LAZY.items():
+            self.__dict__.setdefault(name, make())
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only when the normal lookup fails: the lazily created bookkeeping, then the parameters by name.
+        make = _LAZY.get(name)
+        if make is not None:
+            value = self.__dict__[name] = make()
+            return value
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            raise TypeError(f"{type(self).__name__}.{name} is a parameter: assign in place, {name}[...] = value "
+                            f"(optimizers and gradients hold this very array), or call "
+                            f"register_parameter({name!r}, array) to replace it")
+        object.__setattr__(self, name, value)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self.__dict__.get("_params", ())))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle and deepcopy: everything but the tape (pending training-mode calls; a layer's live in C++), so a
+        copy needs training-mode calls of its own before ``backward``."""
+        state = dict(vars(self))
+        state["_tape"] = []
+        state["_tape_recorded"] = 0
+        return state
+
+    # -- parameters ----------------------------------------------------------------------------------------------
+    def register_parameter(self, name: str, array: np.ndarray | None) -> None:
+        """Makes ``array`` (float32/float64, C-contiguous, writeable: never copied) the parameter ``name``, with a
+        gradient buffer of zeros of its shape and dtype. ``None`` declares an absent parameter (``self.name`` is
+        None, as ``Linear(bias=False).bias``). Re-registering a parameter's name replaces it."""
+        parameter_name(self, name, self._params, self._none_params)
+        if array is None:
+            self._params.pop(name, None)
+            self._grads.pop(name, None)
+            self._none_params.add(name)
+            object.__setattr__(self, name, None)
+            return
+        array = parameter_array(name, array)
+        if name in self._none_params:
+            self._none_params.discard(name)
+            del self.__dict__[name]
+        self._params[name] = array
+        self._grads[name] = np.zeros_like(array)
+
+    def _add_parameter(self, name: str, shape: tuple[int, ...]) -> None:
+        """A parameter of zeros of ``shape`` and the module's ``dtype`` (the built-in modules' init fills it)."""
+        self.register_parameter(name, np.zeros(shape, dtype=self.dtype))
+
+    def add_module(self, name: str, module: Any) -> None:
+        """Adds a sub-module under ``name`` (as ``setattr``; for names that are not identifiers, e.g. ``"0"``)."""
+        module_name(self, name, module)
+        setattr(self, name, module)
+
+    def named_children(self) -> Iterator[tuple[str, Any]]:
+        """(name, module) for every direct sub-module, in assignment order; list/tuple items are named ``name.i``."""
         for name, value in vars(self).items():
             if name.startswith("_"):
                 continue
@@ -73,112 +185,192 @@ class Module:
                     if _is_module(item):
                         yield f"{name}.{i}", item
 
-    def __repr__(self) -> str:
-        """torch's layout: the class, then one indented line per sub-module, ``(name): repr``."""
-        lines = [f"({name}): {repr(child)}".replace("\n", "\n  ") for name, child in self.children()]
-        if not lines:
-            return f"{type(self).__name__}()"
-        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+    def children(self) -> Iterator[Any]:
+        """Every direct sub-module (torch's ``children()``)."""
+        for _, child in self.named_children():
+            yield child
 
-    def _collect(self, method: str) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        for prefix, child in self.children():
-            for key, value in getattr(child, method)().items():
-                out[f"{prefix}.{key}"] = value
-        return out
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """(nested name, module) for this module (name ``prefix``, "" at the top) and every module below it, each
+        once, depth first."""
+        seen: set[int] = set()
+
+        def walk(module: Any, name: str) -> Iterator[tuple[str, Any]]:
+            if id(module) in seen:
+                return
+            seen.add(id(module))
+            yield name, module
+            if isinstance(module, Module):
+                for child_name, child in module.named_children():
+                    yield from walk(child, f"{name}.{child_name}" if name else child_name)
+
+        yield from walk(self, prefix)
+
+    def modules(self) -> Iterator[Any]:
+        """This module and every module below it, each once (torch's ``modules()``)."""
+        for _, module in self.named_modules():
+            yield module
+
+    def _entries(self, trainable_only: bool = False) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """(nested name, parameter, gradient) for this module's own parameters first, then each sub-module's."""
+        if not trainable_only or self._requires_grad:
+            for name, p in self._params.items():
+                yield name, p, self._grads[name]
+        for child_name, child in self.named_children():
+            if isinstance(child, Module):
+                entries: Iterator[tuple[str, np.ndarray, np.ndarray]] = child._entries(trainable_only)
+            else:  # a module outside this protocol (anything with parameters() and gradients(), e.g. a cell)
+                trainable = getattr(child, "trainable_parameters", None)
+                params = trainable() if trainable_only and callable(trainable) else child.parameters()
+                grads = child.gradients()
+                entries = ((name, p, grads[name]) for name, p in params.items())
+            for name, p, g in entries:
+                yield f"{child_name}.{name}", p, g
+
+    def _unique_entries(self, trainable_only: bool = False) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """``_entries`` with a parameter shared by two sub-modules listed once, under its first name (as torch)."""
+        seen: set[int] = set()
+        for name, p, g in self._entries(trainable_only):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p, g
+
+    def named_parameters(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+        """(nested name, parameter) pairs, this module's own first (torch's ``named_parameters``); a parameter
+        shared by two sub-modules is listed once unless ``remove_duplicate=False``."""
+        entries = self._unique_entries() if remove_duplicate else self._entries()
+        for name, p, _ in entries:
+            yield prefix + name, p
 
     def parameters(self) -> dict[str, np.ndarray]:
-        """Every parameter of every sub-module, by nested name; the arrays are the sub-modules' own."""
-        return self._collect("parameters")
+        """Nested name -> parameter (what optimizers take). The arrays are the module's own: update them in place."""
+        return dict(self.named_parameters())
 
     def gradients(self) -> dict[str, np.ndarray]:
-        return self._collect("gradients")
+        """Nested name -> accumulated gradient, the same keys as ``parameters()``."""
+        return {name: g for name, _, g in self._unique_entries()}
 
     def zero_grad(self) -> None:
-        for _, child in self.children():
+        """Sets every gradient to zero (in place: the buffers stay the same arrays)."""
+        for g in self._grads.values():
+            g[...] = 0.0
+        for child in self.children():
             child.zero_grad()
 
+    def requires_grad_(self: _M, requires_grad: bool = True) -> _M:
+        """Freezes (False) or unfreezes this module's parameters and every sub-module's; returns the module.
+        Frozen parameters still get gradients (backward still flows through them), but ``trainable_parameters()``
+        leaves them out, and optimizers update only those."""
+        self._requires_grad = bool(requires_grad)
+        for child in self.children():
+            set_flag = getattr(child, "requires_grad_", None)
+            if not callable(set_flag):
+                raise TypeError(f"requires_grad_: the sub-module {type(child).__name__} cannot be frozen "
+                                "(it has no requires_grad_)")
+            set_flag(requires_grad)
+        return self
+
+    def trainable_parameters(self) -> dict[str, np.ndarray]:
+        """The parameters that require grad, under the names ``parameters()`` uses."""
+        return {name: p for name, p, _ in self._unique_entries(trainable_only=True)}
+
+    # -- modes and the tape --------------------------------------------------------------------------------------
     def train(self: _M, mode: bool = True) -> _M:
+        """Training mode (the default) or, with ``mode=False``, eval mode: no dropout, no tape (the tape is
+        cleared, and calls record nothing, so backward needs a training-mode call first). Recursive."""
         self.training = bool(mode)
-        for _, child in self.children():
+        if not self.training:
+            self._tape.clear()
+            self._tape_recorded = 0
+        for child in self.children():
             child.train(mode)
         return self
 
     def eval(self: _M) -> _M:
+        """``train(False)``."""
         return self.train(False)
 
+    def save_for_backward(self, value: Any) -> None:
+        """Records ``value`` on the tape for the backward of this call (training mode only; a no-op in eval)."""
+        if not self.training:
+            return
+        tape = self._tape
+        tape.append(value)
+        self._tape_recorded += 1
+        if len(tape) >= TAPE_WARNING_LENGTH and not self._tape_warned:
+            self._tape_warned = True
+            warnings.warn(f"{type(self).__name__} holds {len(tape)} training-mode calls without backward: each "
+                          "keeps its inputs alive until its backward. For inference, call eval() (it records "
+                          "nothing); in training, call backward once per call", UserWarning, stacklevel=3)
+
+    def saved_for_backward(self) -> Any:
+        """Pops and returns what the LAST recorded training-mode call saved. RuntimeError when none is left."""
+        if not self._tape:
+            recorded = self._tape_recorded
+            happened = (f"all {recorded} recorded training-mode call{'s' if recorded != 1 else ''} already went "
+                        "through backward" if recorded else
+                        "no training-mode call was recorded (since it was built, copied or last put in eval mode)")
+            raise RuntimeError(f"{type(self).__name__}.backward needs a training-mode forward first: {happened}. "
+                               "Each training-mode call allows one backward, last call first; eval() records "
+                               "nothing (call .train() before the forward)")
+        return self._tape.pop()
+
+    def _restore_saved(self, value: Any) -> None:
+        """Pushes ``value`` back on the tape: a backward that rejected its gradient does not use up the call."""
+        self._tape.append(value)
+
+    # -- state dicts ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: p.copy() for name, p in self.parameters().items()}
+        """Copies of every parameter by nested name (PyTorch's names)."""
+        return {name: p.copy() for name, p in self.named_parameters(remove_duplicate=False)}
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copies every parameter by nested name; missing, unexpected or misshaped entries raise before any copy."""
-        params = self.parameters()
-        state_dict_shapes(params, state)
-        for name, p in params.items():
-            p[...] = state[name]
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Copies parameters from ``state`` (nested name -> array, e.g. ``{k: v.numpy() for k, v in
+        torch_module.state_dict().items()}``) into the module's arrays, converting to their dtype. With
+        ``strict=True`` the names must match exactly (KeyError); with ``strict=False`` the matching names load and
+        the others are returned as ``(missing_keys, unexpected_keys)``. A shape mismatch always raises
+        (ValueError), and every check runs before anything is copied."""
+        params = dict(self.named_parameters(remove_duplicate=False))
+        arrays, missing, unexpected = state_dict_entries(params, state, strict)
+        for name, a in arrays.items():
+            params[name][...] = a
+        return IncompatibleKeys(missing, unexpected)
+
+    # -- repr ----------------------------------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The text inside the parentheses of ``repr``: a custom module's constructor arguments, from its
+        ``get_config()`` when it has one (torch's ``extra_repr``)."""
+        get_config = getattr(self, "get_config", None)
+        if not callable(get_config):
+            return ""
+        try:
+            return ", ".join(f"{k}={v!r}" for k, v in get_config().items())
+        except Exception:  # a repr never fails because of a half-built module
+            return ""
+
+    def __repr__(self) -> str:
+        """torch's layout: the class and its arguments, then one indented line per sub-module, ``(name): repr``."""
+        lines = [f"({name}): {repr(child)}".replace("\n", "\n  ") for name, child in self.named_children()]
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        head = [extra] if extra else []
+        return f"{type(self).__name__}(\n  " + "\n  ".join(head + lines) + "\n)"
 
 
-class Parameterized:
-    """The one home of parameter bookkeeping for modules that own their arrays (recurrent layers, Linear,
-    Embedding): parameters and gradients under PyTorch's names, zero_grad, state dicts, train/eval, and the
-    one-backward-per-training-forward rule."""
+class Parameterized(Module):
+    """A module that owns its arrays in a ``dtype`` with a seeded generator (rnncore's layers, ``Linear``,
+    ``Embedding``): ``self.dtype``, ``self._seed``, ``self._rng``."""
 
     def __init__(self, dtype: npt.DTypeLike, seed: int | None) -> None:
+        super().__init__()
         self.dtype = float_dtype("dtype", dtype)
-        self.training = True
         self._seed = seed
         self._rng = np.random.default_rng(seed)
-        self._params: dict[str, np.ndarray] = {}
-        self._grads: dict[str, np.ndarray] = {}
-        self._saved: Any = None  # what backward needs from the last training-mode forward (each module's own)
-
-    def _add_parameter(self, name: str, shape: tuple[int, ...]) -> None:
-        self._params[name] = np.zeros(shape, dtype=self.dtype)
-        self._grads[name] = np.zeros(shape, dtype=self.dtype)
 
     def get_config(self) -> dict[str, Any]:
         """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the module)."""
         raise NotImplementedError
-
-    def parameters(self) -> dict[str, np.ndarray]:
-        """Name -> array (PyTorch's names). The arrays are the module's own: update them in place."""
-        return dict(self._params)
-
-    def gradients(self) -> dict[str, np.ndarray]:
-        """Name -> accumulated gradient, same keys as ``parameters()``."""
-        return dict(self._grads)
-
-    def zero_grad(self) -> None:
-        for g in self._grads.values():
-            g[...] = 0.0
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters under PyTorch's names."""
-        return {name: p.copy() for name, p in self._params.items()}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copies every parameter from ``state`` (e.g. ``{k: v.numpy() for k, v in torch_module.state_dict().items()}``)
-        into the module's arrays, converting to its dtype. Missing, unexpected or misshaped entries raise before
-        anything is copied."""
-        arrays = state_dict_arrays(self._params, state)
-        for name, a in arrays.items():
-            self._params[name][...] = a
-
-    def train(self: _P, mode: bool = True) -> _P:
-        self.training = bool(mode)
-        return self
-
-    def eval(self: _P) -> _P:
-        return self.train(False)
-
-    def _take_saved(self) -> Any:
-        if self._saved is None:
-            raise RuntimeError(f"{type(self).__name__}.backward needs a training-mode forward first (call .train() "
-                               "before the forward; each forward allows one backward)")
-        saved, self._saved = self._saved, None
-        return saved
-
-
 
 def _checksum(header: str, arrays: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256(header.encode("utf-8"))

@@ -1,9 +1,10 @@
 """Feed-forward pieces of a training loop: ``Linear`` and ``Embedding``, with PyTorch's names, layouts and inits.
 
-They follow the recurrent layers' conventions (``rnncore.layers``): parameters are NumPy arrays under torch's names,
-updated in place by optimizers; ``backward`` works through the last training-mode forward (once), returns the input
-gradient and accumulates parameter gradients until ``zero_grad()``; ``state_dict``/``load_state_dict`` exchange
-arrays with a torch ``state_dict``.
+They follow the module protocol (``rnncore.Module``): parameters are NumPy arrays under torch's names (``lin.weight``),
+updated in place by optimizers; every training-mode call is recorded on the module's tape, and ``backward`` takes the
+calls back in reverse order (one backward per call, the last call first), returns the input gradient and accumulates
+parameter gradients until ``zero_grad()``; ``state_dict``/``load_state_dict`` exchange arrays with a torch
+``state_dict``.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ if TYPE_CHECKING:
 class Linear(Parameterized):
     """``y = x W^T + b`` over the last axis: ``x [..., in_features] -> y [..., out_features]`` (torch.nn.Linear).
 
-    Parameters: ``weight [out_features, in_features]``, ``bias [out_features]`` (absent with ``bias=False``), both
-    initialised as torch does (kaiming-uniform with a = √5, i.e. U(-1/√in, 1/√in), and the bias likewise).
-    The forward keeps a reference to ``x`` for backward: do not modify it in place before calling backward.
+    Parameters: ``weight [out_features, in_features]``, ``bias [out_features]`` (``lin.bias`` is None with
+    ``bias=False``), both initialised as torch does (kaiming-uniform with a = √5, i.e. U(-1/√in, 1/√in), and the
+    bias likewise). A training-mode call keeps a reference to its ``x`` for backward: do not modify it in place
+    before that call's backward.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: npt.DTypeLike = np.float32,
@@ -34,14 +36,15 @@ class Linear(Parameterized):
         super().__init__(dtype, seed)
         self.in_features = positive_int("in_features", in_features)
         self.out_features = positive_int("out_features", out_features)
-        self.bias = bool(bias)
         self._add_parameter("weight", (self.out_features, self.in_features))
-        if self.bias:
+        if bias:
             self._add_parameter("bias", (self.out_features,))
+        else:
+            self.register_parameter("bias", None)
         self.reset_parameters()
 
     def get_config(self) -> dict[str, Any]:
-        return dict(in_features=self.in_features, out_features=self.out_features, bias=self.bias,
+        return dict(in_features=self.in_features, out_features=self.out_features, bias="bias" in self._params,
                     dtype=self.dtype.name, seed=self._seed)
 
     def reset_parameters(self) -> None:
@@ -54,30 +57,36 @@ class Linear(Parameterized):
         x = features_array("x", x, "in_features", self.in_features, self.dtype, MODULE_DTYPE)
         x2 = x.reshape(-1, self.in_features)
         y = x2 @ self._params["weight"].T
-        if self.bias:
-            y += self._params["bias"]
-        self._saved = x if self.training else None
+        bias = self._params.get("bias")
+        if bias is not None:
+            y += bias
+        self.save_for_backward(x)  # training mode only
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        """Gradient w.r.t. the last forward's x (same shape); accumulates ``weight``'s and ``bias``'s gradients."""
-        x = self._take_saved()
+        """Gradient w.r.t. the x of the last recorded call (same shape) — calls go back in reverse order; accumulates
+        ``weight``'s and ``bias``'s gradients. ``dy`` has that call's output shape ``[..., out_features]``."""
+        x = self.saved_for_backward()
         try:
             dy = float_array("dy", dy, [(f"d{k}", n) for k, n in enumerate(x.shape[:-1])]
                              + [("out_features", self.out_features)], self.dtype, MODULE_DTYPE)
+        except ValueError as e:
+            self._restore_saved(x)  # a rejected dy does not use up the call
+            raise ValueError(f"{e} (the output shape of the last recorded call: {type(self).__name__}.backward "
+                             "takes calls in reverse order, the last call first)") from None
         except Exception:
-            self._saved = x  # a rejected dy does not use up the forward
+            self._restore_saved(x)
             raise
         dy2 = dy.reshape(-1, self.out_features)
         x2 = x.reshape(-1, self.in_features)
         self._grads["weight"] += dy2.T @ x2
-        if self.bias:
+        if "bias" in self._grads:
             self._grads["bias"] += dy2.sum(axis=0)
         return (dy2 @ self._params["weight"]).reshape(x.shape)
 
     def __repr__(self) -> str:
-        return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, bias={self.bias}, "
-                f"dtype={self.dtype.name})")
+        return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={'bias' in self._params}, dtype={self.dtype.name})")
 
 
 class Embedding(Parameterized):
@@ -113,18 +122,24 @@ class Embedding(Parameterized):
     def __call__(self, indices: npt.ArrayLike) -> np.ndarray:
         idx = index_array("indices", indices, self.num_embeddings, letter="num_embeddings")
         out = np.take(self._params["weight"], idx, axis=0)
-        self._saved = idx.copy() if self.training else None  # private: the caller may reuse its index buffer
+        if self.training:
+            self.save_for_backward(idx.copy())  # private: the caller may reuse its index buffer
         return out
 
     def backward(self, dy: np.ndarray) -> None:
-        """Accumulates ``weight``'s gradient: row ``indices[...]`` += ``dy[...]`` (``dy [..., embedding_dim]``, the
-        last forward's output shape), skipping ``padding_idx``. Returns None."""
-        idx = self._take_saved()
+        """Accumulates ``weight``'s gradient for the last recorded call (calls go back in reverse order): row
+        ``indices[...]`` += ``dy[...]`` (``dy [..., embedding_dim]``, that call's output shape), skipping
+        ``padding_idx``. Returns None (indices have no gradient)."""
+        idx = self.saved_for_backward()
         try:
             dy = float_array("dy", dy, [(f"d{k}", n) for k, n in enumerate(idx.shape)]
                              + [("embedding_dim", self.embedding_dim)], self.dtype, MODULE_DTYPE)
+        except ValueError as e:
+            self._restore_saved(idx)  # a rejected dy does not use up the call
+            raise ValueError(f"{e} (the output shape of the last recorded call: {type(self).__name__}.backward "
+                             "takes calls in reverse order, the last call first)") from None
         except Exception:
-            self._saved = idx
+            self._restore_saved(idx)
             raise
         pad = -1 if self.padding_idx is None else self.padding_idx
         embedding_backward_checked(idx, dy, self._grads["weight"], pad)  # checked here and in __call__

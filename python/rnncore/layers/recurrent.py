@@ -182,7 +182,7 @@ class _Recurrent(Parameterized):
             saved_layers.append((workspaces, mask))
             layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
 
-        self._saved = (saved_layers, reverse_index, batch, steps) if keep_graph else None
+        self.save_for_backward((saved_layers, reverse_index, batch, steps))  # training mode only
         y = layer_input
         if self.batch_first:
             y = np.ascontiguousarray(y.transpose(1, 0, 2))
@@ -191,11 +191,12 @@ class _Recurrent(Parameterized):
 
     # -- backward --------------------------------------------------------------------------------------------------
     def backward(self, dy: np.ndarray | None, dstate: Any = None) -> tuple[np.ndarray, Any]:
-        """Backpropagation through the last training-mode forward: accumulates every parameter's gradient and
+        """Backpropagation through the last recorded training-mode forward (the tape: any number of forwards, then
+        one backward each, last first): accumulates every parameter's gradient and
         returns ``(dx, dstate0)`` — the gradients w.r.t. x and the initial state(s). ``dy`` has y's shape, or None
         for zeros (only the final state's gradient flows back); ``dstate`` (optional) the final state's, each part
-        None for zeros. Allowed once per forward."""
-        saved = self._take_saved()
+        None for zeros."""
+        saved = self.saved_for_backward()
         saved_layers, reverse_index, batch, steps = saved
         D, H = self.num_directions, self.hidden_size
         try:
@@ -208,7 +209,7 @@ class _Recurrent(Parameterized):
                     dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
             dstates = self._check_state(dstate, batch)
         except Exception:
-            self._saved = saved  # a rejected dy or dstate does not use up the forward
+            self._restore_saved(saved)  # a rejected dy or dstate does not use up the forward
             raise
 
         n_states = len(dstates)
@@ -241,13 +242,6 @@ class _Recurrent(Parameterized):
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         return dx, self.kind.pack_states(dstate0)
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle and deepcopy: everything but a pending training-mode forward (its workspaces live in C++), so a
-        copy needs a forward of its own before ``backward``."""
-        state = dict(vars(self))
-        state["_saved"] = None
-        return state
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
