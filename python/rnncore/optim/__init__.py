@@ -131,6 +131,8 @@ class Optimizer:
 
     def __getattr__(self, name: str) -> Any:
         """A single group's hyper-parameters read as attributes: ``opt.lr`` is ``opt.param_groups[0]["lr"]``."""
+        if name == "hyperparameters":  # the property raised (several groups): say why
+            self._single_group(name)
         if name.startswith("_") or name not in type(self)._hyper:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         return self._single_group(name)[name]
