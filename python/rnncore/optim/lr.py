@@ -219,7 +219,7 @@ class LinearLR(LRScheduler):
     def _next_lrs(self, initial: bool) -> list[float]:
         if self.last_epoch == 0:
             return [lr * self.start_factor for lr in self._lrs()]
-        if initial or self.last_epoch > self.total_iters:
+        if self.last_epoch > self.total_iters:
             return self._lrs()
         start, end = self.start_factor, self.end_factor
         return [lr * (1.0 + (end - start) / (self.total_iters * start + (self.last_epoch - 1) * (end - start)))
