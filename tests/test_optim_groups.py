@@ -48,6 +48,7 @@ class Net(rc.Module):
     """An LSTM encoder and a Linear head on its last state: two sub-modules for two parameter groups."""
 
     def __init__(self):
+        super().__init__()
         self.encoder = rc.LSTM(3, 4, seed=0, dtype=np.float64)
         self.head = rc.Linear(4, 2, seed=1, dtype=np.float64)
 
@@ -375,8 +376,8 @@ def test_optimizer_with_its_model_copies_in_every_state(state, how, rng):
     if state == "pending_forward":
         net(x)  # a training-mode forward whose workspaces the copy drops
     copied = pickle.loads(pickle.dumps(opt)) if how == "pickle" else copy.deepcopy(opt)
-    copy_net = Net.__new__(Net)
-    copy_net.encoder, copy_net.head = copied._models
+    copy_net = Net()
+    copy_net.encoder, copy_net.head = copied._models  # the copied model, around the copied layers
     for name, p in copy_net.parameters().items():
         group = 0 if name.startswith("encoder.") else 1
         key = f"{group}.{name.split('.', 1)[1]}"
