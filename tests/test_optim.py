@@ -295,7 +295,7 @@ def test_load_state_dict_errors_and_atomicity():
     with pytest.raises(KeyError, match="unknown"):
         dst.load_state_dict(bad)
     bad = src.state_dict()
-    bad["hyperparameters"]["lr"] = -1.0
+    bad["param_groups"][0]["lr"] = -1.0
     with pytest.raises(ValueError, match="lr"):
         dst.load_state_dict(bad)
     bad = src.state_dict()
@@ -304,7 +304,7 @@ def test_load_state_dict_errors_and_atomicity():
         dst.load_state_dict(bad)
 
     after = dst.state_dict()  # nothing changed by the failed loads
-    assert after["hyperparameters"] == before["hyperparameters"]
+    assert after["param_groups"] == before["param_groups"]
     for name in before["state"]:
         assert before["state"][name].keys() == after["state"][name].keys()
         for key in before["state"][name]:

@@ -710,9 +710,15 @@ def sequential_config(config: Any) -> list[dict[str, Any]]:
 
 def clip_gradients(grads: Any) -> list[np.ndarray]:
     """What clipping takes: a dict of gradient arrays, a list/tuple of them, one array, or a model (its
-    ``gradients()``); each a writeable float32/float64 ndarray. Returns the arrays (clipped in place by the caller)."""
+    ``gradients()``, only those of ``trainable_parameters()`` when it has that method: frozen parameters' gradients
+    are neither counted nor changed); each a writeable float32/float64 ndarray. Returns the arrays (clipped in place
+    by the caller)."""
     if callable(getattr(grads, "gradients", None)):
-        grads = grads.gradients()
+        model = grads
+        grads = model.gradients()
+        if callable(getattr(model, "trainable_parameters", None)) and isinstance(grads, dict):
+            trainable = model.trainable_parameters()
+            grads = {name: g for name, g in grads.items() if name in trainable}
     if isinstance(grads, dict):
         items = list(grads.items())
     elif isinstance(grads, (list, tuple)):
@@ -794,8 +800,8 @@ def optimizer_parameters(params: Any) -> tuple[Any, dict[str, np.ndarray]]:
         if not isinstance(arrays, Mapping):
             raise TypeError(f"{type(params).__name__}.parameters() must return a dict name -> ndarray")
     else:
-        raise TypeError("params must be a dict name -> ndarray or a model with parameters() and gradients(), "
-                        f"got {type(params).__name__}")
+        raise TypeError("params must be a model with parameters() and gradients(), a dict name -> ndarray or a "
+                        f"list of parameter groups, got {type(params).__name__}")
     if len(arrays) == 0:
         raise ValueError("optimizer got an empty parameter dict")
     checked: dict[str, np.ndarray] = {}
@@ -813,20 +819,105 @@ def optimizer_parameters(params: Any) -> tuple[Any, dict[str, np.ndarray]]:
     return model, checked
 
 
-def optimizer_gradients(params: dict[str, np.ndarray], grads: Any, model: Any) -> dict[str, np.ndarray]:
-    """``step(grads)``'s argument (None: the model's ``gradients()``): name -> real array of the parameter's shape,
-    returned in the parameter's dtype."""
+def optimizer_group_spec(index: int, group: Any, hyper: Mapping[str, Any]
+                         ) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
+    """One entry of an optimizer's list of parameter groups: a dict with "params" (a model or a dict name ->
+    ndarray) and hyper-parameter overrides (names of ``hyper``). Returns (model or None, name -> array, overrides)."""
+    if not isinstance(group, Mapping) or "params" not in group:
+        raise TypeError(f"params[{index}] must be a parameter group, a dict {{'params': a model with parameters() "
+                        "and gradients() or a dict name -> ndarray, plus hyper-parameters to override}, "
+                        f"got {type(group).__name__}")
+    unknown = sorted(str(k) for k in group if k != "params" and k not in hyper)
+    if unknown:
+        raise ValueError(f"params[{index}] has unknown keys {unknown} (a group holds 'params' and the optimizer's "
+                         f"hyper-parameters {list(hyper)})")
+    model, arrays = optimizer_parameters(group["params"])
+    return model, arrays, {k: v for k, v in group.items() if k != "params"}
+
+
+def optimizer_groups_distinct(groups: Sequence[Mapping[str, np.ndarray]]) -> None:
+    """No parameter array in two groups (torch's rule: it would be updated twice per step)."""
+    seen: dict[int, str] = {}
+    for arrays in groups:
+        for name, p in arrays.items():
+            if id(p) in seen:
+                raise ValueError(f"parameter {name!r} is also {seen[id(p)]!r}: a parameter may appear in only one "
+                                 "parameter group")
+            seen[id(p)] = name
+
+
+def optimizer_group_keys(index: int, group: Any, hyper: Mapping[str, Any], built: Sequence[Any], count: int
+                         ) -> None:
+    """A live ``opt.param_groups[index]`` at ``step``: still the list the optimizer built (``count`` groups), a
+    dict with its original "params", every hyper-parameter and nothing else ("initial_lr", a schedule's, aside)."""
+    if count != len(built):
+        raise ValueError(f"param_groups has {count} groups, the optimizer was built with {len(built)}: groups "
+                         "cannot be added or removed (build a new optimizer)")
+    if not isinstance(group, dict):
+        raise TypeError(f"param_groups[{index}] must be a dict, got {type(group).__name__}")
+    if group.get("params") is not built[index]:
+        raise ValueError(f"param_groups[{index}]['params'] was replaced; the parameters are fixed when the "
+                         "optimizer is built (build a new optimizer)")
+    allowed = {"params", "initial_lr", *hyper}
+    missing = sorted(k for k in hyper if k not in group)
+    unexpected = sorted(str(k) for k in group if k not in allowed)
+    if missing or unexpected:
+        raise KeyError(f"param_groups[{index}]: missing {missing}, unexpected {unexpected} (a group holds 'params' "
+                       f"and the hyper-parameters {list(hyper)})")
+    if "initial_lr" in group:
+        hyper_non_negative(f"param_groups[{index}]['initial_lr']", group["initial_lr"])
+
+
+def optimizer_trainable_names(index: int, model: Any, params: Mapping[str, np.ndarray], prefix: str) -> list[str]:
+    """The names (the optimizer's: ``prefix`` + the model's) of ``model.trainable_parameters()``, each one of the
+    parameters the optimizer was built over."""
+    trainable = model.trainable_parameters()
+    if not isinstance(trainable, Mapping):
+        raise TypeError(f"{type(model).__name__}.trainable_parameters() must return a dict name -> ndarray, "
+                        f"got {type(trainable).__name__}")
+    names = [prefix + str(name) for name in trainable]
+    unknown = sorted(name for name in names if name not in params)
+    if unknown:
+        raise ValueError(f"{type(model).__name__}.trainable_parameters() (param_groups[{index}]) holds {unknown}, "
+                         "which the optimizer was not built over (build a new optimizer)")
+    return names
+
+
+def optimizer_zero_grad_models(models: Sequence[Any]) -> list[Any]:
+    """The models ``opt.zero_grad()`` zeroes: every group must have one."""
+    if any(model is None for model in models):
+        raise TypeError("zero_grad() zeroes the gradients of the model(s) the optimizer was built over, but it was "
+                        "built from a dict of parameters: the gradients are yours, passed to step(grads), so zero "
+                        "them yourself (or build the optimizer over the model)")
+    return list(models)
+
+
+def optimizer_gradients(groups: Sequence[Mapping[str, Any]], trainable: Sequence[Sequence[str]], grads: Any,
+                        models: Sequence[Any], prefixed: bool) -> dict[str, np.ndarray]:
+    """``step(grads)``'s argument, name -> real array of the parameter's shape, returned in the parameter's dtype
+    for every ``trainable`` name (the names of frozen parameters may be given; they are not read). ``grads`` None:
+    each group's model's ``gradients()`` (``prefixed``: the model's names get the group's "<index>." prefix)."""
+    params = {name: p for group in groups for name, p in group["params"].items()}
     if grads is None:
-        if model is None:
-            raise TypeError("step() needs grads (a dict name -> ndarray) when the optimizer was built from a "
-                            "dict of parameters")
-        grads = model.gradients()
+        grads = {}
+        for i, model in enumerate(models):
+            if model is None:
+                raise TypeError("step() needs grads (a dict name -> ndarray) when the optimizer was built from a "
+                                "dict of parameters")
+            given = model.gradients()
+            if not isinstance(given, Mapping):
+                raise TypeError(f"{type(model).__name__}.gradients() must return a dict name -> ndarray")
+            grads.update({(f"{i}." if prefixed else "") + str(name): g for name, g in given.items()})
     if not isinstance(grads, Mapping):
         raise TypeError(f"grads must be a dict name -> ndarray, got {type(grads).__name__}")
-    same_keys("grads must have exactly the parameters' names", params, grads, ValueError)
+    required = [name for names in trainable for name in names]
+    missing = sorted(name for name in required if name not in grads)
+    unexpected = sorted(str(name) for name in grads if name not in params)
+    if missing or unexpected:
+        raise ValueError(f"grads must have the parameters' names: missing {missing}, unexpected {unexpected}")
     resolved = {}
-    for name, p in params.items():
-        g = grads[name]
+    for name in required:
+        p, g = params[name], grads[name]
         if not isinstance(g, np.ndarray):
             g = np.asarray(g)
         if not (np.issubdtype(g.dtype, np.floating) or np.issubdtype(g.dtype, np.integer)):
@@ -838,16 +929,37 @@ def optimizer_gradients(params: dict[str, np.ndarray], grads: Any, model: Any) -
 
 
 def optimizer_state_header(state_dict: Any, optimizer: str) -> None:
-    """An optimizer ``state_dict``'s outline: a dict with "optimizer" (this class's name), "hyperparameters" and
+    """An optimizer ``state_dict``'s outline: a dict with "optimizer" (this class's name), "param_groups" and
     "state"."""
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-    missing = sorted({"optimizer", "hyperparameters", "state"} - set(state_dict))
+    missing = sorted({"optimizer", "param_groups", "state"} - set(state_dict))
     if missing:
         raise KeyError(f"load_state_dict: missing entries {missing}")
     if state_dict["optimizer"] != optimizer:
         raise ValueError(f"load_state_dict: the state is for {state_dict['optimizer']!r}, "
                          f"this optimizer is {optimizer!r}")
+
+
+def optimizer_state_groups(saved: Any, groups: Sequence[Mapping[str, Any]], hyper: Mapping[str, Any]
+                           ) -> list[Mapping[str, Any]]:
+    """An optimizer ``state_dict``'s "param_groups": as many groups as the optimizer has, each a dict with "params"
+    (the same names, in order), every hyper-parameter and nothing else (a schedule's "initial_lr" aside)."""
+    if not isinstance(saved, (list, tuple)) or len(saved) != len(groups):
+        got = f"{len(saved)} groups" if isinstance(saved, (list, tuple)) else type(saved).__name__
+        raise ValueError(f"load_state_dict: 'param_groups' must be a list of {len(groups)} groups (this "
+                         f"optimizer's), got {got}")
+    for i, (entry, group) in enumerate(zip(saved, groups)):
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"load_state_dict: param_groups[{i}] must be a dict, got {type(entry).__name__}")
+        same_keys(f"load_state_dict: param_groups[{i}]", {"params", *hyper},
+                  [k for k in entry if k != "initial_lr"])
+        if list(entry["params"]) != list(group["params"]):
+            raise ValueError(f"load_state_dict: param_groups[{i}] holds the parameters {list(entry['params'])}, "
+                             f"this optimizer's group holds {list(group['params'])}")
+        if "initial_lr" in entry:
+            hyper_non_negative(f"param_groups[{i}]['initial_lr']", entry["initial_lr"])
+    return list(saved)
 
 
 def optimizer_state_arrays(saved: Any, params: dict[str, np.ndarray], state_keys: Sequence[str]
@@ -877,3 +989,90 @@ def optimizer_state_arrays(saved: Any, params: dict[str, np.ndarray], state_keys
                 raise TypeError(f"load_state_dict: state[{name!r}][{key!r}] must be real, got {a.dtype}")
             new_state[name][key] = np.array(a, dtype=p.dtype, copy=True)
     return new_state
+
+
+def schedule_optimizer(schedule: str, optimizer: Any) -> Any:
+    """A schedule's ``optimizer``: one of ``rnncore.optim``'s (its ``param_groups`` are what the schedule sets)."""
+    from .optim import Optimizer
+
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"{schedule}'s optimizer must be an rnncore.optim optimizer (SGD, Adam, ...), "
+                        f"got {type(optimizer).__name__}")
+    return optimizer
+
+
+def schedule_factor(name: str, value: Any, allow_zero: bool, allow_one: bool = True) -> float:
+    """A schedule's multiplicative factor in [0, 1] (``allow_zero`` False: > 0; ``allow_one`` False: < 1)."""
+    value = hyper_number(name, value)
+    if value < 0.0 or (value == 0.0 and not allow_zero) or value > 1.0 or (value == 1.0 and not allow_one):
+        interval = ("[0, " if allow_zero else "(0, ") + ("1]" if allow_one else "1)")
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return value
+
+
+def milestone_list(milestones: Any) -> list[int]:
+    """``MultiStepLR``'s milestones: epochs (ints >= 0), returned sorted (a repeated one counts twice, as torch)."""
+    if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
+        raise TypeError(f"milestones must be a list of epochs (ints >= 0), got {type(milestones).__name__}")
+    return sorted(non_negative_int("each milestone", m) for m in milestones)
+
+
+def per_group_numbers(name: str, value: Any, groups: int) -> list[float]:
+    """A number >= 0 for every parameter group: one number, or a list/tuple with one per group."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != groups:
+            raise ValueError(f"{name} must have one value per parameter group ({groups}), got {len(value)}")
+        return [hyper_non_negative(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    return [hyper_non_negative(name, value)] * groups
+
+
+def lr_lambdas(lr_lambda: Any, groups: int) -> list[Callable[[int], float]]:
+    """``LambdaLR``'s ``lr_lambda``: one function for every group, or a list/tuple with one per group."""
+    fns = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
+    if len(fns) != groups:
+        raise ValueError(f"lr_lambda must be one function or a list of {groups} (one per parameter group), "
+                         f"got {len(fns)}")
+    for i, fn in enumerate(fns):
+        if not callable(fn):
+            raise TypeError(f"lr_lambda{'' if fns is not lr_lambda else f'[{i}]'} must be a function epoch -> "
+                            f"factor, got {type(fn).__name__}")
+    return fns
+
+
+def schedule_metric(metrics: Any) -> float:
+    """``ReduceLROnPlateau.step``'s ``metrics``: a real number (a NumPy scalar or 0-d array too); NaN counts as no
+    improvement, as in torch."""
+    if isinstance(metrics, np.ndarray) and metrics.ndim == 0:
+        metrics = metrics[()]
+    if isinstance(metrics, (bool, np.bool_)) or not isinstance(metrics, numbers.Real):
+        raise TypeError(f"metrics must be a real number (the monitored value), got {type(metrics).__name__}")
+    return float(metrics)
+
+
+def schedule_state(state: Any, schedule: str, current: Mapping[str, Any], groups: int) -> dict[str, Any]:
+    """A schedule's ``state_dict``: this schedule's name and exactly ``current``'s entries, each of the same kind
+    (an int where an int is, a number where a float is, a list where a list is; the per-group lists one entry per
+    group)."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state_dict must be a dict, got {type(state).__name__}")
+    if state.get("scheduler") != schedule:
+        raise ValueError(f"load_state_dict: the state is for {state.get('scheduler')!r}, this schedule is "
+                         f"{schedule!r}")
+    same_keys("load_state_dict", current, [k for k in state if k != "scheduler"])
+    for key, now in current.items():
+        value = state[key]
+        kind = {list: "a list", bool: "a bool", str: "a str", int: "an int"}.get(type(now), "a real number")
+        if isinstance(now, list):
+            ok = isinstance(value, (list, tuple))
+            if ok and key in ("base_lrs", "last_lr", "min_lrs") and len(value) != groups:
+                raise ValueError(f"load_state_dict: {key} must have one entry per parameter group ({groups}), "
+                                 f"got {len(value)}")
+        elif isinstance(now, (bool, str)):
+            ok = type(value) is type(now)
+        elif isinstance(now, int):
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not ok:
+            raise TypeError(f"load_state_dict: {key} must be {kind}, got {value!r}")
+    return {key: list(state[key]) if isinstance(current[key], list) else state[key] for key in current}

@@ -1,7 +1,9 @@
 """Gradient clipping, in place, with torch.nn.utils' rules.
 
-``grads`` is a dict name -> gradient array (e.g. ``model.gradients()``), a model (anything with ``.gradients()``),
-or a list/tuple of arrays. The arrays are modified in place, so a model's own gradient buffers get clipped.
+``grads`` is a dict name -> gradient array (e.g. ``model.gradients()``), a model (anything with ``.gradients()``;
+only the gradients of its ``trainable_parameters()`` when it has that method, so frozen parameters are neither
+counted in the norm nor changed), or a list/tuple of arrays. The arrays are modified in place, so a model's own
+gradient buffers get clipped.
 """
 
 from __future__ import annotations

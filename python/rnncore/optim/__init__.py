@@ -1,25 +1,36 @@
-"""Optimizers that update rnncore parameters in place: ``SGD``, ``RMSprop``, ``Adam``, ``AdamW``.
+"""Optimizers that update rnncore parameters in place: ``SGD``, ``RMSprop``, ``Adam``, ``AdamW``; learning-rate
+schedules in ``rnncore.optim.lr``.
 
 Each follows the single-tensor (``foreach=False``) algorithm of the ``torch.optim`` class of the same name, with the
 same constructor arguments and defaults (``SGD`` requires ``lr``), so the same hyper-parameters and gradients give
 the same parameters (float32 arithmetic stays float32, as in torch).
 
-``params`` is either a dict name -> ndarray (then ``step(grads)`` needs a dict of gradients with the same keys and
-shapes) or a model with ``parameters()`` and ``gradients()`` (``rnncore.LSTM`` and friends; then ``step()`` reads
-``model.gradients()``). Every parameter array is updated in place, never rebound, so the model sees the new values.
-Zeroing gradients is the model's job (``model.zero_grad()``), not the optimizer's.
+``params`` is one of:
 
-Hyper-parameters are plain attributes (``opt.lr = 1e-4`` between steps works, like a torch ``param_group["lr"]``);
-they are re-validated at every ``step``. ``state_dict()`` / ``load_state_dict()`` save and restore the
+* a model with ``parameters()`` and ``gradients()`` (``rnncore.LSTM``, an ``rnncore.Module``...): ``step()`` reads
+  ``model.gradients()`` and ``opt.zero_grad()`` zeroes them. At every step only ``model.trainable_parameters()``
+  are updated (when the model has that method; frozen parameters get no update and no state, as torch skips
+  parameters whose grad is None);
+* a dict name -> ndarray: ``step(grads)`` needs a dict of gradients with the same keys and shapes;
+* a list of parameter groups (torch's): ``[{"params": model.encoder, "lr": 1e-4}, {"params": model.head}]``, each
+  ``"params"`` a model or a dict, its other keys overriding the constructor's hyper-parameters for that group.
+  Parameter names are then prefixed with the group's index (``"0.weight_ih_l0"``, ``"1.weight"``) in ``state``,
+  ``state_dict()`` and ``step(grads)``; the two other forms keep the names as they are.
+
+Every parameter array is updated in place, never rebound, so the model sees the new values.
+
+``opt.param_groups`` is a list of dicts, one per group: ``"params"`` (name -> array, for reading) and the group's
+hyper-parameters, which may be changed between steps (``opt.param_groups[0]["lr"] = 1e-4``; the schedules of
+``rnncore.optim.lr`` do that). With a single group each hyper-parameter is also an attribute (``opt.lr = 1e-4``).
+They are re-validated at every ``step``. ``state_dict()`` / ``load_state_dict()`` save and restore the groups'
 hyper-parameters and the per-parameter state (copies), keyed by parameter name.
 
 Example::
 
     import rnncore as rc
-    from rnncore import optim
     lstm = rc.LSTM(3, 4)
-    opt = optim.Adam(lstm, lr=1e-3)
-    y, _ = lstm(x); lstm.zero_grad(); lstm.backward(dloss_dy); opt.step()
+    opt = rc.optim.Adam(lstm, lr=1e-3)
+    y, _ = lstm(x); opt.zero_grad(); lstm.backward(dloss_dy); opt.step()
 """
 
 from __future__ import annotations
@@ -29,51 +40,78 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ._validation import (
+from .._validation import (
     hyper_betas,
     hyper_flag,
     hyper_non_negative,
     hyper_number,
     nesterov_combination,
     optimizer_gradients,
+    optimizer_group_keys,
+    optimizer_group_spec,
+    optimizer_groups_distinct,
     optimizer_parameters,
     optimizer_state_arrays,
+    optimizer_state_groups,
     optimizer_state_header,
+    optimizer_trainable_names,
+    optimizer_zero_grad_models,
     same_keys,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Union
 
     import numpy.typing as npt
 
-    from .module import Model
+    from ..module import Model
 
-    # A dict name -> parameter array, or a model (its parameters() and gradients()).
-    Params = Union[Mapping[str, np.ndarray], Model]
+    # A model (its parameters() and gradients()), a dict name -> parameter array, or a list of parameter groups
+    # (dicts with "params": a model or a dict, plus hyper-parameter overrides).
+    Params = Union[Mapping[str, np.ndarray], Model, Sequence[Mapping[str, Any]]]
 
-__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "lr"]
 
 
 # -- the shared base ------------------------------------------------------------------------------------------------
 class Optimizer:
-    """What every optimizer shares: resolving ``params`` and ``grads``, hyper-parameter validation, per-parameter
-    state and its ``state_dict`` plumbing. A subclass lists its hyper-parameters in ``_hyper`` (name -> checker,
-    constructor order), may add cross-argument checks in ``_check_combination``, names its state arrays in
-    ``_state_keys`` and implements the update rule for one parameter in ``_update``."""
+    """What every optimizer shares: parameter groups, resolving ``params`` and ``grads``, hyper-parameter
+    validation, frozen parameters, per-parameter state and its ``state_dict`` plumbing. A subclass lists its
+    hyper-parameters in ``_hyper`` (name -> checker, constructor order), may add cross-argument checks in
+    ``_check_combination``, names its state arrays in ``_state_keys`` and implements the update rule for one
+    parameter in ``_update``."""
 
     _hyper: dict[str, Callable[[str, Any], Any]] = {}
     _state_keys: tuple[str, ...] = ()
 
-    def __init__(self, params: Params, **hyper: Any) -> None:
-        self._model, self._params = optimizer_parameters(params)
-        for key, value in self._checked(hyper).items():
-            setattr(self, key, value)
-        self.state: dict[str, dict[str, np.ndarray]] = {name: {} for name in self._params}
+    def __init__(self, params: Params, **defaults: Any) -> None:
+        defaults = self._checked(defaults)
+        # one (model or None, {name: array}, overrides) per group; names prefixed "<index>." in the list form
+        if isinstance(params, (list, tuple)):
+            if len(params) == 0:
+                raise ValueError("optimizer got an empty list of parameter groups")
+            specs = [optimizer_group_spec(i, group, self._hyper) for i, group in enumerate(params)]
+            resolved = [(model, {f"{i}.{name}": p for name, p in arrays.items()}, overrides)
+                        for i, (model, arrays, overrides) in enumerate(specs)]
+        else:
+            model, arrays = optimizer_parameters(params)
+            resolved = [(model, arrays, {})]
+        optimizer_groups_distinct([arrays for _, arrays, _ in resolved])
+        self._prefixed = isinstance(params, (list, tuple))
+        self._models: list[Any] = [model for model, _, _ in resolved]
+        self.param_groups: list[dict[str, Any]] = []
+        for i, (_, arrays, overrides) in enumerate(resolved):
+            hyper = self._checked({**defaults, **overrides}, f"param_groups[{i}]")
+            self.param_groups.append({"params": arrays, **hyper})
+        self._group_params = [group["params"] for group in self.param_groups]  # to detect a replaced "params"
+        self.state: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.parameters()}
+        self._steps_taken = 0  # read by the schedules: scheduler.step() before any opt.step() warns, as in torch
 
     # hyper-parameters ---------------------------------------------------------------------------------------------
-    def _checked(self, hyper: Mapping[str, Any]) -> dict[str, Any]:
-        same_keys(f"{type(self).__name__} hyper-parameters", self._hyper, hyper)
+    def _checked(self, hyper: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+        context = f"{type(self).__name__} hyper-parameters" + (f" of {where}" if where else "")
+        same_keys(context, self._hyper, hyper)
         checked = {key: check(key, hyper[key]) for key, check in self._hyper.items()}
         self._check_combination(checked)
         return checked
@@ -81,30 +119,76 @@ class Optimizer:
     def _check_combination(self, h: dict[str, Any]) -> None:
         """Checks across hyper-parameters (a subclass's); raises ValueError."""
 
+    def _single_group(self, what: str) -> dict[str, Any]:
+        groups = self.__dict__.get("param_groups")
+        if groups is None:  # during unpickling, before __dict__ is filled
+            raise AttributeError(what)
+        if len(groups) != 1:
+            raise AttributeError(f"{type(self).__name__} has {len(groups)} parameter groups, each with its own "
+                                 f"{what}: use opt.param_groups[i][{what!r}]")
+        group: dict[str, Any] = groups[0]
+        return group
+
+    def __getattr__(self, name: str) -> Any:
+        """A single group's hyper-parameters read as attributes: ``opt.lr`` is ``opt.param_groups[0]["lr"]``."""
+        if name == "hyperparameters":  # the property raised (several groups): say why
+            self._single_group(name)
+        if name.startswith("_") or name not in type(self)._hyper:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return self._single_group(name)[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``opt.lr = 1e-4`` sets ``opt.param_groups[0]["lr"]`` (validated at the next step); several groups raise."""
+        if name in type(self)._hyper:
+            self._single_group(name)[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        """The current hyper-parameters, name -> value (a copy)."""
-        return {key: getattr(self, key) for key in self._hyper}
+        """The single group's hyper-parameters, name -> value (a copy); several groups: see ``param_groups``."""
+        group = self._single_group("hyperparameters")
+        return {key: group[key] for key in self._hyper}
 
     # parameters and gradients -------------------------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
-        """Name -> the parameter arrays this optimizer updates (the arrays themselves)."""
-        return dict(self._params)
+        """Name -> the parameter arrays this optimizer updates (the arrays themselves), all groups."""
+        return {name: p for group in self.param_groups for name, p in group["params"].items()}
 
-    def _resolve_grads(self, grads: Mapping[str, npt.ArrayLike] | None) -> dict[str, np.ndarray]:
-        return optimizer_gradients(self._params, grads, self._model)
+    def _trainable(self) -> list[list[str]]:
+        """Per group, the names to update this step: a model's ``trainable_parameters()`` (when it has the method),
+        else every parameter of the group."""
+        names = []
+        for i, (model, group) in enumerate(zip(self._models, self.param_groups)):
+            if model is not None and callable(getattr(model, "trainable_parameters", None)):
+                prefix = f"{i}." if self._prefixed else ""
+                names.append(optimizer_trainable_names(i, model, group["params"], prefix))
+            else:
+                names.append(list(group["params"]))
+        return names
+
+    def zero_grad(self) -> None:
+        """Zeroes the gradients of the model(s) the optimizer was built over (``model.zero_grad()``). An optimizer
+        built from a dict of parameters has no model: its gradients are the caller's, passed to ``step(grads)``."""
+        for model in optimizer_zero_grad_models(self._models):
+            model.zero_grad()
 
     # the step -----------------------------------------------------------------------------------------------------
     def step(self, grads: Mapping[str, npt.ArrayLike] | None = None) -> None:
-        """One update of every parameter, in place. ``grads``: dict name -> gradient (same keys and shapes as the
-        parameters); omitted, the model's ``gradients()`` are used (model form only). Everything is validated
-        before any parameter changes."""
-        h = self._checked(self.hyperparameters)
-        for key, value in h.items():  # normalized (e.g. ints -> float)
-            setattr(self, key, value)
-        grads = self._resolve_grads(grads)
-        for name, p in self._params.items():
-            self._update(p, grads[name], self.state[name], h)
+        """One update of every trainable parameter, in place. ``grads``: dict name -> gradient (the optimizer's
+        names and the parameters' shapes; frozen parameters may be left out); omitted, each model's
+        ``gradients()`` are used (models only). Everything is validated before any parameter changes."""
+        hypers = []
+        for i, group in enumerate(self.param_groups):
+            optimizer_group_keys(i, group, self._hyper, self._group_params, len(self.param_groups))
+            hypers.append(self._checked({key: group[key] for key in self._hyper}, f"param_groups[{i}]"))
+        trainable = self._trainable()
+        resolved = optimizer_gradients(self.param_groups, trainable, grads, self._models, self._prefixed)
+        for group, h, names in zip(self.param_groups, hypers, trainable):
+            group.update(h)  # normalized (e.g. ints -> float)
+            for name in names:
+                self._update(group["params"][name], resolved[name], self.state[name], h)
+        self._steps_taken += 1
 
     def _update(self, p: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -127,28 +211,41 @@ class Optimizer:
 
     # state_dict ---------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """``{"optimizer": class name, "hyperparameters": {...}, "state": {param name: {state name: array}}}``
-        with copies of every state array (``step`` is a 0-d array)."""
+        """``{"optimizer": class name, "param_groups": [{hyper-parameters..., "params": [names]}], "state": {param
+        name: {state name: array}}}`` (torch's layout, with names for torch's indices) with copies of every state
+        array (``step`` is a 0-d array; a parameter never updated, e.g. frozen, has ``{}``)."""
         return {
             "optimizer": type(self).__name__,
-            "hyperparameters": self.hyperparameters,
+            "param_groups": [{**{key: value for key, value in group.items() if key != "params"},
+                              "params": list(group["params"])} for group in self.param_groups],
             "state": {name: {key: a.copy() for key, a in s.items()} for name, s in self.state.items()},
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restores what ``state_dict()`` returned (hyper-parameters and state, copied into the parameters' dtypes).
-        A wrong optimizer, missing/unexpected parameter or state names, or misshaped arrays raise before anything
-        changes."""
+        """Restores what ``state_dict()`` returned (each group's hyper-parameters, and the state, copied into the
+        parameters' dtypes). A wrong optimizer, other groups or parameter names, unknown state names or misshaped
+        arrays raise before anything changes."""
         optimizer_state_header(state_dict, type(self).__name__)
-        hyper = self._checked(state_dict["hyperparameters"])
-        new_state = optimizer_state_arrays(state_dict["state"], self._params, self._state_keys)
-        for key, value in hyper.items():
-            setattr(self, key, value)
+        saved = optimizer_state_groups(state_dict["param_groups"], self.param_groups, self._hyper)
+        hypers = [self._checked({key: group[key] for key in self._hyper}, f"param_groups[{i}]")
+                  for i, group in enumerate(saved)]
+        new_state = optimizer_state_arrays(state_dict["state"], self.parameters(), self._state_keys)
+        for group, saved_group, h in zip(self.param_groups, saved, hypers):
+            group.update(h)
+            group.pop("initial_lr", None)
+            if "initial_lr" in saved_group:  # set by a schedule (rnncore.optim.lr), restored with the groups
+                group["initial_lr"] = saved_group["initial_lr"]
         self.state = new_state
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
-        return f"{type(self).__name__}({args})"
+        def args(group: dict[str, Any]) -> str:
+            return ", ".join(f"{k}={group[k]!r}" for k in self._hyper)
+
+        if len(self.param_groups) == 1:
+            return f"{type(self).__name__}({args(self.param_groups[0])})"
+        lines = [f"param_groups[{i}] ({len(g['params'])} parameter{'s' * (len(g['params']) != 1)}): {args(g)}"
+                 for i, g in enumerate(self.param_groups)]
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
 
 
 def _lerp_(a: np.ndarray, end: np.ndarray, weight: float) -> None:
@@ -325,3 +422,6 @@ class AdamW(Adam):
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          maximize=maximize)
+
+
+from . import lr as lr  # noqa: E402  (the schedules import Optimizer from here)
