@@ -655,6 +655,38 @@ def state_dict_arrays(params: dict[str, np.ndarray], state: Any) -> dict[str, np
     return arrays
 
 
+def load_classes(cls: Any) -> tuple[type, ...]:
+    """``rnncore.load``'s ``cls``: None, a class, or a list/tuple of classes. Returns a tuple of classes."""
+    if cls is None:
+        return ()
+    items = tuple(cls) if isinstance(cls, (list, tuple)) else (cls,)
+    bad = [item for item in items if not isinstance(item, type)]
+    if bad:
+        raise TypeError(f"cls must be a class or a list/tuple of classes (the saved model's), got "
+                        f"{type(bad[0]).__name__}")
+    return items
+
+
+def nested_spec(path: str, spec: Any) -> tuple[str, dict[str, Any]]:
+    """A saved module spec ``{"class": "module:qualname", "config": {...}}`` (the file's top level, or a nested one
+    passed to ``build``). Returns (class name, config)."""
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("class"), str):
+        raise ValueError(f"{path}: a module spec must be {{'class': 'module:qualname', 'config': {{...}}}}, got "
+                         f"{spec!r:.200}")
+    config = spec.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the saved config must be a JSON object, got {type(config).__name__}")
+    return spec["class"], config
+
+
+def state_object(what: str, obj: Any) -> Any:
+    """An optimizer or lr schedule to save or restore: it needs ``state_dict()`` and ``load_state_dict()``."""
+    if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
+        raise TypeError(f"{what} must have state_dict() and load_state_dict() (an rnncore.optim optimizer or "
+                        f"schedule), got {type(obj).__name__}")
+    return obj
+
+
 # ---- gradient clipping (rnncore.utils) ------------------------------------------------------------------------------
 
 def clip_gradients(grads: Any) -> list[np.ndarray]:
