@@ -33,8 +33,8 @@ from . import interop, losses, ops, optim, reference, utils as utils  # noqa: E4
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .module import Module, load, save  # noqa: E402
 from .nn import Embedding, Linear  # noqa: E402
-from .serialization import load_training_state  # noqa: E402
 from .ops.runtime import empty_cache, get_num_threads, memory_stats, set_cache_limit, set_num_threads  # noqa: E402
+from .serialization import load_training_state  # noqa: E402
 from .utils import clip_grad_norm, clip_grad_value  # noqa: E402
 
 __all__ = [

@@ -166,4 +166,4 @@ class Parameterized:
 
 
 # save/load live in rnncore.serialization; re-exported here (rnncore.module.save keeps working).
-from .serialization import charge_load_budget, load, save  # noqa: E402
+from .serialization import charge_load_budget, load as load, save as save  # noqa: E402
