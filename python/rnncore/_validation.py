@@ -621,6 +621,29 @@ def logits_array(logits: Any) -> np.ndarray:
     return logits
 
 
+def label_smoothing_value(value: Any) -> float:
+    """``softmax_cross_entropy``'s ``label_smoothing``: a real number in [0, 1] (torch's range)."""
+    eps = real_number("label_smoothing", value)
+    if eps > 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1], got {value!r}")
+    return eps
+
+
+def probability_targets(targets: Any, logits: np.ndarray) -> np.ndarray | None:
+    """``softmax_cross_entropy``'s ``targets`` when they are class probabilities: a float array of the logits'
+    shape ``[..., C]`` and dtype. Returns None for integer targets (class indices, checked by ``index_array``)."""
+    arr = targets if isinstance(targets, np.ndarray) else np.asarray(targets)
+    if not np.issubdtype(arr.dtype, np.floating):
+        return None
+    if arr.shape != logits.shape:
+        raise TypeError(f"targets must hold integers (class indices of shape {logits.shape[:-1]}) or be class "
+                        f"probabilities of the logits' shape [..., C] = {logits.shape}, got dtype {arr.dtype} "
+                        f"and shape {arr.shape}")
+    if arr.dtype != logits.dtype:
+        raise TypeError(f"targets (class probabilities) have dtype {arr.dtype}, expected {logits.dtype} like logits")
+    return np.ascontiguousarray(arr)
+
+
 # ---- modules, saving (rnncore.module) -------------------------------------------------------------------------------
 
 def config_method(module: Any) -> Callable[[], dict[str, Any]]:
