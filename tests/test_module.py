@@ -98,7 +98,7 @@ def _write_save(path, class_name, config, arrays=None):
     arrays = arrays or {}
     header = json.dumps({"format": _FORMAT, "class": class_name, "config": config}, sort_keys=True)
     record = {f"param/{k}": v for k, v in arrays.items()}
-    np.savez(path, header=np.array(header), checksum=np.array(_checksum(header, arrays)), **record)
+    np.savez(path, header=np.array(header), checksum=np.array(_checksum(header, record)), **record)
 
 
 def test_load_never_imports_or_calls_what_the_file_names(tmp_path):

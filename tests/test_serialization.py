@@ -294,6 +294,20 @@ def test_compressed_lying_and_object_members_are_refused(tmp_path):
             f.write(b"\0" * 8)
     with pytest.raises(ValueError, match="declares more data than it holds"):
         rc.load(lying)
+    # the zip directory may lie too: a member claiming 1 GB (sizes patched) in a file of a few hundred bytes
+    fake["shape"] = (10**8,)
+    with zipfile.ZipFile(lying, "w") as z:
+        with z.open("param/weight.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, fake)
+            f.write(b"\0" * 8)
+    data = bytearray(lying.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the central directory entry: compressed and uncompressed sizes at 20, 24
+    data[entry + 20: entry + 28] = (10**9).to_bytes(4, "little") * 2
+    lying.write_bytes(bytes(data))
+    with zipfile.ZipFile(lying) as z:
+        assert z.infolist()[0].file_size == 10**9
+    with pytest.raises(ValueError, match="declares more data than it holds"):
+        rc.load(lying)
     objects = tmp_path / "objects.npz"
     np.savez(objects, header=np.array(header), evil=np.array([print], dtype=object))
     with pytest.raises(ValueError, match="holds Python objects"):

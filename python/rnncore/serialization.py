@@ -99,6 +99,7 @@ def _read_record(path: str) -> dict[str, np.ndarray]:
     """The file's arrays by name, read without trusting it: every member a stored ``.npy`` whose declared size fits
     in the file (no zip bomb, no huge allocation from a lying header), no object (pickled) arrays."""
     file_size = os.path.getsize(path)
+    declared = 0  # all members' data together: overlapping members cannot multiply the file either
     record: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(path) as z:
         for info in z.infolist():
@@ -115,7 +116,9 @@ def _read_record(path: str) -> dict[str, np.ndarray]:
                     raise ValueError(f"member {name!r} has .npy version {version}")
             if dtype.hasobject:
                 raise ValueError(f"member {name!r} holds Python objects")
-            if math.prod(shape) * dtype.itemsize > min(info.file_size, file_size):
+            nbytes = math.prod(shape) * dtype.itemsize
+            declared += nbytes
+            if nbytes > info.file_size or declared > file_size:
                 raise ValueError(f"member {name!r} declares more data than it holds")
             with z.open(info) as f:
                 record[name[: -len(".npy")]] = np.lib.format.read_array(f, allow_pickle=False)
@@ -319,11 +322,13 @@ def load_training_state(path: str | os.PathLike[str], optimizer: Any = None, sch
     saved = meta.get("training_state") or {}
     if not isinstance(saved, dict):
         raise ValueError(f"{path}: training_state must be a JSON object, got {type(saved).__name__}")
-    for what, obj in targets.items():
+    states = {}
+    for what in targets:
         if what not in saved:
             raise ValueError(f"{path} holds no {what} state (save it with rnncore.save(model, path, {what}=...))")
-        state = _decode(saved[what], record, path)
+        states[what] = _decode(saved[what], record, path)
+    for what, obj in targets.items():
         try:
-            obj.load_state_dict(state)
+            obj.load_state_dict(states[what])
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: the saved {what} state does not fit this {type(obj).__name__}: {e}") from e
