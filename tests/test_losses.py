@@ -147,6 +147,95 @@ def test_ce_bad_input():
         losses.softmax_cross_entropy(logits, np.array([0, 1]), reduction="avg")
 
 
+# ---- cross-entropy with class probabilities and label smoothing ---------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_ce_label_smoothing_matches_torch(torch_fixture, dtype, reduction):
+    """Class indices with label_smoothing=0.1 and masked (ignore_index) positions: torch's numbers, and "mean"
+    divides by the counted positions as torch's mean with ignore_index does."""
+    f = torch_fixture
+    loss, grad = losses.softmax_cross_entropy(f[f"{dtype}.ce.logits"], f["ce.targets"], f["ce.mask"], reduction,
+                                              label_smoothing=0.1)
+    assert_close(loss, f[f"{dtype}.ce_ls.{reduction}.loss"], "fixture", dtype, "loss")
+    assert_close(grad, f[f"{dtype}.ce_ls.{reduction}.grad"], "fixture", dtype, "dlogits")
+    assert grad.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("eps", [0, 0.2])
+def test_ce_probability_targets_match_torch(torch_fixture, dtype, reduction, eps):
+    f = torch_fixture
+    logits, probs = f[f"{dtype}.ce_prob.logits"], f[f"{dtype}.ce_prob.targets"]
+    loss, grad = losses.softmax_cross_entropy(logits, probs, reduction=reduction, label_smoothing=eps)
+    assert_close(loss, f[f"{dtype}.ce_prob.ls{eps}.{reduction}.loss"], "fixture", dtype, "loss")
+    assert_close(grad, f[f"{dtype}.ce_prob.ls{eps}.{reduction}.grad"], "fixture", dtype, "dlogits")
+    assert grad.dtype == dtype and grad.shape == logits.shape
+
+
+@pytest.mark.parametrize("kind", ["indices", "probabilities"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_ce_smoothed_and_probability_gradcheck(kind, reduction, rng):
+    logits = rng.standard_normal((3, 4, 6))
+    if kind == "indices":
+        targets = rng.integers(0, 6, size=(3, 4))
+    else:
+        targets = rng.random((3, 4, 6))  # not normalised: the gradient must hold for any q (softmax * sum(q) - q)
+    mask = rng.random((3, 4)) < 0.6
+    weights = rng.standard_normal((3, 4)) if reduction == "none" else None
+
+    def f():
+        loss, _ = losses.softmax_cross_entropy(logits, targets, mask, reduction, label_smoothing=0.3)
+        return float(np.sum(loss * weights)) if reduction == "none" else loss
+
+    _, grad = losses.softmax_cross_entropy(logits, targets, mask, reduction, label_smoothing=0.3)
+    if reduction == "none":
+        grad = grad * weights[..., None]
+    assert_close(grad, numerical_gradient(f, logits), "gradcheck", np.float64, "dlogits")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [0.0, 0.25, 1.0])
+def test_ce_one_hot_probabilities_equal_class_indices(dtype, eps, rng):
+    logits = (3 * rng.standard_normal((4, 3, 5))).astype(dtype)
+    targets = rng.integers(0, 5, size=(4, 3))
+    one_hot = np.eye(5, dtype=dtype)[targets]
+    mask = rng.random((4, 3)) < 0.7
+    for reduction in ("mean", "sum", "none"):
+        by_index = losses.softmax_cross_entropy(logits, targets, mask, reduction, label_smoothing=eps)
+        by_prob = losses.softmax_cross_entropy(logits, one_hot, mask, reduction, label_smoothing=eps)
+        assert_close(by_prob[0], by_index[0], "kernel_vs_reference", dtype, f"{reduction} loss")
+        assert_close(by_prob[1], by_index[1], "kernel_vs_reference", dtype, f"{reduction} dlogits")
+
+
+def test_ce_probability_targets_masked_positions_are_inert():
+    """Excluded positions give no loss or gradient whatever their logits or probabilities hold; "mean" divides by
+    the counted positions."""
+    logits = np.array([[0.0, 1.0], [np.nan, np.inf], [2.0, 0.0]])
+    probs = np.array([[0.25, 0.75], [np.nan, 1.0], [1.0, 0.0]])
+    mask = np.array([True, False, True])
+    loss, grad = losses.softmax_cross_entropy(logits, probs, mask)
+    kept = losses.softmax_cross_entropy(logits[mask], probs[mask], reduction="sum")[0]
+    assert_close(loss, kept / 2, "kernel_vs_reference", np.float64, "loss")
+    assert np.isfinite(grad).all() and not grad[1].any()
+
+
+def test_ce_probability_and_smoothing_bad_input():
+    logits = np.zeros((2, 3), np.float32)
+    with pytest.raises(TypeError, match=r"targets must hold integers \(class indices of shape \(2,\)\) or be class "
+                                        r"probabilities of the logits' shape \[\.\.\., C\] = \(2, 3\), got dtype "
+                                        r"float32 and shape \(2, 4\)"):
+        losses.softmax_cross_entropy(logits, np.zeros((2, 4), np.float32))
+    with pytest.raises(TypeError, match=r"targets \(class probabilities\) have dtype float64, expected float32 like "
+                                        r"logits"):
+        losses.softmax_cross_entropy(logits, np.zeros((2, 3)))
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="label_smoothing must"):
+            losses.softmax_cross_entropy(logits, np.array([0, 1]), label_smoothing=bad)
+    with pytest.raises(TypeError, match="label_smoothing must be a real number, got str"):
+        losses.softmax_cross_entropy(logits, np.array([0, 1]), label_smoothing="0.1")
+
+
 # ---- MSE -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

@@ -93,12 +93,12 @@ def _write_save(path, class_name, config, arrays=None):
     """An rnncore save written by hand, with a valid checksum (anyone can write one)."""
     import json
 
-    from rnncore.module import _FORMAT, _checksum
+    from rnncore.serialization import _FORMAT, _checksum
 
     arrays = arrays or {}
     header = json.dumps({"format": _FORMAT, "class": class_name, "config": config}, sort_keys=True)
     record = {f"param/{k}": v for k, v in arrays.items()}
-    np.savez(path, header=np.array(header), checksum=np.array(_checksum(header, arrays)), **record)
+    np.savez(path, header=np.array(header), checksum=np.array(_checksum(header, record)), **record)
 
 
 def test_load_never_imports_or_calls_what_the_file_names(tmp_path):
@@ -270,7 +270,7 @@ def test_lstm_cell_backward_takes_none_for_zeros():
 
 
 def test_load_rejects_a_header_that_is_not_a_json_object(tmp_path):
-    from rnncore.module import _checksum
+    from rnncore.serialization import _checksum
 
     for header, message in (("not json", "not JSON"), ("[1, 2]", "JSON object")):
         path = tmp_path / "bad.npz"

@@ -194,8 +194,6 @@ def test_get_config_and_from_config():
         rc.Sequential(rc.Linear(2, 2), NoConfig()).get_config()
 
 
-@pytest.mark.xfail(strict=False, reason="rc.load builds a Sequential once the checkpoint helper's from_config "
-                                        "support (serialization.py) lands")
 def test_save_and_load_a_sequential(tmp_path, rng):
     model = classifier(dtype=np.float32)
     for p in model.parameters().values():

@@ -35,6 +35,7 @@ from .module import Module, load, save  # noqa: E402
 from .nn import Embedding, Linear  # noqa: E402
 from .ops.runtime import empty_cache, get_num_threads, memory_stats, set_cache_limit, set_num_threads  # noqa: E402
 from .sequential import LastHidden, Sequential  # noqa: E402
+from .serialization import load_training_state  # noqa: E402
 from .utils import clip_grad_norm, clip_grad_value  # noqa: E402
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "ops", "reference", "optim", "losses", "interop", "clip_grad_norm", "clip_grad_value",
     "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "__version__",
     "Sequential", "LastHidden",
+    "load_training_state",
 ]

@@ -621,6 +621,29 @@ def logits_array(logits: Any) -> np.ndarray:
     return logits
 
 
+def label_smoothing_value(value: Any) -> float:
+    """``softmax_cross_entropy``'s ``label_smoothing``: a real number in [0, 1] (torch's range)."""
+    eps = real_number("label_smoothing", value)
+    if eps > 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1], got {value!r}")
+    return eps
+
+
+def probability_targets(targets: Any, logits: np.ndarray) -> np.ndarray | None:
+    """``softmax_cross_entropy``'s ``targets`` when they are class probabilities: a float array of the logits'
+    shape ``[..., C]`` and dtype. Returns None for integer targets (class indices, checked by ``index_array``)."""
+    arr = targets if isinstance(targets, np.ndarray) else np.asarray(targets)
+    if not np.issubdtype(arr.dtype, np.floating):
+        return None
+    if arr.shape != logits.shape:
+        raise TypeError(f"targets must hold integers (class indices of shape {logits.shape[:-1]}) or be class "
+                        f"probabilities of the logits' shape [..., C] = {logits.shape}, got dtype {arr.dtype} "
+                        f"and shape {arr.shape}")
+    if arr.dtype != logits.dtype:
+        raise TypeError(f"targets (class probabilities) have dtype {arr.dtype}, expected {logits.dtype} like logits")
+    return np.ascontiguousarray(arr)
+
+
 # ---- modules, saving (rnncore.module) -------------------------------------------------------------------------------
 
 def config_method(module: Any) -> Callable[[], dict[str, Any]]:
@@ -704,6 +727,38 @@ def sequential_config(config: Any) -> list[dict[str, Any]]:
         raise ValueError("Sequential.from_config: config must be {'modules': [{'class': ..., 'config': {...}}, ...]}"
                          f", got {config!r:.200}")
     return modules
+
+
+def load_classes(cls: Any) -> tuple[type, ...]:
+    """``rnncore.load``'s ``cls``: None, a class, or a list/tuple of classes. Returns a tuple of classes."""
+    if cls is None:
+        return ()
+    items = tuple(cls) if isinstance(cls, (list, tuple)) else (cls,)
+    bad = [item for item in items if not isinstance(item, type)]
+    if bad:
+        raise TypeError(f"cls must be a class or a list/tuple of classes (the saved model's), got "
+                        f"{type(bad[0]).__name__}")
+    return items
+
+
+def nested_spec(path: str, spec: Any) -> tuple[str, dict[str, Any]]:
+    """A saved module spec ``{"class": "module:qualname", "config": {...}}`` (the file's top level, or a nested one
+    passed to ``build``). Returns (class name, config)."""
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("class"), str):
+        raise ValueError(f"{path}: a module spec must be {{'class': 'module:qualname', 'config': {{...}}}}, got "
+                         f"{spec!r:.200}")
+    config = spec.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the saved config must be a JSON object, got {type(config).__name__}")
+    return spec["class"], config
+
+
+def state_object(what: str, obj: Any) -> Any:
+    """An optimizer or lr schedule to save or restore: it needs ``state_dict()`` and ``load_state_dict()``."""
+    if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
+        raise TypeError(f"{what} must have state_dict() and load_state_dict() (an rnncore.optim optimizer or "
+                        f"schedule), got {type(obj).__name__}")
+    return obj
 
 
 # ---- gradient clipping (rnncore.utils) ------------------------------------------------------------------------------

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 
-from ._validation import choice, float_array, index_array, logits_array, mask_array
+from ._validation import (
+    choice,
+    float_array,
+    index_array,
+    label_smoothing_value,
+    logits_array,
+    mask_array,
+    probability_targets,
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -22,53 +30,77 @@ _REDUCTIONS = ("mean", "sum", "none")
 # The loss is a float for "mean" and "sum", the per-position array for "none".
 @overload
 def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.ArrayLike | None = None,
-                          reduction: Literal["mean", "sum"] = "mean") -> tuple[float, np.ndarray]: ...
+                          reduction: Literal["mean", "sum"] = "mean", label_smoothing: float = 0.0
+                          ) -> tuple[float, np.ndarray]: ...
 @overload
 def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.ArrayLike | None = None, *,
-                          reduction: Literal["none"]) -> tuple[np.ndarray, np.ndarray]: ...
+                          reduction: Literal["none"], label_smoothing: float = 0.0
+                          ) -> tuple[np.ndarray, np.ndarray]: ...
 @overload
 def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.ArrayLike | None = None,
-                          reduction: str = "mean") -> tuple[float | np.ndarray, np.ndarray]: ...
+                          reduction: str = "mean", label_smoothing: float = 0.0
+                          ) -> tuple[float | np.ndarray, np.ndarray]: ...
 def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.ArrayLike | None = None,
-                          reduction: str = "mean") -> tuple[float | np.ndarray, np.ndarray]:
-    """Cross-entropy of ``softmax(logits)`` against integer class ``targets`` — torch.nn.functional.cross_entropy
-    with the classes on the last axis, and ``mask`` in place of ``ignore_index``.
+                          reduction: str = "mean", label_smoothing: float = 0.0
+                          ) -> tuple[float | np.ndarray, np.ndarray]:
+    """Cross-entropy of ``softmax(logits)`` against class ``targets`` — torch.nn.functional.cross_entropy with the
+    classes on the last axis, and ``mask`` in place of ``ignore_index``.
 
-    - ``logits [..., C]`` float32/float64; ``targets [...]`` integers in 0..C-1 (at masked positions anything).
-    - ``mask [...]`` (optional; bool or 0/1, broadcastable to targets' shape): True/1 = the position counts,
-      False/0 = excluded (no loss, no gradient — e.g. padding in a batch of sequences).
+    - ``logits [..., C]`` float32/float64.
+    - ``targets``: integer classes ``[...]`` in 0..C-1 (at masked positions anything), or class probabilities
+      ``[..., C]`` of the logits' dtype (e.g. one-hot rows; loss ``-sum_c q_c log softmax(logits)_c``).
+    - ``mask [...]`` (optional; bool or 0/1, broadcastable to the positions ``[...]``): True/1 = the position
+      counts, False/0 = excluded (no loss, no gradient — e.g. padding in a batch of sequences).
     - ``reduction="mean"`` divides by the number of counted positions (none counted: loss 0 and zero gradient).
-    Returns ``(loss, dlogits)``: loss a float (an array of targets' shape, 0 at excluded positions, for "none"), and
-    ``dlogits = (softmax(logits) - onehot(targets)) * mask`` scaled as the reduction says.
+    - ``label_smoothing`` ε in [0, 1] (torch's): the target distribution becomes ``q = (1-ε) target + ε/C``, with
+      ``target`` the one-hot row of a class index or the given probabilities.
+    Returns ``(loss, dlogits)``: loss a float (an array of the positions' shape, 0 at excluded positions, for
+    "none"), and ``dlogits = (softmax(logits) * sum_c q_c - q) * mask`` scaled as the reduction says.
     Computed stably (log-sum-exp with the row maximum subtracted) in the logits' dtype.
     """
     reduction = choice("reduction", reduction, _REDUCTIONS)
+    eps = label_smoothing_value(label_smoothing)
     logits = logits_array(logits)
     classes = logits.shape[-1]
     positions = logits.shape[:-1]
     keep = None if mask is None else mask_array("mask", mask, positions)
-    targets = index_array("targets", targets, classes, shape=positions, where=keep, letter="C")
-
+    probs = probability_targets(targets, logits)
     rows = logits.reshape(-1, classes)
-    t = targets.reshape(-1)
     k = None if keep is None else keep.reshape(-1)
     if k is not None:
-        t = np.where(k, t, 0)  # excluded positions may hold any target; read a valid column, then zero them out
-        rows = np.where(k[:, None], rows, 0)  # and never let their logits (NaN, inf) leak into the result
+        rows = np.where(k[:, None], rows, 0)  # never let excluded logits (NaN, inf) leak into the result
     shifted = rows - rows.max(axis=1, keepdims=True)
     exps = np.exp(shifted)
     sums = exps.sum(axis=1)
-    arange = np.arange(t.size)
-    per_position = np.log(sums) - shifted[arange, t]  # -log softmax(logits)[target]
     grad = exps / sums[:, None]
-    grad[arange, t] -= 1
+    dtype = logits.dtype
+    if probs is None:
+        t = index_array("targets", targets, classes, shape=positions, where=keep, letter="C").reshape(-1)
+        if k is not None:
+            t = np.where(k, t, 0)  # excluded positions may hold any target: read a valid column, zeroed below
+        arange = np.arange(t.size)
+        per_position = np.log(sums) - shifted[arange, t]  # -log softmax(logits)[target]
+        grad[arange, t] -= 1
+        if eps:  # (1-ε)·(-log p_t) + ε/C · Σ_c (-log p_c); the smoothed one-hot sums to 1
+            smooth = dtype.type(eps / classes)
+            per_position = (1 - dtype.type(eps)) * per_position + smooth * (classes * np.log(sums) - shifted.sum(1))
+            grad[arange, t] += dtype.type(eps)
+            grad -= smooth
+    else:
+        q = probs.reshape(-1, classes)
+        if k is not None:
+            q = np.where(k[:, None], q, 0)
+        if eps:
+            q = (1 - dtype.type(eps)) * q + dtype.type(eps / classes)
+        log_softmax = shifted - np.log(sums)[:, None]
+        per_position = -(q * log_softmax).sum(axis=1)
+        grad = grad * q.sum(axis=1, keepdims=True) - q
     if k is not None:
         per_position *= k
         grad *= k[:, None]
-    dtype = logits.dtype
     if reduction == "none":
         return per_position.reshape(positions).astype(dtype, copy=False), grad.reshape(logits.shape)
-    count = t.size if k is None else int(k.sum())
+    count = per_position.size if k is None else int(k.sum())
     total = float(per_position.sum(dtype=np.float64))
     if reduction == "sum":
         return total, grad.reshape(logits.shape)

@@ -21,33 +21,18 @@ Everything else comes from here, with PyTorch's names and meanings: ``parameters
 torch-style ``repr``. Unlike torch, ``eval()`` also clears the tape and records nothing: backward is for
 training-mode calls only.
 
-``rnncore.save(module, path)`` writes the module's class, its configuration (``get_config()``) and every parameter to
-one ``.npz``, atomically (a temporary file renamed over the target) and with a SHA-256 checksum over configuration
-and arrays; ``rnncore.load(path)`` verifies the checksum before building anything, so a truncated or altered file
-raises a clear error instead of giving a half-loaded model.
-
-The file format: arrays ``param/<name>`` (the module's ``state_dict()``), ``header`` (JSON: ``format``, ``class`` as
-``module:qualname``, ``config``) and ``checksum`` (SHA-256 of the header and the arrays), read with
-``allow_pickle=False``. Loading never imports or calls anything the file names: it builds one of rnncore's own
-module classes, or the class the caller passes (``rnncore.load(path, cls=MyModel)``), from the JSON config. (The
-checksum detects damage, not intent: anyone can write a file with a valid one.)
+Saving and loading (``rnncore.save`` / ``rnncore.load``, the file format) live in ``rnncore.serialization``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 import warnings
-import zipfile
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
 import numpy as np
 
 from ._validation import (
-    config_method,
     float_dtype,
     module_name,
     parameter_array,
@@ -68,7 +53,6 @@ if TYPE_CHECKING:
 
         def gradients(self) -> Mapping[str, np.ndarray]: ...
 
-_FORMAT = "rnncore.save/1"
 _M = TypeVar("_M", bound="Module")  # train()/eval()/requires_grad_() return the module itself, of its own class
 
 #: A module warns (once) when its tape holds this many calls: far more than one training step's unrolled graph
@@ -166,6 +150,7 @@ class Module:
 
     def _add_parameter(self, name: str, shape: tuple[int, ...]) -> None:
         """A parameter of zeros of ``shape`` and the module's ``dtype`` (the built-in modules' init fills it)."""
+        charge_load_budget(shape)  # during rnncore.load: an untrusted config cannot allocate past the file's arrays
         self.register_parameter(name, np.zeros(shape, dtype=self.dtype))
 
     def add_module(self, name: str, module: Any) -> None:
@@ -372,95 +357,6 @@ class Parameterized(Module):
         """The constructor's keyword arguments (what ``rnncore.save`` stores to rebuild the module)."""
         raise NotImplementedError
 
-def _checksum(header: str, arrays: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256(header.encode("utf-8"))
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
 
-
-def save(module: Any, path: str | os.PathLike[str]) -> None:
-    """Writes ``module``'s class, configuration and parameters to ``path`` (an ``.npz``), atomically."""
-    get_config = config_method(module)
-    cls = type(module)
-    header = json.dumps({"format": _FORMAT, "class": f"{cls.__module__}:{cls.__qualname__}",
-                         "config": get_config()}, sort_keys=True)
-    arrays = module.state_dict()
-    record = {f"param/{name}": a for name, a in arrays.items()}
-    record["header"] = np.array(header)
-    record["checksum"] = np.array(_checksum(header, arrays))
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".rnncore-save-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **record)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def load(path: str | os.PathLike[str], cls: type | None = None) -> Any:
-    """Rebuilds the module that ``save`` wrote to ``path`` and loads its parameters: one of rnncore's own classes
-    (layers, cells, ``Linear``, ``Embedding``), or ``cls``, the caller's class (a ``Module`` subclass), whose name
-    must match the one the file recorded. Nothing the file names is imported or called. Raises ``ValueError`` for a
-    file that is not an rnncore save, is truncated, fails its checksum, or holds a class that is neither."""
-    path = os.fspath(path)
-    if cls is not None and not isinstance(cls, type):
-        raise TypeError(f"cls must be a class (the saved model's), got {type(cls).__name__}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            record = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable rnncore save (truncated or not an .npz): {e}") from None
-    if "header" not in record or "checksum" not in record:
-        raise ValueError(f"{path} is not an rnncore save (no header/checksum)")
-    header = str(record["header"])
-    arrays = {k[len("param/"):]: v for k, v in record.items() if k.startswith("param/")}
-    if _checksum(header, arrays) != str(record["checksum"]):
-        raise ValueError(f"{path} does not match its checksum: the file was altered or damaged")
-    try:
-        meta = json.loads(header)
-    except ValueError as e:
-        raise ValueError(f"{path}: the header is not JSON: {e}") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path}: the header must be a JSON object, got {type(meta).__name__}")
-    if meta.get("format") != _FORMAT:
-        raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected {_FORMAT!r}")
-    saved = str(meta.get("class", ""))
-    config = meta.get("config")
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: the saved config must be a JSON object, got {type(config).__name__}")
-    module = _saved_class(path, saved, cls)(**config)
-    module.load_state_dict(arrays)
-    return module
-
-
-def _saved_class(path: str, saved: str, cls: type | None) -> type:
-    """The class to rebuild ``saved`` ("module:qualname") with: ``cls`` when its qualified name matches (the module
-    may differ: a class saved from a script's ``__main__`` loads in another script), else rnncore's own."""
-    qualname = saved.partition(":")[2]
-    if cls is not None:
-        if cls.__qualname__ != qualname:
-            raise ValueError(f"{path} holds a {saved}, not a {cls.__module__}:{cls.__qualname__} (cls)")
-        return cls
-    own = _own_classes()
-    if saved not in own:
-        raise ValueError(f"{path} holds a {saved}, which is not one of rnncore's classes: pass the model's class, "
-                         f"rnncore.load(path, cls={qualname or 'YourModel'}) (rnncore never imports what a file names)")
-    return own[saved]
-
-
-def _own_classes() -> dict[str, type]:
-    """rnncore's module classes by the name ``save`` records for them."""
-    from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
-    from .nn import Embedding, Linear
-
-    classes = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Linear, Embedding)
-    return {f"{c.__module__}:{c.__qualname__}": c for c in classes}
+# save/load live in rnncore.serialization; re-exported here (rnncore.module.save keeps working).
+from .serialization import charge_load_budget, load as load, save as save  # noqa: E402
