@@ -131,6 +131,7 @@ class Parameterized:
         self._params: dict[str, np.ndarray] = {}
         self._grads: dict[str, np.ndarray] = {}
         self._saved: Any = None  # what backward needs from the last training-mode forward (each module's own)
+        self._shim_tape: list[Any] = []  # TEMPORARY SHIM (superseded by h-protocol): the recorded forwards
 
     def _add_parameter(self, name: str, shape: tuple[int, ...]) -> None:
         self._params[name] = np.zeros(shape, dtype=self.dtype)
@@ -166,10 +167,34 @@ class Parameterized:
 
     def train(self: _P, mode: bool = True) -> _P:
         self.training = bool(mode)
+        if not self.training:
+            vars(self).setdefault("_shim_tape", []).clear()
         return self
 
     def eval(self: _P) -> _P:
         return self.train(False)
+
+    # ---- TEMPORARY SHIM, superseded by h-protocol's base (interface 1): the tape ----
+    def save_for_backward(self, value: Any) -> None:
+        if self.training:
+            vars(self).setdefault("_shim_tape", []).append(value)
+
+    def saved_for_backward(self) -> Any:
+        tape = vars(self).setdefault("_shim_tape", [])
+        if not tape:
+            raise RuntimeError(f"{type(self).__name__}.backward has no recorded step left: it needs a training-mode "
+                               "forward first (call .train() before the forward; each forward allows one backward, "
+                               "last forward first)")
+        return tape.pop()
+
+    def _restore_saved(self, value: Any) -> None:
+        vars(self).setdefault("_shim_tape", []).append(value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(vars(self))
+        state["_shim_tape"] = []  # pending workspaces live in C++: the copy starts with an empty tape
+        return state
+    # ---- end of the shim ----
 
     def _take_saved(self) -> Any:
         if self._saved is None:
