@@ -648,7 +648,8 @@ def streamable(layer: str, bidirectional: bool) -> None:
 
 
 def stream_row(x: Any, batch: int, inputs: int, dtype: np.dtype) -> np.ndarray:
-    """A stream's one-row input x [I] (a stream of batch 1) as the steppers take it: [1, I], C-contiguous."""
+    """A stream's one-row input x [I] (a stream of batch 1) as the steppers take it: [1, I], C-contiguous (a
+    strided x copied), of the stream's dtype."""
     if batch != 1:
         raise ValueError(f"x must have shape [B, I] = ({batch}, {inputs}) for a stream of batch {batch} (x [I] is "
                          f"for a stream of batch 1), got shape {x.shape}")

@@ -42,6 +42,8 @@ class Stream:
 
     def _build(self) -> None:
         self._steppers = [self.kind.stepper(self._batch, *w, **self._options) for w in self._weights]
+        self._first = self._steppers[0].step  # the hot call: the bottom layer's C++ step, which checks x itself
+        self._upper = [stepper.step for stepper in self._steppers[1:]]
 
     def __repr__(self) -> str:
         return f"Stream({self._source}, batch={self._batch})"
@@ -50,13 +52,21 @@ class Stream:
         """x [B, I] (or [I] for a stream of batch 1) -> the new h [B, H] (or [H]) of the top layer. The C++
         steppers check x [B, I] themselves (a C-contiguous array of the stream's dtype)."""
         if type(x) is np.ndarray and x.ndim == 1:
-            h = stream_row(x, self._batch, self._input_size, self._dtype)
-            for stepper in self._steppers:
-                h = stepper.step(h)
-            return h[0]
-        for stepper in self._steppers:
-            x = stepper.step(x)
-        return x
+            return self._step_row(x)
+        h = self._first(x)
+        for step in self._upper:
+            h = step(h)
+        return h
+
+    def _step_row(self, x: np.ndarray) -> np.ndarray:
+        """x [I] for a stream of batch 1: as x [1, I], and h [H] back."""
+        try:
+            h = self._first(x.reshape(1, -1))
+        except ValueError:  # checked in Python: a one-row message, or a C-contiguous copy of a strided x
+            h = self._first(stream_row(x, self._batch, self._input_size, self._dtype))
+        for step in self._upper:
+            h = step(h)
+        return h[0]
 
     def reset(self, state: Any = None) -> None:
         """Sets the state (the form ``state`` returns), None meaning zeros."""
@@ -85,7 +95,7 @@ class Stream:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle and deepcopy: everything but the C++ steppers, plus the current state to restore them to."""
-        state = {k: v for k, v in vars(self).items() if k != "_steppers"}
+        state = {k: v for k, v in vars(self).items() if k not in ("_steppers", "_first", "_upper")}
         state["_state"] = self.state
         return state
 
