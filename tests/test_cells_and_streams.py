@@ -251,3 +251,28 @@ def test_a_cells_state_and_gradient_errors_name_the_cells_dtype():
     with pytest.raises(TypeError, match=r"dc has dtype float64"):
         cell.backward((None, np.zeros((2, 4))))
     cell.backward((None, np.ones((2, 4), np.float32)))
+
+
+def test_a_cell_pickled_when_cells_wrapped_a_layer_still_loads():
+    """Before issue 12 a cell held a one-layer layer (``_layer``) under its cells' names: such a pickled state loads
+    as a cell with that layer's weights, gradients and init, which runs and trains."""
+    import pickle
+
+    old_layer = rc.GRU(3, 4, reset_after=False, init="keras", seed=5)
+    old_layer.gradients()["weight_hh_l0"][...] = 2.0
+    old_state = dict(input_size=3, hidden_size=4, dtype=old_layer.dtype, bias=True, training=True, _tape=[],
+                     _cell_options={"reset_after": False}, _layer=old_layer)
+    cell = rc.GRUCell.__new__(rc.GRUCell)
+    cell.__setstate__(old_state)
+    cell = pickle.loads(pickle.dumps(cell))
+    assert repr(cell) == "GRUCell(3, 4, reset_after=False, init='keras', dtype=float32)"
+    for name, p in cell.parameters().items():
+        np.testing.assert_array_equal(p, old_layer.parameters()[f"{name}_l0"])
+    assert (cell.gradients()["weight_hh"] == 2.0).all()
+    x = np.ones((2, 3), np.float32)
+    fresh = rc.GRUCell(3, 4, reset_after=False, seed=0)
+    fresh.load_state_dict(cell.state_dict())
+    h = cell(x)
+    np.testing.assert_array_equal(h, fresh(x))
+    cell.backward(np.ones_like(h))
+    assert cell.get_config()["seed"] == 5

@@ -143,6 +143,18 @@ class _Cell(Parameterized):
             g["bias_hh"] += db_hh
         return dx, self.kind.pack_states(d_prev)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling; a cell pickled before issue 12 wrapped a one-layer layer (``_layer``, its own ``_tape``):
+        its parameters, gradients, generator and init become the cell's."""
+        if "_layer" in state:
+            state = dict(state)
+            layer = state.pop("_layer")
+            state.pop("_tape", None)  # (pickled empty)
+            state.update(_seed=layer._seed, _rng=layer._rng, init=layer.init, _saved=None,
+                         _params={name[:-3]: p for name, p in layer._params.items()},  # weight_ih_l0 -> weight_ih
+                         _grads={name[:-3]: g for name, g in layer._grads.items()})
+        vars(self).update(state)
+
     def __repr__(self) -> str:
         extra = (", bias=False" if not self.bias else "") + self.kind.options_repr(self._cell_options)
         extra += f", init={self.init!r}" if self.init != "pytorch" else ""
