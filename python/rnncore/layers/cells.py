@@ -153,7 +153,11 @@ class _Cell(Parameterized):
             state.update(_seed=layer._seed, _rng=layer._rng, init=layer.init, _saved=None,
                          _params={name[:-3]: p for name, p in layer._params.items()},  # weight_ih_l0 -> weight_ih
                          _grads={name[:-3]: g for name, g in layer._grads.items()})
-        vars(self).update(state)
+        restore = getattr(super(), "__setstate__", None)  # the module base's, when it has one
+        if restore is not None:
+            restore(state)
+        else:
+            vars(self).update(state)
 
     def __repr__(self) -> str:
         extra = (", bias=False" if not self.bias else "") + self.kind.options_repr(self._cell_options)
