@@ -25,7 +25,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -181,10 +181,10 @@ class Parameterized:
 
     def saved_for_backward(self) -> Any:
         tape = vars(self).setdefault("_shim_tape", [])
-        if not tape:
-            raise RuntimeError(f"{type(self).__name__}.backward has no recorded step left: it needs a training-mode "
-                               "forward first (call .train() before the forward; each forward allows one backward, "
-                               "last forward first)")
+        if not tape:  # (h-protocol's wording)
+            raise RuntimeError(f"{type(self).__name__}.backward needs a training-mode forward first: no recorded "
+                               "call is left. Each training-mode call allows one backward, last call first; eval() "
+                               "records nothing (call .train() before the forward)")
         return tape.pop()
 
     def _restore_saved(self, value: Any) -> None:
@@ -203,6 +203,10 @@ class Parameterized:
         saved, self._saved = self._saved, None
         return saved
 
+
+class IncompatibleKeys(NamedTuple):  # TEMPORARY SHIM (superseded by h-protocol): what load_state_dict returns
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
 def _checksum(header: str, arrays: dict[str, np.ndarray]) -> str:
