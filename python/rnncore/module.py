@@ -157,13 +157,19 @@ class Parameterized:
         """Copies of the parameters under PyTorch's names."""
         return {name: p.copy() for name, p in self._params.items()}
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copies every parameter from ``state`` (e.g. ``{k: v.numpy() for k, v in torch_module.state_dict().items()}``)
         into the module's arrays, converting to its dtype. Missing, unexpected or misshaped entries raise before
         anything is copied."""
-        arrays = state_dict_arrays(self._params, state)
+        # TEMPORARY SHIM (superseded by h-protocol): strict= and the return value, h-protocol's signature
+        missing = sorted(set(self._params) - set(state))
+        unexpected = sorted(set(state) - set(self._params))
+        subset = state if strict else {k: state[k] for k in self._params if k in state}
+        params = self._params if strict else {k: p for k, p in self._params.items() if k in state}
+        arrays = state_dict_arrays(params, subset)
         for name, a in arrays.items():
             self._params[name][...] = a
+        return IncompatibleKeys(missing if not strict else [], unexpected if not strict else [])
 
     def train(self: _P, mode: bool = True) -> _P:
         self.training = bool(mode)
