@@ -60,7 +60,9 @@ def test_cells_follow_the_module_protocol():
         np.testing.assert_array_equal(v, state[k])
     partial = rc.GRUCell(3, 4, seed=1)
     before = partial.state_dict()
-    partial.load_state_dict({"weight_hh": state["weight_hh"], "something_else": np.zeros(2)}, strict=False)
+    assert other.load_state_dict(state) == ([], [])
+    result = partial.load_state_dict({"weight_hh": state["weight_hh"], "something_else": np.zeros(2)}, strict=False)
+    assert result.missing_keys == ["bias_hh", "bias_ih", "weight_ih"] and result.unexpected_keys == ["something_else"]
     np.testing.assert_array_equal(partial.parameters()["weight_hh"], state["weight_hh"])
     np.testing.assert_array_equal(partial.parameters()["weight_ih"], before["weight_ih"])
     assert cell.eval() is cell and not cell.training and cell.train().training
@@ -141,7 +143,10 @@ def test_load_state_dict_from_a_layer_checks_its_entries():
     no_bias = rc.LSTMCell(3, 4, bias=False, seed=1)
     with pytest.raises(KeyError, match=r"unexpected \['bias_hh_l0', 'bias_ih_l0'\]"):
         no_bias.load_state_dict(lstm.state_dict(), layer=0)
-    no_bias.load_state_dict(lstm.state_dict(), strict=False, layer=0)  # takes the weights, leaves the biases
+    result = no_bias.load_state_dict(lstm.state_dict(), strict=False, layer=0)  # the weights; the biases: unexpected
+    assert result == ([], ["bias_hh_l0", "bias_ih_l0"])
+    with pytest.raises(TypeError, match="strict must be a bool, got str"):
+        no_bias.load_state_dict(lstm.state_dict(), strict="no", layer=0)
     np.testing.assert_array_equal(no_bias.parameters()["weight_hh"], lstm.parameters()["weight_hh_l0"])
     bad = lstm.state_dict()
     bad["weight_hh_l0"] = bad["weight_hh_l0"].astype(np.int64)
@@ -150,5 +155,5 @@ def test_load_state_dict_from_a_layer_checks_its_entries():
         cell.load_state_dict(bad, layer=0)
     for k, v in cell.parameters().items():  # nothing was copied
         np.testing.assert_array_equal(v, before[k])
-    with pytest.raises(TypeError, match="state must be a dict of arrays, got list"):
+    with pytest.raises(TypeError, match="state must be a mapping name -> array, got list"):
         cell.load_state_dict([1, 2])

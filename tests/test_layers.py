@@ -335,12 +335,12 @@ def test_a_backward_in_the_wrong_order_says_what_happened():
     y1, _ = layer(rng.standard_normal((5, 2, 3)).astype(np.float32))
     y2, _ = layer(rng.standard_normal((7, 2, 3)).astype(np.float32))
     with pytest.raises(ValueError, match=r"dy must have shape \[T, B, D\*H\] = \(7, 2, 4\), got shape \(5, 2, 4\) "
-                                         r"\(the shape of y from the last training-mode forward not yet taken back: "
-                                         r"backward takes the forwards in reverse order, the last one first\)"):
+                                         r"\(the output shape of the last recorded call: GRU\.backward takes calls in "
+                                         r"reverse order, the last call first\)"):
         layer.backward(np.ones_like(y1))
     layer.backward(np.ones_like(y2))  # the rejected dy used nothing up
     layer.backward(np.ones_like(y1))
-    with pytest.raises(RuntimeError, match="no recorded step left.*training-mode forward"):
+    with pytest.raises(RuntimeError, match="GRU.backward needs a training-mode forward first"):
         layer.backward(np.ones_like(y1))
     layer(rng.standard_normal((5, 2, 3)).astype(np.float32))
     layer.eval().train()  # eval() clears the tape: what was recorded can no longer be taken back

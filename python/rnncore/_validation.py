@@ -612,14 +612,15 @@ def layer_lengths(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-def layer_gradient(name: str, a: Any, expected: Sequence[Dim], dtype: np.dtype) -> np.ndarray:
+def layer_gradient(module: str, name: str, a: Any, expected: Sequence[Dim], dtype: np.dtype) -> np.ndarray:
     """A layer's ``dy``: ``float_array`` of the recorded forward's y shape; a wrong shape's message says which
-    forward backward is taking (the last recorded one: several forwards are taken back last first)."""
+    forward backward is taking (the last recorded one: several forwards are taken back last first), in the words
+    Linear and Embedding use."""
     try:
         return float_array(name, a, expected, dtype, MODULE_DTYPE)
     except ValueError as e:
-        raise ValueError(f"{e} (the shape of y from the last training-mode forward not yet taken back: backward "
-                         "takes the forwards in reverse order, the last one first)") from None
+        raise ValueError(f"{e} (the output shape of the last recorded call: {module}.backward takes calls in "
+                         "reverse order, the last call first)") from None
 
 
 def cell_state(kind: CellKind, state: Any, names: Sequence[str], batch: int, hidden: int, dtype: np.dtype,
@@ -682,17 +683,20 @@ def cell_source(cell: str, kind: CellKind, layer: Any, layer_classes: type[_Recu
 
 
 def cell_weights(state: Any, sources: dict[str, str], params: dict[str, np.ndarray], strict: bool,
-                 position: Iterable[str] | None) -> dict[str, np.ndarray]:
+                 position: Iterable[str] | None) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
     """A cell's ``load_state_dict`` argument: ``sources`` maps each key to read (the cell's names, or one layer
-    position's such as ``weight_ih_l1_reverse``) to the cell's parameter. With ``strict``, each must be there and
-    nothing else may: nothing but the cell's names (``position`` None), or, from a layer's state dict, nothing else
-    at that position (``position``: its four possible keys; a bias the cell lacks is unexpected). Each array read
-    must be floating point of the parameter's shape. Returns parameter name -> array for the keys found."""
+    position's such as ``weight_ih_l1_reverse``) to the cell's parameter. The keys that count are all of ``state``'s
+    (``position`` None), or, from a layer's state dict, those at that position (``position``: its four possible
+    keys; a bias the cell lacks is unexpected). With ``strict`` they must be exactly ``sources`` (KeyError). Each
+    array read must be floating point of the parameter's shape. Returns parameter name -> array for the keys found,
+    and the missing and unexpected keys."""
     if not isinstance(state, Mapping):
-        raise TypeError(f"load_state_dict: state must be a dict of arrays, got {type(state).__name__}")
+        raise TypeError(f"load_state_dict: state must be a mapping name -> array, got {type(state).__name__}")
+    if not isinstance(strict, (bool, np.bool_)):
+        raise TypeError(f"load_state_dict: strict must be a bool, got {type(strict).__name__}")
+    given = set(state) if position is None else set(position) & set(state)
+    missing, unexpected = sorted(set(sources) - given), sorted(given - set(sources))
     if strict:
-        given = set(state) if position is None else set(position) & set(state)
-        missing = sorted(set(sources) - given)
         if missing and position is None and any(str(k).startswith("weight_ih_l") for k in state):
             raise KeyError(f"load_state_dict: missing {missing} (a layer's state dict: pass layer= and direction= "
                            "to take one layer's weights)")
@@ -707,7 +711,7 @@ def cell_weights(state: Any, sources: dict[str, str], params: dict[str, np.ndarr
         if not np.issubdtype(a.dtype, np.floating):
             raise TypeError(f"load_state_dict: {key} must be floating point, got {a.dtype}")
         arrays[name] = a
-    return arrays
+    return arrays, missing, unexpected
 
 
 # ---- feed-forward layers and losses (rnncore.nn, rnncore.losses) ----------------------------------------------------

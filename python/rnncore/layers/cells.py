@@ -6,6 +6,7 @@ stepper (``rnncore.layers.streams``); ``cell.load_state_dict(layer.state_dict(),
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -23,7 +24,7 @@ from .._validation import (
     positive_int,
     state_position,
 )
-from ..module import Parameterized
+from ..module import IncompatibleKeys, Parameterized
 from .recurrent import _INITS, Weights, _Recurrent, init_weights
 from .streams import Stream
 
@@ -80,14 +81,15 @@ class _Cell(Parameterized):
         return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
 
     # -- weights from a layer ----------------------------------------------------------------------------------------
-    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True, *, layer: int | None = None,
-                        direction: int | None = None) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True, *, layer: int | None = None,
+                        direction: int | None = None) -> IncompatibleKeys:
         """Copies the weights from a cell's state dict (torch's cell names), or, with ``layer=`` / ``direction=``
         (each 0 when only the other is given), from position (layer, direction) of a layer's state dict
         (``weight_ih_l{layer}[_reverse]`` ...; stepping the cell then reproduces that layer's direction: direction 1
         over the sequence reversed). Converted to the cell's dtype. With ``strict`` (the default) the entries must be
         exactly the cell's (a bias the cell lacks is unexpected); without, the entries found are copied. Anything
-        wrong raises before any copy. The options (reset_after, nonlinearity) are the caller's to match."""
+        wrong raises before any copy; returns ``(missing_keys, unexpected_keys)`` (empty when strict). The options
+        (reset_after, nonlinearity) are the caller's to match."""
         if layer is None and direction is None:
             sources = {name: name for name in self._params}
             position = None
@@ -96,8 +98,10 @@ class _Cell(Parameterized):
             suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
             sources = {name + suffix: name for name in self._params}
             position = [name + suffix for name in _NAMES]
-        for name, a in cell_weights(state, sources, self._params, strict, position).items():
+        arrays, missing, unexpected = cell_weights(state, sources, self._params, strict, position)
+        for name, a in arrays.items():
             self._params[name][...] = a
+        return IncompatibleKeys(missing, unexpected)
 
     @classmethod
     def from_layer(cls: type[_C], source: _Recurrent, layer: int = 0, direction: int = 0) -> _C:
@@ -125,7 +129,10 @@ class _Cell(Parameterized):
         """Gradient w.r.t. the state the LAST recorded call returned (dh [B, H], or (dh, dc); None parts: zeros);
         returns ``(dx, dstate_prev)`` for that call's input and incoming state, and accumulates the parameters'
         gradients."""
-        ws = self.saved_for_backward()
+        try:
+            ws = self.saved_for_backward()
+        except RuntimeError as e:  # the module base's account of the tape, in a cell's terms first
+            raise RuntimeError(f"backward has no recorded step left: {e}") from None
         try:
             names = tuple("d" + s for s in self.kind.states)
             dstates = cell_state(self.kind, dstate, names, ws.B, self.hidden_size, self.dtype, "dstate")

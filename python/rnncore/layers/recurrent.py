@@ -231,7 +231,7 @@ class _Recurrent(Parameterized):
                 dy = np.zeros((steps, batch, D * H), self.dtype)
             else:
                 y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
-                dy = layer_gradient("dy", dy, y_shape + [("D*H", D * H)], self.dtype)
+                dy = layer_gradient(type(self).__name__, "dy", dy, y_shape + [("D*H", D * H)], self.dtype)
                 if self.batch_first:
                     dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
             dstates = self._check_state(dstate, batch, "dstate", "d", "_n")
