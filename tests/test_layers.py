@@ -2,6 +2,8 @@
 dicts, and bad input. (Parity with torch.nn layers: tests/test_layer_torch_parity.py; the cells and streams, step by
 step: tests/test_cells_and_streams.py.)"""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -271,3 +273,104 @@ def test_dropout_with_one_layer_warns_as_torch_does():
         warnings.simplefilter("error")
         rc.GRU(3, 4, num_layers=2, dropout=0.2)
         rc.GRU(3, 4, dropout=0.0)
+
+
+# ---- issue 12: explicit signatures, the tape, messages ------------------------------------------------------------
+
+_EXTRAS = [("dtype", np.float32), ("seed", None), ("init", "pytorch")]
+_LAYER_ARGS = [("input_size", inspect.Parameter.empty), ("hidden_size", inspect.Parameter.empty),
+               ("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)]
+
+
+@pytest.mark.parametrize("cls,expected", [
+    (rc.LSTM, _LAYER_ARGS + _EXTRAS),
+    (rc.GRU, _LAYER_ARGS + [("reset_after", True)] + _EXTRAS),
+    (rc.RNN, _LAYER_ARGS[:3] + [("nonlinearity", "tanh")] + _LAYER_ARGS[3:] + _EXTRAS),
+    (rc.LSTMCell, _LAYER_ARGS[:2] + [("bias", True)] + _EXTRAS),
+    (rc.GRUCell, _LAYER_ARGS[:2] + [("bias", True), ("reset_after", True)] + _EXTRAS),
+    (rc.RNNCell, _LAYER_ARGS[:2] + [("bias", True), ("nonlinearity", "tanh")] + _EXTRAS),
+], ids=["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"])
+def test_constructors_show_their_real_arguments(cls, expected):
+    """help(rc.GRU) and IDEs see the real arguments: torch's, in torch's order, then rnncore's; no **options."""
+    params = inspect.signature(cls).parameters
+    assert [(p.name, p.default) for p in params.values()] == expected
+    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params.values())
+    foreign = "nonlinearity" if cls in (rc.GRU, rc.GRUCell) else "reset_after"  # another kind's option
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{foreign}'"):
+        cls(2, 3, **{foreign: "relu"})
+
+
+def test_a_layer_called_twice_takes_both_calls_back_in_reverse_order():
+    """Two training-mode forwards of one layer (different inputs and lengths), then two backwards (the last call
+    first): each call's dx and dstate0, and the sum of the two calls' parameter gradients, as two separate layers with
+    the same weights give."""
+    rng = np.random.default_rng(9)
+    shared = rc.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=np.float64, seed=0)
+    first, second = (rc.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=np.float64, seed=s) for s in (1, 2))
+    first.load_state_dict(shared.state_dict())
+    second.load_state_dict(shared.state_dict())
+    x1, x2 = rng.standard_normal((5, 2, 3)), rng.standard_normal((3, 4, 3))
+    y1, _ = shared(x1, lengths=[5, 2])
+    y2, _ = shared(x2, lengths=[1, 3, 0, 2], padding="left")
+    dy1, dy2 = rng.standard_normal(y1.shape), rng.standard_normal(y2.shape)
+    dh = rng.standard_normal((4, 4, 4))
+    dx2, (dh2, _) = shared.backward(dy2, (dh, None))
+    dx1, _ = shared.backward(dy1)
+    first(x1, lengths=[5, 2])
+    second(x2, lengths=[1, 3, 0, 2], padding="left")
+    np.testing.assert_array_equal(dx1, first.backward(dy1)[0])
+    want_dx2, (want_dh2, _) = second.backward(dy2, (dh, None))
+    np.testing.assert_array_equal(dx2, want_dx2)
+    np.testing.assert_array_equal(dh2, want_dh2)
+    for name, g in shared.gradients().items():
+        np.testing.assert_allclose(g, first.gradients()[name] + second.gradients()[name], rtol=1e-12, atol=1e-14,
+                                   err_msg=name)
+    with pytest.raises(RuntimeError, match="training-mode forward"):
+        shared.backward(dy1)
+
+
+def test_a_backward_in_the_wrong_order_says_what_happened():
+    layer = rc.GRU(3, 4, seed=0)
+    rng = np.random.default_rng(10)
+    y1, _ = layer(rng.standard_normal((5, 2, 3)).astype(np.float32))
+    y2, _ = layer(rng.standard_normal((7, 2, 3)).astype(np.float32))
+    with pytest.raises(ValueError, match=r"dy must have shape \[T, B, D\*H\] = \(7, 2, 4\), got shape \(5, 2, 4\) "
+                                         r"\(the output shape of the last recorded call: GRU\.backward takes calls in "
+                                         r"reverse order, the last call first\)"):
+        layer.backward(np.ones_like(y1))
+    layer.backward(np.ones_like(y2))  # the rejected dy used nothing up
+    layer.backward(np.ones_like(y1))
+    with pytest.raises(RuntimeError, match="GRU.backward needs a training-mode forward first"):
+        layer.backward(np.ones_like(y1))
+    layer(rng.standard_normal((5, 2, 3)).astype(np.float32))
+    layer.eval().train()  # eval() clears the tape: what was recorded can no longer be taken back
+    with pytest.raises(RuntimeError, match="training-mode forward"):
+        layer.backward(None)
+
+
+def test_a_copy_starts_with_an_empty_tape():
+    import copy
+    import pickle
+
+    layer = rc.RNN(2, 3, seed=0)
+    x = np.ones((4, 1, 2), np.float32)
+    y, _ = layer(x)
+    layer(x)
+    for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        with pytest.raises(RuntimeError, match="training-mode forward"):
+            clone.backward(np.ones_like(y))
+    layer.backward(np.ones_like(y))  # the original keeps both of its forwards
+    layer.backward(np.ones_like(y))
+
+
+def test_a_bad_dstate_names_the_final_states_gradient():
+    layer = rc.LSTM(3, 4, num_layers=2)
+    y, (h, c) = layer(np.zeros((5, 2, 3), np.float32))
+    with pytest.raises(TypeError, match=r"dstate must be a tuple \(dh_n, dc_n\) for an LSTM, got ndarray"):
+        layer.backward(y, h)
+    with pytest.raises(ValueError, match=r"dh_n must have shape \[L\*D, B, H\] = \(2, 2, 4\), got shape \(2, 4\)"):
+        layer.backward(y, (h[0], None))
+    with pytest.raises(TypeError, match=r"dc_n has dtype float64, expected float32 \(the dtype= the module was "
+                                        r"built with\)"):
+        layer.backward(y, (None, c.astype(np.float64)))
+    layer.backward(y, (h, c))  # the rejected calls used nothing up

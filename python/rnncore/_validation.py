@@ -556,14 +556,15 @@ def index_below(name: str, value: Any, stop: int, note: str = "") -> int:
 
 # ---- layers, cells and streams (rnncore.layers) -----------------------------------------------------------------
 
-def state_tuple(kind: CellKind, state: Any, name: str, suffix: str, what: str) -> tuple[Any, ...]:
-    """A state argument as one entry per state of ``kind`` (None: all zeros): an LSTM's is a pair (h, c)."""
+def state_tuple(kind: CellKind, state: Any, name: str, suffix: str, what: str, prefix: str = "") -> tuple[Any, ...]:
+    """A state argument as one entry per state of ``kind`` (None: all zeros): an LSTM's is a pair (h, c), its parts
+    called ``<prefix><state><suffix>`` in the message (h0, c0; dh_n, dc_n)."""
     if state is None:
         return (None,) * kind.n_states
     if kind.n_states == 1:
         return (state,)
     if not isinstance(state, (tuple, list)) or len(state) != kind.n_states:
-        names = ", ".join(s + suffix for s in kind.states)
+        names = ", ".join(prefix + s + suffix for s in kind.states)
         raise TypeError(f"{name} must be a tuple ({names}) for {kind.with_article}{what}, got {type(state).__name__}")
     return tuple(state)
 
@@ -593,6 +594,124 @@ def layer_kind(layer: Any, classes: tuple[type[_Recurrent], type[_Cell]]) -> Cel
         raise TypeError(f"layer must be an rnncore LSTM/GRU/RNN layer or LSTMCell/GRUCell/RNNCell, "
                         f"got {type(layer).__name__}")
     return layer.kind
+
+
+def layer_lengths(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
+    """A layer's per-sample valid lengths: integers, shape [B], each in 0..T (a sample with none takes no step; the
+    kernels' own lengths are 1..T). Returns an int64 copy (or None)."""
+    if lengths is None:
+        return None
+    arr = np.asarray(lengths)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (batch,):
+        raise ValueError(f"lengths must have shape [B] = ({batch},), got shape {arr.shape}")
+    if batch and (arr.min() < 0 or arr.max() > steps):
+        bad = arr[(arr < 0) | (arr > steps)]
+        raise ValueError(f"lengths must lie in 0..T = 0..{steps}, got {bad.tolist()[:5]}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def layer_gradient(module: str, name: str, a: Any, expected: Sequence[Dim], dtype: np.dtype) -> np.ndarray:
+    """A layer's ``dy``: ``float_array`` of the recorded forward's y shape; a wrong shape's message says which
+    forward backward is taking (the last recorded one: several forwards are taken back last first), in the words
+    Linear and Embedding use."""
+    try:
+        return float_array(name, a, expected, dtype, MODULE_DTYPE)
+    except ValueError as e:
+        raise ValueError(f"{e} (the output shape of the last recorded call: {module}.backward takes calls in "
+                         "reverse order, the last call first)") from None
+
+
+def cell_state(kind: CellKind, state: Any, names: Sequence[str], batch: int, hidden: int, dtype: np.dtype,
+               what: str) -> tuple[np.ndarray | None, ...]:
+    """A cell's state (h, or (h, c)) or its gradient (dh, or (dh, dc)), each [B, H] of the cell's dtype= or None
+    for zeros; ``names`` are the parts' names in messages."""
+    if state is None:
+        return (None,) * kind.n_states
+    if kind.n_states == 1:
+        parts: tuple[Any, ...] = (state,)
+    elif not isinstance(state, (tuple, list)) or len(state) != kind.n_states:
+        raise TypeError(f"{what} must be a tuple ({', '.join(names)}) for {kind.with_article} cell, "
+                        f"got {type(state).__name__}")
+    else:
+        parts = tuple(state)
+    shape = [("B", batch), ("H", hidden)]
+    return tuple(None if s is None else float_array(n, s, shape, dtype, MODULE_DTYPE) for n, s in zip(names, parts))
+
+
+def streamable(layer: str, bidirectional: bool) -> None:
+    """Only a unidirectional layer streams: the reverse direction starts from the sequence's end."""
+    if bidirectional:
+        raise ValueError(f"a bidirectional {layer} cannot stream: its reverse direction reads each sequence from "
+                         "its last step, which a stream has not seen yet (stream a unidirectional layer, or run the "
+                         "whole sequence through the layer)")
+
+
+def stream_row(x: Any, batch: int, inputs: int, dtype: np.dtype) -> np.ndarray:
+    """A stream's one-row input x [I] (a stream of batch 1) as the steppers take it: [1, I], C-contiguous (a
+    strided x copied), of the stream's dtype."""
+    if batch != 1:
+        raise ValueError(f"x must have shape [B, I] = ({batch}, {inputs}) for a stream of batch {batch} (x [I] is "
+                         f"for a stream of batch 1), got shape {x.shape}")
+    if x.shape != (inputs,):
+        raise ValueError(f"x must have shape [I] = ({inputs},) or [B, I] = (1, {inputs}), got shape {x.shape}")
+    return float_array("x", x, [("I", inputs)], dtype, MODULE_DTYPE).reshape(1, inputs)
+
+
+def layer_position(layer: Any, direction: Any, num_layers: int, num_directions: int) -> tuple[int, int]:
+    """The layer and direction a cell's weights come from: ints in 0..L-1 and 0..D-1."""
+    return (index_below("layer", layer, num_layers),
+            index_below("direction", direction, num_directions, f" (bidirectional={num_directions == 2})"))
+
+
+def state_position(layer: Any, direction: Any) -> tuple[int, int]:
+    """A cell's ``load_state_dict(..., layer=, direction=)`` (None: 0): an int >= 0 and 0 or 1."""
+    layer = 0 if layer is None else layer
+    direction = 0 if direction is None else direction
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or layer < 0:
+        raise ValueError(f"layer must be an int >= 0 (a layer's index), got {layer!r}")
+    if isinstance(direction, bool) or direction not in (0, 1):
+        raise ValueError(f"direction must be 0 (forward) or 1 (reverse), got {direction!r}")
+    return int(layer), int(direction)
+
+
+def cell_source(cell: str, kind: CellKind, layer: Any, layer_classes: type[_Recurrent]) -> None:
+    """``<Cell>.from_layer``'s layer: an rnncore layer of the cell's kind."""
+    if not isinstance(layer, layer_classes) or layer.kind is not kind:
+        raise TypeError(f"{cell}.from_layer needs an rnncore {kind.title} layer, got {type(layer).__name__}")
+
+
+def cell_weights(state: Any, sources: dict[str, str], params: dict[str, np.ndarray], strict: bool,
+                 position: Iterable[str] | None) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """A cell's ``load_state_dict`` argument: ``sources`` maps each key to read (the cell's names, or one layer
+    position's such as ``weight_ih_l1_reverse``) to the cell's parameter. The keys that count are all of ``state``'s
+    (``position`` None), or, from a layer's state dict, those at that position (``position``: its four possible
+    keys; a bias the cell lacks is unexpected). With ``strict`` they must be exactly ``sources`` (KeyError). Each
+    array read must be floating point of the parameter's shape. Returns parameter name -> array for the keys found,
+    and the missing and unexpected keys."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"load_state_dict: state must be a mapping name -> array, got {type(state).__name__}")
+    if not isinstance(strict, (bool, np.bool_)):
+        raise TypeError(f"load_state_dict: strict must be a bool, got {type(strict).__name__}")
+    given = set(state) if position is None else set(position) & set(state)
+    missing, unexpected = sorted(set(sources) - given), sorted(given - set(sources))
+    if strict:
+        if missing and position is None and any(str(k).startswith("weight_ih_l") for k in state):
+            raise KeyError(f"load_state_dict: missing {missing} (a layer's state dict: pass layer= and direction= "
+                           "to take one layer's weights)")
+        same_keys("load_state_dict", sources, given)
+    arrays = {}
+    for key, name in sources.items():
+        if key not in state:
+            continue
+        a = np.asarray(state[key])
+        if a.shape != params[name].shape:
+            raise ValueError(f"load_state_dict: {key} must have shape {params[name].shape}, got {a.shape}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise TypeError(f"load_state_dict: {key} must be floating point, got {a.dtype}")
+        arrays[name] = a
+    return arrays, missing, unexpected
 
 
 # ---- feed-forward layers and losses (rnncore.nn, rnncore.losses) ----------------------------------------------------

@@ -8,7 +8,12 @@ output is ``[forward | reverse]`` along the features. Parameters are NumPy array
 ``backward`` calls until ``zero_grad()``.
 
 Shapes: ``x [T, B, I]`` (``[B, T, I]`` with ``batch_first``), ``y [T, B, D*H]``, states ``[L*D, B, H]`` indexed
-``layer*D + direction``, ``lengths [B]`` (right padding; padded steps give ``y = 0`` and no gradient).
+``layer*D + direction``, ``lengths [B]`` (each in 0..T; ``padding="right"``: the valid steps come first, or
+``"left"``: they come last, as Keras' ``pad_sequences`` pads; padded steps give ``y = 0`` and no gradient).
+
+Every training-mode call records what its backward needs on the module's tape (``save_for_backward``): any number of
+calls, then one ``backward`` per call, the last call first. ``layer.stream()`` steps a unidirectional layer one time
+step per call (``rnncore.layers.streams``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -27,11 +32,14 @@ from .._validation import (
     choice,
     dropout_probability,
     float_array,
-    lengths_array,
+    layer_gradient,
+    layer_lengths,
     positive_int,
     state_tuple,
+    streamable,
 )
 from ..module import Parameterized
+from .streams import Stream
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -39,29 +47,57 @@ if TYPE_CHECKING:
 __all__ = ["LSTM", "GRU", "RNN"]
 
 _INITS = ("pytorch", "keras")
+_PADDINGS = ("right", "left")
+Weights = tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]  # w_ih, w_hh, b_ih, b_hh
+
+
+def init_weights(params: dict[str, np.ndarray], kind: CellKind, hidden_size: int, init: str,
+                 rng: np.random.Generator) -> None:
+    """Fills ``params`` (a layer's or a cell's, in their order) with PyTorch's init (every entry U(-1/√H, 1/√H)) or
+    Keras's (Glorot-uniform input weights, orthogonal recurrent weights per gate, zero biases, and for the LSTM a
+    forget-gate bias of 1). The one home of the init: a cell built with a layer's seed gets the layer's l0 weights."""
+    H = hidden_size
+    gates = kind.gates
+    for name, p in params.items():
+        if init == "pytorch":
+            bound = 1.0 / np.sqrt(H)
+            p[...] = rng.uniform(-bound, bound, p.shape)
+        elif name.startswith("weight_ih"):
+            fan_out, fan_in = p.shape
+            bound = np.sqrt(6.0 / (fan_in + fan_out))
+            p[...] = rng.uniform(-bound, bound, p.shape)
+        elif name.startswith("weight_hh"):
+            for g in range(len(gates)):  # one orthogonal [H, H] block per gate, like Keras's recurrent kernel
+                q, r = np.linalg.qr(rng.standard_normal((H, H)))
+                p[g * H:(g + 1) * H] = q * np.sign(np.diag(r))
+        else:
+            p[...] = 0.0
+            if name.startswith("bias_ih"):
+                for gate in kind.keras_unit_bias:  # the LSTM's forget gate
+                    g = gates.index(gate)
+                    p[g * H:(g + 1) * H] = 1.0
 
 
 class _Recurrent(Parameterized):
     """What LSTM, GRU and RNN share; a subclass sets ``kind``, its row of the cell table (rnncore._cell_table), and
-    takes that kind's options (e.g. ``reset_after``) as keywords."""
+    writes its constructor with that kind's options (e.g. ``reset_after``) as explicit arguments."""
 
     kind: CellKind
     # A class-level default: an LSTM pickled before issue 11 kept no options in its state (it had none).
     _cell_options: dict[str, Any] = {}
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype: npt.DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
-                 init: str = "pytorch", **options: Any) -> None:
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, bias: bool, batch_first: bool,
+                 dropout: float, bidirectional: bool, dtype: npt.DTypeLike, seed: int | np.random.Generator | None,
+                 init: str, options: dict[str, Any]) -> None:
         self._cell_options = self.kind.check_options(options, f"{type(self).__name__}.__init__")
         self.input_size = positive_int("input_size", input_size)
         self.hidden_size = positive_int("hidden_size", hidden_size)
         self.num_layers = positive_int("num_layers", num_layers)
         self.dropout = dropout_probability(dropout)
-        if self.dropout > 0 and self.num_layers == 1:  # as torch.nn.RNNBase warns
+        if self.dropout > 0 and self.num_layers == 1:  # as torch.nn.RNNBase warns (stacklevel: the user's line)
             warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
                           f"expects num_layers greater than 1, but got dropout={self.dropout} and num_layers=1",
-                          UserWarning, stacklevel=2)
+                          UserWarning, stacklevel=3)
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
@@ -105,59 +141,55 @@ class _Recurrent(Parameterized):
                     yield f"bias_hh{s}", (gh,)
 
     def reset_parameters(self) -> None:
-        """PyTorch's init (every entry U(-1/√H, 1/√H)) or Keras's (Glorot-uniform input weights, orthogonal
-        recurrent weights per gate, zero biases, and for the LSTM a forget-gate bias of 1)."""
-        H = self.hidden_size
-        gates = self.kind.gates
-        for name, p in self._params.items():
-            if self.init == "pytorch":
-                bound = 1.0 / np.sqrt(H)
-                p[...] = self._rng.uniform(-bound, bound, p.shape)
-            elif name.startswith("weight_ih"):
-                fan_out, fan_in = p.shape
-                bound = np.sqrt(6.0 / (fan_in + fan_out))
-                p[...] = self._rng.uniform(-bound, bound, p.shape)
-            elif name.startswith("weight_hh"):
-                for g in range(len(gates)):  # one orthogonal [H, H] block per gate, like Keras's recurrent kernel
-                    q, r = np.linalg.qr(self._rng.standard_normal((H, H)))
-                    p[g * H:(g + 1) * H] = q * np.sign(np.diag(r))
-            else:
-                p[...] = 0.0
-                if name.startswith("bias_ih"):
-                    for gate in self.kind.keras_unit_bias:  # the LSTM's forget gate
-                        g = gates.index(gate)
-                        p[g * H:(g + 1) * H] = 1.0
+        """Draws the weights again from the layer's generator, with its ``init`` ("pytorch" or "keras";
+        ``init_weights`` says what each means)."""
+        init_weights(self._params, self.kind, self.hidden_size, self.init, self._rng)
 
     # -- forward ---------------------------------------------------------------------------------------------------
-    def _weights(self, layer: int, direction: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    def _weights(self, layer: int, direction: int) -> Weights:
         s = self._suffix(layer, direction)
         p = self._params
         return p[f"weight_ih{s}"], p[f"weight_hh{s}"], p.get(f"bias_ih{s}"), p.get(f"bias_hh{s}")
 
-    def _check_state(self, state: Any, batch: int) -> tuple[np.ndarray | None, ...]:
-        """The initial state as a tuple of [L*D, B, H] arrays (h, or h and c), None meaning zeros."""
+    def _check_state(self, state: Any, batch: int, name: str = "state", prefix: str = "", suffix: str = "0"
+                     ) -> tuple[np.ndarray | None, ...]:
+        """A state argument as a tuple of [L*D, B, H] arrays (h, or h and c), None meaning zeros; its parts are
+        called ``<prefix><state><suffix>`` in messages (h0, c0 for the initial state; dh_n, dc_n for the final
+        state's gradient)."""
         if state is None:
             return (None,) * len(self.kind.states)
-        states = state_tuple(self.kind, state, "state", "0", "")
+        states = state_tuple(self.kind, state, name, suffix, "", prefix)
         shape = [("L*D", self.num_layers * self.num_directions), ("B", batch), ("H", self.hidden_size)]
-        return tuple(None if s is None else float_array(f"{name}0", s, shape, self.dtype, MODULE_DTYPE)
-                     for name, s in zip(self.kind.states, states))
+        return tuple(None if s is None else float_array(f"{prefix}{part}{suffix}", s, shape, self.dtype, MODULE_DTYPE)
+                     for part, s in zip(self.kind.states, states))
 
-    def __call__(self, x: np.ndarray, state: Any = None, lengths: npt.ArrayLike | None = None
-                 ) -> tuple[np.ndarray, Any]:
-        """Runs every layer and direction. Returns ``(y, state)``: y ``[T, B, D*H]`` (``[B, T, D*H]`` with
-        batch_first) and the final state(s) ``[L*D, B, H]`` (``(h_n, c_n)`` for an LSTM)."""
+    def __call__(self, x: np.ndarray, state: Any = None, lengths: npt.ArrayLike | None = None,
+                 padding: str = "right") -> tuple[np.ndarray, Any]:
+        """Runs every layer and direction. ``lengths [B]`` (each in 0..T) gives each sample's valid steps: the
+        first ``lengths[b]`` with ``padding="right"`` (PyTorch's packed sequences), the last ``lengths[b]`` with
+        ``padding="left"`` (Keras' ``pad_sequences`` default). Returns ``(y, state)``: y ``[T, B, D*H]``
+        (``[B, T, D*H]`` with batch_first, 0 at padded steps) and the final state(s) ``[L*D, B, H]`` (``(h_n, c_n)``
+        for an LSTM), each sample's after its last valid step (its initial state when it has none)."""
         x = float_array("x", x, [("B" if self.batch_first else "T", None), ("T" if self.batch_first else "B", None),
                                  ("I", self.input_size)], self.dtype, MODULE_DTYPE)
         if self.batch_first:
             x = np.ascontiguousarray(x.transpose(1, 0, 2))
         steps, batch, _ = x.shape
         states0 = self._check_state(state, batch)
-        lengths = lengths_array(lengths, batch, steps)
-        reverse_index = _reverse_index(steps, batch, lengths) if self.bidirectional else None
-        keep_graph = self.training
+        plan = _Padding(layer_lengths(lengths, batch, steps), choice("padding", padding, _PADDINGS), steps, batch)
+        y, finals, record = self._forward_layers(plan.to_kernels(x), plan.kept_states(states0), plan.lengths)
+        self.save_for_backward((record, plan))  # (a no-op in eval mode)
+        y = plan.from_kernels(y)
+        if self.batch_first:
+            y = np.ascontiguousarray(y.transpose(1, 0, 2))
+        return y, self.kind.pack_states(plan.all_states(finals, states0))
 
+    def _forward_layers(self, x: np.ndarray, states0: tuple[np.ndarray | None, ...], lengths: np.ndarray | None
+                        ) -> tuple[np.ndarray, tuple[np.ndarray, ...], Any]:
+        """The stack over right-padded samples with lengths in 1..T (what the kernels take): x [T, B, I] ->
+        (y [T, B, D*H], the final states [L*D, B, H], what backward needs)."""
+        steps, batch, _ = x.shape
+        reverse_index = _reverse_index(steps, batch, lengths) if self.bidirectional else None
         finals: list[list[np.ndarray]] = [[] for _ in states0]
         saved_layers = []
         layer_input = x
@@ -173,7 +205,7 @@ class _Recurrent(Parameterized):
                 # (direction 1 exists only when bidirectional, which sets reverse_index)
                 inp = layer_input if direction == 0 else _gather_steps(layer_input, reverse_index)  # type: ignore[arg-type]
                 *result, ws = self.kind.forward(inp, *init, *self._weights(layer, direction), lengths=lengths,
-                                                training=keep_graph, **self._cell_options)
+                                                training=self.training, **self._cell_options)
                 y_dir, *final = result
                 outputs.append(y_dir if direction == 0 else _gather_steps(y_dir, reverse_index))  # type: ignore[arg-type]
                 for store, f in zip(finals, final):
@@ -181,37 +213,44 @@ class _Recurrent(Parameterized):
                 workspaces.append(ws)
             saved_layers.append((workspaces, mask))
             layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
-
-        self.save_for_backward((saved_layers, reverse_index, batch, steps))  # training mode only
-        y = layer_input
-        if self.batch_first:
-            y = np.ascontiguousarray(y.transpose(1, 0, 2))
-        final_states = tuple(np.stack(f) for f in finals)
-        return y, self.kind.pack_states(final_states)
+        return layer_input, tuple(np.stack(f) for f in finals), (saved_layers, reverse_index)
 
     # -- backward --------------------------------------------------------------------------------------------------
     def backward(self, dy: np.ndarray | None, dstate: Any = None) -> tuple[np.ndarray, Any]:
-        """Backpropagation through the last recorded training-mode forward (the tape: any number of forwards, then
-        one backward each, last first): accumulates every parameter's gradient and
-        returns ``(dx, dstate0)`` — the gradients w.r.t. x and the initial state(s). ``dy`` has y's shape, or None
-        for zeros (only the final state's gradient flows back); ``dstate`` (optional) the final state's, each part
-        None for zeros."""
-        saved = self.saved_for_backward()
-        saved_layers, reverse_index, batch, steps = saved
+        """Backpropagation through the last recorded training-mode forward (forwards are taken back last first,
+        one backward each): accumulates every parameter's gradient and returns ``(dx, dstate0)`` — the gradients
+        w.r.t. that call's x and initial state(s). ``dy`` has y's shape, or None for zeros (only the final state's
+        gradient flows back); ``dstate`` (optional) the final state's, ``dh_n`` (``(dh_n, dc_n)``), each part None
+        for zeros."""
+        recorded = self.saved_for_backward()
+        record, plan = recorded
         D, H = self.num_directions, self.hidden_size
+        steps, batch = plan.steps, plan.batch
         try:
             if dy is None:
                 dy = np.zeros((steps, batch, D * H), self.dtype)
             else:
                 y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
-                dy = float_array("dy", dy, y_shape + [("D*H", D * H)], self.dtype, MODULE_DTYPE)
+                dy = layer_gradient(type(self).__name__, "dy", dy, y_shape + [("D*H", D * H)], self.dtype)
                 if self.batch_first:
                     dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
-            dstates = self._check_state(dstate, batch)
+            dstates = self._check_state(dstate, batch, "dstate", "d", "_n")
         except Exception:
-            self._restore_saved(saved)  # a rejected dy or dstate does not use up the forward
+            self._restore_saved(recorded)  # a rejected dy or dstate does not use up the forward
             raise
+        dx, dstate0 = self._backward_layers(record, plan.to_kernels(dy), plan.kept_states(dstates))
+        dx = plan.from_kernels(dx)
+        if self.batch_first:
+            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+        # a sample with no valid step passes its final state's gradient straight to its initial state
+        return dx, self.kind.pack_states(plan.all_states(dstate0, dstates))
 
+    def _backward_layers(self, record: Any, dy: np.ndarray, dstates: tuple[np.ndarray | None, ...]
+                         ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """``_forward_layers``' backward: dy [T, B, D*H] -> (dx [T, B, I], the initial states' gradients)."""
+        saved_layers, reverse_index = record
+        D, H = self.num_directions, self.hidden_size
+        steps, batch, _ = dy.shape
         n_states = len(dstates)
         dstate0 = [np.zeros((self.num_layers * D, batch, H), self.dtype) for _ in range(n_states)]
         upstream = dy
@@ -238,10 +277,20 @@ class _Recurrent(Parameterized):
                     self._grads[f"bias_ih{s}"] += db_ih
                     self._grads[f"bias_hh{s}"] += db_hh
             upstream = d_input if mask is None else d_input * mask  # type: ignore[assignment]  # D >= 1 set d_input
-        dx = upstream
-        if self.batch_first:
-            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
-        return dx, self.kind.pack_states(dstate0)
+        return upstream, tuple(dstate0)
+
+    # -- streaming ---------------------------------------------------------------------------------------------------
+    def stream(self, batch: int = 1, state: Any = None) -> Stream:
+        """A streaming stepper for inference over a unidirectional layer: ``stream.step(x)`` advances every layer
+        one step (x [batch, I], or [I] for batch 1) and returns the top layer's new h ([batch, H], or [H]); the
+        state is the layer's ``[L, batch, H]`` (``(h, c)`` for an LSTM), None meaning zeros. It snapshots the
+        weights: later parameter updates need a new stream. A bidirectional layer cannot stream (ValueError)."""
+        streamable(type(self).__name__, self.bidirectional)
+        return Stream(self, positive_int("batch", batch), state)
+
+    def _stream_weights(self) -> list[Weights]:
+        """One (w_ih, w_hh, b_ih, b_hh) per layer, bottom first (direction 0: a stream runs forward in time)."""
+        return [self._weights(layer, 0) for layer in range(self.num_layers)]
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
@@ -253,6 +302,63 @@ class _Recurrent(Parameterized):
     def _non_defaults(self) -> list[str]:
         defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False)
         return [k for k, v in defaults.items() if getattr(self, k) != v]
+
+
+class _Padding:
+    """How one call's samples reach the kernels, which take right padding and lengths in 1..T: left-padded samples
+    are rotated in time so that their valid steps come first (``to_kernels``), samples with no valid step are left
+    out of the kernels' batch, and the results are mapped back (``from_kernels``, ``all_states``). Recorded with
+    the forward, so its backward maps the gradients the same way (dy as x, dx as y, the states' gradients as the
+    states)."""
+
+    def __init__(self, lengths: np.ndarray | None, padding: str, steps: int, batch: int) -> None:
+        self.steps, self.batch, self.padding = steps, batch, padding
+        self.lengths = lengths  # the kernels' lengths (of the kept samples)
+        self.to_right: np.ndarray | None = None  # [T, B] step index: right-padded step t reads left-padded step
+        self.to_left: np.ndarray | None = None   # ... and back (the inverse rotation)
+        self.keep: np.ndarray | None = None      # the samples with at least one valid step, when some have none
+        if lengths is None:
+            return
+        if padding == "left" and bool((lengths < steps).any()):
+            t = np.arange(steps)[:, None]
+            self.to_right = (t + steps - lengths[None, :]) % steps
+            self.to_left = (t + lengths[None, :]) % steps
+        if bool((lengths == 0).any()):
+            self.keep = np.flatnonzero(lengths)
+            self.lengths = lengths[self.keep]
+
+    def to_kernels(self, a: np.ndarray) -> np.ndarray:
+        """x (or dy) [T, B, F] as the kernels take it: right-padded, the kept samples only."""
+        if self.to_right is not None:
+            a = _gather_steps(a, self.to_right)
+        return a if self.keep is None else a[:, self.keep]
+
+    def from_kernels(self, a: np.ndarray) -> np.ndarray:
+        """The kernels' y (or dx) [T, B_kept, F] mapped back to the call's samples and padding (0 where padded)."""
+        if self.keep is not None:
+            full = np.zeros((a.shape[0], self.batch, a.shape[2]), a.dtype)
+            full[:, self.keep] = a
+            a = full
+        return a if self.to_left is None else _gather_steps(a, self.to_left)
+
+    def kept_states(self, states: tuple[np.ndarray | None, ...]) -> tuple[np.ndarray | None, ...]:
+        """States (or their gradients) [L*D, B, H] of the kept samples."""
+        if self.keep is None:
+            return states
+        return tuple(None if s is None else s[:, self.keep] for s in states)
+
+    def all_states(self, kept: tuple[np.ndarray, ...], given: tuple[np.ndarray | None, ...]) -> tuple[np.ndarray, ...]:
+        """The kernels' final states (or initial states' gradients) [L*D, B_kept, H] for every sample: one with no
+        valid step takes no step, so its entry is the ``given`` one (the initial state, or the final state's
+        gradient; None: zeros)."""
+        if self.keep is None:
+            return kept
+        out = []
+        for k, g in zip(kept, given):
+            full = np.zeros((k.shape[0], self.batch, k.shape[2]), k.dtype) if g is None else g.copy()
+            full[:, self.keep] = k
+            out.append(full)
+        return tuple(out)
 
 
 def _reverse_index(steps: int, batch: int, lengths: np.ndarray | None) -> np.ndarray:
@@ -277,6 +383,13 @@ class LSTM(_Recurrent):
 
     kind = _cell_table.LSTM
 
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 dtype: npt.DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
+                 init: str = "pytorch") -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
+                         init, {})
+
 
 class GRU(_Recurrent):
     """Multi-layer GRU, ``torch.nn.GRU``'s arguments and names; ``reset_after=False`` gives the Cho et al. (2014)
@@ -284,8 +397,23 @@ class GRU(_Recurrent):
 
     kind = _cell_table.GRU
 
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 reset_after: bool = True, dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None, init: str = "pytorch") -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
+                         init, {"reset_after": reset_after})
+
 
 class RNN(_Recurrent):
-    """Multi-layer simple (Elman) RNN, ``torch.nn.RNN``'s arguments and names, ``nonlinearity`` "tanh" or "relu"."""
+    """Multi-layer simple (Elman) RNN, ``torch.nn.RNN``'s arguments (in its order: ``nonlinearity`` "tanh" or "relu"
+    fourth) and names."""
 
     kind = _cell_table.RNN
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 dtype: npt.DTypeLike = np.float32, seed: int | np.random.Generator | None = None,
+                 init: str = "pytorch") -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype, seed,
+                         init, {"nonlinearity": nonlinearity})
