@@ -374,3 +374,18 @@ def test_a_bad_dstate_names_the_final_states_gradient():
                                         r"built with\)"):
         layer.backward(y, (None, c.astype(np.float64)))
     layer.backward(y, (h, c))  # the rejected calls used nothing up
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda v: rc.LSTM(3, 4, bias=v), "bias"),
+    (lambda v: rc.GRU(3, 4, batch_first=v), "batch_first"),
+    (lambda v: rc.RNN(3, 4, bidirectional=v), "bidirectional"),
+    (lambda v: rc.GRUCell(3, 4, bias=v), "bias"),
+    (lambda v: rc.Linear(3, 4, bias=v), "bias"),
+])
+def test_flags_must_be_bools(make, name):
+    """A flag read from a crafted config ("no", 2, None) is refused, not taken as truthy."""
+    for bad in ("no", 2, None):
+        with pytest.raises(TypeError, match=f"{name} must be a bool, got {bad!r}"):
+            make(bad)
+    make(np.bool_(False))

@@ -110,6 +110,13 @@ def lengths_array(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def flag(name: str, value: Any) -> bool:
+    """A bool (or numpy.bool_) argument: "no" or 2 are mistakes, not True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
 def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -944,9 +951,7 @@ def hyper_unit(name: str, value: Any) -> float:
 
 def hyper_flag(name: str, value: Any) -> bool:
     """A bool (or numpy.bool_) hyper-parameter."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
+    return flag(name, value)
 
 
 def hyper_betas(name: str, value: Any) -> tuple[float, float]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import MODULE_DTYPE, features_array, float_array, index_array, padding_index, positive_int
+from ._validation import MODULE_DTYPE, features_array, flag, float_array, index_array, padding_index, positive_int
 from .module import Parameterized
 from .ops.nn import embedding_backward_checked
 
@@ -37,7 +37,7 @@ class Linear(Parameterized):
         self.in_features = positive_int("in_features", in_features)
         self.out_features = positive_int("out_features", out_features)
         self._add_parameter("weight", (self.out_features, self.in_features))
-        if bias:
+        if flag("bias", bias):
             self._add_parameter("bias", (self.out_features,))
         else:
             self.register_parameter("bias", None)

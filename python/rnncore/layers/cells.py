@@ -19,6 +19,7 @@ from .._validation import (
     cell_state,
     cell_weights,
     choice,
+    flag,
     float_array,
     layer_position,
     positive_int,
@@ -52,7 +53,7 @@ class _Cell(Parameterized):
         self._cell_options = self.kind.check_options(options, f"{type(self).__name__}.__init__")
         self.input_size = positive_int("input_size", input_size)
         self.hidden_size = positive_int("hidden_size", hidden_size)
-        self.bias = bool(bias)
+        self.bias = flag("bias", bias)
         super().__init__(dtype, seed if isinstance(seed, numbers.Integral) else None)
         self._rng = np.random.default_rng(seed)
         self.init = choice("init", init, _INITS)

@@ -31,6 +31,7 @@ from .._validation import (
     MODULE_DTYPE,
     choice,
     dropout_probability,
+    flag,
     float_array,
     layer_gradient,
     layer_lengths,
@@ -98,9 +99,9 @@ class _Recurrent(Parameterized):
             warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
                           f"expects num_layers greater than 1, but got dropout={self.dropout} and num_layers=1",
                           UserWarning, stacklevel=3)
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.bidirectional = bool(bidirectional)
+        self.bias = flag("bias", bias)
+        self.batch_first = flag("batch_first", batch_first)
+        self.bidirectional = flag("bidirectional", bidirectional)
         super().__init__(dtype, seed if isinstance(seed, numbers.Integral) else None)
         self._rng = np.random.default_rng(seed)
         self.init = choice("init", init, _INITS)
