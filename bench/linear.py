@@ -6,10 +6,10 @@ backward's three products as autograd runs them), at the sizes the course's mode
 
 One training step of a Linear: y = x W^T + b; dW += dy^T x; db += Σ_n dy; dx = dy W. Rows N = B*T in
 {64, 640, 3200}, (I, O) in {(32, 64), (64, 11), (128, 128), (256, 512)}. Every variant's results are checked against
-float64 NumPy first; then they are timed interleaved (bench/common.py), median per call, and the ratios printed
-(> 1: rnncore faster). The BLAS thread count is switched with threadpoolctl (a cheap call into OpenBLAS) and
-rnncore's with rc.set_num_threads, inside the timed calls; torch runs on 1 thread. torch is optional (imported only
-if installed).
+float64 NumPy first; then they are timed interleaved (bench/common.py) in two phases (PHASES), median per call, and
+the ratios printed (> 1: rnncore faster). The BLAS thread count is switched with threadpoolctl (a cheap call into
+OpenBLAS) and rnncore's with rc.set_num_threads, inside the timed calls; torch runs on 1 thread. torch is optional
+(imported only if installed).
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ from rnncore import ops  # noqa: E402
 from common import machine_info, time_interleaved  # noqa: E402
 
 ROWS = (64, 640, 3200)
+# Timed in two phases, each interleaved within itself: one thread each (the like-for-like comparison), then the
+# defaults (rnncore's 2 threads, OpenBLAS's default). Interleaving a default-threaded OpenBLAS call with the others
+# left its workers spinning on the cores during the next variant's call, which then measured the fight (up to 30x).
+PHASES = (("rc 1t", "np 1t", "torch 1t"), ("rc 2t", "np default"))
 FEATURES = ((32, 64), (64, 11), (128, 128), (256, 512))
 
 
@@ -122,9 +126,13 @@ def main() -> int:
                 b = rng.standard_normal(O).astype(dtype)
                 fns, dw, db = variants(x, w, b, dy, blas, default_blas, torch)
                 check(fns, dw, db, x, w, b, dy)
-                times = {n: t.median for n, t in time_interleaved(fns, args.budget, min_rounds=9).items()}
-                if blas is not None:
-                    blas.set_num_threads(default_blas)
+                times = {}
+                for phase in PHASES:  # each phase interleaved on its own (see the docstring)
+                    chosen = {n: fns[n] for n in phase if n in fns}
+                    timed = time_interleaved(chosen, args.budget / len(PHASES), min_rounds=9)
+                    times.update({n: t.median for n, t in timed.items()})
+                    if blas is not None:
+                        blas.set_num_threads(default_blas)
                 if header is None:
                     header = ["N", "I", "O"] + [f"{n} µs" for n in times]
                     header += [f"{n}/rc 1t" for n in times if n != "rc 1t"]
