@@ -115,5 +115,6 @@ void register_recurrent(py::module_& m);
 void register_stepper(py::module_& m);
 void register_attention(py::module_& m);
 void register_embedding(py::module_& m);
+void register_linear(py::module_& m);
 
 }  // namespace rnncore::bindings

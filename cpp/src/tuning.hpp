@@ -104,6 +104,15 @@ inline constexpr std::size_t kSmallestCachedBlock = 64 * 1024;
 inline constexpr std::size_t kMaxBlockWasteDivisor = 4;
 inline constexpr std::size_t kDefaultCacheLimit = std::size_t(2) << 30;
 
+// ---- The dense layer's products (linear.cpp) ---------------------------------------------------------------------
+
+/// rows or columns: linear.cpp splits an Eigen GEMM's output across threads into blocks of whole 48-row (or
+/// 48-column) strips, each a serial GEMM. Not a speed choice but the condition for equal bits on any thread count:
+/// Eigen computes an output element with the same micro-kernel wherever a block starts at a multiple of its mr (48
+/// floats on AVX-512, 24 on AVX2, half that for doubles; along a row-major output's columns) and nr (4, along its
+/// rows). With 16-column strips, 1 and 2 threads differed in the last bits (other micro-kernels on some columns).
+inline constexpr index_t kSplitAlign = 48;
+
 }  // namespace rnncore::detail::tuning
 
 namespace rnncore::detail {

@@ -770,6 +770,37 @@ def probability_targets(targets: Any, logits: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(arr)
 
 
+def linear_arrays(x: Any, weight: Any, bias: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The dense layer's operands (rnncore.ops.linear_forward): x [N, I], weight [O, I] and bias [O] or None, all of
+    x's dtype. Returned C-contiguous."""
+    x = float_array("x", x, [("N", None), ("I", None)])
+    weight = float_array("weight", weight, [("O", None), ("I", x.shape[1])], x.dtype)
+    bias = optional_float_array("bias", bias, [("O", weight.shape[0])], x.dtype)
+    return x, weight, bias
+
+
+def accumulator_of(name: str, a: Any, expected: Sequence[Dim], dtype: np.dtype) -> np.ndarray:
+    """``accumulator_array`` of an exact shape and of the call's dtype (the first array argument's)."""
+    a = accumulator_array(name, a, [letter for letter, _ in expected])
+    if a.dtype != dtype:
+        raise TypeError(f"{name} has dtype {a.dtype}, expected {dtype} like the first array argument")
+    if not _shape_matches(a.shape, expected):
+        raise ValueError(f"{name} must have shape {_shape_text(expected)}, got shape {a.shape}")
+    return a
+
+
+def linear_gradient_arrays(x: Any, weight: Any, dy: Any, dweight: Any, dbias: Any, need_dx: Any
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, bool]:
+    """rnncore.ops.linear_backward's arguments: x [N, I] and weight [O, I] as for the forward, dy [N, O] of x's
+    dtype, the accumulators dweight [O, I] and dbias [O] (or None) and the bool need_dx."""
+    x, weight, _ = linear_arrays(x, weight, None)
+    (N, I), O = x.shape, weight.shape[0]
+    dy = float_array("dy", dy, [("N", N), ("O", O)], x.dtype)
+    dweight = accumulator_of("dweight", dweight, [("O", O), ("I", I)], x.dtype)
+    dbias = None if dbias is None else accumulator_of("dbias", dbias, [("O", O)], x.dtype)
+    return x, weight, dy, dweight, dbias, flag("need_dx", need_dx)
+
+
 # ---- modules, saving (rnncore.module) -------------------------------------------------------------------------------
 
 def config_method(module: Any) -> Callable[[], dict[str, Any]]:

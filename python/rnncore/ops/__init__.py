@@ -5,14 +5,14 @@ Every function validates its arguments (``rnncore._validation``) and then runs o
 against (tests/test_ops_twins.py and the kernel tests).
 
 Families: ``rnn`` (the LSTM/GRU/RNN sequence kernels and the streaming steppers), ``attention`` (the masked softmax),
-``nn`` (the embedding's backward), ``runtime`` (threads, the memory cache, build facts). Every public name is also
-here: ``rnncore.ops.lstm_forward``.
+``nn`` (the dense layer's products, the embedding's backward), ``runtime`` (threads, the memory cache, build
+facts). Every public name is also here: ``rnncore.ops.lstm_forward``.
 """
 
 from __future__ import annotations
 
 from .attention import masked_softmax, masked_softmax_backward
-from .nn import embedding_backward
+from .nn import embedding_backward, linear_backward, linear_forward
 from .rnn import (
     gru_backward,
     gru_forward,
@@ -39,7 +39,7 @@ __all__ = [
     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
     "lstm_stepper", "gru_stepper", "rnn_stepper",
     "masked_softmax", "masked_softmax_backward",
-    "embedding_backward",
+    "linear_forward", "linear_backward", "embedding_backward",
     "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "build_info",
     "simd_instruction_sets", "has_openmp",
 ]

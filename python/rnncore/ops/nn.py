@@ -1,5 +1,8 @@
-"""Kernels of the feed-forward layers (``rnncore.nn``): the embedding's backward scatter-add.
+"""Kernels of the feed-forward layers (``rnncore.nn``): the dense layer's products (``linear_forward``,
+``linear_backward``) and the embedding's backward scatter-add.
 
+The dense products run on rnncore's C++ GEMM under ``rnncore.set_num_threads`` (not on NumPy's BLAS, whose own
+threads would compete with rnncore's for the same cores), with the same bits on any thread count.
 The embedding's forward is a row gather (``np.take(weight, indices, axis=0)``) and needs no kernel.
 Twins: ``rnncore.reference.nn``.
 """
@@ -9,13 +12,62 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import _core
-from .._validation import accumulator_array, float_array, index_array, optional_index
+from .._validation import (
+    accumulator_array,
+    float_array,
+    index_array,
+    linear_arrays,
+    linear_gradient_arrays,
+    optional_index,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["embedding_backward"]
+__all__ = ["linear_forward", "linear_backward", "embedding_backward"]
+
+
+def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """``y = x @ weight.T + bias`` (torch.nn.functional.linear on 2-D x; a module flattens x's leading axes first).
+
+    x:      [N, I] float32 or float64 (N may be 0).
+    weight: [O, I] of x's dtype.
+    bias:   [O] of x's dtype, or None.
+    Returns y [N, O] of x's dtype.
+    """
+    return linear_forward_checked(*linear_arrays(x, weight, bias))
+
+
+def linear_forward_checked(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``linear_forward`` for arguments already checked as it checks them (``rnncore.Linear`` checks its own):
+    x [N, I], weight [O, I], bias [O] or None, C-contiguous of one dtype."""
+    return _core.linear_forward(x, weight, bias)
+
+
+def linear_backward(x: np.ndarray, weight: np.ndarray, dy: np.ndarray, dweight: np.ndarray,
+                    dbias: np.ndarray | None = None, need_dx: bool = True) -> np.ndarray | None:
+    """The gradients of ``linear_forward``: adds ``dy.T @ x`` into ``dweight`` and ``dy.sum(axis=0)`` (rows summed in
+    order) into ``dbias``, in place, and returns ``dx = dy @ weight`` (None when ``need_dx`` is False: an input
+    that needs no gradient, such as an embedding's output or the data, skips a third of the work).
+
+    x:       [N, I] the forward's input, float32 or float64.
+    weight:  [O, I] of x's dtype.
+    dy:      [N, O] of x's dtype: the gradient w.r.t. y.
+    dweight: [O, I] of x's dtype, C-contiguous and writeable: accumulated into.
+    dbias:   [O] likewise, or None (no bias).
+    need_dx: whether to compute and return dx.
+    Returns dx [N, I] of x's dtype, or None.
+    """
+    return linear_backward_checked(*linear_gradient_arrays(x, weight, dy, dweight, dbias, need_dx))
+
+
+def linear_backward_checked(x: np.ndarray, weight: np.ndarray, dy: np.ndarray, dweight: np.ndarray,
+                            dbias: np.ndarray | None, need_dx: bool) -> np.ndarray | None:
+    """``linear_backward`` for arguments already checked as it checks them (``rnncore.Linear`` checks its own):
+    x [N, I], weight [O, I], dy [N, O] C-contiguous, dweight [O, I] and dbias [O] (or None) C-contiguous and
+    writeable, all of one dtype; need_dx a bool."""
+    return _core.linear_backward(x, weight, dy, dweight, dbias, need_dx)
 
 
 def embedding_backward(indices: npt.ArrayLike, dy: np.ndarray, dweight: np.ndarray,

@@ -7,8 +7,8 @@ cast back to the input's dtype on exit). Each family module imports nothing but 
 ``_common`` (the small helpers), so a family can also be copied and used alone.
 
 Families, as in ``rnncore.ops``: ``rnn`` (LSTM/GRU/RNN over a sequence, their backward, the streaming steppers),
-``attention`` (the masked softmax and its backward), ``nn`` (the embedding's backward). Every public name is also here:
-``rnncore.reference.lstm_forward``.
+``attention`` (the masked softmax and its backward), ``nn`` (the dense layer's products, the embedding's backward).
+Every public name is also here: ``rnncore.reference.lstm_forward``.
 
 In every family, backward passes are written from the *outputs* of the activations, with the identities
 ``σ'(v) = s (1 - s)`` for ``s = σ(v)``, ``tanh'(v) = 1 - y²`` for ``y = tanh(v)``, ``relu'(v) = [y > 0]``.
@@ -16,7 +16,7 @@ A bias given as ``None`` means "no bias"; its gradient is then returned as ``Non
 """
 
 from .attention import masked_softmax, masked_softmax_backward
-from .nn import embedding_backward
+from .nn import embedding_backward, linear_backward, linear_forward
 from .rnn import (
     gru_backward,
     gru_forward,
@@ -33,5 +33,5 @@ __all__ = [
     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
     "lstm_stepper", "gru_stepper", "rnn_stepper",
     "masked_softmax", "masked_softmax_backward",
-    "embedding_backward",
+    "linear_forward", "linear_backward", "embedding_backward",
 ]

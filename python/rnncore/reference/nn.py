@@ -2,9 +2,49 @@
 
 import numpy as np
 
-from ._common import _f64
+from ._common import _f64, _result_dtype
 
-__all__ = ["embedding_backward"]
+__all__ = ["linear_forward", "linear_backward", "embedding_backward"]
+
+
+def linear_forward(x, weight, bias=None):
+    """The dense layer: ``y = x W^T + b``.
+
+    Args:
+        x:      [N, I] input rows.
+        weight: [O, I].
+        bias:   [O], or None for none.
+
+    Returns:
+        y [N, O] in x's dtype.
+    """
+    y = _f64(x) @ _f64(weight).T
+    if bias is not None:
+        y = y + _f64(bias)
+    return y.astype(_result_dtype(x))
+
+
+def linear_backward(x, weight, dy, dweight, dbias=None, need_dx=True):
+    """The dense layer's gradients, from ``y[n, o] = Σ_i x[n, i] W[o, i] + b[o]``:
+    ``dW = dy^T x``, ``db = Σ_n dy[n, :]``, ``dx = dy W``. dW and db are added into ``dweight`` and ``dbias`` in place
+    (in float64, then cast back), as a module accumulates its gradients.
+
+    Args:
+        x:       [N, I] the forward's input.
+        weight:  [O, I].
+        dy:      [N, O] gradient w.r.t. y.
+        dweight: [O, I] float array, accumulated into.
+        dbias:   [O] float array, accumulated into; or None (no bias).
+        need_dx: whether to return dx.
+
+    Returns:
+        dx [N, I] in x's dtype, or None when need_dx is False.
+    """
+    grad = _f64(dy)
+    dweight[...] = (_f64(dweight) + grad.T @ _f64(x)).astype(dweight.dtype)
+    if dbias is not None:
+        dbias[...] = (_f64(dbias) + grad.sum(axis=0)).astype(dbias.dtype)
+    return (grad @ _f64(weight)).astype(_result_dtype(x)) if need_dx else None
 
 
 def embedding_backward(indices, dy, dweight, padding_idx=None):
