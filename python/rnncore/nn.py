@@ -16,7 +16,7 @@ import numpy as np
 
 from ._validation import MODULE_DTYPE, features_array, flag, float_array, index_array, padding_index, positive_int
 from .module import Parameterized
-from .ops.nn import embedding_backward_checked
+from .ops.nn import embedding_backward_checked, linear_backward_checked, linear_forward_checked
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -55,11 +55,8 @@ class Linear(Parameterized):
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = features_array("x", x, "in_features", self.in_features, self.dtype, MODULE_DTYPE)
-        x2 = x.reshape(-1, self.in_features)
-        y = x2 @ self._params["weight"].T
-        bias = self._params.get("bias")
-        if bias is not None:
-            y += bias
+        # rnncore's GEMM under rc.set_num_threads, not NumPy's BLAS (whose threads would fight the kernels' threads)
+        y = linear_forward_checked(x.reshape(-1, self.in_features), self._params["weight"], self._params.get("bias"))
         self.save_for_backward(x)  # training mode only
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
@@ -77,12 +74,11 @@ class Linear(Parameterized):
         except Exception:
             self._restore_saved(x)
             raise
-        dy2 = dy.reshape(-1, self.out_features)
-        x2 = x.reshape(-1, self.in_features)
-        self._grads["weight"] += dy2.T @ x2
-        if "bias" in self._grads:
-            self._grads["bias"] += dy2.sum(axis=0)
-        return (dy2 @ self._params["weight"]).reshape(x.shape)
+        dx = linear_backward_checked(x.reshape(-1, self.in_features), self._params["weight"],
+                                     dy.reshape(-1, self.out_features), self._grads["weight"],
+                                     self._grads.get("bias"), True)
+        assert dx is not None  # need_dx=True
+        return dx.reshape(x.shape)
 
     def __repr__(self) -> str:
         return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
