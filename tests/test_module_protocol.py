@@ -261,3 +261,32 @@ def test_pickle_and_deepcopy_keep_parameters_and_drop_the_tape():
             twin.layers[1].backward(np.ones_like(y))
         np.testing.assert_array_equal(twin(x), y)
     m.backward(np.ones_like(y))  # the original's tape is untouched
+
+
+def test_a_parameter_tied_across_modules_gets_every_modules_gradient():
+    # Tying by registering another module's array (what the error for `out.weight = ...` suggests): the one array
+    # has one gradient buffer, which both modules' backwards accumulate into (torch's one .grad), so gradients()
+    # and the optimizer see the sum (with a buffer per module they saw only the first module's part).
+    class TiedLM(rc.Module):
+        def __init__(self):
+            self.emb = rc.Embedding(5, 3, dtype=np.float64, seed=0)
+            self.out = rc.Linear(3, 5, bias=False, dtype=np.float64, seed=1)
+            self.out.register_parameter("weight", self.emb.weight)
+
+    m = TiedLM()
+    w = m.emb.weight
+    assert m.out.weight is w and list(m.parameters()) == ["emb.weight"]
+    idx = np.array([1, 4, 1])
+    dy = np.random.default_rng(0).standard_normal((3, 5))
+    h = m.emb(idx)
+    m.out(h)
+    m.emb.backward(m.out.backward(dy))
+    expected = dy.T @ h  # the output projection's part
+    np.add.at(expected, idx, dy @ w)  # the embedding's part
+    np.testing.assert_allclose(m.gradients()["emb.weight"], expected, rtol=1e-12)
+    assert m.out.gradients()["weight"] is m.emb.gradients()["weight"]
+    before = w.copy()
+    rc.optim.SGD(m, lr=1.0).step()
+    np.testing.assert_allclose(w, before - expected, rtol=1e-12)
+    m2 = copy.deepcopy(m)
+    assert m2.out.gradients()["weight"] is m2.emb.gradients()["weight"]

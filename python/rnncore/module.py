@@ -27,6 +27,7 @@ Saving and loading (``rnncore.save`` / ``rnncore.load``, the file format) live i
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
@@ -64,6 +65,22 @@ TAPE_WARNING_LENGTH = 10_000
 def _is_module(value: object) -> bool:
     """A sub-module is anything with ``parameters()`` and ``gradients()`` (rnncore's modules and cells)."""
     return callable(getattr(value, "parameters", None)) and callable(getattr(value, "gradients", None))
+
+
+# id(parameter array) -> (a weak reference to it, its gradient buffer): an array registered by several modules (tied
+# weights) gets one gradient buffer, which every one of their backwards accumulates into (torch's one .grad).
+_GRADIENT_BUFFERS: dict[int, tuple[weakref.ref[np.ndarray], np.ndarray]] = {}
+
+
+def _gradient_buffer(array: np.ndarray) -> np.ndarray:
+    """The gradient buffer of the parameter ``array``: the one already made for it, else new zeros."""
+    key = id(array)
+    entry = _GRADIENT_BUFFERS.get(key)
+    if entry is not None and entry[0]() is array:
+        return entry[1]
+    grad = np.zeros_like(array)
+    _GRADIENT_BUFFERS[key] = (weakref.ref(array, lambda _: _GRADIENT_BUFFERS.pop(key, None)), grad)
+    return grad
 
 
 # The bookkeeping each instance creates on first use, so a subclass need not call super().__init__().
@@ -132,8 +149,9 @@ class Module:
     # -- parameters ----------------------------------------------------------------------------------------------
     def register_parameter(self, name: str, array: np.ndarray | None) -> None:
         """Makes ``array`` (float32/float64, C-contiguous, writeable: never copied) the parameter ``name``, with a
-        gradient buffer of zeros of its shape and dtype. ``None`` declares an absent parameter (``self.name`` is
-        None, as ``Linear(bias=False).bias``). Re-registering a parameter's name replaces it."""
+        gradient buffer of zeros of its shape and dtype; an array another module registered (tied weights) shares
+        that module's gradient buffer, so both modules' gradients add up. ``None`` declares an absent parameter
+        (``self.name`` is None, as ``Linear(bias=False).bias``). Re-registering a parameter's name replaces it."""
         parameter_name(self, name, self._params, self._none_params)
         if array is None:
             self._params.pop(name, None)
@@ -146,7 +164,7 @@ class Module:
             self._none_params.discard(name)
             del self.__dict__[name]
         self._params[name] = array
-        self._grads[name] = np.zeros_like(array)
+        self._grads[name] = _gradient_buffer(array)
 
     def _add_parameter(self, name: str, shape: tuple[int, ...]) -> None:
         """A parameter of zeros of ``shape`` and the module's ``dtype`` (the built-in modules' init fills it)."""
