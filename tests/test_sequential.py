@@ -130,6 +130,23 @@ def test_a_failed_call_leaves_nothing_recorded(rng):
         np.testing.assert_array_equal(g, twin.gradients()[name], err_msg=name)
 
 
+def test_a_rejected_gradient_does_not_use_up_the_chains_call(rng):
+    """A dy of the wrong shape is rejected by the last module, which keeps its call; the chain keeps its own entry
+    too, so the corrected backward runs (before, it raised that every call already went through backward)."""
+    model = classifier()
+    twin = copy.deepcopy(model)
+    tokens, lengths = batch(rng)
+    d = rng.standard_normal((3, C))
+    model(tokens, lengths=lengths)
+    with pytest.raises(ValueError, match="dy must have shape"):
+        model.backward(rng.standard_normal((3, C + 1)))
+    model.backward(d)
+    twin(tokens, lengths=lengths)
+    twin.backward(d)
+    for name, g in model.gradients().items():
+        np.testing.assert_array_equal(g, twin.gradients()[name], err_msg=name)
+
+
 def test_lengths_reach_only_the_modules_that_take_it(rng):
     seen = []
 

@@ -108,8 +108,13 @@ class Sequential(Module):
         took_tuple = self.saved_for_backward()
         grad: Any = (dy, *more) if more else dy
         modules = self._modules_in_order()
-        for module, input_was_tuple in zip(reversed(modules), reversed(took_tuple)):
-            grad = module.backward(*grad) if isinstance(grad, tuple) else module.backward(grad)
+        for k, (module, input_was_tuple) in enumerate(zip(reversed(modules), reversed(took_tuple))):
+            try:
+                grad = module.backward(*grad) if isinstance(grad, tuple) else module.backward(grad)
+            except Exception:
+                if k == 0:  # the last module rejected dy and kept its call: the chain keeps its own as well
+                    self._restore_saved(took_tuple)
+                raise
             if grad is None:
                 break
             if isinstance(grad, tuple) and not input_was_tuple:
