@@ -327,3 +327,18 @@ def test_module_save_and_load_remain_importable_from_rnncore_module():
     from rnncore import module, serialization
 
     assert module.save is serialization.save is rc.save and module.load is serialization.load is rc.load
+
+
+@pytest.mark.parametrize("depth", [300, 5000])
+def test_deeply_nested_modules_are_a_value_error_naming_the_file(tmp_path, depth):
+    """A crafted config nesting Sequentials deeper than Python recurses (in the JSON decoder at 5000, in the build at
+    300) is refused with the documented ValueError naming the file, not a RecursionError."""
+    seq = f"{rc.Sequential.__module__}:Sequential"
+    leaf = json.dumps({"class": f"{rc.LastHidden.__module__}:LastHidden", "config": {}})
+    nested = f'{{"class": "{seq}", "config": {{"modules": [' * depth + leaf + "]}}" * depth
+    header = f'{{"format": "{_FORMAT}", "class": "{seq}", "config": {{"modules": [{nested}]}}}}'
+    path = tmp_path / "deep.npz"
+    np.savez(path, header=np.array(header), checksum=np.array(_checksum(header, {})))
+    with pytest.raises(ValueError, match=r"deep\.npz: .*nest"):
+        rc.load(path)
+

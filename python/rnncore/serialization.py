@@ -139,6 +139,8 @@ def _verified(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta = json.loads(header)
     except ValueError as e:
         raise ValueError(f"{path}: the header is not JSON: {e}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: the header nests too deeply to decode") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: the header must be a JSON object, got {type(meta).__name__}")
     if meta.get("format") == _FORMAT_1:
@@ -252,7 +254,10 @@ def load(path: str | os.PathLike[str], cls: type | Sequence[type] | None = None)
     params = {k[len("param/"):]: v for k, v in record.items() if k.startswith("param/")}
     spec = {"class": meta.get("class"), "config": meta.get("config")}
     with _parameter_budget(path, sum(a.size for a in params.values())):
-        module = _build(path, spec, classes)
+        try:
+            module = _build(path, spec, classes)
+        except RecursionError:  # a crafted config nesting modules deeper than Python recurses
+            raise ValueError(f"{path}: the saved config nests modules too deeply to build") from None
     module.load_state_dict(params)
     return module
 
