@@ -342,3 +342,17 @@ def test_deeply_nested_modules_are_a_value_error_naming_the_file(tmp_path, depth
     with pytest.raises(ValueError, match=r"deep\.npz: .*nest"):
         rc.load(path)
 
+
+
+def test_arrays_that_do_not_fit_the_config_are_a_value_error_naming_the_file(tmp_path):
+    """A file whose parameters do not match the module its config builds (missing, extra or misshaped arrays) is
+    refused with the documented ValueError naming the file (was load_state_dict's bare KeyError/ValueError)."""
+    path = tmp_path / "mismatch.npz"
+    config = rc.Linear(2, 3).get_config()
+    weight, bias = np.zeros((3, 2), np.float32), np.zeros(3, np.float32)
+    for arrays, message in (({"param/weight": weight}, r"missing \['bias'\]"),
+                            ({"param/weight": weight, "param/bias": bias, "param/extra": bias}, "extra"),
+                            ({"param/weight": weight.T.copy(), "param/bias": bias}, "shape")):
+        _write(path, {"class": LINEAR_NAME, "config": config}, arrays)
+        with pytest.raises(ValueError, match=rf"mismatch\.npz: the saved parameters do not fit .*{message}"):
+            rc.load(path)

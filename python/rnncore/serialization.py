@@ -246,8 +246,9 @@ def load(path: str | os.PathLike[str], cls: type | Sequence[type] | None = None)
     with ``cls.from_config(config, build)`` when it defines that classmethod (``build(spec)`` rebuilds a nested
     module from ``spec = {"class": "module:qualname", "config": {...}}`` under the same rules), else
     ``cls(**config)``. Nothing the file names is imported or called. Raises ``ValueError`` (naming the file) for a
-    file that is not an rnncore save, is truncated, fails its checksum, names a class that is neither, or whose
-    config the class rejects or that asks for more parameters than the file holds."""
+    file that is not an rnncore save, is truncated, fails its checksum, names a class that is neither, whose
+    config the class rejects or asks for more parameters than the file holds, or whose arrays do not fit the
+    module its config builds."""
     path = os.fspath(path)
     classes = load_classes(cls)
     meta, record = _verified(path)
@@ -258,7 +259,12 @@ def load(path: str | os.PathLike[str], cls: type | Sequence[type] | None = None)
             module = _build(path, spec, classes)
         except RecursionError:  # a crafted config nesting modules deeper than Python recurses
             raise ValueError(f"{path}: the saved config nests modules too deeply to build") from None
-    module.load_state_dict(params)
+    try:
+        module.load_state_dict(params)
+    except (KeyError, ValueError) as e:  # KeyError's str() quotes its message
+        reason = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise ValueError(f"{path}: the saved parameters do not fit the {type(module).__name__} its config "
+                         f"builds: {reason}") from None
     return module
 
 
