@@ -290,3 +290,26 @@ def test_a_parameter_tied_across_modules_gets_every_modules_gradient():
     np.testing.assert_allclose(w, before - expected, rtol=1e-12)
     m2 = copy.deepcopy(m)
     assert m2.out.gradients()["weight"] is m2.emb.gradients()["weight"]
+
+
+def test_a_tied_parameter_is_frozen_when_a_module_holding_it_is():
+    """trainable_parameters() uses parameters()' names (the first holder's) and leaves out a parameter any of whose
+    modules is frozen (torch's one requires_grad per parameter: emb.requires_grad_(False) freezes the tied weight);
+    before, it listed it under the other holder's name, and the optimizer refused to step."""
+    class TiedLM(rc.Module):
+        def __init__(self):
+            self.emb = rc.Embedding(5, 3, seed=0)
+            self.out = rc.Linear(3, 5, seed=1)
+            self.out.register_parameter("weight", self.emb.weight)
+
+    for frozen in ("emb", "out"):
+        m = TiedLM()
+        getattr(m, frozen).requires_grad_(False)
+        expected = ["emb.weight", "out.bias"] if frozen == "emb" else []
+        assert list(m.trainable_parameters()) == [name for name in expected if name != "emb.weight"]
+        for g in m.gradients().values():
+            g[...] = 1.0
+        before = {name: p.copy() for name, p in m.parameters().items()}
+        rc.optim.SGD(m, lr=0.1).step()
+        np.testing.assert_array_equal(m.emb.weight, before["emb.weight"])  # frozen through either holder
+        assert (m.out.bias != before["out.bias"]).all() == (frozen == "emb")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
@@ -274,8 +275,11 @@ class Module:
         return self
 
     def trainable_parameters(self) -> dict[str, np.ndarray]:
-        """The parameters that require grad, under the names ``parameters()`` uses."""
-        return {name: p for name, p, _ in self._unique_entries(trainable_only=True)}
+        """The parameters that require grad, under the names ``parameters()`` uses. A parameter held by several
+        modules (tied weights) requires grad only when none of them is frozen (torch's one flag per parameter)."""
+        held = Counter(id(p) for _, p, _ in self._entries())
+        trainable = Counter(id(p) for _, p, _ in self._entries(trainable_only=True))
+        return {name: p for name, p in self.named_parameters() if trainable[id(p)] == held[id(p)]}
 
     # -- modes and the tape --------------------------------------------------------------------------------------
     def train(self: _M, mode: bool = True) -> _M:
