@@ -313,3 +313,15 @@ def test_a_tied_parameter_is_frozen_when_a_module_holding_it_is():
         rc.optim.SGD(m, lr=0.1).step()
         np.testing.assert_array_equal(m.emb.weight, before["emb.weight"])  # frozen through either holder
         assert (m.out.bias != before["out.bias"]).all() == (frozen == "emb")
+
+
+def test_assigning_an_array_to_an_absent_parameter_raises_instead_of_being_ignored():
+    """Linear(bias=False).bias = array used to set a plain attribute the forward never read (silently no bias)."""
+    lin = rc.Linear(3, 2, bias=False, seed=0)
+    with pytest.raises(TypeError, match=r"Linear.bias is a parameter declared absent \(None\): call "
+                                        r"register_parameter\('bias', array\)"):
+        lin.bias = np.ones(2, np.float32)
+    assert lin.bias is None and list(lin.parameters()) == ["weight"]
+    lin.bias = None  # (it is None already)
+    lin.register_parameter("bias", np.ones(2, np.float32))
+    np.testing.assert_array_equal(lin(np.zeros((1, 3), np.float32)), [[1.0, 1.0]])

@@ -134,6 +134,9 @@ class Module:
             raise TypeError(f"{type(self).__name__}.{name} is a parameter: assign in place, {name}[...] = value "
                             f"(optimizers and gradients hold this very array), or call "
                             f"register_parameter({name!r}, array) to replace it")
+        if value is not None and name in self.__dict__.get("_none_params", ()):
+            raise TypeError(f"{type(self).__name__}.{name} is a parameter declared absent (None): call "
+                            f"register_parameter({name!r}, array) to make it one (a plain attribute would be ignored)")
         object.__setattr__(self, name, value)
 
     def __dir__(self) -> list[str]:
