@@ -1049,13 +1049,13 @@ def optimizer_group_keys(index: int, group: Any, hyper: Mapping[str, Any], built
 
 def optimizer_trainable_names(index: int, model: Any, params: Mapping[str, np.ndarray], prefix: str) -> list[str]:
     """The names (the optimizer's: ``prefix`` + the model's) of ``model.trainable_parameters()``, each one of the
-    parameters the optimizer was built over."""
+    parameters the optimizer was built over (the very array: a replaced sub-module has the old names, new arrays)."""
     trainable = model.trainable_parameters()
     if not isinstance(trainable, Mapping):
         raise TypeError(f"{type(model).__name__}.trainable_parameters() must return a dict name -> ndarray, "
                         f"got {type(trainable).__name__}")
     names = [prefix + str(name) for name in trainable]
-    unknown = sorted(name for name in names if name not in params)
+    unknown = sorted(name for name, p in zip(names, trainable.values()) if params.get(name) is not p)
     if unknown:
         raise ValueError(f"{type(model).__name__}.trainable_parameters() (param_groups[{index}]) holds {unknown}, "
                          "which the optimizer was not built over (build a new optimizer)")
