@@ -110,6 +110,8 @@ def test_a_model_without_super_init_works_and_names_nest_in_assignment_order():
     m = NoSuperInit()
     assert list(m.parameters()) == ["first.w", "layers.0.weight", "layers.0.bias", "layers.1.weight"]
     assert [name for name, _ in m.named_parameters(prefix="model.")][0] == "model.first.w"
+    assert [name for name, _ in m.named_parameters(prefix="model")][0] == "model.first.w"  # torch's join
+    assert [name for name, _ in m.named_modules(prefix="model")][1] == "model.first"
     assert [name for name, _ in m.named_children()] == ["first", "layers.0", "layers.1"]
     assert list(m.children()) == [m.first, *m.layers]
     assert list(m.modules()) == [m, m.first, *m.layers]

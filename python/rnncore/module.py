@@ -243,8 +243,11 @@ class Module:
                 yield name, p, g
 
     def named_parameters(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, np.ndarray]]:
-        """(nested name, parameter) pairs, this module's own first (torch's ``named_parameters``); a parameter
-        shared by two sub-modules is listed once unless ``remove_duplicate=False``."""
+        """(nested name, parameter) pairs, this module's own first (torch's ``named_parameters``: ``prefix`` is
+        joined with a dot, ``"model"`` gives ``model.weight``); a parameter shared by two sub-modules is listed once
+        unless ``remove_duplicate=False``."""
+        if prefix and not prefix.endswith("."):
+            prefix += "."
         entries = self._unique_entries() if remove_duplicate else self._entries()
         for name, p, _ in entries:
             yield prefix + name, p
