@@ -167,6 +167,11 @@ def test_lengths_reach_only_the_modules_that_take_it(rng):
         model(x, lengths=[4, 1, 1])
     with pytest.raises(ValueError, match="none of its modules takes lengths"):
         rc.Sequential(Probe(), rc.Linear(2, 2))(x, lengths=[4, 1])
+    # a nested chain takes lengths only when one of its modules does (it used to get them, and raise)
+    nested = rc.Sequential(rc.Sequential(Probe()), rc.Sequential(rc.RNN(2, 3, seed=0), Probe()))
+    np.testing.assert_array_equal(nested(x, lengths=[4, 1]), y)
+    with pytest.raises(ValueError, match="none of its modules takes lengths"):
+        rc.Sequential(rc.Sequential(Probe()), rc.Linear(2, 2))(x, lengths=[4, 1])
 
 
 def test_indexing_len_iteration_append_and_repr():

@@ -29,6 +29,8 @@ _TAKES_LENGTHS: dict[type, bool] = {}  # per module class: does its __call__ tak
 
 
 def _takes_lengths(module: Any) -> bool:
+    if isinstance(module, Sequential):  # a nested chain: when one of its modules does
+        return any(_takes_lengths(child) for child in module)
     cls = type(module)
     if cls not in _TAKES_LENGTHS:
         try:
