@@ -327,3 +327,10 @@ def test_assigning_an_array_to_an_absent_parameter_raises_instead_of_being_ignor
     lin.bias = None  # (it is None already)
     lin.register_parameter("bias", np.ones(2, np.float32))
     np.testing.assert_array_equal(lin(np.zeros((1, 3), np.float32)), [[1.0, 1.0]])
+
+
+def test_tying_a_parameter_of_a_copy_shares_its_gradient_buffer():
+    for copied in (copy.deepcopy(rc.Linear(3, 2, seed=0)), pickle.loads(pickle.dumps(rc.Linear(3, 2, seed=0)))):
+        other = rc.Linear(3, 2, bias=False, seed=1)
+        other.register_parameter("weight", copied.weight)
+        assert other.gradients()["weight"] is copied.gradients()["weight"]

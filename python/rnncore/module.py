@@ -73,13 +73,14 @@ def _is_module(value: object) -> bool:
 _GRADIENT_BUFFERS: dict[int, tuple[weakref.ref[np.ndarray], np.ndarray]] = {}
 
 
-def _gradient_buffer(array: np.ndarray) -> np.ndarray:
-    """The gradient buffer of the parameter ``array``: the one already made for it, else new zeros."""
+def _gradient_buffer(array: np.ndarray, grad: np.ndarray | None = None) -> np.ndarray:
+    """The gradient buffer of the parameter ``array``: the one already made for it, else ``grad`` (None: new zeros),
+    remembered as its buffer."""
     key = id(array)
     entry = _GRADIENT_BUFFERS.get(key)
     if entry is not None and entry[0]() is array:
         return entry[1]
-    grad = np.zeros_like(array)
+    grad = np.zeros_like(array) if grad is None else grad
     _GRADIENT_BUFFERS[key] = (weakref.ref(array, lambda _: _GRADIENT_BUFFERS.pop(key, None)), grad)
     return grad
 
@@ -149,6 +150,15 @@ class Module:
         state["_tape"] = []
         state["_tape_recorded"] = 0
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling and deepcopy: the copy's parameters are remembered with their gradient buffers, so tying a
+        parameter of the copy into another module shares its buffer (as ``register_parameter`` does)."""
+        vars(self).update(state)
+        grads = state.get("_grads", {})
+        for name, p in state.get("_params", {}).items():
+            if name in grads:
+                _gradient_buffer(p, grads[name])
 
     # -- parameters ----------------------------------------------------------------------------------------------
     def register_parameter(self, name: str, array: np.ndarray | None) -> None:
