@@ -760,6 +760,10 @@ def probability_targets(targets: Any, logits: np.ndarray) -> np.ndarray | None:
     shape ``[..., C]`` and dtype. Returns None for integer targets (class indices, checked by ``index_array``)."""
     arr = targets if isinstance(targets, np.ndarray) else np.asarray(targets)
     if not np.issubdtype(arr.dtype, np.floating):
+        if arr.shape == logits.shape:  # integer one-hot rows: class indices never have the logits' shape
+            raise TypeError(f"targets of the logits' shape {logits.shape} have dtype {arr.dtype}: class probabilities "
+                            f"(e.g. one-hot rows) must have the logits' dtype {logits.dtype} "
+                            f"(targets.astype(np.{logits.dtype})), class indices the shape {logits.shape[:-1]}")
         return None
     if arr.shape != logits.shape:
         raise TypeError(f"targets must hold integers (class indices of shape {logits.shape[:-1]}) or be class "
