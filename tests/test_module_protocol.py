@@ -334,3 +334,14 @@ def test_tying_a_parameter_of_a_copy_shares_its_gradient_buffer():
         other = rc.Linear(3, 2, bias=False, seed=1)
         other.register_parameter("weight", copied.weight)
         assert other.gradients()["weight"] is copied.gradients()["weight"]
+
+
+def test_train_and_requires_grad_take_bools_only():
+    """train("no") and requires_grad_("no") used to mean True (bool("no")): the opposite of what was asked."""
+    m = NoSuperInit()
+    with pytest.raises(TypeError, match="train: mode must be a bool, got 'no'"):
+        m.train("no")
+    with pytest.raises(TypeError, match="requires_grad_: requires_grad must be a bool, got 0"):
+        m.requires_grad_(0)
+    assert m.training and m.trainable_parameters().keys() == m.parameters().keys()  # nothing changed
+    assert not m.train(np.bool_(False)).training and not m.first.training

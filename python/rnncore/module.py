@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 import numpy as np
 
 from ._validation import (
+    flag,
     float_dtype,
     module_name,
     parameter_array,
@@ -281,7 +282,7 @@ class Module:
         """Freezes (False) or unfreezes this module's parameters and every sub-module's; returns the module.
         Frozen parameters still get gradients (backward still flows through them), but ``trainable_parameters()``
         leaves them out, and optimizers update only those."""
-        self._requires_grad = bool(requires_grad)
+        self._requires_grad = flag("requires_grad_: requires_grad", requires_grad)
         for child in self.children():
             set_flag = getattr(child, "requires_grad_", None)
             if not callable(set_flag):
@@ -301,7 +302,7 @@ class Module:
     def train(self: _M, mode: bool = True) -> _M:
         """Training mode (the default) or, with ``mode=False``, eval mode: no dropout, no tape (the tape is
         cleared, and calls record nothing, so backward needs a training-mode call first). Recursive."""
-        self.training = bool(mode)
+        self.training = flag("train: mode", mode)
         if not self.training:
             self._tape.clear()
             self._tape_recorded = 0
