@@ -345,3 +345,20 @@ def test_train_and_requires_grad_take_bools_only():
         m.requires_grad_(0)
     assert m.training and m.trainable_parameters().keys() == m.parameters().keys()  # nothing changed
     assert not m.train(np.bool_(False)).training and not m.first.training
+
+
+def test_a_submodule_under_a_private_name_is_still_a_submodule():
+    """torch registers self._encoder like any sub-module; it used to be skipped, so its parameters were never
+    trained, zeroed, saved or loaded (silently)."""
+    class Private(rc.Module):
+        def __init__(self):
+            self._encoder = rc.Linear(2, 2, seed=0)
+            self._heads = [rc.Linear(2, 1, seed=1)]
+
+    m = Private()
+    assert list(m.parameters()) == ["_encoder.weight", "_encoder.bias", "_heads.0.weight", "_heads.0.bias"]
+    assert list(m.state_dict()) == list(m.parameters())
+    m._encoder.gradients()["weight"][...] = 1.0
+    m.zero_grad()
+    assert not m._encoder.gradients()["weight"].any()
+    assert not m.eval()._encoder.training

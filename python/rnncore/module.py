@@ -194,7 +194,7 @@ class Module:
     def named_children(self) -> Iterator[tuple[str, Any]]:
         """(name, module) for every direct sub-module, in assignment order; list/tuple items are named ``name.i``."""
         for name, value in vars(self).items():
-            if name.startswith("_"):
+            if name in _LAZY:  # the base's bookkeeping (parameters, gradients, the tape): never sub-modules
                 continue
             if _is_module(value):
                 yield name, value
