@@ -229,6 +229,10 @@ def test_ce_probability_and_smoothing_bad_input():
     with pytest.raises(TypeError, match=r"targets \(class probabilities\) have dtype float64, expected float32 like "
                                         r"logits"):
         losses.softmax_cross_entropy(logits, np.zeros((2, 3)))
+    for one_hot in (np.eye(3, dtype=np.int64)[[0, 2]], np.eye(3, dtype=bool)[[0, 2]]):  # said "must have shape (2,)"
+        with pytest.raises(TypeError, match=rf"targets of the logits' shape \(2, 3\) have dtype {one_hot.dtype}: class "
+                                            r"probabilities \(e.g. one-hot rows\) must have the logits' dtype float32"):
+            losses.softmax_cross_entropy(logits, one_hot)
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="label_smoothing must"):
             losses.softmax_cross_entropy(logits, np.array([0, 1]), label_smoothing=bad)

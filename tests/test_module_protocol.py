@@ -110,6 +110,8 @@ def test_a_model_without_super_init_works_and_names_nest_in_assignment_order():
     m = NoSuperInit()
     assert list(m.parameters()) == ["first.w", "layers.0.weight", "layers.0.bias", "layers.1.weight"]
     assert [name for name, _ in m.named_parameters(prefix="model.")][0] == "model.first.w"
+    assert [name for name, _ in m.named_parameters(prefix="model")][0] == "model.first.w"  # torch's join
+    assert [name for name, _ in m.named_modules(prefix="model")][1] == "model.first"
     assert [name for name, _ in m.named_children()] == ["first", "layers.0", "layers.1"]
     assert list(m.children()) == [m.first, *m.layers]
     assert list(m.modules()) == [m, m.first, *m.layers]
@@ -261,3 +263,102 @@ def test_pickle_and_deepcopy_keep_parameters_and_drop_the_tape():
             twin.layers[1].backward(np.ones_like(y))
         np.testing.assert_array_equal(twin(x), y)
     m.backward(np.ones_like(y))  # the original's tape is untouched
+
+
+def test_a_parameter_tied_across_modules_gets_every_modules_gradient():
+    # Tying by registering another module's array (what the error for `out.weight = ...` suggests): the one array
+    # has one gradient buffer, which both modules' backwards accumulate into (torch's one .grad), so gradients()
+    # and the optimizer see the sum (with a buffer per module they saw only the first module's part).
+    class TiedLM(rc.Module):
+        def __init__(self):
+            self.emb = rc.Embedding(5, 3, dtype=np.float64, seed=0)
+            self.out = rc.Linear(3, 5, bias=False, dtype=np.float64, seed=1)
+            self.out.register_parameter("weight", self.emb.weight)
+
+    m = TiedLM()
+    w = m.emb.weight
+    assert m.out.weight is w and list(m.parameters()) == ["emb.weight"]
+    idx = np.array([1, 4, 1])
+    dy = np.random.default_rng(0).standard_normal((3, 5))
+    h = m.emb(idx)
+    m.out(h)
+    m.emb.backward(m.out.backward(dy))
+    expected = dy.T @ h  # the output projection's part
+    np.add.at(expected, idx, dy @ w)  # the embedding's part
+    np.testing.assert_allclose(m.gradients()["emb.weight"], expected, rtol=1e-12)
+    assert m.out.gradients()["weight"] is m.emb.gradients()["weight"]
+    before = w.copy()
+    rc.optim.SGD(m, lr=1.0).step()
+    np.testing.assert_allclose(w, before - expected, rtol=1e-12)
+    m2 = copy.deepcopy(m)
+    assert m2.out.gradients()["weight"] is m2.emb.gradients()["weight"]
+
+
+def test_a_tied_parameter_is_frozen_when_a_module_holding_it_is():
+    """trainable_parameters() uses parameters()' names (the first holder's) and leaves out a parameter any of whose
+    modules is frozen (torch's one requires_grad per parameter: emb.requires_grad_(False) freezes the tied weight);
+    before, it listed it under the other holder's name, and the optimizer refused to step."""
+    class TiedLM(rc.Module):
+        def __init__(self):
+            self.emb = rc.Embedding(5, 3, seed=0)
+            self.out = rc.Linear(3, 5, seed=1)
+            self.out.register_parameter("weight", self.emb.weight)
+
+    for frozen in ("emb", "out"):
+        m = TiedLM()
+        getattr(m, frozen).requires_grad_(False)
+        expected = ["emb.weight", "out.bias"] if frozen == "emb" else []
+        assert list(m.trainable_parameters()) == [name for name in expected if name != "emb.weight"]
+        for g in m.gradients().values():
+            g[...] = 1.0
+        before = {name: p.copy() for name, p in m.parameters().items()}
+        rc.optim.SGD(m, lr=0.1).step()
+        np.testing.assert_array_equal(m.emb.weight, before["emb.weight"])  # frozen through either holder
+        assert (m.out.bias != before["out.bias"]).all() == (frozen == "emb")
+
+
+def test_assigning_an_array_to_an_absent_parameter_raises_instead_of_being_ignored():
+    """Linear(bias=False).bias = array used to set a plain attribute the forward never read (silently no bias)."""
+    lin = rc.Linear(3, 2, bias=False, seed=0)
+    with pytest.raises(TypeError, match=r"Linear.bias is a parameter declared absent \(None\): call "
+                                        r"register_parameter\('bias', array\)"):
+        lin.bias = np.ones(2, np.float32)
+    assert lin.bias is None and list(lin.parameters()) == ["weight"]
+    lin.bias = None  # (it is None already)
+    lin.register_parameter("bias", np.ones(2, np.float32))
+    np.testing.assert_array_equal(lin(np.zeros((1, 3), np.float32)), [[1.0, 1.0]])
+
+
+def test_tying_a_parameter_of_a_copy_shares_its_gradient_buffer():
+    for copied in (copy.deepcopy(rc.Linear(3, 2, seed=0)), pickle.loads(pickle.dumps(rc.Linear(3, 2, seed=0)))):
+        other = rc.Linear(3, 2, bias=False, seed=1)
+        other.register_parameter("weight", copied.weight)
+        assert other.gradients()["weight"] is copied.gradients()["weight"]
+
+
+def test_train_and_requires_grad_take_bools_only():
+    """train("no") and requires_grad_("no") used to mean True (bool("no")): the opposite of what was asked."""
+    m = NoSuperInit()
+    with pytest.raises(TypeError, match="train: mode must be a bool, got 'no'"):
+        m.train("no")
+    with pytest.raises(TypeError, match="requires_grad_: requires_grad must be a bool, got 0"):
+        m.requires_grad_(0)
+    assert m.training and m.trainable_parameters().keys() == m.parameters().keys()  # nothing changed
+    assert not m.train(np.bool_(False)).training and not m.first.training
+
+
+def test_a_submodule_under_a_private_name_is_still_a_submodule():
+    """torch registers self._encoder like any sub-module; it used to be skipped, so its parameters were never
+    trained, zeroed, saved or loaded (silently)."""
+    class Private(rc.Module):
+        def __init__(self):
+            self._encoder = rc.Linear(2, 2, seed=0)
+            self._heads = [rc.Linear(2, 1, seed=1)]
+
+    m = Private()
+    assert list(m.parameters()) == ["_encoder.weight", "_encoder.bias", "_heads.0.weight", "_heads.0.bias"]
+    assert list(m.state_dict()) == list(m.parameters())
+    m._encoder.gradients()["weight"][...] = 1.0
+    m.zero_grad()
+    assert not m._encoder.gradients()["weight"].any()
+    assert not m.eval()._encoder.training

@@ -347,6 +347,25 @@ def test_trainable_parameters_must_be_the_optimizers():
         opt.step()
 
 
+
+def test_a_replaced_submodule_is_not_the_optimizers():
+    """A sub-module replaced after the optimizer was built has the same names but new arrays: stepping used to apply
+    the new module's gradients to the old module's arrays (the new one never trained); now it raises."""
+    class Model(rc.Module):
+        def __init__(self):
+            self.head = rc.Linear(2, 2, seed=0)
+
+    model = Model()
+    opt = optim.SGD(model, lr=0.1)
+    old = model.head
+    model.head = rc.Linear(2, 2, seed=1)
+    model.head.gradients()["weight"][...] = 1.0
+    before = old.weight.copy()
+    with pytest.raises(ValueError, match=r"trainable_parameters\(\) \(param_groups\[0\]\) holds "
+                                         r"\['head.bias', 'head.weight'\], which the optimizer was not built over"):
+        opt.step()
+    np.testing.assert_array_equal(old.weight, before)
+
 # -- clipping trainable gradients only --------------------------------------------------------------------------------
 def test_clipping_a_model_clips_only_trainable_gradients():
     model = Stub(frozen={"w"})

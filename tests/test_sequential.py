@@ -130,6 +130,56 @@ def test_a_failed_call_leaves_nothing_recorded(rng):
         np.testing.assert_array_equal(g, twin.gradients()[name], err_msg=name)
 
 
+def test_a_rejected_gradient_does_not_use_up_the_chains_call(rng):
+    """A dy of the wrong shape is rejected by the last module, which keeps its call; the chain keeps its own entry
+    too, so the corrected backward runs (before, it raised that every call already went through backward)."""
+    model = classifier()
+    twin = copy.deepcopy(model)
+    tokens, lengths = batch(rng)
+    d = rng.standard_normal((3, C))
+    model(tokens, lengths=lengths)
+    with pytest.raises(ValueError, match="dy must have shape"):
+        model.backward(rng.standard_normal((3, C + 1)))
+    model.backward(d)
+    twin(tokens, lengths=lengths)
+    twin.backward(d)
+    for name, g in model.gradients().items():
+        np.testing.assert_array_equal(g, twin.gradients()[name], err_msg=name)
+
+
+class Delegating(rc.Module):
+    """A custom module that records nothing itself: its Linear keeps the tape."""
+
+    def __init__(self, features, dtype=np.float64):
+        self.lin = rc.Linear(features, features, dtype=dtype, seed=4)
+
+    def __call__(self, x):
+        return self.lin(x)
+
+    def backward(self, dy):
+        return self.lin.backward(dy)
+
+
+@pytest.mark.parametrize("first", ["delegating", "nested"])
+def test_a_failed_call_leaves_nothing_recorded_below_the_chains_modules(first, rng):
+    """The failed call's entries are dropped from every tape under the chain (a custom module's sub-module, a nested
+    Sequential's modules), not only the chain's direct modules: before, the Linear inside kept the failed call's x
+    and the next backward used it (silently wrong weight gradients)."""
+    head = Delegating(E) if first == "delegating" else rc.Sequential(rc.Linear(E, E, dtype=np.float64, seed=5))
+    model = rc.Sequential(head, rc.GRU(E, H, dtype=np.float64, seed=6), rc.LastHidden())
+    twin = copy.deepcopy(model)
+    x, d = rng.standard_normal((5, 3, E)), rng.standard_normal((3, H))
+    model(x)
+    with pytest.raises(ValueError, match="lengths must lie in"):
+        model(2 * x, lengths=[9, 9, 9])  # fails in the GRU, after the first module recorded
+    model.backward(d)
+    twin(x)
+    twin.backward(d)
+    for name, g in model.gradients().items():
+        np.testing.assert_array_equal(g, twin.gradients()[name], err_msg=name)
+    assert all(not module._tape for module in model.modules())
+
+
 def test_lengths_reach_only_the_modules_that_take_it(rng):
     seen = []
 
@@ -150,6 +200,11 @@ def test_lengths_reach_only_the_modules_that_take_it(rng):
         model(x, lengths=[4, 1, 1])
     with pytest.raises(ValueError, match="none of its modules takes lengths"):
         rc.Sequential(Probe(), rc.Linear(2, 2))(x, lengths=[4, 1])
+    # a nested chain takes lengths only when one of its modules does (it used to get them, and raise)
+    nested = rc.Sequential(rc.Sequential(Probe()), rc.Sequential(rc.RNN(2, 3, seed=0), Probe()))
+    np.testing.assert_array_equal(nested(x, lengths=[4, 1]), y)
+    with pytest.raises(ValueError, match="none of its modules takes lengths"):
+        rc.Sequential(rc.Sequential(Probe()), rc.Linear(2, 2))(x, lengths=[4, 1])
 
 
 def test_indexing_len_iteration_append_and_repr():

@@ -327,3 +327,32 @@ def test_module_save_and_load_remain_importable_from_rnncore_module():
     from rnncore import module, serialization
 
     assert module.save is serialization.save is rc.save and module.load is serialization.load is rc.load
+
+
+@pytest.mark.parametrize("depth", [300, 5000])
+def test_deeply_nested_modules_are_a_value_error_naming_the_file(tmp_path, depth):
+    """A crafted config nesting Sequentials deeper than Python recurses (in the JSON decoder at 5000, in the build at
+    300) is refused with the documented ValueError naming the file, not a RecursionError."""
+    seq = f"{rc.Sequential.__module__}:Sequential"
+    leaf = json.dumps({"class": f"{rc.LastHidden.__module__}:LastHidden", "config": {}})
+    nested = f'{{"class": "{seq}", "config": {{"modules": [' * depth + leaf + "]}}" * depth
+    header = f'{{"format": "{_FORMAT}", "class": "{seq}", "config": {{"modules": [{nested}]}}}}'
+    path = tmp_path / "deep.npz"
+    np.savez(path, header=np.array(header), checksum=np.array(_checksum(header, {})))
+    with pytest.raises(ValueError, match=r"deep\.npz: .*nest"):
+        rc.load(path)
+
+
+
+def test_arrays_that_do_not_fit_the_config_are_a_value_error_naming_the_file(tmp_path):
+    """A file whose parameters do not match the module its config builds (missing, extra or misshaped arrays) is
+    refused with the documented ValueError naming the file (was load_state_dict's bare KeyError/ValueError)."""
+    path = tmp_path / "mismatch.npz"
+    config = rc.Linear(2, 3).get_config()
+    weight, bias = np.zeros((3, 2), np.float32), np.zeros(3, np.float32)
+    for arrays, message in (({"param/weight": weight}, r"missing \['bias'\]"),
+                            ({"param/weight": weight, "param/bias": bias, "param/extra": bias}, "extra"),
+                            ({"param/weight": weight.T.copy(), "param/bias": bias}, "shape")):
+        _write(path, {"class": LINEAR_NAME, "config": config}, arrays)
+        with pytest.raises(ValueError, match=rf"mismatch\.npz: the saved parameters do not fit .*{message}"):
+            rc.load(path)

@@ -760,6 +760,10 @@ def probability_targets(targets: Any, logits: np.ndarray) -> np.ndarray | None:
     shape ``[..., C]`` and dtype. Returns None for integer targets (class indices, checked by ``index_array``)."""
     arr = targets if isinstance(targets, np.ndarray) else np.asarray(targets)
     if not np.issubdtype(arr.dtype, np.floating):
+        if arr.shape == logits.shape:  # integer one-hot rows: class indices never have the logits' shape
+            raise TypeError(f"targets of the logits' shape {logits.shape} have dtype {arr.dtype}: class probabilities "
+                            f"(e.g. one-hot rows) must have the logits' dtype {logits.dtype} "
+                            f"(targets.astype(np.{logits.dtype})), class indices the shape {logits.shape[:-1]}")
         return None
     if arr.shape != logits.shape:
         raise TypeError(f"targets must hold integers (class indices of shape {logits.shape[:-1]}) or be class "
@@ -1080,13 +1084,13 @@ def optimizer_group_keys(index: int, group: Any, hyper: Mapping[str, Any], built
 
 def optimizer_trainable_names(index: int, model: Any, params: Mapping[str, np.ndarray], prefix: str) -> list[str]:
     """The names (the optimizer's: ``prefix`` + the model's) of ``model.trainable_parameters()``, each one of the
-    parameters the optimizer was built over."""
+    parameters the optimizer was built over (the very array: a replaced sub-module has the old names, new arrays)."""
     trainable = model.trainable_parameters()
     if not isinstance(trainable, Mapping):
         raise TypeError(f"{type(model).__name__}.trainable_parameters() must return a dict name -> ndarray, "
                         f"got {type(trainable).__name__}")
     names = [prefix + str(name) for name in trainable]
-    unknown = sorted(name for name in names if name not in params)
+    unknown = sorted(name for name, p in zip(names, trainable.values()) if params.get(name) is not p)
     if unknown:
         raise ValueError(f"{type(model).__name__}.trainable_parameters() (param_groups[{index}]) holds {unknown}, "
                          "which the optimizer was not built over (build a new optimizer)")

@@ -27,12 +27,15 @@ Saving and loading (``rnncore.save`` / ``rnncore.load``, the file format) live i
 from __future__ import annotations
 
 import warnings
+import weakref
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
 import numpy as np
 
 from ._validation import (
+    flag,
     float_dtype,
     module_name,
     parameter_array,
@@ -64,6 +67,23 @@ TAPE_WARNING_LENGTH = 10_000
 def _is_module(value: object) -> bool:
     """A sub-module is anything with ``parameters()`` and ``gradients()`` (rnncore's modules and cells)."""
     return callable(getattr(value, "parameters", None)) and callable(getattr(value, "gradients", None))
+
+
+# id(parameter array) -> (a weak reference to it, its gradient buffer): an array registered by several modules (tied
+# weights) gets one gradient buffer, which every one of their backwards accumulates into (torch's one .grad).
+_GRADIENT_BUFFERS: dict[int, tuple[weakref.ref[np.ndarray], np.ndarray]] = {}
+
+
+def _gradient_buffer(array: np.ndarray, grad: np.ndarray | None = None) -> np.ndarray:
+    """The gradient buffer of the parameter ``array``: the one already made for it, else ``grad`` (None: new zeros),
+    remembered as its buffer."""
+    key = id(array)
+    entry = _GRADIENT_BUFFERS.get(key)
+    if entry is not None and entry[0]() is array:
+        return entry[1]
+    grad = np.zeros_like(array) if grad is None else grad
+    _GRADIENT_BUFFERS[key] = (weakref.ref(array, lambda _: _GRADIENT_BUFFERS.pop(key, None)), grad)
+    return grad
 
 
 # The bookkeeping each instance creates on first use, so a subclass need not call super().__init__().
@@ -116,6 +136,9 @@ class Module:
             raise TypeError(f"{type(self).__name__}.{name} is a parameter: assign in place, {name}[...] = value "
                             f"(optimizers and gradients hold this very array), or call "
                             f"register_parameter({name!r}, array) to replace it")
+        if value is not None and name in self.__dict__.get("_none_params", ()):
+            raise TypeError(f"{type(self).__name__}.{name} is a parameter declared absent (None): call "
+                            f"register_parameter({name!r}, array) to make it one (a plain attribute would be ignored)")
         object.__setattr__(self, name, value)
 
     def __dir__(self) -> list[str]:
@@ -129,11 +152,21 @@ class Module:
         state["_tape_recorded"] = 0
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling and deepcopy: the copy's parameters are remembered with their gradient buffers, so tying a
+        parameter of the copy into another module shares its buffer (as ``register_parameter`` does)."""
+        vars(self).update(state)
+        grads = state.get("_grads", {})
+        for name, p in state.get("_params", {}).items():
+            if name in grads:
+                _gradient_buffer(p, grads[name])
+
     # -- parameters ----------------------------------------------------------------------------------------------
     def register_parameter(self, name: str, array: np.ndarray | None) -> None:
         """Makes ``array`` (float32/float64, C-contiguous, writeable: never copied) the parameter ``name``, with a
-        gradient buffer of zeros of its shape and dtype. ``None`` declares an absent parameter (``self.name`` is
-        None, as ``Linear(bias=False).bias``). Re-registering a parameter's name replaces it."""
+        gradient buffer of zeros of its shape and dtype; an array another module registered (tied weights) shares
+        that module's gradient buffer, so both modules' gradients add up. ``None`` declares an absent parameter
+        (``self.name`` is None, as ``Linear(bias=False).bias``). Re-registering a parameter's name replaces it."""
         parameter_name(self, name, self._params, self._none_params)
         if array is None:
             self._params.pop(name, None)
@@ -146,7 +179,7 @@ class Module:
             self._none_params.discard(name)
             del self.__dict__[name]
         self._params[name] = array
-        self._grads[name] = np.zeros_like(array)
+        self._grads[name] = _gradient_buffer(array)
 
     def _add_parameter(self, name: str, shape: tuple[int, ...]) -> None:
         """A parameter of zeros of ``shape`` and the module's ``dtype`` (the built-in modules' init fills it)."""
@@ -161,7 +194,7 @@ class Module:
     def named_children(self) -> Iterator[tuple[str, Any]]:
         """(name, module) for every direct sub-module, in assignment order; list/tuple items are named ``name.i``."""
         for name, value in vars(self).items():
-            if name.startswith("_"):
+            if name in _LAZY:  # the base's bookkeeping (parameters, gradients, the tape): never sub-modules
                 continue
             if _is_module(value):
                 yield name, value
@@ -221,8 +254,11 @@ class Module:
                 yield name, p, g
 
     def named_parameters(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, np.ndarray]]:
-        """(nested name, parameter) pairs, this module's own first (torch's ``named_parameters``); a parameter
-        shared by two sub-modules is listed once unless ``remove_duplicate=False``."""
+        """(nested name, parameter) pairs, this module's own first (torch's ``named_parameters``: ``prefix`` is
+        joined with a dot, ``"model"`` gives ``model.weight``); a parameter shared by two sub-modules is listed once
+        unless ``remove_duplicate=False``."""
+        if prefix and not prefix.endswith("."):
+            prefix += "."
         entries = self._unique_entries() if remove_duplicate else self._entries()
         for name, p, _ in entries:
             yield prefix + name, p
@@ -246,7 +282,7 @@ class Module:
         """Freezes (False) or unfreezes this module's parameters and every sub-module's; returns the module.
         Frozen parameters still get gradients (backward still flows through them), but ``trainable_parameters()``
         leaves them out, and optimizers update only those."""
-        self._requires_grad = bool(requires_grad)
+        self._requires_grad = flag("requires_grad_: requires_grad", requires_grad)
         for child in self.children():
             set_flag = getattr(child, "requires_grad_", None)
             if not callable(set_flag):
@@ -256,14 +292,17 @@ class Module:
         return self
 
     def trainable_parameters(self) -> dict[str, np.ndarray]:
-        """The parameters that require grad, under the names ``parameters()`` uses."""
-        return {name: p for name, p, _ in self._unique_entries(trainable_only=True)}
+        """The parameters that require grad, under the names ``parameters()`` uses. A parameter held by several
+        modules (tied weights) requires grad only when none of them is frozen (torch's one flag per parameter)."""
+        held = Counter(id(p) for _, p, _ in self._entries())
+        trainable = Counter(id(p) for _, p, _ in self._entries(trainable_only=True))
+        return {name: p for name, p in self.named_parameters() if trainable[id(p)] == held[id(p)]}
 
     # -- modes and the tape --------------------------------------------------------------------------------------
     def train(self: _M, mode: bool = True) -> _M:
         """Training mode (the default) or, with ``mode=False``, eval mode: no dropout, no tape (the tape is
         cleared, and calls record nothing, so backward needs a training-mode call first). Recursive."""
-        self.training = bool(mode)
+        self.training = flag("train: mode", mode)
         if not self.training:
             self._tape.clear()
             self._tape_recorded = 0

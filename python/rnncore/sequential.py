@@ -29,6 +29,8 @@ _TAKES_LENGTHS: dict[type, bool] = {}  # per module class: does its __call__ tak
 
 
 def _takes_lengths(module: Any) -> bool:
+    if isinstance(module, Sequential):  # a nested chain: when one of its modules does
+        return any(_takes_lengths(child) for child in module)
     cls = type(module)
     if cls not in _TAKES_LENGTHS:
         try:
@@ -86,13 +88,15 @@ class Sequential(Module):
         if lengths is not None and not any(_takes_lengths(module) for module in modules):
             raise ValueError("Sequential got lengths, but none of its modules takes lengths (a recurrent layer does)")
         took_tuple = []  # per module: was its input the previous module's whole tuple output? (for backward)
+        marks = _tape_marks(modules)  # (modules in training mode may sit in a chain in eval mode)
         out = x
         for i, module in enumerate(modules):
             took_tuple.append(isinstance(out, tuple))
             try:
                 out = module(out, lengths=lengths) if lengths is not None and _takes_lengths(module) else module(out)
             except BaseException:
-                _forget_last_call(modules[:i])  # a failed call leaves no half-recorded call on the tapes
+                for tape, length in marks:  # a failed call leaves no half-recorded call on any tape
+                    del tape[length:]
                 raise
             if (isinstance(out, tuple) and i + 1 < len(modules)
                     and not getattr(modules[i + 1], "takes_tuple_input", False)):
@@ -108,8 +112,13 @@ class Sequential(Module):
         took_tuple = self.saved_for_backward()
         grad: Any = (dy, *more) if more else dy
         modules = self._modules_in_order()
-        for module, input_was_tuple in zip(reversed(modules), reversed(took_tuple)):
-            grad = module.backward(*grad) if isinstance(grad, tuple) else module.backward(grad)
+        for k, (module, input_was_tuple) in enumerate(zip(reversed(modules), reversed(took_tuple))):
+            try:
+                grad = module.backward(*grad) if isinstance(grad, tuple) else module.backward(grad)
+            except Exception:
+                if k == 0:  # the last module rejected dy and kept its call: the chain keeps its own as well
+                    self._restore_saved(took_tuple)
+                raise
             if grad is None:
                 break
             if isinstance(grad, tuple) and not input_was_tuple:
@@ -137,13 +146,16 @@ class Sequential(Module):
         return ""  # the children say it all (torch's layout)
 
 
-def _forget_last_call(modules: list[Any]) -> None:
-    """Drops the entry each of ``modules`` recorded for the current call (training mode), so the next backwards
-    do not pair one call's entries with another's."""
+def _tape_marks(modules: list[Any]) -> list[tuple[list[Any], int]]:
+    """(tape, its length) for every module of the chain and below it (a custom module's sub-modules, a nested
+    chain's modules), so that a call failing part-way can drop what it recorded on each of them."""
+    marks, seen = [], set()
     for module in modules:
-        tape = getattr(module, "_tape", None) if getattr(module, "training", False) else None
-        if tape:
-            tape.pop()
+        for m in module.modules() if isinstance(module, Module) else ():
+            if id(m) not in seen and isinstance(m, Module):
+                seen.add(id(m))
+                marks.append((m._tape, len(m._tape)))
+    return marks
 
 
 class LastHidden(Module):

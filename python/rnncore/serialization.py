@@ -139,6 +139,8 @@ def _verified(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta = json.loads(header)
     except ValueError as e:
         raise ValueError(f"{path}: the header is not JSON: {e}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: the header nests too deeply to decode") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: the header must be a JSON object, got {type(meta).__name__}")
     if meta.get("format") == _FORMAT_1:
@@ -244,16 +246,25 @@ def load(path: str | os.PathLike[str], cls: type | Sequence[type] | None = None)
     with ``cls.from_config(config, build)`` when it defines that classmethod (``build(spec)`` rebuilds a nested
     module from ``spec = {"class": "module:qualname", "config": {...}}`` under the same rules), else
     ``cls(**config)``. Nothing the file names is imported or called. Raises ``ValueError`` (naming the file) for a
-    file that is not an rnncore save, is truncated, fails its checksum, names a class that is neither, or whose
-    config the class rejects or that asks for more parameters than the file holds."""
+    file that is not an rnncore save, is truncated, fails its checksum, names a class that is neither, whose
+    config the class rejects or asks for more parameters than the file holds, or whose arrays do not fit the
+    module its config builds."""
     path = os.fspath(path)
     classes = load_classes(cls)
     meta, record = _verified(path)
     params = {k[len("param/"):]: v for k, v in record.items() if k.startswith("param/")}
     spec = {"class": meta.get("class"), "config": meta.get("config")}
     with _parameter_budget(path, sum(a.size for a in params.values())):
-        module = _build(path, spec, classes)
-    module.load_state_dict(params)
+        try:
+            module = _build(path, spec, classes)
+        except RecursionError:  # a crafted config nesting modules deeper than Python recurses
+            raise ValueError(f"{path}: the saved config nests modules too deeply to build") from None
+    try:
+        module.load_state_dict(params)
+    except (KeyError, ValueError) as e:  # KeyError's str() quotes its message
+        reason = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise ValueError(f"{path}: the saved parameters do not fit the {type(module).__name__} its config "
+                         f"builds: {reason}") from None
     return module
 
 
