@@ -922,6 +922,23 @@ def state_object(what: str, obj: Any) -> Any:
     return obj
 
 
+def sequential_call_arguments(given: Mapping[str, Any], takes: Sequence[tuple[str, Any, set[str]]]) -> None:
+    """``Sequential.__call__``'s ``lengths``/``padding`` (``given``: those not at their default): each must reach a
+    module (``takes``: (name, module, the arguments its call takes) per module), and ``padding`` every module that
+    takes ``lengths`` when both are given (one that does not would read left-padded data as right-padded)."""
+    for argument, value in given.items():
+        if not any(argument in taken for _, _, taken in takes):
+            shown = "lengths" if argument == "lengths" else f"{argument}={value!r}"
+            raise ValueError(f"Sequential got {shown}, but none of its modules takes {argument} (a recurrent layer "
+                             "does)")
+    if "padding" in given and "lengths" in given:
+        for name, module, taken in takes:
+            if "lengths" in taken and "padding" not in taken:
+                raise ValueError(f"Sequential got padding={given['padding']!r}, but module {name} "
+                                 f"({type(module).__name__}) takes lengths and not padding, so it would read the "
+                                 "padded steps as right padding")
+
+
 # ---- gradient clipping (rnncore.utils) ------------------------------------------------------------------------------
 
 def clip_gradients(grads: Any) -> list[np.ndarray]:
