@@ -282,3 +282,67 @@ def test_load_state_dict_errors():
     with pytest.raises(TypeError, match="state_dict must be a dict"):
         sched.load_state_dict([good])
     assert sched.state_dict() == good
+
+
+@pytest.mark.parametrize("make,entry,bad,error,match", [
+    (lambda o: lr.StepLR(o, 2), "step_size", 0, ValueError, "step_size must be >= 1"),
+    (lambda o: lr.StepLR(o, 2), "step_size", 2.5, TypeError, "step_size must be an int"),
+    (lambda o: lr.StepLR(o, 2), "gamma", -0.5, ValueError, "Invalid gamma"),
+    (lambda o: lr.StepLR(o, 2), "gamma", float("inf"), ValueError, "gamma must be finite"),
+    (lambda o: lr.MultiStepLR(o, [1, 3]), "milestones", [1, -3], ValueError, "each milestone must be an int >= 0"),
+    (lambda o: lr.MultiStepLR(o, [1, 3]), "milestones", 3, TypeError, "milestones must be a list"),
+    (lambda o: lr.ExponentialLR(o, 0.9), "gamma", "0.9", TypeError, "gamma must be a real number"),
+    (lambda o: lr.CosineAnnealingLR(o, 4), "T_max", 0, ValueError, "T_max must be >= 1"),
+    (lambda o: lr.CosineAnnealingLR(o, 4), "eta_min", -1.0, ValueError, "Invalid eta_min"),
+    (lambda o: lr.LinearLR(o), "start_factor", 0.0, ValueError, r"start_factor must be in \(0, 1\]"),
+    (lambda o: lr.LinearLR(o), "end_factor", 1.5, ValueError, r"end_factor must be in \[0, 1\]"),
+    (lambda o: lr.LinearLR(o), "total_iters", 0, ValueError, "total_iters must be >= 1"),
+    (lambda o: lr.ReduceLROnPlateau(o), "mode", "minimum", ValueError, "mode must be one of 'min', 'max'"),
+    (lambda o: lr.ReduceLROnPlateau(o), "factor", 2.0, ValueError, r"factor must be in \[0, 1\)"),
+    (lambda o: lr.ReduceLROnPlateau(o), "patience", -1, ValueError, "patience must be an int >= 0"),
+    (lambda o: lr.ReduceLROnPlateau(o), "threshold", -1e-4, ValueError, "Invalid threshold"),
+    (lambda o: lr.ReduceLROnPlateau(o), "threshold_mode", "relative", ValueError, "threshold_mode must be one of"),
+    (lambda o: lr.ReduceLROnPlateau(o), "cooldown", 1.5, ValueError, "cooldown must be an int >= 0"),
+    (lambda o: lr.ReduceLROnPlateau(o), "min_lrs", [0.0, -1.0], ValueError, r"Invalid min_lrs\[1\]"),
+    (lambda o: lr.ReduceLROnPlateau(o), "min_lrs", [0.0], ValueError, r"min_lrs must have one value per .* \(2\)"),
+    (lambda o: lr.ReduceLROnPlateau(o), "eps", float("nan"), ValueError, "eps must be finite"),
+    (lambda o: lr.ReduceLROnPlateau(o), "best", float("nan"), ValueError, "best must not be NaN"),
+    (lambda o: lr.ReduceLROnPlateau(o), "best", "1.0", TypeError, "best must be a real number"),
+    (lambda o: lr.ReduceLROnPlateau(o), "num_bad_epochs", -1, ValueError, "num_bad_epochs must be an int >= 0"),
+    (lambda o: lr.ReduceLROnPlateau(o), "cooldown_counter", -2, ValueError, "cooldown_counter must be an int >= 0"),
+    (lambda o: lr.StepLR(o, 2), "base_lrs", [0.1, -0.1], ValueError, r"Invalid base_lrs\[1\]"),
+    (lambda o: lr.StepLR(o, 2), "base_lrs", [0.1, "x"], TypeError, r"base_lrs\[1\] must be a real number"),
+    (lambda o: lr.StepLR(o, 2), "base_lrs", 0.1, TypeError, "base_lrs must be a list"),
+    (lambda o: lr.LambdaLR(o, np.sqrt), "last_lr", [float("nan"), 0.1], ValueError, r"last_lr\[0\] must be finite"),
+    (lambda o: lr.LambdaLR(o, np.sqrt), "last_lr", [0.1], ValueError, r"last_lr must have one entry per .* \(2\)"),
+    (lambda o: lr.LambdaLR(o, np.sqrt), "last_epoch", -1, ValueError, "last_epoch must be >= 0"),
+    (lambda o: lr.ExponentialLR(o, 0.9), "step_count", True, TypeError, "step_count must be an int"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_load_state_dict_applies_the_constructors_checks(make, entry, bad, error, match):
+    """A crafted state (e.g. from rc.load_training_state of an untrusted file) with an entry the constructor would
+    reject raises naming it and leaves the schedule and the optimizer unchanged (step_size=0 or T_max=0 used to be
+    accepted and raise ZeroDivisionError at the next step; factor > 1 grew the lr)."""
+    opt = _opt(2)
+    sched = make(opt)
+    good = sched.state_dict()
+    lrs = [group["lr"] for group in opt.param_groups]
+    with pytest.raises(error, match=f"^load_state_dict: .*{match}"):
+        sched.load_state_dict({**good, entry: bad})
+    assert sched.state_dict() == good
+    assert [group["lr"] for group in opt.param_groups] == lrs
+    sched.load_state_dict(good)  # the schedule goes on
+    opt.step(zero_grads(opt))
+    sched.step(1.0) if isinstance(sched, lr.ReduceLROnPlateau) else sched.step()
+
+
+def test_a_schedule_checks_the_groups_initial_lr():
+    """initial_lr set by hand (or loaded with the optimizer's state) is checked like an lr, before any group
+    changes."""
+    opt = _opt(2)
+    opt.param_groups[1]["initial_lr"] = -0.1
+    with pytest.raises(ValueError, match=r"Invalid param_groups\[1\]\['initial_lr'\]"):
+        lr.StepLR(opt, 2)
+    assert "initial_lr" not in opt.param_groups[0] and [g["lr"] for g in opt.param_groups] == [0.1, 0.1]
+    opt.param_groups[1]["initial_lr"] = "0.1"
+    with pytest.raises(TypeError, match=r"param_groups\[1\]\['initial_lr'\] must be a real number"):
+        lr.CosineAnnealingLR(opt, 2)

@@ -112,6 +112,23 @@ def test_linear_strided_input(rng):
     assert_close(lin(x), lin(np.ascontiguousarray(x)), "kernel_vs_reference", np.float64, "y")
 
 
+@pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided"])
+def test_linear_keeps_a_private_copy_of_x(strided, rng):
+    """The caller reuses its input buffer before backward (easy with a tape of calls): the gradients are those of
+    the x given to the call (Linear used to keep a reference, so the weight gradient silently used the new values)."""
+    buffer = rng.standard_normal((4, 6 if strided else 3))
+    x = buffer[:, ::2] if strided else buffer
+    expected_x = x.copy()
+    dy = rng.standard_normal((4, 2))
+    lin = Linear(3, 2, dtype=np.float64, seed=0)
+    lin(x)
+    buffer[...] = 7.0  # the caller's next batch lands in the same buffer
+    dx = lin.backward(dy)
+    assert_close(lin.gradients()["weight"], dy.T @ expected_x, "kernel_vs_reference", np.float64, "dweight")
+    assert_close(lin.gradients()["bias"], dy.sum(0), "kernel_vs_reference", np.float64, "dbias")
+    assert_close(dx, dy @ lin.weight, "kernel_vs_reference", np.float64, "dx")
+
+
 # ---- Embedding -------------------------------------------------------------------------------------------------
 def reference_grad(weight_shape, indices, dy, padding_idx):
     """The scatter-add with np.add.at (test only), the padding row zeroed."""

@@ -207,6 +207,68 @@ def test_lengths_reach_only_the_modules_that_take_it(rng):
         rc.Sequential(rc.Sequential(Probe()), rc.Linear(2, 2))(x, lengths=[4, 1])
 
 
+def gru_classifier(bidirectional):
+    return rc.Sequential(
+        rc.Embedding(V, E, padding_idx=0, dtype=np.float64, seed=1),
+        rc.GRU(E, H, bidirectional=bidirectional, batch_first=True, dtype=np.float64, seed=2),
+        rc.LastHidden(),
+        rc.Linear((2 if bidirectional else 1) * H, C, dtype=np.float64, seed=3))
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional", "unidirectional"])
+def test_left_padding_equals_the_right_padded_batch(bidirectional, nested, rng):
+    """Keras' front-padded batch with padding="left" gives the right-padded batch's outputs and gradients (the chain
+    used to take no padding=, so the layers read such data as right-padded)."""
+    tokens, lengths = batch(rng)
+    left = np.zeros_like(tokens)  # the same samples, padded at the front (Keras' pad_sequences default)
+    for b, n in enumerate(lengths):
+        left[b, tokens.shape[1] - n:] = tokens[b, :n]
+    up = rng.standard_normal((len(lengths), C))
+    results = []
+    for data, padding in [(tokens, "right"), (left, "left")]:
+        model = gru_classifier(bidirectional)
+        if nested:  # a nested chain passes lengths and padding on
+            model = rc.Sequential(model[0], rc.Sequential(model[1], model[2]), model[3])
+        out = model(data, lengths=lengths, padding=padding)
+        assert model.backward(up) is None
+        results.append((out, model.gradients()))
+    (out_right, grads_right), (out_left, grads_left) = results
+    assert_close(out_left, out_right, "kernel_vs_reference", np.float64, "logits")
+    assert grads_left.keys() == grads_right.keys()
+    for name, g in grads_right.items():
+        assert_close(grads_left[name], g, "kernel_vs_reference", np.float64, name)
+
+
+def test_padding_reaches_only_the_modules_that_take_it(rng):
+    class Probe(rc.Module):
+        def __call__(self, x):
+            return x
+
+        def backward(self, dy):
+            return dy
+
+    class LengthsOnly(Probe):
+        def __call__(self, x, lengths=None):
+            return x
+
+    x = rng.standard_normal((4, 2, 2)).astype(np.float32)
+    rnn = rc.RNN(2, 3, seed=0)
+    y = rc.Sequential(Probe(), rnn, Probe())(x[::-1].copy(), lengths=[4, 1], padding="left")
+    assert not y[:3, 1].any() and y[3, 1].any()  # left padding: sample 1's one valid step is the last
+    np.testing.assert_array_equal(rc.Sequential(rnn)(x, padding="right")[0], rnn(x)[0])  # the default, said aloud
+    with pytest.raises(ValueError, match="padding must be one of 'right', 'left', got 'middle'"):
+        rc.Sequential(rnn)(x, lengths=[4, 1], padding="middle")
+    with pytest.raises(ValueError, match="Sequential got padding='left', but none of its modules takes padding"):
+        rc.Sequential(Probe(), rc.Linear(2, 2))(x, padding="left")
+    with pytest.raises(ValueError, match="Sequential got padding='left', but none of its modules takes padding"):
+        rc.Sequential(rc.Sequential(Probe()), rc.Linear(2, 2))(x, padding="left")
+    with pytest.raises(ValueError, match=r"padding='left', but module 0 \(LengthsOnly\) takes lengths and not "
+                                         "padding"):
+        rc.Sequential(LengthsOnly(), rnn)(x, lengths=[4, 1], padding="left")
+    rc.Sequential(LengthsOnly(), rnn)(x, padding="left")  # no lengths: nothing is padded
+
+
 def test_indexing_len_iteration_append_and_repr():
     a, b = rc.Linear(2, 3), rc.Linear(3, 1)
     model = rc.Sequential(a, b)

@@ -922,6 +922,23 @@ def state_object(what: str, obj: Any) -> Any:
     return obj
 
 
+def sequential_call_arguments(given: Mapping[str, Any], takes: Sequence[tuple[str, Any, set[str]]]) -> None:
+    """``Sequential.__call__``'s ``lengths``/``padding`` (``given``: those not at their default): each must reach a
+    module (``takes``: (name, module, the arguments its call takes) per module), and ``padding`` every module that
+    takes ``lengths`` when both are given (one that does not would read left-padded data as right-padded)."""
+    for argument, value in given.items():
+        if not any(argument in taken for _, _, taken in takes):
+            shown = "lengths" if argument == "lengths" else f"{argument}={value!r}"
+            raise ValueError(f"Sequential got {shown}, but none of its modules takes {argument} (a recurrent layer "
+                             "does)")
+    if "padding" in given and "lengths" in given:
+        for name, module, taken in takes:
+            if "lengths" in taken and "padding" not in taken:
+                raise ValueError(f"Sequential got padding={given['padding']!r}, but module {name} "
+                                 f"({type(module).__name__}) takes lengths and not padding, so it would read the "
+                                 "padded steps as right padding")
+
+
 # ---- gradient clipping (rnncore.utils) ------------------------------------------------------------------------------
 
 def clip_gradients(grads: Any) -> list[np.ndarray]:
@@ -1263,30 +1280,62 @@ def schedule_metric(metrics: Any) -> float:
     return float(metrics)
 
 
-def schedule_state(state: Any, schedule: str, current: Mapping[str, Any], groups: int) -> dict[str, Any]:
-    """A schedule's ``state_dict``: this schedule's name and exactly ``current``'s entries, each of the same kind
-    (an int where an int is, a number where a float is, a list where a list is; the per-group lists one entry per
-    group)."""
+ScheduleCheck = Callable[[str, Any, int], Any]
+"""One schedule entry's check, shared by the constructor and ``load_state_dict``: ``(name, value, number of
+parameter groups) -> the value to keep``, raising TypeError/ValueError naming the entry."""
+
+
+def schedule_check(check: Callable[..., Any], **options: Any) -> ScheduleCheck:
+    """``check(name, value, **options)`` (a check of one value) as a ``ScheduleCheck``."""
+    return lambda name, value, groups: check(name, value, **options)
+
+
+def schedule_count(name: str, value: Any, groups: int) -> int:
+    """A schedule's counter (``last_epoch``, ``step_count``): an int >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
+def schedule_lrs(name: str, value: Any, groups: int) -> list[float]:
+    """``base_lrs`` / ``last_lr`` (each group's ``initial_lr``, the rates last set): one lr >= 0 per group."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list, got {value!r}")
+    if len(value) != groups:
+        raise ValueError(f"{name} must have one entry per parameter group ({groups}), got {len(value)}")
+    return [hyper_non_negative(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+
+def schedule_milestones(name: str, value: Any, groups: int) -> list[int]:
+    """``MultiStepLR``'s milestones (see ``milestone_list``)."""
+    return milestone_list(value)
+
+
+def schedule_best(name: str, value: Any, groups: int) -> float:
+    """``ReduceLROnPlateau``'s best metric so far: a real number, infinite before the first step, never NaN."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if math.isnan(value):
+        raise ValueError(f"{name} must not be NaN")
+    return float(value)
+
+
+def schedule_state(state: Any, schedule: str, checks: Mapping[str, ScheduleCheck], groups: int) -> dict[str, Any]:
+    """A schedule's ``state_dict``: this schedule's name and exactly the entries of ``checks`` (the class's table:
+    its constructor's checks and those of its counters and rates), each passing its check. Returns the checked
+    entries; the first failure raises (TypeError/ValueError) "load_state_dict: <entry> ..."."""
     if not isinstance(state, Mapping):
         raise TypeError(f"state_dict must be a dict, got {type(state).__name__}")
     if state.get("scheduler") != schedule:
         raise ValueError(f"load_state_dict: the state is for {state.get('scheduler')!r}, this schedule is "
                          f"{schedule!r}")
-    same_keys("load_state_dict", current, [k for k in state if k != "scheduler"])
-    for key, now in current.items():
-        value = state[key]
-        kind = {list: "a list", bool: "a bool", str: "a str", int: "an int"}.get(type(now), "a real number")
-        if isinstance(now, list):
-            ok = isinstance(value, (list, tuple))
-            if ok and key in ("base_lrs", "last_lr", "min_lrs") and len(value) != groups:
-                raise ValueError(f"load_state_dict: {key} must have one entry per parameter group ({groups}), "
-                                 f"got {len(value)}")
-        elif isinstance(now, (bool, str)):
-            ok = type(value) is type(now)
-        elif isinstance(now, int):
-            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        if not ok:
-            raise TypeError(f"load_state_dict: {key} must be {kind}, got {value!r}")
-    return {key: list(state[key]) if isinstance(current[key], list) else state[key] for key in current}
+    same_keys("load_state_dict", checks, [k for k in state if k != "scheduler"])
+    checked = {}
+    for key, check in checks.items():
+        try:
+            checked[key] = check(key, state[key], groups)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"load_state_dict: {e}") from None
+    return checked

@@ -27,8 +27,9 @@ class Linear(Parameterized):
 
     Parameters: ``weight [out_features, in_features]``, ``bias [out_features]`` (``lin.bias`` is None with
     ``bias=False``), both initialised as torch does (kaiming-uniform with a = √5, i.e. U(-1/√in, 1/√in), and the
-    bias likewise). A training-mode call keeps a reference to its ``x`` for backward: do not modify it in place
-    before that call's backward.
+    bias likewise). A training-mode call keeps a private copy of its ``x`` for backward (as ``Embedding`` and the
+    recurrent layers do), so the caller may reuse its input buffer before that call's backward; eval mode keeps
+    nothing.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: npt.DTypeLike = np.float32,
@@ -57,7 +58,8 @@ class Linear(Parameterized):
         x = features_array("x", x, "in_features", self.in_features, self.dtype, MODULE_DTYPE)
         # rnncore's GEMM under rc.set_num_threads, not NumPy's BLAS (whose threads would fight the kernels' threads)
         y = linear_forward_checked(x.reshape(-1, self.in_features), self._params["weight"], self._params.get("bias"))
-        self.save_for_backward(x)  # training mode only
+        if self.training:  # a private C-contiguous copy: the caller may overwrite x before backward
+            self.save_for_backward(np.array(x, order="C", copy=True))
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:

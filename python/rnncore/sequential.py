@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import MODULE_DTYPE, float_array, sequential_config
+from ._validation import MODULE_DTYPE, float_array, sequential_call_arguments, sequential_config
 from .module import Module
 
 if TYPE_CHECKING:
@@ -25,29 +25,33 @@ if TYPE_CHECKING:
 
 __all__ = ["Sequential", "LastHidden"]
 
-_TAKES_LENGTHS: dict[type, bool] = {}  # per module class: does its __call__ take ``lengths``?
+_TAKES: dict[tuple[type, str], bool] = {}  # per (module class, argument): does its __call__ take it?
+_CHAIN_ARGUMENTS = ("lengths", "padding")  # what a chain passes on to the modules that take it
 
 
-def _takes_lengths(module: Any) -> bool:
-    if isinstance(module, Sequential):  # a nested chain: when one of its modules does
-        return any(_takes_lengths(child) for child in module)
-    cls = type(module)
-    if cls not in _TAKES_LENGTHS:
+def _takes(module: Any, argument: str) -> bool:
+    """Does ``module``'s call take ``argument`` (``lengths``, ``padding``)? A nested chain: when one of its modules
+    does."""
+    if isinstance(module, Sequential):
+        return any(_takes(child, argument) for child in module)
+    key = (type(module), argument)
+    if key not in _TAKES:
         try:
-            _TAKES_LENGTHS[cls] = "lengths" in inspect.signature(cls.__call__).parameters
+            _TAKES[key] = argument in inspect.signature(type(module).__call__).parameters
         except (TypeError, ValueError):  # no inspectable signature
-            _TAKES_LENGTHS[cls] = False
-    return _TAKES_LENGTHS[cls]
+            _TAKES[key] = False
+    return _TAKES[key]
 
 
 class Sequential(Module):
-    """``Sequential(*modules)``: ``model(x, lengths=None)`` runs the modules in order, each on the previous one's
-    output (torch.nn.Sequential), and ``model.backward(dy)`` runs their backwards in reverse order.
+    """``Sequential(*modules)``: ``model(x, lengths=None, padding="right")`` runs the modules in order, each on the
+    previous one's output (torch.nn.Sequential), and ``model.backward(dy)`` runs their backwards in reverse order.
 
     Children are named ``"0"``, ``"1"``, ... (``model[0]``, ``len(model)``, iteration, ``model[1:]`` as a new
-    ``Sequential`` sharing the modules). ``lengths`` goes to every module whose ``__call__`` takes it (the recurrent
-    layers). A recurrent layer passes its outputs ``y`` on and drops its final state; put ``LastHidden()`` right
-    after it to pass the last hidden state on instead (many-to-one). Any number of training-mode calls may precede
+    ``Sequential`` sharing the modules). ``model(x, lengths, padding="left")``: ``lengths`` and ``padding`` go to
+    every module whose ``__call__`` takes them (the recurrent layers; nested chains pass them on). A recurrent layer
+    passes its outputs ``y`` on and drops its final state; put ``LastHidden()`` right after it to pass the last
+    hidden state on instead (many-to-one). Any number of training-mode calls may precede
     the backwards, which take them in reverse order (each module keeps a tape, and so does the chain).
 
     Saved with ``rnncore.save``: ``get_config()`` stores each child as ``{"class": "module:qualname", "config":
@@ -82,18 +86,23 @@ class Sequential(Module):
         except IndexError:
             raise IndexError(f"Sequential index {index} out of range for {len(modules)} modules") from None
 
-    def __call__(self, x: Any, lengths: npt.ArrayLike | None = None) -> Any:
-        """Runs every module in order on ``x`` (with ``lengths`` for those that take it); returns the last output."""
-        modules = self._modules_in_order()
-        if lengths is not None and not any(_takes_lengths(module) for module in modules):
-            raise ValueError("Sequential got lengths, but none of its modules takes lengths (a recurrent layer does)")
+    def __call__(self, x: Any, lengths: npt.ArrayLike | None = None, padding: str = "right") -> Any:
+        """Runs every module in order on ``x`` (with ``lengths`` and ``padding`` for those that take them: the
+        recurrent layers' ``padding="left"`` reads Keras' front-padded data); returns the last output."""
+        named = list(self.named_children())
+        modules = [module for _, module in named]
+        given = {} if lengths is None else {"lengths": lengths}
+        if not (isinstance(padding, str) and padding == "right"):
+            given["padding"] = padding
+        takes = [(name, module, {a for a in _CHAIN_ARGUMENTS if _takes(module, a)}) for name, module in named]
+        sequential_call_arguments(given, takes)
         took_tuple = []  # per module: was its input the previous module's whole tuple output? (for backward)
         marks = _tape_marks(modules)  # (modules in training mode may sit in a chain in eval mode)
         out = x
         for i, module in enumerate(modules):
             took_tuple.append(isinstance(out, tuple))
             try:
-                out = module(out, lengths=lengths) if lengths is not None and _takes_lengths(module) else module(out)
+                out = module(out, **{a: v for a, v in given.items() if a in takes[i][2]})
             except BaseException:
                 for tape, length in marks:  # a failed call leaves no half-recorded call on any tape
                     del tape[length:]

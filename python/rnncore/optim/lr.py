@@ -26,19 +26,24 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from .._validation import (
+    ScheduleCheck,
     choice,
     hyper_non_negative,
     hyper_number,
     lr_lambdas,
-    milestone_list,
     non_negative_int,
     per_group_numbers,
     positive_int,
+    schedule_best,
+    schedule_check,
+    schedule_count,
     schedule_factor,
+    schedule_lrs,
     schedule_metric,
+    schedule_milestones,
     schedule_optimizer,
     schedule_state,
 )
@@ -57,19 +62,32 @@ __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnea
 class LRScheduler:
     """What every schedule shares: the optimizer, ``base_lrs`` (each group's ``initial_lr``), ``last_epoch``,
     ``get_last_lr()`` and the ``state_dict`` plumbing. A subclass lists its own arguments in ``_arguments`` (saved in
-    the state dict, in constructor order) and computes the next rates in ``_next_lrs`` (``initial`` is True for the
-    step the constructor makes, epoch 0)."""
+    the state dict, in constructor order), each with its check, which the constructor (``_set_arguments``) and
+    ``load_state_dict`` both apply, and computes the next rates in ``_next_lrs`` (``initial`` is True for the step
+    the constructor makes, epoch 0)."""
 
-    _arguments: tuple[str, ...] = ()
+    _arguments: ClassVar[dict[str, ScheduleCheck]] = {}
+    _argument_names: ClassVar[dict[str, str]] = {}  # state entry -> constructor argument, where the names differ
+    _counters: ClassVar[dict[str, ScheduleCheck]] = {  # the rest of the state dict, checked on load
+        "base_lrs": schedule_lrs, "last_epoch": schedule_count, "last_lr": schedule_lrs, "step_count": schedule_count}
 
     def __init__(self, optimizer: Optimizer) -> None:
         self.optimizer = schedule_optimizer(type(self).__name__, optimizer)
+        self.base_lrs: list[float] = [hyper_non_negative(f"param_groups[{i}]['initial_lr']",
+                                                         group.get("initial_lr", group["lr"]))
+                                      for i, group in enumerate(optimizer.param_groups)]  # set by hand, or loaded
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
-        self.base_lrs: list[float] = [float(group["initial_lr"]) for group in optimizer.param_groups]
         self.last_epoch = -1
         self._step_count = 0
         self._step(initial=True)
+
+    def _set_arguments(self, optimizer: Optimizer, given: dict[str, Any]) -> None:
+        """The constructor's arguments (``given``: by argument name), checked by ``_arguments`` and set."""
+        groups = len(schedule_optimizer(type(self).__name__, optimizer).param_groups)
+        for entry, check in self._arguments.items():
+            name = self._argument_names.get(entry, entry)
+            setattr(self, entry, check(name, given[name], groups))
 
     def _lrs(self) -> list[float]:
         return [float(group["lr"]) for group in self.optimizer.param_groups]
@@ -109,8 +127,10 @@ class LRScheduler:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restores what ``state_dict()`` returned (load the optimizer's state dict too: it holds the groups' lrs).
-        A state of another schedule, other entries or a different number of groups raise before anything changes."""
-        state = schedule_state(state_dict, type(self).__name__, self._state(), len(self.optimizer.param_groups))
+        A state of another schedule, other entries, a different number of groups or an entry its constructor would
+        reject (``step_size=0``, a negative lr, ...) raises before anything changes."""
+        state = schedule_state(state_dict, type(self).__name__, {**self._arguments, **self._counters},
+                               len(self.optimizer.param_groups))
         self._load(state)
 
     def _load(self, state: dict[str, Any]) -> None:
@@ -130,11 +150,12 @@ class StepLR(LRScheduler):
     """Multiplies every group's lr by ``gamma`` every ``step_size`` epochs: ``lr = base_lr * gamma ** (epoch //
     step_size)`` (applied recursively to the current lr, as torch)."""
 
-    _arguments = ("step_size", "gamma")
+    _arguments = {"step_size": schedule_check(positive_int), "gamma": schedule_check(hyper_non_negative)}
+    step_size: int
+    gamma: float
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
-        self.step_size = positive_int("step_size", step_size)
-        self.gamma = hyper_non_negative("gamma", gamma)
+        self._set_arguments(optimizer, {"step_size": step_size, "gamma": gamma})
         super().__init__(optimizer)
 
     def _next_lrs(self, initial: bool) -> list[float]:
@@ -147,11 +168,12 @@ class MultiStepLR(LRScheduler):
     """Multiplies every group's lr by ``gamma`` at each epoch in ``milestones`` (by ``gamma ** n`` for a milestone
     listed ``n`` times)."""
 
-    _arguments = ("milestones", "gamma")
+    _arguments = {"milestones": schedule_milestones, "gamma": schedule_check(hyper_non_negative)}
+    milestones: list[int]
+    gamma: float
 
     def __init__(self, optimizer: Optimizer, milestones: Iterable[int], gamma: float = 0.1) -> None:
-        self.milestones = milestone_list(milestones)
-        self.gamma = hyper_non_negative("gamma", gamma)
+        self._set_arguments(optimizer, {"milestones": milestones, "gamma": gamma})
         super().__init__(optimizer)
 
     def _next_lrs(self, initial: bool) -> list[float]:
@@ -164,10 +186,11 @@ class MultiStepLR(LRScheduler):
 class ExponentialLR(LRScheduler):
     """Multiplies every group's lr by ``gamma`` every epoch: ``lr = base_lr * gamma ** epoch``."""
 
-    _arguments = ("gamma",)
+    _arguments = {"gamma": schedule_check(hyper_non_negative)}
+    gamma: float
 
     def __init__(self, optimizer: Optimizer, gamma: float) -> None:
-        self.gamma = hyper_non_negative("gamma", gamma)
+        self._set_arguments(optimizer, {"gamma": gamma})
         super().__init__(optimizer)
 
     def _next_lrs(self, initial: bool) -> list[float]:
@@ -184,11 +207,12 @@ class CosineAnnealingLR(LRScheduler):
 
     computed with torch's recursion from the current lr."""
 
-    _arguments = ("T_max", "eta_min")
+    _arguments = {"T_max": schedule_check(positive_int), "eta_min": schedule_check(hyper_non_negative)}
+    T_max: int
+    eta_min: float
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803 (torch's name)
-        self.T_max = positive_int("T_max", T_max)
-        self.eta_min = hyper_non_negative("eta_min", eta_min)
+        self._set_arguments(optimizer, {"T_max": T_max, "eta_min": eta_min})
         super().__init__(optimizer)
 
     def _next_lrs(self, initial: bool) -> list[float]:
@@ -207,13 +231,17 @@ class LinearLR(LRScheduler):
     ``total_iters`` in equal steps, then stays: ``lr = base_lr * (start + (end - start) * min(epoch, total_iters) /
     total_iters)``. ``0 < start_factor <= 1``, ``0 <= end_factor <= 1`` (torch's bounds)."""
 
-    _arguments = ("start_factor", "end_factor", "total_iters")
+    _arguments = {"start_factor": schedule_check(schedule_factor, allow_zero=False),
+                  "end_factor": schedule_check(schedule_factor, allow_zero=True),
+                  "total_iters": schedule_check(positive_int)}
+    start_factor: float
+    end_factor: float
+    total_iters: int
 
     def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5) -> None:
-        self.start_factor = schedule_factor("start_factor", start_factor, allow_zero=False)
-        self.end_factor = schedule_factor("end_factor", end_factor, allow_zero=True)
-        self.total_iters = positive_int("total_iters", total_iters)
+        self._set_arguments(optimizer, {"start_factor": start_factor, "end_factor": end_factor,
+                                        "total_iters": total_iters})
         super().__init__(optimizer)
 
     def _next_lrs(self, initial: bool) -> list[float]:
@@ -253,20 +281,33 @@ class ReduceLROnPlateau(LRScheduler):
 
     ``min_lr``: one number, or a list with one per group. Building it does not change the lrs."""
 
-    _arguments = ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lrs", "eps")
+    _arguments = {"mode": schedule_check(choice, options=("min", "max")),
+                  "factor": schedule_check(schedule_factor, allow_zero=True, allow_one=False),
+                  "patience": schedule_check(non_negative_int),
+                  "threshold": schedule_check(hyper_non_negative),
+                  "threshold_mode": schedule_check(choice, options=("rel", "abs")),
+                  "cooldown": schedule_check(non_negative_int),
+                  "min_lrs": per_group_numbers,
+                  "eps": schedule_check(hyper_non_negative)}
+    _argument_names = {"min_lrs": "min_lr"}
+    _counters = {**LRScheduler._counters, "best": schedule_best, "num_bad_epochs": schedule_check(non_negative_int),
+                 "cooldown_counter": schedule_check(non_negative_int)}
+    mode: str
+    factor: float
+    patience: int
+    threshold: float
+    threshold_mode: str
+    cooldown: int
+    min_lrs: list[float]
+    eps: float
 
     def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
                  min_lr: float | Sequence[float] = 0.0, eps: float = 1e-8) -> None:
-        self.optimizer = schedule_optimizer(type(self).__name__, optimizer)
-        self.mode = choice("mode", mode, ("min", "max"))
-        self.factor = schedule_factor("factor", factor, allow_zero=True, allow_one=False)
-        self.patience = non_negative_int("patience", patience)
-        self.threshold = hyper_non_negative("threshold", threshold)
-        self.threshold_mode = choice("threshold_mode", threshold_mode, ("rel", "abs"))
-        self.cooldown = non_negative_int("cooldown", cooldown)
-        self.min_lrs = per_group_numbers("min_lr", min_lr, len(optimizer.param_groups))
-        self.eps = hyper_non_negative("eps", eps)
+        self._set_arguments(optimizer, {"mode": mode, "factor": factor, "patience": patience, "threshold": threshold,
+                                        "threshold_mode": threshold_mode, "cooldown": cooldown, "min_lr": min_lr,
+                                        "eps": eps})
+        self.optimizer = optimizer
         self.base_lrs = self._lrs()
         self.last_epoch = 0
         self._step_count = 0
