@@ -33,11 +33,19 @@ from . import interop, losses, ops, optim, reference, utils as utils  # noqa: E4
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .module import Module, load, save  # noqa: E402
 from .nn import Embedding, Linear  # noqa: E402
-from .ops.runtime import empty_cache, get_num_threads, memory_stats, set_cache_limit, set_num_threads  # noqa: E402
+from .ops.runtime import (  # noqa: E402
+    empty_cache,
+    get_num_threads,
+    memory_stats,
+    set_cache_limit,
+    set_num_threads,
+    threads,
+)
 from .utils import clip_grad_norm, clip_grad_value  # noqa: E402
 
 __all__ = [
     "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Linear", "Embedding", "Module", "save", "load",
     "ops", "reference", "optim", "losses", "interop", "clip_grad_norm", "clip_grad_value",
     "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "__version__",
+    "threads",
 ]

@@ -826,3 +826,16 @@ def optimizer_state_arrays(saved: Any, params: dict[str, np.ndarray], state_keys
                 raise TypeError(f"load_state_dict: state[{name!r}][{key!r}] must be real, got {a.dtype}")
             new_state[name][key] = np.array(a, dtype=p.dtype, copy=True)
     return new_state
+
+
+# ---- threads (rnncore.ops.runtime) -----------------------------------------------------------------------------------
+
+def thread_count(name: str, value: Any) -> int | None:
+    """A thread count: an int >= 1, or None (keep the current one)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= 1 or None, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1 or None, got {value}")
+    return int(value)
