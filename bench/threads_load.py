@@ -57,7 +57,8 @@ def training_step(cfg: Config, inp: dict):
 VARIANTS = (("1t", 1, -1), ("2t_fixed", 2, 0), ("2t", 2, -1))
 
 
-def worker(configs: list[Config], phases: int, rounds: int, busy_cpu: int | None, sample_s: float) -> dict:
+def worker(configs: list[Config], phases: int, rounds: int, busy_cpu: int | None, sample_s: float,
+           settle: int) -> dict:
     import numpy as np
 
     import rnncore as rc
@@ -68,35 +69,48 @@ def worker(configs: list[Config], phases: int, rounds: int, busy_cpu: int | None
     samples: dict = {cfg.id: {(v[0], ld): [] for v in variants for ld in (False, True)} for cfg in configs}
     busy = busy_process(busy_cpu)
 
-    def timed(run, threads, knob):
+    team_calls: dict = {(cfg.id, ld): [0, 0] for cfg in configs for ld in (False, True)}  # 2t: [on the team, all]
+
+    def timed(run, threads, knob, key=None):
         rc.set_num_threads(threads)
         if knobs:
             _core._tuning_set("adapt_threads", knob)
+        before = _core._tuning_counts()
         t0, k = time.perf_counter(), 0
         while True:
             run()
             k += 1
             if time.perf_counter() - t0 >= sample_s:
-                return (time.perf_counter() - t0) / k
+                break
+        seconds = (time.perf_counter() - t0) / k
+        if key is not None and knobs:
+            after = _core._tuning_counts()
+            team_calls[key][0] += after["adapt_team"] - before["adapt_team"]
+            team_calls[key][1] += sum(after[p] - before[p] for p in ("adapt_team", "adapt_one"))
+        return seconds
 
     try:
         for phase in range(2 * phases):  # idle, loaded, idle, ...: each long enough for the measured choice to settle
             loaded = phase % 2 == 1
             os.kill(busy.pid, signal.SIGCONT if loaded else signal.SIGSTOP)
             for run in steps.values():  # settle: the default (measured) choice learns this phase's load
-                timed(run, 2, -1)
-                timed(run, 1, -1)
+                for _ in range(settle):
+                    timed(run, 2, -1)
             for r in range(rounds):
                 for cfg_id, run in steps.items():
                     for label, threads, knob in variants[r % len(variants):] + variants[:r % len(variants)]:
-                        samples[cfg_id][(label, loaded)].append(timed(run, threads, knob))
+                        key = (cfg_id, loaded) if label == "2t" else None
+                        samples[cfg_id][(label, loaded)].append(timed(run, threads, knob, key))
     finally:
         busy.kill()
         busy.wait()
         if knobs:
             _core._tuning_set("adapt_threads", -1)
-    return {cfg_id: {f"{label}_{'loaded' if ld else 'idle'}": float(np.median(v)) * 1e3
-                     for (label, ld), v in by.items()} for cfg_id, by in samples.items()}
+    out = {cfg_id: {f"{label}_{'loaded' if ld else 'idle'}": float(np.median(v)) * 1e3
+                    for (label, ld), v in by.items()} for cfg_id, by in samples.items()}
+    for (cfg_id, ld), (team, total) in team_calls.items():
+        out[cfg_id][f"team_share_{'loaded' if ld else 'idle'}"] = team / max(total, 1)
+    return out
 
 
 def model_loop(rounds: int, sample_s: float) -> dict:
@@ -151,8 +165,10 @@ def report(label: str, results: dict) -> None:
         for load in ("idle", "loaded"):
             times = [m[f"{n}_{load}"] for n in names]
             ratios = [t / times[0] for t in times[1:]]
+            share = m.get(f"team_share_{load}")
             print(f"{cfg_id:28s} {load:6s}" + " ".join(f"{t:8.2f}" for t in times) + " "
-                  + " ".join(f"{r:11.3f}" for r in ratios))
+                  + " ".join(f"{r:11.3f}" for r in ratios)
+                  + (f"   2t calls on the team: {share:.0%}" if share is not None else ""))
     sys.stdout.flush()
 
 
@@ -162,7 +178,11 @@ def main() -> None:
     ap.add_argument("--cells", default=None)
     ap.add_argument("--phases", type=int, default=2, help="idle/loaded phase pairs")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of every variant per config and phase")
-    ap.add_argument("--sample", type=float, default=0.05, help="seconds per sample (back-to-back steps)")
+    ap.add_argument("--sample", type=float, default=0.2, help="seconds per sample (back-to-back steps)")
+    ap.add_argument("--settle", type=int, default=10,
+                    help="samples of the measured choice per config at each phase's start, not timed (a load that "
+                         "comes and goes within seconds is another regime: the slower is re-timed at most ~1/32 of "
+                         "the time)")
     ap.add_argument("--busy-cpu", type=int, default=None, help="pin the busy process to this CPU (default: unpinned)")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE set before rnncore loads (worker)")
     ap.add_argument("--compare", nargs="+", default=None,
@@ -180,7 +200,7 @@ def main() -> None:
         for item in args.env:
             key, _, value = item.partition("=")
             os.environ[key] = value
-        results = worker(configs, args.phases, args.rounds, args.busy_cpu, args.sample)
+        results = worker(configs, args.phases, args.rounds, args.busy_cpu, args.sample, args.settle)
         if args.json:
             print(json.dumps(results))
         else:
@@ -188,7 +208,7 @@ def main() -> None:
         return
 
     base = [sys.executable, __file__, "--configs", args.configs, "--phases", str(args.phases),
-            "--rounds", str(args.rounds), "--sample", str(args.sample), "--json"]
+            "--rounds", str(args.rounds), "--sample", str(args.sample), "--settle", str(args.settle), "--json"]
     if args.cells:
         base += ["--cells", args.cells]
     if args.busy_cpu is not None:

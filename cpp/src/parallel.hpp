@@ -5,6 +5,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
+#include <utility>
 #include <exception>
 
 #ifdef _OPENMP
@@ -29,7 +30,9 @@ class AdaptiveThreads {
     double flops = -1;
     int team = 0;
     double seconds[2] = {0, 0};  // smoothed wall time of a call: [0] one thread, [1] the team; 0 = not timed
-    double since_probe = 0;      // calls on the faster since the slower was last timed
+    double since_probe = 0;      // calls on the chosen since the other was last timed
+    bool team_chosen = true;     // the team runs the calls (one thread re-timed now and then), else one thread
+    bool first_pair = true;      // until both are timed once
   };
 
  public:
@@ -45,19 +48,30 @@ class AdaptiveThreads {
     Entry& e = find(flops, team);
     if (e.seconds[1] <= 0) return {&e, true, true};   // not timed yet: the team first
     if (e.seconds[0] <= 0) return {&e, false, true};  // then one thread
-    const bool team_faster = e.seconds[1] < e.seconds[0];
-    const double other = e.seconds[team_faster ? 0 : 1], chosen = e.seconds[team_faster ? 1 : 0];
+    if (e.first_pair) {                                // both timed once: the faster runs the calls
+      e.team_chosen = e.seconds[1] < e.seconds[0];
+      e.first_pair = false;
+    }
+    double chosen = e.seconds[e.team_chosen], other = e.seconds[!e.team_chosen];
+    if (other * (1 + tuning::kAdaptMargin) < chosen) {  // the other is faster by more than the noise
+      e.team_chosen = !e.team_chosen;
+      e.since_probe = 0;
+      std::swap(chosen, other);
+    }
     // Re-time the other once the calls on the chosen since its last timing took kAdaptProbeEvery x its extra time.
-    const bool probe = e.since_probe * chosen >= tuning::kAdaptProbeEvery * (other - chosen);
+    const double extra = std::max(other - chosen, tuning::kAdaptMargin * chosen);
+    const bool probe = e.since_probe * chosen >= tuning::kAdaptProbeEvery * extra;
     e.since_probe = probe ? 0 : e.since_probe + 1;
-    return {&e, probe != team_faster, probe};
+    return {&e, probe != e.team_chosen, probe};
   }
 
-  /// The call given `choice` took `seconds`: a probe's time replaces the old one (it may be long stale), the
-  /// chosen one's is smoothed.
+  /// The call given `choice` took `seconds`. A first timing or a slower re-timing replaces the old time (it may be
+  /// long stale); a faster re-timing moves it halfway (one lucky call under load does not switch the calls to a
+  /// slower team: it takes two); the chosen one's time is smoothed.
   static void record(Choice choice, double seconds) {
     double& t = choice.entry->seconds[choice.team ? 1 : 0];
-    t = choice.probe ? seconds : t + tuning::kAdaptSmoothing * (seconds - t);
+    if (!choice.probe) t += tuning::kAdaptSmoothing * (seconds - t);
+    else t = t <= 0 || seconds >= t ? seconds : (t + seconds) / 2;
   }
 
   static AdaptiveThreads& of_this_thread() {

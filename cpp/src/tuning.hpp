@@ -19,11 +19,14 @@ namespace rnncore::detail::tuning {
 /// T=100 B<=4 H<=64 calls 5-30% slower: Eigen splits any GEMM above 50k multiply-adds, each fork/join costs µs.
 inline constexpr double kMinParallelFlops = 20e6;
 
-/// AdaptiveThreads (parallel.hpp): a call on the slower of one thread and the team is re-timed once its expected
-/// extra cost is 1/kAdaptProbeEvery of the time since (<= ~3%: idle, 2 threads 1.3-1.8x faster on the medium
-/// configs, lose ~1%); a new time moves the smoothed one by kAdaptSmoothing (one slow outlier does not flip the
-/// choice for long); kAdaptKinds kinds of call (flops, team) are remembered per calling thread.
+/// AdaptiveThreads (parallel.hpp): the one of one thread and the team not running the calls is re-timed once its
+/// expected extra cost is 1/kAdaptProbeEvery of the time since (<= ~3% either way); the choice changes when the
+/// other is faster by more than kAdaptMargin (without it, and with one fast re-timing enough to switch, timing noise
+/// under load put calls on a 2-3x slower team: 1.05-1.15x of one thread on the medium configs); a call's time moves
+/// the smoothed one by kAdaptSmoothing;
+/// kAdaptKinds kinds of call (flops, team) are remembered per calling thread.
 inline constexpr double kAdaptProbeEvery = 32.0;
+inline constexpr double kAdaptMargin = 0.05;
 inline constexpr double kAdaptSmoothing = 0.25;
 inline constexpr int kAdaptKinds = 16;
 
