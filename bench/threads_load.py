@@ -53,8 +53,10 @@ def training_step(cfg: Config, inp: dict):
     return run
 
 
-#: What is timed, per config: (label, rnncore threads, the adapt_threads knob: -1 measured (the default), 0 off).
-VARIANTS = (("1t", 1, -1), ("2t_fixed", 2, 0), ("2t", 2, -1))
+#: What is timed, per config: (label, rnncore threads, the adapt_threads knob: -1 measured (the default), 0 off:
+#: the team, 1 on: one thread). 2t_one runs 1t's code under set_num_threads(2): its ratio to 1t is the noise, and
+#: 2t / 2t_one the cost of re-timing the team.
+VARIANTS = (("1t", 1, -1), ("2t_fixed", 2, 0), ("2t", 2, -1), ("2t_one", 2, 1))
 
 
 def worker(configs: list[Config], phases: int, rounds: int, busy_cpu: int | None, sample_s: float,
@@ -181,7 +183,7 @@ def main() -> None:
     ap.add_argument("--sample", type=float, default=0.2, help="seconds per sample (back-to-back steps)")
     ap.add_argument("--settle", type=int, default=10,
                     help="samples of the measured choice per config at each phase's start, not timed (a load that "
-                         "comes and goes within seconds is another regime: the slower is re-timed at most ~1/32 of "
+                         "comes and goes within seconds is another regime: the slower is re-timed at most ~1/64 of "
                          "the time)")
     ap.add_argument("--busy-cpu", type=int, default=None, help="pin the busy process to this CPU (default: unpinned)")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE set before rnncore loads (worker)")

@@ -20,12 +20,13 @@ namespace rnncore::detail::tuning {
 inline constexpr double kMinParallelFlops = 20e6;
 
 /// AdaptiveThreads (parallel.hpp): the one of one thread and the team not running the calls is re-timed once its
-/// expected extra cost is 1/kAdaptProbeEvery of the time since (<= ~3% either way); the choice changes when the
+/// expected extra cost is 1/kAdaptProbeEvery of the time since (at 32, re-timing a loaded team cost 4-8% against
+/// calls all on one thread, the stored team time running low between re-timings); the choice changes when the
 /// other is faster by more than kAdaptMargin (without it, and with one fast re-timing enough to switch, timing noise
 /// under load put calls on a 2-3x slower team: 1.05-1.15x of one thread on the medium configs); a call's time moves
 /// the smoothed one by kAdaptSmoothing;
 /// kAdaptKinds kinds of call (flops, team) are remembered per calling thread.
-inline constexpr double kAdaptProbeEvery = 32.0;
+inline constexpr double kAdaptProbeEvery = 64.0;
 inline constexpr double kAdaptMargin = 0.05;
 inline constexpr double kAdaptSmoothing = 0.25;
 inline constexpr int kAdaptKinds = 16;
