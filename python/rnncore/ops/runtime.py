@@ -6,8 +6,6 @@ import contextlib
 from types import TracebackType
 from typing import Any
 
-import threadpoolctl
-
 from .. import _core
 from .._validation import non_negative_int, positive_int, thread_count
 
@@ -46,7 +44,11 @@ class threads(contextlib.ContextDecorator):
 
     def __enter__(self) -> threads:
         previous = _core.get_num_threads()
-        limiter = threadpoolctl.threadpool_limits(limits=self.blas) if self.blas is not None else None
+        limiter = None
+        if self.blas is not None:
+            import threadpoolctl  # a dependency, imported on first use: `import rnncore` stays fast
+
+            limiter = threadpoolctl.threadpool_limits(limits=self.blas)
         if self.n is not None:
             _core.set_num_threads(self.n)
         self._saved.append((previous, limiter))
