@@ -60,6 +60,12 @@ CASES = [
     # Fewer steps than kMinStepsToPack: unpacked by the threshold itself (the backward still packs W).
     Case("row-short", {}, lambda cell: (3, 1, 8, 32), frozenset({"step_row_unpacked", "step_row_panels"}),
          frozenset({"step_row_fused"})),
+    # A call the thresholds give the team (>= kMinParallelFlops on 2 threads): on it (adapt off) or on one thread
+    # (adapt on: what the measured choice picks when a loaded core makes the team slower).
+    Case("adapt-off", {"adapt_threads": 0}, STEP_SPLIT, frozenset({"adapt_team"}), frozenset({"adapt_one"}),
+         needs_threads=True),
+    Case("adapt-on", {"adapt_threads": 1}, STEP_SPLIT, frozenset({"adapt_one"}), frozenset({"adapt_team"}),
+         needs_threads=True),
     Case("gemm-eigen", {"tile_gemm": 0}, SMALL, frozenset({"gemm_eigen"}), frozenset({"gemm_tile"})),
     # 12 rows (T*B) and 8-32 gate columns: GEMMs below kTileGemmMinRows rows, forced onto the tile.
     Case("gemm-tile", {"tile_gemm": 1}, lambda cell: (3, 4, 8, 8), frozenset({"gemm_tile"}),
@@ -124,7 +130,8 @@ def _available(case):
 def test_the_cases_take_every_path_of_this_build():
     """A path the C++ counts (tuning.hpp, Path) and no case forces is a path the suite may never run."""
     paths = set(_core._tuning_counts())
-    absent = ({"step_gebp"} if TILE else {"step_tile", "gemm_tile"}) | (set() if OPENMP else {"row_split"})
+    absent = ({"step_gebp"} if TILE else {"step_tile", "gemm_tile"}) | (
+        set() if OPENMP else {"row_split", "adapt_team", "adapt_one"})
     taken = set().union(*(c.taken for c in CASES if _available(c)))
     assert taken == paths - absent
 
@@ -146,3 +153,56 @@ def test_knobs_set_get_and_reset(knobs_reset):
     _core._tuning_reset()
     assert set(_core._tuning_get().values()) == {-1}
     assert set(_core._tuning_counts().values()) == {0}
+
+
+@pytest.mark.skipif(not OPENMP, reason="built without OpenMP: one thread only")
+def test_measured_choice_times_the_team_then_one_thread(knobs_reset):
+    """adapt_threads auto: a new kind of call (a shape no other test runs) runs on the team first, then on one
+    thread, so both are timed; the results are the same either way."""
+    cell = CELLS[0]
+    inputs, upstream = make_inputs(np.random.default_rng(5), cell, 7, 33, 41, 263, np.float32, lengths=False)
+    assert 2 * cell.gates * 263 * (41 + 263) * 33 * 7 >= TABLE["min_parallel_flops"]
+    before = rnncore.get_num_threads()
+    rnncore.set_num_threads(2)
+    try:
+        first = run_forward(ops, cell, inputs, training=False)[0]
+        counts = _core._tuning_counts()
+        assert (counts["adapt_team"], counts["adapt_one"]) == (1, 0)
+        second = run_forward(ops, cell, inputs, training=False)[0]
+        counts = _core._tuning_counts()
+        assert (counts["adapt_team"], counts["adapt_one"]) == (1, 1)
+        for _ in range(4):  # then the faster of the two, now and then the other
+            run_forward(ops, cell, inputs, training=False)
+        counts = _core._tuning_counts()
+        assert counts["adapt_team"] + counts["adapt_one"] == 6
+    finally:
+        rnncore.set_num_threads(before)
+    for name in first:
+        assert_close(first[name], second[name], "kernel_vs_reference", np.float32, f"{name}: team vs one thread")
+    assert TABLE["adapt_probe_every"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not OPENMP, reason="built without OpenMP: one thread only")
+def test_measured_choice_leaves_a_loaded_machine_to_one_thread(knobs_reset):
+    """With both cores kept busy by other processes, a 2-thread training loop runs mostly on one thread (the team's
+    every fork/join waits for a scheduler slice)."""
+    import subprocess
+    import sys
+
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    cell = CELLS[0]
+    inputs, upstream = make_inputs(np.random.default_rng(6), cell, 50, 32, 128, 128, np.float32, lengths=False)
+    before = rnncore.get_num_threads()
+    rnncore.set_num_threads(2)
+    try:
+        for _ in range(30):
+            _, ws = run_forward(ops, cell, inputs)
+            run_backward(ops, cell, ws, upstream)
+    finally:
+        rnncore.set_num_threads(before)
+        for p in busy:
+            p.kill()
+            p.wait()
+    counts = _core._tuning_counts()
+    assert counts["adapt_one"] > 2 * counts["adapt_team"], counts

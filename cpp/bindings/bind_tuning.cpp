@@ -49,6 +49,7 @@ void register_tuning(py::module_& m) {
     table["tile_available"] = detail::kTileProductAvailable;
     table["l2_bytes"] = double(Eigen::l2CacheSize());
     table["min_parallel_flops"] = tuning::kMinParallelFlops;
+    table["adapt_probe_every"] = tuning::kAdaptProbeEvery;
     table["pointwise_ops_per_element"] = tuning::kPointwiseOpsPerElement;
     table["min_pointwise_ops_per_thread"] = tuning::kMinPointwiseOpsPerThread;
     table["min_step_flops_per_thread"] = tuning::kMinStepFlopsPerThread;

@@ -4,6 +4,8 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <chrono>
+#include <utility>
 #include <exception>
 
 #ifdef _OPENMP
@@ -17,9 +19,85 @@
 
 namespace rnncore::detail {
 
+/// Per calling thread: which of one thread and the team (set_num_threads's threads) ran each kind of kernel call
+/// faster, measured. A kind of call is keyed by its flops and the team size (a training loop repeats the same few
+/// calls). Each call runs on the faster of the two as measured (the team first, then one thread, to time both), and
+/// the other is re-timed once its expected extra cost is at most 1/kAdaptProbeEvery of the time spent since its last
+/// timing: a core kept busy by another process delays the team's every fork/join by a scheduler slice, which made 2
+/// threads up to 8x slower than 1 (bench/README.md, "Threads under load"); on an idle machine the team stays faster.
+class AdaptiveThreads {
+  struct Entry {
+    double flops = -1;
+    int team = 0;
+    double seconds[2] = {0, 0};  // smoothed wall time of a call: [0] one thread, [1] the team; 0 = not timed
+    double since_probe = 0;      // calls on the chosen since the other was last timed
+    bool team_chosen = true;     // the team runs the calls (one thread re-timed now and then), else one thread
+    bool first_pair = true;      // until both are timed once
+  };
+
+ public:
+  /// The choice for one call: its kind's entry and whether it runs on the team.
+  struct Choice {
+    Entry* entry;
+    bool team;   // on the team, else on one thread
+    bool probe;  // a first timing or a re-timing of the slower one
+  };
+
+  /// The choice for a call of `flops` on a team of `team` threads.
+  Choice choose(double flops, int team) {
+    Entry& e = find(flops, team);
+    if (e.seconds[1] <= 0) return {&e, true, true};   // not timed yet: the team first
+    if (e.seconds[0] <= 0) return {&e, false, true};  // then one thread
+    if (e.first_pair) {                                // both timed once: the faster runs the calls
+      e.team_chosen = e.seconds[1] < e.seconds[0];
+      e.first_pair = false;
+    }
+    double chosen = e.seconds[e.team_chosen], other = e.seconds[!e.team_chosen];
+    if (other * (1 + tuning::kAdaptMargin) < chosen) {  // the other is faster by more than the noise
+      e.team_chosen = !e.team_chosen;
+      e.since_probe = 0;
+      std::swap(chosen, other);
+    }
+    // Re-time the other once the calls on the chosen since its last timing took kAdaptProbeEvery x its extra time.
+    const double extra = std::max(other - chosen, tuning::kAdaptMargin * chosen);
+    const bool probe = e.since_probe * chosen >= tuning::kAdaptProbeEvery * extra;
+    e.since_probe = probe ? 0 : e.since_probe + 1;
+    return {&e, probe != e.team_chosen, probe};
+  }
+
+  /// The call given `choice` took `seconds`. A first timing or a slower re-timing replaces the old time (it may be
+  /// long stale); a faster re-timing moves it halfway (one lucky call under load does not switch the calls to a
+  /// slower team: it takes two); the chosen one's time is smoothed.
+  static void record(Choice choice, double seconds) {
+    double& t = choice.entry->seconds[choice.team ? 1 : 0];
+    if (!choice.probe) t += tuning::kAdaptSmoothing * (seconds - t);
+    else t = t <= 0 || seconds >= t ? seconds : (t + seconds) / 2;
+  }
+
+  static AdaptiveThreads& of_this_thread() {
+    thread_local AdaptiveThreads table;
+    return table;
+  }
+
+ private:
+  Entry& find(double flops, int team) {
+    for (Entry& e : entries_)
+      if (e.flops == flops && e.team == team) return e;
+    Entry& e = entries_[next_];  // a new kind of call replaces the oldest
+    next_ = (next_ + 1) % tuning::kAdaptKinds;
+    e = Entry{};
+    e.flops = flops;
+    e.team = team;
+    return e;
+  }
+  Entry entries_[tuning::kAdaptKinds];
+  int next_ = 0;
+};
+
 /// Set at every kernel's entry, for the calling thread only: flush-to-zero, and the threads this call may use —
-/// rnncore::set_num_threads's value when the call's work (in flops) repays a fork/join, else 1 (tuning.hpp's
-/// kMinParallelFlops; the parallel knob forces either way). The thread count is
+/// rnncore::set_num_threads's value when the call's work (in flops) repays a fork/join (tuning.hpp's
+/// kMinParallelFlops; the parallel knob forces either way) and the team has been measured faster than one thread
+/// for this kind of call (AdaptiveThreads; the adapt_threads knob forces either way), else 1. The thread count is
 /// OpenMP's per-thread setting, which Eigen's own GEMMs read too, so concurrent calls from several Python threads
 /// each get their own; the caller's setting is restored on exit.
 class KernelScope {
@@ -27,14 +105,28 @@ class KernelScope {
   explicit KernelScope(double flops) {
 #ifdef _OPENMP
     saved_threads_ = omp_get_max_threads();
-    const int force = forced(Knob::parallel);
-    omp_set_num_threads((force < 0 ? flops >= tuning::kMinParallelFlops : force == 1) ? get_num_threads() : 1);
+    const int force = forced(Knob::parallel), team = get_num_threads();
+    bool use_team = force < 0 ? flops >= tuning::kMinParallelFlops : force == 1;
+    if (force < 0 && use_team && team > 1) {
+      const int adapt = forced(Knob::adapt_threads);
+      if (adapt < 0) {
+        choice_ = AdaptiveThreads::of_this_thread().choose(flops, team);
+        use_team = choice_.team;
+        start_ = std::chrono::steady_clock::now();
+      } else {
+        use_team = adapt == 0;
+      }
+      count_path(use_team ? Path::adapt_team : Path::adapt_one);
+    }
+    omp_set_num_threads(use_team ? team : 1);
 #else
     (void)flops;
 #endif
   }
   ~KernelScope() {
 #ifdef _OPENMP
+    if (choice_.entry != nullptr)
+      AdaptiveThreads::record(choice_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
     omp_set_num_threads(saved_threads_);
 #endif
   }
@@ -44,6 +136,8 @@ class KernelScope {
  private:
   FlushDenormalsScope fp_mode_;
   int saved_threads_ = 1;
+  AdaptiveThreads::Choice choice_{nullptr, false, false};  // entry set when this call's thread count is measured
+  std::chrono::steady_clock::time_point start_;
 };
 
 /// How many threads a piece of work of `work` scalar operations, divisible into `parts` independent pieces, gets:

@@ -19,6 +19,18 @@ namespace rnncore::detail::tuning {
 /// T=100 B<=4 H<=64 calls 5-30% slower: Eigen splits any GEMM above 50k multiply-adds, each fork/join costs µs.
 inline constexpr double kMinParallelFlops = 20e6;
 
+/// AdaptiveThreads (parallel.hpp): the one of one thread and the team not running the calls is re-timed once its
+/// expected extra cost is 1/kAdaptProbeEvery of the time since (at 32, re-timing a loaded team cost 4-8% against
+/// calls all on one thread, the stored team time running low between re-timings); the choice changes when the
+/// other is faster by more than kAdaptMargin (without it, and with one fast re-timing enough to switch, timing noise
+/// under load put calls on a 2-3x slower team: 1.05-1.15x of one thread on the medium configs); a call's time moves
+/// the smoothed one by kAdaptSmoothing;
+/// kAdaptKinds kinds of call (flops, team) are remembered per calling thread.
+inline constexpr double kAdaptProbeEvery = 64.0;
+inline constexpr double kAdaptMargin = 0.05;
+inline constexpr double kAdaptSmoothing = 0.25;
+inline constexpr int kAdaptKinds = 16;
+
 /// Pointwise passes (for_each_row): ~8 operations per element (exp, divide, fma…), and from 64k of them (~5 µs) per
 /// thread a row split repays its fork/join (~1 µs); at 256k a B=16 H=256 LSTM step's pass ran on one thread.
 inline constexpr double kPointwiseOpsPerElement = 8.0;
@@ -120,6 +132,8 @@ namespace rnncore::detail {
 /// Runtime overrides of the path choices above, for the tests (rnncore._core._tuning_set). Each is auto (-1: the
 /// thresholds decide), off (0) or on (1); read once per kernel call or product set-up, never inside a loop.
 ///   parallel:     KernelScope gives the call set_num_threads's threads (on) or one (off), whatever its flops
+///   adapt_threads: a call the thresholds give the team (parallel auto) runs on one thread (on) or on the team
+///                 (off: the thresholds alone, as before the measurement); auto: the faster as measured
 ///   row_split:    for_row_blocks splits a time loop by batch rows (on: whenever each thread gets a panel) or not
 ///   batch_split:  a per-step tile product on 2+ threads splits by batch panels (on: when each thread gets one)
 ///                 or by weight panels (off)                                                   [tile builds only]
@@ -130,10 +144,12 @@ namespace rnncore::detail {
 ///                 dot products (off); the backward's dh · W is always packed
 ///   fuse_units:   a one-row float product is packed by units for the cell's fused update (auto/on: where the
 ///                 shapes allow) or packed plainly and followed by the row pass (off)
-enum class Knob : int { parallel, row_split, batch_split, weight_in_l2, tile_gemm, pack_row, fuse_units, count };
+enum class Knob : int {
+  parallel, row_split, batch_split, weight_in_l2, tile_gemm, pack_row, fuse_units, adapt_threads, count
+};
 inline constexpr const char* kKnobNames[] = {"parallel",  "row_split", "batch_split", "weight_in_l2",
-                                             "tile_gemm", "pack_row",  "fuse_units"};
-inline std::atomic<int> knob_values[int(Knob::count)] = {-1, -1, -1, -1, -1, -1, -1};
+                                             "tile_gemm", "pack_row",  "fuse_units",  "adapt_threads"};
+inline std::atomic<int> knob_values[int(Knob::count)] = {-1, -1, -1, -1, -1, -1, -1, -1};
 
 /// A knob's setting: -1 auto, 0 off, 1 on.
 inline int forced(Knob knob) { return knob_values[int(knob)].load(std::memory_order_relaxed); }
@@ -150,11 +166,14 @@ enum class Path : int {
   step_gebp,          // batched per-step product on Eigen's gebp micro-kernel
   gemm_tile,          // a GEMM helper's product on the tile GEMM
   gemm_eigen,         // a GEMM helper's product on Eigen
+  adapt_team,         // KernelScope: a call the thresholds give the team ran on it (measured faster, or forced)
+  adapt_one,          // KernelScope: such a call ran on one thread (measured faster, or forced)
   count
 };
 inline constexpr const char* kPathNames[] = {"one_block",         "row_split", "step_row_fused",
                                              "step_row_panels",   "step_row_unpacked", "step_tile",
-                                             "step_gebp",         "gemm_tile", "gemm_eigen"};
+                                             "step_gebp",         "gemm_tile", "gemm_eigen",
+                                             "adapt_team",        "adapt_one"};
 inline std::atomic<std::int64_t> path_counts[int(Path::count)] = {};
 
 inline void count_path(Path path) { path_counts[int(path)].fetch_add(1, std::memory_order_relaxed); }

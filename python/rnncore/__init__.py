@@ -33,7 +33,14 @@ from . import interop, losses, ops, optim, reference, utils as utils  # noqa: E4
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .module import Module, load, save  # noqa: E402
 from .nn import Embedding, Linear  # noqa: E402
-from .ops.runtime import empty_cache, get_num_threads, memory_stats, set_cache_limit, set_num_threads  # noqa: E402
+from .ops.runtime import (  # noqa: E402
+    empty_cache,
+    get_num_threads,
+    memory_stats,
+    set_cache_limit,
+    set_num_threads,
+    threads,
+)
 from .sequential import LastHidden, Sequential  # noqa: E402
 from .serialization import load_training_state  # noqa: E402
 from .utils import clip_grad_norm, clip_grad_value  # noqa: E402
@@ -44,4 +51,5 @@ __all__ = [
     "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "__version__",
     "Sequential", "LastHidden",
     "load_training_state",
+    "threads",
 ]

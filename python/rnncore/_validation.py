@@ -1339,3 +1339,16 @@ def schedule_state(state: Any, schedule: str, checks: Mapping[str, ScheduleCheck
         except (TypeError, ValueError) as e:
             raise type(e)(f"load_state_dict: {e}") from None
     return checked
+
+
+# ---- threads (rnncore.ops.runtime) -----------------------------------------------------------------------------------
+
+def thread_count(name: str, value: Any) -> int | None:
+    """A thread count: an int >= 1, or None (keep the current one)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= 1 or None, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1 or None, got {value}")
+    return int(value)

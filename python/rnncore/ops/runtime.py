@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from .. import _core
-from .._validation import non_negative_int, positive_int
+import contextlib
+from types import TracebackType
+from typing import Any
 
-__all__ = ["set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "build_info",
-           "simd_instruction_sets", "has_openmp"]
+from .. import _core
+from .._validation import non_negative_int, positive_int, thread_count
+
+__all__ = ["set_num_threads", "get_num_threads", "threads", "memory_stats", "empty_cache", "set_cache_limit",
+           "build_info", "simd_instruction_sets", "has_openmp"]
 
 
 def set_num_threads(n: int) -> None:
@@ -17,6 +21,48 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Threads used inside one kernel call."""
     return _core.get_num_threads()
+
+
+class threads(contextlib.ContextDecorator):
+    """Threads for a block of code: rnncore's kernels get ``n`` (``set_num_threads``; None keeps the current count)
+    and the BLAS / OpenMP thread pools of NumPy and the other loaded libraries (found by threadpoolctl) get at most
+    ``blas`` (default 1). Both are restored on exit, also when the block raises. Nests; works as a decorator::
+
+        with rnncore.threads(2):          # rnncore on 2 threads, NumPy's `@` on 1
+            for x, target in batches:
+                ...
+
+    Why BLAS gets 1 by default: OpenBLAS's worker threads keep spinning after a multithreaded `@`, on the cores
+    rnncore's threads need; the small products of a training loop (a Linear head, attention scores) run no faster
+    threaded, and both libraries slow down when they fight (README, "Threads"). Pass ``blas=None`` to leave BLAS
+    as it is."""
+
+    def __init__(self, n: int | None = None, *, blas: int | None = 1) -> None:
+        self.n = thread_count("n", n)
+        self.blas = thread_count("blas", blas)
+        self._saved: list[tuple[int, Any]] = []  # one (rnncore threads, threadpoolctl limiter) per open block
+
+    def __enter__(self) -> threads:
+        previous = _core.get_num_threads()
+        limiter = None
+        if self.blas is not None:
+            import threadpoolctl  # a dependency, imported on first use: `import rnncore` stays fast
+
+            limiter = threadpoolctl.threadpool_limits(limits=self.blas)
+        if self.n is not None:
+            _core.set_num_threads(self.n)
+        self._saved.append((previous, limiter))
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        previous, limiter = self._saved.pop()
+        _core.set_num_threads(previous)
+        if limiter is not None:
+            limiter.restore_original_limits()
+
+    def __repr__(self) -> str:
+        return f"threads({self.n!r}, blas={self.blas!r})"
 
 
 def memory_stats() -> dict[str, int]:
