@@ -116,44 +116,56 @@ def worker(configs: list[Config], phases: int, rounds: int, busy_cpu: int | None
 
 
 def model_loop(rounds: int, sample_s: float) -> dict:
-    """A user's training step mixing rnncore and NumPy's BLAS (the issue's case): an LSTM (I=H=128, T=50, B=32), a
-    Linear head over every step (NumPy's `@` on this branch) and the head's weight gradient `dy^T @ y`, forward and
-    backward, as is (rnncore 2 threads, BLAS its default) and inside ``rc.threads()`` (BLAS capped to 1), interleaved.
-    Returns medians (ms)."""
+    """A user's training step (the issue's case): an LSTM (I=H=128, T=50, B=32) with a 512-way head over every step,
+    forward and backward, the head either ``rc.Linear`` (rnncore's GEMM) or the user's own NumPy products
+    (``y @ W.T``, ``dy.T @ y``, ``dy @ W``: NumPy's BLAS); each as is (rnncore 2 threads, BLAS its default) and inside
+    ``rc.threads()`` (BLAS capped to 1), interleaved. Returns medians (ms)."""
+    import contextlib
+
     import numpy as np
 
     import rnncore as rc
     rng = np.random.default_rng(0)
     T, B, H, V = 50, 32, 128, 512
     lstm, head = rc.LSTM(H, H, seed=0), rc.Linear(H, V, seed=1)
+    w, dw = head.weight.copy(), np.zeros_like(head.weight)
     x = rng.standard_normal((T, B, H), dtype=np.float32)
     dlogits = rng.standard_normal((T * B, V), dtype=np.float32)
 
-    def step():
-        y, _ = lstm(x)
-        logits = head(y.reshape(T * B, H))
-        dy = head.backward(dlogits)
-        lstm.backward(dy.reshape(T, B, H))
-        return logits
+    def linear_head(y2):
+        head(y2)
+        return head.backward(dlogits)
 
-    def timed(block):
+    def numpy_head(y2):
+        _ = y2 @ w.T
+        dw[...] += dlogits.T @ y2
+        return dlogits @ w
+
+    def step(head_fn):
+        y, _ = lstm(x)
+        dy = head_fn(y.reshape(T * B, H))
+        lstm.backward(dy.reshape(T, B, H))
+
+    def timed(block, head_fn):
         with block:
             t0, k = time.perf_counter(), 0
             while time.perf_counter() - t0 < sample_s:
-                step()
+                step(head_fn)
                 k += 1
         return (time.perf_counter() - t0) / k
 
-    import contextlib
     rc.set_num_threads(2)
-    variants = {"as is": contextlib.nullcontext, "rc.threads()": rc.threads, "rc.threads(1)": lambda: rc.threads(1)}
+    blocks = {"as is": contextlib.nullcontext, "rc.threads()": rc.threads}
+    heads = {"rc.Linear head": linear_head, "NumPy head": numpy_head}
+    variants = {f"{h}, {b}": (blocks[b], heads[h]) for h in heads for b in blocks}
     samples: dict = {name: [] for name in variants}
-    for make in variants.values():
-        timed(make())
+    for make, fn in variants.values():
+        timed(make(), fn)
     for r in range(rounds):
         names = list(variants)[r % len(variants):] + list(variants)[:r % len(variants)]
         for name in names:
-            samples[name].append(timed(variants[name]()))
+            make, fn = variants[name]
+            samples[name].append(timed(make(), fn))
     return {name: float(np.median(v)) * 1e3 for name, v in samples.items()}
 
 
