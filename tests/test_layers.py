@@ -10,16 +10,8 @@ import pytest
 import rnncore as rc
 
 from support.arrays import numerical_gradient
-from support.cells import as_tuple
+from support.cells import LAYERS, as_tuple
 from support.tolerances import assert_close
-
-LAYERS = [
-    pytest.param(rc.LSTM, {}, id="lstm"),
-    pytest.param(rc.GRU, {}, id="gru"),
-    pytest.param(rc.GRU, {"reset_after": False}, id="gru_reset_before"),
-    pytest.param(rc.RNN, {"nonlinearity": "tanh"}, id="rnn_tanh"),
-    pytest.param(rc.RNN, {"nonlinearity": "relu"}, id="rnn_relu"),
-]
 
 
 def random_state(layer, batch, rng):

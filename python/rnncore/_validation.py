@@ -95,8 +95,9 @@ def optional_float_array(name: str, a: Any, expected: Sequence[Dim], dtype: np.d
     return None if a is None else float_array(name, a, expected, dtype)
 
 
-def lengths_array(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
-    """Checks per-sample valid lengths: integers, shape [B], each in 1..T. Returns an int64 copy (or None)."""
+def lengths_array(lengths: Any, batch: int, steps: int, shortest: int = 1) -> np.ndarray | None:
+    """Checks per-sample valid lengths: integers, shape [B], each in shortest..T (the kernels take 1..T; the layers
+    0..T, a sample with none taking no step). Returns an int64 copy (or None)."""
     if lengths is None:
         return None
     arr = np.asarray(lengths)
@@ -104,9 +105,9 @@ def lengths_array(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
     if arr.shape != (batch,):
         raise ValueError(f"lengths must have shape [B] = ({batch},), got shape {arr.shape}")
-    if batch and (arr.min() < 1 or arr.max() > steps):
-        bad = arr[(arr < 1) | (arr > steps)]
-        raise ValueError(f"lengths must lie in 1..T = 1..{steps}, got {bad.tolist()[:5]}")
+    if batch and (arr.min() < shortest or arr.max() > steps):
+        bad = arr[(arr < shortest) | (arr > steps)]
+        raise ValueError(f"lengths must lie in {shortest}..T = {shortest}..{steps}, got {bad.tolist()[:5]}")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
@@ -601,22 +602,6 @@ def layer_kind(layer: Any, classes: tuple[type[_Recurrent], type[_Cell]]) -> Cel
         raise TypeError(f"layer must be an rnncore LSTM/GRU/RNN layer or LSTMCell/GRUCell/RNNCell, "
                         f"got {type(layer).__name__}")
     return layer.kind
-
-
-def layer_lengths(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
-    """A layer's per-sample valid lengths: integers, shape [B], each in 0..T (a sample with none takes no step; the
-    kernels' own lengths are 1..T). Returns an int64 copy (or None)."""
-    if lengths is None:
-        return None
-    arr = np.asarray(lengths)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
-    if arr.shape != (batch,):
-        raise ValueError(f"lengths must have shape [B] = ({batch},), got shape {arr.shape}")
-    if batch and (arr.min() < 0 or arr.max() > steps):
-        bad = arr[(arr < 0) | (arr > steps)]
-        raise ValueError(f"lengths must lie in 0..T = 0..{steps}, got {bad.tolist()[:5]}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def layer_gradient(module: str, name: str, a: Any, expected: Sequence[Dim], dtype: np.dtype) -> np.ndarray:

@@ -9,7 +9,9 @@ test is written once and run against both, and results come back as named dicts.
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
+import rnncore as rc
 from rnncore import ops, reference
 from rnncore._cell_table import VARIANTS, CellKind, Variant
 
@@ -78,6 +80,10 @@ class Cell:
 
 CELLS = [Cell(v) for v in VARIANTS]
 CELL_IDS = [c.name for c in CELLS]
+
+# The recurrent layers' cases, one per row of VARIANTS: parametrize("cls,options", LAYERS).
+_LAYER_OF_KIND = {cls.kind: cls for cls in (rc.LSTM, rc.GRU, rc.RNN)}
+LAYERS = [pytest.param(_LAYER_OF_KIND[v.kind], dict(v.options), id=v.name) for v in VARIANTS]
 
 
 def make_inputs(rng, cell, T, B, I, H, dtype, bias=True, lengths=False):

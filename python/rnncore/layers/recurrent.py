@@ -34,7 +34,7 @@ from .._validation import (
     flag,
     float_array,
     layer_gradient,
-    layer_lengths,
+    lengths_array,
     positive_int,
     state_tuple,
     streamable,
@@ -177,7 +177,8 @@ class _Recurrent(Parameterized):
             x = np.ascontiguousarray(x.transpose(1, 0, 2))
         steps, batch, _ = x.shape
         states0 = self._check_state(state, batch)
-        plan = _Padding(layer_lengths(lengths, batch, steps), choice("padding", padding, _PADDINGS), steps, batch)
+        lengths = lengths_array(lengths, batch, steps, shortest=0)  # a layer takes samples with no step
+        plan = _Padding(lengths, choice("padding", padding, _PADDINGS), steps, batch)
         y, finals, record = self._forward_layers(plan.to_kernels(x), plan.kept_states(states0), plan.lengths)
         self.save_for_backward((record, plan))  # (a no-op in eval mode)
         y = plan.from_kernels(y)
