@@ -802,6 +802,13 @@ def linear_gradient_arrays(x: Any, weight: Any, dy: Any, dweight: Any, dbias: An
     dy = float_array("dy", dy, [("N", N), ("O", O)], x.dtype)
     dweight = accumulator_of("dweight", dweight, [("O", O), ("I", I)], x.dtype)
     dbias = None if dbias is None else accumulator_of("dbias", dbias, [("O", O)], x.dtype)
+    # the kernel writes the accumulators while it reads the rest (and dbias before dweight's product): any overlap
+    # gives wrong gradients. All are C-contiguous here, so may_share_memory (extents overlap) is exact.
+    for name, accumulator in (("dweight", dweight), ("dbias", dbias)):
+        for other_name, other in (("x", x), ("weight", weight), ("dy", dy), ("dweight", dweight)):
+            if accumulator is not None and other_name != name and np.may_share_memory(accumulator, other):
+                raise ValueError(f"{name} must not share memory with {other_name} (it is added into in place while "
+                                 "the others are read)")
     return x, weight, dy, dweight, dbias, flag("need_dx", need_dx)
 
 
