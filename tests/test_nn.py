@@ -301,3 +301,31 @@ def test_linear_and_embedding_keep_a_tape(rng):
     emb.backward(np.ones((1, 2)))
     emb.backward(np.full((2, 2), 2.0))
     np.testing.assert_array_equal(emb.gradients()["weight"][:, 0], [2, 2, 0, 1])
+
+
+@pytest.mark.parametrize("replace", ["weight-columns", "weight-rows-and-columns", "bias", "weight-dtype"])
+def test_linear_refuses_a_parameter_replaced_by_one_of_another_shape(replace, rng):
+    """register_parameter may replace a parameter (as in torch), but rnncore's GEMM trusts Linear's shapes: a weight
+    [3, 2] on Linear(4, 3) was read as [3, 4] (a heap over-read: garbage y) and its backward wrote a [3, 4] gradient
+    into the [3, 2] buffer (heap overflow). Forward and backward now check the parameters first, as torch's
+    F.linear does."""
+    lin = Linear(4, 3, seed=0)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    lin(x)  # a recorded call, so backward would run the kernel
+    new, expected = {
+        "weight-columns": ("weight", np.zeros((3, 2), np.float32)),
+        "weight-rows-and-columns": ("weight", np.zeros((2, 2), np.float32)),
+        "bias": ("bias", np.zeros(7, np.float32)),
+        "weight-dtype": ("weight", np.zeros((3, 4), np.float64)),
+    }[replace], {
+        "weight-columns": r"Linear\.weight has shape \(3, 2\), expected \(3, 4\) = \[out_features, in_features\]",
+        "weight-rows-and-columns": r"Linear\.weight has shape \(2, 2\), expected \(3, 4\)",
+        "bias": r"Linear\.bias has shape \(7,\), expected \(3,\) = \[out_features\]",
+        "weight-dtype": r"Linear\.weight has dtype float64, expected float32 \(the dtype= the module was built with\)",
+    }[replace]
+    lin.register_parameter(*new)
+    exc = TypeError if replace.endswith("dtype") else ValueError
+    with pytest.raises(exc, match=expected):
+        lin.backward(np.ones((5, 3), np.float32))
+    with pytest.raises(exc, match=expected):
+        lin(x)

@@ -812,6 +812,25 @@ def linear_gradient_arrays(x: Any, weight: Any, dy: Any, dweight: Any, dbias: An
     return x, weight, dy, dweight, dbias, flag("need_dx", need_dx)
 
 
+def linear_parameters(module: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A Linear's ``weight [out_features, in_features]`` and ``bias [out_features]`` (or None) as its kernels trust
+    them: ``register_parameter`` may have replaced either with an array of another shape or dtype (as torch allows;
+    its F.linear then raises), which rnncore's GEMM would read and write past the end of."""
+    params, name = module._params, type(module).__name__
+    expected = {"weight": ((module.out_features, module.in_features), "[out_features, in_features]"),
+                "bias": ((module.out_features,), "[out_features]")}
+    for key, (shape, letters) in expected.items():
+        a = params.get(key)
+        if a is None:
+            continue
+        if a.dtype != module.dtype:
+            raise TypeError(f"{name}.{key} has dtype {a.dtype}, expected {module.dtype} {MODULE_DTYPE}")
+        if a.shape != shape:
+            raise ValueError(f"{name}.{key} has shape {a.shape}, expected {shape} = {letters} (a parameter replaced "
+                             "by register_parameter must keep its shape)")
+    return params["weight"], params.get("bias")
+
+
 # ---- modules, saving (rnncore.module) -------------------------------------------------------------------------------
 
 def config_method(module: Any) -> Callable[[], dict[str, Any]]:
