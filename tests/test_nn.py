@@ -329,3 +329,17 @@ def test_linear_refuses_a_parameter_replaced_by_one_of_another_shape(replace, rn
         lin.backward(np.ones((5, 3), np.float32))
     with pytest.raises(exc, match=expected):
         lin(x)
+
+
+def test_embedding_refuses_a_weight_replaced_by_one_of_another_shape():
+    """Embedding(10, 4) with its weight replaced by a [10, 2] array: backward's scatter-add wrote dy's 4 columns per
+    row into the 2-column gradient buffer (row 9 past its end); now checked first, as for Linear."""
+    emb = Embedding(10, 4, seed=0)
+    emb(np.array([1, 9]))
+    emb.register_parameter("weight", np.zeros((10, 2), np.float32))
+    match = r"Embedding\.weight has shape \(10, 2\), expected \(10, 4\) = \[num_embeddings, embedding_dim\]"
+    with pytest.raises(ValueError, match=match):
+        emb.backward(np.ones((2, 4), np.float32))
+    assert not emb.gradients()["weight"].any()
+    with pytest.raises(ValueError, match=match):
+        emb(np.array([1, 9]))

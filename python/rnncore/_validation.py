@@ -812,23 +812,37 @@ def linear_gradient_arrays(x: Any, weight: Any, dy: Any, dweight: Any, dbias: An
     return x, weight, dy, dweight, dbias, flag("need_dx", need_dx)
 
 
-def linear_parameters(module: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """A Linear's ``weight [out_features, in_features]`` and ``bias [out_features]`` (or None) as its kernels trust
-    them: ``register_parameter`` may have replaced either with an array of another shape or dtype (as torch allows;
-    its F.linear then raises), which rnncore's GEMM would read and write past the end of."""
-    params, name = module._params, type(module).__name__
-    expected = {"weight": ((module.out_features, module.in_features), "[out_features, in_features]"),
-                "bias": ((module.out_features,), "[out_features]")}
+def module_parameters(module: Any, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[np.ndarray | None]:
+    """A built-in module's parameters as its kernels trust them, ``expected`` giving each name's shape and its
+    letters (absent ones are None): ``register_parameter`` may have replaced one with an array of another shape or
+    dtype (as torch allows; its functions then raise), which a kernel would read and write past the end of."""
+    params, name, checked = module._params, type(module).__name__, []
     for key, (shape, letters) in expected.items():
         a = params.get(key)
-        if a is None:
-            continue
-        if a.dtype != module.dtype:
+        if a is not None and a.dtype != module.dtype:
             raise TypeError(f"{name}.{key} has dtype {a.dtype}, expected {module.dtype} {MODULE_DTYPE}")
-        if a.shape != shape:
+        if a is not None and a.shape != shape:
             raise ValueError(f"{name}.{key} has shape {a.shape}, expected {shape} = {letters} (a parameter replaced "
                              "by register_parameter must keep its shape)")
-    return params["weight"], params.get("bias")
+        checked.append(a)
+    return checked
+
+
+def linear_parameters(module: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A Linear's ``weight [out_features, in_features]`` and ``bias [out_features]`` (or None), checked."""
+    weight, bias = module_parameters(module, {
+        "weight": ((module.out_features, module.in_features), "[out_features, in_features]"),
+        "bias": ((module.out_features,), "[out_features]")})
+    assert weight is not None  # Linear always has one
+    return weight, bias
+
+
+def embedding_weight(module: Any) -> np.ndarray:
+    """An Embedding's ``weight [num_embeddings, embedding_dim]``, checked."""
+    (weight,) = module_parameters(module, {
+        "weight": ((module.num_embeddings, module.embedding_dim), "[num_embeddings, embedding_dim]")})
+    assert weight is not None
+    return weight
 
 
 # ---- modules, saving (rnncore.module) -------------------------------------------------------------------------------

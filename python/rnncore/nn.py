@@ -16,6 +16,7 @@ import numpy as np
 
 from ._validation import (
     MODULE_DTYPE,
+    embedding_weight,
     features_array,
     flag,
     float_array,
@@ -130,7 +131,7 @@ class Embedding(Parameterized):
 
     def __call__(self, indices: npt.ArrayLike) -> np.ndarray:
         idx = index_array("indices", indices, self.num_embeddings, letter="num_embeddings")
-        out = np.take(self._params["weight"], idx, axis=0)
+        out = np.take(embedding_weight(self), idx, axis=0)
         if self.training:
             self.save_for_backward(idx.copy())  # private: the caller may reuse its index buffer
         return out
@@ -139,6 +140,7 @@ class Embedding(Parameterized):
         """Accumulates ``weight``'s gradient for the last recorded call (calls go back in reverse order): row
         ``indices[...]`` += ``dy[...]`` (``dy [..., embedding_dim]``, that call's output shape), skipping
         ``padding_idx``. Returns None (indices have no gradient)."""
+        embedding_weight(self)  # before the tape: a refused call is not used up
         idx = self.saved_for_backward()
         try:
             dy = float_array("dy", dy, [(f"d{k}", n) for k, n in enumerate(idx.shape)]
