@@ -161,3 +161,20 @@ def test_blocks_of_two_python_threads_exiting_out_of_order_restore_everything(tw
     assert seen["b after a left"] == 1
     assert rc.get_num_threads() == 2
     assert set(blas_limits().values()) == {2}
+
+
+def test_default_count_not_taken_from_a_capped_openmp_pool():
+    """rnncore's default thread count (all of OpenMP's) was read on first use, from the calling thread's OpenMP
+    setting: a process whose first rnncore call ran inside threadpoolctl.threadpool_limits(1) (or rnncore.threads
+    reading it after the cap) kept 1 thread for good. It is read when rnncore is imported. Fresh processes."""
+    import subprocess
+    import sys
+
+    default = subprocess.run([sys.executable, "-c", "import rnncore; print(rnncore.get_num_threads())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    capped_first = subprocess.run([sys.executable, "-c", (
+        "import numpy, threadpoolctl, rnncore\n"
+        "with threadpoolctl.threadpool_limits(limits=1):\n"
+        "    rnncore.get_num_threads()\n"
+        "print(rnncore.get_num_threads())\n")], capture_output=True, text=True, check=True).stdout.strip()
+    assert capped_first == default
