@@ -189,3 +189,27 @@ def test_linear_backward_checks_its_arguments(call, exc, match):
     with pytest.raises(exc, match=match):
         call(dw, db)
     assert not dw.any() and not db.any(), "a rejected call adds nothing"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("accumulator,operand", [
+    ("dweight", "x"), ("dweight", "weight"), ("dweight", "dy"), ("dbias", "dy"), ("dbias", "x"), ("dbias", "dweight"),
+])
+def test_linear_backward_rejects_gradients_sharing_memory_with_its_operands(dtype, accumulator, operand):
+    """dweight / dbias are written in place while x, weight and dy are read (and dbias before dweight's product):
+    an accumulator that shares memory with another argument silently gave wrong gradients (dweight is x: off by
+    ~1; dweight is weight: dx from the updated weight), so it is rejected before anything changes."""
+    N = I = O = 6
+    rng = np.random.default_rng(11)
+    args = dict(zip(("x", "weight", "bias", "dy"), operands(rng, N, I, O, dtype)))
+    args["dweight"], args["dbias"] = np.zeros((O, I), dtype), np.zeros(O, dtype)
+    if accumulator == "dweight":
+        args["dweight"] = args[operand]
+    else:  # a row of a [6, 6] operand has dbias's shape [O]
+        args["dbias"] = args[operand][2]
+    before = {name: a.copy() for name, a in args.items() if a is not None}
+    with pytest.raises(ValueError, match=rf"{accumulator} must not share memory with {operand} \(it is added into in "
+                                         r"place while the others are read\)"):
+        ops.linear_backward(args["x"], args["weight"], args["dy"], args["dweight"], args["dbias"])
+    for name, a in before.items():
+        np.testing.assert_array_equal(args[name], a, err_msg=f"{name} changed by a rejected call")

@@ -301,3 +301,45 @@ def test_linear_and_embedding_keep_a_tape(rng):
     emb.backward(np.ones((1, 2)))
     emb.backward(np.full((2, 2), 2.0))
     np.testing.assert_array_equal(emb.gradients()["weight"][:, 0], [2, 2, 0, 1])
+
+
+@pytest.mark.parametrize("replace", ["weight-columns", "weight-rows-and-columns", "bias", "weight-dtype"])
+def test_linear_refuses_a_parameter_replaced_by_one_of_another_shape(replace, rng):
+    """register_parameter may replace a parameter (as in torch), but rnncore's GEMM trusts Linear's shapes: a weight
+    [3, 2] on Linear(4, 3) was read as [3, 4] (a heap over-read: garbage y) and its backward wrote a [3, 4] gradient
+    into the [3, 2] buffer (heap overflow). Forward and backward now check the parameters first, as torch's
+    F.linear does."""
+    lin = Linear(4, 3, seed=0)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    lin(x)  # a recorded call, so backward would run the kernel
+    new, expected = {
+        "weight-columns": ("weight", np.zeros((3, 2), np.float32)),
+        "weight-rows-and-columns": ("weight", np.zeros((2, 2), np.float32)),
+        "bias": ("bias", np.zeros(7, np.float32)),
+        "weight-dtype": ("weight", np.zeros((3, 4), np.float64)),
+    }[replace], {
+        "weight-columns": r"Linear\.weight has shape \(3, 2\), expected \(3, 4\) = \[out_features, in_features\]",
+        "weight-rows-and-columns": r"Linear\.weight has shape \(2, 2\), expected \(3, 4\)",
+        "bias": r"Linear\.bias has shape \(7,\), expected \(3,\) = \[out_features\]",
+        "weight-dtype": r"Linear\.weight has dtype float64, expected float32 \(the dtype= the module was built with\)",
+    }[replace]
+    lin.register_parameter(*new)
+    exc = TypeError if replace.endswith("dtype") else ValueError
+    with pytest.raises(exc, match=expected):
+        lin.backward(np.ones((5, 3), np.float32))
+    with pytest.raises(exc, match=expected):
+        lin(x)
+
+
+def test_embedding_refuses_a_weight_replaced_by_one_of_another_shape():
+    """Embedding(10, 4) with its weight replaced by a [10, 2] array: backward's scatter-add wrote dy's 4 columns per
+    row into the 2-column gradient buffer (row 9 past its end); now checked first, as for Linear."""
+    emb = Embedding(10, 4, seed=0)
+    emb(np.array([1, 9]))
+    emb.register_parameter("weight", np.zeros((10, 2), np.float32))
+    match = r"Embedding\.weight has shape \(10, 2\), expected \(10, 4\) = \[num_embeddings, embedding_dim\]"
+    with pytest.raises(ValueError, match=match):
+        emb.backward(np.ones((2, 4), np.float32))
+    assert not emb.gradients()["weight"].any()
+    with pytest.raises(ValueError, match=match):
+        emb(np.array([1, 9]))

@@ -124,3 +124,57 @@ def test_numpy_integer_accepted(two_of_everything):
 def test_repr():
     assert repr(rc.threads(2)) == "threads(2, blas=1)"
     assert repr(rc.threads(blas=None)) == "threads(None, blas=None)"
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["two_blocks", "one_decorator_object"])
+def test_blocks_of_two_python_threads_exiting_out_of_order_restore_everything(two_of_everything, shared):
+    """Thread a enters a block, thread b enters one, a leaves first, then b. rnncore's thread count is process-wide,
+    so a block's exit used to restore what it saw on entry: a's exit undid b's block while b still ran, and b's exit
+    then restored a's setting, leaving rnncore at 1 thread for good. Now a block leaving out of order hands the
+    count it must restore to the block above it: b keeps its setting until it leaves, then all is as before. (The
+    BLAS limits are threadpoolctl's: only one Python thread at a time controls OpenBLAS's process-wide pool.)"""
+    import threading
+
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+    block_a = rc.threads(1)
+    block_b = block_a if shared else rc.threads(1, blas=1)
+
+    def thread_a():
+        with block_a:
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def thread_b():
+        a_in.wait(10)
+        with block_b:
+            b_in.set()
+            a_out.wait(10)
+            seen["b after a left"] = rc.get_num_threads()
+
+    workers = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(20)
+    assert seen["b after a left"] == 1
+    assert rc.get_num_threads() == 2
+    assert set(blas_limits().values()) == {2}
+
+
+def test_default_count_not_taken_from_a_capped_openmp_pool():
+    """rnncore's default thread count (all of OpenMP's) was read on first use, from the calling thread's OpenMP
+    setting: a process whose first rnncore call ran inside threadpoolctl.threadpool_limits(1) (or rnncore.threads
+    reading it after the cap) kept 1 thread for good. It is read when rnncore is imported. Fresh processes."""
+    import subprocess
+    import sys
+
+    default = subprocess.run([sys.executable, "-c", "import rnncore; print(rnncore.get_num_threads())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    capped_first = subprocess.run([sys.executable, "-c", (
+        "import numpy, threadpoolctl, rnncore\n"
+        "with threadpoolctl.threadpool_limits(limits=1):\n"
+        "    rnncore.get_num_threads()\n"
+        "print(rnncore.get_num_threads())\n")], capture_output=True, text=True, check=True).stdout.strip()
+    assert capped_first == default

@@ -28,6 +28,9 @@ std::atomic<int>& configured_threads() {
 #endif
   return threads;
 }
+/// Read when the library is loaded (import rnncore), not at first use: a first call inside a cap of the calling
+/// thread's OpenMP setting (threadpoolctl.threadpool_limits(1)) made that cap rnncore's default for good.
+[[maybe_unused]] const int kDefaultThreads = configured_threads().load();
 }  // namespace
 
 void set_num_threads(int n) { configured_threads().store(n > 0 ? n : 1); }

@@ -787,7 +787,47 @@ def linear_gradient_arrays(x: Any, weight: Any, dy: Any, dweight: Any, dbias: An
     dy = float_array("dy", dy, [("N", N), ("O", O)], x.dtype)
     dweight = accumulator_of("dweight", dweight, [("O", O), ("I", I)], x.dtype)
     dbias = None if dbias is None else accumulator_of("dbias", dbias, [("O", O)], x.dtype)
+    # the kernel writes the accumulators while it reads the rest (and dbias before dweight's product): any overlap
+    # gives wrong gradients. All are C-contiguous here, so may_share_memory (extents overlap) is exact.
+    for name, accumulator in (("dweight", dweight), ("dbias", dbias)):
+        for other_name, other in (("x", x), ("weight", weight), ("dy", dy), ("dweight", dweight)):
+            if accumulator is not None and other_name != name and np.may_share_memory(accumulator, other):
+                raise ValueError(f"{name} must not share memory with {other_name} (it is added into in place while "
+                                 "the others are read)")
     return x, weight, dy, dweight, dbias, flag("need_dx", need_dx)
+
+
+def module_parameters(module: Any, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[np.ndarray | None]:
+    """A built-in module's parameters as its kernels trust them, ``expected`` giving each name's shape and its
+    letters (absent ones are None): ``register_parameter`` may have replaced one with an array of another shape or
+    dtype (as torch allows; its functions then raise), which a kernel would read and write past the end of."""
+    params, name, checked = module._params, type(module).__name__, []
+    for key, (shape, letters) in expected.items():
+        a = params.get(key)
+        if a is not None and a.dtype != module.dtype:
+            raise TypeError(f"{name}.{key} has dtype {a.dtype}, expected {module.dtype} {MODULE_DTYPE}")
+        if a is not None and a.shape != shape:
+            raise ValueError(f"{name}.{key} has shape {a.shape}, expected {shape} = {letters} (a parameter replaced "
+                             "by register_parameter must keep its shape)")
+        checked.append(a)
+    return checked
+
+
+def linear_parameters(module: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A Linear's ``weight [out_features, in_features]`` and ``bias [out_features]`` (or None), checked."""
+    weight, bias = module_parameters(module, {
+        "weight": ((module.out_features, module.in_features), "[out_features, in_features]"),
+        "bias": ((module.out_features,), "[out_features]")})
+    assert weight is not None  # Linear always has one
+    return weight, bias
+
+
+def embedding_weight(module: Any) -> np.ndarray:
+    """An Embedding's ``weight [num_embeddings, embedding_dim]``, checked."""
+    (weight,) = module_parameters(module, {
+        "weight": ((module.num_embeddings, module.embedding_dim), "[num_embeddings, embedding_dim]")})
+    assert weight is not None
+    return weight
 
 
 # ---- modules, saving (rnncore.module) -------------------------------------------------------------------------------

@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import MODULE_DTYPE, features_array, flag, float_array, index_array, padding_index, positive_int
+from ._validation import (
+    MODULE_DTYPE,
+    embedding_weight,
+    features_array,
+    flag,
+    float_array,
+    index_array,
+    linear_parameters,
+    padding_index,
+    positive_int,
+)
 from .module import Parameterized
 from .ops.nn import embedding_backward_checked, linear_backward_checked, linear_forward_checked
 
@@ -56,8 +66,9 @@ class Linear(Parameterized):
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = features_array("x", x, "in_features", self.in_features, self.dtype, MODULE_DTYPE)
+        weight, bias = linear_parameters(self)
         # rnncore's GEMM under rc.set_num_threads, not NumPy's BLAS (whose threads would fight the kernels' threads)
-        y = linear_forward_checked(x.reshape(-1, self.in_features), self._params["weight"], self._params.get("bias"))
+        y = linear_forward_checked(x.reshape(-1, self.in_features), weight, bias)
         if self.training:  # a private C-contiguous copy: the caller may overwrite x before backward
             self.save_for_backward(np.array(x, order="C", copy=True))
         return y.reshape(x.shape[:-1] + (self.out_features,))
@@ -65,6 +76,7 @@ class Linear(Parameterized):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """Gradient w.r.t. the x of the last recorded call (same shape) — calls go back in reverse order; accumulates
         ``weight``'s and ``bias``'s gradients. ``dy`` has that call's output shape ``[..., out_features]``."""
+        weight, _ = linear_parameters(self)  # before the tape: a refused call is not used up
         x = self.saved_for_backward()
         try:
             dy = float_array("dy", dy, [(f"d{k}", n) for k, n in enumerate(x.shape[:-1])]
@@ -76,7 +88,7 @@ class Linear(Parameterized):
         except Exception:
             self._restore_saved(x)
             raise
-        dx = linear_backward_checked(x.reshape(-1, self.in_features), self._params["weight"],
+        dx = linear_backward_checked(x.reshape(-1, self.in_features), weight,
                                      dy.reshape(-1, self.out_features), self._grads["weight"],
                                      self._grads.get("bias"), True)
         assert dx is not None  # need_dx=True
@@ -119,7 +131,7 @@ class Embedding(Parameterized):
 
     def __call__(self, indices: npt.ArrayLike) -> np.ndarray:
         idx = index_array("indices", indices, self.num_embeddings, letter="num_embeddings")
-        out = np.take(self._params["weight"], idx, axis=0)
+        out = np.take(embedding_weight(self), idx, axis=0)
         if self.training:
             self.save_for_backward(idx.copy())  # private: the caller may reuse its index buffer
         return out
@@ -128,6 +140,7 @@ class Embedding(Parameterized):
         """Accumulates ``weight``'s gradient for the last recorded call (calls go back in reverse order): row
         ``indices[...]`` += ``dy[...]`` (``dy [..., embedding_dim]``, that call's output shape), skipping
         ``padding_idx``. Returns None (indices have no gradient)."""
+        embedding_weight(self)  # before the tape: a refused call is not used up
         idx = self.saved_for_backward()
         try:
             dy = float_array("dy", dy, [(f"d{k}", n) for k, n in enumerate(idx.shape)]

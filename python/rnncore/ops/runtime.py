@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from types import TracebackType
 from typing import Any
 
@@ -40,29 +41,53 @@ class threads(contextlib.ContextDecorator):
     def __init__(self, n: int | None = None, *, blas: int | None = 1) -> None:
         self.n = thread_count("n", n)
         self.blas = thread_count("blas", blas)
-        self._saved: list[tuple[int, Any]] = []  # one (rnncore threads, threadpoolctl limiter) per open block
 
     def __enter__(self) -> threads:
-        previous = _core.get_num_threads()
+        previous = _core.get_num_threads()  # before threadpoolctl caps the OpenMP pools too
         limiter = None
         if self.blas is not None:
             import threadpoolctl  # a dependency, imported on first use: `import rnncore` stays fast
 
             limiter = threadpoolctl.threadpool_limits(limits=self.blas)
-        if self.n is not None:
-            _core.set_num_threads(self.n)
-        self._saved.append((previous, limiter))
+        with _open_blocks_lock:
+            block = _OpenBlock(self, threading.get_ident(), previous, limiter)
+            if self.n is not None:
+                _core.set_num_threads(self.n)
+            _open_blocks.append(block)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        previous, limiter = self._saved.pop()
-        _core.set_num_threads(previous)
-        if limiter is not None:
-            limiter.restore_original_limits()
+        thread = threading.get_ident()
+        with _open_blocks_lock:  # this thread's last open block of this object (a decorator may be re-entered)
+            at = max(i for i, b in enumerate(_open_blocks) if b.owner is self and b.thread == thread)
+            block = _open_blocks.pop(at)
+            if at < len(_open_blocks):
+                # Left before a block another Python thread opened after it (rnncore's count is process-wide): that
+                # block restores, when it leaves, the count this one would have.
+                _open_blocks[at].previous_threads = block.previous_threads
+            else:
+                _core.set_num_threads(block.previous_threads)
+        if block.limiter is not None:  # threadpoolctl sorts out its own pools across Python threads
+            block.limiter.restore_original_limits()
 
     def __repr__(self) -> str:
         return f"threads({self.n!r}, blas={self.blas!r})"
+
+
+class _OpenBlock:
+    """An open ``threads`` block: its object and Python thread, the rnncore thread count to restore on exit, and its
+    threadpoolctl limiter."""
+
+    def __init__(self, owner: threads, thread: int, previous_threads: int, limiter: Any) -> None:
+        self.owner, self.thread = owner, thread
+        self.previous_threads = previous_threads
+        self.limiter = limiter
+
+
+# Every open ``threads`` block of the process, in the order they were entered (Python threads interleave).
+_open_blocks: list[_OpenBlock] = []
+_open_blocks_lock = threading.Lock()
 
 
 def memory_stats() -> dict[str, int]:
