@@ -33,6 +33,7 @@ class AdaptiveThreads {
     double since_probe = 0;      // calls on the chosen since the other was last timed
     bool team_chosen = true;     // the team runs the calls (one thread re-timed now and then), else one thread
     bool first_pair = true;      // until both are timed once
+    bool warm = false;           // the kind's first call (page faults, cold caches: up to 3x here) is not timed
   };
 
  public:
@@ -65,10 +66,14 @@ class AdaptiveThreads {
     return {&e, probe != e.team_chosen, probe};
   }
 
-  /// The call given `choice` took `seconds`. A first timing or a slower re-timing replaces the old time (it may be
+  /// The call given `choice` took `seconds`. The kind's first call only warms up; a first timing or a slower re-timing replaces the old time (it may be
   /// long stale); a faster re-timing moves it halfway (one lucky call under load does not switch the calls to a
   /// slower team: it takes two); the chosen one's time is smoothed.
   static void record(Choice choice, double seconds) {
+    if (!choice.entry->warm) {  // a cold first timing would keep the calls off the team for hundreds of calls
+      choice.entry->warm = true;
+      return;
+    }
     double& t = choice.entry->seconds[choice.team ? 1 : 0];
     if (!choice.probe) t += tuning::kAdaptSmoothing * (seconds - t);
     else t = t <= 0 || seconds >= t ? seconds : (t + seconds) / 2;
