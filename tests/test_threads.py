@@ -248,7 +248,7 @@ def test_split_stream_step_matches_one_thread(batch_split):
 # if every kernel gives the same bits on 1 and 2 threads. Sizes that split every whole-call GEMM across 2 threads
 # (linalg/gemm.hpp: the input projection, dx and the weight gradients, with an input depth I = 300 deeper than one of
 # Eigen's depth blocks), with the parallel knob on so that no call falls back to one thread:
-# "B16": every step splits its product and pointwise rows (row_split off), the GEMMs split by 48-row strips;
+# "B16": every step splits its product and pointwise rows (row_split off), the GEMMs split by bands of 8-row units;
 # "B16-rows": each thread takes its own batch rows through the time loop (row_split on);
 # "B64", "B64-rows": the same with gate widths (4H = 800, 3H = 600, H = 200) that Eigen's per-step product (AVX2
 # and float64 builds, linalg/step_product.hpp) cuts into column blocks that are not whole micro-kernel panels;

@@ -2,7 +2,7 @@
 // out += op(a) · op(b) (multiply_into, multiply_add_into: the recurrent kernels and the dense layer), the input
 // projection of every step at once (project_inputs) and column sums in a fixed order (column_sums). Float products
 // from kTileGemmMinRows rows run on the 48 x 8 tile GEMM (tile_gemm.hpp) where the build has it, the rest on Eigen's
-// GEMM split into whole 48-row or 48-column strips (split_output). Either way every output element has the same bits
+// GEMM split into bands of whole 8-row units or 48-column strips (split_output). Either way every output element has the same bits
 // on any thread count.
 #pragma once
 
@@ -64,21 +64,21 @@ class SerialEigen {
 };
 
 /// Runs block(r0, r1, c0, c1), a serial Eigen GEMM of the output block [r0, r1) x [c0, c1), over blocks covering an
-/// [M, N] output of depth K, one block per thread (at most one per kMinGemmFlopsPerThread): whole 48-row strips
-/// when the rows give at least as many blocks as the columns, else whole 48-column strips (kSplitAlign), the last
-/// block taking the remainder. Eigen computes an element with the same micro-kernel wherever a block starts on
-/// such a boundary, and a serial GEMM's depth blocks depend on K only, so the bits do not depend on the number of
-/// blocks (the thread count).
+/// [M, N] output of depth K, one block per thread (at most one per kMinGemmFlopsPerThread): bands of whole 8-row
+/// units (kProjectionRowAlign, at least kMinProjectionRowsPerThread rows each) when the rows give at least as many
+/// blocks as the columns, else bands of whole 48-column strips (kSplitAlign); the last block takes the remainder.
+/// Eigen computes an element with the same micro-kernel wherever a block starts at a multiple of its nr (4) along a
+/// row-major output's rows and of its mr (24 or 48 floats, 12 or 24 doubles) along its columns, and a serial GEMM's
+/// depth blocks depend on K only, so the bits do not depend on the number of blocks (the thread count).
 template <typename Block>
 void split_output(index_t M, index_t N, index_t K, Block&& block) {
   const double flops = 2.0 * double(M) * double(N) * double(K);
-  constexpr index_t align = tuning::kSplitAlign;
-  const index_t row_units = M / align, col_units = N / align;
-  const int by_rows = threads_for(flops, row_units, tuning::kMinGemmFlopsPerThread);
-  const int by_cols = threads_for(flops, col_units, tuning::kMinGemmFlopsPerThread);
+  constexpr index_t row_align = tuning::kProjectionRowAlign, col_align = tuning::kSplitAlign;
+  const int by_rows = threads_for(flops, M / tuning::kMinProjectionRowsPerThread, tuning::kMinGemmFlopsPerThread);
+  const int by_cols = threads_for(flops, N / col_align, tuning::kMinGemmFlopsPerThread);
   const bool split_rows = by_rows >= by_cols;
   const int parts = split_rows ? by_rows : by_cols;
-  const index_t units = split_rows ? row_units : col_units;
+  const index_t align = split_rows ? row_align : col_align, units = (split_rows ? M : N) / align;
   auto run = [&](int part) {
     const index_t b0 = units * part / parts * align;
     const index_t b1 = part + 1 == parts ? (split_rows ? M : N) : units * (part + 1) / parts * align;
