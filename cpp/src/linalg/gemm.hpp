@@ -2,8 +2,8 @@
 // out += op(a) · op(b) (multiply_into, multiply_add_into: the recurrent kernels and the dense layer), the input
 // projection of every step at once (project_inputs) and column sums in a fixed order (column_sums). Float products
 // from kTileGemmMinRows rows run on the 48 x 8 tile GEMM (tile_gemm.hpp) where the build has it, the rest on Eigen's
-// GEMM split into bands of whole 8-row units or 48-column strips (split_output). Either way every output element has the same bits
-// on any thread count.
+// GEMM split into bands of whole 8-row units or 48-column strips (split_output). Either way every output element
+// has the same bits on any thread count.
 #pragma once
 
 #include <exception>
@@ -159,7 +159,8 @@ void gemm_into(Out& out, const A& a, const B& b, const typename Out::Scalar* bia
 /// Out of line, like the other GEMM phases (one call per kernel call): bench/profile.py tells the phases apart by
 /// these frames (multiply_into<true, ..> is a weight gradient).
 template <bool TransposeA, bool TransposeB, typename Out, typename A, typename B>
-EIGEN_DONT_INLINE void multiply_into(Out&& out, const A& a, const B& b, const typename std::decay_t<Out>::Scalar* bias = nullptr) {
+EIGEN_DONT_INLINE void multiply_into(Out&& out, const A& a, const B& b,
+                                     const typename std::decay_t<Out>::Scalar* bias = nullptr) {
   if (bias)
     gemm_into<TransposeA, TransposeB, GemmStart::bias>(out, a, b, bias);
   else
@@ -173,11 +174,11 @@ EIGEN_DONT_INLINE void multiply_add_into(Out&& out, const A& a, const B& b) {
 }
 
 /// The one big input GEMM for all steps: out [T*B, G*H] = x [T*B, I] · W_ih^T + bias.
-/// Each thread takes a block of output strips whole (bias, then its own GEMM): Eigen's parallel GEMM left the bias
+/// Each thread takes a band of the output whole (bias, then its own GEMM): Eigen's parallel GEMM left the bias
 /// pass serial and shared its packed blocks with waits (LSTM T150 B64 H256 inference, 2 threads: 41.0 -> 35.9 ms).
 template <typename T, typename Out>
-EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih, const RowVector<T>& bias,
-                    Out&& out) {
+EIGEN_DONT_INLINE void project_inputs(const ConstMatrixView<T>& x, const ConstMatrixView<T>& w_ih,
+                                      const RowVector<T>& bias, Out&& out) {
   multiply_into<false, true>(out, x, w_ih, bias.data());
 }
 
