@@ -253,3 +253,52 @@ def test_split_stream_step_matches_one_thread(batch_split):
         state = cell(x, state)
         assert_close(states[2][k], states[1][k], "kernel_vs_reference", np.float32, f"h, step {k}")
         assert_close(states[2][k], state[0], "kernel_vs_reference", np.float32, f"h, step {k}")
+
+
+# --- equal bits on any thread count -----------------------------------------------------------------------------
+# A call's thread count may change from call to call (timed per call), so a seeded training run is reproducible only
+# if every kernel gives the same bits on 1 and 2 threads. Sizes that split every whole-call GEMM across 2 threads
+# (linalg/gemm.hpp: the input projection, dx and the weight gradients, with an input depth I = 300 deeper than one of
+# Eigen's depth blocks), with the parallel knob on so that no call falls back to one thread:
+# "B16": every step splits its product and pointwise rows (row_split off), the GEMMs split by bands of 8-row units;
+# "B16-rows": each thread takes its own batch rows through the time loop (row_split on);
+# "B64", "B64-rows": the same with gate widths (4H = 800, 3H = 600, H = 200) that Eigen's per-step product (AVX2
+# and float64 builds, linalg/step_product.hpp) cuts into column blocks that are not whole micro-kernel panels;
+# "B1": one-row steps, and GEMMs of 40 rows that split by 48-column strips.
+BITS_SIZES = {
+    "B16": ((20, 16, 300, 96), 0),
+    "B16-rows": ((20, 16, 300, 96), 1),
+    "B64": ((8, 64, 100, 200), 0),
+    "B64-rows": ((8, 64, 100, 200), 1),
+    "B1": ((40, 1, 600, 192), -1),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("sizes, row_split", BITS_SIZES.values(), ids=BITS_SIZES.keys())
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+def test_one_and_two_threads_give_equal_bits(cell, sizes, row_split, dtype):
+    """Training forward, inference forward and every gradient are bit-identical on 1 and 2 threads, on every build
+    (the tile GEMM of AVX-512 builds and Eigen's GEMM elsewhere, and for float64 everywhere)."""
+    rng = np.random.default_rng(43)
+    inputs, upstream = make_inputs(rng, cell, *sizes, dtype, lengths=True)
+    before = rnncore.get_num_threads()
+    results = {}
+    _core._tuning_reset()
+    _core._tuning_set("parallel", 1)
+    _core._tuning_set("row_split", row_split)
+    try:
+        for threads in (1, 2):
+            rnncore.set_num_threads(threads)
+            outputs, ws = run_forward(ops, cell, inputs)
+            inference = run_forward(ops, cell, inputs, training=False)[0]
+            results[threads] = (outputs, inference, run_backward(ops, cell, ws, upstream))
+    finally:
+        rnncore.set_num_threads(before)
+        _core._tuning_reset()
+    (out2, inf2, grads2), (out1, inf1, grads1) = results[2], results[1]
+    for name in cell.output_names:
+        assert_identical(out2[name], out1[name], name, "training forward, 2 vs 1 threads:")
+        assert_identical(inf2[name], inf1[name], name, "inference forward, 2 vs 1 threads:")
+    for name in cell.gradient_names:
+        assert_identical(grads2[name], grads1[name], name, "backward, 2 vs 1 threads:")

@@ -74,9 +74,11 @@ class StepProduct {
     Eigen::internal::computeProductBlockingSizes<T, T>(kc_, mc_, nc_, index_t(1));
     parts_ = threads_for(2.0 * m_ * n_ * k_, (n_ + Traits::mr - 1) / Traits::mr, kMinFlopsPerThread);
     // As many column blocks as Eigen's block size asks for, rounded up to a multiple of the threads so that every
-    // thread gets the same share (N = 1024 in blocks of 384 gave 2 threads 2 and 1 blocks).
+    // thread gets the same share (N = 1024 in blocks of 384 gave 2 threads 2 and 1 blocks). Every block starts at a
+    // multiple of gebp's mr (its widest row panel): each column then goes through the same micro-kernel whatever
+    // the blocks, so the bits do not depend on the thread count (blocks of whole packets did: LSTM H=200 B=64).
     const index_t blocks = round_up((n_ + mc_ - 1) / mc_, parts_);
-    mc_ = round_up((n_ + blocks - 1) / blocks, Traits::LhsProgress);  // gebp takes rows by whole packets too
+    mc_ = round_up((n_ + blocks - 1) / blocks, Traits::mr);
     blocks_n_ = (n_ + mc_ - 1) / mc_;
     blocks_k_ = (k_ + kc_ - 1) / kc_;
     blocks_m_ = (m_ + nc_ - 1) / nc_;
