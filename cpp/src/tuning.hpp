@@ -43,8 +43,9 @@ inline constexpr double kMinStepFlopsPerThread = 1 << 21;
 /// flops per thread of a whole-call GEMM (project_inputs' Eigen path, tile_gemm): below it one thread does it all.
 inline constexpr double kMinGemmFlopsPerThread = 4e6;
 
-/// project_inputs' Eigen path: each thread takes a block of at least 64 rows (a multiple of 8) whole, its bias fill
-/// and its own GEMM: Eigen's parallel GEMM left the bias pass serial and shared its packed blocks with waits.
+/// Every Eigen GEMM's row split (split_output; first measured on project_inputs): each thread takes a band of at
+/// least 64 rows (a multiple of 8) whole, its bias fill and its own GEMM: Eigen's parallel GEMM left the bias pass
+/// serial and shared its packed blocks with waits (and its blocking made the bits depend on the thread count).
 inline constexpr index_t kMinProjectionRowsPerThread = 64;
 inline constexpr index_t kProjectionRowAlign = 8;
 
@@ -116,10 +117,11 @@ inline constexpr std::size_t kSmallestCachedBlock = 64 * 1024;
 inline constexpr std::size_t kMaxBlockWasteDivisor = 4;
 inline constexpr std::size_t kDefaultCacheLimit = std::size_t(2) << 30;
 
-// ---- The dense layer's products (linear.cpp) ---------------------------------------------------------------------
+// ---- Splitting an Eigen GEMM across threads (linalg/gemm.hpp's split_output) -------------------------------------
 
-/// rows or columns: linear.cpp splits an Eigen GEMM's output across threads into blocks of whole 48-row (or
-/// 48-column) strips, each a serial GEMM. Not a speed choice but the condition for equal bits on any thread count:
+/// columns: split_output cuts a GEMM's output into bands of whole 48-column strips (rows: whole
+/// kProjectionRowAlign-row units of at least kMinProjectionRowsPerThread rows), each a serial GEMM. Not a speed choice
+/// but the condition for equal bits on any thread count:
 /// Eigen computes an output element with the same micro-kernel wherever a block starts at a multiple of its mr (48
 /// floats on AVX-512, 24 on AVX2, half that for doubles; along a row-major output's columns) and nr (4, along its
 /// rows). With 16-column strips, 1 and 2 threads differed in the last bits (other micro-kernels on some columns).
