@@ -79,7 +79,7 @@ def test_additive_gradcheck(B, Tx, Dq, Dk, Dv, A, bias, score_bias, normalize, r
     dalpha = rng.standard_normal((B, Tx)) if use_dalpha else None
     if relu:                       # keep scores away from relu's kink, where central differences straddle it
         _, _, saved = additive_run(p, lengths, act)
-        s = saved["u"] @ saved["v"] + (0.0 if p["score_bias"] is None else p["score_bias"])
+        s = saved["u"] @ saved["score_vector"] + (0.0 if p["score_bias"] is None else p["score_bias"])
         if np.min(np.abs(s)) < 1e-3:
             return
 

@@ -121,7 +121,7 @@ def additive_attention_forward(query, projected_keys, values, w_q, b_a, w_v, len
     """One decoder step of additive (Bahdanau) attention, given the keys projected once per source::
 
         u[b, t'] = tanh(K'[b, t'] + q[b] W_q^T + b_a)          [B, Tx, A]
-        s[b, t'] = u[b, t'] · v + score_bias                    v = w_v, or g · w_v / ‖w_v‖ with normalize_gain g
+        s[b, t'] = u[b, t'] · w̃_v + score_bias                 w̃_v = w_v, or g · w_v / ‖w_v‖ (normalize_gain g)
         e = s, or relu(s) with energy_activation="relu"        (the course's Dense(tanh) → Dense(relu) form)
         α = masked_softmax(e, t' < lengths[b])                  context[b] = Σ_t' α[b, t'] values[b, t']
 
@@ -135,7 +135,7 @@ def additive_attention_forward(query, projected_keys, values, w_q, b_a, w_v, len
         lengths:           [B] integer source lengths (sample b attends to t' < lengths[b]; 0 allowed), or None.
         score_bias:        scalar added to every score (the course's second Dense's bias), or None.
         energy_activation: None (e = s) or "relu" (e = relu(s)).
-        normalize_gain:    scalar g: TF-Addons' ``normalize=True`` (v = g · w_v / ‖w_v‖), or None.
+        normalize_gain:    scalar g: TF-Addons' ``normalize=True`` (w̃_v = g · w_v / ‖w_v‖), or None.
 
     Returns:
         (context [B, Dv], alpha [B, Tx], saved): ``saved`` is a dict holding what the backward needs.
@@ -147,16 +147,16 @@ def additive_attention_forward(query, projected_keys, values, w_q, b_a, w_v, len
     B, Tx, A = kp.shape
     b = _or_zeros(b_a, (A,))
     g = None if normalize_gain is None else float(normalize_gain)
-    v = _normalized_score_vector(w_v, g)
+    score_vector = _normalized_score_vector(w_v, g)                  # w̃_v
     u = np.tanh(kp + (q @ w_q.T)[:, None, :] + b)
-    s = u @ v + (0.0 if score_bias is None else float(score_bias))
+    s = u @ score_vector + (0.0 if score_bias is None else float(score_bias))
     e = np.maximum(s, 0.0) if energy_activation == "relu" else s
     keep = lengths_mask(lengths, Tx, B)
     alpha = masked_softmax(e, keep)
     context = np.einsum("bt,btd->bd", alpha, vals)
     saved = dict(query=q, values=vals, w_q=w_q, w_v=w_v, has_bias=b_a is not None, score_bias=score_bias,
-                 normalize_gain=g, energy_activation=energy_activation, u=u, e=e, v=v, alpha=alpha,
-                 dtype=out_dtype)
+                 normalize_gain=g, energy_activation=energy_activation, u=u, e=e, score_vector=score_vector,
+                 alpha=alpha, dtype=out_dtype)
     return context.astype(out_dtype), alpha.astype(out_dtype), saved
 
 
@@ -166,10 +166,10 @@ def additive_attention_backward(saved, dcontext, dalpha=None):
         dα[b, t'] = dcontext[b] · values[b, t'] (+ dalpha)     dvalues[b, t'] = α[b, t'] dcontext[b]
         de = masked_softmax_backward(α, dα)                     (softmax: dα_j/de_k = α_j (δ_jk - α_k))
         ds = de, or de ⊙ [e > 0] for relu                        (relu'(s) = [y > 0] from the output y)
-        dscore_bias = Σ ds          dv = Σ_{b,t'} ds u           du = ds ⊗ v
+        dscore_bias = Σ ds          dw̃_v = Σ_{b,t'} ds u         du = ds ⊗ w̃_v
         dpre = du ⊙ (1 - u²)                                     (tanh'(x) = 1 - y² from the output y)
         dK' = dpre    dq = (Σ_t' dpre) W_q    dW_q = (Σ_t' dpre)^T q    db_a = Σ_{b,t'} dpre
-        normalize (v = g ŵ, ŵ = w_v/‖w_v‖): dg = dv · ŵ,   dw_v = (g/‖w_v‖) (dv - (ŵ · dv) ŵ)
+        normalize (w̃_v = g ŵ, ŵ = w_v/‖w_v‖): dg = dw̃_v · ŵ,   dw_v = (g/‖w_v‖) (dw̃_v - (ŵ · dw̃_v) ŵ)
                                                                 (derivative of w/‖w‖: (I - ŵŵ^T)/‖w‖)
     Masked positions have α = 0, hence de = 0 there; a fully masked row (lengths[b] = 0) gives zero gradients.
 
@@ -184,14 +184,14 @@ def additive_attention_backward(saved, dcontext, dalpha=None):
         dw_v [A], dscore_bias (0-d, None without score bias), dnormalize_gain (0-d, None without normalize).
     """
     out_dtype = saved["dtype"]
-    alpha, u, e, v, vals = saved["alpha"], saved["u"], saved["e"], saved["v"], saved["values"]
+    alpha, u, e, vals = saved["alpha"], saved["u"], saved["e"], saved["values"]
     dctx = _f64(dcontext)
     dalpha_total = np.einsum("bd,btd->bt", dctx, vals) + _or_zeros(dalpha, alpha.shape)
     dvalues = alpha[:, :, None] * dctx[:, None, :]
     de = masked_softmax_backward(alpha, dalpha_total)
     ds = de * (e > 0.0) if saved["energy_activation"] == "relu" else de
-    dv = np.einsum("bt,bta->a", ds, u)
-    dpre = ds[:, :, None] * v * (1.0 - u * u)
+    dscore_vector = np.einsum("bt,bta->a", ds, u)                  # dw̃_v
+    dpre = ds[:, :, None] * saved["score_vector"] * (1.0 - u * u)
     dpre_sum = dpre.sum(axis=1)                                       # [B, A]: q is the same at every t'
     grads = dict(dquery=dpre_sum @ saved["w_q"], dprojected_keys=dpre, dvalues=dvalues,
                  dw_q=dpre_sum.T @ saved["query"], db_a=dpre_sum.sum(axis=0) if saved["has_bias"] else None,
@@ -199,13 +199,13 @@ def additive_attention_backward(saved, dcontext, dalpha=None):
                  dnormalize_gain=None)
     g = saved["normalize_gain"]
     if g is None:
-        grads["dw_v"] = dv
+        grads["dw_v"] = dscore_vector
     else:
         w_v = saved["w_v"]
         norm = np.sqrt(np.sum(w_v * w_v))
         w_hat = w_v / norm
-        grads["dnormalize_gain"] = np.asarray(dv @ w_hat)
-        grads["dw_v"] = (g / norm) * (dv - (w_hat @ dv) * w_hat)
+        grads["dnormalize_gain"] = np.asarray(dscore_vector @ w_hat)
+        grads["dw_v"] = (g / norm) * (dscore_vector - (w_hat @ dscore_vector) * w_hat)
     return {k: _cast(a, out_dtype) for k, a in grads.items()}
 
 
