@@ -168,7 +168,7 @@ def test_additive_float32_in_float32_out(rng):
 
 def test_additive_rejects_unknown_activation(rng):
     p = additive_inputs(rng, 1, 2, 2, 2, 2, 2)
-    with pytest.raises(ValueError, match="energy_activation: expected None or 'relu', got 'tanh'"):
+    with pytest.raises(ValueError, match="energy_activation: expected None or 'relu', received 'tanh'"):
         additive_run(p, energy_activation="tanh")
 
 
@@ -247,7 +247,7 @@ def test_luong_each_step_is_a_single_query(rng):
 
 def test_luong_rejects_unknown_score(rng):
     p = luong_inputs(rng, "dot", 1, 1, 2, 2, 2, 2, 2)
-    with pytest.raises(ValueError, match=r"score: expected one of \('dot', 'general', 'concat'\), got 'bilinear'"):
+    with pytest.raises(ValueError, match=r"score: expected one of \('dot', 'general', 'concat'\), received 'bilinear'"):
         luong_run(p, "bilinear")
 
 
@@ -293,3 +293,46 @@ def test_luong_matches_torch_fixture(score):
             assert g["d" + name] is None, name
         else:
             assert_close(g["d" + name], f["d" + name], "fixture", np.float64, "d" + name)
+
+
+def test_additive_decoder_steps_accumulate_the_projected_keys_gradient(rng):
+    """Over Ty decoder steps sharing one K': the per-step dK' summed, then projected back once, is the gradient of the
+    whole loss with respect to keys and W_k (the contract the fused decoder follows)."""
+    B, Tx, Ty, Dq, Dk, Dv, A = 2, 3, 3, 2, 3, 2, 4
+    p = additive_inputs(rng, B, Tx, Dq, Dk, Dv, A, score_bias=True, normalize=True)
+    queries, dctx = rng.standard_normal((Ty, B, Dq)), rng.standard_normal((Ty, B, Dv))
+    lengths = np.array([3, 1])
+
+    def steps():
+        kp = reference.additive_attention_keys(p["keys"], p["w_k"])
+        return [reference.additive_attention_forward(queries[y], kp, p["values"], p["w_q"], p["b_a"], p["w_v"],
+                                                     lengths=lengths, score_bias=p["score_bias"],
+                                                     normalize_gain=p["normalize_gain"]) for y in range(Ty)]
+
+    def loss():
+        return sum(np.sum(ctx * dctx[y]) for y, (ctx, _, _) in enumerate(steps()))
+
+    dkp = sum(reference.additive_attention_backward(saved, dctx[y])["dprojected_keys"]
+              for y, (_, _, saved) in enumerate(steps()))
+    dkeys, dw_k = reference.additive_attention_keys_backward(p["keys"], p["w_k"], dkp)
+    assert_close(dkeys, numerical_gradient(loss, p["keys"]), "gradcheck", np.float64, "dkeys")
+    assert_close(dw_k, numerical_gradient(loss, p["w_k"]), "gradcheck", np.float64, "dw_k")
+
+
+@pytest.mark.parametrize("score", ["dot", "general", "concat"])
+def test_luong_float32_in_float32_out(score, rng):
+    p = luong_inputs(rng, score, 2, 2, 3, 2, 2, 2, 3)
+    p32 = {k: None if v is None else v.astype(np.float32) for k, v in p.items()}
+    ctx, alpha, saved = luong_run(p32, score, np.array([3, 1]))
+    ctx64, _, saved64 = luong_run(p, score, np.array([3, 1]))
+    assert ctx.dtype == alpha.dtype == np.float32
+    assert_close(ctx, ctx64, "kernel_vs_reference", np.float32)
+    dctx = rng.standard_normal((2, 2, 2))
+    g = reference.luong_attention_backward(saved, dctx.astype(np.float32))
+    g64 = reference.luong_attention_backward(saved64, dctx)
+    for name, grad in g.items():
+        if grad is None:
+            assert g64[name] is None
+        else:
+            assert grad.dtype == np.float32, name
+            assert_close(grad, g64[name], "kernel_vs_reference", np.float32, name)

@@ -141,7 +141,7 @@ def additive_attention_forward(query, projected_keys, values, w_q, b_a, w_v, len
         (context [B, Dv], alpha [B, Tx], saved): ``saved`` is a dict holding what the backward needs.
     """
     if energy_activation not in (None, "relu"):
-        raise ValueError(f"energy_activation: expected None or 'relu', got {energy_activation!r}")
+        raise ValueError(f"energy_activation: expected None or 'relu', received {energy_activation!r}")
     out_dtype = _result_dtype(query)
     q, kp, vals, w_q, w_v = _f64(query), _f64(projected_keys), _f64(values), _f64(w_q), _f64(w_v)
     B, Tx, A = kp.shape
@@ -235,7 +235,7 @@ def luong_attention_forward(query, keys, values, score="dot", weight=None, v_a=N
         (context [B, Ty, Dv], alpha [B, Ty, Tx], saved): ``saved`` holds what the backward needs.
     """
     if score not in _LUONG_SCORES:
-        raise ValueError(f"score: expected one of {_LUONG_SCORES}, got {score!r}")
+        raise ValueError(f"score: expected one of {_LUONG_SCORES}, received {score!r}")
     out_dtype = _result_dtype(query)
     q, k, vals, w, va = _f64(query), _f64(keys), _f64(values), _f64(weight), _f64(v_a)
     B, Tx = k.shape[:2]
