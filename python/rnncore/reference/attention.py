@@ -13,7 +13,7 @@ import numpy as np
 from ._common import _cast, _f64, _or_zeros, _result_dtype
 
 __all__ = [
-    "masked_softmax", "masked_softmax_backward", "lengths_mask",
+    "masked_softmax", "masked_softmax_backward",
     "additive_attention_keys", "additive_attention_keys_backward", "additive_attention_forward",
     "additive_attention_backward", "luong_attention_forward", "luong_attention_backward",
 ]
@@ -101,7 +101,7 @@ def additive_attention_keys_backward(keys, w_k, dprojected_keys):
     return dkeys.astype(out_dtype), dw_k.astype(out_dtype)
 
 
-def lengths_mask(lengths, Tx, B):
+def _lengths_mask(lengths, Tx, B):
     """Boolean ``[B, Tx]``: True (keep) where t' < lengths[b]; all True if lengths is None. lengths[b] = 0 masks
     the whole row (its context and gradients are then 0)."""
     if lengths is None:
@@ -151,7 +151,7 @@ def additive_attention_forward(query, projected_keys, values, w_q, b_a, w_v, len
     u = np.tanh(kp + (q @ w_q.T)[:, None, :] + b)
     s = u @ score_vector + (0.0 if score_bias is None else float(score_bias))
     e = np.maximum(s, 0.0) if energy_activation == "relu" else s
-    keep = lengths_mask(lengths, Tx, B)
+    keep = _lengths_mask(lengths, Tx, B)
     alpha = masked_softmax(e, keep)
     context = np.einsum("bt,btd->bd", alpha, vals)
     saved = dict(query=q, values=vals, w_q=w_q, w_v=w_v, has_bias=b_a is not None, score_bias=score_bias,
@@ -249,7 +249,7 @@ def luong_attention_forward(query, keys, values, score="dot", weight=None, v_a=N
         w_q, w_k = w[:, :Dq], w[:, Dq:]                               # W_a [q; k] = W_q q + W_k k
         u = np.tanh((q @ w_q.T)[:, :, None, :] + (k @ w_k.T)[:, None, :, :])   # [B, Ty, Tx, A]
         e = u @ va
-    alpha = masked_softmax(e, lengths_mask(lengths, Tx, B)[:, None, :])
+    alpha = masked_softmax(e, _lengths_mask(lengths, Tx, B)[:, None, :])
     context = alpha @ vals
     saved = dict(score=score, query=q, keys=k, values=vals, weight=w, v_a=va, u=u, alpha=alpha, dtype=out_dtype)
     return context.astype(out_dtype), alpha.astype(out_dtype), saved
