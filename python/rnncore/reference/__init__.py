@@ -7,7 +7,8 @@ cast back to the input's dtype on exit). Each family module imports nothing but 
 ``_common`` (the small helpers), so a family can also be copied and used alone.
 
 Families, as in ``rnncore.ops``: ``rnn`` (LSTM/GRU/RNN over a sequence, their backward, the streaming steppers),
-``attention`` (the masked softmax and its backward), ``nn`` (the dense layer's products, the embedding's backward).
+``attention`` (the masked softmax, additive and Luong attention, their backward),
+``nn`` (the dense layer's products, the embedding's backward).
 Every public name is also here: ``rnncore.reference.lstm_forward``.
 
 In every family, backward passes are written from the *outputs* of the activations, with the identities
@@ -15,7 +16,16 @@ In every family, backward passes are written from the *outputs* of the activatio
 A bias given as ``None`` means "no bias"; its gradient is then returned as ``None``.
 """
 
-from .attention import masked_softmax, masked_softmax_backward
+from .attention import (
+    additive_attention_backward,
+    additive_attention_forward,
+    additive_attention_keys,
+    additive_attention_keys_backward,
+    luong_attention_backward,
+    luong_attention_forward,
+    masked_softmax,
+    masked_softmax_backward,
+)
 from .nn import embedding_backward, linear_backward, linear_forward
 from .rnn import (
     gru_backward,
@@ -33,5 +43,7 @@ __all__ = [
     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
     "lstm_stepper", "gru_stepper", "rnn_stepper",
     "masked_softmax", "masked_softmax_backward",
+    "additive_attention_keys", "additive_attention_keys_backward", "additive_attention_forward",
+    "additive_attention_backward", "luong_attention_forward", "luong_attention_backward",
     "linear_forward", "linear_backward", "embedding_backward",
 ]
