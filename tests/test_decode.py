@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,7 +51,7 @@ class Prefix:
 
 
 def _enumerate(model: Any, source: int, vocab: int, eos: int, bos: int, max_len: int,
-               length_penalty: float, gnmt: Optional[float] = None) -> tuple[float, tuple[int, ...]]:
+               length_penalty: float, gnmt: float | None = None) -> tuple[float, tuple[int, ...]]:
     """The best hypothesis by brute force: every sequence ending in eos (length <= max_len) or of max_len without."""
     best: tuple[float, tuple[int, ...]] = (-np.inf, ())
     for length in range(1, max_len + 1):
@@ -157,7 +157,7 @@ def test_sampling_restricted_to_one_token_equals_greedy(kwargs: dict[str, Any]) 
 def test_top_k_and_top_p_follow_hugging_face() -> None:
     logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
     kept = np.isfinite(decode._filter_logits(logits, None, 0.7))
-    np.testing.assert_array_equal(kept, [[True, True, False, False]])  # HF: drop the ascending tail whose mass <= 1 - top_p
+    np.testing.assert_array_equal(kept, [[True, True, False, False]])
     kept = np.isfinite(decode._filter_logits(logits, None, 0.75))
     np.testing.assert_array_equal(kept, [[True, True, False, False]])
     kept = np.isfinite(decode._filter_logits(logits, 2, None))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -64,7 +64,7 @@ def _reorder(model: Any, state: Any, indices: np.ndarray) -> Any:
     return reorder(state, indices) if reorder is not None else reorder_state(state, indices)
 
 
-def _step(model: Any, tokens: np.ndarray, state: Any, eos: Optional[int]) -> tuple[np.ndarray, Any]:
+def _step(model: Any, tokens: np.ndarray, state: Any, eos: int | None) -> tuple[np.ndarray, Any]:
     out = model.step(tokens, state)
     if not isinstance(out, tuple) or len(out) != 2:
         raise TypeError(f"model.step must return a pair (log_probs, state), got {type(out).__name__}")
@@ -158,7 +158,7 @@ def greedy(model: StepModel, batch: Any, bos: int, eos: int, max_len: int) -> De
     return _loop(model, batch, bos, eos, max_len, n, lambda lp: np.argmax(lp, axis=1))
 
 
-def _filter_logits(logits: np.ndarray, top_k: Optional[int], top_p: Optional[float]) -> np.ndarray:
+def _filter_logits(logits: np.ndarray, top_k: int | None, top_p: float | None) -> np.ndarray:
     """Hugging Face's TopK then TopP warpers on logits [N, V]: removed tokens become -inf."""
     logits = logits.copy()
     if top_k is not None:
@@ -181,7 +181,7 @@ def _filter_logits(logits: np.ndarray, top_k: Optional[int], top_p: Optional[flo
 
 
 def sample(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, temperature: float = 1.0,
-           top_k: Optional[int] = None, top_p: Optional[float] = None, seed: Optional[int] = None) -> DecodeResult:
+           top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> DecodeResult:
     """Ancestral sampling from softmax(log_probs / temperature), restricted as Hugging Face's generate does (in
     this order): ``top_k`` keeps the k largest (and ties with the k-th), ``top_p`` the smallest set of most likely
     tokens whose probability reaches top_p. ``seed`` (an int, or None: fresh entropy) makes the run reproducible:
@@ -205,14 +205,14 @@ def sample(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, tempe
     return _loop(model, batch, bos, eos, max_len, n, choose)
 
 
-def _normaliser(length: int, length_penalty: float, gnmt_alpha: Optional[float]) -> float:
+def _normaliser(length: int, length_penalty: float, gnmt_alpha: float | None) -> float:
     if gnmt_alpha is not None:
         return float(((5.0 + length) / 6.0) ** gnmt_alpha)
     return float(length ** length_penalty)
 
 
 def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, beam_size: int = 5,
-                length_penalty: float = 1.0, n_best: int = 1, gnmt_alpha: Optional[float] = None) -> BeamResult:
+                length_penalty: float = 1.0, n_best: int = 1, gnmt_alpha: float | None = None) -> BeamResult:
     """Beam search over sources x beams, one ``model.step`` per time step for all N*beam_size rows.
 
     A hypothesis' score is ``sum(log_probs) / len ** length_penalty`` (fairseq, Hugging Face, CTranslate2): the
@@ -287,7 +287,7 @@ def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, 
     return BeamResult(out_tokens, scores, log_probs_out, finished)
 
 
-def sequence_log_prob(model: StepModel, batch: Any, targets: Any, bos: int, eos: Optional[int] = None) -> np.ndarray:
+def sequence_log_prob(model: StepModel, batch: Any, targets: Any, bos: int, eos: int | None = None) -> np.ndarray:
     """log P(targets[i] | source i) [N] (float64), teacher-forced: the sum of the step log-probs of each target's
     tokens (int sequences without bos), plus that of eos after them when ``eos`` is given — the score beam search
     ranks with length_penalty=0, for the error analysis "is P(y*|x) > P(y_hat|x)?"."""
