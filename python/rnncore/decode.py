@@ -199,7 +199,7 @@ def sample(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, tempe
         p = np.exp(logits - logits.max(axis=1, keepdims=True))
         cdf = np.cumsum(p, axis=1)
         u = rng.random(n) * cdf[:, -1]
-        picks = np.array([np.searchsorted(cdf[i], u[i], side="right") for i in range(n)], np.int64)
+        picks = (cdf <= u[:, None]).sum(axis=1)  # the first index whose cdf exceeds u (inverse-CDF draw)
         return np.minimum(picks, log_probs.shape[1] - 1)
 
     return _loop(model, batch, bos, eos, max_len, n, choose)
