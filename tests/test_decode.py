@@ -223,7 +223,13 @@ def test_reorder_state_gathers_nested_states() -> None:
      "targets must be a list of N = 2 token sequences"),
     (lambda m: decode.sequence_log_prob(m, [0], [[1, 7]], 3), ValueError,
      r"targets must hold token ids in 0..V-1 = 0..3, got 7 at step 1"),
-    (lambda m: decode.sequence_log_prob(m, [0], [[1.5]], 3), TypeError, r"targets\[0\] must hold integers"),
+    (lambda m: decode.sequence_log_prob(m, [0], [[1.5]], 3), TypeError,
+     r"targets\[0\] must be a 1-d sequence of int token ids, got dtype float64"),
+    (lambda m: decode.sequence_log_prob(m, [0], [[1, -2]], 3), ValueError,
+     r"targets\[0\] must hold token ids >= 0, got \[-2\]"),
+    (lambda m: decode.sequence_log_prob(m, [0], 5, 3), ValueError, "targets must be a list of N = 1 token sequences"),
+    (lambda m: decode.sequence_log_prob(m, [0], [5], 3), TypeError,
+     r"targets\[0\] must be a 1-d sequence .* shape \(\)"),
 ])
 def test_bad_arguments_raise_naming_them(call: Any, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):

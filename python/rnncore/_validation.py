@@ -1449,3 +1449,25 @@ def source_count(batch: Any) -> int:
     if n < 1:
         raise ValueError(f"batch must hold at least 1 source, got {n}")
     return n
+
+
+def target_sequences(targets: Any, sources: int) -> list[np.ndarray]:
+    """``sequence_log_prob``'s targets: N token sequences (a list/tuple of int sequences, or an int array [N, L]),
+    each returned as int64 [L_i] of ids >= 0 (the bound V is checked against the model's log-probs)."""
+    if isinstance(targets, np.ndarray) and targets.ndim == 2:
+        targets = list(targets)
+    if not isinstance(targets, (list, tuple)) or len(targets) != sources:
+        got = f"{len(targets)} sequences" if isinstance(targets, (list, tuple)) else type(targets).__name__
+        raise ValueError(f"targets must be a list of N = {sources} token sequences (one per source), got {got}")
+    out = []
+    for i, t in enumerate(targets):
+        arr = np.asarray(t)
+        if arr.size == 0 and arr.ndim == 1:  # [] is float64 to numpy
+            arr = np.zeros(0, np.int64)
+        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 1:
+            raise TypeError(f"targets[{i}] must be a 1-d sequence of int token ids, got dtype {arr.dtype} and "
+                            f"shape {arr.shape}")
+        if arr.size and arr.min() < 0:
+            raise ValueError(f"targets[{i}] must hold token ids >= 0, got {arr[arr < 0].tolist()[:5]}")
+        out.append(arr.astype(np.int64))
+    return out

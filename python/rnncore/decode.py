@@ -293,13 +293,7 @@ def sequence_log_prob(model: StepModel, batch: Any, targets: Any, bos: int, eos:
     ranks with length_penalty=0, for the error analysis "is P(y*|x) > P(y_hat|x)?"."""
     n, bos = v.source_count(batch), v.token_id("bos", bos)
     eos = None if eos is None else v.token_id("eos", eos)
-    if isinstance(targets, np.ndarray) and targets.ndim == 2:
-        targets = list(targets)
-    if not isinstance(targets, (list, tuple)) or len(targets) != n:
-        raise ValueError(f"targets must be a list of N = {n} token sequences (one per source), got "
-                         f"{len(targets) if isinstance(targets, (list, tuple)) else type(targets).__name__}")
-    seqs = [v.index_array(f"targets[{i}]", t if len(t) else np.zeros(0, np.int64), np.iinfo(np.int64).max).reshape(-1)
-            for i, t in enumerate(targets)]
+    seqs = v.target_sequences(targets, n)
     if eos is not None:
         seqs = [np.concatenate([s, [eos]]).astype(np.int64) for s in seqs]
     steps = max(len(s) for s in seqs)
