@@ -247,3 +247,39 @@ def test_a_bad_step_output_is_named() -> None:
     with pytest.raises(ValueError, match=r"model.step's log_probs must have shape \[N, V\] = \(2, \?\), got "
                                          r"shape \(3, 4\)"):
         decode.greedy(Bad(), [0, 1], 3, 0, 2)
+
+
+class Counting(Markov):
+    """A Markov model whose state is an object only its own ``reorder`` understands; it records every step call."""
+
+    class State:
+        def __init__(self, src: np.ndarray) -> None:
+            self.src = src
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__(vocab)
+        self.rows: list[int] = []
+        self.reorders = 0
+
+    def start(self, batch: Any) -> Any:
+        return Counting.State(np.asarray(batch, np.int64))
+
+    def step(self, tokens: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        self.rows.append(tokens.shape[0])
+        return self.table[state.src, tokens].astype(np.float32), state
+
+    def reorder(self, state: Any, indices: np.ndarray) -> Any:
+        self.reorders += 1
+        return Counting.State(state.src[indices])
+
+
+def test_beam_search_steps_all_rows_at_once_and_uses_the_models_reorder() -> None:
+    model = Counting(5)
+    res = decode.beam_search(model, [0, 1, 2], 4, 0, 6, beam_size=3, n_best=3)
+    assert set(model.rows) == {9} and 1 <= len(model.rows) <= 6  # one call per step, 3 sources x 3 beams
+    assert model.reorders == len(model.rows)  # the expansion to beams, then once between steps
+    assert res.scores.shape == (3, 3) and (np.diff(res.scores, axis=1) <= 0).all()
+    plain = decode.beam_search(Markov(5), [0, 1, 2], 4, 0, 6, beam_size=3, n_best=3)  # float64 log-probs
+    for a, b in zip(res.tokens, plain.tokens):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
