@@ -241,25 +241,25 @@ def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, 
         cand = (cum[:, :, None] + log_probs.astype(np.float64).reshape(n, k, vocab)).reshape(n, k * vocab)
         take = min(2 * k, k * vocab)
         order = np.argsort(-cand, axis=1, kind="stable")[:, :take]
+        top = np.take_along_axis(cand, order, axis=1)  # [N, take], best first
+        beam_of, tok_of = np.divmod(order, vocab)
+        usable = np.isfinite(top) & ~done[:, None]
+        is_eos = tok_of == eos
+        ending = usable & is_eos & (np.arange(take) < k)  # eos ranked within the first beam_size ends a hypothesis
+        going = usable & ~is_eos
+        slot = np.cumsum(going, axis=1) - 1  # the live beam each non-eos candidate would take
+        going &= slot < k
         new_cum = np.full((n, k), -np.inf)
         new_beam = np.zeros((n, k), np.int64)
         new_tok = np.full((n, k), eos, np.int64)
-        for i in range(n):
-            if done[i]:
-                continue
-            live = 0
-            for rank, c in enumerate(order[i]):
-                score = cand[i, c]
-                if not np.isfinite(score):
-                    break
-                beam, tok = divmod(int(c), vocab)
-                if tok == eos:
-                    if rank < k:
-                        norm = score / _normaliser(t + 1, length_penalty, gnmt)
-                        ended[i].append((norm, score, True, history[i, beam].copy()))
-                elif live < k:
-                    new_cum[i, live], new_beam[i, live], new_tok[i, live] = score, beam, tok
-                    live += 1
+        src, col = np.nonzero(going)
+        new_cum[src, slot[src, col]] = top[src, col]
+        new_beam[src, slot[src, col]] = beam_of[src, col]
+        new_tok[src, slot[src, col]] = tok_of[src, col]
+        for i, c in zip(*np.nonzero(ending)):  # row-major: each source's in rank order
+            norm = top[i, c] / _normaliser(t + 1, length_penalty, gnmt)
+            ended[i].append((norm, top[i, c], True, history[i, beam_of[i, c]].copy()))
+        for i in np.unique(np.nonzero(ending)[0]):
             if len(ended[i]) >= k:
                 done[i] = True
                 new_cum[i] = -np.inf
