@@ -283,3 +283,14 @@ def test_beam_search_steps_all_rows_at_once_and_uses_the_models_reorder() -> Non
     for a, b in zip(res.tokens, plain.tokens):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+def test_top_candidates_equal_a_stable_full_sort_with_ties_and_nan() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        cand = rng.integers(-4, 2, size=(6, 30)).astype(np.float64)  # many ties
+        cand[cand == 1] = -np.inf
+        cand[rng.random(cand.shape) < 0.05] = np.nan
+        take = int(rng.integers(1, 31))
+        expected = np.argsort(-np.where(np.isnan(cand), -np.inf, cand), axis=1, kind="stable")[:, :take]
+        np.testing.assert_array_equal(decode._top_candidates(cand, take), expected)

@@ -211,6 +211,25 @@ def _normaliser(length: int, length_penalty: float, gnmt_alpha: float | None) ->
     return float(length ** length_penalty)
 
 
+def _top_candidates(cand: np.ndarray, take: int) -> np.ndarray:
+    """The indices [N, take] of each row's ``take`` largest entries of cand [N, C], best first, ties by lowest
+    index: exactly a stable full argsort's first ``take``, at np.partition's cost (NaN counts as -inf)."""
+    if np.isnan(cand).any():
+        cand = np.where(np.isnan(cand), -np.inf, cand)
+    columns = cand.shape[1]
+    threshold = np.partition(cand, columns - take, axis=1)[:, columns - take:columns - take + 1]  # take-th largest
+    above = cand > threshold
+    at = cand == threshold
+    room = take - above.sum(axis=1, keepdims=True)  # how many of the tied entries fit, lowest index first
+    if (at.sum(axis=1, keepdims=True) > room).any():
+        chosen = above | (at & (np.cumsum(at, axis=1) <= room))
+    else:
+        chosen = above | at
+    picked = np.nonzero(chosen)[1].reshape(cand.shape[0], take)  # row-major: index order within each row
+    by_score = np.argsort(-np.take_along_axis(cand, picked, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(picked, by_score, axis=1)
+
+
 def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, beam_size: int = 5,
                 length_penalty: float = 1.0, n_best: int = 1, gnmt_alpha: float | None = None) -> BeamResult:
     """Beam search over sources x beams, one ``model.step`` per time step for all N*beam_size rows.
@@ -240,7 +259,7 @@ def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, 
         vocab = log_probs.shape[1]
         cand = (cum[:, :, None] + log_probs.astype(np.float64).reshape(n, k, vocab)).reshape(n, k * vocab)
         take = min(2 * k, k * vocab)
-        order = np.argsort(-cand, axis=1, kind="stable")[:, :take]
+        order = _top_candidates(cand, take)
         top = np.take_along_axis(cand, order, axis=1)  # [N, take], best first
         beam_of, tok_of = np.divmod(order, vocab)
         usable = np.isfinite(top) & ~done[:, None]
