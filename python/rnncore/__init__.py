@@ -29,7 +29,7 @@ def _check_cpu() -> None:
 
 _check_cpu()
 
-from . import interop, losses, ops, optim, reference, utils as utils  # noqa: E402
+from . import decode, interop, losses, ops, optim, reference, utils as utils  # noqa: E402
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .module import Module, load, save  # noqa: E402
 from .nn import Embedding, Linear  # noqa: E402
@@ -52,4 +52,5 @@ __all__ = [
     "Sequential", "LastHidden",
     "load_training_state",
     "threads",
+    "decode",
 ]

@@ -1377,3 +1377,97 @@ def thread_count(name: str, value: Any) -> int | None:
     if value < 1:
         raise ValueError(f"{name} must be an int >= 1 or None, got {value}")
     return int(value)
+
+
+# ---- decoding (rnncore.decode) ---------------------------------------------------------------------------------------
+
+def token_id(name: str, value: Any) -> int:
+    """A token id (bos, eos): an int >= 0 (its upper bound, V, is checked against the first step's log-probs)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int token id, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be a token id >= 0, got {value}")
+    return int(value)
+
+
+def step_log_probs(log_probs: Any, rows: int, eos: int | None) -> np.ndarray:
+    """What a decoding model's ``step`` returned: a float ndarray log_probs [N, V] with N = the tokens given and
+    V > eos."""
+    if not isinstance(log_probs, np.ndarray) or log_probs.dtype not in FLOAT_DTYPES:
+        got = type(log_probs).__name__ if not isinstance(log_probs, np.ndarray) else f"dtype {log_probs.dtype}"
+        raise TypeError(f"model.step must return (log_probs, state) with log_probs a float32/float64 numpy.ndarray "
+                        f"of shape [N, V] = ({rows}, ?), got {got}")
+    if log_probs.ndim != 2 or log_probs.shape[0] != rows:
+        raise ValueError(f"model.step's log_probs must have shape [N, V] = ({rows}, ?), got shape {log_probs.shape}")
+    if eos is not None and log_probs.shape[1] <= eos:
+        raise ValueError(f"eos must lie in 0..V-1 = 0..{log_probs.shape[1] - 1} (V from model.step's log_probs), "
+                         f"got {eos}")
+    return log_probs
+
+
+def top_k_value(value: Any) -> int | None:
+    """Sampling's ``top_k``: None (off) or an int >= 1."""
+    return None if value is None else positive_int("top_k", value)
+
+
+def top_p_value(value: Any) -> float | None:
+    """Sampling's ``top_p`` (nucleus): None (off) or a number in (0, 1]."""
+    if value is None:
+        return None
+    p = real_number("top_p", value, 0.0, allow_equal=False)
+    if p > 1.0:
+        raise ValueError(f"top_p must be a number in (0, 1], got {value!r}")
+    return p
+
+
+def finite_number(name: str, value: Any) -> float:
+    """Any finite real number (not bool), e.g. a length penalty, which may be negative."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def n_best_value(value: Any, beam_size: int) -> int:
+    """Beam search's ``n_best``: an int in 1..beam_size."""
+    n = positive_int("n_best", value)
+    if n > beam_size:
+        raise ValueError(f"n_best must lie in 1..beam_size = 1..{beam_size}, got {n}")
+    return n
+
+
+def source_count(batch: Any) -> int:
+    """The number of sources of a decoding call's ``batch``: the int itself, else len(batch)."""
+    if isinstance(batch, numbers.Integral) and not isinstance(batch, bool):
+        return positive_int("batch", batch)
+    try:
+        n = len(batch)
+    except TypeError:
+        raise TypeError(f"batch must be an int (the number of sequences) or a sized batch of sources (len() "
+                        f"gives their number), got {type(batch).__name__}") from None
+    if n < 1:
+        raise ValueError(f"batch must hold at least 1 source, got {n}")
+    return n
+
+
+def target_sequences(targets: Any, sources: int) -> list[np.ndarray]:
+    """``sequence_log_prob``'s targets: N token sequences (a list/tuple of int sequences, or an int array [N, L]),
+    each returned as int64 [L_i] of ids >= 0 (the bound V is checked against the model's log-probs)."""
+    if isinstance(targets, np.ndarray) and targets.ndim == 2:
+        targets = list(targets)
+    if not isinstance(targets, (list, tuple)) or len(targets) != sources:
+        got = f"{len(targets)} sequences" if isinstance(targets, (list, tuple)) else type(targets).__name__
+        raise ValueError(f"targets must be a list of N = {sources} token sequences (one per source), got {got}")
+    out = []
+    for i, t in enumerate(targets):
+        arr = np.asarray(t)
+        if arr.size == 0 and arr.ndim == 1:  # [] is float64 to numpy
+            arr = np.zeros(0, np.int64)
+        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 1:
+            raise TypeError(f"targets[{i}] must be a 1-d sequence of int token ids, got dtype {arr.dtype} and "
+                            f"shape {arr.shape}")
+        if arr.size and arr.min() < 0:
+            raise ValueError(f"targets[{i}] must hold token ids >= 0, got {arr[arr < 0].tolist()[:5]}")
+        out.append(arr.astype(np.int64))
+    return out
