@@ -120,8 +120,8 @@ SPLIT_SIZES = {
 def test_split_kernels_match_one_thread_and_the_reference(cell, sizes, row_split):
     """Sizes large enough that every part of a call is split across 2 threads (the input projection by rows; the
     time loop by batch rows, or each step's product by weight panels and its pointwise rows; a batch-1 product by
-    panels) give one thread's results (the split changes no summation order, except possibly the input GEMM's
-    blocking) and the reference's."""
+    panels) give one thread's results and the reference's (bit-for-bit equality across thread counts is
+    test_one_and_two_threads_give_equal_bits's)."""
     from support.tolerances import assert_close
     rng = np.random.default_rng(37)
     sizes = sizes(cell)
