@@ -136,6 +136,13 @@ def same_keys(context: str, expected: Iterable[Any], given: Iterable[Any],
         raise error(f"{context}: missing {missing}, unexpected {unexpected}")
 
 
+def strict_flag(strict: Any) -> bool:
+    """``load_state_dict``'s ``strict``: a bool."""
+    if not isinstance(strict, (bool, np.bool_)):
+        raise TypeError(f"load_state_dict: strict must be a bool, got {type(strict).__name__}")
+    return bool(strict)
+
+
 def reset_after_flag(value: Any) -> bool:
     """The GRU's ``reset_after`` argument: a bool (never a truthy stand-in such as a string)."""
     if not isinstance(value, (bool, np.bool_)):
@@ -684,8 +691,7 @@ def cell_weights(state: Any, sources: dict[str, str], params: dict[str, np.ndarr
     and the missing and unexpected keys."""
     if not isinstance(state, Mapping):
         raise TypeError(f"load_state_dict: state must be a mapping name -> array, got {type(state).__name__}")
-    if not isinstance(strict, (bool, np.bool_)):
-        raise TypeError(f"load_state_dict: strict must be a bool, got {type(strict).__name__}")
+    strict = strict_flag(strict)
     given = set(state) if position is None else set(position) & set(state)
     missing, unexpected = sorted(set(sources) - given), sorted(given - set(sources))
     if strict:
@@ -886,8 +892,7 @@ def state_dict_entries(params: dict[str, np.ndarray], state: Any, strict: bool
     to load, and the missing and unexpected names."""
     if not isinstance(state, Mapping):
         raise TypeError(f"load_state_dict: state must be a mapping name -> array, got {type(state).__name__}")
-    if not isinstance(strict, (bool, np.bool_)):
-        raise TypeError(f"load_state_dict: strict must be a bool, got {type(strict).__name__}")
+    strict = strict_flag(strict)
     if strict:
         same_keys("load_state_dict", params, state)
     missing = sorted(set(params) - set(state))
@@ -1024,11 +1029,6 @@ def hyper_unit(name: str, value: Any) -> float:
     if not 0.0 <= value < 1.0:
         raise ValueError(f"Invalid {name}: {value} (must be in [0, 1))")
     return value
-
-
-def hyper_flag(name: str, value: Any) -> bool:
-    """A bool (or numpy.bool_) hyper-parameter."""
-    return flag(name, value)
 
 
 def hyper_betas(name: str, value: Any) -> tuple[float, float]:

@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .._validation import (
+    flag,
     hyper_betas,
-    hyper_flag,
     hyper_non_negative,
     hyper_number,
     nesterov_combination,
@@ -274,7 +274,7 @@ class SGD(Optimizer):
     """
 
     _hyper = {"lr": hyper_non_negative, "momentum": hyper_non_negative, "dampening": hyper_number,
-              "weight_decay": hyper_non_negative, "nesterov": hyper_flag, "maximize": hyper_flag}
+              "weight_decay": hyper_non_negative, "nesterov": flag, "maximize": flag}
     _state_keys = ("momentum_buffer",)
 
     def __init__(self, params: Params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
@@ -320,8 +320,8 @@ class RMSprop(Optimizer):
     """
 
     _hyper = {"lr": hyper_non_negative, "alpha": hyper_non_negative, "eps": hyper_non_negative,
-              "weight_decay": hyper_non_negative, "momentum": hyper_non_negative, "centered": hyper_flag,
-              "maximize": hyper_flag}
+              "weight_decay": hyper_non_negative, "momentum": hyper_non_negative, "centered": flag,
+              "maximize": flag}
     _state_keys = ("step", "square_avg", "grad_avg", "momentum_buffer")
 
     def __init__(self, params: Params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
@@ -372,7 +372,7 @@ class Adam(Optimizer):
     """
 
     _hyper = {"lr": hyper_non_negative, "betas": hyper_betas, "eps": hyper_non_negative,
-              "weight_decay": hyper_non_negative, "amsgrad": hyper_flag, "maximize": hyper_flag}
+              "weight_decay": hyper_non_negative, "amsgrad": flag, "maximize": flag}
     _state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _decoupled_weight_decay = False
 
