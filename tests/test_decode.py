@@ -285,12 +285,22 @@ def test_beam_search_steps_all_rows_at_once_and_uses_the_models_reorder() -> Non
             np.testing.assert_array_equal(x, y)
 
 
-def test_top_candidates_equal_a_stable_full_sort_with_ties_and_nan() -> None:
+def test_best_candidates_equal_a_stable_sort_of_the_whole_candidate_matrix() -> None:
+    # The two-pass selection (each beam's best, then the best of those) against the one-pass definition: a stable
+    # descending sort of cum[:, :, None] + log_probs over [N, k*V], ties by the lowest beam*V + token, NaN as -inf.
     rng = np.random.default_rng(5)
-    for _ in range(50):
-        cand = rng.integers(-4, 2, size=(6, 30)).astype(np.float64)  # many ties
-        cand[cand == 1] = -np.inf
-        cand[rng.random(cand.shape) < 0.05] = np.nan
-        take = int(rng.integers(1, 31))
-        expected = np.argsort(-np.where(np.isnan(cand), -np.inf, cand), axis=1, kind="stable")[:, :take]
-        np.testing.assert_array_equal(decode._top_candidates(cand, take), expected)
+    for _ in range(60):
+        n, k, vocab = int(rng.integers(1, 4)), int(rng.integers(1, 5)), int(rng.integers(1, 12))
+        log_probs = rng.integers(-4, 1, size=(n * k, vocab)).astype(rng.choice([np.float32, np.float64]))
+        log_probs[rng.random(log_probs.shape) < 0.05] = np.nan
+        log_probs[rng.random(log_probs.shape) < 0.05] = -np.inf
+        cum = rng.integers(-3, 1, size=(n, k)).astype(np.float64)
+        cum[rng.random(cum.shape) < 0.2] = -np.inf
+        take = int(rng.integers(1, k * vocab + 1))
+        with np.errstate(invalid="ignore"):
+            cand = (cum[:, :, None] + log_probs.astype(np.float64).reshape(n, k, vocab)).reshape(n, k * vocab)
+        cand = np.where(np.isnan(cand), -np.inf, cand)
+        expected = np.argsort(-cand, axis=1, kind="stable")[:, :take]
+        order, sums = decode._best_candidates(log_probs, cum, take)
+        np.testing.assert_array_equal(order, expected)
+        np.testing.assert_array_equal(sums, np.take_along_axis(cand, expected, axis=1))

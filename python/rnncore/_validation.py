@@ -1471,3 +1471,34 @@ def target_sequences(targets: Any, sources: int) -> list[np.ndarray]:
             raise ValueError(f"targets[{i}] must hold token ids >= 0, got {arr[arr < 0].tolist()[:5]}")
         out.append(arr.astype(np.int64))
     return out
+
+
+# ---- decoding ops (ops/decoding.py) ----
+
+def top_k_arguments(scores: Any, k: Any, offsets: Any) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """``top_k``'s scores [R, C] (float32/float64, C >= 1), k in 1..C, offsets [R] (any real dtype, read as float64:
+    the kernel only reads them) or None."""
+    scores = float_array("scores", scores, [("R", None), ("C", None)])
+    if scores.shape[1] == 0:
+        raise ValueError("scores must have at least one column (C >= 1), got shape " + str(scores.shape))
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if not 1 <= k <= scores.shape[1]:
+        raise ValueError(f"k must lie in 1..C = 1..{scores.shape[1]}, got {k}")
+    k = int(k)
+    if offsets is None:
+        return scores, k, None
+    o = np.asarray(offsets)
+    if o.dtype == np.bool_ or not (np.issubdtype(o.dtype, np.floating) or np.issubdtype(o.dtype, np.integer)):
+        raise TypeError(f"offsets must hold real numbers, got dtype {o.dtype}")
+    if o.shape != (scores.shape[0],):
+        raise ValueError(f"offsets must have shape [R] = ({scores.shape[0]},), got shape {o.shape}")
+    return scores, k, np.ascontiguousarray(o, dtype=np.float64)
+
+
+def log_softmax_input(x: Any) -> np.ndarray:
+    """``log_softmax``'s x: a float array of at least one axis whose last axis (the classes) is not empty."""
+    x = scores_array("x", x)
+    if x.shape[-1] == 0:
+        raise ValueError(f"x must have at least one class on its last axis, got shape {x.shape}")
+    return x

@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from . import _validation as v
+from . import _validation as v, ops
 
 __all__ = ["StepModel", "LanguageModel", "reorder_state", "DecodeResult", "BeamResult", "greedy", "sample",
            "beam_search", "sequence_log_prob"]
@@ -90,12 +90,7 @@ class LanguageModel:
         self.embedding.eval()
         state = self.cell(self.embedding(tokens), state)
         logits = self.output(state[0] if isinstance(state, tuple) else state).astype(np.float64)
-        return _log_softmax(logits), state
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        return ops.log_softmax(logits), state
 
 
 @dataclass
@@ -211,23 +206,19 @@ def _normaliser(length: int, length_penalty: float, gnmt_alpha: float | None) ->
     return float(length ** length_penalty)
 
 
-def _top_candidates(cand: np.ndarray, take: int) -> np.ndarray:
-    """The indices [N, take] of each row's ``take`` largest entries of cand [N, C], best first, ties by lowest
-    index: exactly a stable full argsort's first ``take``, at np.partition's cost (NaN counts as -inf)."""
-    if np.isnan(cand).any():
-        cand = np.where(np.isnan(cand), -np.inf, cand)
-    columns = cand.shape[1]
-    threshold = np.partition(cand, columns - take, axis=1)[:, columns - take:columns - take + 1]  # take-th largest
-    above = cand > threshold
-    at = cand == threshold
-    room = take - above.sum(axis=1, keepdims=True)  # how many of the tied entries fit, lowest index first
-    if (at.sum(axis=1, keepdims=True) > room).any():
-        chosen = above | (at & (np.cumsum(at, axis=1) <= room))
-    else:
-        chosen = above | at
-    picked = np.nonzero(chosen)[1].reshape(cand.shape[0], take)  # row-major: index order within each row
-    by_score = np.argsort(-np.take_along_axis(cand, picked, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(picked, by_score, axis=1)
+def _best_candidates(log_probs: np.ndarray, cum: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each source's ``take`` best candidates of cum[i, beam] + log_probs[i*k + beam, token] (float64 sums), best
+    first, ties by the lowest beam*V + token: exactly a stable descending sort of the [N, k*V] candidate matrix
+    (NaN ranks as -inf), without forming it. Two C++ top-k passes: each beam's ``take`` best tokens (a global top-
+    ``take`` entry is within its own beam's), then the best of those k*take per source, taken in (beam, rank) order,
+    which is (beam, token) order among equal sums. Returns (flat indices [N, take], sums [N, take])."""
+    n, k = cum.shape
+    vocab = log_probs.shape[1]
+    per_beam = min(take, vocab)
+    tokens, sums = ops.top_k(log_probs, per_beam, cum.reshape(-1))  # [N*k, per_beam] each
+    flat = (np.arange(k)[None, :, None] * vocab + tokens.reshape(n, k, per_beam)).reshape(n, k * per_beam)
+    picks, best = ops.top_k(sums.reshape(n, k * per_beam), take)
+    return np.take_along_axis(flat, picks, axis=1), best
 
 
 def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, beam_size: int = 5,
@@ -257,10 +248,8 @@ def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, 
     for t in range(max_len):
         log_probs, state = _step(model, tokens, state, eos)
         vocab = log_probs.shape[1]
-        cand = (cum[:, :, None] + log_probs.astype(np.float64).reshape(n, k, vocab)).reshape(n, k * vocab)
         take = min(2 * k, k * vocab)
-        order = _top_candidates(cand, take)
-        top = np.take_along_axis(cand, order, axis=1)  # [N, take], best first
+        order, top = _best_candidates(log_probs, cum, take)  # [N, take], best first
         beam_of, tok_of = np.divmod(order, vocab)
         usable = np.isfinite(top) & ~done[:, None]
         is_eos = tok_of == eos

@@ -5,13 +5,14 @@ Every function validates its arguments (``rnncore._validation``) and then runs o
 against (tests/test_ops_twins.py and the kernel tests).
 
 Families: ``rnn`` (the LSTM/GRU/RNN sequence kernels and the streaming steppers), ``attention`` (the masked softmax),
-``nn`` (the dense layer's products, the embedding's backward), ``runtime`` (threads, the memory cache, build
-facts). Every public name is also here: ``rnncore.ops.lstm_forward``.
+``decoding`` (log-softmax and top-k rows), ``nn`` (the dense layer's products, the embedding's backward), ``runtime``
+(threads, the memory cache, build facts). Every public name is also here: ``rnncore.ops.lstm_forward``.
 """
 
 from __future__ import annotations
 
 from .attention import masked_softmax, masked_softmax_backward
+from .decoding import log_softmax, top_k
 from .nn import embedding_backward, linear_backward, linear_forward
 from .rnn import (
     gru_backward,
@@ -39,6 +40,7 @@ __all__ = [
     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
     "lstm_stepper", "gru_stepper", "rnn_stepper",
     "masked_softmax", "masked_softmax_backward",
+    "top_k", "log_softmax",
     "linear_forward", "linear_backward", "embedding_backward",
     "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "build_info",
     "simd_instruction_sets", "has_openmp",

@@ -8,7 +8,7 @@ cast back to the input's dtype on exit). Each family module imports nothing but 
 
 Families, as in ``rnncore.ops``: ``rnn`` (LSTM/GRU/RNN over a sequence, their backward, the streaming steppers),
 ``attention`` (the masked softmax, additive and Luong attention, their backward),
-``nn`` (the dense layer's products, the embedding's backward).
+``decoding`` (log-softmax and top-k rows), ``nn`` (the dense layer's products, the embedding's backward).
 Every public name is also here: ``rnncore.reference.lstm_forward``.
 
 In every family, backward passes are written from the *outputs* of the activations, with the identities
@@ -26,6 +26,7 @@ from .attention import (
     masked_softmax,
     masked_softmax_backward,
 )
+from .decoding import log_softmax, top_k
 from .nn import embedding_backward, linear_backward, linear_forward
 from .rnn import (
     gru_backward,
@@ -45,5 +46,6 @@ __all__ = [
     "masked_softmax", "masked_softmax_backward",
     "additive_attention_keys", "additive_attention_keys_backward", "additive_attention_forward",
     "additive_attention_backward", "luong_attention_forward", "luong_attention_backward",
+    "top_k", "log_softmax",
     "linear_forward", "linear_backward", "embedding_backward",
 ]

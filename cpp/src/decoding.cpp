@@ -1,0 +1,94 @@
+// Row-wise log-softmax and top-k selection for decoding (declared in rnncore/decoding.hpp).
+#include "rnncore/decoding.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "linalg/arrays.hpp"
+#include "parallel.hpp"
+#include "rnncore/activations.hpp"
+
+namespace rnncore {
+
+using namespace detail;
+
+namespace {
+
+constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
+
+/// The k best of one row so far, best first; an entry enters only when strictly better than the k-th (the scan runs
+/// in increasing column order, so an equal later column ranks after the earlier ones: the stable sort's tie rule).
+struct RowBest {
+  double* values;
+  std::int64_t* columns;
+  index_t k, size = 0;
+
+  double threshold() const { return size < k ? kMinusInf : values[k - 1]; }
+
+  void offer(double v, index_t column) {
+    if (size == k && !(v > values[k - 1])) return;
+    index_t pos = size < k ? size++ : k - 1;  // the slot freed (or the new one), then sifted up past worse entries
+    while (pos > 0 && v > values[pos - 1]) {
+      values[pos] = values[pos - 1];
+      columns[pos] = columns[pos - 1];
+      --pos;
+    }
+    values[pos] = v;
+    columns[pos] = column;
+  }
+};
+
+}  // namespace
+
+template <typename T>
+void top_k_rows(index_t R, index_t C, index_t k, const T* scores, const double* offsets, std::int64_t* columns,
+                double* values) {
+  constexpr index_t kBlock = 16;  // columns skipped at once when their maximum cannot enter
+  for (index_t r = 0; r < R; ++r) {
+    const T* row = scores + r * C;
+    const double offset = offsets ? offsets[r] : 0.0;
+    RowBest best{values + r * k, columns + r * k, k};
+    auto offer = [&](index_t j) {
+      const double v = offset + static_cast<double>(row[j]);
+      best.offer(std::isnan(v) ? kMinusInf : v, j);
+    };
+    index_t j = 0;
+    for (; j < std::min(C, k); ++j) offer(j);  // the first k fill the list, -inf and NaN included
+    for (; j + kBlock <= C; j += kBlock) {
+      // offset + double(s) is non-decreasing in s, so a block whose largest score cannot beat the k-th is skipped
+      // (NaN never compares greater, and a NaN sum ranks as -inf: it never enters a full list).
+      T block_max = row[j];
+      for (index_t i = 1; i < kBlock; ++i) block_max = row[j + i] > block_max ? row[j + i] : block_max;
+      if (!(offset + static_cast<double>(block_max) > best.threshold()) && !std::isnan(block_max)) continue;
+      for (index_t i = 0; i < kBlock; ++i) offer(j + i);
+    }
+    for (; j < C; ++j) offer(j);
+  }
+}
+
+template <typename T>
+void log_softmax_rows(index_t R, index_t C, const T* x, T* y) {
+  const KernelScope scope(4.0 * double(R) * double(C));
+  // exp goes through an aligned scratch row (as masked_softmax's does): the result's bits do not depend on the
+  // caller's addresses.
+  parallel_chunks(R, threads_for(4.0 * double(R) * double(C), R, tuning::kMinPointwiseOpsPerThread), 1,
+                  [&](int, index_t r0, index_t r1) {
+                    Array1D<T> exps(C);
+                    for (index_t r = r0; r < r1; ++r) {
+                      const ConstArrayView<T> in(x + r * C, C);
+                      const T shift = in.maxCoeff();  // e - max <= 0: never overflows
+                      exps = (in - shift).exp();
+                      T total = 0;  // a plain loop: the same summation order whatever the thread count
+                      for (index_t j = 0; j < C; ++j) total += exps[j];
+                      ArrayView<T>(y + r * C, C) = in - (shift + std::log(total));
+                    }
+                  });
+}
+
+template void top_k_rows<float>(index_t, index_t, index_t, const float*, const double*, std::int64_t*, double*);
+template void top_k_rows<double>(index_t, index_t, index_t, const double*, const double*, std::int64_t*, double*);
+template void log_softmax_rows<float>(index_t, index_t, const float*, float*);
+template void log_softmax_rows<double>(index_t, index_t, const double*, double*);
+
+}  // namespace rnncore
