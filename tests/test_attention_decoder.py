@@ -4,13 +4,13 @@ both scores, both positions, input feeding, optional parameters, lengths includi
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 import rnncore as rc
 from rnncore import ops
 from rnncore._cell_table import VARIANTS
-from support.tolerances import assert_close, assert_identical, tol
+
+from support.tolerances import assert_close, assert_identical
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 CELLS = [(v.kind.name, dict(v.options)) for v in VARIANTS]
@@ -435,7 +435,8 @@ def _call_with(rng, change, **make):
     (dict(w_c=None), dict(position="after"), TypeError, "w_c must be a numpy.ndarray"),
     (dict(w_c=np.zeros((3, 4), np.float32)), dict(position="after"), ValueError,
      r"w_c must have shape \[O, Dv \+ H\] = \(\?, 5\)"),
-    (dict(o0=np.zeros((2, 3), np.float32)), dict(position="after"), ValueError, "o0 must be None without input_feeding"),
+    (dict(o0=np.zeros((2, 3), np.float32)), dict(position="after"), ValueError,
+     "o0 must be None without input_feeding"),
     (dict(o0=np.zeros((2, 4), np.float32)), dict(position="after", input_feeding=True), ValueError,
      r"o0 must have shape \[B, O\] = \(2, 3\)"),
     (dict(x=np.zeros((3, 2, 0), np.float32), w_ih=np.zeros((12, 0), np.float32)), dict(position="after"), ValueError,
