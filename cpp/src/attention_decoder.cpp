@@ -53,7 +53,7 @@ AttentionOperands<T> attention_operands(const DecoderSpec& s, const DecoderDims&
   op.Dq = d.H;
   op.K = d.K;
   op.Dv = d.Dv;
-  op.keys = keys;
+  (s.score == AttentionScore::additive ? op.score_keys : op.keys) = keys;
   op.values = values;
   op.lengths = lengths;
   op.w_q = w_q;
@@ -476,7 +476,8 @@ class DecoderBackward {
     const bool additive = s_.score == AttentionScore::additive;
     rows.dqsum = additive ? dqsum_.data() + t * B_ * d_.A : nullptr;
     rows.dquery = additive ? nullptr : dh_.data();
-    rows.dkeys = additive ? dkeys_t_.data() : g_.dkeys;
+    rows.dkeys = additive ? nullptr : g_.dkeys;
+    rows.dscore_keys = additive ? dkeys_t_.data() : nullptr;
     rows.dvalues = nullptr;  // values_gradient, after the loop
     rows.dw_v_rows = additive ? dw_v_rows_.data() : nullptr;
     rows.dscore_bias_rows = additive ? dscore_bias_rows_.data() : nullptr;

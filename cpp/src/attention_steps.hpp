@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -60,9 +61,9 @@ struct AttentionOperands {
   index_t Dq = 0;                    ///< query features (the decoder's H)
   index_t K = 0;                     ///< key columns: A (additive, projected keys) or Dq (dot)
   index_t Dv = 0;                    ///< value features
-  const T* keys = nullptr;           ///< additive: K'^T [B, A, Tx'], the projected keys K' = keys W_k^T [B, Tx, A]
-                                     ///< (projected once outside) in the score layout (keys_to_score_layout);
-                                     ///< dot: the keys [B, Tx, Dq]
+  const T* keys = nullptr;           ///< dot: the keys [B, Tx, Dq]
+  const T* score_keys = nullptr;     ///< additive: K'^T [B, A, Tx'], the projected keys K' = keys W_k^T [B, Tx, A]
+                                     ///< (projected once outside) in the score layout (keys_to_score_layout)
   const T* values = nullptr;         ///< [B, Tx, Dv]
   const index_t* lengths = nullptr;  ///< [B] in 0..Tx: sample b attends to t' < lengths[b]; null = all Tx
   const T* w_q = nullptr;            ///< additive: [A, Dq]
@@ -75,8 +76,14 @@ struct AttentionOperands {
   index_t length(index_t b) const { return lengths ? lengths[b] : Tx; }
   /// Tx': the row length of the score layout (additive).
   index_t score_row() const { return score_row_length<T>(Tx); }
-  /// Where sample b's keys start (either layout).
-  const T* keys_of(index_t b) const { return keys + b * K * (additive() ? score_row() : Tx); }
+  /// Where sample b's keys start (either score's).
+  const T* keys_of(index_t b) const { return additive() ? score_keys + b * K * score_row() : keys + b * Tx * K; }
+  /// Refuses operands set up for the other score (the additive score reads score_keys, never keys).
+  void check() const {
+    if (additive() ? (score_keys == nullptr || keys != nullptr) : (keys == nullptr || score_keys != nullptr))
+      throw std::logic_error("rnncore internal error: attention operands: the additive score takes score_keys "
+                             "(keys_to_score_layout), the dot score keys");
+  }
   /// The pointwise work of one row (for for_each_row's thread split).
   index_t row_width() const { return Tx * (K + Dv); }
 };
@@ -265,6 +272,7 @@ void attention_project_query(const AttentionOperands<T>& op, StepProduct<T, true
 template <typename T>
 void attention_forward_rows(const AttentionOperands<T>& op, const T* query, const T* qproj, T* alpha, T* context) {
   using namespace attention_lanes;
+  op.check();
   const index_t Tx = op.Tx, K = op.K, Dv = op.Dv;
   for_each_row(op.B, op.row_width(), [&](index_t b) {
     const index_t n = op.length(b);
@@ -295,7 +303,8 @@ template <typename T>
 struct AttentionRowGradients {
   T* dqsum = nullptr;             ///< additive: [B, A] out (written): Σ_t' dpre[b, t'], the query side's gradient
   T* dquery = nullptr;            ///< dot: [B, Dq] += Σ_t' de[b, t'] keys[b, t']
-  T* dkeys = nullptr;             ///< +=: additive dK'^T [B, A, Tx'] = dpre (the score layout); dot [B, Tx, Dq] de ⊗ q
+  T* dkeys = nullptr;             ///< dot: [B, Tx, Dq] += de ⊗ q
+  T* dscore_keys = nullptr;       ///< additive: dK'^T [B, A, Tx'] += dpre (the score layout; add_score_layout_to_keys)
   T* dvalues = nullptr;           ///< [B, Tx, Dv] += α ⊗ dcontext
   T* dw_v_rows = nullptr;         ///< additive: [B, A] += Σ_t' ds u (summed over rows by the caller)
   T* dscore_bias_rows = nullptr;  ///< additive: [B] += Σ_t' ds (summed over rows by the caller)
@@ -314,6 +323,10 @@ template <typename T>
 void attention_backward_rows(const AttentionOperands<T>& op, const T* query, const T* qproj, const T* alpha,
                              const T* dcontext, const T* dalpha, const AttentionRowGradients<T>& g) {
   using namespace attention_lanes;
+  op.check();
+  if (op.additive() ? g.dkeys != nullptr : g.dscore_keys != nullptr)
+    throw std::logic_error("rnncore internal error: attention gradients: the additive score accumulates dK'^T into "
+                           "dscore_keys, the dot score into dkeys");
   namespace ei = Eigen::internal;
   const index_t Tx = op.Tx, K = op.K, Dv = op.Dv;
   for_each_row(op.B, op.row_width(), [&](index_t b) {
@@ -335,7 +348,8 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
     for (index_t t = 0; t < n; ++t) weighted += a[t] * de[t];
     for (index_t t = 0; t < n; ++t) de[t] = a[t] * (de[t] - weighted);
     const T* keys = op.keys_of(b);
-    T* dkeys = g.dkeys ? g.dkeys + (keys - op.keys) : nullptr;  // additive: dK'^T, the score layout
+    T* dkeys = op.additive() ? (g.dscore_keys ? g.dscore_keys + (keys - op.score_keys) : nullptr)
+                             : (g.dkeys ? g.dkeys + (keys - op.keys) : nullptr);
     if (!op.additive()) {
       const T* q = query + b * op.Dq;
       for (index_t t = 0; t < n; ++t) {
