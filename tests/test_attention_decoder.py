@@ -497,3 +497,27 @@ def test_one_row_products_match_twin(rng, cell, options, config, pack_row, fuse_
     finally:
         _core._tuning_set("pack_row", -1)
         _core._tuning_set("fuse_units", -1)
+
+
+@pytest.mark.parametrize("score", ["additive", "dot"])
+def test_padded_source_positions_are_never_read(rng, score):
+    """Keys and values past a sample's length (NaN here) change nothing: every result equals the run with zeros
+    there, and their gradients are 0."""
+    a = make_args(rng, np.float32, score=score, position="after", input_feeding=True, B=3, Tx=21,
+                  lengths=np.array([21, 5, 0]))
+    clean = call_forward(a)
+    g = upstream(rng, a, clean)
+    clean_grads = ops.attention_decoder_backward(clean[5], **g)
+    dirty = dict(a, keys=a["keys"].copy(), values=a["values"].copy())
+    for b, n in enumerate(a["lengths"]):
+        dirty["keys"][b, n:] = np.nan
+        dirty["values"][b, n:] = np.nan
+    out = call_forward(dirty)
+    grads = ops.attention_decoder_backward(out[5], **g)
+    for name, x1, x2 in zip(FORWARD_NAMES, clean[:5], out[:5]):
+        if x1 is not None:
+            assert_identical(x2, x1, name, "NaN past the lengths")
+    for name, x1 in clean_grads._asdict().items():
+        if x1 is not None:
+            assert_identical(getattr(grads, name), x1, name, "NaN past the lengths")
+    assert np.all(grads.dkeys[1, 5:] == 0) and np.all(grads.dvalues[1, 5:] == 0)

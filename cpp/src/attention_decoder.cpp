@@ -127,7 +127,7 @@ class DecoderForward {
     if (s_.score == AttentionScore::additive) {  // the score layout K'^T (the workspace's copy in training)
       if (!training) {
         scratch_keys_.resize(B_ * d_.A, score_row_length<T>(d_.Tx));
-        keys_to_score_layout(a_.keys, B_, d_.Tx, d_.A, scratch_keys_.data());
+        keys_to_score_layout(a_.keys, B_, d_.Tx, d_.A, a_.lengths, scratch_keys_.data());
       }
       keys = training ? ws_->keys.data() : scratch_keys_.data();
     }
@@ -211,7 +211,7 @@ class DecoderForward {
       ws.lengths.clear();
     if (s_.score == AttentionScore::additive) {  // K'^T [B, A, Tx]: the additive score's layout (attention_steps.hpp)
       ws.keys.resize(B_ * d_.A, score_row_length<T>(Tx));
-      keys_to_score_layout(a_.keys, B_, Tx, d_.A, ws.keys.data());
+      keys_to_score_layout(a_.keys, B_, Tx, d_.A, a_.lengths, ws.keys.data());
     } else {
       keep(ws.keys, a_.keys, B_ * Tx, d_.K);
     }

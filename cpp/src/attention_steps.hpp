@@ -179,17 +179,21 @@ struct AttentionRowScratch {
   }
 };
 
-/// K'^T [B, A, Tx'] = each sample's projected keys K' [B, Tx, A] transposed, rows zero-padded to Tx' (the additive
-/// score's layout; once per source).
+/// K'^T [B, A, Tx'] = each sample's projected keys K' [B, Tx, A] transposed (the additive score's layout; once per
+/// source), with zeros past each sample's length and in the padding up to Tx': the passes that run on whole packets
+/// past a sample's kept steps never meet what the caller padded with (a NaN there would reach dK' and dq).
+///   lengths [B] in 0..Tx, or null (all Tx)
 template <typename T>
-void keys_to_score_layout(const T* keys, index_t B, index_t Tx, index_t A, T* keys_t) {
+void keys_to_score_layout(const T* keys, index_t B, index_t Tx, index_t A, const index_t* lengths, T* keys_t) {
   const index_t Txs = score_row_length<T>(Tx);
-  for (index_t b = 0; b < B; ++b)
+  for (index_t b = 0; b < B; ++b) {
+    const index_t n = lengths ? lengths[b] : Tx;
     for (index_t a = 0; a < A; ++a) {
       T* row = keys_t + (b * A + a) * Txs;
-      for (index_t t = 0; t < Tx; ++t) row[t] = keys[(b * Tx + t) * A + a];
-      std::fill(row + Tx, row + Txs, T(0));
+      for (index_t t = 0; t < n; ++t) row[t] = keys[(b * Tx + t) * A + a];
+      std::fill(row + n, row + Txs, T(0));
     }
+  }
 }
 
 /// dK' [B, Tx, A] += dK'^T [B, A, Tx'] transposed back (after the steps that accumulated dK'^T).
