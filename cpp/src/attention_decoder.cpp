@@ -457,16 +457,13 @@ class DecoderBackward {
   /// step).
   void values_gradient() {
     const index_t Tx = d_.Tx, Dv = d_.Dv;
-    std::fill(g_.dvalues, g_.dvalues + B_ * Tx * Dv, T(0));
+    std::fill(g_.dvalues, g_.dvalues + B_ * Tx * Dv, T(0));  // (zero past each sample's length)
     const index_t* lengths = ws_.lengths.empty() ? nullptr : ws_.lengths.data();
     for (index_t b = 0; b < B_; ++b) {
       const index_t n = lengths ? lengths[b] : Tx;
-      T* dv = g_.dvalues + b * Tx * Dv;
-      for (index_t step = 0; step < d_.Ty; ++step) {
-        const T* alpha = ws_.alpha.data() + (step * B_ + b) * Tx;
-        const T* dctx = dctx_.data() + (step * B_ + b) * Dv;
-        for (index_t t = 0; t < n; ++t) attention_lanes::axpy(alpha[t], dctx, dv + t * Dv, Dv);
-      }
+      for (index_t t = 0; t < n; ++t)  // over the steps: α_s[b, t] weighs dctx_s[b]
+        attention_lanes::weighted_sum_rows(ws_.alpha.data() + b * Tx + t, B_ * Tx, dctx_.data() + b * Dv, B_ * Dv,
+                                           d_.Ty, Dv, g_.dvalues + (b * Tx + t) * Dv, false);
     }
   }
 

@@ -163,6 +163,45 @@ EIGEN_ALWAYS_INLINE void axpy(T s, const T* x, T* y, index_t n) {
   });
 }
 
+/// out[j] (+)= Σ_{t < n} w[t * w_stride] · rows[t * row_stride + j] for j < cols: a weighted sum of n rows (the
+/// context α · values, dvalues over the steps), t in order for every j. The columns go in blocks of four packets
+/// held in registers across t: an axpy per row would chain every row's update through memory (store, then load).
+template <typename T>
+void weighted_sum_rows(const T* w, index_t w_stride, const T* rows, index_t row_stride, index_t n, index_t cols,
+                       T* out, bool accumulate) {
+  using Packet = typename ei::packet_traits<T>::type;
+  constexpr index_t W = ei::unpacket_traits<Packet>::size;
+  index_t j = 0;
+  for (; j + 4 * W <= cols; j += 4 * W) {
+    Packet a0 = ei::pset1<Packet>(T(0)), a1 = a0, a2 = a0, a3 = a0;
+    if (accumulate) {
+      a0 = ei::ploadu<Packet>(out + j), a1 = ei::ploadu<Packet>(out + j + W);
+      a2 = ei::ploadu<Packet>(out + j + 2 * W), a3 = ei::ploadu<Packet>(out + j + 3 * W);
+    }
+    for (index_t t = 0; t < n; ++t) {
+      const Packet s = ei::pset1<Packet>(w[t * w_stride]);
+      const T* r = rows + t * row_stride + j;
+      a0 = ei::pmadd(s, ei::ploadu<Packet>(r), a0);
+      a1 = ei::pmadd(s, ei::ploadu<Packet>(r + W), a1);
+      a2 = ei::pmadd(s, ei::ploadu<Packet>(r + 2 * W), a2);
+      a3 = ei::pmadd(s, ei::ploadu<Packet>(r + 3 * W), a3);
+    }
+    ei::pstoreu(out + j, a0), ei::pstoreu(out + j + W, a1), ei::pstoreu(out + j + 2 * W, a2);
+    ei::pstoreu(out + j + 3 * W, a3);
+  }
+  for (; j + W <= cols; j += W) {
+    Packet a = accumulate ? ei::ploadu<Packet>(out + j) : ei::pset1<Packet>(T(0));
+    for (index_t t = 0; t < n; ++t)
+      a = ei::pmadd(ei::pset1<Packet>(w[t * w_stride]), ei::ploadu<Packet>(rows + t * row_stride + j), a);
+    ei::pstoreu(out + j, a);
+  }
+  for (; j < cols; ++j) {
+    T a = accumulate ? out[j] : T(0);
+    for (index_t t = 0; t < n; ++t) a += w[t * w_stride] * rows[t * row_stride + j];
+    out[j] = a;
+  }
+}
+
 }  // namespace attention_lanes
 
 /// A row's scratch, one per thread (rows run on for_each_row's threads): the additive score's u [A, Tx'], and two
@@ -295,9 +334,7 @@ void attention_forward_rows(const AttentionOperands<T>& op, const T* query, cons
       for (index_t t = 0; t < n; ++t) e[t] = dot(query + b * op.Dq, keys + t * K, K);
     }
     softmax_row_in_place(e, n, Tx);
-    std::fill(ctx, ctx + Dv, T(0));
-    const T* values = op.values + b * Tx * Dv;
-    for (index_t t = 0; t < n; ++t) axpy(e[t], values + t * Dv, ctx, Dv);
+    weighted_sum_rows(e, 1, op.values + b * Tx * Dv, Dv, n, Dv, ctx, false);
   });
 }
 
@@ -356,10 +393,9 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
                              : (g.dkeys ? g.dkeys + (keys - op.keys) : nullptr);
     if (!op.additive()) {
       const T* q = query + b * op.Dq;
-      for (index_t t = 0; t < n; ++t) {
-        if (g.dquery) axpy(de[t], keys + t * K, g.dquery + b * op.Dq, K);
-        if (dkeys) axpy(de[t], q, dkeys + t * K, K);
-      }
+      if (g.dquery) weighted_sum_rows(de, 1, keys, K, n, K, g.dquery + b * op.Dq, true);
+      if (dkeys)
+        for (index_t t = 0; t < n; ++t) axpy(de[t], q, dkeys + t * K, K);
       return;
     }
     // ds = de, or de ⊙ [s > 0] (relu' from its output; s recomputed with u)
