@@ -1,0 +1,252 @@
+// Bindings for the fused attention decoder (rnncore/attention_decoder.hpp) and its opaque training workspace.
+// The forward recognises the exact call itself (bindings.hpp) and answers anything else with NotImplemented, upon
+// which rnncore.ops.attention_decoder_forward checks every argument and calls again; the backward takes exact arrays
+// only (noconvert), checked by rnncore.ops first.
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bindings.hpp"
+#include "rnncore/attention_decoder.hpp"
+
+namespace rnncore::bindings {
+
+namespace {
+
+const char* score_name(AttentionScore s) { return s == AttentionScore::additive ? "additive" : "dot"; }
+const char* position_name(AttentionPosition p) { return p == AttentionPosition::before ? "before" : "after"; }
+
+template <typename T>
+Array<T> new_array(std::vector<py::ssize_t> shape) {
+  return cached_array<T>(std::move(shape));
+}
+
+/// "a" or "b" when `name` is exactly one of the two strings (index 0 or 1), else -1.
+int which_of(py::handle name, const char* a, const char* b) {
+  if (!PyUnicode_CheckExact(name.ptr())) return -1;
+  if (PyUnicode_CompareWithASCIIString(name.ptr(), a) == 0) return 0;
+  if (PyUnicode_CompareWithASCIIString(name.ptr(), b) == 0) return 1;
+  return -1;
+}
+
+/// A bool argument given as True or False themselves, else -1.
+int bool_of(py::handle flag) { return flag.ptr() == Py_True ? 1 : flag.ptr() == Py_False ? 0 : -1; }
+
+/// The arguments of one forward call when the whole call is exact (the rules of
+/// rnncore._validation.decoder_arguments, which the tests hold the two to): every array an exact C-contiguous ndarray
+/// of T and of its shape, lengths None or int64 [B] within 0..Tx, the options as the op's values; otherwise `ok` is
+/// false and rnncore.ops validates (naming the argument) and calls again with the checked arguments.
+template <typename T>
+struct DecoderCallArgs {
+  DecoderSpec spec;
+  DecoderDims d;
+  DecoderArguments<T> a;
+  bool training = false, ok = false;
+
+  DecoderCallArgs(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
+                  py::handle b_hh, py::handle keys, py::handle values, py::handle lengths, py::handle cell,
+                  py::handle reset_after, py::handle nonlinearity, py::handle score, py::handle w_q, py::handle b_a,
+                  py::handle w_v, py::handle score_bias, py::handle energy_activation, py::handle position,
+                  py::handle input_feeding, py::handle w_c, py::handle b_c, py::handle o0, py::handle training_) {
+    if (!PyUnicode_CheckExact(cell.ptr()) ||
+        !detail::cell_kind_named(PyUnicode_AsUTF8(cell.ptr()), spec.cell.kind))
+      return;
+    const int after_reset = bool_of(reset_after), relu = which_of(nonlinearity, "tanh", "relu");
+    const int dot = which_of(score, "additive", "dot"), after = which_of(position, "before", "after");
+    const int feeding = bool_of(input_feeding), train = bool_of(training_);
+    if (after_reset < 0 || relu < 0 || dot < 0 || after < 0 || feeding < 0 || train < 0) return;
+    const bool relu_energy = !energy_activation.is_none();
+    if (relu_energy && which_of(energy_activation, "relu", "relu") != 0) return;
+    spec.cell.reset_after = after_reset == 1;
+    spec.cell.nonlinearity = relu == 1 ? Nonlinearity::relu : Nonlinearity::tanh;
+    spec.score = dot == 1 ? AttentionScore::dot : AttentionScore::additive;
+    spec.position = after == 1 ? AttentionPosition::after : AttentionPosition::before;
+    spec.input_feeding = feeding == 1;
+    spec.relu_energy = relu_energy;
+    training = train == 1;
+    const bool lstm = spec.cell.kind == CellKind::lstm, additive = dot == 0;
+    if ((after == 0 && spec.input_feeding) || (!lstm && !c0.is_none())) return;
+
+    const py::ssize_t *xs, *hs, *ks, *vs;
+    if (!array_shape<T>(x, 3, xs) || !array_shape<T>(w_hh, 2, hs) || !array_shape<T>(keys, 3, ks) ||
+        !array_shape<T>(values, 3, vs))
+      return;
+    d.Ty = xs[0], d.B = xs[1], d.E = xs[2], d.H = hs[1], d.Tx = ks[1], d.K = ks[2], d.Dv = vs[2];
+    const index_t GH = spec.cell.gates() * d.H;
+    if (d.Ty < 1 || d.B < 1 || d.H < 1 || d.Tx < 1 || d.Dv < 1 || hs[0] != GH) return;
+    if (additive) {
+      d.A = d.K;
+      if (d.A < 1) return;
+    } else if (d.K != d.H || !w_q.is_none() || !b_a.is_none() || !w_v.is_none() || !score_bias.is_none() ||
+               relu_energy) {
+      return;
+    }
+    if (after == 1) {
+      const py::ssize_t* cs;
+      if (!array_shape<T>(w_c, 2, cs)) return;
+      d.O = cs[0];
+      if (d.O < 1 || (!spec.input_feeding && (d.E < 1 || !o0.is_none()))) return;
+    } else {
+      if (!w_c.is_none() || !b_c.is_none() || !o0.is_none()) return;
+      d.O = d.H;
+    }
+    const index_t B = d.B, H = d.H, A = d.A, O = d.O;
+    const ExactArray<T> xa(x, {d.Ty, B, d.E}), wih(w_ih, {GH, d.E + d.fed(spec)}), whh(w_hh, {GH, H}),
+        bih(b_ih, {GH}, true), bhh(b_hh, {GH}, true), h(h0, {B, H}, true), c(c0, {B, H}, true),
+        k(keys, {B, d.Tx, d.K}), v(values, {B, d.Tx, d.Dv});
+    const ExactArray<index_t> len(lengths, {B}, true);
+    if (!(xa.ok && wih.ok && whh.ok && bih.ok && bhh.ok && h.ok && c.ok && k.ok && v.ok && len.ok)) return;
+    for (index_t b = 0; len.data && b < B; ++b)
+      if (len.data[b] < 0 || len.data[b] > d.Tx) return;
+    if (additive) {
+      const ExactArray<T> q(w_q, {A, H}), ba(b_a, {A}, true), wv(w_v, {A}), sb(score_bias, {}, true);
+      if (!(q.ok && ba.ok && wv.ok && sb.ok)) return;
+      a.w_q = q.data, a.b_a = ba.data, a.w_v = wv.data, a.score_bias = sb.data;
+    }
+    if (after == 1) {
+      const ExactArray<T> wc(w_c, {O, d.Dv + H}), bc(b_c, {O}, true), o(o0, {B, O}, true);
+      if (!(wc.ok && bc.ok && o.ok)) return;
+      a.w_c = wc.data, a.b_c = bc.data, a.o0 = o.data;
+    }
+    a.x = xa.data, a.h0 = h.data, a.c0 = c.data, a.w_ih = wih.data, a.w_hh = whh.data, a.b_ih = bih.data,
+    a.b_hh = bhh.data, a.keys = k.data, a.values = v.data, a.lengths = len.data;
+    ok = true;
+  }
+};
+
+/// The op's arguments in its order -> (outputs [Ty, B, O], contexts [Ty, B, Dv], alpha [Ty, B, Tx], h_n [B, H],
+/// c_n [B, H] or None, workspace or None); NotImplemented unless the call is exact (DecoderCallArgs).
+py::object forward(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
+                   py::handle b_hh, py::handle keys, py::handle values, py::handle lengths, py::handle cell,
+                   py::handle reset_after, py::handle nonlinearity, py::handle score, py::handle w_q, py::handle b_a,
+                   py::handle w_v, py::handle score_bias, py::handle energy_activation, py::handle position,
+                   py::handle input_feeding, py::handle w_c, py::handle b_c, py::handle o0, py::handle training) {
+  auto run = [&](auto type) -> py::object {
+    using T = decltype(type);
+    const DecoderCallArgs<T> call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
+                                  nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
+                                  input_feeding, w_c, b_c, o0, training);
+    if (!call.ok) return not_exact();
+    const DecoderDims& d = call.d;
+    auto outputs = new_array<T>({d.Ty, d.B, d.O}), contexts = new_array<T>({d.Ty, d.B, d.Dv}),
+         alpha = new_array<T>({d.Ty, d.B, d.Tx}), h_n = new_array<T>({d.B, d.H});
+    const bool lstm = call.spec.cell.kind == CellKind::lstm;
+    std::optional<Array<T>> c_n;
+    if (lstm) c_n = new_array<T>({d.B, d.H});
+    const DecoderOutputs<T> out{outputs.mutable_data(), contexts.mutable_data(), alpha.mutable_data(),
+                                h_n.mutable_data(), lstm ? c_n->mutable_data() : nullptr};
+    auto ws = call.training ? std::make_unique<DecoderWorkspace<T>>() : nullptr;
+    {
+      py::gil_scoped_release release;
+      attention_decoder_forward<T>(call.spec, d, call.a, out, ws.get());
+    }
+    return py::make_tuple(outputs, contexts, alpha, h_n, c_n ? py::object(*c_n) : py::none(),
+                          ws ? py::cast(std::move(ws)) : py::none());
+  };
+  const py::ssize_t* shape;
+  if (array_shape<float>(x, 3, shape)) return run(float{});
+  if (array_shape<double>(x, 3, shape)) return run(double{});
+  return not_exact();
+}
+
+/// (workspace, doutputs, dcontexts, dalpha, dh_n, dc_n), each upstream None or of its forward's shape ->
+/// (dx, dh0, dc0, do0, dkeys, dvalues, dw_ih, dw_hh, db_ih, db_hh, dw_q, db_a, dw_v, dscore_bias, dw_c, db_c),
+/// None where the forward had no such argument.
+template <typename T>
+py::tuple backward(const DecoderWorkspace<T>& ws, const OptionalArray<T>& doutputs, const OptionalArray<T>& dcontexts,
+                   const OptionalArray<T>& dalpha, const OptionalArray<T>& dh_n, const OptionalArray<T>& dc_n) {
+  const DecoderSpec& s = ws.spec;
+  const DecoderDims& d = ws.dims;
+  const index_t GH = s.cell.gates() * d.H, I = d.E + d.fed(s);
+  const bool additive = s.score == AttentionScore::additive, after = s.position == AttentionPosition::after;
+  const bool lstm = s.cell.kind == CellKind::lstm, feeding = after && s.input_feeding;
+  std::vector<std::optional<Array<T>>> arrays;
+  std::vector<T*> pointers;
+  auto add = [&](bool present, std::vector<py::ssize_t> shape) {
+    if (present) {
+      arrays.emplace_back(new_array<T>(std::move(shape)));
+      pointers.push_back(arrays.back()->mutable_data());
+    } else {
+      arrays.emplace_back(std::nullopt);
+      pointers.push_back(nullptr);
+    }
+  };
+  add(true, {d.Ty, d.B, d.E});                       // dx
+  add(true, {d.B, d.H});                             // dh0
+  add(lstm, {d.B, d.H});                             // dc0
+  add(feeding, {d.B, d.O});                          // do0
+  add(true, {d.B, d.Tx, d.K});                       // dkeys
+  add(true, {d.B, d.Tx, d.Dv});                      // dvalues
+  add(true, {GH, I});                                // dw_ih
+  add(true, {GH, d.H});                              // dw_hh
+  add(true, {GH});                                   // db_ih (the cells' weight gradients always sum it)
+  add(true, {GH});                                   // db_hh
+  add(additive, {d.A, d.H});                         // dw_q
+  add(additive && ws.has_b_a, {d.A});                // db_a
+  add(additive, {d.A});                              // dw_v
+  add(additive && ws.has_score_bias, {});            // dscore_bias
+  add(after, {d.O, d.Dv + d.H});                     // dw_c
+  add(after && ws.has_b_c, {d.O});                   // db_c
+  const DecoderGradients<T> g{pointers[0], pointers[1], pointers[2],  pointers[3],  pointers[4],  pointers[5],
+                              pointers[6], pointers[7], pointers[8],  pointers[9],  pointers[10], pointers[11],
+                              pointers[12], pointers[13], pointers[14], pointers[15]};
+  const DecoderUpstream<T> up{data_or_null(doutputs), data_or_null(dcontexts), data_or_null(dalpha),
+                              data_or_null(dh_n), data_or_null(dc_n)};
+  {
+    py::gil_scoped_release release;
+    attention_decoder_backward<T>(ws, up, g);
+  }
+  const bool keep_bias[2] = {ws.cell.has_bias_ih, ws.cell.has_bias_hh};
+  py::tuple result(arrays.size());
+  for (std::size_t i = 0; i < arrays.size(); ++i) {
+    const bool dropped = (i == 8 && !keep_bias[0]) || (i == 9 && !keep_bias[1]);
+    result[i] = arrays[i] && !dropped ? py::object(*arrays[i]) : py::none();
+  }
+  return result;
+}
+
+template <typename T>
+void register_dtype(py::module_& m) {
+  const std::string name = std::string("DecoderWorkspace_") + dtype_name<T>();
+  py::class_<DecoderWorkspace<T>>(m, name.c_str(),
+                                  "What a training-mode attention decoder forward keeps for its backward (opaque).")
+      .def_property_readonly("cell", [](const DecoderWorkspace<T>& w) { return cell_traits(w.spec.cell.kind).name; })
+      .def_property_readonly("score", [](const DecoderWorkspace<T>& w) { return score_name(w.spec.score); })
+      .def_property_readonly("position", [](const DecoderWorkspace<T>& w) { return position_name(w.spec.position); })
+      .def_property_readonly("input_feeding", [](const DecoderWorkspace<T>& w) { return w.spec.input_feeding; })
+      .def_property_readonly("dtype", [](const DecoderWorkspace<T>&) { return dtype_name<T>(); })
+      .def_property_readonly("sizes",
+                             [](const DecoderWorkspace<T>& w) {
+                               const DecoderDims& d = w.dims;
+                               py::dict sizes;
+                               sizes["Ty"] = d.Ty;
+                               sizes["B"] = d.B;
+                               sizes["E"] = d.E;
+                               sizes["H"] = d.H;
+                               sizes["Tx"] = d.Tx;
+                               sizes["K"] = d.K;
+                               sizes["Dv"] = d.Dv;
+                               sizes["A"] = d.A;
+                               sizes["O"] = d.O;
+                               return sizes;
+                             })
+      .def_property_readonly("nbytes", &DecoderWorkspace<T>::bytes);
+  using py::arg;
+  m.def("attention_decoder_backward", &backward<T>, arg("workspace"), arg("doutputs").noconvert(),
+        arg("dcontexts").noconvert(), arg("dalpha").noconvert(), arg("dh_n").noconvert(), arg("dc_n").noconvert());
+}
+
+}  // namespace
+
+void register_attention_decoder(py::module_& m) {
+  register_dtype<float>(m);
+  register_dtype<double>(m);
+  using py::arg;
+  m.def("attention_decoder_forward", &forward, arg("x"), arg("h0"), arg("c0"), arg("w_ih"), arg("w_hh"), arg("b_ih"),
+        arg("b_hh"), arg("keys"), arg("values"), arg("lengths"), arg("cell"), arg("reset_after"), arg("nonlinearity"),
+        arg("score"), arg("w_q"), arg("b_a"), arg("w_v"), arg("score_bias"), arg("energy_activation"),
+        arg("position"), arg("input_feeding"), arg("w_c"), arg("b_c"), arg("o0"), arg("training"));
+}
+
+}  // namespace rnncore::bindings
