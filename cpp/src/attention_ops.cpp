@@ -162,6 +162,10 @@ void luong_attention_forward(const LuongAttentionInputs<T>& in, T* context, T* a
     lengths = in.lengths ? ws->lengths.data() : nullptr;
     copy_matrix(ws->keys, in.keys, B * Tx, Dk);
     copy_matrix(ws->values, in.values, B * Tx, Dv);
+    // Padded key rows are zeroed (never read by the rows; the weight gradient's product multiplies them by a zero
+    // gradient, which must not meet a NaN or inf the caller padded with), as the recurrent workspaces do with x.
+    for (index_t b = 0; in.lengths && b < B; ++b)
+      std::fill(ws->keys.data() + (b * Tx + in.lengths[b]) * Dk, ws->keys.data() + (b + 1) * Tx * Dk, T(0));
     keys = ws->keys.data(), values = ws->values.data();
   }
   w.query.resize(Ty * B, Dq);
