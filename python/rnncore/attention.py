@@ -154,9 +154,10 @@ class _Attention(Parameterized):
         if entry[0] != "prepare":
             self._restore_saved(entry)
             pending = entry[1].source.pending
-            raise RuntimeError(f"{type(self).__name__}.prepare_backward: {pending} call"
-                               f"{'s' if pending != 1 else ''} of the last prepared source still need backward "
-                               "(last call first) before its keys' gradient is complete")
+            calls = "1 call of the last prepared source still needs" if pending == 1 else \
+                f"{pending} calls of the last prepared source still need"
+            raise RuntimeError(f"{type(self).__name__}.prepare_backward: {calls} backward (last call first) before "
+                               "its keys' gradient is complete")
         source: _Source = entry[1]
         assert source.dkeys is not None and source.dvalues is not None  # training-mode sources have them
         dkeys = self._keys_backward(source)

@@ -314,6 +314,8 @@ def _own_classes() -> dict[str, type]:
     from .sequential import LastHidden, Sequential
 
     classes = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Linear, Embedding, Sequential, LastHidden)
+    from .attention import AdditiveAttention, LuongAttention
+    classes += (AdditiveAttention, LuongAttention)
     return {f"{c.__module__}:{c.__qualname__}": c for c in classes}
 
 
