@@ -400,7 +400,8 @@ def _luong(score="dot", **over):
     B, Ty, Tx, Dq, Dk, Dv, A = 2, 3, 4, 5, 6, 7, 8
     args = dict(query=rng.standard_normal((B, Ty, Dq)), keys=rng.standard_normal((B, Tx, Dq if score == "dot" else Dk)),
                 values=rng.standard_normal((B, Tx, Dv)), score=score,
-                weight=None if score == "dot" else rng.standard_normal((Dq, Dk) if score == "general" else (A, Dq + Dk)),
+                weight=None if score == "dot" else rng.standard_normal((Dq, Dk) if score == "general"
+                                                                       else (A, Dq + Dk)),
                 v_a=rng.standard_normal(A) if score == "concat" else None)
     args.update(over)
     return lambda: ops.luong_attention_forward(**args)
@@ -413,7 +414,7 @@ FORWARD_RULES = [
     (_additive(query=np.ones(4)), ValueError, r"query must have shape \[B, Dq\]"),
     (_additive(query=np.ones((2, 0))), ValueError, r"query must have every axis >= 1"),
     (_additive(projected_keys=np.ones((3, 3, 6))), ValueError, r"projected_keys must have shape \[B, Tx, A\] = \(2,"),
-    (_additive(projected_keys=np.ones((2, 3, 6), F32)), TypeError, r"projected_keys has dtype float32, expected float64"),
+    (_additive(projected_keys=np.ones((2, 3, 6), F32)), TypeError, r"projected_keys has dtype float32, expected"),
     (_additive(values=np.ones((2, 4, 5))), ValueError, r"values must have shape \[B, Tx, Dv\] = \(2, 3, \?\)"),
     (_additive(w_q=np.ones((6, 3))), ValueError, r"w_q must have shape \[A, Dq\] = \(6, 4\)"),
     (_additive(b_a=np.ones(5)), ValueError, r"b_a must have shape \[A\] = \(6,\)"),
@@ -458,7 +459,7 @@ def test_forward_checks_its_arguments(call, exc, match):
 
 
 def test_backward_checks_its_arguments(rng):
-    B, Tx, Dv, A = 2, 3, 5, 6
+    B, Tx, Dv = 2, 3, 5
     _, _, ws = _additive()()
     _, _, lws = _luong()()
     cases = [

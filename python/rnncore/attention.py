@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ._validation import (
-    MODULE_DTYPE,
     LUONG_SCORES,
+    MODULE_DTYPE,
     attention_lengths,
     choice,
     energy_activation_name,
@@ -225,12 +225,17 @@ class AdditiveAttention(_Attention):
                 bound = 1.0 / math.sqrt(fan_in[name])
                 p[...] = self._rng.uniform(-bound, bound, p.shape)
 
-    def _checked_parameters(self) -> list[np.ndarray | None]:
+    def _checked_parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray,
+                                           np.ndarray | None, np.ndarray | None]:
+        """(query_weight, key_weight, bias, score_weight, score_bias, gain), each checked against the module's
+        shapes and dtype (register_parameter may have replaced one)."""
         A = self.units
-        return module_parameters(self, {
+        query_weight, key_weight, bias, score_weight, score_bias, gain = module_parameters(self, {
             "query_weight": ((A, self.query_size), "[units, query_size]"),
             "key_weight": ((A, self.key_size), "[units, key_size]"), "bias": ((A,), "[units]"),
             "score_weight": ((A,), "[units]"), "score_bias": ((), "[] (0-d)"), "gain": ((), "[] (0-d)")})
+        assert query_weight is not None and key_weight is not None and score_weight is not None  # always built
+        return query_weight, key_weight, bias, score_weight, score_bias, gain
 
     def prepare(self, keys: np.ndarray, values: np.ndarray | None = None,
                 lengths: npt.ArrayLike | None = None) -> None:
@@ -250,7 +255,7 @@ class AdditiveAttention(_Attention):
         query = float_array("query", query, [("B", None), ("query_size", self.query_size)], self.dtype,
                             MODULE_DTYPE)
         source = self._current_source(query.shape[0])
-        assert source.projected is not None and score_weight is not None
+        assert source.projected is not None
         context, alpha, ws = additive_attention_forward(
             query, source.projected, source.values_or_keys, query_weight, bias, score_weight, source.lengths,
             score_bias=score_bias, energy_activation=self.energy_activation, normalize_gain=gain,

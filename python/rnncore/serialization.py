@@ -315,8 +315,8 @@ def _own_classes() -> dict[str, type]:
 
     classes = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Linear, Embedding, Sequential, LastHidden)
     from .attention import AdditiveAttention, LuongAttention
-    classes += (AdditiveAttention, LuongAttention)
-    return {f"{c.__module__}:{c.__qualname__}": c for c in classes}
+    attention = (AdditiveAttention, LuongAttention)
+    return {f"{c.__module__}:{c.__qualname__}": c for c in (*classes, *attention)}
 
 
 def load_training_state(path: str | os.PathLike[str], optimizer: Any = None, scheduler: Any = None) -> None:
