@@ -117,5 +117,6 @@ void register_attention(py::module_& m);
 void register_attention_ops(py::module_& m);
 void register_embedding(py::module_& m);
 void register_linear(py::module_& m);
+void register_attention_decoder(py::module_& m);
 
 }  // namespace rnncore::bindings
