@@ -126,7 +126,7 @@ class DecoderForward {
     const T* keys = a_.keys;
     if (s_.score == AttentionScore::additive) {  // the score layout K'^T (the workspace's copy in training)
       if (!training) {
-        scratch_keys_.resize(B_ * d_.A, d_.Tx);
+        scratch_keys_.resize(B_ * d_.A, score_row_length<T>(d_.Tx));
         keys_to_score_layout(a_.keys, B_, d_.Tx, d_.A, scratch_keys_.data());
       }
       keys = training ? ws_->keys.data() : scratch_keys_.data();
@@ -210,7 +210,7 @@ class DecoderForward {
     else
       ws.lengths.clear();
     if (s_.score == AttentionScore::additive) {  // K'^T [B, A, Tx]: the additive score's layout (attention_steps.hpp)
-      ws.keys.resize(B_ * d_.A, Tx);
+      ws.keys.resize(B_ * d_.A, score_row_length<T>(Tx));
       keys_to_score_layout(a_.keys, B_, Tx, d_.A, ws.keys.data());
     } else {
       keep(ws.keys, a_.keys, B_ * Tx, d_.K);
@@ -340,7 +340,7 @@ class DecoderBackward {
                              ws_.lengths.empty() ? nullptr : ws_.lengths.data(), ws_.w_q.data(), nullptr,
                              ws_.w_v.data(), ws_.has_score_bias ? &ws_.score_bias : nullptr);
     std::fill(g_.dkeys, g_.dkeys + B_ * d_.Tx * d_.K, T(0));
-    if (additive) dkeys_t_ = RowMatrix<T>::Zero(B_ * d_.A, d_.Tx);  // dK'^T, turned back after the loop
+    if (additive) dkeys_t_ = RowMatrix<T>::Zero(B_ * d_.A, score_row_length<T>(d_.Tx));  // dK'^T, turned back after
     dqsum_.resize(additive ? TB_ : 0, d_.A);
     dw_v_rows_ = RowMatrix<T>::Zero(additive ? B_ : 0, d_.A);
     dscore_bias_rows_ = RowMatrix<T>::Zero(additive ? B_ : 0, 1);
