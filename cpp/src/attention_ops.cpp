@@ -45,6 +45,22 @@ void to_sample_major(const T* src, index_t B, index_t Ty, index_t D, T* dst) {
     for (index_t y = 0; y < Ty; ++y) std::copy_n(src + (y * B + b) * D, D, dst + (b * Ty + y) * D);
 }
 
+/// K'^T [B, A, Tx'] (the step rows' score layout) of projected keys K' [B*Tx, A], with the columns past each
+/// sample's length zeroed too: the rows read up to the kept steps rounded up to a packet, which must not meet a NaN
+/// or inf the caller padded with.
+template <typename T>
+void score_layout(const T* projected_keys, index_t B, index_t Tx, index_t A, const index_t* lengths,
+                  CachedMatrix<T>& keys_t) {
+  const index_t Txs = score_row_length<T>(Tx);
+  keys_t.resize(B * A, Txs);
+  keys_to_score_layout(projected_keys, B, Tx, A, keys_t.data());
+  for (index_t b = 0; lengths && b < B; ++b)
+    for (index_t a = 0; a < A; ++a) {
+      T* row = keys_t.data() + (b * A + a) * Txs;
+      std::fill(row + lengths[b], row + Tx, T(0));
+    }
+}
+
 /// The step rows' operands of an additive workspace.
 template <typename T>
 AttentionOperands<T> additive_operands(const AdditiveAttentionWorkspace<T>& ws, const T* b_a) {
@@ -152,12 +168,12 @@ void additive_attention_forward(const AdditiveAttentionInputs<T>& in, T* context
   w.B = B, w.Tx = Tx, w.Dq = in.Dq, w.Dv = in.Dv, w.A = A;
   w.has_bias = in.b_a != nullptr, w.has_score_bias = in.score_bias != nullptr, w.relu_energy = in.relu_energy;
   w.score_bias = in.score_bias ? *in.score_bias : T(0);
+  score_layout(in.projected_keys, B, Tx, A, in.lengths, w.projected_keys);  // a private copy either way
   AttentionOperands<T> op;
   const T* query = in.query;
   if (ws) {
     if (in.lengths) ws->lengths.assign(in.lengths, in.lengths + B);
     copy_matrix(ws->query, in.query, B, in.Dq);
-    copy_matrix(ws->projected_keys, in.projected_keys, B * Tx, A);
     copy_matrix(ws->values, in.values, B * Tx, in.Dv);
     copy_matrix(ws->w_q, in.w_q, A, in.Dq);
     copy_matrix(ws->w_v, in.w_v, 1, A);
@@ -165,7 +181,7 @@ void additive_attention_forward(const AdditiveAttentionInputs<T>& in, T* context
     query = ws->query.data();
   } else {
     op = additive_operands(w, in.b_a);
-    op.keys = in.projected_keys, op.values = in.values, op.lengths = in.lengths, op.w_q = in.w_q, op.w_v = in.w_v;
+    op.values = in.values, op.lengths = in.lengths, op.w_q = in.w_q, op.w_v = in.w_v;
   }
   w.qproj.resize(B, A);
   attention_project_query(op, query, w.qproj.data());
@@ -179,15 +195,16 @@ void additive_attention_backward(const AdditiveAttentionWorkspace<T>& ws, const 
   const index_t B = ws.B, A = ws.A, Dq = ws.Dq;
   const KernelScope scope(2.0 * double(B) * (2.0 * double(Dq) * double(A) + double(ws.Tx) * (4.0 * A + 2.0 * ws.Dv)));
   const AttentionOperands<T> op = additive_operands(ws, static_cast<const T*>(nullptr));
-  CachedMatrix<T> dqsum(B, A), dw_v_rows;
+  CachedMatrix<T> dqsum(B, A), dw_v_rows, dkeys_t;
   std::vector<T> dscore_bias_rows(B, T(0));
   AttentionRowGradients<T> rows;
   rows.dqsum = dqsum.data();
-  rows.dkeys = g.dprojected_keys;
+  rows.dkeys = zeros(dkeys_t, B * A, score_row_length<T>(ws.Tx));  // dK' in the score layout
   rows.dvalues = g.dvalues;
   rows.dw_v_rows = zeros(dw_v_rows, B, A);
   rows.dscore_bias_rows = ws.has_score_bias ? dscore_bias_rows.data() : nullptr;
   attention_backward_rows(op, ws.query.data(), ws.qproj.data(), ws.alpha.data(), dcontext, dalpha, rows);
+  add_score_layout_to_keys(dkeys_t.data(), B, ws.Tx, A, g.dprojected_keys);
   // The query projection's gradients, once for all rows: dquery = dqsum W_q, dW_q = dqsum^T q, db_a = Σ_b dqsum.
   multiply_into<false, false>(MatrixView<T>(g.dquery, B, Dq), dqsum.view(), ws.w_q.view());
   multiply_into<true, false>(MatrixView<T>(g.dw_q, A, Dq), dqsum.view(), ws.query.view());
@@ -251,8 +268,9 @@ void luong_attention_forward(const LuongAttentionInputs<T>& in, T* context, T* a
     std::copy_n(in.weight + a * (Dq + Dk) + Dq, Dk, w.w_k.data() + a * Dk);
   }
   copy_matrix(w.v_a, in.v_a, 1, A);
-  w.projected_keys.resize(B * Tx, A);
-  multiply_into<false, true>(w.projected_keys.view(), key_rows, w.w_k.view());
+  CachedMatrix<T> projected(B * Tx, A);
+  multiply_into<false, true>(projected.view(), key_rows, w.w_k.view());
+  score_layout(projected.data(), B, Tx, A, lengths, w.projected_keys);
   w.qproj.resize(Ty * B, A);
   multiply_into<false, true>(w.qproj.view(), w.query.view(), w.w_q.view());
   const AttentionOperands<T> op = concat_operands(w, values, lengths);
@@ -302,7 +320,8 @@ void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dco
   std::fill_n(g.dvalues, B * Tx * Dv, T(0));
   AttentionRowGradients<T> rows;
   rows.dvalues = g.dvalues;
-  rows.dkeys = zeros(dprojected, B * Tx, A);
+  CachedMatrix<T> dkeys_t;  // dK' in the score layout, summed over the steps
+  rows.dkeys = zeros(dkeys_t, B * A, score_row_length<T>(Tx));
   rows.dw_v_rows = zeros(dv_a_rows, B, A);
   dqsum.resize(Ty * B, A);
   for (index_t y = 0; y < Ty; ++y) {
@@ -313,6 +332,7 @@ void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dco
                             dalpha ? dalpha_steps.data() + y * B * Tx : nullptr, step);
   }
   // back through q W_q^T and k W_k^T, for every step at once
+  add_score_layout_to_keys(dkeys_t.data(), B, Tx, A, zeros(dprojected, B * Tx, A));
   dquery_steps.resize(Ty * B, Dq);
   multiply_into<false, false>(dquery_steps.view(), dqsum.view(), ws.w_q.view());
   to_sample_major(dquery_steps.data(), B, Ty, Dq, g.dquery);

@@ -38,7 +38,7 @@ struct AdditiveAttentionWorkspace {
   T score_bias = 0;
   std::vector<index_t> lengths;   ///< [B], empty = every step kept
   CachedMatrix<T> query;          ///< [B, Dq]
-  CachedMatrix<T> projected_keys; ///< [B*Tx, A]
+  CachedMatrix<T> projected_keys; ///< [B*A, Tx']: K'^T in the step rows' score layout (attention_steps.hpp)
   CachedMatrix<T> values;         ///< [B*Tx, Dv]
   CachedMatrix<T> w_q;            ///< [A, Dq]
   CachedMatrix<T> w_v;            ///< [1, A] the effective score vector
@@ -102,7 +102,8 @@ struct LuongAttentionWorkspace {
   CachedMatrix<T> query;          ///< dot/general [B*Ty, Dq]; concat [Ty*B, Dq] (step-major)
   CachedMatrix<T> keys;           ///< [B*Tx, Dk], padded rows zeroed
   CachedMatrix<T> values;         ///< [B*Tx, Dv]
-  CachedMatrix<T> projected_keys; ///< general: k W^T [B*Tx, Dq]; concat: k W_k^T [B*Tx, A]; dot: empty
+  CachedMatrix<T> projected_keys; ///< general: k W^T [B*Tx, Dq]; concat: (k W_k^T)^T [B*A, Tx'] in the step rows'
+                                  ///< score layout; dot: empty
   CachedMatrix<T> w_q;            ///< general: W [Dq, Dk]; concat: W_q = W_a[:, :Dq] [A, Dq]
   CachedMatrix<T> w_k;            ///< concat: W_k = W_a[:, Dq:] [A, Dk]
   CachedMatrix<T> v_a;            ///< concat: [1, A]
