@@ -5,6 +5,7 @@
 #include "rnncore/attention_ops.hpp"
 
 #include <algorithm>
+#include <memory>
 
 #include "attention_steps.hpp"
 #include "linalg/gemm.hpp"
@@ -61,20 +62,29 @@ void score_layout(const T* projected_keys, index_t B, index_t Tx, index_t A, con
     }
 }
 
-/// The step rows' operands of an additive workspace.
+/// Fills src from projected_keys [B, Tx, A] (into the score layout), values [B, Tx, Dv] (copied unless null) and
+/// lengths [B] or null.
 template <typename T>
-AttentionOperands<T> additive_operands(const AdditiveAttentionWorkspace<T>& ws, const T* b_a) {
+void fill_source(AdditiveAttentionSource<T>& src, index_t B, index_t Tx, index_t A, index_t Dv,
+                 const T* projected_keys, const T* values, const index_t* lengths) {
+  src.B = B, src.Tx = Tx, src.A = A, src.Dv = Dv;
+  if (lengths) src.lengths.assign(lengths, lengths + B);
+  score_layout(projected_keys, B, Tx, A, lengths, src.projected_keys);
+  if (values) copy_matrix(src.values, values, B * Tx, Dv);
+}
+
+/// The step rows' operands of an additive step over `src` (values: where they are); the rest as the step has them.
+template <typename T>
+AttentionOperands<T> additive_operands(const AdditiveAttentionSource<T>& src, const T* values, index_t Dq,
+                                       const T* w_q, const T* b_a, const T* w_v, const T* score_bias,
+                                       bool relu_energy) {
   AttentionOperands<T> op;
   op.score = AttentionScore::additive;
-  op.B = ws.B, op.Tx = ws.Tx, op.Dq = ws.Dq, op.K = ws.A, op.Dv = ws.Dv;
-  op.keys = ws.projected_keys.data();
-  op.values = ws.values.data();
-  op.lengths = ws.lengths.empty() ? nullptr : ws.lengths.data();
-  op.w_q = ws.w_q.data();
-  op.b_a = b_a;
-  op.w_v = ws.w_v.data();
-  op.score_bias = ws.has_score_bias ? &ws.score_bias : nullptr;
-  op.relu_energy = ws.relu_energy;
+  op.B = src.B, op.Tx = src.Tx, op.Dq = Dq, op.K = src.A, op.Dv = src.Dv;
+  op.keys = src.projected_keys.data();
+  op.values = values;
+  op.lengths = src.lengths.empty() ? nullptr : src.lengths.data();
+  op.w_q = w_q, op.b_a = b_a, op.w_v = w_v, op.score_bias = score_bias, op.relu_energy = relu_energy;
   return op;
 }
 
@@ -159,30 +169,45 @@ void dot_scores_backward(index_t B, index_t Ty, index_t Tx, index_t Dq, index_t 
 }  // namespace
 
 template <typename T>
+std::shared_ptr<AdditiveAttentionSource<T>> additive_attention_source(index_t B, index_t Tx, index_t A, index_t Dv,
+                                                                      const T* projected_keys, const T* values,
+                                                                      const index_t* lengths) {
+  FlushDenormalsScope fp_mode;
+  auto src = std::make_shared<AdditiveAttentionSource<T>>();
+  fill_source(*src, B, Tx, A, Dv, projected_keys, values, lengths);
+  return src;
+}
+
+template <typename T>
 void additive_attention_forward(const AdditiveAttentionInputs<T>& in, T* context, T* alpha,
                                 AdditiveAttentionWorkspace<T>* ws) {
   const index_t B = in.B, Tx = in.Tx, A = in.A;
   const KernelScope scope(2.0 * double(B) * (double(in.Dq) * double(A) + double(Tx) * (2.0 * double(A) + in.Dv)));
-  AdditiveAttentionWorkspace<T> local;  // inference: the step rows read the caller's arrays, only qproj is made
+  std::shared_ptr<const AdditiveAttentionSource<T>> source = in.source;
+  if (!source) {  // a source of this step's own: inference reads the values in place
+    auto own = std::make_shared<AdditiveAttentionSource<T>>();
+    fill_source(*own, B, Tx, A, in.Dv, in.projected_keys, ws ? in.values : nullptr, in.lengths);
+    source = std::move(own);
+  }
+  const T* values = source->values.size() ? source->values.data() : in.values;
+  const T* score_bias = in.score_bias;
+  AdditiveAttentionWorkspace<T> local;  // inference: only qproj is made
   AdditiveAttentionWorkspace<T>& w = ws ? *ws : local;
   w.B = B, w.Tx = Tx, w.Dq = in.Dq, w.Dv = in.Dv, w.A = A;
   w.has_bias = in.b_a != nullptr, w.has_score_bias = in.score_bias != nullptr, w.relu_energy = in.relu_energy;
   w.score_bias = in.score_bias ? *in.score_bias : T(0);
-  score_layout(in.projected_keys, B, Tx, A, in.lengths, w.projected_keys);  // a private copy either way
-  AttentionOperands<T> op;
-  const T* query = in.query;
+  const T *query = in.query, *w_q = in.w_q, *w_v = in.w_v;
   if (ws) {
-    if (in.lengths) ws->lengths.assign(in.lengths, in.lengths + B);
+    ws->source = source;
     copy_matrix(ws->query, in.query, B, in.Dq);
-    copy_matrix(ws->values, in.values, B * Tx, in.Dv);
     copy_matrix(ws->w_q, in.w_q, A, in.Dq);
     copy_matrix(ws->w_v, in.w_v, 1, A);
-    op = additive_operands(*ws, in.b_a);  // b_a is read only here, by the query projection: never copied
-    query = ws->query.data();
-  } else {
-    op = additive_operands(w, in.b_a);
-    op.values = in.values, op.lengths = in.lengths, op.w_q = in.w_q, op.w_v = in.w_v;
+    query = ws->query.data(), w_q = ws->w_q.data(), w_v = ws->w_v.data();
+    score_bias = in.score_bias ? &ws->score_bias : nullptr;
   }
+  // b_a is read only here, by the query projection: never copied
+  const AttentionOperands<T> op =
+      additive_operands(*source, values, in.Dq, w_q, in.b_a, w_v, score_bias, in.relu_energy);
   w.qproj.resize(B, A);
   attention_project_query(op, query, w.qproj.data());
   attention_forward_rows(op, query, w.qproj.data(), alpha, context);
@@ -194,7 +219,10 @@ void additive_attention_backward(const AdditiveAttentionWorkspace<T>& ws, const 
                                  const AdditiveAttentionGradients<T>& g) {
   const index_t B = ws.B, A = ws.A, Dq = ws.Dq;
   const KernelScope scope(2.0 * double(B) * (2.0 * double(Dq) * double(A) + double(ws.Tx) * (4.0 * A + 2.0 * ws.Dv)));
-  const AttentionOperands<T> op = additive_operands(ws, static_cast<const T*>(nullptr));
+  const AdditiveAttentionSource<T>& source = *ws.source;
+  const AttentionOperands<T> op =
+      additive_operands(source, source.values.data(), Dq, ws.w_q.data(), static_cast<const T*>(nullptr),
+                        ws.w_v.data(), ws.has_score_bias ? &ws.score_bias : nullptr, ws.relu_energy);
   CachedMatrix<T> dqsum(B, A), dw_v_rows, dkeys_t;
   std::vector<T> dscore_bias_rows(B, T(0));
   AttentionRowGradients<T> rows;
@@ -345,6 +373,8 @@ void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dco
 }
 
 #define RNNCORE_ATTENTION_OPS(T)                                                                                     \
+  template std::shared_ptr<AdditiveAttentionSource<T>> additive_attention_source<T>(                                 \
+      index_t, index_t, index_t, index_t, const T*, const T*, const index_t*);                                       \
   template void additive_attention_forward<T>(const AdditiveAttentionInputs<T>&, T*, T*,                             \
                                               AdditiveAttentionWorkspace<T>*);                                       \
   template void additive_attention_backward<T>(const AdditiveAttentionWorkspace<T>&, const T*, const T*,             \

@@ -43,6 +43,7 @@ from .ops.attention import (
     additive_attention_forward,
     additive_attention_keys,
     additive_attention_keys_backward,
+    additive_attention_source,
     luong_attention_backward,
     luong_attention_forward,
 )
@@ -57,17 +58,17 @@ class _Source:
     """One prepared source: private copies of what its calls and its backward read, and the gradients its calls'
     backwards accumulate (dK' or dkeys, dvalues)."""
 
-    def __init__(self, keys: np.ndarray, values: np.ndarray | None, lengths: np.ndarray | None,
-                 projected: np.ndarray | None, training: bool) -> None:
+    def __init__(self, keys: np.ndarray, values: np.ndarray | None, lengths: np.ndarray | None, prepared: Any,
+                 dkeys_shape: tuple[int, ...], training: bool) -> None:
         self.keys = keys                # [B, Tx, Dk], padded rows zeroed (training)
         self.values = values            # [B, Tx, Dv], or None: the keys are the values
         self.lengths = lengths          # [B] int64 or None
-        self.projected = projected      # additive: K' [B, Tx, A]; Luong: None
+        self.prepared = prepared        # additive: the ops' prepared source (K', values, lengths); Luong: None
         self.pending = 0                # calls recorded against it and not yet backwarded
         self.dkeys: np.ndarray | None = None     # additive: dK' [B, Tx, A]; Luong: dkeys [B, Tx, Dk]
         self.dvalues: np.ndarray | None = None   # [B, Tx, Dv]
         if training:
-            self.dkeys = np.zeros(keys.shape if projected is None else projected.shape, keys.dtype)
+            self.dkeys = np.zeros(dkeys_shape, keys.dtype)
             self.dvalues = np.zeros(self.values_or_keys.shape, keys.dtype)
 
     @property
@@ -246,8 +247,9 @@ class AdditiveAttention(_Attention):
                                                self.value_size, self.dtype)
         if self.training:
             _zero_padding(keys, lengths)
-        self._record_prepare(_Source(keys, values, lengths, additive_attention_keys(keys, key_weight),
-                                     self.training))
+        projected = additive_attention_keys(keys, key_weight)
+        prepared = additive_attention_source(projected, keys if values is None else values, lengths)
+        self._record_prepare(_Source(keys, values, lengths, prepared, projected.shape, self.training))
 
     def __call__(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One decoder step: query [B, query_size] -> (context [B, value_size], alpha [B, Tx])."""
@@ -255,11 +257,10 @@ class AdditiveAttention(_Attention):
         query = float_array("query", query, [("B", None), ("query_size", self.query_size)], self.dtype,
                             MODULE_DTYPE)
         source = self._current_source(query.shape[0])
-        assert source.projected is not None
         context, alpha, ws = additive_attention_forward(
-            query, source.projected, source.values_or_keys, query_weight, bias, score_weight, source.lengths,
-            score_bias=score_bias, energy_activation=self.energy_activation, normalize_gain=gain,
-            training=self.training)
+            query, None, None, query_weight, bias, score_weight, score_bias=score_bias,
+            energy_activation=self.energy_activation, normalize_gain=gain, training=self.training,
+            source=source.prepared)  # the steps share the source's copies
         if self.training:
             source.pending += 1
             self.save_for_backward(("call", _Call(source, ws, query.shape)))
@@ -379,7 +380,7 @@ class LuongAttention(_Attention):
                                                            None, self.dtype)
         if self.training:
             _zero_padding(keys_arg, lengths_arg)
-        self._record_prepare(_Source(keys_arg, values_arg, lengths_arg, None, self.training))
+        self._record_prepare(_Source(keys_arg, values_arg, lengths_arg, None, keys_arg.shape, self.training))
 
     def __call__(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """query [B, query_size] (one step) or [B, Ty, query_size] (every step) -> (context, alpha)."""
