@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -60,9 +61,9 @@ struct AttentionOperands {
   index_t Dq = 0;                    ///< query features (the decoder's H)
   index_t K = 0;                     ///< key columns: A (additive, projected keys) or Dq (dot)
   index_t Dv = 0;                    ///< value features
-  const T* keys = nullptr;           ///< additive: K'^T [B, A, Tx'], the projected keys K' = keys W_k^T [B, Tx, A]
-                                     ///< (projected once outside) in the score layout (keys_to_score_layout);
-                                     ///< dot: the keys [B, Tx, Dq]
+  const T* keys = nullptr;           ///< dot: the keys [B, Tx, Dq]
+  const T* score_keys = nullptr;     ///< additive: K'^T [B, A, Tx'], the projected keys K' = keys W_k^T [B, Tx, A]
+                                     ///< (projected once outside) in the score layout (keys_to_score_layout)
   const T* values = nullptr;         ///< [B, Tx, Dv]
   const index_t* lengths = nullptr;  ///< [B] in 0..Tx: sample b attends to t' < lengths[b]; null = all Tx
   const T* w_q = nullptr;            ///< additive: [A, Dq]
@@ -75,8 +76,14 @@ struct AttentionOperands {
   index_t length(index_t b) const { return lengths ? lengths[b] : Tx; }
   /// Tx': the row length of the score layout (additive).
   index_t score_row() const { return score_row_length<T>(Tx); }
-  /// Where sample b's keys start (either layout).
-  const T* keys_of(index_t b) const { return keys + b * K * (additive() ? score_row() : Tx); }
+  /// Where sample b's keys start (either score's).
+  const T* keys_of(index_t b) const { return additive() ? score_keys + b * K * score_row() : keys + b * Tx * K; }
+  /// Refuses operands set up for the other score (the additive score reads score_keys, never keys).
+  void check() const {
+    if (additive() ? (score_keys == nullptr || keys != nullptr) : (keys == nullptr || score_keys != nullptr))
+      throw std::logic_error("rnncore internal error: attention operands: the additive score takes score_keys "
+                             "(keys_to_score_layout), the dot score keys");
+  }
   /// The pointwise work of one row (for for_each_row's thread split).
   index_t row_width() const { return Tx * (K + Dv); }
 };
@@ -156,6 +163,45 @@ EIGEN_ALWAYS_INLINE void axpy(T s, const T* x, T* y, index_t n) {
   });
 }
 
+/// out[j] (+)= Σ_{t < n} w[t * w_stride] · rows[t * row_stride + j] for j < cols: a weighted sum of n rows (the
+/// context α · values, dvalues over the steps), t in order for every j. The columns go in blocks of four packets
+/// held in registers across t: an axpy per row would chain every row's update through memory (store, then load).
+template <typename T>
+void weighted_sum_rows(const T* w, index_t w_stride, const T* rows, index_t row_stride, index_t n, index_t cols,
+                       T* out, bool accumulate) {
+  using Packet = typename ei::packet_traits<T>::type;
+  constexpr index_t W = ei::unpacket_traits<Packet>::size;
+  index_t j = 0;
+  for (; j + 4 * W <= cols; j += 4 * W) {
+    Packet a0 = ei::pset1<Packet>(T(0)), a1 = a0, a2 = a0, a3 = a0;
+    if (accumulate) {
+      a0 = ei::ploadu<Packet>(out + j), a1 = ei::ploadu<Packet>(out + j + W);
+      a2 = ei::ploadu<Packet>(out + j + 2 * W), a3 = ei::ploadu<Packet>(out + j + 3 * W);
+    }
+    for (index_t t = 0; t < n; ++t) {
+      const Packet s = ei::pset1<Packet>(w[t * w_stride]);
+      const T* r = rows + t * row_stride + j;
+      a0 = ei::pmadd(s, ei::ploadu<Packet>(r), a0);
+      a1 = ei::pmadd(s, ei::ploadu<Packet>(r + W), a1);
+      a2 = ei::pmadd(s, ei::ploadu<Packet>(r + 2 * W), a2);
+      a3 = ei::pmadd(s, ei::ploadu<Packet>(r + 3 * W), a3);
+    }
+    ei::pstoreu(out + j, a0), ei::pstoreu(out + j + W, a1), ei::pstoreu(out + j + 2 * W, a2);
+    ei::pstoreu(out + j + 3 * W, a3);
+  }
+  for (; j + W <= cols; j += W) {
+    Packet a = accumulate ? ei::ploadu<Packet>(out + j) : ei::pset1<Packet>(T(0));
+    for (index_t t = 0; t < n; ++t)
+      a = ei::pmadd(ei::pset1<Packet>(w[t * w_stride]), ei::ploadu<Packet>(rows + t * row_stride + j), a);
+    ei::pstoreu(out + j, a);
+  }
+  for (; j < cols; ++j) {
+    T a = accumulate ? out[j] : T(0);
+    for (index_t t = 0; t < n; ++t) a += w[t * w_stride] * rows[t * row_stride + j];
+    out[j] = a;
+  }
+}
+
 }  // namespace attention_lanes
 
 /// A row's scratch, one per thread (rows run on for_each_row's threads): the additive score's u [A, Tx'], and two
@@ -172,17 +218,21 @@ struct AttentionRowScratch {
   }
 };
 
-/// K'^T [B, A, Tx'] = each sample's projected keys K' [B, Tx, A] transposed, rows zero-padded to Tx' (the additive
-/// score's layout; once per source).
+/// K'^T [B, A, Tx'] = each sample's projected keys K' [B, Tx, A] transposed (the additive score's layout; once per
+/// source), with zeros past each sample's length and in the padding up to Tx': the passes that run on whole packets
+/// past a sample's kept steps never meet what the caller padded with (a NaN there would reach dK' and dq).
+///   lengths [B] in 0..Tx, or null (all Tx)
 template <typename T>
-void keys_to_score_layout(const T* keys, index_t B, index_t Tx, index_t A, T* keys_t) {
+void keys_to_score_layout(const T* keys, index_t B, index_t Tx, index_t A, const index_t* lengths, T* keys_t) {
   const index_t Txs = score_row_length<T>(Tx);
-  for (index_t b = 0; b < B; ++b)
+  for (index_t b = 0; b < B; ++b) {
+    const index_t n = lengths ? lengths[b] : Tx;
     for (index_t a = 0; a < A; ++a) {
       T* row = keys_t + (b * A + a) * Txs;
-      for (index_t t = 0; t < Tx; ++t) row[t] = keys[(b * Tx + t) * A + a];
-      std::fill(row + Tx, row + Txs, T(0));
+      for (index_t t = 0; t < n; ++t) row[t] = keys[(b * Tx + t) * A + a];
+      std::fill(row + n, row + Txs, T(0));
     }
+  }
 }
 
 /// dK' [B, Tx, A] += dK'^T [B, A, Tx'] transposed back (after the steps that accumulated dK'^T).
@@ -265,6 +315,7 @@ void attention_project_query(const AttentionOperands<T>& op, StepProduct<T, true
 template <typename T>
 void attention_forward_rows(const AttentionOperands<T>& op, const T* query, const T* qproj, T* alpha, T* context) {
   using namespace attention_lanes;
+  op.check();
   const index_t Tx = op.Tx, K = op.K, Dv = op.Dv;
   for_each_row(op.B, op.row_width(), [&](index_t b) {
     const index_t n = op.length(b);
@@ -283,9 +334,7 @@ void attention_forward_rows(const AttentionOperands<T>& op, const T* query, cons
       for (index_t t = 0; t < n; ++t) e[t] = dot(query + b * op.Dq, keys + t * K, K);
     }
     softmax_row_in_place(e, n, Tx);
-    std::fill(ctx, ctx + Dv, T(0));
-    const T* values = op.values + b * Tx * Dv;
-    for (index_t t = 0; t < n; ++t) axpy(e[t], values + t * Dv, ctx, Dv);
+    weighted_sum_rows(e, 1, op.values + b * Tx * Dv, Dv, n, Dv, ctx, false);
   });
 }
 
@@ -295,7 +344,8 @@ template <typename T>
 struct AttentionRowGradients {
   T* dqsum = nullptr;             ///< additive: [B, A] out (written): Σ_t' dpre[b, t'], the query side's gradient
   T* dquery = nullptr;            ///< dot: [B, Dq] += Σ_t' de[b, t'] keys[b, t']
-  T* dkeys = nullptr;             ///< +=: additive dK'^T [B, A, Tx'] = dpre (the score layout); dot [B, Tx, Dq] de ⊗ q
+  T* dkeys = nullptr;             ///< dot: [B, Tx, Dq] += de ⊗ q
+  T* dscore_keys = nullptr;       ///< additive: dK'^T [B, A, Tx'] += dpre (the score layout; add_score_layout_to_keys)
   T* dvalues = nullptr;           ///< [B, Tx, Dv] += α ⊗ dcontext
   T* dw_v_rows = nullptr;         ///< additive: [B, A] += Σ_t' ds u (summed over rows by the caller)
   T* dscore_bias_rows = nullptr;  ///< additive: [B] += Σ_t' ds (summed over rows by the caller)
@@ -314,6 +364,10 @@ template <typename T>
 void attention_backward_rows(const AttentionOperands<T>& op, const T* query, const T* qproj, const T* alpha,
                              const T* dcontext, const T* dalpha, const AttentionRowGradients<T>& g) {
   using namespace attention_lanes;
+  op.check();
+  if (op.additive() ? g.dkeys != nullptr : g.dscore_keys != nullptr)
+    throw std::logic_error("rnncore internal error: attention gradients: the additive score accumulates dK'^T into "
+                           "dscore_keys, the dot score into dkeys");
   namespace ei = Eigen::internal;
   const index_t Tx = op.Tx, K = op.K, Dv = op.Dv;
   for_each_row(op.B, op.row_width(), [&](index_t b) {
@@ -335,13 +389,13 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
     for (index_t t = 0; t < n; ++t) weighted += a[t] * de[t];
     for (index_t t = 0; t < n; ++t) de[t] = a[t] * (de[t] - weighted);
     const T* keys = op.keys_of(b);
-    T* dkeys = g.dkeys ? g.dkeys + (keys - op.keys) : nullptr;  // additive: dK'^T, the score layout
+    T* dkeys = op.additive() ? (g.dscore_keys ? g.dscore_keys + (keys - op.score_keys) : nullptr)
+                             : (g.dkeys ? g.dkeys + (keys - op.keys) : nullptr);
     if (!op.additive()) {
       const T* q = query + b * op.Dq;
-      for (index_t t = 0; t < n; ++t) {
-        if (g.dquery) axpy(de[t], keys + t * K, g.dquery + b * op.Dq, K);
-        if (dkeys) axpy(de[t], q, dkeys + t * K, K);
-      }
+      if (g.dquery) weighted_sum_rows(de, 1, keys, K, n, K, g.dquery + b * op.Dq, true);
+      if (dkeys)
+        for (index_t t = 0; t < n; ++t) axpy(de[t], q, dkeys + t * K, K);
       return;
     }
     // ds = de, or de ⊙ [s > 0] (relu' from its output; s recomputed with u)
