@@ -6,7 +6,7 @@ the last prepared source. Backward goes in reverse: ``att.backward(dcontext, dal
 first) returns dL/dquery and accumulates the parameters' gradients and the source's dkeys/dvalues in place; once
 every call of a source went back, ``dkeys, dvalues = att.prepare_backward()`` finishes the keys' gradient and pops
 the source. A new ``prepare`` while calls of the previous source are pending is allowed (the tape keeps both).
-``eval()`` records nothing (and ``prepare`` then keeps no copies for backward).
+``eval()`` records nothing (and ``prepare`` then allocates no gradient accumulators).
 
 A decoder loop (teacher forcing, Bahdanau's "attention before the cell")::
 
@@ -63,9 +63,10 @@ class _Source:
         self.keys = keys                # [B, Tx, Dk], padded rows zeroed (training)
         self.values = values            # [B, Tx, Dv], or None: the keys are the values
         self.lengths = lengths          # [B] int64 or None
-        self.prepared = prepared        # additive: the ops' prepared source (K', values, lengths); Luong: None
+        self.prepared = prepared        # additive, Luong concat: the ops' source (K', values, lengths); Luong
+                                        # general: k W^T [B, Tx, Dq]; Luong dot: None
         self.pending = 0                # calls recorded against it and not yet backwarded
-        self.dkeys: np.ndarray | None = None     # additive: dK' [B, Tx, A]; Luong: dkeys [B, Tx, Dk]
+        self.dkeys: np.ndarray | None = None     # dK' (additive, concat), d(k W^T) (general) or dkeys (dot)
         self.dvalues: np.ndarray | None = None   # [B, Tx, Dv]
         if training:
             self.dkeys = np.zeros(dkeys_shape, keys.dtype)
