@@ -48,12 +48,18 @@ def additive_inputs(rng, B, Tx, Dq, Dk, Dv, A, dtype, bias=True, score_bias=Fals
                 normalize_gain=np.asarray(1.7, dtype) if normalize else None)
 
 
-def additive_call(impl, p, lengths=None, energy_activation=None, **kw):
-    """The keys projection and one step through ``impl`` (ops or reference): (context, alpha, workspace/saved)."""
+def additive_call(impl, p, lengths=None, energy_activation=None, prepared=False, **kw):
+    """The keys projection and one step through ``impl`` (ops or reference): (context, alpha, workspace/saved).
+    ``prepared``: the ops' step over a prepared source (additive_attention_source) instead of the arrays."""
     kp = impl.additive_attention_keys(p["keys"], p["w_k"])
+    options = dict(score_bias=p["score_bias"], energy_activation=energy_activation,
+                   normalize_gain=p["normalize_gain"], **kw)
+    if prepared:
+        source = ops.additive_attention_source(kp, p["values"], lengths)
+        return ops.additive_attention_forward(p["query"], None, None, p["w_q"], p["b_a"], p["w_v"], source=source,
+                                              **options)
     return impl.additive_attention_forward(p["query"], kp, p["values"], p["w_q"], p["b_a"], p["w_v"], lengths=lengths,
-                                           score_bias=p["score_bias"], energy_activation=energy_activation,
-                                           normalize_gain=p["normalize_gain"], **kw)
+                                           **options)
 
 
 def additive_gradients(impl, p, saved, dctx, dalpha):
@@ -66,15 +72,16 @@ def additive_gradients(impl, p, saved, dctx, dalpha):
 
 @given(B=st.integers(1, 4), Tx=st.integers(1, 5), Dq=st.integers(1, 4), Dk=st.integers(1, 4), Dv=st.integers(1, 4),
        A=st.integers(1, 5), bias=st.booleans(), score_bias=st.booleans(), normalize=st.booleans(),
-       relu=st.booleans(), use_lengths=st.booleans(), use_dalpha=st.booleans(), seed=st.integers(0, 2**16))
+       relu=st.booleans(), use_lengths=st.booleans(), use_dalpha=st.booleans(), prepared=st.booleans(),
+       seed=st.integers(0, 2**16))
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_additive_matches_reference(dtype, B, Tx, Dq, Dk, Dv, A, bias, score_bias, normalize, relu, use_lengths,
-                                    use_dalpha, seed):
+                                    use_dalpha, prepared, seed):
     rng = np.random.default_rng(seed)
     p = additive_inputs(rng, B, Tx, Dq, Dk, Dv, A, dtype, bias, score_bias, normalize)
     lengths = random_lengths(rng, B, Tx) if use_lengths else None
     act = "relu" if relu else None
-    ctx, alpha, ws = additive_call(ops, p, lengths, act)
+    ctx, alpha, ws = additive_call(ops, p, lengths, act, prepared=prepared)
     ctx_want, alpha_want, saved = additive_call(reference, p, lengths, act)
     twin_check(ctx, ctx_want, dtype, "context")
     twin_check(alpha, alpha_want, dtype, "alpha")
