@@ -491,6 +491,10 @@ def test_one_row_products_match_twin(rng, cell, options, config, pack_row, fuse_
         a = make_args(rng, np.float32, cell, options, Ty=9, B=1, Tx=7, E=3, H=16, A=5, Dv=6, O=4, **config)
         out = call_forward(a)
         assert_matches_twin(a, upstream(rng, a, out))
+        inferred = call_forward(a, training=False)  # (the weights' column blocks read in place, with their stride)
+        for name, got, want in zip(FORWARD_NAMES, inferred[:5], out[:5]):
+            if want is not None:
+                assert_close(got, want, "kernel_vs_reference", np.float32, f"inference {name}")
         paths = {name for name, n in _core._tuning_counts().items() if n > 0}
         assert ("step_row_unpacked" in paths) == (pack_row == 0)
         assert ("step_row_fused" in paths) == (fuse_units == 1)

@@ -71,7 +71,7 @@ ConstStridedView<T> columns(const T* m, index_t rows, index_t stride, index_t c0
   return ConstStridedView<T>(m + c0, rows, n, Eigen::OuterStride<>(stride));
 }
 
-/// dst [rows, n] = columns [c0, c0 + n) of m [rows, stride] (the blocks of w_ih and w_c the per-step products pack).
+/// dst [rows, n] = columns [c0, c0 + n) of m [rows, stride] (the workspace's copies of the blocks of w_ih and w_c).
 template <typename T>
 void keep_columns(CachedMatrix<T>& dst, const T* m, index_t rows, index_t stride, index_t c0, index_t n) {
   dst.resize(rows, n);
@@ -133,15 +133,13 @@ class DecoderForward {
       keys = training ? ws_->keys.data() : scratch_keys_.data();
     }
     op_ = attention_operands(s_, d_, keys, a_.values, a_.lengths, a_.w_q, a_.b_a, a_.w_v, a_.score_bias);
-    // The per-step products' weights as contiguous blocks (packed once per call by their StepProducts); training
-    // keeps them for backward.
-    w_fed_ = training ? &ws_->w_fed : &scratch_w_fed_;
-    keep_columns(*w_fed_, a_.w_ih, GH_, I_, d_.E, Dc_);
+    // The per-step products' weights (packed once per call by their StepProducts): blocks of columns of w_ih and
+    // w_c, read in place in inference; training reads the workspace's contiguous copies, which backward reuses.
+    const index_t wc_cols = d_.Dv + H_;
+    w_fed_ = training ? Block{ws_->w_fed.data(), Dc_} : Block{a_.w_ih + d_.E, I_};
     if (s_.position == AttentionPosition::after) {
-      w_cc_ = training ? &ws_->w_cc : &scratch_w_cc_;
-      w_ch_ = training ? &ws_->w_ch : &scratch_w_ch_;
-      keep_columns(*w_cc_, a_.w_c, d_.O, d_.Dv + H_, 0, d_.Dv);
-      keep_columns(*w_ch_, a_.w_c, d_.O, d_.Dv + H_, d_.Dv, H_);
+      w_cc_ = training ? Block{ws_->w_cc.data(), d_.Dv} : Block{a_.w_c, wc_cols};
+      w_ch_ = training ? Block{ws_->w_ch.data(), H_} : Block{a_.w_c + d_.Dv, wc_cols};
     }
 
     switch (kind) {
@@ -199,6 +197,7 @@ class DecoderForward {
     cell.w_ih.resize(0, I_);  // kept split: w_ix, w_fed (the weight-gradient GEMMs read x and h only)
     keep(cell.w_hh, a_.w_hh, GH_, H_);
     keep_columns(ws.w_ix, a_.w_ih, GH_, I_, 0, d_.E);
+    keep_columns(ws.w_fed, a_.w_ih, GH_, I_, d_.E, Dc_);
     const CellTraits& traits = cell_traits(s_.cell.kind);
     cell.h.resize((d_.Ty + 1) * B_, H_);
     cell.c.resize(traits.states > 1 ? (d_.Ty + 1) * B_ : 0, H_);
@@ -223,6 +222,10 @@ class DecoderForward {
     keep(ws.w_v, additive ? a_.w_v : nullptr, 1, d_.A);
     ws.w_cc.resize(0, d_.Dv);
     ws.w_ch.resize(0, H_);
+    if (after) {
+      keep_columns(ws.w_cc, a_.w_c, d_.O, d_.Dv + H_, 0, d_.Dv);
+      keep_columns(ws.w_ch, a_.w_c, d_.O, d_.Dv + H_, d_.Dv, H_);
+    }
     ws.qproj.resize(additive ? TB : 0, d_.A);
     ws.alpha.resize(TB, Tx);
     ws.contexts.resize(after ? TB : 0, d_.Dv);
@@ -265,12 +268,12 @@ class DecoderForward {
     // Every per-step product's weight is packed once for the call: the fed vector's share of the gates, the query
     // projection, the output layer's two halves.
     std::optional<StepProduct<T, true>> fed_product, projection, out_ctx, out_h;
-    if (Dc_ > 0) fed_product.emplace(w_fed_->data(), GH_, Dc_, B_, Ty);
+    if (Dc_ > 0) fed_product.emplace(w_fed_.data, GH_, Dc_, B_, Ty, 0, w_fed_.stride);
     if (s_.score == AttentionScore::additive) projection.emplace(a_.w_q, d_.A, H_, B_, Ty);
     const bool before = s_.position == AttentionPosition::before;
     if (!before) {
-      out_ctx.emplace(w_cc_->data(), O, Dv, B_, Ty);
-      out_h.emplace(w_ch_->data(), O, H_, B_, Ty);
+      out_ctx.emplace(w_cc_.data, O, Dv, B_, Ty, 0, w_cc_.stride);
+      out_h.emplace(w_ch_.data, O, H_, B_, Ty, 0, w_ch_.stride);
     }
     RowMatrix<T> zero_fed;
     const T* o0 = a_.o0;
@@ -323,8 +326,13 @@ class DecoderForward {
   DecoderWorkspace<T>* ws_;
   const index_t B_, H_, GH_, Dc_, I_;
   AttentionOperands<T> op_;
-  CachedMatrix<T> scratch_inputs_, scratch_keys_, scratch_w_fed_, scratch_w_cc_, scratch_w_ch_;
-  CachedMatrix<T>*w_fed_ = nullptr, *w_cc_ = nullptr, *w_ch_ = nullptr;
+  CachedMatrix<T> scratch_inputs_, scratch_keys_;
+  /// A block of columns of a weight: where it starts and the distance between its rows.
+  struct Block {
+    const T* data = nullptr;
+    index_t stride = 0;
+  };
+  Block w_fed_, w_cc_, w_ch_;  // the fed columns of w_ih; w_c's context and h_t halves
   RowMatrix<T> scratch_h_, scratch_c_, scratch_qproj_;
 };
 

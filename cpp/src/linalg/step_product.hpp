@@ -36,9 +36,11 @@ class StepProduct {
   /// unit_gates: 0, or the gate blocks op(W)'s columns are made of (G blocks of equal width) when the cell can
   /// take the product unit by unit: with one row of float the weight is then packed by units where it can be, and
   /// fused() and for_each_unit replace accumulate (row_panels.hpp).
+  /// w_stride: the distance between W's rows, when W is a block of columns of a wider matrix (0: w_cols).
   StepProduct(const T* w, index_t w_rows, index_t w_cols, index_t m, index_t steps = kManySteps,
-              index_t unit_gates = 0)
-      : w_(w), w_stride_(w_cols), n_(TransposeW ? w_rows : w_cols), k_(TransposeW ? w_cols : w_rows), m_(m) {
+              index_t unit_gates = 0, index_t w_stride = 0)
+      : w_(w), w_stride_(w_stride > 0 ? w_stride : w_cols), n_(TransposeW ? w_rows : w_cols),
+        k_(TransposeW ? w_cols : w_rows), m_(m) {
     if (m_ <= 1 || n_ == 0 || k_ == 0) {
       parts_ = threads_for(2.0 * m_ * n_ * k_, n_ / kAlign, kMinFlopsPerThread);
       const int pack = forced(Knob::pack_row);  // (the unpacked path reads W as [N, K]: TransposeW only)
@@ -241,7 +243,10 @@ class StepProduct {
     parallel_chunks(n_, parts, kAlign, [&](int, index_t n0, index_t n1) {
       Eigen::Map<RowVector<T>> out_row(out + n0, n1 - n0);
       const Eigen::Map<const RowVector<T>> a_row(a, k_);
-      out_row.noalias() += a_row * ConstMatrixView<T>(w_ + n0 * w_stride_, n1 - n0, k_).transpose();
+      out_row.noalias() +=
+          a_row * Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>(w_ + n0 * w_stride_, n1 - n0, k_,
+                                                                          Eigen::OuterStride<>(w_stride_))
+                      .transpose();
     });
   }
 
