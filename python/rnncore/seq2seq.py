@@ -30,6 +30,7 @@ from ._validation import (
     flag,
     float_array,
     forcing_ratio,
+    index_array,
     lengths_array,
     non_negative_int,
     positive_int,
@@ -410,6 +411,7 @@ def _time_major(a: np.ndarray) -> np.ndarray:
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis, in the logits' dtype (the row maximum subtracted first)."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
@@ -666,19 +668,19 @@ class Seq2Seq(Parameterized):
         return state
 
     def step(self, tokens: np.ndarray, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        """One decoder step for every row: ``tokens [N]`` (the previous output, bos first) -> (log_probs [N, V]
-        float64, the new state). One fused inference call with Ty = 1."""
-        with self._untaped():
-            x = self.target_embedding(tokens) if self.feed_targets else None
-            output, alpha, h, c = self.decoder.step(x, state["source"], state["h"], state.get("c"),
-                                                    state.get("fed"))
-            logits = self.output(output)
+        """One decoder step for every row: ``tokens [N]`` (the previous output, bos first) -> (log_probs [N, V] in
+        the model's dtype, the new state). One fused inference call with Ty = 1."""
+        # the modules' own calls would record nothing here either; the ops directly keep the step lean
+        tokens = index_array("tokens", tokens, self.target_vocab)
+        x = np.take(self.target_embedding.weight, tokens, axis=0) if self.feed_targets else None
+        output, alpha, h, c = self.decoder.step(x, state["source"], state["h"], state.get("c"), state.get("fed"))
+        logits = linear_forward(output, self.output.weight, self.output.bias)
         new = dict(state, h=h, alpha=alpha)
         if c is not None:
             new["c"] = c
         if self.decoder.input_feeding:
             new["fed"] = output
-        return _log_softmax(logits.astype(np.float64)), new
+        return _log_softmax(logits), new
 
     def reorder(self, state: dict[str, Any], indices: np.ndarray) -> dict[str, Any]:
         """The rows ``indices`` of the state. The prepared source is gathered only when the rows' sources change
