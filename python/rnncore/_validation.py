@@ -1614,8 +1614,8 @@ def decoder_arguments(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
                        energy_activation == "relu", training)
 
 
-def decoder_upstream(workspace: Any, workspace_types: tuple[type, ...], doutputs: Any, dcontexts: Any, dalpha: Any,
-                     dh_n: Any, dc_n: Any) -> tuple[np.ndarray | None, ...]:
+def decoder_upstream(workspace: Any, workspace_types: tuple[type[Any], ...], doutputs: Any, dcontexts: Any,
+                     dalpha: Any, dh_n: Any, dc_n: Any) -> tuple[np.ndarray | None, ...]:
     """``attention_decoder_backward``'s arguments: the workspace a training forward returned, and each upstream
     gradient None or of its forward's shape and dtype (dc_n only for the LSTM)."""
     if not isinstance(workspace, workspace_types):
