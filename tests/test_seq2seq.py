@@ -519,3 +519,22 @@ def test_model_errors():
     with pytest.raises(TypeError, match="attention"):
         rc.decode.greedy(rc.decode.LanguageModel(rc.Embedding(4, 2), rc.GRUCell(2, 3), rc.Linear(3, 4)), 2, 1, 2,
                          3, return_attention=True)
+
+
+def test_one_hot_sources_equal_an_identity_embedding():
+    """source_one_hot=True computes what an Embedding fixed to the identity would (the encoder never reads padded
+    steps, so the embedding's zeroed padding row makes no difference)."""
+    rng = np.random.default_rng(15)
+    one_hot = tiny_model(source_one_hot=True)
+    embedded = tiny_model(embedding_size=7, target_embedding_size=3)   # embedding_size = source_vocab
+    state = {k: v for k, v in one_hot.state_dict().items()}
+    state["source_embedding.weight"] = np.eye(7)
+    embedded.load_state_dict(state)
+    batch = tiny_batch(rng)
+    for m in (one_hot, embedded):
+        m.loss(*batch)
+        m.loss_backward()
+    assert_close(embedded(*batch[:3])[0], one_hot(*batch[:3])[0], "kernel_vs_reference", np.float64, "logits")
+    for k, g in one_hot.gradients().items():
+        assert_close(embedded.gradients()[k], g, "kernel_vs_reference", np.float64, k)
+    assert "source_embedding.weight" not in one_hot.parameters()
