@@ -351,6 +351,7 @@ def test_returned_attention_equals_the_teacher_forced_models(trained):
     source, lengths, _, _ = reversal_batch(np.random.default_rng(7), 4)
     sources = [s[:n] for s, n in zip(source, lengths)]
     for result in (rc.decode.greedy(model, sources, 1, 2, 8, return_attention=True),
+                   rc.decode.sample(model, sources, 1, 2, 8, temperature=2.0, seed=0, return_attention=True),
                    rc.decode.beam_search(model, sources, 1, 2, 8, beam_size=3, n_best=2, return_attention=True)):
         for i, s in enumerate(sources):
             hyps = result.tokens[i] if isinstance(result.tokens[i], list) else [result.tokens[i]]
