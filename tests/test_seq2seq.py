@@ -121,7 +121,7 @@ def test_decoder_matches_the_twins_composed_by_hand(case):
     compare_with_twins(dec, data, up, Ty)
 
 
-@settings(max_examples=25)
+@settings(max_examples=80)
 @given(attention=st.sampled_from(["additive", "dot", "general", "concat"]), position=st.sampled_from(["before",
        "after"]), feeding=st.booleans(), cell=st.sampled_from(["lstm", "gru", "rnn"]), bias=st.booleans(),
        options=st.booleans(), B=st.integers(1, 3), Tx=st.integers(1, 4), Ty=st.integers(1, 3), E=st.integers(0, 2),
