@@ -548,6 +548,11 @@ def test_model_errors():
         model.loss(source, lengths, inputs, targets[:, :2])
     with pytest.raises(RuntimeError, match="loss_backward"):
         model.loss_backward()
+    model.loss(source, lengths, inputs, targets)
+    model.eval()
+    with pytest.raises(RuntimeError, match="loss_backward"):
+        model.loss_backward()
+    model.train()
     with pytest.raises(ValueError, match="feed_targets"):
         tiny_model(feed_targets=False).loss(source, lengths, inputs, targets, teacher_forcing_ratio=0.5)
     with pytest.raises(ValueError, match="pad_index"):
