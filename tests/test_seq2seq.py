@@ -579,3 +579,23 @@ def test_one_hot_sources_equal_an_identity_embedding():
     for k, g in one_hot.gradients().items():
         assert_close(embedded.gradients()[k], g, "kernel_vs_reference", np.float64, k)
     assert "source_embedding.weight" not in one_hot.parameters()
+
+
+def test_model_tape_two_forwards_then_two_backwards_last_first():
+    rng = np.random.default_rng(16)
+    model = tiny_model(cell="gru", attention="general", input_feeding=True)
+    first, second = tiny_batch(rng), tiny_batch(rng, B=2, Tx=3, Ty=2, lengths=(3, 1))
+    expected = {}
+    for batch in (first, second):
+        model.zero_grad()
+        model.loss(*batch)
+        model.loss_backward()
+        for k, g in model.gradients().items():
+            expected[k] = expected.get(k, 0.0) + g
+    model.zero_grad()
+    model.loss(*first)
+    model.loss(*second)
+    model.loss_backward()
+    model.loss_backward()
+    for k, g in model.gradients().items():
+        assert_close(g, expected[k], "kernel_vs_reference", np.float64, k)
