@@ -458,3 +458,19 @@ def test_backward_argument_errors(rng):
         ops.attention_decoder_backward(out[5], out[0], dalpha=out[2].astype(np.float64))
     with pytest.raises(ValueError, match="dc_n must be None for a decoder with cell='gru'"):
         ops.attention_decoder_backward(out[5], out[0], dc_n=out[3])
+
+
+def test_non_exact_arguments_give_the_exact_calls_results(rng):
+    """The kernel's own exact-call check (the one-step decoding path) and the Python checks agree: arguments that
+    are not exact (a strided array, numpy strings and bools, int32 lengths, a float score bias) are checked, made
+    exact and give the exact call's bits."""
+    a = make_args(rng, np.float32, "rnn", {"nonlinearity": "relu"}, position="after", input_feeding=True, relu=True)
+    exact = call_forward(a)
+    loose = dict(a, options={"nonlinearity": np.str_("relu")}, lengths=a["lengths"].astype(np.int32),
+                 keys=np.asfortranarray(a["keys"]), score_bias=float(a["score_bias"]), input_feeding=np.bool_(True),
+                 energy_activation=np.str_("relu"), position=np.str_("after"))
+    loose["w_ih"] = np.repeat(a["w_ih"], 2, axis=1)[:, ::2]  # a strided view with w_ih's values
+    got = call_forward(loose)
+    for name, x1, x2 in zip(FORWARD_NAMES, exact[:5], got[:5]):
+        if x1 is not None:
+            assert_identical(x2, x1, name, "non-exact call")

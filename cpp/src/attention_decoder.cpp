@@ -53,7 +53,7 @@ AttentionOperands<T> attention_operands(const DecoderSpec& s, const DecoderDims&
   op.Dq = d.H;
   op.K = d.K;
   op.Dv = d.Dv;
-  op.keys = keys;
+  (s.score == AttentionScore::additive ? op.score_keys : op.keys) = keys;
   op.values = values;
   op.lengths = lengths;
   op.w_q = w_q;
@@ -126,7 +126,7 @@ class DecoderForward {
     const T* keys = a_.keys;
     if (s_.score == AttentionScore::additive) {  // the score layout K'^T (the workspace's copy in training)
       if (!training) {
-        scratch_keys_.resize(B_ * d_.A, d_.Tx);
+        scratch_keys_.resize(B_ * d_.A, score_row_length<T>(d_.Tx));
         keys_to_score_layout(a_.keys, B_, d_.Tx, d_.A, scratch_keys_.data());
       }
       keys = training ? ws_->keys.data() : scratch_keys_.data();
@@ -210,7 +210,7 @@ class DecoderForward {
     else
       ws.lengths.clear();
     if (s_.score == AttentionScore::additive) {  // K'^T [B, A, Tx]: the additive score's layout (attention_steps.hpp)
-      ws.keys.resize(B_ * d_.A, Tx);
+      ws.keys.resize(B_ * d_.A, score_row_length<T>(Tx));
       keys_to_score_layout(a_.keys, B_, Tx, d_.A, ws.keys.data());
     } else {
       keep(ws.keys, a_.keys, B_ * Tx, d_.K);
@@ -340,7 +340,7 @@ class DecoderBackward {
                              ws_.lengths.empty() ? nullptr : ws_.lengths.data(), ws_.w_q.data(), nullptr,
                              ws_.w_v.data(), ws_.has_score_bias ? &ws_.score_bias : nullptr);
     std::fill(g_.dkeys, g_.dkeys + B_ * d_.Tx * d_.K, T(0));
-    if (additive) dkeys_t_ = RowMatrix<T>::Zero(B_ * d_.A, d_.Tx);  // dK'^T, turned back after the loop
+    if (additive) dkeys_t_ = RowMatrix<T>::Zero(B_ * d_.A, score_row_length<T>(d_.Tx));  // dK'^T, turned back after
     dqsum_.resize(additive ? TB_ : 0, d_.A);
     dw_v_rows_ = RowMatrix<T>::Zero(additive ? B_ : 0, d_.A);
     dscore_bias_rows_ = RowMatrix<T>::Zero(additive ? B_ : 0, 1);
@@ -476,7 +476,8 @@ class DecoderBackward {
     const bool additive = s_.score == AttentionScore::additive;
     rows.dqsum = additive ? dqsum_.data() + t * B_ * d_.A : nullptr;
     rows.dquery = additive ? nullptr : dh_.data();
-    rows.dkeys = additive ? dkeys_t_.data() : g_.dkeys;
+    rows.dkeys = additive ? nullptr : g_.dkeys;
+    rows.dscore_keys = additive ? dkeys_t_.data() : nullptr;
     rows.dvalues = nullptr;  // values_gradient, after the loop
     rows.dw_v_rows = additive ? dw_v_rows_.data() : nullptr;
     rows.dscore_bias_rows = additive ? dscore_bias_rows_.data() : nullptr;
