@@ -309,14 +309,15 @@ def _saved_class(path: str, saved: str, classes: tuple[type, ...]) -> type:
 
 def _own_classes() -> dict[str, type]:
     """rnncore's module classes by the name ``save`` records for them."""
+    from .attention import AdditiveAttention, LuongAttention
     from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
     from .nn import Embedding, Linear
+    from .seq2seq import AttentionDecoder, Seq2Seq
     from .sequential import LastHidden, Sequential
 
-    classes = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Linear, Embedding, Sequential, LastHidden)
-    from .attention import AdditiveAttention, LuongAttention
-    attention = (AdditiveAttention, LuongAttention)
-    return {f"{c.__module__}:{c.__qualname__}": c for c in (*classes, *attention)}
+    classes = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Linear, Embedding, Sequential, LastHidden,
+               AdditiveAttention, LuongAttention, AttentionDecoder, Seq2Seq)
+    return {f"{c.__module__}:{c.__qualname__}": c for c in classes}
 
 
 def load_training_state(path: str | os.PathLike[str], optimizer: Any = None, scheduler: Any = None) -> None:
