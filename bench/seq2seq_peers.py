@@ -182,7 +182,8 @@ class TorchTraining:
         loss.backward()
         grads = {n: p.grad.numpy().copy() for n, p in self.model.named_parameters()}
         self.optimizer.zero_grad(set_to_none=True)
-        return dict(logits=logits.detach().numpy(), alpha=alpha.detach().numpy(), loss=float(loss), grads=grads)
+        return dict(logits=logits.detach().numpy(), alpha=alpha.detach().numpy(), loss=float(loss.detach()),
+                    grads=grads)
 
 
 # ---- JAX -------------------------------------------------------------------------------------------------------------
