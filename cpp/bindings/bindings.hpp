@@ -116,5 +116,6 @@ void register_stepper(py::module_& m);
 void register_attention(py::module_& m);
 void register_embedding(py::module_& m);
 void register_linear(py::module_& m);
+void register_attention_decoder(py::module_& m);
 
 }  // namespace rnncore::bindings

@@ -19,6 +19,7 @@ PYBIND11_MODULE(_core, m) {
   bindings::register_attention(m);
   bindings::register_embedding(m);
   bindings::register_linear(m);
+  bindings::register_attention_decoder(m);
   bindings::register_tuning(m);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);

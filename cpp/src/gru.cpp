@@ -64,18 +64,8 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, Gr
   backward_time_loop(cell, ws, mask, dy, dGx.data(), dh.data());
   std::copy_n(dh.data(), B * H, dh0);
   out.ready();
-  T *dw_hh = out.dw_hh, *db_hh = out.db_hh;
   input_side_gradients(dGx.view(), ws, out.dx, out.db_ih);
-  // Recurrent side, per block: r and z multiply h_prev with the input side's dG in both variants (one GEMM with
-  // dW_ih); W_hn multiplies h_prev (reset_after) or rh.
-  weight_gradients(dGx.view(), ws, 2 * H, out.dw_ih, out.db_ih, dw_hh, db_hh);
-  if (reset_after) {
-    recurrent_side_gradients<T>(dGh_n.view(), states_read(ws), dw_hh + 2 * H * H, db_hh + 2 * H, nullptr);
-  } else {
-    const ConstStridedView<T> dG_n(dGx.data() + 2 * H, TB, H, Eigen::OuterStride<>(GH));
-    const ConstStridedView<T> rh(ws.acts.data() + 3 * H, TB, H, Eigen::OuterStride<>(4 * H));
-    recurrent_side_gradients<T>(dG_n, rh, dw_hh + 2 * H * H, db_hh + 2 * H, out.db_ih + 2 * H);
-  }
+  gru_weight_gradients(dGx.view(), dGh_n.data(), ws, out.dw_ih, out.db_ih, out.dw_hh, out.db_hh);
 }
 
 template void gru_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,

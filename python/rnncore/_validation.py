@@ -1471,3 +1471,163 @@ def target_sequences(targets: Any, sources: int) -> list[np.ndarray]:
             raise ValueError(f"targets[{i}] must hold token ids >= 0, got {arr[arr < 0].tolist()[:5]}")
         out.append(arr.astype(np.int64))
     return out
+
+
+# ---- the fused attention decoder (rnncore.ops.decoder) ---------------------------------------------------------------
+
+DECODER_CELLS = ("lstm", "gru", "rnn")
+DECODER_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+class DecoderCall(NamedTuple):
+    """A checked ``attention_decoder_forward`` call: the arrays C-contiguous of x's dtype (None where absent), the
+    options as the kernel's names."""
+    x: np.ndarray
+    h0: np.ndarray | None
+    c0: np.ndarray | None
+    o0: np.ndarray | None
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray | None
+    b_hh: np.ndarray | None
+    keys: np.ndarray
+    values: np.ndarray
+    lengths: np.ndarray | None
+    w_q: np.ndarray | None
+    b_a: np.ndarray | None
+    w_v: np.ndarray | None
+    score_bias: np.ndarray | None
+    w_c: np.ndarray | None
+    b_c: np.ndarray | None
+    cell: str
+    reset_after: bool
+    nonlinearity: str
+    score: str
+    position: str
+    input_feeding: bool
+    relu_energy: bool
+    training: bool
+
+
+def _absent(name: str, value: Any, why: str) -> None:
+    if value is not None:
+        raise ValueError(f"{name} must be None {why}, got {type(value).__name__}")
+
+
+def _at_least_1(letter: str, size: int, source: str) -> None:
+    if size < 1:
+        raise ValueError(f"{letter} must be at least 1 ({source}), got {letter} = {size}")
+
+
+def decoder_scalar(name: str, value: Any, dtype: np.dtype) -> np.ndarray | None:
+    """A scalar parameter (the score bias): None, a real number or a 0-d float array of the call's dtype; returned
+    as a 0-d array of that dtype."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        return float_array(name, value, [], dtype)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number or a 0-d array of dtype {dtype}, got {type(value).__name__}")
+    return np.array(value, dtype=dtype)
+
+
+def decoder_arguments(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, keys: Any, values: Any,
+                      lengths: Any, cell: Any, reset_after: Any, nonlinearity: Any, score: Any, w_q: Any, b_a: Any,
+                      w_v: Any, score_bias: Any, energy_activation: Any, position: Any, input_feeding: Any, w_c: Any,
+                      b_c: Any, o0: Any, training: Any) -> DecoderCall:
+    """Every rule of ``attention_decoder_forward`` (DECODER_SPEC.md): options first, then x (which fixes the dtype,
+    Ty, B and E), w_hh (H), keys and values (Tx, K, Dv), the score's and the position's parameters (A, O), then
+    w_ih [G*H, E + Dc] and the states."""
+    cell = choice("cell", cell, DECODER_CELLS)
+    reset_after = reset_after_flag(reset_after)
+    nonlinearity = nonlinearity_name(nonlinearity)
+    score = choice("score", score, ("additive", "dot"))
+    position = choice("position", position, ("before", "after"))
+    input_feeding = flag("input_feeding", input_feeding)
+    training = flag("training", training)
+    if energy_activation is not None and energy_activation != "relu":
+        raise ValueError(f"energy_activation must be None or 'relu', got {energy_activation!r}")
+    x = float_array("x", x, [("Ty", None), ("B", None), ("E", None)])
+    dtype = x.dtype
+    Ty, B, E = x.shape
+    _at_least_1("Ty", Ty, "x [Ty, B, E]")
+    _at_least_1("B", B, "x [Ty, B, E]")
+    G = DECODER_GATES[cell]
+    w_hh = float_array("w_hh", w_hh, [("G*H", None), ("H", None)], dtype)
+    H = w_hh.shape[1]
+    _at_least_1("H", H, "w_hh [G*H, H]")
+    if w_hh.shape[0] != G * H:
+        raise ValueError(f"w_hh must have shape [{G}*H, H] = ({G * H}, {H}), got shape {w_hh.shape}")
+    keys = float_array("keys", keys, [("B", B), ("Tx", None), ("K", None)], dtype)
+    Tx = keys.shape[1]
+    _at_least_1("Tx", Tx, "keys [B, Tx, K]")
+    values = float_array("values", values, [("B", B), ("Tx", Tx), ("Dv", None)], dtype)
+    Dv = values.shape[2]
+    _at_least_1("Dv", Dv, "values [B, Tx, Dv]")
+    if score == "additive":
+        w_q = float_array("w_q", w_q, [("A", None), ("H", H)], dtype)
+        A = w_q.shape[0]
+        _at_least_1("A", A, "w_q [A, H]")
+        if keys.shape[2] != A:
+            raise ValueError(f"keys must have shape [B, Tx, A] = ({B}, {Tx}, {A}) with score='additive' (the "
+                             f"projected keys K' = keys W_k^T), got shape {keys.shape}")
+        b_a = optional_float_array("b_a", b_a, [("A", A)], dtype)
+        w_v = float_array("w_v", w_v, [("A", A)], dtype)
+        score_bias = decoder_scalar("score_bias", score_bias, dtype)
+    else:
+        why = "with score='dot' (it is a parameter of the additive score)"
+        for name, value in (("w_q", w_q), ("b_a", b_a), ("w_v", w_v), ("score_bias", score_bias),
+                            ("energy_activation", energy_activation)):
+            _absent(name, value, why)
+        if keys.shape[2] != H:
+            raise ValueError(f"keys must have shape [B, Tx, H] = ({B}, {Tx}, {H}) with score='dot' (q · k), "
+                             f"got shape {keys.shape}")
+    if position == "after":
+        w_c = float_array("w_c", w_c, [("O", None), ("Dv + H", Dv + H)], dtype)
+        O = w_c.shape[0]
+        _at_least_1("O", O, "w_c [O, Dv + H]")
+        b_c = optional_float_array("b_c", b_c, [("O", O)], dtype)
+        if not input_feeding:
+            if E == 0:
+                raise ValueError("x must have E >= 1 features with position='after' and input_feeding=False (the cell "
+                                 "would have no input), got x of shape " + str(x.shape))
+            _absent("o0", o0, "without input_feeding (it is the fed output õ_{-1})")
+        fed = O if input_feeding else 0
+    else:
+        why = "with position='before' (it belongs to the attention after the cell)"
+        for name, value in (("w_c", w_c), ("b_c", b_c), ("o0", o0)):
+            _absent(name, value, why)
+        if input_feeding:
+            raise ValueError("input_feeding=True needs position='after' (before the cell the context is fed instead)")
+        O, fed = H, Dv
+    w_ih = float_array("w_ih", w_ih, [(f"{G}*H", G * H), ("E + Dc", E + fed)], dtype)
+    b_ih = optional_float_array("b_ih", b_ih, [(f"{G}*H", G * H)], dtype)
+    b_hh = optional_float_array("b_hh", b_hh, [(f"{G}*H", G * H)], dtype)
+    h0 = optional_float_array("h0", h0, [("B", B), ("H", H)], dtype)
+    if cell != "lstm":
+        _absent("c0", c0, f"with cell={cell!r} (only the LSTM has a cell state)")
+    c0 = optional_float_array("c0", c0, [("B", B), ("H", H)], dtype)
+    o0 = optional_float_array("o0", o0, [("B", B), ("O", O)], dtype)
+    lengths = lengths_array(lengths, B, Tx, shortest=0)
+    return DecoderCall(x, h0, c0, o0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, w_q, b_a, w_v, score_bias, w_c,
+                       b_c, cell, reset_after, nonlinearity, score, position, input_feeding,
+                       energy_activation == "relu", training)
+
+
+def decoder_upstream(workspace: Any, workspace_types: tuple[type, ...], doutputs: Any, dcontexts: Any, dalpha: Any,
+                     dh_n: Any, dc_n: Any) -> tuple[np.ndarray | None, ...]:
+    """``attention_decoder_backward``'s arguments: the workspace a training forward returned, and each upstream
+    gradient None or of its forward's shape and dtype (dc_n only for the LSTM)."""
+    if not isinstance(workspace, workspace_types):
+        hint = " (was the forward run with training=False?)" if workspace is None else ""
+        raise TypeError(f"workspace must be the workspace returned by attention_decoder_forward(..., training=True), "
+                        f"got {type(workspace).__name__}{hint}")
+    dtype = np.dtype(workspace.dtype)
+    s = workspace.sizes
+    if workspace.cell != "lstm":
+        _absent("dc_n", dc_n, f"for a decoder with cell={workspace.cell!r} (only the LSTM has a cell state)")
+    return (optional_float_array("doutputs", doutputs, [("Ty", s["Ty"]), ("B", s["B"]), ("O", s["O"])], dtype),
+            optional_float_array("dcontexts", dcontexts, [("Ty", s["Ty"]), ("B", s["B"]), ("Dv", s["Dv"])], dtype),
+            optional_float_array("dalpha", dalpha, [("Ty", s["Ty"]), ("B", s["B"]), ("Tx", s["Tx"])], dtype),
+            optional_float_array("dh_n", dh_n, [("B", s["B"]), ("H", s["H"])], dtype),
+            optional_float_array("dc_n", dc_n, [("B", s["B"]), ("H", s["H"])], dtype))

@@ -31,6 +31,8 @@ inline double forward_flops(index_t gates, const Dims& d) {
 
 enum class CellKind : int { lstm = 0, gru = 1, rnn = 2 };
 enum class Nonlinearity : int { tanh = 0, relu = 1 };
+/// The attention's score (docs/design.md §2): additive (Bahdanau, over keys projected once) or dot (q · k).
+enum class AttentionScore : int { additive = 0, dot = 1 };
 
 /// Which recurrence a kernel computes; what backward checks a workspace against.
 struct CellSpec {

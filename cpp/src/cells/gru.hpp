@@ -12,6 +12,7 @@
 #include "parallel.hpp"
 #include "pointwise.hpp"
 #include "linalg/step_product.hpp"
+#include "recurrent_common.hpp"
 #include "time_loops.hpp"
 #include "cell_table.hpp"
 #include "rnncore/activations.hpp"
@@ -276,5 +277,28 @@ struct GruBackward {
     p.rz.accumulate(dg_t + b0 * GH, GH, dh + b0 * H, H);
   }
 };
+
+// ---- the weight gradients after the backward loop ----
+
+/// dW_ih, dW_hh and the biases' gradients from the loop's gate gradients (K = T*B rows; ws: the cell's record, whose
+/// x and h slots the products read):  r and z multiply h_prev with the input side's dG in both variants (one GEMM with
+/// dW_ih, weight_gradients); W_hn multiplies h_prev with dGh_n = dn_pre ⊙ r (reset_after) or rh = r ⊙ h_prev with
+/// the input side's dn_pre (reset_before).
+///   dGx [T*B, 3H];  dGh_n [T*B, H] (reset_after) or unused;  db_ih [3H]: Σ_rows dGx, already summed;
+///   dw_ih [3H, I], dw_hh [3H, H], db_hh [3H] out.
+template <typename T, typename GateGrads>
+void gru_weight_gradients(const GateGrads& dGx, const T* dGh_n, const Workspace<T>& ws, T* dw_ih, const T* db_ih,
+                          T* dw_hh, T* db_hh) {
+  const index_t H = ws.dims.H, GH = 3 * H, TB = ws.dims.T * ws.dims.B;
+  weight_gradients(dGx, ws, 2 * H, dw_ih, db_ih, dw_hh, db_hh);
+  if (ws.spec.reset_after) {
+    recurrent_side_gradients<T>(ConstMatrixView<T>(dGh_n, TB, H), states_read(ws), dw_hh + 2 * H * H, db_hh + 2 * H,
+                                nullptr);
+  } else {
+    const ConstStridedView<T> dG_n(dGx.data() + 2 * H, TB, H, Eigen::OuterStride<>(GH));
+    const ConstStridedView<T> rh(ws.acts.data() + 3 * H, TB, H, Eigen::OuterStride<>(4 * H));
+    recurrent_side_gradients<T>(dG_n, rh, dw_hh + 2 * H * H, db_hh + 2 * H, db_ih + 2 * H);
+  }
+}
 
 }  // namespace rnncore::detail

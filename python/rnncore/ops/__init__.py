@@ -12,6 +12,7 @@ facts). Every public name is also here: ``rnncore.ops.lstm_forward``.
 from __future__ import annotations
 
 from .attention import masked_softmax, masked_softmax_backward
+from .decoder import AttentionDecoderGradients, attention_decoder_backward, attention_decoder_forward
 from .nn import embedding_backward, linear_backward, linear_forward
 from .rnn import (
     gru_backward,
@@ -42,4 +43,5 @@ __all__ = [
     "linear_forward", "linear_backward", "embedding_backward",
     "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "build_info",
     "simd_instruction_sets", "has_openmp",
+    "attention_decoder_forward", "attention_decoder_backward", "AttentionDecoderGradients",
 ]

@@ -1,0 +1,498 @@
+// The fused attention decoder (declared with its equations in rnncore/attention_decoder.hpp): the cells' own step
+// and backward-row policies (cells/*.hpp) driven step by step, with one attention step (attention_steps.hpp) before
+// or after each cell step, between the input GEMM for all steps before the loop and the weight-gradient GEMMs after.
+//
+// Forward, per step: [before] the query projection h_{t-1} W_q^T + b_a (one GEMM), the attention rows, the fed
+// vector's share of the gates ctx_t W_ic^T (one GEMM), the cell's step (recurrent product and pointwise pass);
+// [after] the fed õ_{t-1} W_io^T, the cell's step, the attention on h_t, o_t = tanh(ctx_t W_cc^T + h_t W_ch^T + b_c).
+// Backward, per step t = Ty-1 … 0: [before] the cell's rows (dy = doutputs[t]) and recurrent products, then
+// dctx_t = dG_t W_ic + dcontexts[t] and the attention's backward, whose dquery joins dh_{t-1};
+// [after] do_t = doutputs[t] + dG_{t+1} W_io (input feeding), dopre = do ⊙ (1 - o²) (tanh' from the output),
+// dctx_t = dopre W_cc + dcontexts[t], dh_t += dopre W_ch + the attention's dquery, then the cell's rows and products.
+// After the loop, one GEMM each: dx = dG W_ix; dW_ih = dG^T [x; fed] and dW_hh = dG^T h_prev (the cells' own
+// weight_gradients over the decoder's input rows); dW_q = Σ_t dqsum_t^T q_t; dW_c = dopre^T [ctx; h].
+#include "rnncore/attention_decoder.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "attention_steps.hpp"
+#include "cells/gru.hpp"
+#include "cells/lstm.hpp"
+#include "cells/rnn.hpp"
+#include "linalg/arrays.hpp"
+#include "recurrent_common.hpp"
+#include "time_loops.hpp"
+
+namespace rnncore {
+
+using namespace detail;
+
+namespace {
+
+/// The multiply-add flops of a decoder forward: the cell's GEMMs over [x; fed] and h, the attention's query
+/// projection and its rows (score and context), and the output layer (after).
+double decoder_flops(const DecoderSpec& s, const DecoderDims& d) {
+  const double rows = double(d.Ty) * double(d.B);
+  const double cell = forward_flops(s.cell.gates(), Dims{d.Ty, d.B, d.E + d.fed(s), d.H});
+  const double attention = rows * (2.0 * d.Tx * (d.K + d.Dv) + (s.score == AttentionScore::additive ? 2.0 * d.H * d.A
+                                                                                                     : 0.0));
+  const double output = s.position == AttentionPosition::after ? rows * 2.0 * d.O * (d.Dv + d.H) : 0.0;
+  return cell + attention + output;
+}
+
+template <typename T>
+AttentionOperands<T> attention_operands(const DecoderSpec& s, const DecoderDims& d, const T* keys, const T* values,
+                                        const index_t* lengths, const T* w_q, const T* b_a, const T* w_v,
+                                        const T* score_bias) {
+  AttentionOperands<T> op;
+  op.score = s.score;
+  op.B = d.B;
+  op.Tx = d.Tx;
+  op.Dq = d.H;
+  op.K = d.K;
+  op.Dv = d.Dv;
+  op.keys = keys;
+  op.values = values;
+  op.lengths = lengths;
+  op.w_q = w_q;
+  op.b_a = b_a;
+  op.w_v = w_v;
+  op.score_bias = score_bias;
+  op.relu_energy = s.relu_energy;
+  return op;
+}
+
+/// Columns [c0, c0 + n) of a row-major matrix with `stride` columns, as a matrix view (a block of w_ih or w_c).
+template <typename T>
+ConstStridedView<T> columns(const T* m, index_t rows, index_t stride, index_t c0, index_t n) {
+  return ConstStridedView<T>(m + c0, rows, n, Eigen::OuterStride<>(stride));
+}
+
+/// y = tanh(y) over n entries (the attentional output o_t).
+template <typename T>
+void tanh_in_place(T* y, index_t n) {
+  lanes::for_each<T>(n, [&](auto lane, index_t j) {
+    using P = decltype(lane);
+    lanes::store(y + j, act::tanh(lanes::load<P>(y + j)));
+  });
+}
+
+/// out [rows, n] (row stride ld) = a [rows, n]: copies a block of rows into columns of a wider matrix.
+template <typename T>
+void copy_rows(const T* a, index_t rows, index_t n, T* out, index_t ld) {
+  for (index_t r = 0; r < rows; ++r) std::copy_n(a + r * n, n, out + r * ld);
+}
+
+/// One forward call: the buffers and the per-step work around the cell's step policy.
+template <typename T>
+class DecoderForward {
+ public:
+  DecoderForward(const DecoderSpec& spec, const DecoderDims& d, const DecoderArguments<T>& a,
+                 const DecoderOutputs<T>& out, DecoderWorkspace<T>* ws)
+      : s_(spec), d_(d), a_(a), out_(out), ws_(ws), B_(d.B), H_(d.H), GH_(spec.cell.gates() * d.H),
+        Dc_(d.fed(spec)), I_(d.E + Dc_) {}
+
+  void run() {
+    const index_t TB = d_.Ty * B_;
+    const bool training = ws_ != nullptr;
+    const CellKind kind = s_.cell.kind;
+    if (training) keep_for_backward();
+    // The pre-activations of every step's input side [Ty*B, G*H]: x W_ix^T + folded biases, before the loop (the
+    // LSTM keeps its activated gates there in training); each step adds its fed vector's share.
+    const bool after_n = kind == CellKind::gru && s_.cell.reset_after;
+    const bool inputs_are_acts = kind == CellKind::lstm && training;
+    if (!inputs_are_acts) scratch_inputs_.resize(TB, GH_);
+    T* inputs = inputs_are_acts ? ws_->cell.acts.data() : scratch_inputs_.data();
+    project(inputs, folded_bias(GH_, a_.b_ih, a_.b_hh, after_n ? 2 * H_ : 0, after_n ? 3 * H_ : 0));
+    // State slots: every one in training (backward reads them), two alternating in inference.
+    if (!training) {
+      scratch_h_.resize(2 * B_, H_);
+      scratch_c_.resize(kind == CellKind::lstm ? 2 * B_ : 0, H_);
+    }
+    const StateSlots<T> h(training ? ws_->cell.h.data() : scratch_h_.data(), B_, H_, training);
+    const StateSlots<T> c(training ? ws_->cell.c.data() : scratch_c_.data(), B_, H_, training);
+    h.set_initial(a_.h0);
+    if (kind == CellKind::lstm) c.set_initial(a_.c0);
+    if (s_.score == AttentionScore::additive && !training) scratch_qproj_.resize(B_, d_.A);
+    op_ = attention_operands(s_, d_, a_.keys, a_.values, a_.lengths, a_.w_q, a_.b_a, a_.w_v, a_.score_bias);
+
+    switch (kind) {
+      case CellKind::lstm: {
+        const StateSlots<T> states[] = {h, c};
+        loop(LstmForward<T>{a_.w_hh, inputs, B_, H_, training}, states);
+        std::copy_n(c[d_.Ty], B_ * H_, out_.c_n);
+        break;
+      }
+      case CellKind::gru: {
+        RowMatrix<T> hw(after_n ? B_ : 0, GH_);  // reset_after's h W_hh^T (gru_step)
+        RowMatrix<T> acts(training ? 0 : B_, 4 * H_);
+        const T* b_hn = after_n && a_.b_hh ? a_.b_hh + 2 * H_ : nullptr;
+        const StateSlots<T> states[] = {h};
+        loop(GruForward<T>{a_.w_hh, inputs, hw.data(), training ? ws_->cell.acts.data() : acts.data(), b_hn, B_, H_,
+                           s_.cell.reset_after, training},
+             states);
+        break;
+      }
+      case CellKind::rnn: {
+        const StateSlots<T> states[] = {h};
+        loop(RnnForward<T>{a_.w_hh, inputs, B_, H_, s_.cell.nonlinearity}, states);
+        break;
+      }
+    }
+    std::copy_n(h[d_.Ty], B_ * H_, out_.h_n);
+    if (training) {  // what the caller may mutate: backward reads its own copies
+      std::copy_n(out_.alpha, TB * d_.Tx, ws_->alpha.data());
+      std::copy_n(out_.contexts, TB * d_.Dv, ws_->contexts.data());
+      if (s_.position == AttentionPosition::after) std::copy_n(out_.outputs, TB * d_.O, ws_->outputs.data());
+    }
+  }
+
+ private:
+  /// The workspace's copies of every argument backward reads, and its per-step buffers.
+  void keep_for_backward() {
+    DecoderWorkspace<T>& ws = *ws_;
+    const index_t TB = d_.Ty * B_, Tx = d_.Tx;
+    ws.spec = s_;
+    ws.dims = d_;
+    Workspace<T>& cell = ws.cell;
+    cell.spec = s_.cell;
+    cell.dims = Dims{d_.Ty, B_, I_, H_};
+    cell.has_bias_ih = a_.b_ih != nullptr;
+    cell.has_bias_hh = a_.b_hh != nullptr;
+    cell.lengths.clear();
+    cell.x.resize(TB, I_);  // [x_t; fed_t]: x now, the fed columns step by step
+    if (d_.E > 0) copy_rows(a_.x, TB, d_.E, cell.x.data(), I_);
+    auto keep = [](CachedMatrix<T>& dst, const T* src, index_t rows, index_t cols) {
+      dst.resize(src ? rows : 0, cols);
+      if (src) std::copy_n(src, rows * cols, dst.data());
+    };
+    keep(cell.w_ih, a_.w_ih, GH_, I_);
+    keep(cell.w_hh, a_.w_hh, GH_, H_);
+    const CellTraits& traits = cell_traits(s_.cell.kind);
+    cell.h.resize((d_.Ty + 1) * B_, H_);
+    cell.c.resize(traits.states > 1 ? (d_.Ty + 1) * B_ : 0, H_);
+    cell.acts.resize(TB, traits.stored_acts * H_);
+    ws.has_b_a = a_.b_a != nullptr;
+    ws.has_score_bias = a_.score_bias != nullptr;
+    ws.score_bias = a_.score_bias ? *a_.score_bias : T(0);
+    ws.has_b_c = a_.b_c != nullptr;
+    ws.has_o0 = a_.o0 != nullptr;
+    if (a_.lengths)
+      ws.lengths.assign(a_.lengths, a_.lengths + B_);
+    else
+      ws.lengths.clear();
+    keep(ws.keys, a_.keys, B_ * Tx, d_.K);
+    keep(ws.values, a_.values, B_ * Tx, d_.Dv);
+    const bool additive = s_.score == AttentionScore::additive, after = s_.position == AttentionPosition::after;
+    keep(ws.w_q, additive ? a_.w_q : nullptr, d_.A, H_);
+    keep(ws.w_v, additive ? a_.w_v : nullptr, 1, d_.A);
+    keep(ws.w_c, after ? a_.w_c : nullptr, d_.O, d_.Dv + H_);
+    ws.qproj.resize(additive ? TB : 0, d_.A);
+    ws.alpha.resize(TB, Tx);
+    ws.contexts.resize(TB, d_.Dv);
+    ws.outputs.resize(after ? TB : 0, d_.O);
+  }
+
+  /// inputs [Ty*B, G*H] = x W_ix^T + bias (W_ix: the first E columns of w_ih); just the bias when E = 0.
+  void project(T* inputs, const RowVector<T>& bias) {
+    const index_t TB = d_.Ty * B_;
+    if (TB == 0) return;
+    if (d_.E == 0) {
+      for (index_t r = 0; r < TB; ++r) std::copy_n(bias.data(), GH_, inputs + r * GH_);
+      return;
+    }
+    multiply_into<false, true>(MatrixView<T>(inputs, TB, GH_), ConstMatrixView<T>(a_.x, TB, d_.E),
+                               columns(a_.w_ih, GH_, I_, 0, d_.E), bias.data());
+  }
+
+  /// inputs_t [B, G*H] += fed [B, Dc] · W_i,fed^T (the columns of w_ih after x's); training keeps fed in the
+  /// decoder's input rows for the weight gradients.
+  void feed(T* inputs_t, const T* fed, index_t t) {
+    if (Dc_ == 0 || B_ == 0) return;
+    multiply_add_into<false, true>(MatrixView<T>(inputs_t, B_, GH_), ConstMatrixView<T>(fed, B_, Dc_),
+                                   columns(a_.w_ih, GH_, I_, d_.E, Dc_));
+    if (ws_) copy_rows(fed, B_, Dc_, ws_->cell.x.data() + t * B_ * I_ + d_.E, I_);
+  }
+
+  /// The attention of step t on query [B, H]: alpha[t], contexts[t] (and the workspace's qproj row block).
+  void attend(const T* query, index_t t) {
+    T* qproj = nullptr;
+    if (s_.score == AttentionScore::additive) {
+      qproj = ws_ ? ws_->qproj.data() + t * B_ * d_.A : scratch_qproj_.data();
+      attention_project_query(op_, query, qproj);
+    }
+    attention_forward_rows(op_, query, qproj, out_.alpha + t * B_ * d_.Tx, out_.contexts + t * B_ * d_.Dv);
+  }
+
+  template <typename Cell, int N>
+  void loop(const Cell& cell, const StateSlots<T> (&states)[N]) {
+    typename Cell::ForwardProducts products(cell, B_, d_.Ty);
+    const bool before = s_.position == AttentionPosition::before;
+    RowMatrix<T> zero_fed;
+    const T* o0 = a_.o0;
+    if (!before && s_.input_feeding && !o0) {
+      zero_fed = RowMatrix<T>::Zero(B_, d_.O);
+      o0 = zero_fed.data();
+    }
+    for (index_t t = 0; t < d_.Ty; ++t) {
+      T *prev[N], *next[N];
+      for (int k = 0; k < N; ++k) {
+        prev[k] = states[k][t];
+        next[k] = states[k][t + 1];
+      }
+      T* inputs_t = cell_inputs(cell) + t * B_ * GH_;
+      if (before) {
+        attend(prev[0], t);
+        feed(inputs_t, out_.contexts + t * B_ * d_.Dv, t);
+      } else if (s_.input_feeding) {
+        feed(inputs_t, t == 0 ? o0 : out_.outputs + (t - 1) * B_ * d_.O, t);
+      }
+      cell.step(products, t, 0, B_, prev, next, [](index_t) { return true; });
+      if (before) {
+        std::copy_n(next[0], B_ * H_, out_.outputs + t * B_ * H_);
+        continue;
+      }
+      attend(next[0], t);
+      // o_t = tanh(ctx_t W_cc^T + b_c + h_t W_ch^T), W_c = [W_cc | W_ch]
+      T* o_t = out_.outputs + t * B_ * d_.O;
+      MatrixView<T> o(o_t, B_, d_.O);
+      const index_t wc_cols = d_.Dv + H_;
+      multiply_into<false, true>(o, ConstMatrixView<T>(out_.contexts + t * B_ * d_.Dv, B_, d_.Dv),
+                                 columns(a_.w_c, d_.O, wc_cols, 0, d_.Dv), a_.b_c);
+      multiply_add_into<false, true>(o, ConstMatrixView<T>(next[0], B_, H_), columns(a_.w_c, d_.O, wc_cols, d_.Dv, H_));
+      tanh_in_place(o_t, B_ * d_.O);
+    }
+  }
+
+  // Where each cell policy keeps its input-side pre-activations.
+  static T* cell_inputs(const LstmForward<T>& c) { return c.gates; }
+  static T* cell_inputs(const GruForward<T>& c) { return c.xw; }
+  static T* cell_inputs(const RnnForward<T>& c) { return c.pre; }
+
+  const DecoderSpec& s_;
+  const DecoderDims& d_;
+  const DecoderArguments<T>& a_;
+  const DecoderOutputs<T>& out_;
+  DecoderWorkspace<T>* ws_;
+  const index_t B_, H_, GH_, Dc_, I_;
+  AttentionOperands<T> op_;
+  CachedMatrix<T> scratch_inputs_;
+  RowMatrix<T> scratch_h_, scratch_c_, scratch_qproj_;
+};
+
+/// One backward call: the buffers and the per-step work around the cell's backward policy.
+template <typename T>
+class DecoderBackward {
+ public:
+  DecoderBackward(const DecoderWorkspace<T>& ws, const DecoderUpstream<T>& up, const DecoderGradients<T>& g)
+      : ws_(ws), s_(ws.spec), d_(ws.dims), up_(up), g_(g), B_(d_.B), H_(d_.H), GH_(s_.cell.gates() * d_.H),
+        Dc_(d_.fed(s_)), I_(d_.E + Dc_), TB_(d_.Ty * d_.B) {}
+
+  void run() {
+    const bool additive = s_.score == AttentionScore::additive;
+    op_ = attention_operands<T>(s_, d_, ws_.keys.data(), ws_.values.data(),
+                             ws_.lengths.empty() ? nullptr : ws_.lengths.data(), ws_.w_q.data(), nullptr,
+                             ws_.w_v.data(), ws_.has_score_bias ? &ws_.score_bias : nullptr);
+    std::fill(g_.dkeys, g_.dkeys + B_ * d_.Tx * d_.K, T(0));
+    std::fill(g_.dvalues, g_.dvalues + B_ * d_.Tx * d_.Dv, T(0));
+    dqsum_.resize(additive ? TB_ : 0, d_.A);
+    dw_v_rows_ = RowMatrix<T>::Zero(additive ? B_ : 0, d_.A);
+    dscore_bias_rows_ = RowMatrix<T>::Zero(additive ? B_ : 0, 1);
+    dopre_.resize(s_.position == AttentionPosition::after ? TB_ : 0, d_.O);
+    dctx_.resize(B_, d_.Dv);
+    dfed_ = RowMatrix<T>::Zero(s_.input_feeding ? B_ : 0, d_.O);
+    dG_.resize(TB_, GH_);
+    dh_ = initial_state_gradient(up_.dh_n, B_, H_);
+    const StateSlots<const T> h(ws_.cell.h.data(), B_, H_, true);
+    switch (s_.cell.kind) {
+      case CellKind::lstm: {
+        RowMatrix<T> dc = initial_state_gradient(up_.dc_n, B_, H_);
+        loop(LstmBackward<T>{{ws_.cell.w_hh.data(), GH_, H_}, ws_.cell.acts.data(), {ws_.cell.c.data(), B_, H_, true},
+                             dc.data(), B_},
+             h);
+        std::copy_n(dc.data(), B_ * H_, g_.dc0);
+        break;
+      }
+      case CellKind::gru: {
+        const bool after_n = s_.cell.reset_after;
+        CachedMatrix<T> dGh_n(after_n ? TB_ : 0, H_);
+        RowMatrix<T> drh(after_n ? 0 : B_, H_);
+        loop(GruBackward<T>{ws_.cell.w_hh.data(), ws_.cell.acts.data(), {ws_.cell.h.data(), B_, H_, true},
+                            after_n ? dGh_n.data() : nullptr, after_n ? nullptr : drh.data(), B_, H_, after_n},
+             h);
+        cell_input_gradients();
+        gru_weight_gradients(dG_.view(), dGh_n.data(), ws_.cell, g_.dw_ih, g_.db_ih, g_.dw_hh, g_.db_hh);
+        break;
+      }
+      case CellKind::rnn: {
+        loop(RnnBackward<T>{{ws_.cell.w_hh.data(), H_, H_}, {ws_.cell.h.data(), B_, H_, true}, B_,
+                            s_.cell.nonlinearity == Nonlinearity::relu},
+             h);
+        break;
+      }
+    }
+    if (s_.cell.kind != CellKind::gru) {
+      cell_input_gradients();
+      weight_gradients(dG_.view(), ws_.cell, GH_, g_.dw_ih, g_.db_ih, g_.dw_hh, g_.db_hh);
+    }
+    std::copy_n(dh_.data(), B_ * H_, g_.dh0);
+    attention_weight_gradients();
+  }
+
+ private:
+  template <typename Cell>
+  void loop(const Cell& cell, const StateSlots<const T>& h) {
+    typename Cell::BackwardProducts products(cell, B_);
+    const StepMask all(nullptr, B_);
+    const bool before = s_.position == AttentionPosition::before;
+    for (index_t t = d_.Ty - 1; t >= 0; --t) {
+      T* dg_t = dG_.data() + t * B_ * GH_;
+      if (before) {
+        cell_rows(cell, t, dg_t, up_.doutputs ? up_.doutputs + t * B_ * H_ : nullptr);
+        cell.propagate(products, all, t, 0, B_, dg_t, dh_.data());
+        // dctx_t = dG_t W_ic (+ dcontexts[t]): the context's columns of w_ih
+        context_gradient(t, ConstMatrixView<T>(dg_t, B_, GH_), columns(ws_.cell.w_ih.data(), GH_, I_, d_.E, Dc_));
+        attention_backward(h[t], t);  // the query h_{t-1}: its gradient joins dh_{t-1}
+        continue;
+      }
+      // do_t = doutputs[t] (+ what step t+1's input took from õ_t); dopre = do ⊙ (1 - o²)
+      T* dopre = dopre_.data() + t * B_ * d_.O;
+      const T* o_t = ws_.outputs.data() + t * B_ * d_.O;
+      const T* dy = up_.doutputs ? up_.doutputs + t * B_ * d_.O : nullptr;
+      const bool fed = s_.input_feeding && t + 1 < d_.Ty;
+      for (index_t j = 0; j < B_ * d_.O; ++j) {
+        const T dout = (dy ? dy[j] : T(0)) + (fed ? dfed_.data()[j] : T(0));
+        dopre[j] = dout * (T(1) - o_t[j] * o_t[j]);
+      }
+      const index_t wc_cols = d_.Dv + H_;
+      const ConstMatrixView<T> dopre_t(dopre, B_, d_.O);
+      context_gradient(t, dopre_t, columns(ws_.w_c.data(), d_.O, wc_cols, 0, d_.Dv));
+      multiply_add_into<false, false>(MatrixView<T>(dh_.data(), B_, H_), dopre_t,
+                                      columns(ws_.w_c.data(), d_.O, wc_cols, d_.Dv, H_));
+      attention_backward(h[t + 1], t);  // the query h_t
+      cell_rows(cell, t, dg_t, nullptr);
+      cell.propagate(products, all, t, 0, B_, dg_t, dh_.data());
+      if (s_.input_feeding) {  // dõ_{t-1} = dG_t W_io
+        MatrixView<T> dfed(dfed_.data(), B_, d_.O);
+        multiply_into<false, false>(dfed, ConstMatrixView<T>(dg_t, B_, GH_),
+                                    columns(ws_.cell.w_ih.data(), GH_, I_, d_.E, Dc_));
+        if (t == 0 && g_.do0) std::copy_n(dfed_.data(), B_ * d_.O, g_.do0);
+      }
+    }
+    if (d_.Ty == 0 && g_.do0) std::fill(g_.do0, g_.do0 + B_ * d_.O, T(0));
+  }
+
+  /// The cell's backward row for every sample at step t: dG_t from dh (+ dy [B, H] or null).
+  template <typename Cell>
+  void cell_rows(const Cell& cell, index_t t, T* dg_t, const T* dy) {
+    for_each_row(B_, GH_, [&](index_t b) {
+      cell.backward_row(t, b, dg_t + b * GH_, dh_.data() + b * H_, dy ? dy + b * H_ : nullptr);
+    });
+  }
+
+  /// dctx [B, Dv] = upstream · W (the context's share of the step's products) + dcontexts[t].
+  template <typename Upstream, typename Weight>
+  void context_gradient(index_t t, const Upstream& upstream, const Weight& w) {
+    MatrixView<T> dctx(dctx_.data(), B_, d_.Dv);
+    if (up_.dcontexts) {
+      std::copy_n(up_.dcontexts + t * B_ * d_.Dv, B_ * d_.Dv, dctx_.data());
+      multiply_add_into<false, false>(dctx, upstream, w);
+    } else {
+      multiply_into<false, false>(dctx, upstream, w);
+    }
+  }
+
+  /// The attention's backward at step t on its query [B, H]; dquery joins dh.
+  void attention_backward(const T* query, index_t t) {
+    AttentionRowGradients<T> rows;
+    const bool additive = s_.score == AttentionScore::additive;
+    rows.dqsum = additive ? dqsum_.data() + t * B_ * d_.A : nullptr;
+    rows.dquery = additive ? nullptr : dh_.data();
+    rows.dkeys = g_.dkeys;
+    rows.dvalues = g_.dvalues;
+    rows.dw_v_rows = additive ? dw_v_rows_.data() : nullptr;
+    rows.dscore_bias_rows = additive ? dscore_bias_rows_.data() : nullptr;
+    attention_backward_rows(op_, query, additive ? ws_.qproj.data() + t * B_ * d_.A : nullptr,
+                            ws_.alpha.data() + t * B_ * d_.Tx, dctx_.data(),
+                            up_.dalpha ? up_.dalpha + t * B_ * d_.Tx : nullptr, rows);
+    if (additive) attention_query_gradient(op_, rows.dqsum, dh_.data());
+  }
+
+  /// dx [Ty*B, E] = dG W_ix (x's columns of w_ih);  db_ih = Σ_rows dG (the cells' weight_gradients copy it).
+  void cell_input_gradients() {
+    if (d_.E > 0 && TB_ > 0)
+      multiply_into<false, false>(MatrixView<T>(g_.dx, TB_, d_.E), dG_.view(),
+                                  columns(ws_.cell.w_ih.data(), GH_, I_, 0, d_.E));
+    column_sums(dG_.view(), g_.db_ih);
+  }
+
+  /// After the loop: dW_q = Σ dqsum^T q, db_a = Σ dqsum, dw_v and dscore_bias from the per-row sums, and the output
+  /// layer's dW_c = dopre^T [ctx; h_t], db_c = Σ dopre.
+  void attention_weight_gradients() {
+    const bool before = s_.position == AttentionPosition::before;
+    const ConstMatrixView<T> queries(ws_.cell.h.data() + (before ? 0 : B_ * H_), TB_, H_);  // h_{t-1} or h_t
+    if (s_.score == AttentionScore::additive) {
+      if (TB_ > 0)
+        multiply_into<true, false>(MatrixView<T>(g_.dw_q, d_.A, H_), dqsum_.view(), queries);
+      else
+        std::fill(g_.dw_q, g_.dw_q + d_.A * H_, T(0));
+      if (g_.db_a) column_sums(dqsum_.view(), g_.db_a);
+      std::fill(g_.dw_v, g_.dw_v + d_.A, T(0));
+      sum_rows_into(dw_v_rows_.data(), B_, d_.A, g_.dw_v);
+      if (g_.dscore_bias) {
+        *g_.dscore_bias = T(0);
+        sum_rows_into(dscore_bias_rows_.data(), B_, index_t(1), g_.dscore_bias);
+      }
+    }
+    if (before) return;
+    const index_t wc_cols = d_.Dv + H_;
+    StridedView<T> dw_cc(g_.dw_c, d_.O, d_.Dv, Eigen::OuterStride<>(wc_cols));
+    StridedView<T> dw_ch(g_.dw_c + d_.Dv, d_.O, H_, Eigen::OuterStride<>(wc_cols));
+    if (TB_ > 0) {
+      multiply_into<true, false>(dw_cc, dopre_.view(), ws_.contexts.view());
+      multiply_into<true, false>(dw_ch, dopre_.view(), queries);
+    } else {
+      std::fill(g_.dw_c, g_.dw_c + d_.O * wc_cols, T(0));
+    }
+    if (g_.db_c) column_sums(dopre_.view(), g_.db_c);
+  }
+
+  const DecoderWorkspace<T>& ws_;
+  const DecoderSpec& s_;
+  const DecoderDims& d_;
+  const DecoderUpstream<T>& up_;
+  const DecoderGradients<T>& g_;
+  const index_t B_, H_, GH_, Dc_, I_, TB_;
+  AttentionOperands<T> op_;
+  CachedMatrix<T> dG_, dqsum_, dopre_;
+  RowMatrix<T> dh_, dctx_, dfed_, dw_v_rows_, dscore_bias_rows_;
+};
+
+}  // namespace
+
+template <typename T>
+void attention_decoder_forward(const DecoderSpec& spec, const DecoderDims& d, const DecoderArguments<T>& args,
+                               const DecoderOutputs<T>& out, DecoderWorkspace<T>* ws) {
+  const KernelScope scope(decoder_flops(spec, d));
+  DecoderForward<T>(spec, d, args, out, ws).run();
+}
+
+template <typename T>
+void attention_decoder_backward(const DecoderWorkspace<T>& ws, const DecoderUpstream<T>& up,
+                                const DecoderGradients<T>& g) {
+  const KernelScope scope(2 * decoder_flops(ws.spec, ws.dims));  // backward ≈ twice the forward
+  DecoderBackward<T>(ws, up, g).run();
+}
+
+template void attention_decoder_forward<float>(const DecoderSpec&, const DecoderDims&, const DecoderArguments<float>&,
+                                               const DecoderOutputs<float>&, DecoderWorkspace<float>*);
+template void attention_decoder_forward<double>(const DecoderSpec&, const DecoderDims&,
+                                                const DecoderArguments<double>&, const DecoderOutputs<double>&,
+                                                DecoderWorkspace<double>*);
+template void attention_decoder_backward<float>(const DecoderWorkspace<float>&, const DecoderUpstream<float>&,
+                                                const DecoderGradients<float>&);
+template void attention_decoder_backward<double>(const DecoderWorkspace<double>&, const DecoderUpstream<double>&,
+                                                 const DecoderGradients<double>&);
+
+}  // namespace rnncore

@@ -1,0 +1,100 @@
+"""The fused attention decoder: a recurrent cell with attention over an encoded source, the whole decoder time loop
+in one C++ call forward and one backward (docs/design.md §2 "Attention decoder", §4).
+
+One step t, state ``s_{t-1} = (h_{t-1}, c_{t-1})``, ``s_{-1} = (h0, c0)``::
+
+    position="before" (Bahdanau):  ctx_t, α_t = attend(h_{t-1});  h_t, c_t = cell([x_t; ctx_t], s_{t-1});  o_t = h_t
+    position="after" (Luong):      h_t, c_t = cell([x_t; õ_{t-1}] with input_feeding, else x_t, s_{t-1});
+                                   ctx_t, α_t = attend(h_t);  o_t = õ_t = tanh(W_c [ctx_t; h_t] + b_c);  õ_{-1} = o0
+    attend(q): "additive"  u = tanh(K' + q W_q^T + b_a),  e = u · w_v (+ score_bias),  relu(e) optionally
+               "dot"       e = q · keys
+               α = masked_softmax(e, t' < lengths[b]),  ctx = Σ_t' α values
+
+Shapes: x [Ty, B, E] (E may be 0: the context-only decoder), h0/c0 [B, H], w_ih [G*H, E + Dc] (x's columns, then
+the fed vector's: Dc = Dv before, O after with input feeding, 0 otherwise), w_hh [G*H, H], b_ih/b_hh [G*H];
+keys [B, Tx, K] (additive: the projected keys K' = keys W_k^T, K = A; dot: K = H), values [B, Tx, Dv],
+lengths [B] in 0..Tx; w_q [A, H], b_a [A], w_v [A] (the effective score vector), score_bias a scalar;
+w_c [O, Dv + H], b_c [O]. Cells and gate orders as the sequence kernels (``rnncore.ops.rnn``).
+
+Every sample runs all Ty steps (target padding is the loss's business: padded targets get doutputs = 0).
+Twins: ``rnncore.reference.attention_decoder_forward`` / ``attention_decoder_backward``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .. import _core
+from .._validation import decoder_arguments, decoder_upstream
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from .._core import _AnyDecoderWorkspace as DecoderWorkspace
+
+__all__ = ["attention_decoder_forward", "attention_decoder_backward", "AttentionDecoderGradients"]
+
+_WORKSPACE_TYPES = (_core.DecoderWorkspace_float32, _core.DecoderWorkspace_float64)
+
+
+class AttentionDecoderGradients(NamedTuple):
+    """``attention_decoder_backward``'s gradients (None where the forward had no such argument, or the score or
+    position does not use it)."""
+    dx: np.ndarray            # [Ty, B, E]
+    dh0: np.ndarray           # [B, H]
+    dc0: np.ndarray | None    # [B, H] (LSTM)
+    dkeys: np.ndarray         # [B, Tx, K] (additive: dK', to be taken through the key projection once)
+    dvalues: np.ndarray       # [B, Tx, Dv]
+    dw_ih: np.ndarray         # [G*H, E + Dc]
+    dw_hh: np.ndarray         # [G*H, H]
+    db_ih: np.ndarray | None  # [G*H]
+    db_hh: np.ndarray | None  # [G*H]
+    dw_q: np.ndarray | None   # [A, H] (additive)
+    db_a: np.ndarray | None   # [A] (additive with b_a)
+    dw_v: np.ndarray | None   # [A] (additive)
+    dscore_bias: np.ndarray | None  # 0-d (additive with score_bias)
+    dw_c: np.ndarray | None   # [O, Dv + H] (after)
+    db_c: np.ndarray | None   # [O] (after with b_c)
+    do0: np.ndarray | None    # [B, O] (after with input feeding: the gradient of o0)
+
+
+def attention_decoder_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None, w_ih: np.ndarray,
+                              w_hh: np.ndarray, b_ih: np.ndarray | None, b_hh: np.ndarray | None, keys: np.ndarray,
+                              values: np.ndarray, lengths: npt.ArrayLike | None = None, *, cell: str = "lstm",
+                              reset_after: bool = True, nonlinearity: str = "tanh", score: str = "additive",
+                              w_q: np.ndarray | None = None, b_a: np.ndarray | None = None,
+                              w_v: np.ndarray | None = None, score_bias: Any = None,
+                              energy_activation: str | None = None, position: str = "before",
+                              input_feeding: bool = False, w_c: np.ndarray | None = None,
+                              b_c: np.ndarray | None = None, o0: np.ndarray | None = None, training: bool = True
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                                         DecoderWorkspace | None]:
+    """The attention decoder over Ty steps (see the module's docstring for the equations and shapes).
+
+    cell: "lstm", "gru" (reset_after) or "rnn" (nonlinearity "tanh"/"relu").  score: "additive" (w_q, w_v required;
+    b_a, score_bias and energy_activation="relu" optional) or "dot".  position: "before" or "after" (w_c required,
+    b_c optional; input_feeding feeds õ_{t-1}, starting from o0 [B, O] or zeros). training=False stores nothing:
+    decoding step by step is Ty = 1 calls passing h_n, c_n (and outputs[-1] as o0) back in.
+
+    Returns ``(outputs [Ty, B, O], contexts [Ty, B, Dv], alpha [Ty, B, Tx], h_n [B, H], c_n [B, H] or None,
+    workspace or None)``; O = H before.
+    """
+    a = decoder_arguments(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after, nonlinearity,
+                          score, w_q, b_a, w_v, score_bias, energy_activation, position, input_feeding, w_c, b_c, o0,
+                          training)
+    return _core.attention_decoder_forward(*a)
+
+
+def attention_decoder_backward(workspace: DecoderWorkspace, doutputs: np.ndarray | None,
+                               dcontexts: np.ndarray | None = None, dalpha: np.ndarray | None = None,
+                               dh_n: np.ndarray | None = None, dc_n: np.ndarray | None = None
+                               ) -> AttentionDecoderGradients:
+    """Backpropagation through the Ty steps of the training forward that returned ``workspace`` (which may serve
+    several backward calls). Upstream gradients (None = zeros): doutputs [Ty, B, O], dcontexts [Ty, B, Dv] (when
+    the contexts feed an output layer outside), dalpha [Ty, B, Tx], dh_n and dc_n (LSTM) [B, H]."""
+    upstream = decoder_upstream(workspace, _WORKSPACE_TYPES, doutputs, dcontexts, dalpha, dh_n, dc_n)
+    (dx, dh0, dc0, do0, dkeys, dvalues, dw_ih, dw_hh, db_ih, db_hh, dw_q, db_a, dw_v, dscore_bias, dw_c,
+     db_c) = _core.attention_decoder_backward(workspace, *upstream)
+    return AttentionDecoderGradients(dx, dh0, dc0, dkeys, dvalues, dw_ih, dw_hh, db_ih, db_hh, dw_q, db_a, dw_v,
+                                     dscore_bias, dw_c, db_c, do0)
