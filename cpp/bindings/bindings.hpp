@@ -114,6 +114,7 @@ Array<T> cached_array(const std::vector<py::ssize_t>& shape) {
 void register_recurrent(py::module_& m);
 void register_stepper(py::module_& m);
 void register_attention(py::module_& m);
+void register_attention_ops(py::module_& m);
 void register_embedding(py::module_& m);
 void register_linear(py::module_& m);
 void register_attention_decoder(py::module_& m);

@@ -17,6 +17,7 @@ PYBIND11_MODULE(_core, m) {
   bindings::register_recurrent(m);
   bindings::register_stepper(m);
   bindings::register_attention(m);
+  bindings::register_attention_ops(m);
   bindings::register_embedding(m);
   bindings::register_linear(m);
   bindings::register_attention_decoder(m);

@@ -30,6 +30,7 @@ def _check_cpu() -> None:
 _check_cpu()
 
 from . import decode, interop, losses, ops, optim, reference, utils as utils  # noqa: E402
+from .attention import AdditiveAttention, LuongAttention  # noqa: E402
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .module import Module, load, save  # noqa: E402
 from .nn import Embedding, Linear  # noqa: E402
@@ -53,4 +54,5 @@ __all__ = [
     "load_training_state",
     "threads",
     "decode",
+    "AdditiveAttention", "LuongAttention",
 ]

@@ -95,9 +95,10 @@ def optional_float_array(name: str, a: Any, expected: Sequence[Dim], dtype: np.d
     return None if a is None else float_array(name, a, expected, dtype)
 
 
-def lengths_array(lengths: Any, batch: int, steps: int, shortest: int = 1) -> np.ndarray | None:
+def lengths_array(lengths: Any, batch: int, steps: int, shortest: int = 1, letter: str = "T") -> np.ndarray | None:
     """Checks per-sample valid lengths: integers, shape [B], each in shortest..T (the kernels take 1..T; the layers
-    0..T, a sample with none taking no step). Returns an int64 copy (or None)."""
+    0..T, a sample with none taking no step; attention 0..Tx, ``letter`` naming the bound). Returns an int64 copy
+    (or None)."""
     if lengths is None:
         return None
     arr = np.asarray(lengths)
@@ -107,7 +108,7 @@ def lengths_array(lengths: Any, batch: int, steps: int, shortest: int = 1) -> np
         raise ValueError(f"lengths must have shape [B] = ({batch},), got shape {arr.shape}")
     if batch and (arr.min() < shortest or arr.max() > steps):
         bad = arr[(arr < shortest) | (arr > steps)]
-        raise ValueError(f"lengths must lie in {shortest}..T = {shortest}..{steps}, got {bad.tolist()[:5]}")
+        raise ValueError(f"lengths must lie in {shortest}..{letter} = {shortest}..{steps}, got {bad.tolist()[:5]}")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
@@ -1631,3 +1632,176 @@ def decoder_upstream(workspace: Any, workspace_types: tuple[type, ...], doutputs
             optional_float_array("dalpha", dalpha, [("Ty", s["Ty"]), ("B", s["B"]), ("Tx", s["Tx"])], dtype),
             optional_float_array("dh_n", dh_n, [("B", s["B"]), ("H", s["H"])], dtype),
             optional_float_array("dc_n", dc_n, [("B", s["B"]), ("H", s["H"])], dtype))
+
+
+# ---- attention ops and modules (rnncore.ops.attention, rnncore.attention) -------------------------------------------
+
+def _at_least_one(name: str, a: np.ndarray, letters: Sequence[str]) -> None:
+    """Every axis of an attention operand must be >= 1 (B, Tx, Ty, D..., A)."""
+    if 0 in a.shape:
+        raise ValueError(f"{name} must have every axis >= 1 ([{', '.join(letters)}]), got shape {a.shape}")
+
+
+def attention_scalar(name: str, value: Any, dtype: np.dtype) -> np.ndarray | None:
+    """A scalar parameter of an attention op (score_bias, normalize_gain): None, a real number (made a 0-d array of
+    the call's dtype) or a 0-d / one-element ndarray of the call's dtype (never cast). Returns a 0-d array or None."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        if value.dtype != dtype:
+            raise TypeError(f"{name} has dtype {value.dtype}, expected {dtype} like the first array argument; convert "
+                            f"explicitly (e.g. {name}.astype(np.{dtype})) — rnncore never casts silently")
+        if value.size != 1:
+            raise ValueError(f"{name} must be a scalar (a 0-d array or a number), got shape {value.shape}")
+        return np.array(value.reshape(()), order="C")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number or a 0-d array, got {type(value).__name__}")
+    return np.array(value, dtype=dtype)
+
+
+def attention_lengths(lengths: Any, batch: int, steps: int) -> np.ndarray | None:
+    """Source lengths of an attention op: integers [B] in 0..Tx (0: the sample attends to nothing)."""
+    return lengths_array(lengths, batch, steps, shortest=0, letter="Tx")
+
+
+def energy_activation_name(value: Any) -> bool:
+    """Additive attention's ``energy_activation``: None (e = s) or "relu"; returns whether it is relu."""
+    if value is None:
+        return False
+    choice("energy_activation", value, ("relu",))
+    return True
+
+
+class AdditiveArrays(NamedTuple):
+    """One additive attention step's arguments as the kernel takes them (``gain`` the normalize option's g)."""
+    query: np.ndarray
+    projected_keys: np.ndarray
+    values: np.ndarray
+    w_q: np.ndarray
+    b_a: np.ndarray | None
+    w_v: np.ndarray
+    lengths: np.ndarray | None
+    score_bias: np.ndarray | None
+    relu: bool
+    gain: float | None
+
+
+def additive_attention_arrays(query: Any, projected_keys: Any, values: Any, w_q: Any, b_a: Any, w_v: Any,
+                              lengths: Any, score_bias: Any, energy_activation: Any, normalize_gain: Any
+                              ) -> AdditiveArrays:
+    """``additive_attention_forward``'s arguments: query [B, Dq] fixes the dtype, B and Dq; projected_keys
+    [B, Tx, A] fixes Tx and A; values [B, Tx, Dv]; w_q [A, Dq]; b_a [A] or None; w_v [A]; lengths [B] in 0..Tx or
+    None; score_bias and normalize_gain scalars or None; energy_activation None or "relu"."""
+    query = float_array("query", query, [("B", None), ("Dq", None)])
+    dtype = query.dtype
+    _at_least_one("query", query, ("B", "Dq"))
+    B, Dq = query.shape
+    projected_keys = float_array("projected_keys", projected_keys, [("B", B), ("Tx", None), ("A", None)], dtype)
+    _at_least_one("projected_keys", projected_keys, ("B", "Tx", "A"))
+    Tx, A = projected_keys.shape[1:]
+    values = float_array("values", values, [("B", B), ("Tx", Tx), ("Dv", None)], dtype)
+    _at_least_one("values", values, ("B", "Tx", "Dv"))
+    w_q = float_array("w_q", w_q, [("A", A), ("Dq", Dq)], dtype)
+    b_a = optional_float_array("b_a", b_a, [("A", A)], dtype)
+    w_v = float_array("w_v", w_v, [("A", A)], dtype)
+    relu = energy_activation_name(energy_activation)
+    bias = attention_scalar("score_bias", score_bias, dtype)
+    gain = attention_scalar("normalize_gain", normalize_gain, dtype)
+    return AdditiveArrays(query, projected_keys, values, w_q, b_a, w_v, attention_lengths(lengths, B, Tx), bias,
+                          relu, None if gain is None else float(gain))
+
+
+def attention_keys_arrays(keys: Any, w_k: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``additive_attention_keys``'s operands: keys [B, Tx, Dk] (fixes the dtype) and w_k [A, Dk]."""
+    keys = float_array("keys", keys, [("B", None), ("Tx", None), ("Dk", None)])
+    _at_least_one("keys", keys, ("B", "Tx", "Dk"))
+    w_k = float_array("w_k", w_k, [("A", None), ("Dk", keys.shape[2])], keys.dtype)
+    _at_least_one("w_k", w_k, ("A", "Dk"))
+    return keys, w_k
+
+
+def attention_workspace(workspace: Any, op: str, forward: str, types: tuple[type, ...]) -> Any:
+    """The workspace argument of an attention backward: one that ``forward(..., training=True)`` returned."""
+    if not isinstance(workspace, types):
+        hint = " (was the forward run with training=False?)" if workspace is None else ""
+        raise TypeError(f"{op}: workspace must be the workspace returned by {forward}(..., training=True), "
+                        f"got {type(workspace).__name__}{hint}")
+    return workspace
+
+
+def _no_shared_memory(accumulators: dict[str, np.ndarray], others: dict[str, np.ndarray | None]) -> None:
+    """An accumulator added into in place while the others are read may share memory with none of them."""
+    for name, acc in accumulators.items():
+        for other_name, other in others.items():
+            if other is not None and other_name != name and np.may_share_memory(acc, other):
+                raise ValueError(f"{name} must not share memory with {other_name} (it is added into in place while "
+                                 "the others are read)")
+
+
+def additive_upstream(ws: Any, dcontext: Any, dalpha: Any, dprojected_keys: Any, dvalues: Any
+                      ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
+    """``additive_attention_backward``'s gradients against the forward that made ``ws``: dcontext [B, Dv] and
+    dalpha [B, Tx] (None = zeros); the accumulators dprojected_keys [B, Tx, A] and dvalues [B, Tx, Dv], added into
+    in place (None: new zeros)."""
+    dtype, B, Tx = np.dtype(ws.dtype), ws.B, ws.Tx
+    dcontext = optional_float_array("dcontext", dcontext, [("B", B), ("Dv", ws.Dv)], dtype)
+    dalpha = optional_float_array("dalpha", dalpha, [("B", B), ("Tx", Tx)], dtype)
+    kp_shape, v_shape = [("B", B), ("Tx", Tx), ("A", ws.A)], [("B", B), ("Tx", Tx), ("Dv", ws.Dv)]
+    dkp = (np.zeros((B, Tx, ws.A), dtype) if dprojected_keys is None
+           else accumulator_of("dprojected_keys", dprojected_keys, kp_shape, dtype))
+    dvals = np.zeros((B, Tx, ws.Dv), dtype) if dvalues is None else accumulator_of("dvalues", dvalues, v_shape, dtype)
+    _no_shared_memory({"dprojected_keys": dkp, "dvalues": dvals},
+                      {"dcontext": dcontext, "dalpha": dalpha, "dprojected_keys": dkp, "dvalues": dvals})
+    return dcontext, dalpha, dkp, dvals
+
+
+LUONG_SCORES = ("dot", "general", "concat")  # the kernel takes the index: its LuongScore values, in this order
+
+
+class LuongArrays(NamedTuple):
+    """Luong attention's arguments as the kernel takes them (``score`` its index in LUONG_SCORES)."""
+    query: np.ndarray
+    keys: np.ndarray
+    values: np.ndarray
+    score: int
+    weight: np.ndarray | None
+    v_a: np.ndarray | None
+    lengths: np.ndarray | None
+
+
+def luong_attention_arrays(query: Any, keys: Any, values: Any, score: Any, weight: Any, v_a: Any, lengths: Any
+                           ) -> LuongArrays:
+    """``luong_attention_forward``'s arguments: query [B, Ty, Dq] fixes the dtype, B, Ty, Dq; keys [B, Tx, Dk]
+    (dot: Dk = Dq); values [B, Tx, Dv]; score "dot" | "general" | "concat"; weight None (dot), [Dq, Dk] (general)
+    or [A, Dq + Dk] (concat); v_a [A] (concat only); lengths [B] in 0..Tx or None."""
+    name = choice("score", score, LUONG_SCORES)
+    query = float_array("query", query, [("B", None), ("Ty", None), ("Dq", None)])
+    dtype = query.dtype
+    _at_least_one("query", query, ("B", "Ty", "Dq"))
+    B, _, Dq = query.shape
+    keys = float_array("keys", keys, [("B", B), ("Tx", None), ("Dq" if name == "dot" else "Dk",
+                                                                 Dq if name == "dot" else None)], dtype)
+    _at_least_one("keys", keys, ("B", "Tx", "Dk"))
+    Tx, Dk = keys.shape[1:]
+    values = float_array("values", values, [("B", B), ("Tx", Tx), ("Dv", None)], dtype)
+    _at_least_one("values", values, ("B", "Tx", "Dv"))
+    needs = {"dot": "weight=None and v_a=None", "general": "weight W [Dq, Dk] and v_a=None",
+             "concat": "weight W_a [A, Dq + Dk] and v_a [A]"}[name]
+    for arg, given, wanted in (("weight", weight, name != "dot"), ("v_a", v_a, name == "concat")):
+        if (given is None) == wanted:
+            raise ValueError(f"score={name!r} takes {needs}: {arg} {'is missing' if wanted else 'must be None'}, "
+                             f"got {type(given).__name__}")
+    if name == "general":
+        weight = float_array("weight", weight, [("Dq", Dq), ("Dk", Dk)], dtype)
+    elif name == "concat":
+        weight = float_array("weight", weight, [("A", None), ("Dq + Dk", Dq + Dk)], dtype)
+        _at_least_one("weight", weight, ("A", "Dq + Dk"))
+        v_a = float_array("v_a", v_a, [("A", weight.shape[0])], dtype)
+    return LuongArrays(query, keys, values, LUONG_SCORES.index(name), weight, v_a, attention_lengths(lengths, B, Tx))
+
+
+def luong_upstream(ws: Any, dcontext: Any, dalpha: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``luong_attention_backward``'s gradients: dcontext [B, Ty, Dv] and dalpha [B, Ty, Tx], None = zeros."""
+    dtype = np.dtype(ws.dtype)
+    return (optional_float_array("dcontext", dcontext, [("B", ws.B), ("Ty", ws.Ty), ("Dv", ws.Dv)], dtype),
+            optional_float_array("dalpha", dalpha, [("B", ws.B), ("Ty", ws.Ty), ("Tx", ws.Tx)], dtype))

@@ -314,7 +314,9 @@ def _own_classes() -> dict[str, type]:
     from .sequential import LastHidden, Sequential
 
     classes = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Linear, Embedding, Sequential, LastHidden)
-    return {f"{c.__module__}:{c.__qualname__}": c for c in classes}
+    from .attention import AdditiveAttention, LuongAttention
+    attention = (AdditiveAttention, LuongAttention)
+    return {f"{c.__module__}:{c.__qualname__}": c for c in (*classes, *attention)}
 
 
 def load_training_state(path: str | os.PathLike[str], optimizer: Any = None, scheduler: Any = None) -> None:

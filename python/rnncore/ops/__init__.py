@@ -4,14 +4,27 @@ Every function validates its arguments (``rnncore._validation``) and then runs o
 ``rnncore.reference`` has the same functions in plain NumPy, family by family: the executable spec these are tested
 against (tests/test_ops_twins.py and the kernel tests).
 
-Families: ``rnn`` (the LSTM/GRU/RNN sequence kernels and the streaming steppers), ``attention`` (the masked softmax),
-``nn`` (the dense layer's products, the embedding's backward), ``runtime`` (threads, the memory cache, build
-facts). Every public name is also here: ``rnncore.ops.lstm_forward``.
+Families: ``rnn`` (the LSTM/GRU/RNN sequence kernels and the streaming steppers), ``attention`` (the masked softmax,
+additive and Luong attention), ``nn`` (the dense layer's products, the embedding's backward), ``runtime`` (threads,
+the memory cache, build facts). Every public name is also here: ``rnncore.ops.lstm_forward``.
 """
 
 from __future__ import annotations
 
-from .attention import masked_softmax, masked_softmax_backward
+from .attention import (
+    AdditiveAttentionGradients,
+    LuongAttentionGradients,
+    additive_attention_backward,
+    additive_attention_forward,
+    additive_attention_keys,
+    additive_attention_keys_backward,
+    luong_attention_backward,
+    luong_attention_forward,
+    masked_softmax,
+    masked_softmax_backward,
+    normalized_score_vector,
+    normalized_score_vector_backward,
+)
 from .decoder import AttentionDecoderGradients, attention_decoder_backward, attention_decoder_forward
 from .nn import embedding_backward, linear_backward, linear_forward
 from .rnn import (
@@ -40,6 +53,9 @@ __all__ = [
     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
     "lstm_stepper", "gru_stepper", "rnn_stepper",
     "masked_softmax", "masked_softmax_backward",
+    "additive_attention_keys", "additive_attention_keys_backward", "additive_attention_forward",
+    "additive_attention_backward", "AdditiveAttentionGradients", "luong_attention_forward", "luong_attention_backward",
+    "LuongAttentionGradients", "normalized_score_vector", "normalized_score_vector_backward",
     "linear_forward", "linear_backward", "embedding_backward",
     "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "build_info",
     "simd_instruction_sets", "has_openmp",

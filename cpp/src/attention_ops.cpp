@@ -1,0 +1,274 @@
+// The standalone attention ops (declared in rnncore/attention_ops.hpp) around the decoder's step rows
+// (attention_steps.hpp): the additive step, and Luong attention run as one step-rows call per decoder step with the
+// projections (general's k W^T, concat's q W_q^T and k W_k^T) taken once for all steps, before and after.
+#include "rnncore/attention_ops.hpp"
+
+#include <algorithm>
+
+#include "attention_steps.hpp"
+#include "linalg/gemm.hpp"
+#include "parallel.hpp"
+
+namespace rnncore {
+
+using namespace detail;
+
+namespace {
+
+/// dst [rows, cols] = a private copy of src.
+template <typename T>
+void copy_matrix(CachedMatrix<T>& dst, const T* src, index_t rows, index_t cols) {
+  dst.resize(rows, cols);
+  std::copy_n(src, rows * cols, dst.data());
+}
+
+/// dst [rows, cols] = zeros.
+template <typename T>
+T* zeros(CachedMatrix<T>& dst, index_t rows, index_t cols) {
+  dst.resize(rows, cols);
+  std::fill_n(dst.data(), rows * cols, T(0));
+  return dst.data();
+}
+
+/// [B, Ty, D] (sample-major, the ops' layout) -> [Ty, B, D] (step-major, the step rows' layout).
+template <typename T>
+void to_step_major(const T* src, index_t B, index_t Ty, index_t D, T* dst) {
+  for (index_t b = 0; b < B; ++b)
+    for (index_t y = 0; y < Ty; ++y) std::copy_n(src + (b * Ty + y) * D, D, dst + (y * B + b) * D);
+}
+
+/// [Ty, B, D] -> [B, Ty, D].
+template <typename T>
+void to_sample_major(const T* src, index_t B, index_t Ty, index_t D, T* dst) {
+  for (index_t b = 0; b < B; ++b)
+    for (index_t y = 0; y < Ty; ++y) std::copy_n(src + (y * B + b) * D, D, dst + (b * Ty + y) * D);
+}
+
+/// The step rows' operands of an additive workspace.
+template <typename T>
+AttentionOperands<T> additive_operands(const AdditiveAttentionWorkspace<T>& ws, const T* b_a) {
+  AttentionOperands<T> op;
+  op.score = AttentionScore::additive;
+  op.B = ws.B, op.Tx = ws.Tx, op.Dq = ws.Dq, op.K = ws.A, op.Dv = ws.Dv;
+  op.keys = ws.projected_keys.data();
+  op.values = ws.values.data();
+  op.lengths = ws.lengths.empty() ? nullptr : ws.lengths.data();
+  op.w_q = ws.w_q.data();
+  op.b_a = b_a;
+  op.w_v = ws.w_v.data();
+  op.score_bias = ws.has_score_bias ? &ws.score_bias : nullptr;
+  op.relu_energy = ws.relu_energy;
+  return op;
+}
+
+/// The step rows' operands of Luong attention: concat is the additive score over k W_k^T without bias; general is
+/// the dot score against k W^T; dot against the keys. keys / values / lengths: where they are (the caller's arrays
+/// in inference, the workspace's copies in training).
+template <typename T>
+AttentionOperands<T> luong_operands(const LuongAttentionWorkspace<T>& ws, const T* keys, const T* values,
+                                    const index_t* lengths) {
+  AttentionOperands<T> op;
+  op.B = ws.B, op.Tx = ws.Tx, op.Dq = ws.Dq, op.Dv = ws.Dv;
+  op.values = values;
+  op.lengths = lengths;
+  if (ws.score == LuongScore::concat) {
+    op.score = AttentionScore::additive;
+    op.K = ws.A;
+    op.keys = ws.projected_keys.data();
+    op.w_q = ws.w_q.data();
+    op.w_v = ws.v_a.data();
+  } else {
+    op.score = AttentionScore::dot;
+    op.K = ws.Dq;
+    op.keys = ws.score == LuongScore::general ? ws.projected_keys.data() : keys;
+  }
+  return op;
+}
+
+}  // namespace
+
+template <typename T>
+void additive_attention_forward(const AdditiveAttentionInputs<T>& in, T* context, T* alpha,
+                                AdditiveAttentionWorkspace<T>* ws) {
+  const index_t B = in.B, Tx = in.Tx, A = in.A;
+  const KernelScope scope(2.0 * double(B) * (double(in.Dq) * double(A) + double(Tx) * (2.0 * double(A) + in.Dv)));
+  AdditiveAttentionWorkspace<T> local;  // inference: the step rows read the caller's arrays, only qproj is made
+  AdditiveAttentionWorkspace<T>& w = ws ? *ws : local;
+  w.B = B, w.Tx = Tx, w.Dq = in.Dq, w.Dv = in.Dv, w.A = A;
+  w.has_bias = in.b_a != nullptr, w.has_score_bias = in.score_bias != nullptr, w.relu_energy = in.relu_energy;
+  w.score_bias = in.score_bias ? *in.score_bias : T(0);
+  AttentionOperands<T> op;
+  const T* query = in.query;
+  if (ws) {
+    if (in.lengths) ws->lengths.assign(in.lengths, in.lengths + B);
+    copy_matrix(ws->query, in.query, B, in.Dq);
+    copy_matrix(ws->projected_keys, in.projected_keys, B * Tx, A);
+    copy_matrix(ws->values, in.values, B * Tx, in.Dv);
+    copy_matrix(ws->w_q, in.w_q, A, in.Dq);
+    copy_matrix(ws->w_v, in.w_v, 1, A);
+    op = additive_operands(*ws, in.b_a);  // b_a is read only here, by the query projection: never copied
+    query = ws->query.data();
+  } else {
+    op = additive_operands(w, in.b_a);
+    op.keys = in.projected_keys, op.values = in.values, op.lengths = in.lengths, op.w_q = in.w_q, op.w_v = in.w_v;
+  }
+  w.qproj.resize(B, A);
+  attention_project_query(op, query, w.qproj.data());
+  attention_forward_rows(op, query, w.qproj.data(), alpha, context);
+  if (ws) copy_matrix(ws->alpha, alpha, B, Tx);
+}
+
+template <typename T>
+void additive_attention_backward(const AdditiveAttentionWorkspace<T>& ws, const T* dcontext, const T* dalpha,
+                                 const AdditiveAttentionGradients<T>& g) {
+  const index_t B = ws.B, A = ws.A, Dq = ws.Dq;
+  const KernelScope scope(2.0 * double(B) * (2.0 * double(Dq) * double(A) + double(ws.Tx) * (4.0 * A + 2.0 * ws.Dv)));
+  const AttentionOperands<T> op = additive_operands(ws, static_cast<const T*>(nullptr));
+  CachedMatrix<T> dqsum(B, A), dw_v_rows;
+  std::vector<T> dscore_bias_rows(B, T(0));
+  AttentionRowGradients<T> rows;
+  rows.dqsum = dqsum.data();
+  rows.dkeys = g.dprojected_keys;
+  rows.dvalues = g.dvalues;
+  rows.dw_v_rows = zeros(dw_v_rows, B, A);
+  rows.dscore_bias_rows = ws.has_score_bias ? dscore_bias_rows.data() : nullptr;
+  attention_backward_rows(op, ws.query.data(), ws.qproj.data(), ws.alpha.data(), dcontext, dalpha, rows);
+  // The query projection's gradients, once for all rows: dquery = dqsum W_q, dW_q = dqsum^T q, db_a = Σ_b dqsum.
+  multiply_into<false, false>(MatrixView<T>(g.dquery, B, Dq), dqsum.view(), ws.w_q.view());
+  multiply_into<true, false>(MatrixView<T>(g.dw_q, A, Dq), dqsum.view(), ws.query.view());
+  if (g.db_a) column_sums(dqsum.view(), g.db_a);
+  std::fill_n(g.dw_v, A, T(0));
+  sum_rows_into(dw_v_rows.data(), B, A, g.dw_v);
+  if (g.dscore_bias) {
+    *g.dscore_bias = 0;
+    sum_rows_into(dscore_bias_rows.data(), B, 1, g.dscore_bias);
+  }
+}
+
+template <typename T>
+void luong_attention_forward(const LuongAttentionInputs<T>& in, T* context, T* alpha, LuongAttentionWorkspace<T>* ws) {
+  const index_t B = in.B, Ty = in.Ty, Tx = in.Tx, Dq = in.Dq, Dk = in.Dk, Dv = in.Dv, A = in.A;
+  const bool concat = in.score == LuongScore::concat;
+  const double K = concat ? 4.0 * double(A) : double(Dq);
+  const KernelScope scope(2.0 * double(B) * (double(Ty) * double(Tx) * (K + Dv) + double(Tx) * Dk * (concat ? A : Dq)));
+  LuongAttentionWorkspace<T> local;  // inference: scratch only; the keys and values are read where they are
+  LuongAttentionWorkspace<T>& w = ws ? *ws : local;
+  w.score = in.score;
+  w.B = B, w.Ty = Ty, w.Tx = Tx, w.Dq = Dq, w.Dk = Dk, w.Dv = Dv, w.A = A;
+  const T *keys = in.keys, *values = in.values;
+  const index_t* lengths = in.lengths;
+  if (ws) {
+    if (in.lengths) ws->lengths.assign(in.lengths, in.lengths + B);
+    lengths = in.lengths ? ws->lengths.data() : nullptr;
+    copy_matrix(ws->keys, in.keys, B * Tx, Dk);
+    copy_matrix(ws->values, in.values, B * Tx, Dv);
+    // Padded key rows are zeroed (never read by the rows; the weight gradient's product multiplies them by a zero
+    // gradient, which must not meet a NaN or inf the caller padded with), as the recurrent workspaces do with x.
+    for (index_t b = 0; in.lengths && b < B; ++b)
+      std::fill(ws->keys.data() + (b * Tx + in.lengths[b]) * Dk, ws->keys.data() + (b + 1) * Tx * Dk, T(0));
+    keys = ws->keys.data(), values = ws->values.data();
+  }
+  w.query.resize(Ty * B, Dq);
+  to_step_major(in.query, B, Ty, Dq, w.query.data());
+  const ConstMatrixView<T> key_rows(keys, B * Tx, Dk);
+  if (in.score == LuongScore::general) {  // k W^T once for every step: e = q (k W^T)^T
+    copy_matrix(w.w_q, in.weight, Dq, Dk);
+    w.projected_keys.resize(B * Tx, Dq);
+    multiply_into<false, true>(w.projected_keys.view(), key_rows, w.w_q.view());
+  } else if (concat) {  // W_a [q; k] = q W_q^T + k W_k^T: both projections once for every step
+    w.w_q.resize(A, Dq);
+    w.w_k.resize(A, Dk);
+    for (index_t a = 0; a < A; ++a) {
+      std::copy_n(in.weight + a * (Dq + Dk), Dq, w.w_q.data() + a * Dq);
+      std::copy_n(in.weight + a * (Dq + Dk) + Dq, Dk, w.w_k.data() + a * Dk);
+    }
+    copy_matrix(w.v_a, in.v_a, 1, A);
+    w.projected_keys.resize(B * Tx, A);
+    multiply_into<false, true>(w.projected_keys.view(), key_rows, w.w_k.view());
+    w.qproj.resize(Ty * B, A);
+    multiply_into<false, true>(w.qproj.view(), w.query.view(), w.w_q.view());
+  }
+  const AttentionOperands<T> op = luong_operands(w, keys, values, lengths);
+  w.alpha.resize(Ty * B, Tx);
+  CachedMatrix<T> contexts(Ty * B, Dv);
+  for (index_t y = 0; y < Ty; ++y)
+    attention_forward_rows(op, w.query.data() + y * B * Dq, concat ? w.qproj.data() + y * B * A : nullptr,
+                           w.alpha.data() + y * B * Tx, contexts.data() + y * B * Dv);
+  to_sample_major(w.alpha.data(), B, Ty, Tx, alpha);
+  to_sample_major(contexts.data(), B, Ty, Dv, context);
+}
+
+template <typename T>
+void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dcontext, const T* dalpha,
+                              const LuongAttentionGradients<T>& g) {
+  const index_t B = ws.B, Ty = ws.Ty, Tx = ws.Tx, Dq = ws.Dq, Dk = ws.Dk, Dv = ws.Dv, A = ws.A;
+  const bool concat = ws.score == LuongScore::concat;
+  const double K = concat ? 6.0 * double(A) : 2.0 * double(Dq);
+  const KernelScope scope(2.0 * double(B) * (double(Ty) * double(Tx) * (K + 2.0 * Dv) +
+                                             2.0 * double(Tx) * Dk * (concat ? A : Dq)));
+  const AttentionOperands<T> op =
+      luong_operands(ws, ws.keys.data(), ws.values.data(), ws.lengths.empty() ? nullptr : ws.lengths.data());
+  CachedMatrix<T> dcontext_steps, dalpha_steps, dquery_steps, dqsum, dprojected, dv_a_rows;
+  if (dcontext) {
+    dcontext_steps.resize(Ty * B, Dv);
+    to_step_major(dcontext, B, Ty, Dv, dcontext_steps.data());
+  }
+  if (dalpha) {
+    dalpha_steps.resize(Ty * B, Tx);
+    to_step_major(dalpha, B, Ty, Tx, dalpha_steps.data());
+  }
+  std::fill_n(g.dvalues, B * Tx * Dv, T(0));
+  AttentionRowGradients<T> rows;
+  rows.dvalues = g.dvalues;
+  if (ws.score == LuongScore::dot) {
+    rows.dkeys = g.dkeys;
+    std::fill_n(g.dkeys, B * Tx * Dk, T(0));
+  } else {
+    rows.dkeys = zeros(dprojected, B * Tx, op.K);  // the gradient w.r.t. the projected keys, summed over the steps
+  }
+  if (concat) {
+    dqsum.resize(Ty * B, A);
+    rows.dw_v_rows = zeros(dv_a_rows, B, A);
+  } else {
+    zeros(dquery_steps, Ty * B, Dq);
+  }
+  for (index_t y = 0; y < Ty; ++y) {
+    AttentionRowGradients<T> step = rows;
+    if (concat)
+      step.dqsum = dqsum.data() + y * B * A;
+    else
+      step.dquery = dquery_steps.data() + y * B * Dq;
+    attention_backward_rows(op, ws.query.data() + y * B * Dq, concat ? ws.qproj.data() + y * B * A : nullptr,
+                            ws.alpha.data() + y * B * Tx, dcontext ? dcontext_steps.data() + y * B * Dv : nullptr,
+                            dalpha ? dalpha_steps.data() + y * B * Tx : nullptr, step);
+  }
+  const ConstMatrixView<T> key_rows(ws.keys.data(), B * Tx, Dk);
+  if (ws.score == LuongScore::general) {  // back through k W^T: dk = dK' W, dW = dK'^T k
+    multiply_into<false, false>(MatrixView<T>(g.dkeys, B * Tx, Dk), dprojected.view(), ws.w_q.view());
+    multiply_into<true, false>(MatrixView<T>(g.dweight, Dq, Dk), dprojected.view(), key_rows);
+  } else if (concat) {  // back through q W_q^T and k W_k^T, for every step at once
+    zeros(dquery_steps, Ty * B, Dq);
+    multiply_into<false, false>(dquery_steps.view(), dqsum.view(), ws.w_q.view());
+    multiply_into<false, false>(MatrixView<T>(g.dkeys, B * Tx, Dk), dprojected.view(), ws.w_k.view());
+    MatrixView<T> dweight(g.dweight, A, Dq + Dk);
+    multiply_into<true, false>(dweight.leftCols(Dq), dqsum.view(), ws.query.view());
+    multiply_into<true, false>(dweight.rightCols(Dk), dprojected.view(), key_rows);
+    std::fill_n(g.dv_a, A, T(0));
+    sum_rows_into(dv_a_rows.data(), B, A, g.dv_a);
+  }
+  to_sample_major(dquery_steps.data(), B, Ty, Dq, g.dquery);
+}
+
+#define RNNCORE_ATTENTION_OPS(T)                                                                                     \
+  template void additive_attention_forward<T>(const AdditiveAttentionInputs<T>&, T*, T*,                             \
+                                              AdditiveAttentionWorkspace<T>*);                                       \
+  template void additive_attention_backward<T>(const AdditiveAttentionWorkspace<T>&, const T*, const T*,             \
+                                               const AdditiveAttentionGradients<T>&);                                \
+  template void luong_attention_forward<T>(const LuongAttentionInputs<T>&, T*, T*, LuongAttentionWorkspace<T>*);     \
+  template void luong_attention_backward<T>(const LuongAttentionWorkspace<T>&, const T*, const T*,                   \
+                                            const LuongAttentionGradients<T>&);
+RNNCORE_ATTENTION_OPS(float)
+RNNCORE_ATTENTION_OPS(double)
+#undef RNNCORE_ATTENTION_OPS
+
+}  // namespace rnncore
