@@ -197,13 +197,11 @@ class RnncoreTraining:
         self.rc, self.weights, self.batch = rc, weights, batch
         self.model = rnncore_model(m, weights)
         self.optimizer = rc.optim.Adam(self.model, lr=lr)
-        self.target_inputs = batch["target_inputs"] if m.target_embedding else None
         self.mask = batch["targets"] != PAD
 
     def loss(self):
-        b = self.batch
-        logits, alpha = self.model(b["source"], b["source_lengths"], self.target_inputs,
-                                   steps=b["targets"].shape[1])
+        b = self.batch  # with feed_targets=False only the shape of target_inputs is used (Ty)
+        logits, alpha = self.model(b["source"], b["source_lengths"], b["target_inputs"])
         loss, dlogits = self.rc.losses.softmax_cross_entropy(logits, b["targets"], mask=self.mask)
         return loss, dlogits, logits, alpha
 
@@ -540,31 +538,28 @@ def profile_row(c: TrainConfig, budget: float) -> dict:
     def loss():
         rc.losses.softmax_cross_entropy(logits, batch["targets"], mask=batch["targets"] != PAD)
 
-    step = RnncoreTraining(m, w, batch, LR)
-
-    def adam():
-        step.optimizer.step()
-
-    phases = {"whole step": step.run, "encoder (bi-LSTM)": encoder, "key projection": keys,
+    phases = {"encoder (bi-LSTM)": encoder, "key projection": keys,
               "decoder (fused op: attention + cell)": decoder, "output projection": output,
-              "softmax + loss": loss, "Adam step": adam,
+              "softmax + loss": loss,
               "  inside the decoder: attention (Ty additive-op steps)": attention,
               "  inside the decoder: cell (LSTM op over Ty)": cell}
-    available = {}
-    errors = {}
+    if hasattr(rc, "Seq2Seq"):
+        step = RnncoreTraining(m, w, batch, LR)
+        phases |= {"whole step": step.run, "Adam step": step.optimizer.step}
+    available, errors = {}, {}
     for name, fn in phases.items():
         try:
             fn()
             available[name] = fn
         except Exception as e:  # an op not on this branch
             errors[name] = f"{type(e).__name__}: {e}"
-    times = time_interleaved(available, budget)
-    whole = times["whole step"].min
-    phase_ms = {n: t.min * 1e3 for n, t in times.items()}
-    partition = [n for n in phase_ms if n != "whole step" and not n.startswith("  ")]
-    phase_ms["other (Python, glue, allocation)"] = whole * 1e3 - sum(phase_ms[n] for n in partition)
+    phase_ms = {n: t.min * 1e3 for n, t in time_interleaved(available, budget).items()}
+    partition = sum(v for n, v in phase_ms.items() if n != "whole step" and not n.startswith("  "))
+    if "whole step" in phase_ms:
+        phase_ms["other (Python, glue, allocation)"] = phase_ms["whole step"] - partition
+    whole = phase_ms.get("whole step", partition)  # without rc.Seq2Seq: shares of the phases' sum
     row = dict(part="profile", config=c.name, phases_ms=phase_ms,
-               share={n: v / (whole * 1e3) for n, v in phase_ms.items()}, errors=errors)
+               share={n: v / whole for n, v in phase_ms.items()}, errors=errors)
     print(format_row(row), flush=True)
     return row
 
@@ -620,11 +615,7 @@ def worker(plan_file: str, out_file: str) -> None:
     if "attention" in parts:
         result["rows"] += attention_rows(peers, budget)
     if "profile" in parts:
-        why = rnncore_missing()
-        if why is None:
-            result["rows"] += [profile_row(c, budget) for c in configs]
-        else:
-            print(f"profile: skipped (rnncore {why})", flush=True)
+        result["rows"] += [profile_row(c, budget) for c in configs]
     result["sgemm_by_gemm_end"] = sgemm_rates(threads)
     result["sgemm_gflops"] = max(sgemm, *result["sgemm_by_gemm_end"].values())
     result["loadavg_end"] = list(os.getloadavg())
@@ -690,6 +681,8 @@ def target_lines(rows: list[dict]) -> list[str]:
     """The issue's targets, met or not, from one thread count's rows."""
     lines = []
     for r in rows:
+        if r["part"] == "profile":
+            continue
         x = speedups(r)
         if r["part"] == "train":
             for peer, want in r["targets"]:
