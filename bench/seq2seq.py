@@ -318,18 +318,59 @@ def decode_weights(m: Model) -> dict[str, np.ndarray]:
     return w
 
 
+class TimedSteps:
+    """A step model (rc.decode's protocol) whose start / step / reorder calls add their time to ``seconds``: what
+    the model's steps cost inside a decode, the rest being the search's own work."""
+
+    def __init__(self, model):
+        self.model = model
+        self.seconds = dict.fromkeys(("start", "step", "reorder"), 0.0)
+
+    def _timed(self, name, *args):
+        t0 = time.perf_counter()
+        out = getattr(self.model, name)(*args)
+        self.seconds[name] += time.perf_counter() - t0
+        return out
+
+    def start(self, batch):
+        return self._timed("start", batch)
+
+    def step(self, tokens, state):
+        return self._timed("step", tokens, state)
+
+    def reorder(self, state, indices):
+        if not hasattr(self.model, "reorder"):
+            return _rnncore().decode.reorder_state(state, indices)
+        return self._timed("reorder", state, indices)
+
+
 class RnncoreDecoding:
     def __init__(self, m: Model, weights: dict[str, np.ndarray]):
         self.rc = _rnncore()
         self.model = rnncore_model(m, weights).eval()
 
-    def greedy(self, source, max_len):
-        r = self.rc.decode.greedy(self.model, source, BOS, EOS, max_len)
+    def greedy(self, source, max_len, model=None):
+        r = self.rc.decode.greedy(model or self.model, source, BOS, EOS, max_len)
         return r.tokens, r.scores
 
-    def beam_search(self, source, max_len, beam):
-        r = self.rc.decode.beam_search(self.model, source, BOS, EOS, max_len, beam_size=beam)
+    def beam_search(self, source, max_len, beam, model=None):
+        r = self.rc.decode.beam_search(model or self.model, source, BOS, EOS, max_len, beam_size=beam)
         return [t[0] for t in r.tokens], r.scores[:, 0]
+
+    def split(self, mode: str, source, max_len, beam) -> dict[str, float]:
+        """Milliseconds of one decode in the model's start / step / reorder calls and in the search itself (the
+        minimum of 3 runs each)."""
+        runs = []
+        for _ in range(3):
+            timed = TimedSteps(self.model)
+            t0 = time.perf_counter()
+            if mode == "greedy":
+                self.greedy(source, max_len, timed)
+            else:
+                self.beam_search(source, max_len, beam, timed)
+            total = time.perf_counter() - t0
+            runs.append(dict(timed.seconds, search=total - sum(timed.seconds.values()), total=total))
+        return {k: 1e3 * min(r[k] for r in runs) for k in runs[0]}
 
 
 def decode_row(V: int, mode: str, peers: list[str], budget: float) -> dict:
@@ -358,6 +399,8 @@ def decode_row(V: int, mode: str, peers: list[str], budget: float) -> dict:
     row = bench_row("decode", f"{mode}/V{V}", builders, budget, {} if why is None else {"rnncore": why},
                     mode=mode, vocab=V, sources=d["B"], beam=d["beam"] if mode == "beam" else 1,
                     max_len=d["max_len"], tokens=d["B"] * d["max_len"])  # eos is never chosen: max_len per source
+    if row.get("timed") and "rnncore" in libs:
+        row["rnncore_split_ms"] = RnncoreDecoding(m, weights).split(mode, source, d["max_len"], d["beam"])
     print(format_row(row), flush=True)
     return row
 
@@ -671,6 +714,8 @@ def format_row(row: dict) -> str:
     if row["part"] == "decode":
         rates = [f"{n} {row['tokens'] / v['min_s']:.0f}" for n, v in row["libs"].items() if "min_s" in v]
         cols += "  tokens/s: " + ", ".join(rates)
+        if "rnncore_split_ms" in row:
+            cols += "; rnncore ms in " + ", ".join(f"{k} {v:.1f}" for k, v in row["rnncore_split_ms"].items())
     return f"{cols}  {_check_text(row)}"
 
 
