@@ -29,7 +29,7 @@ def _check_cpu() -> None:
 
 _check_cpu()
 
-from . import decode, interop, losses, ops, optim, reference, utils as utils  # noqa: E402
+from . import datasets, decode, interop, losses, ops, optim, reference, utils as utils  # noqa: E402
 from .attention import AdditiveAttention, LuongAttention  # noqa: E402
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .module import Module, load, save  # noqa: E402
@@ -42,6 +42,7 @@ from .ops.runtime import (  # noqa: E402
     set_num_threads,
     threads,
 )
+from .seq2seq import AttentionDecoder, Seq2Seq  # noqa: E402
 from .sequential import LastHidden, Sequential  # noqa: E402
 from .serialization import load_training_state  # noqa: E402
 from .utils import clip_grad_norm, clip_grad_value  # noqa: E402
@@ -55,4 +56,5 @@ __all__ = [
     "threads",
     "decode",
     "AdditiveAttention", "LuongAttention",
+    "AttentionDecoder", "Seq2Seq", "datasets",
 ]

@@ -1805,3 +1805,146 @@ def luong_upstream(ws: Any, dcontext: Any, dalpha: Any) -> tuple[np.ndarray | No
     dtype = np.dtype(ws.dtype)
     return (optional_float_array("dcontext", dcontext, [("B", ws.B), ("Ty", ws.Ty), ("Dv", ws.Dv)], dtype),
             optional_float_array("dalpha", dalpha, [("B", ws.B), ("Ty", ws.Ty), ("Tx", ws.Tx)], dtype))
+
+
+# ---- seq2seq (rnncore.AttentionDecoder, rnncore.Seq2Seq) -------------------------------------------------------------
+
+def decoder_attention_options(attention: str, input_size: int, hidden_size: int, key_size: int, units: Any,
+                              energy_activation: Any, score_bias: bool, normalize: bool, position: Any,
+                              input_feeding: bool, output_size: Any) -> dict[str, Any]:
+    """``AttentionDecoder``'s attention and position options, checked together and defaults filled in:
+    attention_units (additive/concat; default H), the additive-only options, position (default "before" for
+    additive, "after" for the Luong scores), input feeding ("after" only), output_size ("after" only; default H),
+    "dot"'s Dk = H, and a cell input ("after" without input feeding needs input_size >= 1)."""
+    scored = attention in ("additive", "concat")
+    if units is not None and not scored:
+        raise ValueError(f"attention_units is for attention 'additive' or 'concat', got {units!r} with attention "
+                         f"{attention!r}")
+    units = (hidden_size if units is None else positive_int("attention_units", units)) if scored else None
+    if attention != "additive":
+        for name, value, off in (("energy_activation", energy_activation, None), ("score_bias", score_bias, False),
+                                 ("normalize", normalize, False)):
+            if value != off:
+                raise ValueError(f"{name} is an option of attention 'additive', got {name}={value!r} with "
+                                 f"attention {attention!r}")
+    if energy_activation not in (None, "relu"):
+        raise ValueError(f"energy_activation must be None or 'relu', got {energy_activation!r}")
+    position = ("before" if attention == "additive" else "after") if position is None else choice(
+        "position", position, ("before", "after"))
+    if attention == "dot" and key_size != hidden_size:
+        raise ValueError(f"key_size must equal hidden_size = {hidden_size} for attention 'dot' (e = h · k), got "
+                         f"{key_size}; use attention 'general' to project the keys")
+    if position == "before":
+        if input_feeding:
+            raise ValueError("input_feeding is for position 'after' (Luong): with 'before' the cell already reads "
+                             "the context")
+        if output_size is not None:
+            raise ValueError(f"output_size is for position 'after' (the output is h, O = H = {hidden_size} with "
+                             f"'before'), got {output_size!r}")
+        output_size = hidden_size
+    else:
+        output_size = hidden_size if output_size is None else positive_int("output_size", output_size)
+        if input_size == 0 and not input_feeding:
+            raise ValueError("input_size must be >= 1 for position 'after' without input_feeding (the cell would "
+                             "have no input), got 0")
+    return dict(attention_units=units, energy_activation=energy_activation, score_bias=score_bias,
+                normalize=normalize, position=position, input_feeding=input_feeding, output_size=output_size)
+
+
+def decoder_steps(x: Any, steps: Any, input_size: int, batch: int) -> int:
+    """Ty of an ``AttentionDecoder`` call: x's second axis, or ``steps`` when x is None (input_size 0); both given
+    must agree."""
+    if x is None:
+        if input_size != 0:
+            raise ValueError(f"x must be given ([B, Ty, E] with E = input_size = {input_size}); only a decoder with "
+                             "input_size 0 runs on steps alone")
+        if steps is None:
+            raise ValueError("steps must be given when x is None (input_size 0): the number of decoder steps Ty")
+        return positive_int("steps", steps)
+    if input_size == 0:
+        raise ValueError("x must be None for a decoder with input_size 0 (it reads the context only); pass steps")
+    shape = getattr(x, "shape", None)
+    if not isinstance(x, np.ndarray) or len(shape or ()) != 3:
+        raise TypeError(f"x must be a numpy.ndarray of shape [B, Ty, E] = ({batch}, Ty, {input_size}), got "
+                        f"{type(x).__name__ if not isinstance(x, np.ndarray) else f'shape {x.shape}'}")
+    if steps is not None and positive_int("steps", steps) != x.shape[1]:
+        raise ValueError(f"steps must equal x's Ty = {x.shape[1]} when both are given, got {steps}")
+    if x.shape[1] < 1:
+        raise ValueError(f"x must have at least one step (Ty >= 1), got shape {x.shape}")
+    return int(x.shape[1])
+
+
+def token_index(name: str, value: Any, *vocabularies: int) -> int:
+    """A special token id (pad, bos, eos) inside every vocabulary given."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int token id, got {type(value).__name__}")
+    limit, value = min(vocabularies), int(value)
+    if not 0 <= value < limit:
+        raise ValueError(f"{name} must lie in 0..V-1 = 0..{limit - 1} (every vocabulary holds it), got {value}")
+    return value
+
+
+def seq2seq_tokens(name: str, tokens: Any, vocabulary: int, batch: int | None = None, steps: int | None = None
+                   ) -> np.ndarray:
+    """Token ids [B, T] (B = batch, T = steps when given; T >= 1), each in 0..V-1. Returns int64, C-contiguous."""
+    arr = tokens if isinstance(tokens, np.ndarray) else np.asarray(tokens)
+    if arr.ndim != 2 or arr.shape[1] < 1 or (batch is not None and arr.shape[0] != batch) or (
+            steps is not None and arr.shape[1] != steps):
+        expected = f"({'B' if batch is None else batch}, {'T' if steps is None else steps})"
+        raise ValueError(f"{name} must have shape [B, T] = {expected} with T >= 1, got shape {arr.shape}")
+    return index_array(name, arr, vocabulary)
+
+
+def seq2seq_sources(source: Any, lengths: Any, vocabulary: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A batch of sources: ids [B, Tx] (each in 0..V-1, padding included) and lengths [B] in 0..Tx (or None)."""
+    src = seq2seq_tokens("source", source, vocabulary)
+    return src, lengths_array(lengths, src.shape[0], src.shape[1], shortest=0)
+
+
+def seq2seq_sources_for_decoding(batch: Any, pad_index: int, vocabulary: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decoding's sources: an int array [N, Tx] padded with pad_index after each source (its length: up to its last
+    non-pad token), or a list/tuple of 1-d int sequences (padded here). Returns (ids [N, Tx], lengths [N])."""
+    if isinstance(batch, np.ndarray):
+        src = seq2seq_tokens("batch", batch, vocabulary)
+        not_pad = src != pad_index
+        lengths = np.where(not_pad.any(axis=1), src.shape[1] - np.argmax(not_pad[:, ::-1], axis=1), 0)
+        return src, lengths.astype(np.int64)
+    if not isinstance(batch, (list, tuple)) or len(batch) == 0:
+        raise TypeError(f"batch must be an int array [N, Tx] or a non-empty list of 1-d int sequences, got "
+                        f"{type(batch).__name__ if not isinstance(batch, (list, tuple)) else 'an empty list'}")
+    seqs = []
+    for i, s in enumerate(batch):
+        arr = np.asarray(s)
+        if arr.ndim == 1 and arr.size == 0:
+            arr = np.zeros(0, np.int64)
+        if arr.ndim != 1:
+            raise ValueError(f"batch[{i}] must be a 1-d sequence of token ids, got shape {arr.shape}")
+        seqs.append(index_array(f"batch[{i}]", arr, vocabulary))
+    lengths = np.array([len(s) for s in seqs], np.int64)
+    src = np.full((len(seqs), max(1, int(lengths.max()))), pad_index, np.int64)
+    for i, s in enumerate(seqs):
+        src[i, :len(s)] = s
+    return src, lengths
+
+
+def forcing_ratio(value: Any, feed_targets: bool) -> float:
+    """``teacher_forcing_ratio``: a number in [0, 1]; below 1 only when the decoder reads target tokens."""
+    ratio = real_number("teacher_forcing_ratio", value, 0.0)
+    if ratio > 1.0:
+        raise ValueError(f"teacher_forcing_ratio must lie in [0, 1], got {value!r}")
+    if ratio < 1.0 and not feed_targets:
+        raise ValueError(f"teacher_forcing_ratio must be 1 for a model with feed_targets=False (its decoder reads no "
+                         f"tokens to sample), got {value!r}")
+    return ratio
+
+
+def step_attention(alpha: Any, rows: int) -> np.ndarray:
+    """What a decoding model's ``attention(state)`` returned: a float ndarray alpha [N, Tx] (N = the step's rows)."""
+    if not isinstance(alpha, np.ndarray) or alpha.dtype not in FLOAT_DTYPES:
+        got = f"dtype {alpha.dtype}" if isinstance(alpha, np.ndarray) else type(alpha).__name__
+        raise TypeError(f"model.attention(state) must return a float32/float64 numpy.ndarray, got {got}")
+    if alpha.ndim != 2 or alpha.shape[0] != rows:
+        got = f"shape {alpha.shape}"
+        raise ValueError(f"model.attention(state) must return a float32/float64 numpy.ndarray of shape [N, Tx] = "
+                         f"({rows}, ?), got {got}")
+    return alpha

@@ -35,6 +35,8 @@ class StepModel(Protocol):
       result does not depend on the batch around it.
     - ``reorder(state, indices [N']) -> state`` (optional): the rows ``indices`` of the state (beam search's
       expansion and reordering); ``reorder_state`` is used when the model has none.
+    - ``attention(state) -> alpha [N, Tx]`` (optional; needed for ``return_attention=True``): the attention weights
+      of the step that produced ``state``, one row per state row.
     """
 
     def start(self, batch: Any) -> Any: ...
@@ -102,31 +104,54 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 class DecodeResult:
     """``greedy`` / ``sample``: per source, ``tokens[i]`` (int64 [L_i], without bos and eos), ``scores`` [N] (the
     sum of the log-probs of the generated tokens, eos included when generated) and ``finished`` [N] (eos reached
-    before max_len)."""
+    before max_len); with ``return_attention``, ``attention[i]`` [L_i, Tx] the weights of the step that generated
+    each token (None otherwise)."""
     tokens: list[np.ndarray]
     scores: np.ndarray
     finished: np.ndarray
+    attention: list[np.ndarray] | None = None
 
 
 @dataclass
 class BeamResult:
     """``beam_search``: per source, ``tokens[i][j]`` its j-th best hypothesis (int64, without bos and eos), j <
     n_best; ``scores`` [N, n_best] the length-normalised scores they are ranked by (higher is better),
-    ``log_probs`` [N, n_best] their plain sums of log-probs, ``finished`` [N, n_best] (ended by eos)."""
+    ``log_probs`` [N, n_best] their plain sums of log-probs, ``finished`` [N, n_best] (ended by eos); with
+    ``return_attention``, ``attention[i][j]`` [L, Tx] the weights of the step that generated each token of
+    ``tokens[i][j]`` (None otherwise)."""
     tokens: list[list[np.ndarray]]
     scores: np.ndarray
     log_probs: np.ndarray
     finished: np.ndarray
+    attention: list[list[np.ndarray]] | None = None
 
 
 def _common(batch: Any, bos: Any, eos: Any, max_len: Any) -> tuple[int, int, int, int]:
     return v.source_count(batch), v.token_id("bos", bos), v.token_id("eos", eos), v.positive_int("max_len", max_len)
 
 
-def _loop(model: Any, batch: Any, bos: int, eos: int, max_len: int, n: int, choose: Any) -> DecodeResult:
+def _attention_reader(model: Any, return_attention: Any) -> Any:
+    """``model.attention`` when ``return_attention`` is True (TypeError if the model has none), else None."""
+    if not v.flag("return_attention", return_attention):
+        return None
+    read = getattr(model, "attention", None)
+    if not callable(read):
+        raise TypeError(f"return_attention=True needs model.attention(state) -> alpha [N, Tx]; "
+                        f"{type(model).__name__} has none")
+    return read
+
+
+def _step_attention(read: Any, state: Any, rows: int) -> np.ndarray:
+    return v.step_attention(read(state), rows)
+
+
+def _loop(model: Any, batch: Any, bos: int, eos: int, max_len: int, n: int, choose: Any,
+          read_attention: Any = None) -> DecodeResult:
     """The greedy/sampling loop: ``choose(log_probs [N, V]) -> tokens [N]``; rows that have emitted eos go on
-    being fed eos (their log-probs ignored) until every row has, or max_len."""
+    being fed eos (their log-probs ignored) until every row has, or max_len. ``read_attention``: model.attention,
+    to keep every step's weights."""
     state = model.start(batch)
+    attention: list[np.ndarray] = []
     tokens = np.full(n, bos, np.int64)
     out = np.zeros((max_len, n), np.int64)
     scores = np.zeros(n, np.float64)
@@ -134,6 +159,8 @@ def _loop(model: Any, batch: Any, bos: int, eos: int, max_len: int, n: int, choo
     steps = 0
     for t in range(max_len):
         log_probs, state = _step(model, tokens, state, eos)
+        if read_attention is not None:
+            attention.append(_step_attention(read_attention, state, n).copy())
         tokens = np.asarray(choose(log_probs), np.int64)
         tokens[done] = eos
         picked = log_probs[np.arange(n), tokens].astype(np.float64)
@@ -148,14 +175,20 @@ def _loop(model: Any, batch: Any, bos: int, eos: int, max_len: int, n: int, choo
         row = out[:steps, i]
         end = np.flatnonzero(row == eos)
         seqs.append(row[: end[0]].copy() if end.size else row.copy())
-    return DecodeResult(seqs, scores, done)
+    weights = None
+    if read_attention is not None:
+        weights = [np.stack([a[i] for a in attention[:len(seqs[i])]]) if len(seqs[i])
+                   else np.zeros((0, attention[0].shape[1]), attention[0].dtype) for i in range(n)]
+    return DecodeResult(seqs, scores, done, weights)
 
 
-def greedy(model: StepModel, batch: Any, bos: int, eos: int, max_len: int) -> DecodeResult:
+def greedy(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, return_attention: bool = False
+           ) -> DecodeResult:
     """The most likely token at every step (argmax; ties: the lowest id, as torch.argmax), until eos or max_len
-    generated tokens."""
+    generated tokens. ``return_attention``: keep each generated token's attention weights (``model.attention``)."""
     n, bos, eos, max_len = _common(batch, bos, eos, max_len)
-    return _loop(model, batch, bos, eos, max_len, n, lambda lp: np.argmax(lp, axis=1))
+    read = _attention_reader(model, return_attention)
+    return _loop(model, batch, bos, eos, max_len, n, lambda lp: np.argmax(lp, axis=1), read)
 
 
 def _filter_logits(logits: np.ndarray, top_k: int | None, top_p: float | None) -> np.ndarray:
@@ -231,7 +264,8 @@ def _top_candidates(cand: np.ndarray, take: int) -> np.ndarray:
 
 
 def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, beam_size: int = 5,
-                length_penalty: float = 1.0, n_best: int = 1, gnmt_alpha: float | None = None) -> BeamResult:
+                length_penalty: float = 1.0, n_best: int = 1, gnmt_alpha: float | None = None,
+                return_attention: bool = False) -> BeamResult:
     """Beam search over sources x beams, one ``model.step`` per time step for all N*beam_size rows.
 
     A hypothesis' score is ``sum(log_probs) / len ** length_penalty`` (fairseq, Hugging Face, CTranslate2): the
@@ -240,8 +274,11 @@ def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, 
     ``((5 + len) / 6) ** gnmt_alpha``. At each step the best 2*beam_size candidates are taken (ties: the lowest
     beam, then token id); an eos candidate ranked within the first beam_size ends a hypothesis, kept aside, and the
     best beam_size others go on. A source stops when it has beam_size ended hypotheses (fairseq's rule); at max_len
-    the live beams are kept too, unfinished. Returns the n_best best per source, highest score first."""
+    the live beams are kept too, unfinished. Returns the n_best best per source, highest score first.
+    ``return_attention``: keep the attention weights (``model.attention``) of every kept hypothesis' tokens,
+    reordered with the beams."""
     n, bos, eos, max_len = _common(batch, bos, eos, max_len)
+    read = _attention_reader(model, return_attention)
     k = v.positive_int("beam_size", beam_size)
     length_penalty = v.finite_number("length_penalty", length_penalty)
     gnmt = None if gnmt_alpha is None else v.finite_number("gnmt_alpha", gnmt_alpha)
@@ -252,10 +289,16 @@ def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, 
     cum = np.full((n, k), -np.inf)
     cum[:, 0] = 0.0  # every beam starts as the same empty prefix: only beam 0 expands at the first step
     history = np.zeros((n, k, 0), np.int64)
-    ended: list[list[tuple[float, float, bool, np.ndarray]]] = [[] for _ in range(n)]
+    weights: np.ndarray | None = None  # [N, k, t, Tx] the attention rows of each live hypothesis' tokens
+    ended: list[list[tuple[float, float, bool, np.ndarray, np.ndarray | None]]] = [[] for _ in range(n)]
     done = np.zeros(n, bool)
     for t in range(max_len):
         log_probs, state = _step(model, tokens, state, eos)
+        step_weights = None
+        if read is not None:
+            step_weights = _step_attention(read, state, n * k).reshape(n, k, -1)
+            if weights is None:
+                weights = np.zeros((n, k, 0, step_weights.shape[2]), step_weights.dtype)
         vocab = log_probs.shape[1]
         cand = (cum[:, :, None] + log_probs.astype(np.float64).reshape(n, k, vocab)).reshape(n, k * vocab)
         take = min(2 * k, k * vocab)
@@ -277,7 +320,8 @@ def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, 
         new_tok[src, slot[src, col]] = tok_of[src, col]
         for i, c in zip(*np.nonzero(ending)):  # row-major: each source's in rank order
             norm = top[i, c] / _normaliser(t + 1, length_penalty, gnmt)
-            ended[i].append((norm, top[i, c], True, history[i, beam_of[i, c]].copy()))
+            ended[i].append((norm, top[i, c], True, history[i, beam_of[i, c]].copy(),
+                             None if weights is None else weights[i, beam_of[i, c]].copy()))
         for i in np.unique(np.nonzero(ending)[0]):
             if len(ended[i]) >= k:
                 done[i] = True
@@ -285,6 +329,10 @@ def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, 
         rows = (np.arange(n)[:, None] * k + new_beam).reshape(-1)
         history = np.concatenate([np.take_along_axis(history, new_beam[:, :, None], axis=1), new_tok[:, :, None]],
                                  axis=2)
+        if weights is not None and step_weights is not None:
+            weights = np.concatenate([np.take_along_axis(weights, new_beam[:, :, None, None], axis=1),
+                                      np.take_along_axis(step_weights, new_beam[:, :, None], axis=1)[:, :, None]],
+                                     axis=2)
         cum, tokens = new_cum, new_tok.reshape(-1)
         if done.all():
             break
@@ -295,15 +343,18 @@ def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, 
             for beam in range(k):
                 if np.isfinite(cum[i, beam]):
                     norm = cum[i, beam] / _normaliser(history.shape[2], length_penalty, gnmt)
-                    ended[i].append((norm, cum[i, beam], False, history[i, beam].copy()))
+                    ended[i].append((norm, cum[i, beam], False, history[i, beam].copy(),
+                                     None if weights is None else weights[i, beam].copy()))
     out_tokens, scores = [], np.full((n, n_best), -np.inf)
     log_probs_out, finished = np.full((n, n_best), -np.inf), np.zeros((n, n_best), bool)
+    out_weights: list[list[np.ndarray]] = []
     for i in range(n):
         best = sorted(range(len(ended[i])), key=lambda j: -ended[i][j][0])[:n_best]  # stable: earlier first
         out_tokens.append([ended[i][j][3] for j in best])
+        out_weights.append([ended[i][j][4] for j in best])  # type: ignore[misc]  # arrays when read is set
         for r, j in enumerate(best):
             scores[i, r], log_probs_out[i, r], finished[i, r] = ended[i][j][:3]
-    return BeamResult(out_tokens, scores, log_probs_out, finished)
+    return BeamResult(out_tokens, scores, log_probs_out, finished, out_weights if read is not None else None)
 
 
 def sequence_log_prob(model: StepModel, batch: Any, targets: Any, bos: int, eos: int | None = None) -> np.ndarray:

@@ -311,9 +311,11 @@ def _own_classes() -> dict[str, type]:
     """rnncore's module classes by the name ``save`` records for them."""
     from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
     from .nn import Embedding, Linear
+    from .seq2seq import AttentionDecoder, Seq2Seq
     from .sequential import LastHidden, Sequential
 
-    classes = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Linear, Embedding, Sequential, LastHidden)
+    classes = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Linear, Embedding, Sequential, LastHidden,
+               AttentionDecoder, Seq2Seq)
     from .attention import AdditiveAttention, LuongAttention
     attention = (AdditiveAttention, LuongAttention)
     return {f"{c.__module__}:{c.__qualname__}": c for c in (*classes, *attention)}

@@ -4,10 +4,12 @@ The C++ kernels in ``rnncore.ops`` have the same signatures and must agree with 
 table in ``tests/support/tolerances.py``). It is written to be read, not to be fast: one plain Python loop over
 time, one small helper per idea, every arithmetic operation in float64 (inputs are cast up on entry, results are
 cast back to the input's dtype on exit). Each family module imports nothing but NumPy and
-``_common`` (the small helpers), so a family can also be copied and used alone.
+``_common`` (the small helpers), so a family can also be copied and used alone — except ``decoder``, which joins
+``rnn``'s cell steps and ``attention``'s scores rather than copying their math.
 
 Families, as in ``rnncore.ops``: ``rnn`` (LSTM/GRU/RNN over a sequence, their backward, the streaming steppers),
 ``attention`` (the masked softmax, additive and Luong attention, their backward),
+``decoder`` (the attention decoder: a cell and attention over the decoder steps, and its backward),
 ``nn`` (the dense layer's products, the embedding's backward).
 Every public name is also here: ``rnncore.reference.lstm_forward``.
 
@@ -26,6 +28,7 @@ from .attention import (
     masked_softmax,
     masked_softmax_backward,
 )
+from .decoder import attention_decoder_backward, attention_decoder_forward
 from .nn import embedding_backward, linear_backward, linear_forward
 from .rnn import (
     gru_backward,
@@ -46,4 +49,5 @@ __all__ = [
     "additive_attention_keys", "additive_attention_keys_backward", "additive_attention_forward",
     "additive_attention_backward", "luong_attention_forward", "luong_attention_backward",
     "linear_forward", "linear_backward", "embedding_backward",
+    "attention_decoder_forward", "attention_decoder_backward",
 ]

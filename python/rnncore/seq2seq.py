@@ -1,0 +1,702 @@
+"""Attention decoders and encoder-decoder models: ``rnncore.AttentionDecoder`` and ``rnncore.Seq2Seq``.
+
+``AttentionDecoder`` owns a recurrent cell, an attention score and (Luong's "after" position) the attentional
+layer, and runs all decoder steps in one call of the fused op ``rnncore.ops.attention_decoder_forward`` (one call
+backward): the equations are docs/design.md §2 "Attention decoder". ``Seq2Seq`` composes Embedding → encoder
+(``rnncore.LSTM``/``GRU``/``RNN``, stacked, bidirectional, with source lengths) → bridge of the final encoder
+states → ``AttentionDecoder`` → ``Linear`` over every step, trains with masked cross-entropy (teacher forcing, or
+scheduled sampling), and implements ``rnncore.decode``'s step protocol (greedy, sampling, beam search).
+
+Both follow the module protocol (``rnncore.Module``): PyTorch-style parameter names, nested names for the
+sub-modules (``encoder.weight_ih_l0``, ``decoder.query_weight``), a tape of training-mode calls taken back last
+first by ``backward``, ``rnncore.save``/``rnncore.load``. Arrays are batch-first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from . import _cell_table
+from ._validation import (
+    MODULE_DTYPE,
+    choice,
+    decoder_attention_options,
+    decoder_steps,
+    flag,
+    float_array,
+    forcing_ratio,
+    index_array,
+    lengths_array,
+    non_negative_int,
+    positive_int,
+    seq2seq_sources,
+    seq2seq_sources_for_decoding,
+    seq2seq_tokens,
+    token_index,
+)
+from .layers import GRU, LSTM, RNN
+from .layers.recurrent import init_weights
+from .losses import softmax_cross_entropy
+from .module import Module, Parameterized
+from .nn import Embedding, Linear
+from .ops.decoder import attention_decoder_backward, attention_decoder_forward
+from .ops.nn import linear_backward, linear_forward
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = ["AttentionDecoder", "PreparedSource", "Seq2Seq"]
+
+_ATTENTIONS = ("additive", "dot", "general", "concat")
+_CELLS = {"lstm": _cell_table.LSTM, "gru": _cell_table.GRU, "rnn": _cell_table.RNN}
+_BRIDGES = ("linear", "zeros")
+
+
+class PreparedSource(NamedTuple):
+    """The once-per-source half of attention (``AttentionDecoder.prepare``), batch-first:
+    ``keys [B, Tx, Dk]`` as given (kept for the projection's backward), ``projected [B, Tx, K]`` what the fused op
+    attends with (K' = keys W_k^T for "additive"/"concat", keys W^T for "general", the keys for "dot"),
+    ``values [B, Tx, Dv]`` and ``lengths [B]`` (int64, 0..Tx; None = all Tx)."""
+    keys: np.ndarray
+    projected: np.ndarray
+    values: np.ndarray
+    lengths: np.ndarray | None
+
+
+class AttentionDecoder(Parameterized):
+    """A recurrent decoder with attention over a prepared source, all Ty steps in one fused call.
+
+    ``cell`` "lstm" / "gru" (``reset_after``) / "rnn" (``nonlinearity``) with PyTorch's parameters ``weight_ih
+    [G*H, E + Dc]``, ``weight_hh [G*H, H]``, ``bias_ih``, ``bias_hh``; the cell reads ``[x_t ; fed]`` with fed = the
+    context (``position="before"``, Bahdanau), õ_{t-1} (``"after"`` with ``input_feeding``, Luong) or nothing.
+    ``attention``:
+
+    - "additive" (Bahdanau; the course's model with ``energy_activation="relu"`` and ``score_bias=True``):
+      ``query_weight [A, H]``, ``key_weight [A, Dk]``, ``bias [A]`` (with ``bias``), ``score_weight [A]``,
+      ``score_bias []`` (0-d), ``gain []`` with ``normalize`` (TF-Addons: w̃ = g · w / ‖w‖, g starts at √(1/A));
+      the names and meanings of ``rnncore.AdditiveAttention``.
+    - "dot" (Luong; needs Dk = H): no parameters. "general": ``weight [H, Dk]`` (e = h W k^T). "concat":
+      ``weight [A, H + Dk]`` and ``score_weight [A]`` (e = v · tanh(W [h; k])).
+
+    ``position`` "before" (query h_{t-1}, output h_t; the default for "additive") or "after" (query h_t, output
+    õ_t = tanh(W_c [ctx_t ; h_t] + b_c) with ``output_weight [O, Dv + H]``, ``output_bias [O]``; the default for
+    the Luong scores). Inits are PyTorch's: the cell U(±1/√H), every other matrix and bias U(±1/√fan_in) as
+    ``torch.nn.Linear``.
+
+    Use: ``dec.prepare(keys [B, Tx, Dk], values=None (= keys), lengths=None)`` once per source batch, then
+    ``outputs [B, Ty, O], alpha [B, Ty, Tx], state = dec(x [B, Ty, E] or None, state=None, steps=None)`` and, for
+    a training-mode call, ``dx, dstate, dkeys, dvalues = dec.backward(doutputs, dalpha=None, dstate=None)``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, key_size: int, value_size: int | None = None,
+                 cell: str = "lstm", attention: str = "additive", attention_units: int | None = None,
+                 energy_activation: str | None = None, score_bias: bool = False, normalize: bool = False,
+                 position: str | None = None, input_feeding: bool = False, output_size: int | None = None,
+                 bias: bool = True, reset_after: bool = True, nonlinearity: str = "tanh",
+                 dtype: npt.DTypeLike = np.float32, seed: int | None = None) -> None:
+        super().__init__(dtype, seed)
+        self.input_size = non_negative_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.key_size = positive_int("key_size", key_size)
+        self.value_size = self.key_size if value_size is None else positive_int("value_size", value_size)
+        self.cell = choice("cell", cell, tuple(_CELLS))
+        self.kind = _CELLS[self.cell]
+        given: dict[str, dict[str, Any]] = {"gru": {"reset_after": reset_after}, "rnn": {"nonlinearity": nonlinearity}}
+        self._cell_options = self.kind.check_options(given.get(self.cell, {}), "AttentionDecoder.__init__")
+        self.attention = choice("attention", attention, _ATTENTIONS)
+        self.has_bias = flag("bias", bias)
+        opts = decoder_attention_options(
+            self.attention, self.input_size, self.hidden_size, self.key_size, attention_units, energy_activation,
+            flag("score_bias", score_bias), flag("normalize", normalize), position, flag("input_feeding",
+                                                                                          input_feeding),
+            output_size)
+        self.attention_units: int | None = opts["attention_units"]
+        self.energy_activation: str | None = opts["energy_activation"]
+        self.score_bias_enabled: bool = opts["score_bias"]
+        self.normalize: bool = opts["normalize"]
+        self.position: str = opts["position"]
+        self.input_feeding: bool = opts["input_feeding"]
+        self.output_size: int = opts["output_size"]
+        self._source: PreparedSource | None = None
+
+        H, A, Dk, Dv, O = self.hidden_size, self.attention_units, self.key_size, self.value_size, self.output_size
+        fed = Dv if self.position == "before" else (O if self.input_feeding else 0)
+        gh = self.kind.n_gates * H
+        self._add_parameter("weight_ih", (gh, self.input_size + fed))
+        self._add_parameter("weight_hh", (gh, H))
+        if self.has_bias:
+            self._add_parameter("bias_ih", (gh,))
+            self._add_parameter("bias_hh", (gh,))
+        if self.attention == "additive":
+            assert A is not None
+            self._add_parameter("query_weight", (A, H))
+            self._add_parameter("key_weight", (A, Dk))
+            if self.has_bias:
+                self._add_parameter("bias", (A,))
+            self._add_parameter("score_weight", (A,))
+            if self.score_bias_enabled:
+                self._add_parameter("score_bias", ())
+            if self.normalize:
+                self._add_parameter("gain", ())
+        elif self.attention == "general":
+            self._add_parameter("weight", (H, Dk))
+        elif self.attention == "concat":
+            assert A is not None
+            self._add_parameter("weight", (A, H + Dk))
+            self._add_parameter("score_weight", (A,))
+        if self.position == "after":
+            self._add_parameter("output_weight", (O, Dv + H))
+            if self.has_bias:
+                self._add_parameter("output_bias", (O,))
+        self.reset_parameters()
+
+    def get_config(self) -> dict[str, Any]:
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size, key_size=self.key_size,
+                    value_size=self.value_size, cell=self.cell, attention=self.attention,
+                    attention_units=self.attention_units, energy_activation=self.energy_activation,
+                    score_bias=self.score_bias_enabled, normalize=self.normalize, position=self.position,
+                    input_feeding=self.input_feeding, output_size=self.output_size, bias=self.has_bias,
+                    reset_after=self._cell_options.get("reset_after", True),
+                    nonlinearity=self._cell_options.get("nonlinearity", "tanh"), dtype=self.dtype.name,
+                    seed=self._seed)
+
+    def reset_parameters(self) -> None:
+        """PyTorch's inits: the cell's weights and biases U(±1/√H) (``layers.recurrent.init_weights``), every other
+        weight and bias U(±1/√fan_in) (``torch.nn.Linear``; a score vector's fan-in is A, a score bias's too), and
+        TF-Addons' gain √(1/A)."""
+        p = self._params
+        init_weights({k: p[k] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if k in p}, self.kind,
+                     self.hidden_size, "pytorch", self._rng)
+        fan_in = dict(query_weight=self.hidden_size, key_weight=self.key_size, bias=self.hidden_size,
+                      score_weight=self.attention_units, score_bias=self.attention_units,
+                      weight=self.key_size if self.attention == "general" else self.hidden_size + self.key_size,
+                      output_weight=self.value_size + self.hidden_size,
+                      output_bias=self.value_size + self.hidden_size)
+        for name, n in fan_in.items():
+            if name in p:
+                bound = 1.0 / math.sqrt(n or 1)
+                p[name][...] = self._rng.uniform(-bound, bound, p[name].shape)
+        if "gain" in p:
+            p["gain"][...] = math.sqrt(1.0 / (self.attention_units or 1))
+
+    # -- the source -----------------------------------------------------------------------------------------------
+    def project(self, keys: np.ndarray, values: np.ndarray | None = None, lengths: npt.ArrayLike | None = None
+                ) -> PreparedSource:
+        """The once-per-source work without recording it (decoding's use): the keys projected for the score (one
+        GEMM over all B·Tx rows), checked values and lengths. ``keys [B, Tx, Dk]``, ``values [B, Tx, Dv]`` or None
+        (= keys), ``lengths [B]`` ints in 0..Tx or None. The arrays are kept as given (``prepare`` copies them)."""
+        keys = float_array("keys", keys, [("B", None), ("Tx", None), ("Dk", self.key_size)], self.dtype,
+                           MODULE_DTYPE)
+        B, Tx = keys.shape[:2]
+        if Tx < 1:
+            raise ValueError(f"keys must have at least one source step (Tx >= 1), got shape {keys.shape}")
+        values = keys if values is None else float_array(
+            "values", values, [("B", B), ("Tx", Tx), ("Dv", self.value_size)], self.dtype, MODULE_DTYPE)
+        if values.shape[2] != self.value_size:
+            raise ValueError(f"values must have shape [B, Tx, Dv] = ({B}, {Tx}, {self.value_size}) (values=None "
+                             f"uses the keys, so key_size must equal value_size), got shape {values.shape}")
+        lengths = lengths_array(lengths, B, Tx, shortest=0)
+        key_matrix = self._key_matrix()
+        if key_matrix is None:
+            projected = keys
+        else:
+            projected = linear_forward(keys.reshape(B * Tx, self.key_size), key_matrix, None).reshape(B, Tx, -1)
+        return PreparedSource(keys, projected, values, lengths)
+
+    def prepare(self, keys: np.ndarray, values: np.ndarray | None = None, lengths: npt.ArrayLike | None = None
+                ) -> PreparedSource:
+        """Sets the source the following calls attend to (``project``'s work; private copies of keys and values in
+        training mode, so the caller may reuse its buffers before backward) and returns it."""
+        source = self.project(keys, values, lengths)
+        if self.training:
+            keys_copy = source.keys.copy()
+            source = source._replace(keys=keys_copy, values=keys_copy if values is None else source.values.copy(),
+                                     projected=keys_copy if self._key_matrix() is None else source.projected)
+        self._source = source
+        return source
+
+    def _key_matrix(self) -> np.ndarray | None:
+        """The matrix the keys are projected with (K = keys M^T), or None for "dot"."""
+        if self.attention == "additive":
+            return self._params["key_weight"]
+        if self.attention == "general":
+            return self._params["weight"]
+        if self.attention == "concat":
+            return np.ascontiguousarray(self._params["weight"][:, self.hidden_size:])
+        return None
+
+    # -- forward --------------------------------------------------------------------------------------------------
+    def _op_weights(self) -> dict[str, Any]:
+        """The fused op's weight arguments for this decoder's parameters (the effective score vector for
+        ``normalize``; "concat" as the additive score with W = [W_q | W_k] and no bias)."""
+        p = self._params
+        args: dict[str, Any] = dict(cell=self.cell, **self._cell_options, position=self.position,
+                                    input_feeding=self.input_feeding)
+        if self.attention in ("dot", "general"):
+            args["score"] = "dot"
+        else:
+            args["score"] = "additive"
+            if self.attention == "additive":
+                args.update(w_q=p["query_weight"], b_a=p.get("bias"), w_v=self._score_vector(),
+                            energy_activation=self.energy_activation,
+                            score_bias=float(p["score_bias"]) if "score_bias" in p else None)
+            else:
+                args.update(w_q=np.ascontiguousarray(p["weight"][:, :self.hidden_size]), w_v=p["score_weight"])
+        if self.position == "after":
+            args.update(w_c=p["output_weight"], b_c=p.get("output_bias"))
+        return args
+
+    def _score_vector(self) -> np.ndarray:
+        """w̃_v: the score weight, or with ``normalize`` TF-Addons' g · w / ‖w‖ (in float64, then the dtype)."""
+        w = self._params["score_weight"]
+        if not self.normalize:
+            return w
+        w64 = w.astype(np.float64)
+        return (float(self._params["gain"]) * w64 / np.sqrt(np.sum(w64 * w64))).astype(self.dtype)
+
+    def _cell_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        p = self._params
+        return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
+
+    def _state_arrays(self, state: Any, batch: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(h0, c0) from a call's ``state``: None (zeros), h0 [B, H] (GRU/RNN), or (h0, c0) (LSTM; parts may be
+        None)."""
+        if state is None:
+            return None, None
+        shape = [("B", batch), ("H", self.hidden_size)]
+        if self.kind.n_states == 2:
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise TypeError(f"state must be None or a pair (h0, c0) of [B, H] arrays for an LSTM decoder, got "
+                                f"{type(state).__name__}")
+            h0, c0 = state
+            return (None if h0 is None else float_array("h0", h0, shape, self.dtype, MODULE_DTYPE),
+                    None if c0 is None else float_array("c0", c0, shape, self.dtype, MODULE_DTYPE))
+        if isinstance(state, (tuple, list)):
+            raise TypeError(f"state must be None or one [B, H] array h0 for a {self.kind.title} decoder, got a "
+                            f"{type(state).__name__}")
+        return float_array("h0", state, shape, self.dtype, MODULE_DTYPE), None
+
+    def __call__(self, x: np.ndarray | None = None, state: Any = None, steps: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, Any]:
+        """All decoder steps over the prepared source: ``x [B, Ty, E]`` the inputs (None when E = 0, then ``steps``
+        gives Ty), ``state`` the initial state (None: zeros; h0 [B, H], or (h0, c0) for an LSTM). Returns
+        ``(outputs [B, Ty, O], alpha [B, Ty, Tx], final state)`` (h_n, or (h_n, c_n) for an LSTM). A training-mode
+        call records what its backward needs."""
+        source = self._source
+        if source is None:
+            raise RuntimeError("AttentionDecoder needs a source: call prepare(keys, values, lengths) first")
+        B = source.keys.shape[0]
+        Ty = decoder_steps(x, steps, self.input_size, B)
+        if x is None:
+            x_tm = np.zeros((Ty, B, 0), self.dtype)
+        else:
+            x = float_array("x", x, [("B", B), ("Ty", Ty), ("E", self.input_size)], self.dtype, MODULE_DTYPE)
+            x_tm = np.ascontiguousarray(x.transpose(1, 0, 2))
+        h0, c0 = self._state_arrays(state, B)
+        outputs, _, alpha, h_n, c_n, workspace = attention_decoder_forward(
+            x_tm, h0, c0, *self._cell_weights(), source.projected, source.values, source.lengths,
+            training=self.training, **self._op_weights())
+        self.save_for_backward((workspace, source, x is not None, Ty))
+        final = (h_n, c_n) if self.kind.n_states == 2 else h_n
+        return (np.ascontiguousarray(outputs.transpose(1, 0, 2)), np.ascontiguousarray(alpha.transpose(1, 0, 2)),
+                final)
+
+    def step(self, x: np.ndarray | None, source: PreparedSource, h: np.ndarray, c: np.ndarray | None = None,
+             fed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """One inference step for decoding (nothing recorded): ``x [N, E]`` (None when E = 0), the prepared
+        ``source`` (N rows), the state ``h [N, H]``, ``c`` (LSTM) and ``fed [N, O]`` (õ_{t-1} with input feeding).
+        Returns ``(output [N, O], alpha [N, Tx], h, c)``; with input feeding the output is the next step's
+        ``fed``."""
+        N = h.shape[0]
+        x_tm = np.zeros((1, N, 0), self.dtype) if x is None else x[None]
+        outputs, _, alpha, h_n, c_n, _ = attention_decoder_forward(
+            x_tm, h, c, *self._cell_weights(), source.projected, source.values, source.lengths, training=False,
+            o0=fed if self.input_feeding else None, **self._op_weights())
+        return outputs[0], alpha[0], h_n, c_n
+
+    # -- backward -------------------------------------------------------------------------------------------------
+    def backward(self, doutputs: np.ndarray | None, dalpha: np.ndarray | None = None, dstate: Any = None
+                 ) -> tuple[np.ndarray | None, Any, np.ndarray, np.ndarray]:
+        """Backpropagation through the last recorded training-mode call (calls go back last first): accumulates
+        every parameter's gradient and returns ``(dx [B, Ty, E] or None (x was None), dstate0 (dh0, or (dh0, dc0)),
+        dkeys [B, Tx, Dk], dvalues [B, Tx, Dv])`` — with values=None at prepare (values are the keys) the keys'
+        total gradient is ``dkeys + dvalues``. ``doutputs [B, Ty, O]`` (None: zeros), ``dalpha [B, Ty, Tx]``
+        (optional), ``dstate`` the final state's gradient (optional)."""
+        recorded = self.saved_for_backward()
+        workspace, source, had_x, Ty = recorded
+        B, Tx = source.keys.shape[:2]
+        try:
+            dout = None if doutputs is None else _time_major(float_array(
+                "doutputs", doutputs, [("B", B), ("Ty", Ty), ("O", self.output_size)], self.dtype, MODULE_DTYPE))
+            dalp = None if dalpha is None else _time_major(float_array(
+                "dalpha", dalpha, [("B", B), ("Ty", Ty), ("Tx", Tx)], self.dtype, MODULE_DTYPE))
+            dh_n, dc_n = self._state_arrays(dstate, B)
+        except Exception:
+            self._restore_saved(recorded)  # a rejected gradient does not use up the call
+            raise
+        g = attention_decoder_backward(workspace, dout, None, dalp, dh_n, dc_n)
+        grads = self._grads
+        grads["weight_ih"] += g.dw_ih
+        grads["weight_hh"] += g.dw_hh
+        if self.has_bias:
+            grads["bias_ih"] += g.db_ih
+            grads["bias_hh"] += g.db_hh
+        if self.position == "after":
+            grads["output_weight"] += g.dw_c
+            if self.has_bias:
+                grads["output_bias"] += g.db_c
+        dkeys = self._score_backward(g, source)
+        dx = np.ascontiguousarray(g.dx.transpose(1, 0, 2)) if had_x else None
+        dstate0 = (g.dh0, g.dc0) if self.kind.n_states == 2 else g.dh0
+        return dx, dstate0, dkeys, g.dvalues
+
+    def _score_backward(self, g: Any, source: PreparedSource) -> np.ndarray:
+        """Accumulates the score's parameter gradients and returns the keys' gradient [B, Tx, Dk]: the projection's
+        backward is one GEMM pair over all B·Tx rows (dK = dK' M, dM += dK'^T keys)."""
+        grads, H = self._grads, self.hidden_size
+        if self.attention == "dot":
+            return g.dkeys
+        B, Tx = source.keys.shape[:2]
+        keys2d = source.keys.reshape(B * Tx, self.key_size)
+        dprojected = np.ascontiguousarray(g.dkeys).reshape(B * Tx, -1)
+        if self.attention == "general":
+            dkeys = linear_backward(keys2d, self._params["weight"], dprojected, grads["weight"], None, True)
+        elif self.attention == "concat":
+            dw_k = np.zeros((self.attention_units or 0, self.key_size), self.dtype)
+            w_k = self._key_matrix()
+            assert w_k is not None  # concat projects its keys
+            dkeys = linear_backward(keys2d, w_k, dprojected, dw_k, None, True)
+            grads["weight"][:, :H] += g.dw_q
+            grads["weight"][:, H:] += dw_k
+            grads["score_weight"] += g.dw_v
+        else:
+            dkeys = linear_backward(keys2d, self._params["key_weight"], dprojected, grads["key_weight"], None, True)
+            grads["query_weight"] += g.dw_q
+            if self.has_bias:
+                grads["bias"] += g.db_a
+            if self.score_bias_enabled:
+                grads["score_bias"] += g.dscore_bias
+            self._score_vector_backward(g.dw_v)
+        assert dkeys is not None  # need_dx=True
+        return dkeys.reshape(B, Tx, self.key_size)
+
+    def _score_vector_backward(self, dscore_vector: np.ndarray) -> None:
+        """dw̃ onto score_weight (and gain): with normalize (w̃ = g ŵ, ŵ = w/‖w‖) dg = dw̃ · ŵ and
+        dw = (g/‖w‖)(dw̃ − (ŵ · dw̃) ŵ), the derivative of w/‖w‖ being (I − ŵŵ^T)/‖w‖."""
+        if not self.normalize:
+            self._grads["score_weight"] += dscore_vector
+            return
+        w = self._params["score_weight"].astype(np.float64)
+        dw_tilde = dscore_vector.astype(np.float64)
+        norm = np.sqrt(np.sum(w * w))
+        w_hat = w / norm
+        gain = float(self._params["gain"])
+        self._grads["gain"] += np.asarray(dw_tilde @ w_hat, self.dtype)
+        self._grads["score_weight"] += ((gain / norm) * (dw_tilde - (w_hat @ dw_tilde) * w_hat)).astype(self.dtype)
+
+    def __repr__(self) -> str:
+        extra = f", attention={self.attention!r}, position={self.position!r}"
+        extra += ", input_feeding=True" if self.input_feeding else ""
+        return (f"AttentionDecoder({self.input_size}, {self.hidden_size}, {self.key_size}, cell={self.cell!r}"
+                f"{extra}, dtype={self.dtype.name})")
+
+
+def _time_major(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(1, 0, 2))
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis, in the logits' dtype (the row maximum subtracted first)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+class Seq2Seq(Parameterized):
+    """An encoder-decoder with attention: Embedding → encoder → bridge → ``AttentionDecoder`` → Linear.
+
+    - source: ``source_embedding`` (``Embedding(source_vocab, embedding_size, padding_idx=pad_index)``), or with
+      ``source_one_hot=True`` the course's one-hot characters: the encoder reads one-hot rows directly (no
+      embedding parameters; an Embedding fixed to the identity computes the same, with a V×V matrix to store).
+    - ``encoder``: ``rnncore.LSTM``/``GRU``/``RNN`` (``cell``), ``encoder_layers`` deep, ``bidirectional``, batch
+      first, with the source lengths; its outputs [B, Tx, D·He] are the attention's keys and values.
+    - bridge: "linear" — the decoder's h0 = tanh(``bridge_h``(final top-layer encoder h, both directions
+      concatenated)), and c0 likewise through ``bridge_c`` for an LSTM; "zeros" — h0 = c0 = 0 (the course's s0 =
+      c0 = 0).
+    - ``target_embedding`` (``Embedding(target_vocab, target_embedding_size or embedding_size)``) feeding the
+      previous target token to the decoder (``feed_targets=True``, teacher forcing), or none: the decoder reads the
+      context only (``feed_targets=False``, the course's date model).
+    - ``decoder``: ``AttentionDecoder`` with the given attention options; ``output``: Linear to target_vocab.
+
+    ``logits [B, Ty, V], alpha [B, Ty, Tx] = model(source [B, Tx], source_lengths [B], target_inputs [B, Ty])``;
+    ``model.backward(dlogits, dalpha=None)``; ``model.loss(...)`` / ``loss_backward()`` for masked mean
+    cross-entropy with optional scheduled sampling. Decoding (``rnncore.decode``): ``start``, ``step``,
+    ``reorder``, ``attention``.
+    """
+
+    def __init__(self, source_vocab: int, target_vocab: int, embedding_size: int = 32, encoder_hidden: int = 32,
+                 encoder_layers: int = 1, bidirectional: bool = True, decoder_hidden: int = 64, cell: str = "lstm",
+                 attention: str = "additive", attention_units: int | None = 10, energy_activation: str | None = None,
+                 score_bias: bool = False, normalize: bool = False, position: str | None = None,
+                 input_feeding: bool = False, feed_targets: bool = True, target_embedding_size: int | None = None,
+                 bridge: str = "linear", source_one_hot: bool = False, pad_index: int = 0, bos_index: int = 1,
+                 eos_index: int = 2, dtype: npt.DTypeLike = np.float32, seed: int | None = None) -> None:
+        super().__init__(dtype, seed)
+        self.source_vocab = positive_int("source_vocab", source_vocab)
+        self.target_vocab = positive_int("target_vocab", target_vocab)
+        self.embedding_size = positive_int("embedding_size", embedding_size)
+        self.encoder_hidden = positive_int("encoder_hidden", encoder_hidden)
+        self.encoder_layers = positive_int("encoder_layers", encoder_layers)
+        self.bidirectional = flag("bidirectional", bidirectional)
+        self.decoder_hidden = positive_int("decoder_hidden", decoder_hidden)
+        self.cell = choice("cell", cell, tuple(_CELLS))
+        self.feed_targets = flag("feed_targets", feed_targets)
+        self.target_embedding_size = (self.embedding_size if target_embedding_size is None
+                                      else positive_int("target_embedding_size", target_embedding_size))
+        self.bridge = choice("bridge", bridge, _BRIDGES)
+        self.source_one_hot = flag("source_one_hot", source_one_hot)
+        self.pad_index = token_index("pad_index", pad_index, self.target_vocab, self.source_vocab)
+        self.bos_index = token_index("bos_index", bos_index, self.target_vocab)
+        self.eos_index = token_index("eos_index", eos_index, self.target_vocab)
+        # every sub-module's seed is drawn from this model's, so one seed fixes them all
+        seeds: list[int | None] = ([int(s) for s in np.random.SeedSequence(seed).generate_state(7)]
+                                   if seed is not None else [None] * 7)
+        kind = _CELLS[self.cell]
+        directions = 2 if self.bidirectional else 1
+        encoder_class = {"lstm": LSTM, "gru": GRU, "rnn": RNN}[self.cell]
+        if not self.source_one_hot:
+            self.source_embedding = Embedding(self.source_vocab, self.embedding_size, padding_idx=self.pad_index,
+                                              dtype=self.dtype, seed=seeds[0])
+        encoder_input = self.source_vocab if self.source_one_hot else self.embedding_size
+        self.encoder = encoder_class(encoder_input, self.encoder_hidden, num_layers=self.encoder_layers,
+                                     batch_first=True, bidirectional=self.bidirectional, dtype=self.dtype,
+                                     seed=seeds[1])
+        key_size = directions * self.encoder_hidden
+        if self.bridge == "linear":
+            self.bridge_h = Linear(key_size, self.decoder_hidden, dtype=self.dtype, seed=seeds[2])
+            if kind.n_states == 2:
+                self.bridge_c = Linear(key_size, self.decoder_hidden, dtype=self.dtype, seed=seeds[3])
+        if self.feed_targets:
+            self.target_embedding = Embedding(self.target_vocab, self.target_embedding_size,
+                                              padding_idx=self.pad_index, dtype=self.dtype, seed=seeds[4])
+        self.decoder = AttentionDecoder(
+            self.target_embedding_size if self.feed_targets else 0, self.decoder_hidden, key_size, cell=self.cell,
+            attention=attention, attention_units=attention_units if attention in ("additive", "concat") else None,
+            energy_activation=energy_activation,
+            score_bias=score_bias, normalize=normalize, position=position, input_feeding=input_feeding,
+            dtype=self.dtype, seed=seeds[5])
+        self.output = Linear(self.decoder.output_size, self.target_vocab, dtype=self.dtype, seed=seeds[6])
+        self._loss_gradients: list[np.ndarray] = []
+
+    def get_config(self) -> dict[str, Any]:
+        d = self.decoder
+        return dict(source_vocab=self.source_vocab, target_vocab=self.target_vocab,
+                    embedding_size=self.embedding_size, encoder_hidden=self.encoder_hidden,
+                    encoder_layers=self.encoder_layers, bidirectional=self.bidirectional,
+                    decoder_hidden=self.decoder_hidden, cell=self.cell, attention=d.attention,
+                    attention_units=d.attention_units, energy_activation=d.energy_activation,
+                    score_bias=d.score_bias_enabled, normalize=d.normalize, position=d.position,
+                    input_feeding=d.input_feeding, feed_targets=self.feed_targets,
+                    target_embedding_size=self.target_embedding_size, bridge=self.bridge,
+                    source_one_hot=self.source_one_hot, pad_index=self.pad_index, bos_index=self.bos_index,
+                    eos_index=self.eos_index, dtype=self.dtype.name, seed=self._seed)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_loss_gradients"] = []  # pending loss gradients belong to the tape, which is not copied
+        return state
+
+    @contextlib.contextmanager
+    def _untaped(self) -> Iterator[None]:
+        """Every module runs as in eval mode (nothing recorded) without clearing the tapes of training calls that
+        await their backward (``eval()`` would): scheduled sampling's first pass, and decoding."""
+        modes = [(m, m.training) for m in self.modules() if isinstance(m, Module)]
+        try:
+            for m, _ in modes:
+                m.training = False
+            yield
+        finally:
+            for m, mode in modes:
+                m.training = mode
+
+    # -- forward ---------------------------------------------------------------------------------------------------
+    def _encode(self, source: np.ndarray, lengths: np.ndarray | None) -> tuple[np.ndarray, Any]:
+        """source [B, Tx] ids -> (encoder outputs [B, Tx, D·He], the decoder's initial state)."""
+        if self.source_one_hot:
+            embedded = np.eye(self.source_vocab, dtype=self.dtype)[source]
+        else:
+            embedded = self.source_embedding(source)
+        keys, final = self.encoder(embedded, lengths=lengths)
+        return keys, self._bridge(final, source.shape[0])
+
+    def _top_layer(self, state: np.ndarray) -> np.ndarray:
+        """[L*D, B, He] -> the top layer's directions side by side [B, D·He]."""
+        D = 2 if self.bidirectional else 1
+        top = state[(self.encoder_layers - 1) * D:]
+        return np.ascontiguousarray(np.concatenate(list(top), axis=1))
+
+    def _bridge(self, final: Any, batch: int) -> Any:
+        """The decoder's initial state from the encoder's final state(s) (None: zeros)."""
+        n_states = _CELLS[self.cell].n_states
+        if self.bridge == "zeros":
+            return None
+        parts = final if n_states == 2 else (final,)
+        linears = [self.bridge_h, self.bridge_c] if n_states == 2 else [self.bridge_h]
+        states = [np.tanh(lin(self._top_layer(s))) for lin, s in zip(linears, parts)]
+        self.save_for_backward(states)
+        return tuple(states) if n_states == 2 else states[0]
+
+    def _bridge_backward(self, dstate0: Any, batch: int) -> Any:
+        """The encoder's final-state gradient [L*D, B, He] (top layer only) from the decoder's initial-state one."""
+        if self.bridge == "zeros":
+            return None
+        n_states = _CELLS[self.cell].n_states
+        states = self.saved_for_backward()
+        dparts = dstate0 if n_states == 2 else (dstate0,)
+        linears = [self.bridge_h, self.bridge_c] if n_states == 2 else [self.bridge_h]
+        D, He = (2 if self.bidirectional else 1), self.encoder_hidden
+        out = []
+        for lin, s, ds in reversed(list(zip(linears, states, dparts))):
+            dtop = lin.backward(ds * (1.0 - s * s))              # tanh' = 1 - y²
+            full = np.zeros((self.encoder_layers * D, batch, He), self.dtype)
+            for d in range(D):
+                full[(self.encoder_layers - 1) * D + d] = dtop[:, d * He:(d + 1) * He]
+            out.append(full)
+        out.reverse()
+        return tuple(out) if n_states == 2 else out[0]
+
+    def __call__(self, source: npt.ArrayLike, source_lengths: npt.ArrayLike | None, target_inputs: npt.ArrayLike
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Teacher-forced logits: ``source [B, Tx]`` ids (padded with anything past each length),
+        ``source_lengths [B]`` (0..Tx; None = all Tx), ``target_inputs [B, Ty]`` ids (bos then the target; with
+        ``feed_targets=False`` only their shape is used). Returns ``(logits [B, Ty, V], alpha [B, Ty, Tx])``."""
+        src, lengths = seq2seq_sources(source, source_lengths, self.source_vocab)
+        targets_in = seq2seq_tokens("target_inputs", target_inputs, self.target_vocab, src.shape[0])
+        B, Ty = targets_in.shape
+        keys, state0 = self._encode(src, lengths)
+        self.decoder.prepare(keys, None, lengths)
+        x = self.target_embedding(targets_in) if self.feed_targets else None
+        outputs, alpha, _ = self.decoder(x, state0, steps=Ty)
+        logits = self.output(outputs)
+        self.save_for_backward(B)
+        return logits, alpha
+
+    def backward(self, dlogits: np.ndarray, dalpha: np.ndarray | None = None) -> None:
+        """Backpropagation through the last recorded training-mode call: accumulates every parameter's gradient
+        (nested names). ``dlogits [B, Ty, V]``, ``dalpha [B, Ty, Tx]`` (optional, e.g. an attention loss)."""
+        batch = self.saved_for_backward()
+        doutputs = self.output.backward(dlogits)
+        dx, dstate0, dkeys, dvalues = self.decoder.backward(doutputs, dalpha)
+        if self.feed_targets:
+            assert dx is not None  # the decoder read target embeddings
+            self.target_embedding.backward(dx)
+        dfinal = self._bridge_backward(dstate0, batch)
+        dembedded, _ = self.encoder.backward(dkeys + dvalues, dfinal)  # the outputs are keys and values
+        if not self.source_one_hot:
+            self.source_embedding.backward(dembedded)
+
+    # -- the loss --------------------------------------------------------------------------------------------------
+    def loss(self, source: npt.ArrayLike, source_lengths: npt.ArrayLike | None, target_inputs: npt.ArrayLike,
+             targets: npt.ArrayLike, teacher_forcing_ratio: float = 1.0, seed: int | None = None) -> float:
+        """Mean cross-entropy over the non-pad ``targets [B, Ty]`` (``rnncore.losses.softmax_cross_entropy`` with
+        mask ``targets != pad_index``) of a training-mode forward; ``loss_backward()`` then backpropagates it.
+
+        ``teacher_forcing_ratio`` < 1 is scheduled sampling, in two passes (parallel scheduled sampling, Duckworth
+        et al. 2019): a first, unrecorded teacher-forced pass gives the model's argmax predictions; then each
+        decoder input after bos is, independently per (sample, step), the target token with probability
+        ``teacher_forcing_ratio`` or the model's prediction of that position (draws from
+        ``np.random.default_rng(seed)``), and the training pass runs on that mix. The choice and the predictions are
+        constants: no gradient flows through them. 1.0 (the default) is plain teacher forcing, with no first pass."""
+        ratio = forcing_ratio(teacher_forcing_ratio, self.feed_targets)
+        inputs = target_inputs
+        if ratio < 1.0:
+            inputs = self.scheduled_inputs(source, source_lengths, target_inputs, ratio, seed)
+        logits, _ = self(source, source_lengths, inputs)
+        tgt = seq2seq_tokens("targets", targets, self.target_vocab, logits.shape[0], logits.shape[1])
+        value, dlogits = softmax_cross_entropy(logits, tgt, mask=tgt != self.pad_index)
+        if self.training:
+            self._loss_gradients.append(dlogits)
+        return value
+
+    def loss_backward(self) -> None:
+        """Backpropagates the last ``loss`` call (calls go back last first)."""
+        if not self._loss_gradients:
+            raise RuntimeError("Seq2Seq.loss_backward needs a training-mode loss(...) call first (one backward per "
+                               "call, last call first)")
+        self.backward(self._loss_gradients.pop())
+
+    def scheduled_inputs(self, source: npt.ArrayLike, source_lengths: npt.ArrayLike | None,
+                         target_inputs: npt.ArrayLike, teacher_forcing_ratio: float, seed: int | None = None
+                         ) -> np.ndarray:
+        """The decoder inputs of scheduled sampling (see ``loss``): ``target_inputs [B, Ty]`` with each entry after
+        the first replaced, with probability 1 − ratio, by the model's teacher-forced argmax prediction of that
+        position."""
+        ratio = forcing_ratio(teacher_forcing_ratio, self.feed_targets)
+        targets_in = seq2seq_tokens("target_inputs", target_inputs, self.target_vocab)
+        with self._untaped():
+            logits, _ = self(source, source_lengths, targets_in)
+        predictions = np.argmax(logits, axis=-1)              # [B, Ty]: step t predicts the input of step t + 1
+        teacher = np.random.default_rng(seed).random(targets_in.shape) < ratio
+        mixed = targets_in.copy()
+        mixed[:, 1:] = np.where(teacher[:, 1:], targets_in[:, 1:], predictions[:, :-1])
+        return mixed
+
+    # -- decoding (rnncore.decode's step protocol) ------------------------------------------------------------------
+    def start(self, batch: Any) -> dict[str, Any]:
+        """The decoding state of every source: ``batch`` is an int array [N, Tx] padded with pad_index after each
+        source's tokens, or a list of 1-D int sequences. Runs the encoder and projects the keys once."""
+        src, lengths = seq2seq_sources_for_decoding(batch, self.pad_index, self.source_vocab)
+        with self._untaped():
+            keys, state0 = self._encode(src, lengths)
+            source = self.decoder.project(keys, None, lengths)
+        N, H = src.shape[0], self.decoder_hidden
+        two = _CELLS[self.cell].n_states == 2
+        if state0 is None:
+            h, c = np.zeros((N, H), self.dtype), (np.zeros((N, H), self.dtype) if two else None)
+        else:
+            h, c = state0 if two else (state0, None)
+        state: dict[str, Any] = dict(h=h, source=source, rows=np.arange(N),
+                                     alpha=np.zeros((N, keys.shape[1]), self.dtype))
+        if c is not None:
+            state["c"] = c
+        if self.decoder.input_feeding:
+            state["fed"] = np.zeros((N, self.decoder.output_size), self.dtype)
+        return state
+
+    def step(self, tokens: np.ndarray, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """One decoder step for every row: ``tokens [N]`` (the previous output, bos first) -> (log_probs [N, V] in
+        the model's dtype, the new state). One fused inference call with Ty = 1."""
+        # the modules' own calls would record nothing here either; the ops directly keep the step lean
+        tokens = index_array("tokens", tokens, self.target_vocab)
+        x = np.take(self.target_embedding.weight, tokens, axis=0) if self.feed_targets else None
+        output, alpha, h, c = self.decoder.step(x, state["source"], state["h"], state.get("c"), state.get("fed"))
+        logits = linear_forward(output, self.output.weight, self.output.bias)
+        new = dict(state, h=h, alpha=alpha)
+        if c is not None:
+            new["c"] = c
+        if self.decoder.input_feeding:
+            new["fed"] = output
+        return _log_softmax(logits), new
+
+    def reorder(self, state: dict[str, Any], indices: np.ndarray) -> dict[str, Any]:
+        """The rows ``indices`` of the state. The prepared source is gathered only when the rows' sources change
+        (beam search's first expansion): afterwards beams are reordered within their source, whose keys, values and
+        lengths are the same for every beam, so only the small recurrent state moves."""
+        rows = state["rows"][indices]                      # the source each new row decodes
+        new = {k: np.take(v, indices, axis=0) for k, v in state.items() if k in ("h", "c", "fed", "alpha")}
+        new["rows"] = rows
+        source = state["source"]
+        if rows.shape != state["rows"].shape or not np.array_equal(rows, state["rows"]):
+            source = PreparedSource(np.take(source.keys, indices, axis=0), np.take(source.projected, indices, axis=0),
+                                    np.take(source.values, indices, axis=0),
+                                    None if source.lengths is None else np.take(source.lengths, indices, axis=0))
+        new["source"] = source
+        return new
+
+    def attention(self, state: dict[str, Any]) -> np.ndarray:
+        """α [N, Tx] of the last step (``rnncore.decode``'s ``return_attention`` reads it)."""
+        return state["alpha"]

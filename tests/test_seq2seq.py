@@ -1,0 +1,520 @@
+"""Tests of rnncore.AttentionDecoder and rnncore.Seq2Seq: gradients (float64 central differences of the module and
+of the whole model's loss, and the decoder against the NumPy twins composed by hand), training on a tiny reversal
+task, decoding through rnncore.decode (greedy, beam search, batch invariance, attention weights), scheduled
+sampling, save/load, the date generator, and the argument errors."""
+
+import numpy as np
+import pytest
+
+import rnncore as rc
+from rnncore import reference
+
+from support.tolerances import assert_close, assert_identical, tol
+
+# ---- helpers ----
+
+
+def sampled_gradient_check(loss, arrays, analytic, rng, per_array=6, eps=1e-6):
+    """Central differences of loss() at up to ``per_array`` random entries of each array (perturbed in place)
+    against the analytic gradients, with the gradcheck tolerance."""
+    for name, a in arrays.items():
+        flat, g = a.reshape(-1), analytic[name].reshape(-1)
+        picks = rng.choice(flat.size, size=min(per_array, flat.size), replace=False)
+        for j in picks:
+            saved = flat[j]
+            flat[j] = saved + eps
+            plus = loss()
+            flat[j] = saved - eps
+            minus = loss()
+            flat[j] = saved
+            np.testing.assert_allclose(g[j], (plus - minus) / (2 * eps), err_msg=f"{name}[{j}]",
+                                       **tol("gradcheck", np.float64))
+
+
+DECODER_CASES = {
+    "additive_before_lstm_all_options": dict(cell="lstm", attention="additive", energy_activation="relu",
+                                             score_bias=True, normalize=True, value_size=3),
+    "additive_before_gru_context_only": dict(cell="gru", attention="additive", input_size=0, bias=False),
+    "additive_after_lstm_feeding": dict(cell="lstm", attention="additive", position="after", input_feeding=True),
+    "dot_after_lstm_feeding": dict(cell="lstm", attention="dot", input_feeding=True, key_size=3, output_size=2),
+    "general_after_gru": dict(cell="gru", attention="general", reset_after=False),
+    "general_before_rnn": dict(cell="rnn", attention="general", position="before", nonlinearity="tanh"),
+    "concat_after_rnn_feeding": dict(cell="rnn", attention="concat", input_feeding=True, attention_units=3),
+}
+
+
+def build_decoder(case, dtype=np.float64):
+    kw = dict(input_size=2, hidden_size=3, key_size=4, dtype=dtype, seed=5)
+    kw.update(DECODER_CASES[case])
+    if kw["attention"] in ("additive", "concat"):
+        kw.setdefault("attention_units", 2)
+    return rc.AttentionDecoder(**kw)
+
+
+def decoder_data(dec, rng, B=3, Tx=4, Ty=3):
+    dt = dec.dtype
+    data = dict(keys=rng.standard_normal((B, Tx, dec.key_size)).astype(dt),
+                lengths=np.array([Tx, 0, 2][:B]), h0=rng.standard_normal((B, dec.hidden_size)).astype(dt))
+    data["values"] = (None if dec.value_size == dec.key_size and rng.random() < 0.5
+                      else rng.standard_normal((B, Tx, dec.value_size)).astype(dt))
+    data["x"] = None if dec.input_size == 0 else rng.standard_normal((B, Ty, dec.input_size)).astype(dt)
+    if dec.kind.n_states == 2:
+        data["c0"] = rng.standard_normal((B, dec.hidden_size)).astype(dt)
+    up = dict(doutputs=rng.standard_normal((B, Ty, dec.output_size)), dalpha=rng.standard_normal((B, Ty, Tx)),
+              dh=rng.standard_normal((B, dec.hidden_size)), dc=rng.standard_normal((B, dec.hidden_size)))
+    return data, {k: v.astype(dt) for k, v in up.items()}, Ty
+
+
+def run_decoder(dec, data, Ty):
+    dec.prepare(data["keys"], data["values"], data["lengths"])
+    state = (data["h0"], data["c0"]) if dec.kind.n_states == 2 else data["h0"]
+    return dec(data["x"], state, steps=Ty)
+
+
+def decoder_loss(dec, data, up, Ty):
+    outputs, alpha, final = run_decoder(dec, data, Ty)
+    h, c = final if dec.kind.n_states == 2 else (final, None)
+    total = np.sum(outputs * up["doutputs"]) + np.sum(alpha * up["dalpha"]) + np.sum(h * up["dh"])
+    return float(total + (0.0 if c is None else np.sum(c * up["dc"])))
+
+
+# ---- AttentionDecoder: gradients ----
+
+@pytest.mark.parametrize("case", list(DECODER_CASES))
+def test_decoder_gradients_match_central_differences(case):
+    rng = np.random.default_rng(11)
+    dec = build_decoder(case)
+    data, up, Ty = decoder_data(dec, rng)
+    run_decoder(dec, data, Ty)
+    dstate = (up["dh"], up["dc"]) if dec.kind.n_states == 2 else up["dh"]
+    dx, dstate0, dkeys, dvalues = dec.backward(up["doutputs"], up["dalpha"], dstate)
+    analytic = {f"param.{k}": g.copy() for k, g in dec.gradients().items()}
+    arrays = {f"param.{k}": p for k, p in dec.parameters().items()}
+    shared_values = data["values"] is None
+    analytic.update(keys=dkeys + dvalues if shared_values else dkeys, h0=dstate0[0] if isinstance(dstate0, tuple)
+                    else dstate0)
+    arrays.update(keys=data["keys"], h0=data["h0"])
+    if not shared_values:
+        analytic["values"], arrays["values"] = dvalues, data["values"]
+    if dx is not None:
+        analytic["x"], arrays["x"] = dx, data["x"]
+    else:
+        assert data["x"] is None
+    if "c0" in data:
+        analytic["c0"], arrays["c0"] = dstate0[1], data["c0"]
+    dec.eval()
+    sampled_gradient_check(lambda: decoder_loss(dec, data, up, Ty), arrays, analytic, rng)
+    assert set(analytic) >= {f"param.{k}" for k in dec.parameters()}
+
+
+@pytest.mark.parametrize("case", ["additive_before_lstm_all_options", "dot_after_lstm_feeding",
+                                  "general_after_gru", "concat_after_rnn_feeding"])
+def test_decoder_matches_the_twins_composed_by_hand(case):
+    """The module = key projection (NumPy) + reference.attention_decoder_forward/backward + the projection's and
+    normalize's backward written out; float32 module against the float64 twins."""
+    rng = np.random.default_rng(3)
+    dec = build_decoder(case, np.float32)
+    data, up, Ty = decoder_data(dec, rng)
+    data["values"] = rng.standard_normal((3, 4, dec.value_size)).astype(np.float32)
+    outputs, alpha, _ = run_decoder(dec, data, Ty)
+    dx, _, dkeys, dvalues = dec.backward(up["doutputs"], up["dalpha"])
+
+    p = {k: v.astype(np.float64) for k, v in dec.parameters().items()}
+    H, keys = dec.hidden_size, data["keys"].astype(np.float64)
+    kw = dict(cell=dec.cell, position=dec.position, input_feeding=dec.input_feeding, **dec._cell_options)
+    if dec.position == "after":
+        kw.update(w_c=p["output_weight"], b_c=p.get("output_bias"))
+    if dec.attention == "additive":
+        w_k = p["key_weight"]
+        w = p["score_weight"]
+        w_v = p["gain"] * w / np.linalg.norm(w) if dec.normalize else w
+        kw.update(score="additive", w_q=p["query_weight"], b_a=p.get("bias"), w_v=w_v,
+                  score_bias=p.get("score_bias"), energy_activation=dec.energy_activation)
+    elif dec.attention == "concat":
+        w_k = p["weight"][:, H:]
+        kw.update(score="additive", w_q=p["weight"][:, :H], w_v=p["score_weight"])
+    else:
+        w_k = p["weight"] if dec.attention == "general" else None
+        kw.update(score="dot")
+    projected = keys if w_k is None else keys @ w_k.T
+    x = np.zeros((Ty, 3, 0)) if data["x"] is None else data["x"].astype(np.float64).transpose(1, 0, 2)
+    c0 = data["c0"].astype(np.float64) if "c0" in data else None
+    ref = reference.attention_decoder_forward(x, data["h0"].astype(np.float64), c0, p["weight_ih"], p["weight_hh"],
+                                              p.get("bias_ih"), p.get("bias_hh"), projected, data["values"],
+                                              data["lengths"], **kw)
+    assert_close(outputs, ref[0].transpose(1, 0, 2), "kernel_vs_reference", np.float32, "outputs")
+    assert_close(alpha, ref[2].transpose(1, 0, 2), "kernel_vs_reference", np.float32, "alpha")
+    g = reference.attention_decoder_backward(ref[5], up["doutputs"].transpose(1, 0, 2),
+                                             dalpha=up["dalpha"].transpose(1, 0, 2))
+    grads = dec.gradients()
+    assert_close(dvalues, g["dvalues"], "kernel_vs_reference", np.float32, "dvalues")
+    assert_close(dkeys, g["dkeys"] if w_k is None else g["dkeys"] @ w_k, "kernel_vs_reference", np.float32, "dkeys")
+    assert_close(grads["weight_ih"], g["dw_ih"], "kernel_vs_reference", np.float32, "weight_ih")
+    assert_close(grads["weight_hh"], g["dw_hh"], "kernel_vs_reference", np.float32, "weight_hh")
+    if dx is not None:
+        assert_close(dx, g["dx"].transpose(1, 0, 2), "kernel_vs_reference", np.float32, "dx")
+    if dec.attention == "additive":
+        assert_close(grads["query_weight"], g["dw_q"], "kernel_vs_reference", np.float32, "query_weight")
+        assert_close(grads["key_weight"], np.einsum("bta,btk->ak", g["dkeys"], keys), "kernel_vs_reference",
+                     np.float32, "key_weight")
+        if dec.normalize:   # TF-Addons' chain rule, written out once more
+            norm = np.linalg.norm(w)
+            w_hat = w / norm
+            assert_close(grads["gain"], g["dw_v"] @ w_hat, "kernel_vs_reference", np.float32, "gain")
+            assert_close(grads["score_weight"], p["gain"] / norm * (g["dw_v"] - (w_hat @ g["dw_v"]) * w_hat),
+                         "kernel_vs_reference", np.float32, "score_weight")
+    if dec.attention == "general":
+        assert_close(grads["weight"], np.einsum("bth,btk->hk", g["dkeys"], keys), "kernel_vs_reference",
+                     np.float32, "weight")
+    if dec.attention == "concat":
+        assert_close(grads["weight"], np.concatenate([g["dw_q"], np.einsum("bta,btk->ak", g["dkeys"], keys)], 1),
+                     "kernel_vs_reference", np.float32, "weight")
+    if dec.position == "after":
+        assert_close(grads["output_weight"], g["dw_c"], "kernel_vs_reference", np.float32, "output_weight")
+
+
+def test_decoder_tape_takes_calls_back_last_first_and_copies_its_source():
+    rng = np.random.default_rng(4)
+    dec = build_decoder("additive_after_lstm_feeding")
+    data, up, Ty = decoder_data(dec, rng)
+    data["values"] = None
+    first = run_decoder(dec, data, Ty)[0]
+    data2 = dict(data, keys=data["keys"] * 2.0)
+    run_decoder(dec, data2, Ty)
+    data["keys"][...] = 7.0                              # the caller reuses its buffer: backward is unaffected
+    _, _, dkeys2, _ = dec.backward(up["doutputs"])
+    dec.zero_grad()
+    _, _, dkeys1, _ = dec.backward(up["doutputs"])
+    grads1 = {k: g.copy() for k, g in dec.gradients().items()}
+    dec.zero_grad()
+    fresh = dict(data, keys=data2["keys"] / 2.0)
+    again = run_decoder(dec, fresh, Ty)[0]
+    assert_identical(again, first, "outputs")
+    _, _, dkeys_fresh, _ = dec.backward(up["doutputs"])
+    assert_identical(dkeys1, dkeys_fresh, "dkeys")
+    for k, g in dec.gradients().items():
+        assert_identical(g, grads1[k], k)
+    with pytest.raises(RuntimeError, match="training-mode"):
+        dec.backward(up["doutputs"])
+
+
+# ---- Seq2Seq: the whole model's gradients ----
+
+MODEL_CASES = {
+    "lstm_additive_bidirectional_linear_bridge": dict(),
+    "gru_general_feeding_two_layers": dict(cell="gru", attention="general", input_feeding=True, encoder_layers=2),
+    "course_date_model": dict(feed_targets=False, source_one_hot=True, bridge="zeros", energy_activation="relu",
+                              score_bias=True),
+    "rnn_dot_unidirectional": dict(cell="rnn", attention="dot", bidirectional=False, encoder_hidden=3),
+    "lstm_concat_normalized_additive": dict(attention="concat", target_embedding_size=2),
+    "lstm_additive_normalize": dict(normalize=True, position="after", input_feeding=True),
+}
+
+
+def tiny_model(dtype=np.float64, **kw):
+    base = dict(source_vocab=7, target_vocab=6, embedding_size=3, encoder_hidden=2, decoder_hidden=3,
+                attention_units=2, dtype=dtype, seed=1)
+    base.update(kw)
+    return rc.Seq2Seq(**base)
+
+
+def tiny_batch(rng, B=3, Tx=4, Ty=4, lengths=(4, 0, 2)):
+    """Sources with trailing padding (lengths incl. 0), targets [y; eos; pad] and inputs [bos; y; pad]."""
+    source = rng.integers(3, 7, (B, Tx))
+    for b, n in enumerate(lengths):
+        source[b, n:] = 0
+    target_lengths = rng.integers(1, Ty, B)
+    targets = np.zeros((B, Ty), np.int64)
+    inputs = np.zeros((B, Ty), np.int64)
+    for b, n in enumerate(target_lengths):
+        y = rng.integers(3, 6, n)
+        targets[b, :n], targets[b, n] = y, 2
+        inputs[b, 0], inputs[b, 1:n + 1] = 1, y
+    return source, np.array(lengths), inputs, targets
+
+
+@pytest.mark.parametrize("case", list(MODEL_CASES))
+def test_model_gradients_match_central_differences_of_the_loss(case):
+    rng = np.random.default_rng(8)
+    model = tiny_model(**MODEL_CASES[case])
+    batch = tiny_batch(rng)
+    model.loss(*batch)
+    model.loss_backward()
+    analytic = {k: g.copy() for k, g in model.gradients().items()}
+    model.eval()
+    sampled_gradient_check(lambda: model.loss(*batch), model.parameters(), analytic, rng, per_array=4)
+
+
+def test_model_backward_equals_loss_backward_and_accumulates():
+    rng = np.random.default_rng(2)
+    model = tiny_model()
+    source, lengths, inputs, targets = tiny_batch(rng)
+    logits, alpha = model(source, lengths, inputs)
+    assert logits.shape == (3, 4, 6) and alpha.shape == (3, 4, 4)
+    _, dlogits = rc.losses.softmax_cross_entropy(logits, targets, mask=targets != 0)
+    model.backward(dlogits)
+    once = {k: g.copy() for k, g in model.gradients().items()}
+    model.loss(source, lengths, inputs, targets)
+    model.loss_backward()
+    for k, g in model.gradients().items():
+        assert_close(g, 2 * once[k], "kernel_vs_reference", np.float64, k)
+    names = list(model.parameters())
+    assert names[0] == "source_embedding.weight" and "decoder.query_weight" in names and "encoder.weight_ih_l0" \
+        in names and names[-1] == "output.bias"
+
+
+# ---- training, decoding ----
+
+def reversal_batch(rng, B, vocab=10, shortest=2, longest=6):
+    """Sources of random tokens 3..vocab-1, targets their reversal."""
+    lengths = rng.integers(shortest, longest + 1, B)
+    source = np.zeros((B, longest), np.int64)
+    inputs = np.zeros((B, longest + 1), np.int64)
+    targets = np.zeros((B, longest + 1), np.int64)
+    for b, n in enumerate(lengths):
+        s = rng.integers(3, vocab, n)
+        source[b, :n] = s
+        inputs[b, 0], inputs[b, 1:n + 1] = 1, s[::-1]
+        targets[b, :n], targets[b, n] = s[::-1], 2
+    return source, lengths, inputs, targets
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A Seq2Seq trained on reversal (Adam, gradient clipping), with its last losses."""
+    rng = np.random.default_rng(0)
+    model = rc.Seq2Seq(10, 10, embedding_size=16, encoder_hidden=24, decoder_hidden=32, attention_units=16,
+                       seed=0)
+    opt = rc.optim.Adam(model, lr=0.02)
+    losses = []
+    for _ in range(400):
+        model.zero_grad()
+        losses.append(model.loss(*reversal_batch(rng, 32)))
+        model.loss_backward()
+        rc.clip_grad_norm(model, 5.0)
+        opt.step()
+    return model.eval(), losses
+
+
+def test_reversal_trains_to_low_loss(trained):
+    _, losses = trained
+    assert losses[0] > 1.5 and np.mean(losses[-10:]) < 0.2, (losses[0], losses[-10:])
+
+
+def test_greedy_and_beam_search_reverse_and_beam_one_is_greedy(trained):
+    model, _ = trained
+    source, lengths, _, _ = reversal_batch(np.random.default_rng(99), 20)
+    sources = [s[:n] for s, n in zip(source, lengths)]
+    greedy = rc.decode.greedy(model, sources, model.bos_index, model.eos_index, 8)
+    beam = rc.decode.beam_search(model, sources, model.bos_index, model.eos_index, 8, beam_size=4)
+    one = rc.decode.beam_search(model, sources, model.bos_index, model.eos_index, 8, beam_size=1,
+                                length_penalty=0.0)
+    correct = [np.array_equal(t[0], s[::-1]) for t, s in zip(beam.tokens, sources)]
+    assert np.mean(correct) >= 0.8, correct
+    assert np.mean([np.array_equal(t, s[::-1]) for t, s in zip(greedy.tokens, sources)]) >= 0.8
+    for g, b in zip(greedy.tokens, one.tokens):
+        assert_identical(b[0], g, "tokens")
+    assert_identical(one.log_probs[:, 0], greedy.scores, "scores")
+
+
+def test_beam_search_is_batch_invariant(trained):
+    """A source's hypotheses are the same decoded alone or among others. Scores agree to rounding, not bits: the
+    GEMMs under the encoder, the decoder step and the Linear take a different path (tile or Eigen, blocking) for a
+    different row count N, so a row's sums round differently with the batch around it."""
+    model, _ = trained
+    source, lengths, _, _ = reversal_batch(np.random.default_rng(5), 7)
+    sources = [s[:n] for s, n in zip(source, lengths)]
+    together = rc.decode.beam_search(model, sources, 1, 2, 8, beam_size=3, n_best=3, return_attention=True)
+    for i, s in enumerate(sources):
+        alone = rc.decode.beam_search(model, [s], 1, 2, 8, beam_size=3, n_best=3, return_attention=True)
+        assert_close(alone.scores[0], together.scores[i], "kernel_vs_reference", np.float32, f"scores {i}")
+        assert_identical(alone.finished[0], together.finished[i], "finished", f"source {i}")
+        for j in range(3):
+            assert_identical(alone.tokens[0][j], together.tokens[i][j], "tokens", f"source {i} hypothesis {j}")
+            n = len(s)
+            assert_close(alone.attention[0][j][:, :n], together.attention[i][j][:, :n], "kernel_vs_reference",
+                         np.float32, "attention")
+
+
+def test_padded_array_sources_equal_a_list_of_sequences(trained):
+    model, _ = trained
+    source, lengths, _, _ = reversal_batch(np.random.default_rng(6), 5)
+    as_list = rc.decode.greedy(model, [s[:n] for s, n in zip(source, lengths)], 1, 2, 8)
+    as_array = rc.decode.greedy(model, source, 1, 2, 8)
+    for a, b in zip(as_list.tokens, as_array.tokens):
+        assert_identical(a, b, "tokens")
+
+
+def test_returned_attention_equals_the_teacher_forced_models(trained):
+    """Each kept hypothesis' attention rows are what the model gives when fed that hypothesis (teacher forcing)."""
+    model, _ = trained
+    source, lengths, _, _ = reversal_batch(np.random.default_rng(7), 4)
+    sources = [s[:n] for s, n in zip(source, lengths)]
+    for result in (rc.decode.greedy(model, sources, 1, 2, 8, return_attention=True),
+                   rc.decode.beam_search(model, sources, 1, 2, 8, beam_size=3, n_best=2, return_attention=True)):
+        for i, s in enumerate(sources):
+            hyps = result.tokens[i] if isinstance(result.tokens[i], list) else [result.tokens[i]]
+            atts = result.attention[i] if isinstance(result.attention[i], list) else [result.attention[i]]
+            for toks, att in zip(hyps, atts):
+                assert att.shape == (len(toks), source.shape[1])
+                _, alpha = model(s[None], [len(s)], np.concatenate([[1], toks])[None].astype(np.int64))
+                assert_close(att[:, :len(s)], alpha[0, :len(toks), :len(s)], "kernel_vs_reference", np.float32)
+                np.testing.assert_array_equal(att[:, len(s):], 0.0)
+
+
+def test_reorder_moves_the_source_only_when_rows_change_source(trained):
+    model, _ = trained
+    state = model.start([np.array([3, 4, 5]), np.array([6, 7])])
+    expanded = model.reorder(state, np.array([0, 0, 1, 1]))
+    assert expanded["source"].projected.shape[0] == 4
+    within = model.reorder(expanded, np.array([1, 0, 3, 3]))
+    assert within["source"] is expanded["source"]           # beams moved within their source: no copy
+    assert_identical(within["h"], expanded["h"][[1, 0, 3, 3]], "h")
+    across = model.reorder(expanded, np.array([2, 0, 1, 3]))
+    assert_identical(across["source"].projected, expanded["source"].projected[[2, 0, 1, 3]], "projected")
+
+
+def test_step_log_probs_are_normalised_and_match_the_teacher_forced_logits(trained):
+    model, _ = trained
+    src = np.array([[4, 5, 6, 0]])
+    state = model.start(src)
+    log_probs, state = model.step(np.array([1]), state)
+    log_probs2, _ = model.step(np.array([6]), state)
+    assert_close(np.exp(log_probs).sum(axis=1), [1.0], "kernel_vs_reference", np.float64)
+    logits, _ = model(src, [3], np.array([[1, 6]]))
+    shifted = logits[0].astype(np.float64) - logits[0].max(axis=1, keepdims=True)
+    expected = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    assert_close(np.stack([log_probs[0], log_probs2[0]]), expected, "kernel_vs_reference", np.float32)
+
+
+# ---- scheduled sampling ----
+
+def test_ratio_one_is_teacher_forcing_exactly():
+    rng = np.random.default_rng(12)
+    batch = tiny_batch(rng)
+    a, b = tiny_model(dtype=np.float32), tiny_model(dtype=np.float32)
+    la = a.loss(*batch)
+    a.loss_backward()
+    lb = b.loss(*batch, teacher_forcing_ratio=1.0, seed=3)
+    b.loss_backward()
+    assert la == lb
+    for k, g in a.gradients().items():
+        assert_identical(b.gradients()[k], g, k)
+
+
+def test_scheduled_sampling_is_reproducible_and_mixes_predictions():
+    rng = np.random.default_rng(13)
+    model = tiny_model(dtype=np.float32)
+    source, lengths, inputs, targets = tiny_batch(rng, B=6, Tx=4, Ty=5, lengths=(4, 3, 2, 1, 0, 4))
+    mixed = model.scheduled_inputs(source, lengths, inputs, 0.5, seed=4)
+    assert_identical(model.scheduled_inputs(source, lengths, inputs, 0.5, seed=4), mixed, "inputs")
+    assert_identical(mixed[:, 0], inputs[:, 0], "bos")
+    model.eval()
+    predictions = np.argmax(model(source, lengths, inputs)[0], axis=-1)
+    model.train()
+    none_forced = model.scheduled_inputs(source, lengths, inputs, 0.0, seed=4)
+    assert_identical(none_forced[:, 1:], predictions[:, :-1], "predictions")
+    teacher = np.random.default_rng(4).random(inputs.shape) < 0.5
+    expected = np.where(teacher, inputs, np.concatenate([inputs[:, :1], predictions[:, :-1]], axis=1))
+    expected[:, 0] = inputs[:, 0]
+    assert_identical(mixed, expected, "mixed")
+    first = model.loss(source, lengths, inputs, targets, teacher_forcing_ratio=0.5, seed=4)
+    model.loss_backward()
+    grads = {k: g.copy() for k, g in model.gradients().items()}
+    model.zero_grad()
+    assert model.loss(source, lengths, inputs, targets, teacher_forcing_ratio=0.5, seed=4) == first
+    model.loss_backward()
+    for k, g in model.gradients().items():
+        assert_identical(g, grads[k], k)
+    assert len(model.decoder._tape) == 0 and len(model.encoder._tape) == 0   # the first pass recorded nothing
+
+
+# ---- save / load, datasets ----
+
+def test_save_load_round_trip(tmp_path):
+    rng = np.random.default_rng(14)
+    model = tiny_model(dtype=np.float32, attention="general", input_feeding=True, cell="gru")
+    batch = tiny_batch(rng)
+    for p in model.parameters().values():
+        p += 0.01
+    path = tmp_path / "s2s.npz"
+    rc.save(model, path)
+    loaded = rc.load(path)
+    assert type(loaded) is rc.Seq2Seq and loaded.get_config() == model.get_config()
+    model.eval()
+    loaded.eval()
+    assert_identical(loaded(*batch[:3])[0], model(*batch[:3])[0], "logits")
+    decoder = model.decoder
+    rc.save(decoder, tmp_path / "dec.npz")
+    assert rc.load(tmp_path / "dec.npz").get_config() == decoder.get_config()
+
+
+def test_make_dates_is_reproducible_and_encodes():
+    pairs = rc.datasets.make_dates(200, seed=1)
+    assert pairs == rc.datasets.make_dates(200, seed=1) and pairs != rc.datasets.make_dates(200, seed=2)
+    human, iso = rc.datasets.date_vocabularies()
+    for text, date in pairs:
+        assert len(date) == 10 and date[4] == date[7] == "-"
+        assert human.decode(human.encode(text)) == text and "?" not in human.decode(human.encode(text))
+    batch = rc.datasets.encode_pairs(pairs[:5], human, iso)
+    assert batch.target_inputs[:, 0].tolist() == [1] * 5 and (batch.targets[:, 10] == 2).all()
+    assert iso.decode(batch.targets[0]) == pairs[0][1]
+
+
+# ---- errors ----
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(attention="luong"), ValueError, "attention"),
+    (dict(attention="dot"), ValueError, "key_size"),
+    (dict(position="before", input_feeding=True), ValueError, "input_feeding"),
+    (dict(attention="dot", key_size=3, score_bias=True), ValueError, "score_bias"),
+    (dict(energy_activation="tanh"), ValueError, "energy_activation"),
+    (dict(position="after", input_size=0), ValueError, "input_size"),
+    (dict(output_size=4), ValueError, "output_size"),
+    (dict(cell="lstmx"), ValueError, "cell"),
+])
+def test_decoder_constructor_errors(kwargs, error, match):
+    base = dict(input_size=2, hidden_size=3, key_size=4)
+    base.update(kwargs)
+    with pytest.raises(error, match=match):
+        rc.AttentionDecoder(**base)
+
+
+def test_decoder_call_errors():
+    dec = rc.AttentionDecoder(0, 3, 4)
+    with pytest.raises(RuntimeError, match="prepare"):
+        dec(None, steps=2)
+    dec.prepare(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="steps"):
+        dec(None)
+    with pytest.raises(ValueError, match="x must be None"):
+        dec(np.zeros((2, 2, 1), np.float32), steps=2)
+    with pytest.raises(TypeError, match="keys"):
+        dec.prepare(np.zeros((2, 3, 4), np.float64))
+    with pytest.raises(ValueError, match="lengths"):
+        dec.prepare(np.zeros((2, 3, 4), np.float32), lengths=[4, 1])
+    with pytest.raises(TypeError, match="state"):
+        dec(None, state=np.zeros((2, 3), np.float32), steps=1)
+
+
+def test_model_errors():
+    model = tiny_model(dtype=np.float32)
+    rng = np.random.default_rng(0)
+    source, lengths, inputs, targets = tiny_batch(rng)
+    with pytest.raises(ValueError, match="teacher_forcing_ratio"):
+        model.loss(source, lengths, inputs, targets, teacher_forcing_ratio=1.5)
+    with pytest.raises(ValueError, match="source"):
+        model(source + 10, lengths, inputs)
+    with pytest.raises(ValueError, match="lengths"):
+        model(source, [5, 0, 1], inputs)
+    with pytest.raises(ValueError, match="targets"):
+        model.loss(source, lengths, inputs, targets[:, :2])
+    with pytest.raises(RuntimeError, match="loss_backward"):
+        model.loss_backward()
+    with pytest.raises(ValueError, match="feed_targets"):
+        tiny_model(feed_targets=False).loss(source, lengths, inputs, targets, teacher_forcing_ratio=0.5)
+    with pytest.raises(ValueError, match="pad_index"):
+        tiny_model(pad_index=6)
+    with pytest.raises(TypeError, match="attention"):
+        rc.decode.greedy(rc.decode.LanguageModel(rc.Embedding(4, 2), rc.GRUCell(2, 3), rc.Linear(3, 4)), 2, 1, 2,
+                         3, return_attention=True)
