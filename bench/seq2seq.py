@@ -601,6 +601,9 @@ def profile_row(c: TrainConfig, budget: float) -> dict:
     if "whole step" in phase_ms:
         phase_ms["other (Python, glue, allocation)"] = phase_ms["whole step"] - partition
     whole = phase_ms.get("whole step", partition)  # without rc.Seq2Seq: shares of the phases' sum
+    order = ["whole step", *(n for n in phases if n != "whole step" and not n.startswith("  ")),
+             "other (Python, glue, allocation)", *(n for n in phases if n.startswith("  "))]
+    phase_ms = {n: phase_ms[n] for n in order if n in phase_ms}
     row = dict(part="profile", config=c.name, phases_ms=phase_ms,
                share={n: v / whole for n, v in phase_ms.items()}, errors=errors)
     print(format_row(row), flush=True)
