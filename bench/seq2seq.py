@@ -547,7 +547,7 @@ def profile_row(c: TrainConfig, budget: float) -> dict:
     cell_w = (w["cell.weight_ih"], w["cell.weight_hh"], w["cell.bias_ih"], w["cell.bias_hh"])
     x_targets = np.zeros((Ty, B, E), np.float32)  # [Ty, B, 0]: the context is the input
 
-    def encoder():
+    def encoder_ops():
         for ws_in, rev in ((enc[0], False), (enc[1], True)):
             x = x_src[::-1] if rev else x_src
             *_, ws = ops.lstm_forward(np.ascontiguousarray(x), None, None, *ws_in, lengths=lengths)
@@ -581,14 +581,22 @@ def profile_row(c: TrainConfig, budget: float) -> dict:
     def loss():
         rc.losses.softmax_cross_entropy(logits, batch["targets"], mask=batch["targets"] != PAD)
 
-    phases = {"encoder (bi-LSTM)": encoder, "key projection": keys,
-              "decoder (fused op: attention + cell)": decoder, "output projection": output,
-              "softmax + loss": loss,
+    phases = {"key projection": keys, "decoder (fused op: attention + cell)": decoder,
+              "output projection": output, "softmax + loss": loss,
+              "  encoder as two rc.ops.lstm calls, time-major": encoder_ops,
               "  inside the decoder: attention (Ty additive-op steps)": attention,
               "  inside the decoder: cell (LSTM op over Ty)": cell}
     if hasattr(rc, "Seq2Seq"):
         step = RnncoreTraining(m, w, batch, LR)
-        phases |= {"whole step": step.run, "Adam step": step.optimizer.step}
+        one_hot = np.eye(m.source_vocab, dtype=np.float32)[batch["source"]]             # [B, Tx, Vin]
+        dkeys = f32(B, Tx, Dv)
+
+        def encoder():  # as rc.Seq2Seq runs it: the one-hot source through its bidirectional rc.LSTM, batch-first
+            step.model.encoder(one_hot, lengths=lengths)
+            step.model.encoder.backward(dkeys)
+
+        phases = {"whole step": step.run, "encoder (rc.LSTM bidirectional, one-hot input)": encoder, **phases,
+                  "Adam step": step.optimizer.step}
     available, errors = {}, {}
     for name, fn in phases.items():
         try:
