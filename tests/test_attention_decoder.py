@@ -4,13 +4,13 @@ both scores, both positions, input feeding, optional parameters, lengths includi
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 import rnncore as rc
 from rnncore import ops
 from rnncore._cell_table import VARIANTS
-from support.tolerances import assert_close, assert_identical, tol
+
+from support.tolerances import assert_close, assert_identical
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 CELLS = [(v.kind.name, dict(v.options)) for v in VARIANTS]
@@ -118,7 +118,7 @@ def make_args(rng, dtype=np.float64, cell="lstm", options=None, score="additive"
              b_hh=r(G * H) if biases else None, keys=r(B, Tx, K), values=r(B, Tx, Dv), cell=cell, options=options,
              score=score, position=position, input_feeding=input_feeding, w_q=None, b_a=None, w_v=None,
              score_bias=None, energy_activation=None, w_c=None, b_c=None, o0=None)
-    if lengths == "some":
+    if isinstance(lengths, str) and lengths == "some":
         a["lengths"] = rng.integers(0, Tx + 1, size=B)
         a["lengths"][0] = Tx
         if B > 1:
@@ -227,3 +227,250 @@ def test_float64_gradients_match_central_differences(rng, cell, options, config)
             continue
         assert value is not None and value.shape == np.shape(source), gname
         assert_close(value, numeric_gradient(a, g, name), "gradcheck", np.float64, gname)
+
+
+# ---- forward and every gradient against the NumPy twin over hypothesis-drawn shapes and options --------------------
+
+def call_twin(a):
+    kw = {k: v for k, v in a.items() if k not in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "keys", "values",
+                                                  "lengths", "options")}
+    return rc.reference.attention_decoder_forward(a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"],
+                                                  a["keys"], a["values"], a["lengths"], **a["options"], **kw)
+
+
+def assert_matches_twin(a, g, kind="kernel_vs_reference"):
+    """Forward results and every gradient of the kernel against the twin on the same arguments and upstream."""
+    dtype = a["x"].dtype
+    out = call_forward(a)
+    want = call_twin(a)
+    for name, got, ref in zip(FORWARD_NAMES, out[:5], want[:5]):
+        if ref is None:
+            assert got is None, name
+        else:
+            assert got.dtype == dtype and got.shape == ref.shape, name
+            assert_close(got, ref, kind, dtype, name)
+    grads = ops.attention_decoder_backward(out[5], **g)
+    ref_grads = rc.reference.attention_decoder_backward(want[5], **g)
+    assert set(grads._fields) == set(ref_grads), "the twin and the op name the same gradients"
+    for name, got in grads._asdict().items():
+        ref = ref_grads[name]
+        if ref is None:
+            assert got is None, name
+        else:
+            assert got is not None and got.dtype == dtype and got.shape == ref.shape, name
+            assert_close(got, ref, kind, dtype, name)
+    return out, grads
+
+
+@st.composite
+def decoder_cases(draw):
+    """(seed, make_args keywords, upstream flags): every cell, score, position, feeding and optional part, with sizes
+    down to 1 (E and lengths down to 0)."""
+    cell, options = draw(st.sampled_from(CELLS))
+    score = draw(st.sampled_from(["additive", "dot"]))
+    position = draw(st.sampled_from(["before", "after"]))
+    feeding = position == "after" and draw(st.booleans())
+    E = draw(st.integers(0, 3))
+    if position == "after" and not feeding:
+        E = max(E, 1)
+    B, Tx = draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    lengths = draw(st.one_of(st.none(), st.lists(st.integers(0, Tx), min_size=B, max_size=B).map(np.array)))
+    kw = dict(cell=cell, options=options, score=score, position=position, input_feeding=feeding,
+              Ty=draw(st.integers(1, 4)), B=B, Tx=Tx, E=E, H=draw(st.integers(1, 4)), A=draw(st.integers(1, 4)),
+              Dv=draw(st.integers(1, 3)), O=draw(st.integers(1, 3)), biases=draw(st.booleans()),
+              b_a=draw(st.booleans()), score_bias=draw(st.booleans()), relu=draw(st.booleans()),
+              b_c=draw(st.booleans()), states=draw(st.booleans()), lengths=lengths, o0=draw(st.booleans()))
+    flags = dict(dalpha=draw(st.booleans()), dcontexts=draw(st.booleans()), final=draw(st.booleans()))
+    return draw(st.integers(0, 2**31)), kw, flags
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(case=decoder_cases())
+def test_matches_twin_over_shapes_and_options(dtype, case):
+    seed, kw, flags = case
+    rng = np.random.default_rng(seed)
+    a = make_args(rng, dtype, **kw)
+    out = call_forward(a)
+    assert_matches_twin(a, upstream(rng, a, out, **flags))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("config", CONFIGS[:6], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_matches_twin_at_course_like_sizes(rng, dtype, config):
+    """Sums over more terms (Ty*B = 96 rows in the weight gradients, Tx = 12, H = 16): float32 within long_sums."""
+    a = make_args(rng, dtype, "lstm", {}, Ty=6, B=16, Tx=12, E=0 if config["position"] == "before" else 3, H=16, A=5,
+                  Dv=8, O=7, **{k: v for k, v in config.items() if k != "E"})
+    out = call_forward(a)
+    assert_matches_twin(a, upstream(rng, a, out), kind="long_sums")
+
+
+def test_fully_masked_rows_attend_to_nothing(rng):
+    """lengths 0: alpha and the context are exactly 0, no NaN anywhere, and that sample's keys/values get 0."""
+    for score in ("additive", "dot"):
+        a = make_args(rng, np.float32, score=score, B=3, lengths=np.array([0, 4, 0]), Tx=4)
+        a["keys"][[0, 2]] = np.nan  # never read: those samples attend to nothing
+        a["values"][[0, 2]] = np.nan
+        out = call_forward(a)
+        assert np.all(out[2][:, [0, 2]] == 0) and np.all(out[1][:, [0, 2]] == 0)
+        g = ops.attention_decoder_backward(out[5], **upstream(rng, a, out))
+        for name, value in g._asdict().items():
+            if value is not None and name not in ("dkeys", "dvalues"):
+                assert np.all(np.isfinite(value)), name
+        assert np.all(g.dkeys[[0, 2]] == 0) and np.all(g.dvalues[[0, 2]] == 0)
+        assert np.all(np.isfinite(g.dkeys[1])) and np.all(np.isfinite(g.dvalues[1]))
+
+
+# ---- threads, workspaces, inference --------------------------------------------------------------------------------
+
+@pytest.fixture
+def team_threads():
+    """The parallel knob on and the team always used, so that 2 threads really split the work."""
+    from rnncore import _core
+
+    _core._tuning_set("parallel", 1)
+    _core._tuning_set("adapt_threads", 0)
+    yield
+    _core._tuning_set("parallel", -1)
+    _core._tuning_set("adapt_threads", -1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("config", CONFIGS[:6], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("cell,options", CELLS, ids=CELL_IDS)
+def test_one_and_two_threads_give_equal_bits(rng, team_threads, cell, options, config, dtype):
+    a = make_args(rng, dtype, cell, options, Ty=3, B=40, Tx=9, E=5, H=24, A=6, Dv=12, O=10, **config)
+    g = None
+    results = []
+    for threads in (1, 2):
+        with rc.threads(threads):
+            out = call_forward(a)
+            g = g or upstream(rng, a, out)
+            results.append((out[:5], ops.attention_decoder_backward(out[5], **g)))
+    (fwd1, grads1), (fwd2, grads2) = results
+    for name, x1, x2 in zip(FORWARD_NAMES, fwd1, fwd2):
+        if x1 is not None:
+            assert_identical(x2, x1, name, "2 threads vs 1")
+    for name, x1 in grads1._asdict().items():
+        if x1 is not None:
+            assert_identical(getattr(grads2, name), x1, name, "2 threads vs 1")
+
+
+def test_inference_stores_nothing_and_matches_training(rng):
+    a = make_args(rng, np.float32, position="after", input_feeding=True)
+    trained = call_forward(a, training=True)
+    inferred = call_forward(a, training=False)
+    assert inferred[5] is None
+    for name, x1, x2 in zip(FORWARD_NAMES, trained[:5], inferred[:5]):
+        assert_identical(x2, x1, name, "inference vs training")
+    with pytest.raises(TypeError, match="training=False"):
+        ops.attention_decoder_backward(inferred[5], trained[0])
+
+
+def test_workspace_serves_backward_twice_and_ignores_later_mutation(rng):
+    a = make_args(rng, np.float64, "gru", {"reset_after": False}, position="after", input_feeding=True)
+    out = call_forward(a)
+    g = upstream(rng, a, out)
+    first = ops.attention_decoder_backward(out[5], **g)
+    for name in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "keys", "values", "w_q", "b_a", "w_v", "w_c", "b_c",
+                 "o0", "score_bias"):
+        a[name][...] = 7.0  # the caller reuses its buffers; the workspace kept its own copies
+    a["lengths"][...] = 0
+    second = ops.attention_decoder_backward(out[5], **g)
+    for name, value in first._asdict().items():
+        if value is not None:
+            assert_identical(getattr(second, name), value, name, "second backward")
+            assert getattr(second, name) is not value
+
+
+def test_one_step_per_call_equals_the_whole_sequence(rng):
+    """Decoding step by step (Ty = 1, training=False, h_n/c_n and the last output passed back in as h0/c0/o0)
+    gives the whole sequence's outputs."""
+    for position, feeding in (("before", False), ("after", True)):
+        a = make_args(rng, np.float64, position=position, input_feeding=feeding, Ty=4, E=2)
+        whole = call_forward(a, training=False)
+        h, c, o = a["h0"], a["c0"], a["o0"]
+        for t in range(4):
+            step = call_forward({**a, "x": a["x"][t:t + 1], "h0": h, "c0": c, "o0": o}, training=False)
+            for name, got, want in zip(FORWARD_NAMES[:3], step[:3], whole[:3]):
+                assert_close(got[0], want[t], "kernel_vs_reference", np.float64, f"{name} step {t}")
+            h, c = step[3], step[4]
+            o = step[0][0] if feeding else None
+        assert_close(h, whole[3], "kernel_vs_reference", np.float64, "h_n")
+
+
+# ---- argument errors: one test per rule ---------------------------------------------------------------------------
+
+def _call_with(rng, change, **make):
+    a = make_args(rng, np.float32, **make)
+    a.update(change)
+    return call_forward(a)
+
+
+@pytest.mark.parametrize("change,make,error,match", [
+    (dict(x=[[[1.0]]]), {}, TypeError, "x must be a numpy.ndarray"),
+    (dict(x=np.zeros((3, 2), np.float32)), {}, ValueError, r"x must have shape \[Ty, B, E\]"),
+    (dict(x=np.zeros((0, 2, 2), np.float32)), {}, ValueError, "Ty must be at least 1"),
+    (dict(w_hh=np.zeros((12, 3), np.float64)), {}, TypeError, "w_hh has dtype float64, expected float32"),
+    (dict(w_hh=np.zeros((11, 3), np.float32)), {}, ValueError, r"w_hh must have shape \[4\*H, H\]"),
+    (dict(w_ih=np.zeros((12, 3), np.float32)), {}, ValueError, r"w_ih must have shape \[4\*H, E \+ Dc\] = \(12, 4\)"),
+    (dict(keys=np.zeros((2, 4, 5), np.float32)), {}, ValueError, "keys must have shape .* score='additive'"),
+    (dict(keys=np.zeros((2, 4, 5), np.float32)), dict(score="dot"), ValueError, "keys must have shape .* score='dot'"),
+    (dict(values=np.zeros((2, 5, 2), np.float32)), {}, ValueError, r"values must have shape \[B, Tx, Dv\]"),
+    (dict(w_q=None), {}, TypeError, "w_q must be a numpy.ndarray"),
+    (dict(w_v=np.zeros(4, np.float32)), {}, ValueError, r"w_v must have shape \[A\]"),
+    (dict(w_q=np.zeros((3, 3), np.float32)), dict(score="dot"), ValueError, "w_q must be None with score='dot'"),
+    (dict(energy_activation="tanh"), {}, ValueError, "energy_activation must be None or 'relu'"),
+    (dict(score_bias="0.5"), {}, TypeError, "score_bias must be a real number"),
+    (dict(c0=np.zeros((2, 3), np.float32)), dict(cell="gru", options={"reset_after": True}), ValueError,
+     "c0 must be None with cell='gru'"),
+    (dict(h0=np.zeros((3, 3), np.float32)), {}, ValueError, r"h0 must have shape \[B, H\] = \(2, 3\)"),
+    (dict(lengths=np.array([5, 1])), {}, ValueError, r"lengths must lie in 0..T = 0..4"),
+    (dict(lengths=np.array([1.0, 2.0])), {}, TypeError, "lengths must hold integers"),
+    (dict(cell="lstm2"), {}, ValueError, "cell must be one of"),
+    (dict(score="general"), {}, ValueError, "score must be one of"),
+    (dict(position="middle"), {}, ValueError, "position must be one of"),
+    (dict(input_feeding=1), dict(position="after"), TypeError, "input_feeding must be a bool"),
+    (dict(input_feeding=True), {}, ValueError, "input_feeding=True needs position='after'"),
+    (dict(w_c=np.zeros((3, 5), np.float32)), {}, ValueError, "w_c must be None with position='before'"),
+    (dict(w_c=None), dict(position="after"), TypeError, "w_c must be a numpy.ndarray"),
+    (dict(w_c=np.zeros((3, 4), np.float32)), dict(position="after"), ValueError,
+     r"w_c must have shape \[O, Dv \+ H\] = \(\?, 5\)"),
+    (dict(o0=np.zeros((2, 3), np.float32)), dict(position="after"), ValueError,
+     "o0 must be None without input_feeding"),
+    (dict(o0=np.zeros((2, 4), np.float32)), dict(position="after", input_feeding=True), ValueError,
+     r"o0 must have shape \[B, O\] = \(2, 3\)"),
+    (dict(x=np.zeros((3, 2, 0), np.float32), w_ih=np.zeros((12, 0), np.float32)), dict(position="after"), ValueError,
+     "E >= 1 features with position='after' and input_feeding=False"),
+])
+def test_argument_errors(rng, change, make, error, match):
+    with pytest.raises(error, match=match):
+        _call_with(rng, change, **make)
+
+
+def test_backward_argument_errors(rng):
+    a = make_args(rng, np.float32, "gru", {"reset_after": True})
+    out = call_forward(a)
+    with pytest.raises(TypeError, match="workspace must be the workspace returned by attention_decoder_forward"):
+        ops.attention_decoder_backward(object(), out[0])
+    with pytest.raises(ValueError, match=r"doutputs must have shape \[Ty, B, O\] = \(3, 2, 3\)"):
+        ops.attention_decoder_backward(out[5], out[0][:2])
+    with pytest.raises(TypeError, match="dalpha has dtype float64, expected float32"):
+        ops.attention_decoder_backward(out[5], out[0], dalpha=out[2].astype(np.float64))
+    with pytest.raises(ValueError, match="dc_n must be None for a decoder with cell='gru'"):
+        ops.attention_decoder_backward(out[5], out[0], dc_n=out[3])
+
+
+def test_non_exact_arguments_give_the_exact_calls_results(rng):
+    """The kernel's own exact-call check (the one-step decoding path) and the Python checks agree: arguments that
+    are not exact (a strided array, numpy strings and bools, int32 lengths, a float score bias) are checked, made
+    exact and give the exact call's bits."""
+    a = make_args(rng, np.float32, "rnn", {"nonlinearity": "relu"}, position="after", input_feeding=True, relu=True)
+    exact = call_forward(a)
+    loose = dict(a, options={"nonlinearity": np.str_("relu")}, lengths=a["lengths"].astype(np.int32),
+                 keys=np.asfortranarray(a["keys"]), score_bias=float(a["score_bias"]), input_feeding=np.bool_(True),
+                 energy_activation=np.str_("relu"), position=np.str_("after"))
+    loose["w_ih"] = np.repeat(a["w_ih"], 2, axis=1)[:, ::2]  # a strided view with w_ih's values
+    got = call_forward(loose)
+    for name, x1, x2 in zip(FORWARD_NAMES, exact[:5], got[:5]):
+        if x1 is not None:
+            assert_identical(x2, x1, name, "non-exact call")

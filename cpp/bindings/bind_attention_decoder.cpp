@@ -1,5 +1,7 @@
 // Bindings for the fused attention decoder (rnncore/attention_decoder.hpp) and its opaque training workspace.
-// rnncore.ops.attention_decoder_forward checks every argument first; these take exact arrays only (noconvert).
+// The forward recognises the exact call itself (bindings.hpp) and answers anything else with NotImplemented, upon
+// which rnncore.ops.attention_decoder_forward checks every argument and calls again; the backward takes exact arrays
+// only (noconvert), checked by rnncore.ops first.
 #include <memory>
 #include <string>
 #include <utility>
@@ -20,71 +22,132 @@ Array<T> new_array(std::vector<py::ssize_t> shape) {
   return cached_array<T>(std::move(shape));
 }
 
-/// x [Ty, B, E], h0/c0 [B, H] or None, o0 [B, O] or None, w_ih [G*H, E + Dc], w_hh [G*H, H], b_ih/b_hh [G*H] or None,
-/// keys [B, Tx, K], values [B, Tx, Dv], lengths int64 [B] or None, w_q [A, H] / b_a [A] / w_v [A] / score_bias 0-d
-/// (additive, each optional where the op says), w_c [O, Dv + H] / b_c [O] (after); the options as the op's names.
-/// -> (outputs [Ty, B, O], contexts [Ty, B, Dv], alpha [Ty, B, Tx], h_n [B, H], c_n [B, H] or None, workspace or
-/// None).
+/// "a" or "b" when `name` is exactly one of the two strings (index 0 or 1), else -1.
+int which_of(py::handle name, const char* a, const char* b) {
+  if (!PyUnicode_CheckExact(name.ptr())) return -1;
+  if (PyUnicode_CompareWithASCIIString(name.ptr(), a) == 0) return 0;
+  if (PyUnicode_CompareWithASCIIString(name.ptr(), b) == 0) return 1;
+  return -1;
+}
+
+/// A bool argument given as True or False themselves, else -1.
+int bool_of(py::handle flag) { return flag.ptr() == Py_True ? 1 : flag.ptr() == Py_False ? 0 : -1; }
+
+/// The arguments of one forward call when the whole call is exact (the rules of
+/// rnncore._validation.decoder_arguments, which the tests hold the two to): every array an exact C-contiguous ndarray
+/// of T and of its shape, lengths None or int64 [B] within 0..Tx, the options as the op's values; otherwise `ok` is
+/// false and rnncore.ops validates (naming the argument) and calls again with the checked arguments.
 template <typename T>
-py::tuple forward(const Array<T>& x, const OptionalArray<T>& h0, const OptionalArray<T>& c0,
-                  const OptionalArray<T>& o0, const Array<T>& w_ih, const Array<T>& w_hh, const OptionalArray<T>& b_ih,
-                  const OptionalArray<T>& b_hh, const Array<T>& keys, const Array<T>& values, const Lengths& lengths,
-                  const OptionalArray<T>& w_q, const OptionalArray<T>& b_a, const OptionalArray<T>& w_v,
-                  const OptionalArray<T>& score_bias, const OptionalArray<T>& w_c, const OptionalArray<T>& b_c,
-                  const std::string& cell, bool reset_after, const std::string& nonlinearity, const std::string& score,
-                  const std::string& position, bool input_feeding, bool relu_energy, bool training) {
+struct DecoderCallArgs {
   DecoderSpec spec;
-  if (!detail::cell_kind_named(cell, spec.cell.kind)) throw std::invalid_argument("rnncore internal error: cell");
-  spec.cell.reset_after = reset_after;
-  spec.cell.nonlinearity = nonlinearity == "relu" ? Nonlinearity::relu : Nonlinearity::tanh;
-  spec.score = score == "dot" ? AttentionScore::dot : AttentionScore::additive;
-  spec.position = position == "after" ? AttentionPosition::after : AttentionPosition::before;
-  spec.input_feeding = input_feeding;
-  spec.relu_energy = relu_energy;
   DecoderDims d;
-  d.Ty = x.shape(0);
-  d.B = x.shape(1);
-  d.E = x.shape(2);
-  d.H = w_hh.shape(1);
-  d.Tx = keys.shape(1);
-  d.K = keys.shape(2);
-  d.Dv = values.shape(2);
-  d.A = spec.score == AttentionScore::additive ? d.K : 0;
-  d.O = spec.position == AttentionPosition::after ? w_c->shape(0) : d.H;
+  DecoderArguments<T> a;
+  bool training = false, ok = false;
 
-  DecoderArguments<T> args;
-  args.x = x.data();
-  args.h0 = data_or_null(h0);
-  args.c0 = data_or_null(c0);
-  args.o0 = data_or_null(o0);
-  args.w_ih = w_ih.data();
-  args.w_hh = w_hh.data();
-  args.b_ih = data_or_null(b_ih);
-  args.b_hh = data_or_null(b_hh);
-  args.keys = keys.data();
-  args.values = values.data();
-  args.lengths = lengths ? lengths->data() : nullptr;
-  args.w_q = data_or_null(w_q);
-  args.b_a = data_or_null(b_a);
-  args.w_v = data_or_null(w_v);
-  args.score_bias = data_or_null(score_bias);
-  args.w_c = data_or_null(w_c);
-  args.b_c = data_or_null(b_c);
+  DecoderCallArgs(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
+                  py::handle b_hh, py::handle keys, py::handle values, py::handle lengths, py::handle cell,
+                  py::handle reset_after, py::handle nonlinearity, py::handle score, py::handle w_q, py::handle b_a,
+                  py::handle w_v, py::handle score_bias, py::handle energy_activation, py::handle position,
+                  py::handle input_feeding, py::handle w_c, py::handle b_c, py::handle o0, py::handle training_) {
+    if (!PyUnicode_CheckExact(cell.ptr()) ||
+        !detail::cell_kind_named(PyUnicode_AsUTF8(cell.ptr()), spec.cell.kind))
+      return;
+    const int after_reset = bool_of(reset_after), relu = which_of(nonlinearity, "tanh", "relu");
+    const int dot = which_of(score, "additive", "dot"), after = which_of(position, "before", "after");
+    const int feeding = bool_of(input_feeding), train = bool_of(training_);
+    if (after_reset < 0 || relu < 0 || dot < 0 || after < 0 || feeding < 0 || train < 0) return;
+    const bool relu_energy = !energy_activation.is_none();
+    if (relu_energy && which_of(energy_activation, "relu", "relu") != 0) return;
+    spec.cell.reset_after = after_reset == 1;
+    spec.cell.nonlinearity = relu == 1 ? Nonlinearity::relu : Nonlinearity::tanh;
+    spec.score = dot == 1 ? AttentionScore::dot : AttentionScore::additive;
+    spec.position = after == 1 ? AttentionPosition::after : AttentionPosition::before;
+    spec.input_feeding = feeding == 1;
+    spec.relu_energy = relu_energy;
+    training = train == 1;
+    const bool lstm = spec.cell.kind == CellKind::lstm, additive = dot == 0;
+    if ((after == 0 && spec.input_feeding) || (!lstm && !c0.is_none())) return;
 
-  auto outputs = new_array<T>({d.Ty, d.B, d.O}), contexts = new_array<T>({d.Ty, d.B, d.Dv}),
-       alpha = new_array<T>({d.Ty, d.B, d.Tx}), h_n = new_array<T>({d.B, d.H});
-  const bool lstm = spec.cell.kind == CellKind::lstm;
-  std::optional<Array<T>> c_n;
-  if (lstm) c_n = new_array<T>({d.B, d.H});
-  DecoderOutputs<T> out{outputs.mutable_data(), contexts.mutable_data(), alpha.mutable_data(), h_n.mutable_data(),
-                        lstm ? c_n->mutable_data() : nullptr};
-  auto ws = training ? std::make_unique<DecoderWorkspace<T>>() : nullptr;
-  {
-    py::gil_scoped_release release;
-    attention_decoder_forward<T>(spec, d, args, out, ws.get());
+    const py::ssize_t *xs, *hs, *ks, *vs;
+    if (!array_shape<T>(x, 3, xs) || !array_shape<T>(w_hh, 2, hs) || !array_shape<T>(keys, 3, ks) ||
+        !array_shape<T>(values, 3, vs))
+      return;
+    d.Ty = xs[0], d.B = xs[1], d.E = xs[2], d.H = hs[1], d.Tx = ks[1], d.K = ks[2], d.Dv = vs[2];
+    const index_t GH = spec.cell.gates() * d.H;
+    if (d.Ty < 1 || d.B < 1 || d.H < 1 || d.Tx < 1 || d.Dv < 1 || hs[0] != GH) return;
+    if (additive) {
+      d.A = d.K;
+      if (d.A < 1) return;
+    } else if (d.K != d.H || !w_q.is_none() || !b_a.is_none() || !w_v.is_none() || !score_bias.is_none() ||
+               relu_energy) {
+      return;
+    }
+    if (after == 1) {
+      const py::ssize_t* cs;
+      if (!array_shape<T>(w_c, 2, cs)) return;
+      d.O = cs[0];
+      if (d.O < 1 || (!spec.input_feeding && (d.E < 1 || !o0.is_none()))) return;
+    } else {
+      if (!w_c.is_none() || !b_c.is_none() || !o0.is_none()) return;
+      d.O = d.H;
+    }
+    const index_t B = d.B, H = d.H, A = d.A, O = d.O;
+    const ExactArray<T> xa(x, {d.Ty, B, d.E}), wih(w_ih, {GH, d.E + d.fed(spec)}), whh(w_hh, {GH, H}),
+        bih(b_ih, {GH}, true), bhh(b_hh, {GH}, true), h(h0, {B, H}, true), c(c0, {B, H}, true),
+        k(keys, {B, d.Tx, d.K}), v(values, {B, d.Tx, d.Dv});
+    const ExactArray<index_t> len(lengths, {B}, true);
+    if (!(xa.ok && wih.ok && whh.ok && bih.ok && bhh.ok && h.ok && c.ok && k.ok && v.ok && len.ok)) return;
+    for (index_t b = 0; len.data && b < B; ++b)
+      if (len.data[b] < 0 || len.data[b] > d.Tx) return;
+    if (additive) {
+      const ExactArray<T> q(w_q, {A, H}), ba(b_a, {A}, true), wv(w_v, {A}), sb(score_bias, {}, true);
+      if (!(q.ok && ba.ok && wv.ok && sb.ok)) return;
+      a.w_q = q.data, a.b_a = ba.data, a.w_v = wv.data, a.score_bias = sb.data;
+    }
+    if (after == 1) {
+      const ExactArray<T> wc(w_c, {O, d.Dv + H}), bc(b_c, {O}, true), o(o0, {B, O}, true);
+      if (!(wc.ok && bc.ok && o.ok)) return;
+      a.w_c = wc.data, a.b_c = bc.data, a.o0 = o.data;
+    }
+    a.x = xa.data, a.h0 = h.data, a.c0 = c.data, a.w_ih = wih.data, a.w_hh = whh.data, a.b_ih = bih.data,
+    a.b_hh = bhh.data, a.keys = k.data, a.values = v.data, a.lengths = len.data;
+    ok = true;
   }
-  return py::make_tuple(outputs, contexts, alpha, h_n, c_n ? py::object(*c_n) : py::none(),
-                        ws ? py::cast(std::move(ws)) : py::none());
+};
+
+/// The op's arguments in its order -> (outputs [Ty, B, O], contexts [Ty, B, Dv], alpha [Ty, B, Tx], h_n [B, H],
+/// c_n [B, H] or None, workspace or None); NotImplemented unless the call is exact (DecoderCallArgs).
+py::object forward(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
+                   py::handle b_hh, py::handle keys, py::handle values, py::handle lengths, py::handle cell,
+                   py::handle reset_after, py::handle nonlinearity, py::handle score, py::handle w_q, py::handle b_a,
+                   py::handle w_v, py::handle score_bias, py::handle energy_activation, py::handle position,
+                   py::handle input_feeding, py::handle w_c, py::handle b_c, py::handle o0, py::handle training) {
+  auto run = [&](auto type) -> py::object {
+    using T = decltype(type);
+    const DecoderCallArgs<T> call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
+                                  nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
+                                  input_feeding, w_c, b_c, o0, training);
+    if (!call.ok) return not_exact();
+    const DecoderDims& d = call.d;
+    auto outputs = new_array<T>({d.Ty, d.B, d.O}), contexts = new_array<T>({d.Ty, d.B, d.Dv}),
+         alpha = new_array<T>({d.Ty, d.B, d.Tx}), h_n = new_array<T>({d.B, d.H});
+    const bool lstm = call.spec.cell.kind == CellKind::lstm;
+    std::optional<Array<T>> c_n;
+    if (lstm) c_n = new_array<T>({d.B, d.H});
+    const DecoderOutputs<T> out{outputs.mutable_data(), contexts.mutable_data(), alpha.mutable_data(),
+                                h_n.mutable_data(), lstm ? c_n->mutable_data() : nullptr};
+    auto ws = call.training ? std::make_unique<DecoderWorkspace<T>>() : nullptr;
+    {
+      py::gil_scoped_release release;
+      attention_decoder_forward<T>(call.spec, d, call.a, out, ws.get());
+    }
+    return py::make_tuple(outputs, contexts, alpha, h_n, c_n ? py::object(*c_n) : py::none(),
+                          ws ? py::cast(std::move(ws)) : py::none());
+  };
+  const py::ssize_t* shape;
+  if (array_shape<float>(x, 3, shape)) return run(float{});
+  if (array_shape<double>(x, 3, shape)) return run(double{});
+  return not_exact();
 }
 
 /// (workspace, doutputs, dcontexts, dalpha, dh_n, dc_n), each upstream None or of its forward's shape ->
@@ -170,12 +233,6 @@ void register_dtype(py::module_& m) {
                              })
       .def_property_readonly("nbytes", &DecoderWorkspace<T>::bytes);
   using py::arg;
-  m.def("attention_decoder_forward", &forward<T>, arg("x").noconvert(), arg("h0").noconvert(), arg("c0").noconvert(),
-        arg("o0").noconvert(), arg("w_ih").noconvert(), arg("w_hh").noconvert(), arg("b_ih").noconvert(),
-        arg("b_hh").noconvert(), arg("keys").noconvert(), arg("values").noconvert(), arg("lengths").noconvert(),
-        arg("w_q").noconvert(), arg("b_a").noconvert(), arg("w_v").noconvert(), arg("score_bias").noconvert(),
-        arg("w_c").noconvert(), arg("b_c").noconvert(), arg("cell"), arg("reset_after"), arg("nonlinearity"),
-        arg("score"), arg("position"), arg("input_feeding"), arg("relu_energy"), arg("training"));
   m.def("attention_decoder_backward", &backward<T>, arg("workspace"), arg("doutputs").noconvert(),
         arg("dcontexts").noconvert(), arg("dalpha").noconvert(), arg("dh_n").noconvert(), arg("dc_n").noconvert());
 }
@@ -185,6 +242,11 @@ void register_dtype(py::module_& m) {
 void register_attention_decoder(py::module_& m) {
   register_dtype<float>(m);
   register_dtype<double>(m);
+  using py::arg;
+  m.def("attention_decoder_forward", &forward, arg("x"), arg("h0"), arg("c0"), arg("w_ih"), arg("w_hh"), arg("b_ih"),
+        arg("b_hh"), arg("keys"), arg("values"), arg("lengths"), arg("cell"), arg("reset_after"), arg("nonlinearity"),
+        arg("score"), arg("w_q"), arg("b_a"), arg("w_v"), arg("score_bias"), arg("energy_activation"),
+        arg("position"), arg("input_feeding"), arg("w_c"), arg("b_c"), arg("o0"), arg("training"));
 }
 
 }  // namespace rnncore::bindings

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "attention_steps.hpp"
 #include "cells/gru.hpp"
@@ -69,6 +70,13 @@ ConstStridedView<T> columns(const T* m, index_t rows, index_t stride, index_t c0
   return ConstStridedView<T>(m + c0, rows, n, Eigen::OuterStride<>(stride));
 }
 
+/// dst [rows, n] = columns [c0, c0 + n) of m [rows, stride] (the blocks of w_ih and w_c the per-step products pack).
+template <typename T>
+void keep_columns(CachedMatrix<T>& dst, const T* m, index_t rows, index_t stride, index_t c0, index_t n) {
+  dst.resize(rows, n);
+  for (index_t r = 0; r < rows; ++r) std::copy_n(m + r * stride + c0, n, dst.data() + r * n);
+}
+
 /// y = tanh(y) over n entries (the attentional output o_t).
 template <typename T>
 void tanh_in_place(T* y, index_t n) {
@@ -115,7 +123,25 @@ class DecoderForward {
     h.set_initial(a_.h0);
     if (kind == CellKind::lstm) c.set_initial(a_.c0);
     if (s_.score == AttentionScore::additive && !training) scratch_qproj_.resize(B_, d_.A);
-    op_ = attention_operands(s_, d_, a_.keys, a_.values, a_.lengths, a_.w_q, a_.b_a, a_.w_v, a_.score_bias);
+    const T* keys = a_.keys;
+    if (s_.score == AttentionScore::additive) {  // the score layout K'^T (the workspace's copy in training)
+      if (!training) {
+        scratch_keys_.resize(B_ * d_.A, d_.Tx);
+        keys_to_score_layout(a_.keys, B_, d_.Tx, d_.A, scratch_keys_.data());
+      }
+      keys = training ? ws_->keys.data() : scratch_keys_.data();
+    }
+    op_ = attention_operands(s_, d_, keys, a_.values, a_.lengths, a_.w_q, a_.b_a, a_.w_v, a_.score_bias);
+    // The per-step products' weights as contiguous blocks (packed once per call by their StepProducts); training
+    // keeps them for backward.
+    w_fed_ = training ? &ws_->w_fed : &scratch_w_fed_;
+    keep_columns(*w_fed_, a_.w_ih, GH_, I_, d_.E, Dc_);
+    if (s_.position == AttentionPosition::after) {
+      w_cc_ = training ? &ws_->w_cc : &scratch_w_cc_;
+      w_ch_ = training ? &ws_->w_ch : &scratch_w_ch_;
+      keep_columns(*w_cc_, a_.w_c, d_.O, d_.Dv + H_, 0, d_.Dv);
+      keep_columns(*w_ch_, a_.w_c, d_.O, d_.Dv + H_, d_.Dv, H_);
+    }
 
     switch (kind) {
       case CellKind::lstm: {
@@ -167,8 +193,9 @@ class DecoderForward {
       dst.resize(src ? rows : 0, cols);
       if (src) std::copy_n(src, rows * cols, dst.data());
     };
-    keep(cell.w_ih, a_.w_ih, GH_, I_);
+    cell.w_ih.resize(0, I_);  // kept split: w_ix, w_fed (the weight-gradient GEMMs read x and h only)
     keep(cell.w_hh, a_.w_hh, GH_, H_);
+    keep_columns(ws.w_ix, a_.w_ih, GH_, I_, 0, d_.E);
     const CellTraits& traits = cell_traits(s_.cell.kind);
     cell.h.resize((d_.Ty + 1) * B_, H_);
     cell.c.resize(traits.states > 1 ? (d_.Ty + 1) * B_ : 0, H_);
@@ -182,12 +209,18 @@ class DecoderForward {
       ws.lengths.assign(a_.lengths, a_.lengths + B_);
     else
       ws.lengths.clear();
-    keep(ws.keys, a_.keys, B_ * Tx, d_.K);
+    if (s_.score == AttentionScore::additive) {  // K'^T [B, A, Tx]: the additive score's layout (attention_steps.hpp)
+      ws.keys.resize(B_ * d_.A, Tx);
+      keys_to_score_layout(a_.keys, B_, Tx, d_.A, ws.keys.data());
+    } else {
+      keep(ws.keys, a_.keys, B_ * Tx, d_.K);
+    }
     keep(ws.values, a_.values, B_ * Tx, d_.Dv);
     const bool additive = s_.score == AttentionScore::additive, after = s_.position == AttentionPosition::after;
     keep(ws.w_q, additive ? a_.w_q : nullptr, d_.A, H_);
     keep(ws.w_v, additive ? a_.w_v : nullptr, 1, d_.A);
-    keep(ws.w_c, after ? a_.w_c : nullptr, d_.O, d_.Dv + H_);
+    ws.w_cc.resize(0, d_.Dv);
+    ws.w_ch.resize(0, H_);
     ws.qproj.resize(additive ? TB : 0, d_.A);
     ws.alpha.resize(TB, Tx);
     ws.contexts.resize(TB, d_.Dv);
@@ -208,34 +241,42 @@ class DecoderForward {
 
   /// inputs_t [B, G*H] += fed [B, Dc] · W_i,fed^T (the columns of w_ih after x's); training keeps fed in the
   /// decoder's input rows for the weight gradients.
-  void feed(T* inputs_t, const T* fed, index_t t) {
-    if (Dc_ == 0 || B_ == 0) return;
-    multiply_add_into<false, true>(MatrixView<T>(inputs_t, B_, GH_), ConstMatrixView<T>(fed, B_, Dc_),
-                                   columns(a_.w_ih, GH_, I_, d_.E, Dc_));
+  void feed(StepProduct<T, true>& product, T* inputs_t, const T* fed, index_t t) {
+    product.accumulate(fed, Dc_, inputs_t, GH_);
     if (ws_) copy_rows(fed, B_, Dc_, ws_->cell.x.data() + t * B_ * I_ + d_.E, I_);
   }
 
   /// The attention of step t on query [B, H]: alpha[t], contexts[t] (and the workspace's qproj row block).
-  void attend(const T* query, index_t t) {
+  void attend(std::optional<StepProduct<T, true>>& projection, const T* query, index_t t) {
     T* qproj = nullptr;
-    if (s_.score == AttentionScore::additive) {
+    if (projection) {
       qproj = ws_ ? ws_->qproj.data() + t * B_ * d_.A : scratch_qproj_.data();
-      attention_project_query(op_, query, qproj);
+      attention_project_query(op_, *projection, query, qproj);
     }
     attention_forward_rows(op_, query, qproj, out_.alpha + t * B_ * d_.Tx, out_.contexts + t * B_ * d_.Dv);
   }
 
   template <typename Cell, int N>
   void loop(const Cell& cell, const StateSlots<T> (&states)[N]) {
-    typename Cell::ForwardProducts products(cell, B_, d_.Ty);
+    const index_t Ty = d_.Ty, O = d_.O, Dv = d_.Dv;
+    typename Cell::ForwardProducts products(cell, B_, Ty);
+    // Every per-step product's weight is packed once for the call: the fed vector's share of the gates, the query
+    // projection, the output layer's two halves.
+    std::optional<StepProduct<T, true>> fed_product, projection, out_ctx, out_h;
+    if (Dc_ > 0) fed_product.emplace(w_fed_->data(), GH_, Dc_, B_, Ty);
+    if (s_.score == AttentionScore::additive) projection.emplace(a_.w_q, d_.A, H_, B_, Ty);
     const bool before = s_.position == AttentionPosition::before;
+    if (!before) {
+      out_ctx.emplace(w_cc_->data(), O, Dv, B_, Ty);
+      out_h.emplace(w_ch_->data(), O, H_, B_, Ty);
+    }
     RowMatrix<T> zero_fed;
     const T* o0 = a_.o0;
     if (!before && s_.input_feeding && !o0) {
-      zero_fed = RowMatrix<T>::Zero(B_, d_.O);
+      zero_fed = RowMatrix<T>::Zero(B_, O);
       o0 = zero_fed.data();
     }
-    for (index_t t = 0; t < d_.Ty; ++t) {
+    for (index_t t = 0; t < Ty; ++t) {
       T *prev[N], *next[N];
       for (int k = 0; k < N; ++k) {
         prev[k] = states[k][t];
@@ -243,25 +284,28 @@ class DecoderForward {
       }
       T* inputs_t = cell_inputs(cell) + t * B_ * GH_;
       if (before) {
-        attend(prev[0], t);
-        feed(inputs_t, out_.contexts + t * B_ * d_.Dv, t);
+        attend(projection, prev[0], t);
+        feed(*fed_product, inputs_t, out_.contexts + t * B_ * Dv, t);
       } else if (s_.input_feeding) {
-        feed(inputs_t, t == 0 ? o0 : out_.outputs + (t - 1) * B_ * d_.O, t);
+        feed(*fed_product, inputs_t, t == 0 ? o0 : out_.outputs + (t - 1) * B_ * O, t);
       }
       cell.step(products, t, 0, B_, prev, next, [](index_t) { return true; });
       if (before) {
         std::copy_n(next[0], B_ * H_, out_.outputs + t * B_ * H_);
         continue;
       }
-      attend(next[0], t);
-      // o_t = tanh(ctx_t W_cc^T + b_c + h_t W_ch^T), W_c = [W_cc | W_ch]
-      T* o_t = out_.outputs + t * B_ * d_.O;
-      MatrixView<T> o(o_t, B_, d_.O);
-      const index_t wc_cols = d_.Dv + H_;
-      multiply_into<false, true>(o, ConstMatrixView<T>(out_.contexts + t * B_ * d_.Dv, B_, d_.Dv),
-                                 columns(a_.w_c, d_.O, wc_cols, 0, d_.Dv), a_.b_c);
-      multiply_add_into<false, true>(o, ConstMatrixView<T>(next[0], B_, H_), columns(a_.w_c, d_.O, wc_cols, d_.Dv, H_));
-      tanh_in_place(o_t, B_ * d_.O);
+      attend(projection, next[0], t);
+      // o_t = tanh(b_c + ctx_t W_cc^T + h_t W_ch^T), W_c = [W_cc | W_ch]
+      T* o_t = out_.outputs + t * B_ * O;
+      for (index_t b = 0; b < B_; ++b) {
+        if (a_.b_c)
+          std::copy_n(a_.b_c, O, o_t + b * O);
+        else
+          std::fill(o_t + b * O, o_t + (b + 1) * O, T(0));
+      }
+      out_ctx->accumulate(out_.contexts + t * B_ * Dv, Dv, o_t, O);
+      out_h->accumulate(next[0], H_, o_t, O);
+      tanh_in_place(o_t, B_ * O);
     }
   }
 
@@ -277,7 +321,8 @@ class DecoderForward {
   DecoderWorkspace<T>* ws_;
   const index_t B_, H_, GH_, Dc_, I_;
   AttentionOperands<T> op_;
-  CachedMatrix<T> scratch_inputs_;
+  CachedMatrix<T> scratch_inputs_, scratch_keys_, scratch_w_fed_, scratch_w_cc_, scratch_w_ch_;
+  CachedMatrix<T>*w_fed_ = nullptr, *w_cc_ = nullptr, *w_ch_ = nullptr;
   RowMatrix<T> scratch_h_, scratch_c_, scratch_qproj_;
 };
 
@@ -295,12 +340,12 @@ class DecoderBackward {
                              ws_.lengths.empty() ? nullptr : ws_.lengths.data(), ws_.w_q.data(), nullptr,
                              ws_.w_v.data(), ws_.has_score_bias ? &ws_.score_bias : nullptr);
     std::fill(g_.dkeys, g_.dkeys + B_ * d_.Tx * d_.K, T(0));
-    std::fill(g_.dvalues, g_.dvalues + B_ * d_.Tx * d_.Dv, T(0));
+    if (additive) dkeys_t_ = RowMatrix<T>::Zero(B_ * d_.A, d_.Tx);  // dK'^T, turned back after the loop
     dqsum_.resize(additive ? TB_ : 0, d_.A);
     dw_v_rows_ = RowMatrix<T>::Zero(additive ? B_ : 0, d_.A);
     dscore_bias_rows_ = RowMatrix<T>::Zero(additive ? B_ : 0, 1);
     dopre_.resize(s_.position == AttentionPosition::after ? TB_ : 0, d_.O);
-    dctx_.resize(B_, d_.Dv);
+    dctx_.resize(TB_, d_.Dv);  // every step's: dvalues is taken from them after the loop
     dfed_ = RowMatrix<T>::Zero(s_.input_feeding ? B_ : 0, d_.O);
     dG_.resize(TB_, GH_);
     dh_ = initial_state_gradient(up_.dh_n, B_, H_);
@@ -337,50 +382,55 @@ class DecoderBackward {
       weight_gradients(dG_.view(), ws_.cell, GH_, g_.dw_ih, g_.db_ih, g_.dw_hh, g_.db_hh);
     }
     std::copy_n(dh_.data(), B_ * H_, g_.dh0);
+    values_gradient();
     attention_weight_gradients();
   }
 
  private:
   template <typename Cell>
   void loop(const Cell& cell, const StateSlots<const T>& h) {
+    const index_t O = d_.O;
     typename Cell::BackwardProducts products(cell, B_);
+    // The per-step products' weights, packed once: the fed vector's columns of w_ih (dctx or dõ_{t-1} = dG_t W_fed),
+    // the query projection (dquery = dqsum W_q), the output layer's halves (dopre W_cc, dopre W_ch).
+    std::optional<StepProduct<T, false>> fed_product, query_product, out_ctx, out_h;
+    if (Dc_ > 0) fed_product.emplace(ws_.w_fed.data(), GH_, Dc_, B_);
+    if (s_.score == AttentionScore::additive) query_product.emplace(ws_.w_q.data(), d_.A, H_, B_);
     const StepMask all(nullptr, B_);
     const bool before = s_.position == AttentionPosition::before;
+    if (!before) {
+      out_ctx.emplace(ws_.w_cc.data(), O, d_.Dv, B_);
+      out_h.emplace(ws_.w_ch.data(), O, H_, B_);
+    }
     for (index_t t = d_.Ty - 1; t >= 0; --t) {
       T* dg_t = dG_.data() + t * B_ * GH_;
       if (before) {
         cell_rows(cell, t, dg_t, up_.doutputs ? up_.doutputs + t * B_ * H_ : nullptr);
         cell.propagate(products, all, t, 0, B_, dg_t, dh_.data());
-        // dctx_t = dG_t W_ic (+ dcontexts[t]): the context's columns of w_ih
-        context_gradient(t, ConstMatrixView<T>(dg_t, B_, GH_), columns(ws_.cell.w_ih.data(), GH_, I_, d_.E, Dc_));
-        attention_backward(h[t], t);  // the query h_{t-1}: its gradient joins dh_{t-1}
+        context_gradient(t, *fed_product, dg_t, GH_);  // dctx_t = dG_t W_ic (+ dcontexts[t])
+        attention_backward(query_product, h[t], t);    // the query h_{t-1}: its gradient joins dh_{t-1}
         continue;
       }
       // do_t = doutputs[t] (+ what step t+1's input took from õ_t); dopre = do ⊙ (1 - o²)
-      T* dopre = dopre_.data() + t * B_ * d_.O;
-      const T* o_t = ws_.outputs.data() + t * B_ * d_.O;
-      const T* dy = up_.doutputs ? up_.doutputs + t * B_ * d_.O : nullptr;
+      T* dopre = dopre_.data() + t * B_ * O;
+      const T* o_t = ws_.outputs.data() + t * B_ * O;
+      const T* dy = up_.doutputs ? up_.doutputs + t * B_ * O : nullptr;
       const bool fed = s_.input_feeding && t + 1 < d_.Ty;
-      for (index_t j = 0; j < B_ * d_.O; ++j) {
+      for (index_t j = 0; j < B_ * O; ++j) {
         const T dout = (dy ? dy[j] : T(0)) + (fed ? dfed_.data()[j] : T(0));
         dopre[j] = dout * (T(1) - o_t[j] * o_t[j]);
       }
-      const index_t wc_cols = d_.Dv + H_;
-      const ConstMatrixView<T> dopre_t(dopre, B_, d_.O);
-      context_gradient(t, dopre_t, columns(ws_.w_c.data(), d_.O, wc_cols, 0, d_.Dv));
-      multiply_add_into<false, false>(MatrixView<T>(dh_.data(), B_, H_), dopre_t,
-                                      columns(ws_.w_c.data(), d_.O, wc_cols, d_.Dv, H_));
-      attention_backward(h[t + 1], t);  // the query h_t
+      context_gradient(t, *out_ctx, dopre, O);  // dctx_t = dopre W_cc (+ dcontexts[t])
+      out_h->accumulate(dopre, O, dh_.data(), H_);  // dh_t += dopre W_ch
+      attention_backward(query_product, h[t + 1], t);  // the query h_t
       cell_rows(cell, t, dg_t, nullptr);
       cell.propagate(products, all, t, 0, B_, dg_t, dh_.data());
       if (s_.input_feeding) {  // dõ_{t-1} = dG_t W_io
-        MatrixView<T> dfed(dfed_.data(), B_, d_.O);
-        multiply_into<false, false>(dfed, ConstMatrixView<T>(dg_t, B_, GH_),
-                                    columns(ws_.cell.w_ih.data(), GH_, I_, d_.E, Dc_));
-        if (t == 0 && g_.do0) std::copy_n(dfed_.data(), B_ * d_.O, g_.do0);
+        std::fill(dfed_.data(), dfed_.data() + B_ * O, T(0));
+        fed_product->accumulate(dg_t, GH_, dfed_.data(), O);
+        if (t == 0 && g_.do0) std::copy_n(dfed_.data(), B_ * O, g_.do0);
       }
     }
-    if (d_.Ty == 0 && g_.do0) std::fill(g_.do0, g_.do0 + B_ * d_.O, T(0));
   }
 
   /// The cell's backward row for every sample at step t: dG_t from dh (+ dy [B, H] or null).
@@ -391,39 +441,55 @@ class DecoderBackward {
     });
   }
 
-  /// dctx [B, Dv] = upstream · W (the context's share of the step's products) + dcontexts[t].
-  template <typename Upstream, typename Weight>
-  void context_gradient(index_t t, const Upstream& upstream, const Weight& w) {
-    MatrixView<T> dctx(dctx_.data(), B_, d_.Dv);
-    if (up_.dcontexts) {
-      std::copy_n(up_.dcontexts + t * B_ * d_.Dv, B_ * d_.Dv, dctx_.data());
-      multiply_add_into<false, false>(dctx, upstream, w);
-    } else {
-      multiply_into<false, false>(dctx, upstream, w);
+  /// dctx [B, Dv] = upstream [B, N] · W (the context's share of the step's products: W [N, Dv]) + dcontexts[t].
+  void context_gradient(index_t t, StepProduct<T, false>& product, const T* upstream, index_t N) {
+    if (up_.dcontexts)
+      std::copy_n(up_.dcontexts + t * B_ * d_.Dv, B_ * d_.Dv, dctx_t(t));
+    else
+      std::fill(dctx_t(t), dctx_t(t) + B_ * d_.Dv, T(0));
+    product.accumulate(upstream, N, dctx_t(t), d_.Dv);
+  }
+
+  T* dctx_t(index_t t) { return dctx_.data() + t * B_ * d_.Dv; }
+
+  /// dvalues[b, t'] = Σ_steps α_s[b, t'] dctx_s[b] (the attention's context products, accumulated once after the
+  /// loop, sample by sample, so that each sample's dvalues stays in cache instead of one pass over all of dvalues per
+  /// step).
+  void values_gradient() {
+    const index_t Tx = d_.Tx, Dv = d_.Dv;
+    std::fill(g_.dvalues, g_.dvalues + B_ * Tx * Dv, T(0));
+    const index_t* lengths = ws_.lengths.empty() ? nullptr : ws_.lengths.data();
+    for (index_t b = 0; b < B_; ++b) {
+      const index_t n = lengths ? lengths[b] : Tx;
+      T* dv = g_.dvalues + b * Tx * Dv;
+      for (index_t step = 0; step < d_.Ty; ++step) {
+        const T* alpha = ws_.alpha.data() + (step * B_ + b) * Tx;
+        const T* dctx = dctx_.data() + (step * B_ + b) * Dv;
+        for (index_t t = 0; t < n; ++t) attention_lanes::axpy(alpha[t], dctx, dv + t * Dv, Dv);
+      }
     }
   }
 
   /// The attention's backward at step t on its query [B, H]; dquery joins dh.
-  void attention_backward(const T* query, index_t t) {
+  void attention_backward(std::optional<StepProduct<T, false>>& query_product, const T* query, index_t t) {
     AttentionRowGradients<T> rows;
     const bool additive = s_.score == AttentionScore::additive;
     rows.dqsum = additive ? dqsum_.data() + t * B_ * d_.A : nullptr;
     rows.dquery = additive ? nullptr : dh_.data();
-    rows.dkeys = g_.dkeys;
-    rows.dvalues = g_.dvalues;
+    rows.dkeys = additive ? dkeys_t_.data() : g_.dkeys;
+    rows.dvalues = nullptr;  // values_gradient, after the loop
     rows.dw_v_rows = additive ? dw_v_rows_.data() : nullptr;
     rows.dscore_bias_rows = additive ? dscore_bias_rows_.data() : nullptr;
     attention_backward_rows(op_, query, additive ? ws_.qproj.data() + t * B_ * d_.A : nullptr,
-                            ws_.alpha.data() + t * B_ * d_.Tx, dctx_.data(),
+                            ws_.alpha.data() + t * B_ * d_.Tx, dctx_t(t),
                             up_.dalpha ? up_.dalpha + t * B_ * d_.Tx : nullptr, rows);
-    if (additive) attention_query_gradient(op_, rows.dqsum, dh_.data());
+    if (additive) attention_query_gradient(op_, *query_product, rows.dqsum, dh_.data());
   }
 
   /// dx [Ty*B, E] = dG W_ix (x's columns of w_ih);  db_ih = Σ_rows dG (the cells' weight_gradients copy it).
   void cell_input_gradients() {
     if (d_.E > 0 && TB_ > 0)
-      multiply_into<false, false>(MatrixView<T>(g_.dx, TB_, d_.E), dG_.view(),
-                                  columns(ws_.cell.w_ih.data(), GH_, I_, 0, d_.E));
+      multiply_into<false, false>(MatrixView<T>(g_.dx, TB_, d_.E), dG_.view(), ws_.w_ix.view());
     column_sums(dG_.view(), g_.db_ih);
   }
 
@@ -433,6 +499,7 @@ class DecoderBackward {
     const bool before = s_.position == AttentionPosition::before;
     const ConstMatrixView<T> queries(ws_.cell.h.data() + (before ? 0 : B_ * H_), TB_, H_);  // h_{t-1} or h_t
     if (s_.score == AttentionScore::additive) {
+      add_score_layout_to_keys(dkeys_t_.data(), B_, d_.Tx, d_.A, g_.dkeys);
       if (TB_ > 0)
         multiply_into<true, false>(MatrixView<T>(g_.dw_q, d_.A, H_), dqsum_.view(), queries);
       else
@@ -466,7 +533,8 @@ class DecoderBackward {
   const index_t B_, H_, GH_, Dc_, I_, TB_;
   AttentionOperands<T> op_;
   CachedMatrix<T> dG_, dqsum_, dopre_;
-  RowMatrix<T> dh_, dctx_, dfed_, dw_v_rows_, dscore_bias_rows_;
+  CachedMatrix<T> dctx_;
+  RowMatrix<T> dh_, dfed_, dw_v_rows_, dscore_bias_rows_, dkeys_t_;
 };
 
 }  // namespace

@@ -7,8 +7,11 @@
 //   dot:       e[b, t'] = q[b] · keys[b, t']
 //   then       α[b] = masked_softmax(e[b], t' < lengths[b])       context[b] = Σ_t' α[b, t'] values[b, t']
 //
+// The additive score works on the projected keys in the score layout K'^T [B, A, Tx] (each sample's keys transposed,
+// once per source: keys_to_score_layout), so that every pass over a row runs along Tx on whole SIMD packets whatever
+// A is (A = 10 in the course's model), and accumulates dK' in that layout (add_score_layout_to_keys turns it back).
 // What a step keeps for its backward: qproj = q W_q^T + b_a [B, A] (additive) and α [B, Tx]; the backward
-// recomputes u row by row, so no [Tx, A] tensor outlives its row. A sample with lengths[b] = 0 attends to nothing:
+// recomputes u row by row, so no [A, Tx] tensor outlives its row. A sample with lengths[b] = 0 attends to nothing:
 // α = 0, context = 0, and every gradient of its row is 0 (never NaN).
 //
 // Rows are independent: they run on for_each_row's threads, each row's sums in a fixed order of its own, and the
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "linalg/gemm.hpp"
+#include "linalg/step_product.hpp"
 #include "parallel.hpp"
 #include "pointwise.hpp"
 #include "rnncore/activations.hpp"
@@ -40,7 +44,8 @@ struct AttentionOperands {
   index_t Dq = 0;                    ///< query features (the decoder's H)
   index_t K = 0;                     ///< key columns: A (additive, projected keys) or Dq (dot)
   index_t Dv = 0;                    ///< value features
-  const T* keys = nullptr;           ///< [B, Tx, K]: additive K' = keys W_k^T (projected once outside); dot keys
+  const T* keys = nullptr;           ///< additive: K'^T [B, A, Tx], the projected keys K' = keys W_k^T [B, Tx, A]
+                                     ///< (projected once outside) in the score layout; dot: the keys [B, Tx, Dq]
   const T* values = nullptr;         ///< [B, Tx, Dv]
   const index_t* lengths = nullptr;  ///< [B] in 0..Tx: sample b attends to t' < lengths[b]; null = all Tx
   const T* w_q = nullptr;            ///< additive: [A, Dq]
@@ -77,15 +82,48 @@ EIGEN_ALWAYS_INLINE auto lane_sum(const P& x) {
     return ei::predux(x);
 }
 
-/// a · b over n entries, packet by packet in a fixed order (the same bits wherever the rows sit in memory).
+/// a · b over n entries in a fixed order (the same bits wherever the rows sit in memory): whole packets of the
+/// widest width into one accumulator, reduced once, then the narrower tail lanes.
 template <typename T>
 EIGEN_ALWAYS_INLINE T dot(const T* a, const T* b, index_t n) {
+  using Packet = typename ei::packet_traits<T>::type;
+  constexpr index_t width = ei::unpacket_traits<Packet>::size;
+  index_t j = 0;
   T sum = 0;
-  lanes::for_each<T>(n, [&](auto lane, index_t j) {
+  if constexpr (width > 1) {
+    if (n >= width) {
+      Packet acc = ei::pmul(ei::ploadu<Packet>(a), ei::ploadu<Packet>(b));
+      for (j = width; j + width <= n; j += width)
+        acc = ei::pmadd(ei::ploadu<Packet>(a + j), ei::ploadu<Packet>(b + j), acc);
+      sum = ei::predux(acc);
+    }
+  }
+  lanes::for_each<T>(n - j, [&](auto lane, index_t k) {
     using P = decltype(lane);
-    sum += lane_sum(ei::pmul(lanes::load<P>(a + j), lanes::load<P>(b + j)));
+    sum += lane_sum(ei::pmul(lanes::load<P>(a + j + k), lanes::load<P>(b + j + k)));
   });
   return sum;
+}
+
+/// Σ x over n entries, in dot's fixed order.
+template <typename T>
+EIGEN_ALWAYS_INLINE T sum(const T* x, index_t n) {
+  using Packet = typename ei::packet_traits<T>::type;
+  constexpr index_t width = ei::unpacket_traits<Packet>::size;
+  index_t j = 0;
+  T total = 0;
+  if constexpr (width > 1) {
+    if (n >= width) {
+      Packet acc = ei::ploadu<Packet>(x);
+      for (j = width; j + width <= n; j += width) acc = ei::padd(ei::ploadu<Packet>(x + j), acc);
+      total = ei::predux(acc);
+    }
+  }
+  lanes::for_each<T>(n - j, [&](auto lane, index_t k) {
+    using P = decltype(lane);
+    total += lane_sum(lanes::load<P>(x + j + k));
+  });
+  return total;
 }
 
 /// y += s · x over n entries.
@@ -99,29 +137,56 @@ EIGEN_ALWAYS_INLINE void axpy(T s, const T* x, T* y, index_t n) {
 
 }  // namespace attention_lanes
 
-/// A row's scratch, one per thread (rows run on for_each_row's threads): the additive score's u [Tx, A] and the
-/// row's dα [Tx]. Grown on demand and kept by the thread for the next call.
+/// A row's scratch, one per thread (rows run on for_each_row's threads): the additive score's u [A, Tx], and two
+/// rows of Tx (the backward's dα then ds, and dpre). Grown on demand and kept by the thread for the next call.
 template <typename T>
 struct AttentionRowScratch {
-  std::vector<T> u, dalpha;
+  std::vector<T> u, rows;
+  T* row(index_t k, index_t tx) { return rows.data() + k * tx; }
   static AttentionRowScratch& of_this_thread(index_t u_size, index_t tx) {
     thread_local AttentionRowScratch scratch;
     if (index_t(scratch.u.size()) < u_size) scratch.u.resize(u_size);
-    if (index_t(scratch.dalpha.size()) < tx) scratch.dalpha.resize(tx);
+    if (index_t(scratch.rows.size()) < 2 * tx) scratch.rows.resize(2 * tx);
     return scratch;
   }
 };
 
-/// The additive score's u[t'] = tanh(K'[b, t'] + qproj[b]) for the row's n kept steps, as one flat pass over n·A
-/// entries (qproj tiled first, so that the tanh runs on whole packets even when A is not a multiple of the width).
-///   kp [n, A]: the row's projected keys;  qproj [A];  u [n, A] out
+/// K'^T [B, A, Tx] = each sample's projected keys K' [B, Tx, A] transposed (the additive score's layout; once per
+/// source).
 template <typename T>
-void additive_hidden_row(const T* kp, const T* qproj, index_t n, index_t A, T* u) {
-  for (index_t t = 0; t < n; ++t) std::copy_n(qproj, A, u + t * A);
-  lanes::for_each<T>(n * A, [&](auto lane, index_t j) {
-    using P = decltype(lane);
-    lanes::store(u + j, act::tanh(Eigen::internal::padd(lanes::load<P>(kp + j), lanes::load<P>(u + j))));
-  });
+void keys_to_score_layout(const T* keys, index_t B, index_t Tx, index_t A, T* keys_t) {
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < Tx; ++t)
+      for (index_t a = 0; a < A; ++a) keys_t[(b * A + a) * Tx + t] = keys[(b * Tx + t) * A + a];
+}
+
+/// dK' [B, Tx, A] += dK'^T [B, A, Tx] transposed back (after the steps that accumulated dK'^T).
+template <typename T>
+void add_score_layout_to_keys(const T* dkeys_t, index_t B, index_t Tx, index_t A, T* dkeys) {
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < Tx; ++t)
+      for (index_t a = 0; a < A; ++a) dkeys[(b * Tx + t) * A + a] += dkeys_t[(b * A + a) * Tx + t];
+}
+
+/// The additive score of one row: u[a, t'] = tanh(K'^T[a, t'] + qproj[a]) for the n kept steps, and
+/// s[t'] = bias + Σ_a w_v[a] u[a, t'] (summed over a in order), each pass along Tx.
+///   kt [A, Tx]: the row's keys in the score layout;  qproj, w_v [A];  u [A, Tx] out;  s [n] out
+template <typename T>
+void additive_scores_row(const T* kt, const T* qproj, const T* w_v, T bias, index_t n, index_t A, index_t Tx, T* u,
+                         T* s) {
+  namespace ei = Eigen::internal;
+  std::fill(s, s + n, bias);
+  for (index_t a = 0; a < A; ++a) {
+    const T* k_a = kt + a * Tx;
+    T* u_a = u + a * Tx;
+    const T q_a = qproj[a], v_a = w_v[a];
+    lanes::for_each<T>(n, [&](auto lane, index_t j) {
+      using P = decltype(lane);
+      const P u_j = act::tanh(ei::padd(lanes::load<P>(k_a + j), act::splat<P>(q_a)));
+      lanes::store(u_a + j, u_j);
+      lanes::store(s + j, ei::pmadd(act::splat<P>(v_a), u_j, lanes::load<P>(s + j)));
+    });
+  }
 }
 
 /// α over the row's n kept entries from the energies e [Tx] (in place): α = exp(e - max) / Σ exp(e - max) on t' < n,
@@ -152,6 +217,21 @@ void attention_project_query(const AttentionOperands<T>& op, const T* query, T* 
                              ConstMatrixView<T>(op.w_q, A, op.Dq), op.b_a);
 }
 
+/// attention_project_query over many steps: the product `projection` = StepProduct<T, true>(w_q, A, Dq, B, steps),
+/// which packs W_q once for every step of a call.
+template <typename T>
+void attention_project_query(const AttentionOperands<T>& op, StepProduct<T, true>& projection, const T* query,
+                             T* qproj) {
+  const index_t A = op.K;
+  for (index_t b = 0; b < op.B; ++b) {
+    if (op.b_a)
+      std::copy_n(op.b_a, A, qproj + b * A);
+    else
+      std::fill(qproj + b * A, qproj + (b + 1) * A, T(0));
+  }
+  projection.accumulate(query, op.Dq, qproj, A);
+}
+
 /// Forward of one step for every row, after attention_project_query (additive):
 ///   query [B, Dq] (dot: the queries; additive: unused);  qproj [B, A] (additive: q W_q^T + b_a; dot: unused);
 ///   alpha [B, Tx] out;  context [B, Dv] out.
@@ -165,14 +245,11 @@ void attention_forward_rows(const AttentionOperands<T>& op, const T* query, cons
     T* ctx = context + b * Dv;
     const T* keys = op.keys + b * Tx * K;
     if (op.additive()) {
-      AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(Tx * K, Tx);
-      T* u = scratch.u.data();
-      additive_hidden_row(keys, qproj + b * K, n, K, u);
-      const T bias = op.score_bias ? *op.score_bias : T(0);
-      for (index_t t = 0; t < n; ++t) {
-        const T s = dot(u + t * K, op.w_v, K) + bias;
-        e[t] = op.relu_energy ? (s > T(0) ? s : (s == s ? T(0) : s)) : s;  // relu keeps a NaN (as torch's)
-      }
+      AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(K * Tx, Tx);
+      additive_scores_row(keys, qproj + b * K, op.w_v, op.score_bias ? *op.score_bias : T(0), n, K, Tx,
+                          scratch.u.data(), e);
+      if (op.relu_energy)
+        for (index_t t = 0; t < n; ++t) e[t] = e[t] > T(0) ? e[t] : (e[t] == e[t] ? T(0) : e[t]);  // NaN stays
     } else {
       for (index_t t = 0; t < n; ++t) e[t] = dot(query + b * op.Dq, keys + t * K, K);
     }
@@ -189,7 +266,7 @@ template <typename T>
 struct AttentionRowGradients {
   T* dqsum = nullptr;             ///< additive: [B, A] out (written): Σ_t' dpre[b, t'], the query side's gradient
   T* dquery = nullptr;            ///< dot: [B, Dq] += Σ_t' de[b, t'] keys[b, t']
-  T* dkeys = nullptr;             ///< [B, Tx, K] +=: additive dK' = dpre; dot de ⊗ q
+  T* dkeys = nullptr;             ///< +=: additive dK'^T [B, A, Tx] = dpre (the score layout); dot [B, Tx, Dq] de ⊗ q
   T* dvalues = nullptr;           ///< [B, Tx, Dv] += α ⊗ dcontext
   T* dw_v_rows = nullptr;         ///< additive: [B, A] += Σ_t' ds u (summed over rows by the caller)
   T* dscore_bias_rows = nullptr;  ///< additive: [B] += Σ_t' ds (summed over rows by the caller)
@@ -214,22 +291,21 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
     const index_t n = op.length(b);
     if (op.additive() && g.dqsum) std::fill(g.dqsum + b * K, g.dqsum + (b + 1) * K, T(0));
     if (n == 0) return;  // attends to nothing: no gradient
-    AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(op.additive() ? Tx * K : 0, Tx);
+    AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(op.additive() ? K * Tx : 0, Tx);
     const T* a = alpha + b * Tx;
     const T* values = op.values + b * Tx * Dv;
     const T* dctx = dcontext ? dcontext + b * Dv : nullptr;
-    T* de = scratch.dalpha.data();
+    T* de = scratch.row(0, Tx);
     for (index_t t = 0; t < n; ++t) {
       de[t] = dctx ? dot(dctx, values + t * Dv, Dv) : T(0);
       if (dalpha) de[t] += dalpha[b * Tx + t];
+      if (dctx && g.dvalues) axpy(a[t], dctx, g.dvalues + (b * Tx + t) * Dv, Dv);
     }
-    if (dctx && g.dvalues)
-      for (index_t t = 0; t < n; ++t) axpy(a[t], dctx, g.dvalues + (b * Tx + t) * Dv, Dv);
     T weighted = 0;
     for (index_t t = 0; t < n; ++t) weighted += a[t] * de[t];
     for (index_t t = 0; t < n; ++t) de[t] = a[t] * (de[t] - weighted);
     const T* keys = op.keys + b * Tx * K;
-    T* dkeys = g.dkeys ? g.dkeys + b * Tx * K : nullptr;
+    T* dkeys = g.dkeys ? g.dkeys + b * Tx * K : nullptr;  // additive: dK'^T, the score layout
     if (!op.additive()) {
       const T* q = query + b * op.Dq;
       for (index_t t = 0; t < n; ++t) {
@@ -238,26 +314,29 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
       }
       return;
     }
+    // ds = de, or de ⊙ [s > 0] (relu' from its output; s recomputed with u)
     T* u = scratch.u.data();
-    additive_hidden_row(keys, qproj + b * K, n, K, u);
-    const T bias = op.score_bias ? *op.score_bias : T(0);
-    T* dqsum = g.dqsum ? g.dqsum + b * K : nullptr;
-    T* dw_v = g.dw_v_rows ? g.dw_v_rows + b * K : nullptr;
+    T* dpre = scratch.row(1, Tx);
+    additive_scores_row(keys, qproj + b * K, op.w_v, op.score_bias ? *op.score_bias : T(0), n, K, Tx, u, dpre);
     T dbias = 0;
     for (index_t t = 0; t < n; ++t) {
-      T* u_t = u + t * K;
-      T ds = de[t];
-      if (op.relu_energy && !(dot(u_t, op.w_v, K) + bias > T(0))) ds = T(0);
-      dbias += ds;
-      if (ds == T(0)) continue;  // adds nothing below (a NaN ds does not compare equal: it propagates)
-      if (dw_v) axpy(ds, u_t, dw_v, K);
-      lanes::for_each<T>(K, [&](auto lane, index_t j) {  // dpre = ds w_v ⊙ (1 - u²), into dK' and dqsum
+      if (op.relu_energy && !(dpre[t] > T(0))) de[t] = T(0);
+      dbias += de[t];
+    }
+    const T* ds = de;
+    for (index_t a_unit = 0; a_unit < K; ++a_unit) {  // per attention unit, along Tx
+      const T* u_a = u + a_unit * Tx;
+      const T v_a = op.w_v[a_unit];
+      T* dk_a = dkeys ? dkeys + a_unit * Tx : nullptr;
+      lanes::for_each<T>(n, [&](auto lane, index_t j) {  // dpre = ds w_v ⊙ (1 - u²)
         using P = decltype(lane);
-        const P dpre = ei::pmul(ei::pmul(act::splat<P>(ds), lanes::load<P>(op.w_v + j)),
-                                act::tanh_grad_from_output(lanes::load<P>(u_t + j)));
-        if (dkeys) lanes::store(dkeys + t * K + j, ei::padd(lanes::load<P>(dkeys + t * K + j), dpre));
-        if (dqsum) lanes::store(dqsum + j, ei::padd(lanes::load<P>(dqsum + j), dpre));
+        const P d = ei::pmul(ei::pmul(lanes::load<P>(ds + j), act::splat<P>(v_a)),
+                             act::tanh_grad_from_output(lanes::load<P>(u_a + j)));
+        lanes::store(dpre + j, d);
+        if (dk_a) lanes::store(dk_a + j, ei::padd(lanes::load<P>(dk_a + j), d));
       });
+      if (g.dqsum) g.dqsum[b * K + a_unit] = sum(dpre, n);
+      if (g.dw_v_rows) g.dw_v_rows[b * K + a_unit] += dot(ds, u_a, n);
     }
     if (g.dscore_bias_rows) g.dscore_bias_rows[b] += dbias;
   });
@@ -268,6 +347,14 @@ template <typename T>
 void attention_query_gradient(const AttentionOperands<T>& op, const T* dqsum, T* dquery) {
   multiply_add_into<false, false>(MatrixView<T>(dquery, op.B, op.Dq), ConstMatrixView<T>(dqsum, op.B, op.K),
                                   ConstMatrixView<T>(op.w_q, op.K, op.Dq));
+}
+
+/// attention_query_gradient over many steps: the product `gradient` = StepProduct<T, false>(w_q, A, Dq, B), which
+/// packs W_q once for every step of a call.
+template <typename T>
+void attention_query_gradient(const AttentionOperands<T>& op, StepProduct<T, false>& gradient, const T* dqsum,
+                              T* dquery) {
+  gradient.accumulate(dqsum, op.K, dquery, op.Dq);
 }
 
 /// out [C] += Σ_r rows [R, C], rows added in order (the per-row accumulators' final sum: the same bits on any

@@ -89,7 +89,8 @@ class _Stepper:
 class Stepper_float32(_Stepper): ...
 class Stepper_float64(_Stepper): ...
 
-# The fused attention decoder (rnncore.ops.decoder checks every argument first; these take exact arrays only).
+# The fused attention decoder: the forward runs only the exact call (NotImplemented otherwise, as the recurrent ones);
+# the backward takes exact arrays only, checked by rnncore.ops.decoder first.
 class _DecoderWorkspace:
     @property
     def cell(self) -> str: ...
@@ -111,13 +112,15 @@ class DecoderWorkspace_float64(_DecoderWorkspace): ...
 
 _AnyDecoderWorkspace = DecoderWorkspace_float32 | DecoderWorkspace_float64
 
-def attention_decoder_forward(x: _F, h0: _OptF, c0: _OptF, o0: _OptF, w_ih: _F, w_hh: _F, b_ih: _OptF, b_hh: _OptF,
-                              keys: _F, values: _F, lengths: npt.NDArray[np.int64] | None, w_q: _OptF, b_a: _OptF,
-                              w_v: _OptF, score_bias: _OptF, w_c: _OptF, b_c: _OptF, cell: str, reset_after: bool,
-                              nonlinearity: str, score: str, position: str, input_feeding: bool, relu_energy: bool,
-                              training: bool) -> tuple[_F, _F, _F, _F, _OptF, _AnyDecoderWorkspace | None]: ...
+def attention_decoder_forward(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, keys: Any,
+                              values: Any, lengths: Any, cell: Any, reset_after: Any, nonlinearity: Any, score: Any,
+                              w_q: Any, b_a: Any, w_v: Any, score_bias: Any, energy_activation: Any, position: Any,
+                              input_feeding: Any, w_c: Any, b_c: Any, o0: Any, training: Any
+                              ) -> tuple[_F, _F, _F, _F, _OptF, _AnyDecoderWorkspace | None] | Any: ...
 def attention_decoder_backward(workspace: _AnyDecoderWorkspace, doutputs: _OptF, dcontexts: _OptF, dalpha: _OptF,
-                               dh_n: _OptF, dc_n: _OptF) -> tuple[_OptF, ...]: ...
+                               dh_n: _OptF, dc_n: _OptF
+                               ) -> tuple[_F, _F, _OptF, _OptF, _F, _F, _F, _F, _OptF, _OptF, _OptF, _OptF, _OptF,
+                                          _OptF, _OptF, _OptF]: ...
 
 
 # The standalone attention ops (rnncore.ops.attention checks every argument first).

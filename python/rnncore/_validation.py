@@ -1481,12 +1481,11 @@ DECODER_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 class DecoderCall(NamedTuple):
-    """A checked ``attention_decoder_forward`` call: the arrays C-contiguous of x's dtype (None where absent), the
-    options as the kernel's names."""
+    """A checked ``attention_decoder_forward`` call in the op's (and the kernel's) argument order: the arrays
+    C-contiguous of x's dtype (None where absent; the score bias a 0-d array), the options as their plain values."""
     x: np.ndarray
     h0: np.ndarray | None
     c0: np.ndarray | None
-    o0: np.ndarray | None
     w_ih: np.ndarray
     w_hh: np.ndarray
     b_ih: np.ndarray | None
@@ -1494,19 +1493,20 @@ class DecoderCall(NamedTuple):
     keys: np.ndarray
     values: np.ndarray
     lengths: np.ndarray | None
-    w_q: np.ndarray | None
-    b_a: np.ndarray | None
-    w_v: np.ndarray | None
-    score_bias: np.ndarray | None
-    w_c: np.ndarray | None
-    b_c: np.ndarray | None
     cell: str
     reset_after: bool
     nonlinearity: str
     score: str
+    w_q: np.ndarray | None
+    b_a: np.ndarray | None
+    w_v: np.ndarray | None
+    score_bias: np.ndarray | None
+    energy_activation: str | None
     position: str
     input_feeding: bool
-    relu_energy: bool
+    w_c: np.ndarray | None
+    b_c: np.ndarray | None
+    o0: np.ndarray | None
     training: bool
 
 
@@ -1546,8 +1546,10 @@ def decoder_arguments(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
     position = choice("position", position, ("before", "after"))
     input_feeding = flag("input_feeding", input_feeding)
     training = flag("training", training)
-    if energy_activation is not None and energy_activation != "relu":
-        raise ValueError(f"energy_activation must be None or 'relu', got {energy_activation!r}")
+    if energy_activation is not None:
+        if not isinstance(energy_activation, str) or energy_activation != "relu":
+            raise ValueError(f"energy_activation must be None or 'relu', got {energy_activation!r}")
+        energy_activation = "relu"  # the plain str (not e.g. a numpy.str_)
     x = float_array("x", x, [("Ty", None), ("B", None), ("E", None)])
     dtype = x.dtype
     Ty, B, E = x.shape
@@ -1610,13 +1612,13 @@ def decoder_arguments(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
     c0 = optional_float_array("c0", c0, [("B", B), ("H", H)], dtype)
     o0 = optional_float_array("o0", o0, [("B", B), ("O", O)], dtype)
     lengths = lengths_array(lengths, B, Tx, shortest=0)
-    return DecoderCall(x, h0, c0, o0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, w_q, b_a, w_v, score_bias, w_c,
-                       b_c, cell, reset_after, nonlinearity, score, position, input_feeding,
-                       energy_activation == "relu", training)
+    return DecoderCall(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after, nonlinearity,
+                       score, w_q, b_a, w_v, score_bias, energy_activation, position, input_feeding, w_c, b_c, o0,
+                       training)
 
 
-def decoder_upstream(workspace: Any, workspace_types: tuple[type, ...], doutputs: Any, dcontexts: Any, dalpha: Any,
-                     dh_n: Any, dc_n: Any) -> tuple[np.ndarray | None, ...]:
+def decoder_upstream(workspace: Any, workspace_types: tuple[type[Any], ...], doutputs: Any, dcontexts: Any,
+                     dalpha: Any, dh_n: Any, dc_n: Any) -> tuple[np.ndarray | None, ...]:
     """``attention_decoder_backward``'s arguments: the workspace a training forward returned, and each upstream
     gradient None or of its forward's shape and dtype (dc_n only for the LSTM)."""
     if not isinstance(workspace, workspace_types):

@@ -84,8 +84,10 @@ struct DecoderWorkspace {
   DecoderSpec spec;
   DecoderDims dims;
   /// The cell's own record, as the sequence kernels keep it, with x the decoder's whole input rows: x = [x_t; fed_t]
-  /// [Ty*B, E + Dc], w_ih, w_hh, h slots [(Ty+1)*B, H], c slots (LSTM), acts [Ty*B, S*H].
+  /// [Ty*B, E + Dc], w_hh, h slots [(Ty+1)*B, H], c slots (LSTM), acts [Ty*B, S*H]; w_ih is kept split below.
   Workspace<T> cell;
+  CachedMatrix<T> w_ix;          ///< [G*H, E] x's columns of w_ih
+  CachedMatrix<T> w_fed;         ///< [G*H, Dc] the fed vector's columns of w_ih
   bool has_b_a = false, has_score_bias = false, has_b_c = false, has_o0 = false;
   std::vector<index_t> lengths;  ///< [B], empty = every source step
   CachedMatrix<T> keys;          ///< [B*Tx, K]
@@ -93,7 +95,8 @@ struct DecoderWorkspace {
   CachedMatrix<T> w_q;           ///< [A, H] (additive)
   CachedMatrix<T> w_v;           ///< [1, A] (additive)
   T score_bias = 0;
-  CachedMatrix<T> w_c;           ///< [O, Dv + H] (after)
+  CachedMatrix<T> w_cc;          ///< [O, Dv] the context's columns of w_c (after)
+  CachedMatrix<T> w_ch;          ///< [O, H] h_t's columns of w_c (after)
   CachedMatrix<T> qproj;         ///< [Ty*B, A] q W_q^T + b_a of every step (additive)
   CachedMatrix<T> alpha;         ///< [Ty*B, Tx]
   CachedMatrix<T> contexts;      ///< [Ty*B, Dv]
@@ -101,7 +104,8 @@ struct DecoderWorkspace {
 
   index_t bytes() const {
     return cell.bytes() + static_cast<index_t>(sizeof(T)) * (keys.size() + values.size() + w_q.size() + w_v.size() +
-                                                             w_c.size() + qproj.size() + alpha.size() +
+                                                             w_ix.size() + w_fed.size() + w_cc.size() + w_ch.size() +
+                                                             qproj.size() + alpha.size() +
                                                              contexts.size() + outputs.size());
   }
 };

@@ -80,10 +80,20 @@ def attention_decoder_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarr
     Returns ``(outputs [Ty, B, O], contexts [Ty, B, Dv], alpha [Ty, B, Tx], h_n [B, H], c_n [B, H] or None,
     workspace or None)``; O = H before.
     """
-    a = decoder_arguments(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after, nonlinearity,
-                          score, w_q, b_a, w_v, score_bias, energy_activation, position, input_feeding, w_c, b_c, o0,
-                          training)
-    return _core.attention_decoder_forward(*a)
+    # _core recognises the exact call (the one-step decoding loop's: a few µs) and answers anything else with
+    # NotImplemented; the checks then name the bad argument or make the arguments exact, and the kernel runs on those.
+    out = _core.attention_decoder_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
+                                          nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
+                                          input_feeding, w_c, b_c, o0, training)
+    if out is NotImplemented:
+        a = decoder_arguments(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
+                              nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
+                              input_feeding, w_c, b_c, o0, training)
+        out = _core.attention_decoder_forward(*a)
+        if out is NotImplemented:
+            raise RuntimeError("rnncore internal error: _core.attention_decoder_forward refused arguments that passed "
+                               "validation")
+    return out
 
 
 def attention_decoder_backward(workspace: DecoderWorkspace, doutputs: np.ndarray | None,
