@@ -1,6 +1,7 @@
-// The standalone attention ops (declared in rnncore/attention_ops.hpp) around the decoder's step rows
-// (attention_steps.hpp): the additive step, and Luong attention run as one step-rows call per decoder step with the
-// projections (general's k W^T, concat's q W_q^T and k W_k^T) taken once for all steps, before and after.
+// The standalone attention ops (declared in rnncore/attention_ops.hpp): the additive step on the decoder's step rows
+// (attention_steps.hpp); Luong's concat as one step-rows call per decoder step (it is the additive score), its dot
+// and general scores as GEMMs per sample over every step at once; the projections (general's k W^T, concat's
+// q W_q^T and k W_k^T) taken once for all steps, before and after.
 #include "rnncore/attention_ops.hpp"
 
 #include <algorithm>
@@ -61,28 +62,82 @@ AttentionOperands<T> additive_operands(const AdditiveAttentionWorkspace<T>& ws, 
   return op;
 }
 
-/// The step rows' operands of Luong attention: concat is the additive score over k W_k^T without bias; general is
-/// the dot score against k W^T; dot against the keys. keys / values / lengths: where they are (the caller's arrays
-/// in inference, the workspace's copies in training).
+/// The step rows' operands of Luong's concat score: the additive score over k W_k^T with W_q, v_a and no bias.
+/// values / lengths: where they are (the caller's arrays in inference, the workspace's copies in training).
 template <typename T>
-AttentionOperands<T> luong_operands(const LuongAttentionWorkspace<T>& ws, const T* keys, const T* values,
-                                    const index_t* lengths) {
+AttentionOperands<T> concat_operands(const LuongAttentionWorkspace<T>& ws, const T* values, const index_t* lengths) {
   AttentionOperands<T> op;
-  op.B = ws.B, op.Tx = ws.Tx, op.Dq = ws.Dq, op.Dv = ws.Dv;
+  op.score = AttentionScore::additive;
+  op.B = ws.B, op.Tx = ws.Tx, op.Dq = ws.Dq, op.K = ws.A, op.Dv = ws.Dv;
+  op.keys = ws.projected_keys.data();
   op.values = values;
   op.lengths = lengths;
-  if (ws.score == LuongScore::concat) {
-    op.score = AttentionScore::additive;
-    op.K = ws.A;
-    op.keys = ws.projected_keys.data();
-    op.w_q = ws.w_q.data();
-    op.w_v = ws.v_a.data();
-  } else {
-    op.score = AttentionScore::dot;
-    op.K = ws.Dq;
-    op.keys = ws.score == LuongScore::general ? ws.projected_keys.data() : keys;
-  }
+  op.w_q = ws.w_q.data();
+  op.w_v = ws.v_a.data();
   return op;
+}
+
+/// Luong dot/general forward, sample by sample as GEMMs over the kept source steps (n = lengths[b]; padded rows
+/// never read): e_b [Ty, n] = q_b k_b^T, α_b = softmax of each row (0 beyond n), context_b = α_b v_b.
+///   query [B, Ty, Dq];  keys [B, Tx, Dq] (dot: the keys; general: k W^T);  values [B, Tx, Dv];  lengths [B] or null
+///   alpha [B, Ty, Tx] out;  context [B, Ty, Dv] out
+template <typename T>
+void dot_scores_forward(index_t B, index_t Ty, index_t Tx, index_t Dq, index_t Dv, const T* query, const T* keys,
+                        const T* values, const index_t* lengths, T* alpha, T* context) {
+  for_each_row(B, Ty * Tx * (Dq + Dv), [&](index_t b) {
+    const SerialEigen serial;  // one sample's products on this thread: the same bits on any thread count
+    const index_t n = lengths ? lengths[b] : Tx;
+    MatrixView<T> a(alpha + b * Ty * Tx, Ty, Tx), ctx(context + b * Ty * Dv, Ty, Dv);
+    if (n == 0) {  // attends to nothing
+      a.setZero();
+      ctx.setZero();
+      return;
+    }
+    const ConstMatrixView<T> q(query + b * Ty * Dq, Ty, Dq), k(keys + b * Tx * Dq, n, Dq), v(values + b * Tx * Dv, n, Dv);
+    a.leftCols(n).noalias() = q * k.transpose();
+    for (index_t y = 0; y < Ty; ++y) softmax_row_in_place(a.data() + y * Tx, n, Tx);
+    ctx.noalias() = a.leftCols(n) * v;
+  });
+}
+
+/// The gradients of dot_scores_forward, sample by sample (design.md §2's identities):
+///   dα = dcontext v^T (+ dalpha)   dv = α^T dcontext   de = α ⊙ (dα − Σ_row α ⊙ dα)   dq = de k   dk = de^T q
+///   alpha [B, Ty, Tx]: the forward's;  dcontext [B, Ty, Dv] or null;  dalpha [B, Ty, Tx] or null;
+///   dquery [B, Ty, Dq], dkeys [B, Tx, Dq], dvalues [B, Tx, Dv] out (padded rows and empty samples: 0)
+template <typename T>
+void dot_scores_backward(index_t B, index_t Ty, index_t Tx, index_t Dq, index_t Dv, const T* query, const T* keys,
+                         const T* values, const index_t* lengths, const T* alpha, const T* dcontext, const T* dalpha,
+                         T* dquery, T* dkeys, T* dvalues) {
+  for_each_row(B, 2 * Ty * Tx * (Dq + Dv), [&](index_t b) {
+    const SerialEigen serial;
+    const index_t n = lengths ? lengths[b] : Tx;
+    MatrixView<T> dq(dquery + b * Ty * Dq, Ty, Dq), dk(dkeys + b * Tx * Dq, Tx, Dq), dv(dvalues + b * Tx * Dv, Tx, Dv);
+    dk.bottomRows(Tx - n).setZero();
+    dv.bottomRows(Tx - n).setZero();
+    if (n == 0) {
+      dq.setZero();
+      return;
+    }
+    const ConstMatrixView<T> q(query + b * Ty * Dq, Ty, Dq), k(keys + b * Tx * Dq, n, Dq), v(values + b * Tx * Dv, n, Dv);
+    const auto a = ConstMatrixView<T>(alpha + b * Ty * Tx, Ty, Tx).leftCols(n);
+    RowMatrix<T> de(Ty, n);
+    if (dcontext) {
+      const ConstMatrixView<T> dctx(dcontext + b * Ty * Dv, Ty, Dv);
+      de.noalias() = dctx * v.transpose();
+      dv.topRows(n).noalias() = a.transpose() * dctx;
+    } else {
+      de.setZero();
+      dv.topRows(n).setZero();
+    }
+    if (dalpha) de += ConstMatrixView<T>(dalpha + b * Ty * Tx, Ty, Tx).leftCols(n);
+    for (index_t y = 0; y < Ty; ++y) {  // the softmax Jacobian: dα_j/de_k = α_j (δ_jk - α_k)
+      T weighted = 0;
+      for (index_t j = 0; j < n; ++j) weighted += a(y, j) * de(y, j);
+      for (index_t j = 0; j < n; ++j) de(y, j) = a(y, j) * (de(y, j) - weighted);
+    }
+    dq.noalias() = de * k;
+    dk.topRows(n).noalias() = de.transpose() * q;
+  });
 }
 
 }  // namespace
@@ -151,49 +206,61 @@ void luong_attention_forward(const LuongAttentionInputs<T>& in, T* context, T* a
   const bool concat = in.score == LuongScore::concat;
   const double K = concat ? 4.0 * double(A) : double(Dq);
   const KernelScope scope(2.0 * double(B) * (double(Ty) * double(Tx) * (K + Dv) + double(Tx) * Dk * (concat ? A : Dq)));
-  LuongAttentionWorkspace<T> local;  // inference: scratch only; the keys and values are read where they are
+  LuongAttentionWorkspace<T> local;  // inference: scratch only; the inputs are read where they are
   LuongAttentionWorkspace<T>& w = ws ? *ws : local;
   w.score = in.score;
   w.B = B, w.Ty = Ty, w.Tx = Tx, w.Dq = Dq, w.Dk = Dk, w.Dv = Dv, w.A = A;
-  const T *keys = in.keys, *values = in.values;
+  const T *keys = in.keys, *values = in.values, *query = in.query;
   const index_t* lengths = in.lengths;
   if (ws) {
     if (in.lengths) ws->lengths.assign(in.lengths, in.lengths + B);
     lengths = in.lengths ? ws->lengths.data() : nullptr;
     copy_matrix(ws->keys, in.keys, B * Tx, Dk);
     copy_matrix(ws->values, in.values, B * Tx, Dv);
-    // Padded key rows are zeroed (never read by the rows; the weight gradient's product multiplies them by a zero
+    // Padded key rows are zeroed (never read by the scores; the weight gradient's product multiplies them by a zero
     // gradient, which must not meet a NaN or inf the caller padded with), as the recurrent workspaces do with x.
     for (index_t b = 0; in.lengths && b < B; ++b)
       std::fill(ws->keys.data() + (b * Tx + in.lengths[b]) * Dk, ws->keys.data() + (b + 1) * Tx * Dk, T(0));
     keys = ws->keys.data(), values = ws->values.data();
   }
+  const ConstMatrixView<T> key_rows(keys, B * Tx, Dk);
+  if (!concat) {  // dot and general: each sample's steps at once, as GEMMs (general against k W^T, taken once)
+    if (ws) {
+      copy_matrix(ws->query, in.query, B * Ty, Dq);
+      query = ws->query.data();
+    }
+    const T* score_keys = keys;
+    if (in.score == LuongScore::general) {
+      copy_matrix(w.w_q, in.weight, Dq, Dk);
+      w.projected_keys.resize(B * Tx, Dq);
+      multiply_into<false, true>(w.projected_keys.view(), key_rows, w.w_q.view());
+      score_keys = w.projected_keys.data();
+    }
+    dot_scores_forward(B, Ty, Tx, Dq, Dv, query, score_keys, values, lengths, alpha, context);
+    if (ws) copy_matrix(ws->alpha, alpha, B * Ty, Tx);
+    return;
+  }
+  // concat: the additive step rows, one call per decoder step (step-major), with W_a [q; k] = q W_q^T + k W_k^T and
+  // both projections taken once for every step
   w.query.resize(Ty * B, Dq);
   to_step_major(in.query, B, Ty, Dq, w.query.data());
-  const ConstMatrixView<T> key_rows(keys, B * Tx, Dk);
-  if (in.score == LuongScore::general) {  // k W^T once for every step: e = q (k W^T)^T
-    copy_matrix(w.w_q, in.weight, Dq, Dk);
-    w.projected_keys.resize(B * Tx, Dq);
-    multiply_into<false, true>(w.projected_keys.view(), key_rows, w.w_q.view());
-  } else if (concat) {  // W_a [q; k] = q W_q^T + k W_k^T: both projections once for every step
-    w.w_q.resize(A, Dq);
-    w.w_k.resize(A, Dk);
-    for (index_t a = 0; a < A; ++a) {
-      std::copy_n(in.weight + a * (Dq + Dk), Dq, w.w_q.data() + a * Dq);
-      std::copy_n(in.weight + a * (Dq + Dk) + Dq, Dk, w.w_k.data() + a * Dk);
-    }
-    copy_matrix(w.v_a, in.v_a, 1, A);
-    w.projected_keys.resize(B * Tx, A);
-    multiply_into<false, true>(w.projected_keys.view(), key_rows, w.w_k.view());
-    w.qproj.resize(Ty * B, A);
-    multiply_into<false, true>(w.qproj.view(), w.query.view(), w.w_q.view());
+  w.w_q.resize(A, Dq);
+  w.w_k.resize(A, Dk);
+  for (index_t a = 0; a < A; ++a) {
+    std::copy_n(in.weight + a * (Dq + Dk), Dq, w.w_q.data() + a * Dq);
+    std::copy_n(in.weight + a * (Dq + Dk) + Dq, Dk, w.w_k.data() + a * Dk);
   }
-  const AttentionOperands<T> op = luong_operands(w, keys, values, lengths);
+  copy_matrix(w.v_a, in.v_a, 1, A);
+  w.projected_keys.resize(B * Tx, A);
+  multiply_into<false, true>(w.projected_keys.view(), key_rows, w.w_k.view());
+  w.qproj.resize(Ty * B, A);
+  multiply_into<false, true>(w.qproj.view(), w.query.view(), w.w_q.view());
+  const AttentionOperands<T> op = concat_operands(w, values, lengths);
   w.alpha.resize(Ty * B, Tx);
   CachedMatrix<T> contexts(Ty * B, Dv);
   for (index_t y = 0; y < Ty; ++y)
-    attention_forward_rows(op, w.query.data() + y * B * Dq, concat ? w.qproj.data() + y * B * A : nullptr,
-                           w.alpha.data() + y * B * Tx, contexts.data() + y * B * Dv);
+    attention_forward_rows(op, w.query.data() + y * B * Dq, w.qproj.data() + y * B * A, w.alpha.data() + y * B * Tx,
+                           contexts.data() + y * B * Dv);
   to_sample_major(w.alpha.data(), B, Ty, Tx, alpha);
   to_sample_major(contexts.data(), B, Ty, Dv, context);
 }
@@ -206,9 +273,24 @@ void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dco
   const double K = concat ? 6.0 * double(A) : 2.0 * double(Dq);
   const KernelScope scope(2.0 * double(B) * (double(Ty) * double(Tx) * (K + 2.0 * Dv) +
                                              2.0 * double(Tx) * Dk * (concat ? A : Dq)));
-  const AttentionOperands<T> op =
-      luong_operands(ws, ws.keys.data(), ws.values.data(), ws.lengths.empty() ? nullptr : ws.lengths.data());
-  CachedMatrix<T> dcontext_steps, dalpha_steps, dquery_steps, dqsum, dprojected, dv_a_rows;
+  const index_t* lengths = ws.lengths.empty() ? nullptr : ws.lengths.data();
+  const ConstMatrixView<T> key_rows(ws.keys.data(), B * Tx, Dk);
+  CachedMatrix<T> dprojected;  // the gradient w.r.t. the projected keys (general, concat), summed over the steps
+  if (!concat) {
+    const bool general = ws.score == LuongScore::general;
+    if (general) dprojected.resize(B * Tx, Dq);
+    T* dscore_keys = general ? dprojected.data() : g.dkeys;
+    dot_scores_backward(B, Ty, Tx, Dq, Dv, ws.query.data(), general ? ws.projected_keys.data() : ws.keys.data(),
+                        ws.values.data(), lengths, ws.alpha.data(), dcontext, dalpha, g.dquery, dscore_keys,
+                        g.dvalues);
+    if (general) {  // back through k W^T: dk = dK' W, dW = dK'^T k
+      multiply_into<false, false>(MatrixView<T>(g.dkeys, B * Tx, Dk), dprojected.view(), ws.w_q.view());
+      multiply_into<true, false>(MatrixView<T>(g.dweight, Dq, Dk), dprojected.view(), key_rows);
+    }
+    return;
+  }
+  const AttentionOperands<T> op = concat_operands(ws, ws.values.data(), lengths);
+  CachedMatrix<T> dcontext_steps, dalpha_steps, dquery_steps, dqsum, dv_a_rows;
   if (dcontext) {
     dcontext_steps.resize(Ty * B, Dv);
     to_step_major(dcontext, B, Ty, Dv, dcontext_steps.data());
@@ -220,43 +302,26 @@ void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dco
   std::fill_n(g.dvalues, B * Tx * Dv, T(0));
   AttentionRowGradients<T> rows;
   rows.dvalues = g.dvalues;
-  if (ws.score == LuongScore::dot) {
-    rows.dkeys = g.dkeys;
-    std::fill_n(g.dkeys, B * Tx * Dk, T(0));
-  } else {
-    rows.dkeys = zeros(dprojected, B * Tx, op.K);  // the gradient w.r.t. the projected keys, summed over the steps
-  }
-  if (concat) {
-    dqsum.resize(Ty * B, A);
-    rows.dw_v_rows = zeros(dv_a_rows, B, A);
-  } else {
-    zeros(dquery_steps, Ty * B, Dq);
-  }
+  rows.dkeys = zeros(dprojected, B * Tx, A);
+  rows.dw_v_rows = zeros(dv_a_rows, B, A);
+  dqsum.resize(Ty * B, A);
   for (index_t y = 0; y < Ty; ++y) {
     AttentionRowGradients<T> step = rows;
-    if (concat)
-      step.dqsum = dqsum.data() + y * B * A;
-    else
-      step.dquery = dquery_steps.data() + y * B * Dq;
-    attention_backward_rows(op, ws.query.data() + y * B * Dq, concat ? ws.qproj.data() + y * B * A : nullptr,
+    step.dqsum = dqsum.data() + y * B * A;
+    attention_backward_rows(op, ws.query.data() + y * B * Dq, ws.qproj.data() + y * B * A,
                             ws.alpha.data() + y * B * Tx, dcontext ? dcontext_steps.data() + y * B * Dv : nullptr,
                             dalpha ? dalpha_steps.data() + y * B * Tx : nullptr, step);
   }
-  const ConstMatrixView<T> key_rows(ws.keys.data(), B * Tx, Dk);
-  if (ws.score == LuongScore::general) {  // back through k W^T: dk = dK' W, dW = dK'^T k
-    multiply_into<false, false>(MatrixView<T>(g.dkeys, B * Tx, Dk), dprojected.view(), ws.w_q.view());
-    multiply_into<true, false>(MatrixView<T>(g.dweight, Dq, Dk), dprojected.view(), key_rows);
-  } else if (concat) {  // back through q W_q^T and k W_k^T, for every step at once
-    zeros(dquery_steps, Ty * B, Dq);
-    multiply_into<false, false>(dquery_steps.view(), dqsum.view(), ws.w_q.view());
-    multiply_into<false, false>(MatrixView<T>(g.dkeys, B * Tx, Dk), dprojected.view(), ws.w_k.view());
-    MatrixView<T> dweight(g.dweight, A, Dq + Dk);
-    multiply_into<true, false>(dweight.leftCols(Dq), dqsum.view(), ws.query.view());
-    multiply_into<true, false>(dweight.rightCols(Dk), dprojected.view(), key_rows);
-    std::fill_n(g.dv_a, A, T(0));
-    sum_rows_into(dv_a_rows.data(), B, A, g.dv_a);
-  }
+  // back through q W_q^T and k W_k^T, for every step at once
+  dquery_steps.resize(Ty * B, Dq);
+  multiply_into<false, false>(dquery_steps.view(), dqsum.view(), ws.w_q.view());
   to_sample_major(dquery_steps.data(), B, Ty, Dq, g.dquery);
+  multiply_into<false, false>(MatrixView<T>(g.dkeys, B * Tx, Dk), dprojected.view(), ws.w_k.view());
+  MatrixView<T> dweight(g.dweight, A, Dq + Dk);
+  multiply_into<true, false>(dweight.leftCols(Dq), dqsum.view(), ws.query.view());
+  multiply_into<true, false>(dweight.rightCols(Dk), dprojected.view(), key_rows);
+  std::fill_n(g.dv_a, A, T(0));
+  sum_rows_into(dv_a_rows.data(), B, A, g.dv_a);
 }
 
 #define RNNCORE_ATTENTION_OPS(T)                                                                                     \

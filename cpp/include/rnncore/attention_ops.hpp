@@ -92,21 +92,22 @@ struct LuongAttentionInputs {
   const index_t* lengths = nullptr;  ///< [B] in 0..Tx, or null
 };
 
-/// What a training-mode Luong forward keeps (private copies; decoder-step-major, as the step rows take them).
+/// What a training-mode Luong forward keeps (private copies): dot and general sample-major (their GEMMs run per
+/// sample), concat step-major (its step rows run per decoder step).
 template <typename T>
 struct LuongAttentionWorkspace {
   LuongScore score = LuongScore::dot;
   index_t B = 0, Ty = 0, Tx = 0, Dq = 0, Dk = 0, Dv = 0, A = 0;
   std::vector<index_t> lengths;   ///< [B], empty = every step kept
-  CachedMatrix<T> query;          ///< [Ty*B, Dq]: the queries step-major
-  CachedMatrix<T> keys;           ///< [B*Tx, Dk]
+  CachedMatrix<T> query;          ///< dot/general [B*Ty, Dq]; concat [Ty*B, Dq] (step-major)
+  CachedMatrix<T> keys;           ///< [B*Tx, Dk], padded rows zeroed
   CachedMatrix<T> values;         ///< [B*Tx, Dv]
   CachedMatrix<T> projected_keys; ///< general: k W^T [B*Tx, Dq]; concat: k W_k^T [B*Tx, A]; dot: empty
   CachedMatrix<T> w_q;            ///< general: W [Dq, Dk]; concat: W_q = W_a[:, :Dq] [A, Dq]
   CachedMatrix<T> w_k;            ///< concat: W_k = W_a[:, Dq:] [A, Dk]
   CachedMatrix<T> v_a;            ///< concat: [1, A]
   CachedMatrix<T> qproj;          ///< concat: q W_q^T [Ty*B, A]
-  CachedMatrix<T> alpha;          ///< [Ty*B, Tx] step-major
+  CachedMatrix<T> alpha;          ///< dot/general [B*Ty, Tx]; concat [Ty*B, Tx] (step-major)
 
   index_t bytes() const {
     return static_cast<index_t>(sizeof(T)) * (query.size() + keys.size() + values.size() + projected_keys.size() +
