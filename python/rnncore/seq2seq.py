@@ -112,9 +112,8 @@ class AttentionDecoder(Parameterized):
         self.has_bias = flag("bias", bias)
         opts = decoder_attention_options(
             self.attention, self.input_size, self.hidden_size, self.key_size, attention_units, energy_activation,
-            flag("score_bias", score_bias), flag("normalize", normalize), position, flag("input_feeding",
-                                                                                          input_feeding),
-            output_size)
+            flag("score_bias", score_bias), flag("normalize", normalize), position,
+            flag("input_feeding", input_feeding), output_size)
         self.attention_units: int | None = opts["attention_units"]
         self.energy_activation: str | None = opts["energy_activation"]
         self.score_bias_enabled: bool = opts["score_bias"]
@@ -531,7 +530,7 @@ class Seq2Seq(Parameterized):
         else:
             embedded = self.source_embedding(source)
         keys, final = self.encoder(embedded, lengths=lengths)
-        return keys, self._bridge(final, source.shape[0])
+        return keys, self._bridge(final)
 
     def _top_layer(self, state: np.ndarray) -> np.ndarray:
         """[L*D, B, He] -> the top layer's directions side by side [B, D·He]."""
@@ -539,7 +538,7 @@ class Seq2Seq(Parameterized):
         top = state[(self.encoder_layers - 1) * D:]
         return np.ascontiguousarray(np.concatenate(list(top), axis=1))
 
-    def _bridge(self, final: Any, batch: int) -> Any:
+    def _bridge(self, final: Any) -> Any:
         """The decoder's initial state from the encoder's final state(s) (None: zeros)."""
         n_states = _CELLS[self.cell].n_states
         if self.bridge == "zeros":
