@@ -783,6 +783,49 @@ def print_report(report: dict) -> None:
             print("  " + line)
 
 
+def markdown(report: dict) -> str:
+    """The report as markdown tables (what bench/README.md shows): per thread count, the timed rows with their
+    ratios (bold: rnncore slower), the profile, and the targets."""
+    def ms(row, lib):
+        v = row["libs"].get(lib, {}).get("min_s")
+        return f"{v * 1e3:.3g}" if v is not None else ("n/a" if lib in row.get("unavailable", {}) else "–")
+
+    def ratio(v):
+        return "–" if v is None else (f"**{v:.2f}**" if v < 1 else f"{v:.2f}")
+
+    out = []
+    for threads, w in report["workers"].items():
+        rows = w["rows"]
+        out.append(f"{threads} thread(s), SGEMM {w['sgemm_gflops']:.0f} GFLOP/s, minimum time per call:\n")
+        out.append("| row | rnncore ms | torch ms | JAX ms | × torch | × JAX | × best peer | note |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for r in (r for r in rows if r["part"] != "profile"):
+            x = speedups(r)
+            note = ""
+            if r["part"] == "train" and "min_s" in r["libs"].get("rnncore", {}):
+                gf = r["flops"] / r["libs"]["rnncore"]["min_s"] / 1e9
+                note = f"{gf:.0f} GFLOP/s ({100 * gf / w['sgemm_gflops']:.0f}% SGEMM)"
+            elif r["part"] == "decode":
+                note = "tokens/s " + ", ".join(f"{n} {r['tokens'] / v['min_s']:.0f}" for n, v in r["libs"].items()
+                                               if "min_s" in v)
+            if r["checks"] and not all(c["ok"] for c in r["checks"].values()):
+                note = _check_text(r)
+            out.append(f"| {r['part']} {r['config']} | {ms(r, 'rnncore')} | {ms(r, 'torch')} | {ms(r, 'jax')} | "
+                       f"{ratio(x.get('torch'))} | {ratio(x.get('jax'))} | {ratio(x.get('best'))} | {note} |")
+        profiles = [r for r in rows if r["part"] == "profile"]
+        if profiles:
+            names = list(dict.fromkeys(n for r in profiles for n in r["phases_ms"]))
+            out.append("\nrnncore's training step by phase, ms (% of the whole step):\n")
+            out.append("| phase | " + " | ".join(r["config"] for r in profiles) + " |")
+            out.append("|---|" + "---|" * len(profiles))
+            for n in names:
+                cells = [f"{r['phases_ms'][n]:.3g} ({100 * r['share'][n]:.0f}%)" if n in r["phases_ms"] else "–"
+                         for r in profiles]
+                out.append(f"| {n.strip()} | " + " | ".join(cells) + " |")
+        out.append("\nTargets: " + "; ".join(target_lines(rows)) + "\n")
+    return "\n".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -795,10 +838,14 @@ def main() -> int:
     parser.add_argument("--budget", type=float, help="seconds of timing per row (default 3; --quick 0.5)")
     parser.add_argument("--cpu", type=int, help="the core a 1-thread worker is pinned to (default: the last one)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
+    parser.add_argument("--markdown", type=Path, metavar="JSON", help="print a result file as markdown tables")
     parser.add_argument("--worker", nargs=2, metavar=("PLAN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(*args.worker)
+        return 0
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
         return 0
     parts = [p for p in args.parts.split(",") if p]
     if any(p not in PARTS for p in parts):
