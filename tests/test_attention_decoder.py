@@ -474,3 +474,50 @@ def test_non_exact_arguments_give_the_exact_calls_results(rng):
     for name, x1, x2 in zip(FORWARD_NAMES, exact[:5], got[:5]):
         if x1 is not None:
             assert_identical(x2, x1, name, "non-exact call")
+
+
+@pytest.mark.parametrize("pack_row,fuse_units", [(0, 0), (1, 0), (1, 1)])
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[3]], ids=["before", "after-feeding"])
+@pytest.mark.parametrize("cell,options", CELLS, ids=CELL_IDS)
+def test_one_row_products_match_twin(rng, cell, options, config, pack_row, fuse_units):
+    """B = 1 runs the one-row products (row_panels.hpp): unpacked, packed into panels, and packed by units with the
+    cell's update fused into the product (float), each forced through tuning.hpp's knobs."""
+    from rnncore import _core
+
+    _core._tuning_reset()  # (knobs to auto and path counts to 0)
+    _core._tuning_set("pack_row", pack_row)
+    _core._tuning_set("fuse_units", fuse_units)
+    try:
+        a = make_args(rng, np.float32, cell, options, Ty=9, B=1, Tx=7, E=3, H=16, A=5, Dv=6, O=4, **config)
+        out = call_forward(a)
+        assert_matches_twin(a, upstream(rng, a, out))
+        paths = {name for name, n in _core._tuning_counts().items() if n > 0}
+        assert ("step_row_unpacked" in paths) == (pack_row == 0)
+        assert ("step_row_fused" in paths) == (fuse_units == 1)
+    finally:
+        _core._tuning_set("pack_row", -1)
+        _core._tuning_set("fuse_units", -1)
+
+
+@pytest.mark.parametrize("score", ["additive", "dot"])
+def test_padded_source_positions_are_never_read(rng, score):
+    """Keys and values past a sample's length (NaN here) change nothing: every result equals the run with zeros
+    there, and their gradients are 0."""
+    a = make_args(rng, np.float32, score=score, position="after", input_feeding=True, B=3, Tx=21,
+                  lengths=np.array([21, 5, 0]))
+    clean = call_forward(a)
+    g = upstream(rng, a, clean)
+    clean_grads = ops.attention_decoder_backward(clean[5], **g)
+    dirty = dict(a, keys=a["keys"].copy(), values=a["values"].copy())
+    for b, n in enumerate(a["lengths"]):
+        dirty["keys"][b, n:] = np.nan
+        dirty["values"][b, n:] = np.nan
+    out = call_forward(dirty)
+    grads = ops.attention_decoder_backward(out[5], **g)
+    for name, x1, x2 in zip(FORWARD_NAMES, clean[:5], out[:5]):
+        if x1 is not None:
+            assert_identical(x2, x1, name, "NaN past the lengths")
+    for name, x1 in clean_grads._asdict().items():
+        if x1 is not None:
+            assert_identical(getattr(grads, name), x1, name, "NaN past the lengths")
+    assert np.all(grads.dkeys[1, 5:] == 0) and np.all(grads.dvalues[1, 5:] == 0)

@@ -2,9 +2,11 @@
 // and backward-row policies (cells/*.hpp) driven step by step, with one attention step (attention_steps.hpp) before
 // or after each cell step, between the input GEMM for all steps before the loop and the weight-gradient GEMMs after.
 //
-// Forward, per step: [before] the query projection h_{t-1} W_q^T + b_a (one GEMM), the attention rows, the fed
-// vector's share of the gates ctx_t W_ic^T (one GEMM), the cell's step (recurrent product and pointwise pass);
-// [after] the fed õ_{t-1} W_io^T, the cell's step, the attention on h_t, o_t = tanh(ctx_t W_cc^T + h_t W_ch^T + b_c).
+// Forward, per step: [before] the query projection h_{t-1} W_q^T + b_a, the attention rows, the fed vector's share
+// of the gates ctx_t W_ic^T, the cell's step (recurrent product and pointwise pass); [after] the fed õ_{t-1} W_io^T,
+// the cell's step, the attention on h_t, o_t = tanh(ctx_t W_cc^T + h_t W_ch^T + b_c). Every per-step product's
+// weight (W_hh, the fed columns of w_ih, W_q, W_c's halves) is packed once per call (StepProduct), nothing is
+// allocated per step, and the additive score's keys are put in its score layout once per call.
 // Backward, per step t = Ty-1 … 0: [before] the cell's rows (dy = doutputs[t]) and recurrent products, then
 // dctx_t = dG_t W_ic + dcontexts[t] and the attention's backward, whose dquery joins dh_{t-1};
 // [after] do_t = doutputs[t] + dG_{t+1} W_io (input feeding), dopre = do ⊙ (1 - o²) (tanh' from the output),
@@ -14,7 +16,6 @@
 #include "rnncore/attention_decoder.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <optional>
 
 #include "attention_steps.hpp"
@@ -53,7 +54,7 @@ AttentionOperands<T> attention_operands(const DecoderSpec& s, const DecoderDims&
   op.Dq = d.H;
   op.K = d.K;
   op.Dv = d.Dv;
-  op.keys = keys;
+  (s.score == AttentionScore::additive ? op.score_keys : op.keys) = keys;
   op.values = values;
   op.lengths = lengths;
   op.w_q = w_q;
@@ -126,8 +127,8 @@ class DecoderForward {
     const T* keys = a_.keys;
     if (s_.score == AttentionScore::additive) {  // the score layout K'^T (the workspace's copy in training)
       if (!training) {
-        scratch_keys_.resize(B_ * d_.A, d_.Tx);
-        keys_to_score_layout(a_.keys, B_, d_.Tx, d_.A, scratch_keys_.data());
+        scratch_keys_.resize(B_ * d_.A, score_row_length<T>(d_.Tx));
+        keys_to_score_layout(a_.keys, B_, d_.Tx, d_.A, a_.lengths, scratch_keys_.data());
       }
       keys = training ? ws_->keys.data() : scratch_keys_.data();
     }
@@ -169,8 +170,10 @@ class DecoderForward {
     std::copy_n(h[d_.Ty], B_ * H_, out_.h_n);
     if (training) {  // what the caller may mutate: backward reads its own copies
       std::copy_n(out_.alpha, TB * d_.Tx, ws_->alpha.data());
-      std::copy_n(out_.contexts, TB * d_.Dv, ws_->contexts.data());
-      if (s_.position == AttentionPosition::after) std::copy_n(out_.outputs, TB * d_.O, ws_->outputs.data());
+      if (s_.position == AttentionPosition::after) {  // (before: the contexts are the fed columns of cell.x)
+        std::copy_n(out_.contexts, TB * d_.Dv, ws_->contexts.data());
+        std::copy_n(out_.outputs, TB * d_.O, ws_->outputs.data());
+      }
     }
   }
 
@@ -204,14 +207,13 @@ class DecoderForward {
     ws.has_score_bias = a_.score_bias != nullptr;
     ws.score_bias = a_.score_bias ? *a_.score_bias : T(0);
     ws.has_b_c = a_.b_c != nullptr;
-    ws.has_o0 = a_.o0 != nullptr;
     if (a_.lengths)
       ws.lengths.assign(a_.lengths, a_.lengths + B_);
     else
       ws.lengths.clear();
     if (s_.score == AttentionScore::additive) {  // K'^T [B, A, Tx]: the additive score's layout (attention_steps.hpp)
-      ws.keys.resize(B_ * d_.A, Tx);
-      keys_to_score_layout(a_.keys, B_, Tx, d_.A, ws.keys.data());
+      ws.keys.resize(B_ * d_.A, score_row_length<T>(Tx));
+      keys_to_score_layout(a_.keys, B_, Tx, d_.A, a_.lengths, ws.keys.data());
     } else {
       keep(ws.keys, a_.keys, B_ * Tx, d_.K);
     }
@@ -223,7 +225,7 @@ class DecoderForward {
     ws.w_ch.resize(0, H_);
     ws.qproj.resize(additive ? TB : 0, d_.A);
     ws.alpha.resize(TB, Tx);
-    ws.contexts.resize(TB, d_.Dv);
+    ws.contexts.resize(after ? TB : 0, d_.Dv);
     ws.outputs.resize(after ? TB : 0, d_.O);
   }
 
@@ -337,10 +339,10 @@ class DecoderBackward {
   void run() {
     const bool additive = s_.score == AttentionScore::additive;
     op_ = attention_operands<T>(s_, d_, ws_.keys.data(), ws_.values.data(),
-                             ws_.lengths.empty() ? nullptr : ws_.lengths.data(), ws_.w_q.data(), nullptr,
-                             ws_.w_v.data(), ws_.has_score_bias ? &ws_.score_bias : nullptr);
+                                ws_.lengths.empty() ? nullptr : ws_.lengths.data(), ws_.w_q.data(), nullptr,
+                                ws_.w_v.data(), ws_.has_score_bias ? &ws_.score_bias : nullptr);
     std::fill(g_.dkeys, g_.dkeys + B_ * d_.Tx * d_.K, T(0));
-    if (additive) dkeys_t_ = RowMatrix<T>::Zero(B_ * d_.A, d_.Tx);  // dK'^T, turned back after the loop
+    if (additive) dkeys_t_ = RowMatrix<T>::Zero(B_ * d_.A, score_row_length<T>(d_.Tx));  // dK'^T, turned back after
     dqsum_.resize(additive ? TB_ : 0, d_.A);
     dw_v_rows_ = RowMatrix<T>::Zero(additive ? B_ : 0, d_.A);
     dscore_bias_rows_ = RowMatrix<T>::Zero(additive ? B_ : 0, 1);
@@ -349,6 +351,8 @@ class DecoderBackward {
     dfed_ = RowMatrix<T>::Zero(s_.input_feeding ? B_ : 0, d_.O);
     dG_.resize(TB_, GH_);
     dh_ = initial_state_gradient(up_.dh_n, B_, H_);
+    const bool gru_after = s_.cell.kind == CellKind::gru && s_.cell.reset_after;
+    CachedMatrix<T> dGh_n(gru_after ? TB_ : 0, H_);  // GRU reset_after: the recurrent side's n block, dn_pre ⊙ r
     const StateSlots<const T> h(ws_.cell.h.data(), B_, H_, true);
     switch (s_.cell.kind) {
       case CellKind::lstm: {
@@ -360,14 +364,10 @@ class DecoderBackward {
         break;
       }
       case CellKind::gru: {
-        const bool after_n = s_.cell.reset_after;
-        CachedMatrix<T> dGh_n(after_n ? TB_ : 0, H_);
-        RowMatrix<T> drh(after_n ? 0 : B_, H_);
+        RowMatrix<T> drh(gru_after ? 0 : B_, H_);  // reset_before: d(r ⊙ h)
         loop(GruBackward<T>{ws_.cell.w_hh.data(), ws_.cell.acts.data(), {ws_.cell.h.data(), B_, H_, true},
-                            after_n ? dGh_n.data() : nullptr, after_n ? nullptr : drh.data(), B_, H_, after_n},
+                            gru_after ? dGh_n.data() : nullptr, gru_after ? nullptr : drh.data(), B_, H_, gru_after},
              h);
-        cell_input_gradients();
-        gru_weight_gradients(dG_.view(), dGh_n.data(), ws_.cell, g_.dw_ih, g_.db_ih, g_.dw_hh, g_.db_hh);
         break;
       }
       case CellKind::rnn: {
@@ -377,11 +377,12 @@ class DecoderBackward {
         break;
       }
     }
-    if (s_.cell.kind != CellKind::gru) {
-      cell_input_gradients();
-      weight_gradients(dG_.view(), ws_.cell, GH_, g_.dw_ih, g_.db_ih, g_.dw_hh, g_.db_hh);
-    }
     std::copy_n(dh_.data(), B_ * H_, g_.dh0);
+    cell_input_gradients();
+    if (s_.cell.kind == CellKind::gru)
+      gru_weight_gradients(dG_.view(), dGh_n.data(), ws_.cell, g_.dw_ih, g_.db_ih, g_.dw_hh, g_.db_hh);
+    else
+      weight_gradients(dG_.view(), ws_.cell, GH_, g_.dw_ih, g_.db_ih, g_.dw_hh, g_.db_hh);
     values_gradient();
     attention_weight_gradients();
   }
@@ -457,16 +458,13 @@ class DecoderBackward {
   /// step).
   void values_gradient() {
     const index_t Tx = d_.Tx, Dv = d_.Dv;
-    std::fill(g_.dvalues, g_.dvalues + B_ * Tx * Dv, T(0));
+    std::fill(g_.dvalues, g_.dvalues + B_ * Tx * Dv, T(0));  // (zero past each sample's length)
     const index_t* lengths = ws_.lengths.empty() ? nullptr : ws_.lengths.data();
     for (index_t b = 0; b < B_; ++b) {
       const index_t n = lengths ? lengths[b] : Tx;
-      T* dv = g_.dvalues + b * Tx * Dv;
-      for (index_t step = 0; step < d_.Ty; ++step) {
-        const T* alpha = ws_.alpha.data() + (step * B_ + b) * Tx;
-        const T* dctx = dctx_.data() + (step * B_ + b) * Dv;
-        for (index_t t = 0; t < n; ++t) attention_lanes::axpy(alpha[t], dctx, dv + t * Dv, Dv);
-      }
+      for (index_t t = 0; t < n; ++t)  // over the steps: α_s[b, t] weighs dctx_s[b]
+        attention_lanes::weighted_sum_rows(ws_.alpha.data() + b * Tx + t, B_ * Tx, dctx_.data() + b * Dv, B_ * Dv,
+                                           d_.Ty, Dv, g_.dvalues + (b * Tx + t) * Dv, false);
     }
   }
 
@@ -476,7 +474,8 @@ class DecoderBackward {
     const bool additive = s_.score == AttentionScore::additive;
     rows.dqsum = additive ? dqsum_.data() + t * B_ * d_.A : nullptr;
     rows.dquery = additive ? nullptr : dh_.data();
-    rows.dkeys = additive ? dkeys_t_.data() : g_.dkeys;
+    rows.dkeys = additive ? nullptr : g_.dkeys;
+    rows.dscore_keys = additive ? dkeys_t_.data() : nullptr;
     rows.dvalues = nullptr;  // values_gradient, after the loop
     rows.dw_v_rows = additive ? dw_v_rows_.data() : nullptr;
     rows.dscore_bias_rows = additive ? dscore_bias_rows_.data() : nullptr;

@@ -7,9 +7,10 @@
 //   dot:       e[b, t'] = q[b] · keys[b, t']
 //   then       α[b] = masked_softmax(e[b], t' < lengths[b])       context[b] = Σ_t' α[b, t'] values[b, t']
 //
-// The additive score works on the projected keys in the score layout K'^T [B, A, Tx] (each sample's keys transposed,
-// once per source: keys_to_score_layout), so that every pass over a row runs along Tx on whole SIMD packets whatever
-// A is (A = 10 in the course's model), and accumulates dK' in that layout (add_score_layout_to_keys turns it back).
+// The additive score works on the projected keys in the score layout K'^T [B, A, Tx'] (each sample's keys transposed,
+// rows padded with zeros to Tx' = score_row_length(Tx), a multiple of the widest float packet; once per source:
+// keys_to_score_layout), so that every pass over a row runs along Tx on whole SIMD packets whatever A is (A = 10 in
+// the course's model), and accumulates dK' in that layout (add_score_layout_to_keys turns it back).
 // What a step keeps for its backward: qproj = q W_q^T + b_a [B, A] (additive) and α [B, Tx]; the backward
 // recomputes u row by row, so no [A, Tx] tensor outlives its row. A sample with lengths[b] = 0 attends to nothing:
 // α = 0, context = 0, and every gradient of its row is 0 (never NaN).
@@ -22,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -35,6 +37,21 @@
 
 namespace rnncore::detail {
 
+/// The packet width the score layout's rows are padded to: the widest float packet (double runs scalars).
+template <typename T>
+constexpr index_t score_layout_width() {
+  if constexpr (std::is_same_v<T, float>)
+    return Eigen::internal::unpacket_traits<typename Eigen::internal::packet_traits<float>::type>::size;
+  else
+    return 1;
+}
+
+/// Tx' = Tx rounded up to the score layout's packet width: the row length of K'^T.
+template <typename T>
+constexpr index_t score_row_length(index_t Tx) {
+  return (Tx + score_layout_width<T>() - 1) / score_layout_width<T>() * score_layout_width<T>();
+}
+
 /// The operands of one attention, fixed over a decoder's steps (kept by pointer; every array row-major).
 ///   additive: K = A (attention units); dot: K = Dq.
 template <typename T>
@@ -44,8 +61,9 @@ struct AttentionOperands {
   index_t Dq = 0;                    ///< query features (the decoder's H)
   index_t K = 0;                     ///< key columns: A (additive, projected keys) or Dq (dot)
   index_t Dv = 0;                    ///< value features
-  const T* keys = nullptr;           ///< additive: K'^T [B, A, Tx], the projected keys K' = keys W_k^T [B, Tx, A]
-                                     ///< (projected once outside) in the score layout; dot: the keys [B, Tx, Dq]
+  const T* keys = nullptr;           ///< dot: the keys [B, Tx, Dq]
+  const T* score_keys = nullptr;     ///< additive: K'^T [B, A, Tx'], the projected keys K' = keys W_k^T [B, Tx, A]
+                                     ///< (projected once outside) in the score layout (keys_to_score_layout)
   const T* values = nullptr;         ///< [B, Tx, Dv]
   const index_t* lengths = nullptr;  ///< [B] in 0..Tx: sample b attends to t' < lengths[b]; null = all Tx
   const T* w_q = nullptr;            ///< additive: [A, Dq]
@@ -56,6 +74,16 @@ struct AttentionOperands {
 
   bool additive() const { return score == AttentionScore::additive; }
   index_t length(index_t b) const { return lengths ? lengths[b] : Tx; }
+  /// Tx': the row length of the score layout (additive).
+  index_t score_row() const { return score_row_length<T>(Tx); }
+  /// Where sample b's keys start (either score's).
+  const T* keys_of(index_t b) const { return additive() ? score_keys + b * K * score_row() : keys + b * Tx * K; }
+  /// Refuses operands set up for the other score (the additive score reads score_keys, never keys).
+  void check() const {
+    if (additive() ? (score_keys == nullptr || keys != nullptr) : (keys == nullptr || score_keys != nullptr))
+      throw std::logic_error("rnncore internal error: attention operands: the additive score takes score_keys "
+                             "(keys_to_score_layout), the dot score keys");
+  }
   /// The pointwise work of one row (for for_each_row's thread split).
   index_t row_width() const { return Tx * (K + Dv); }
 };
@@ -135,10 +163,49 @@ EIGEN_ALWAYS_INLINE void axpy(T s, const T* x, T* y, index_t n) {
   });
 }
 
+/// out[j] (+)= Σ_{t < n} w[t * w_stride] · rows[t * row_stride + j] for j < cols: a weighted sum of n rows (the
+/// context α · values, dvalues over the steps), t in order for every j. The columns go in blocks of four packets
+/// held in registers across t: an axpy per row would chain every row's update through memory (store, then load).
+template <typename T>
+void weighted_sum_rows(const T* w, index_t w_stride, const T* rows, index_t row_stride, index_t n, index_t cols,
+                       T* out, bool accumulate) {
+  using Packet = typename ei::packet_traits<T>::type;
+  constexpr index_t W = ei::unpacket_traits<Packet>::size;
+  index_t j = 0;
+  for (; j + 4 * W <= cols; j += 4 * W) {
+    Packet a0 = ei::pset1<Packet>(T(0)), a1 = a0, a2 = a0, a3 = a0;
+    if (accumulate) {
+      a0 = ei::ploadu<Packet>(out + j), a1 = ei::ploadu<Packet>(out + j + W);
+      a2 = ei::ploadu<Packet>(out + j + 2 * W), a3 = ei::ploadu<Packet>(out + j + 3 * W);
+    }
+    for (index_t t = 0; t < n; ++t) {
+      const Packet s = ei::pset1<Packet>(w[t * w_stride]);
+      const T* r = rows + t * row_stride + j;
+      a0 = ei::pmadd(s, ei::ploadu<Packet>(r), a0);
+      a1 = ei::pmadd(s, ei::ploadu<Packet>(r + W), a1);
+      a2 = ei::pmadd(s, ei::ploadu<Packet>(r + 2 * W), a2);
+      a3 = ei::pmadd(s, ei::ploadu<Packet>(r + 3 * W), a3);
+    }
+    ei::pstoreu(out + j, a0), ei::pstoreu(out + j + W, a1), ei::pstoreu(out + j + 2 * W, a2);
+    ei::pstoreu(out + j + 3 * W, a3);
+  }
+  for (; j + W <= cols; j += W) {
+    Packet a = accumulate ? ei::ploadu<Packet>(out + j) : ei::pset1<Packet>(T(0));
+    for (index_t t = 0; t < n; ++t)
+      a = ei::pmadd(ei::pset1<Packet>(w[t * w_stride]), ei::ploadu<Packet>(rows + t * row_stride + j), a);
+    ei::pstoreu(out + j, a);
+  }
+  for (; j < cols; ++j) {
+    T a = accumulate ? out[j] : T(0);
+    for (index_t t = 0; t < n; ++t) a += w[t * w_stride] * rows[t * row_stride + j];
+    out[j] = a;
+  }
+}
+
 }  // namespace attention_lanes
 
-/// A row's scratch, one per thread (rows run on for_each_row's threads): the additive score's u [A, Tx], and two
-/// rows of Tx (the backward's dα then ds, and dpre). Grown on demand and kept by the thread for the next call.
+/// A row's scratch, one per thread (rows run on for_each_row's threads): the additive score's u [A, Tx'], and two
+/// rows of Tx' (the scores s, or the backward's dα then ds; dpre). Grown on demand and kept by the thread.
 template <typename T>
 struct AttentionRowScratch {
   std::vector<T> u, rows;
@@ -151,36 +218,46 @@ struct AttentionRowScratch {
   }
 };
 
-/// K'^T [B, A, Tx] = each sample's projected keys K' [B, Tx, A] transposed (the additive score's layout; once per
-/// source).
+/// K'^T [B, A, Tx'] = each sample's projected keys K' [B, Tx, A] transposed (the additive score's layout; once per
+/// source), with zeros past each sample's length and in the padding up to Tx': the passes that run on whole packets
+/// past a sample's kept steps never meet what the caller padded with (a NaN there would reach dK' and dq).
+///   lengths [B] in 0..Tx, or null (all Tx)
 template <typename T>
-void keys_to_score_layout(const T* keys, index_t B, index_t Tx, index_t A, T* keys_t) {
-  for (index_t b = 0; b < B; ++b)
-    for (index_t t = 0; t < Tx; ++t)
-      for (index_t a = 0; a < A; ++a) keys_t[(b * A + a) * Tx + t] = keys[(b * Tx + t) * A + a];
+void keys_to_score_layout(const T* keys, index_t B, index_t Tx, index_t A, const index_t* lengths, T* keys_t) {
+  const index_t Txs = score_row_length<T>(Tx);
+  for (index_t b = 0; b < B; ++b) {
+    const index_t n = lengths ? lengths[b] : Tx;
+    for (index_t a = 0; a < A; ++a) {
+      T* row = keys_t + (b * A + a) * Txs;
+      for (index_t t = 0; t < n; ++t) row[t] = keys[(b * Tx + t) * A + a];
+      std::fill(row + n, row + Txs, T(0));
+    }
+  }
 }
 
-/// dK' [B, Tx, A] += dK'^T [B, A, Tx] transposed back (after the steps that accumulated dK'^T).
+/// dK' [B, Tx, A] += dK'^T [B, A, Tx'] transposed back (after the steps that accumulated dK'^T).
 template <typename T>
 void add_score_layout_to_keys(const T* dkeys_t, index_t B, index_t Tx, index_t A, T* dkeys) {
+  const index_t Txs = score_row_length<T>(Tx);
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < Tx; ++t)
-      for (index_t a = 0; a < A; ++a) dkeys[(b * Tx + t) * A + a] += dkeys_t[(b * A + a) * Tx + t];
+      for (index_t a = 0; a < A; ++a) dkeys[(b * Tx + t) * A + a] += dkeys_t[(b * A + a) * Txs + t];
 }
 
-/// The additive score of one row: u[a, t'] = tanh(K'^T[a, t'] + qproj[a]) for the n kept steps, and
-/// s[t'] = bias + Σ_a w_v[a] u[a, t'] (summed over a in order), each pass along Tx.
-///   kt [A, Tx]: the row's keys in the score layout;  qproj, w_v [A];  u [A, Tx] out;  s [n] out
+/// The additive score of one row: u[a, t'] = tanh(K'^T[a, t'] + qproj[a]) and s[t'] = bias + Σ_a w_v[a] u[a, t']
+/// (summed over a in order) for t' < m, each pass along Tx' on whole packets (m: the kept steps rounded up to the
+/// layout's width; the entries past the kept ones are finite and unused).
+///   kt [A, Tx']: the row's keys in the score layout;  qproj, w_v [A];  u [A, Tx'] out;  s [m] out
 template <typename T>
-void additive_scores_row(const T* kt, const T* qproj, const T* w_v, T bias, index_t n, index_t A, index_t Tx, T* u,
+void additive_scores_row(const T* kt, const T* qproj, const T* w_v, T bias, index_t m, index_t A, index_t Txs, T* u,
                          T* s) {
   namespace ei = Eigen::internal;
-  std::fill(s, s + n, bias);
+  std::fill(s, s + m, bias);
   for (index_t a = 0; a < A; ++a) {
-    const T* k_a = kt + a * Tx;
-    T* u_a = u + a * Tx;
+    const T* k_a = kt + a * Txs;
+    T* u_a = u + a * Txs;
     const T q_a = qproj[a], v_a = w_v[a];
-    lanes::for_each<T>(n, [&](auto lane, index_t j) {
+    lanes::for_each<T>(m, [&](auto lane, index_t j) {
       using P = decltype(lane);
       const P u_j = act::tanh(ei::padd(lanes::load<P>(k_a + j), act::splat<P>(q_a)));
       lanes::store(u_a + j, u_j);
@@ -238,25 +315,26 @@ void attention_project_query(const AttentionOperands<T>& op, StepProduct<T, true
 template <typename T>
 void attention_forward_rows(const AttentionOperands<T>& op, const T* query, const T* qproj, T* alpha, T* context) {
   using namespace attention_lanes;
+  op.check();
   const index_t Tx = op.Tx, K = op.K, Dv = op.Dv;
   for_each_row(op.B, op.row_width(), [&](index_t b) {
     const index_t n = op.length(b);
     T* e = alpha + b * Tx;
     T* ctx = context + b * Dv;
-    const T* keys = op.keys + b * Tx * K;
+    const T* keys = op.keys_of(b);
     if (op.additive()) {
-      AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(K * Tx, Tx);
-      additive_scores_row(keys, qproj + b * K, op.w_v, op.score_bias ? *op.score_bias : T(0), n, K, Tx,
-                          scratch.u.data(), e);
-      if (op.relu_energy)
-        for (index_t t = 0; t < n; ++t) e[t] = e[t] > T(0) ? e[t] : (e[t] == e[t] ? T(0) : e[t]);  // NaN stays
+      const index_t Txs = op.score_row();
+      AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(K * Txs, Txs);
+      T* s = scratch.row(0, Txs);
+      additive_scores_row(keys, qproj + b * K, op.w_v, op.score_bias ? *op.score_bias : T(0),
+                          score_row_length<T>(n), K, Txs, scratch.u.data(), s);
+      for (index_t t = 0; t < n; ++t)  // relu keeps a NaN (as torch's)
+        e[t] = !op.relu_energy || s[t] > T(0) ? s[t] : (s[t] == s[t] ? T(0) : s[t]);
     } else {
       for (index_t t = 0; t < n; ++t) e[t] = dot(query + b * op.Dq, keys + t * K, K);
     }
     softmax_row_in_place(e, n, Tx);
-    std::fill(ctx, ctx + Dv, T(0));
-    const T* values = op.values + b * Tx * Dv;
-    for (index_t t = 0; t < n; ++t) axpy(e[t], values + t * Dv, ctx, Dv);
+    weighted_sum_rows(e, 1, op.values + b * Tx * Dv, Dv, n, Dv, ctx, false);
   });
 }
 
@@ -266,7 +344,8 @@ template <typename T>
 struct AttentionRowGradients {
   T* dqsum = nullptr;             ///< additive: [B, A] out (written): Σ_t' dpre[b, t'], the query side's gradient
   T* dquery = nullptr;            ///< dot: [B, Dq] += Σ_t' de[b, t'] keys[b, t']
-  T* dkeys = nullptr;             ///< +=: additive dK'^T [B, A, Tx] = dpre (the score layout); dot [B, Tx, Dq] de ⊗ q
+  T* dkeys = nullptr;             ///< dot: [B, Tx, Dq] += de ⊗ q
+  T* dscore_keys = nullptr;       ///< additive: dK'^T [B, A, Tx'] += dpre (the score layout; add_score_layout_to_keys)
   T* dvalues = nullptr;           ///< [B, Tx, Dv] += α ⊗ dcontext
   T* dw_v_rows = nullptr;         ///< additive: [B, A] += Σ_t' ds u (summed over rows by the caller)
   T* dscore_bias_rows = nullptr;  ///< additive: [B] += Σ_t' ds (summed over rows by the caller)
@@ -285,17 +364,22 @@ template <typename T>
 void attention_backward_rows(const AttentionOperands<T>& op, const T* query, const T* qproj, const T* alpha,
                              const T* dcontext, const T* dalpha, const AttentionRowGradients<T>& g) {
   using namespace attention_lanes;
+  op.check();
+  if (op.additive() ? g.dkeys != nullptr : g.dscore_keys != nullptr)
+    throw std::logic_error("rnncore internal error: attention gradients: the additive score accumulates dK'^T into "
+                           "dscore_keys, the dot score into dkeys");
   namespace ei = Eigen::internal;
   const index_t Tx = op.Tx, K = op.K, Dv = op.Dv;
   for_each_row(op.B, op.row_width(), [&](index_t b) {
     const index_t n = op.length(b);
     if (op.additive() && g.dqsum) std::fill(g.dqsum + b * K, g.dqsum + (b + 1) * K, T(0));
     if (n == 0) return;  // attends to nothing: no gradient
-    AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(op.additive() ? K * Tx : 0, Tx);
+    const index_t Txs = op.additive() ? op.score_row() : Tx, m = op.additive() ? score_row_length<T>(n) : n;
+    AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(op.additive() ? K * Txs : 0, Txs);
     const T* a = alpha + b * Tx;
     const T* values = op.values + b * Tx * Dv;
     const T* dctx = dcontext ? dcontext + b * Dv : nullptr;
-    T* de = scratch.row(0, Tx);
+    T* de = scratch.row(0, Txs);
     for (index_t t = 0; t < n; ++t) {
       de[t] = dctx ? dot(dctx, values + t * Dv, Dv) : T(0);
       if (dalpha) de[t] += dalpha[b * Tx + t];
@@ -304,39 +388,40 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
     T weighted = 0;
     for (index_t t = 0; t < n; ++t) weighted += a[t] * de[t];
     for (index_t t = 0; t < n; ++t) de[t] = a[t] * (de[t] - weighted);
-    const T* keys = op.keys + b * Tx * K;
-    T* dkeys = g.dkeys ? g.dkeys + b * Tx * K : nullptr;  // additive: dK'^T, the score layout
+    const T* keys = op.keys_of(b);
+    T* dkeys = op.additive() ? (g.dscore_keys ? g.dscore_keys + (keys - op.score_keys) : nullptr)
+                             : (g.dkeys ? g.dkeys + (keys - op.keys) : nullptr);
     if (!op.additive()) {
       const T* q = query + b * op.Dq;
-      for (index_t t = 0; t < n; ++t) {
-        if (g.dquery) axpy(de[t], keys + t * K, g.dquery + b * op.Dq, K);
-        if (dkeys) axpy(de[t], q, dkeys + t * K, K);
-      }
+      if (g.dquery) weighted_sum_rows(de, 1, keys, K, n, K, g.dquery + b * op.Dq, true);
+      if (dkeys)
+        for (index_t t = 0; t < n; ++t) axpy(de[t], q, dkeys + t * K, K);
       return;
     }
     // ds = de, or de ⊙ [s > 0] (relu' from its output; s recomputed with u)
     T* u = scratch.u.data();
-    T* dpre = scratch.row(1, Tx);
-    additive_scores_row(keys, qproj + b * K, op.w_v, op.score_bias ? *op.score_bias : T(0), n, K, Tx, u, dpre);
+    T* dpre = scratch.row(1, Txs);
+    additive_scores_row(keys, qproj + b * K, op.w_v, op.score_bias ? *op.score_bias : T(0), m, K, Txs, u, dpre);
     T dbias = 0;
     for (index_t t = 0; t < n; ++t) {
       if (op.relu_energy && !(dpre[t] > T(0))) de[t] = T(0);
       dbias += de[t];
     }
+    std::fill(de + n, de + m, T(0));  // the padding past the kept steps adds nothing below
     const T* ds = de;
     for (index_t a_unit = 0; a_unit < K; ++a_unit) {  // per attention unit, along Tx
-      const T* u_a = u + a_unit * Tx;
+      const T* u_a = u + a_unit * Txs;
       const T v_a = op.w_v[a_unit];
-      T* dk_a = dkeys ? dkeys + a_unit * Tx : nullptr;
-      lanes::for_each<T>(n, [&](auto lane, index_t j) {  // dpre = ds w_v ⊙ (1 - u²)
+      T* dk_a = dkeys ? dkeys + a_unit * Txs : nullptr;
+      lanes::for_each<T>(m, [&](auto lane, index_t j) {  // dpre = ds w_v ⊙ (1 - u²)
         using P = decltype(lane);
         const P d = ei::pmul(ei::pmul(lanes::load<P>(ds + j), act::splat<P>(v_a)),
                              act::tanh_grad_from_output(lanes::load<P>(u_a + j)));
         lanes::store(dpre + j, d);
         if (dk_a) lanes::store(dk_a + j, ei::padd(lanes::load<P>(dk_a + j), d));
       });
-      if (g.dqsum) g.dqsum[b * K + a_unit] = sum(dpre, n);
-      if (g.dw_v_rows) g.dw_v_rows[b * K + a_unit] += dot(ds, u_a, n);
+      if (g.dqsum) g.dqsum[b * K + a_unit] = sum(dpre, m);
+      if (g.dw_v_rows) g.dw_v_rows[b * K + a_unit] += dot(ds, u_a, m);
     }
     if (g.dscore_bias_rows) g.dscore_bias_rows[b] += dbias;
   });

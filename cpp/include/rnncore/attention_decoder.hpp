@@ -88,7 +88,7 @@ struct DecoderWorkspace {
   Workspace<T> cell;
   CachedMatrix<T> w_ix;          ///< [G*H, E] x's columns of w_ih
   CachedMatrix<T> w_fed;         ///< [G*H, Dc] the fed vector's columns of w_ih
-  bool has_b_a = false, has_score_bias = false, has_b_c = false, has_o0 = false;
+  bool has_b_a = false, has_score_bias = false, has_b_c = false;
   std::vector<index_t> lengths;  ///< [B], empty = every source step
   CachedMatrix<T> keys;          ///< [B*Tx, K]
   CachedMatrix<T> values;        ///< [B*Tx, Dv]
@@ -99,7 +99,7 @@ struct DecoderWorkspace {
   CachedMatrix<T> w_ch;          ///< [O, H] h_t's columns of w_c (after)
   CachedMatrix<T> qproj;         ///< [Ty*B, A] q W_q^T + b_a of every step (additive)
   CachedMatrix<T> alpha;         ///< [Ty*B, Tx]
-  CachedMatrix<T> contexts;      ///< [Ty*B, Dv]
+  CachedMatrix<T> contexts;      ///< [Ty*B, Dv] (after; before, they are cell.x's fed columns)
   CachedMatrix<T> outputs;       ///< [Ty*B, O] õ_t (after)
 
   index_t bytes() const {
