@@ -347,3 +347,34 @@ def test_save_load_pickle_round_trip(make, tmp_path, rng):
         other.prepare(keys, values)
         for a, b in zip(other(q), want):
             assert_identical(a, b, "output")
+
+
+@pytest.mark.parametrize("score,sizes", LUONG_CASES[1:], ids=["dot", "general", "concat"])
+def test_luong_mixed_calls_on_one_source(score, sizes, rng):
+    """An every-step call then one-step calls on one source, backwarded last first: the source's gradients are the
+    sums of the twin's over the calls."""
+    att = rc.LuongAttention(score, dtype=np.float64, seed=7, **sizes)
+    p = att.parameters()
+    Dq = DK if score == "dot" else DQ
+    keys, values = rng.standard_normal((B, TX, DK)), rng.standard_normal((B, TX, DV))
+    queries = [rng.standard_normal((B, 2, Dq)), rng.standard_normal((B, Dq)), rng.standard_normal((B, Dq))]
+    dctx = [rng.standard_normal((B, 2, DV)), rng.standard_normal((B, DV)), rng.standard_normal((B, DV))]
+    att.prepare(keys, values, LENGTHS)
+    for q in queries:
+        att(q)
+    dquery = [att.backward(d) for d in reversed(dctx)][::-1]
+    dkeys, dvalues = att.prepare_backward()
+    want = {"dkeys": 0.0, "dvalues": 0.0, "dweight": 0.0, "dv_a": 0.0}
+    for q, d, dq in zip(queries, dctx, dquery):
+        steps, dsteps = (q, d) if q.ndim == 3 else (q[:, None], d[:, None])
+        _, _, saved = luong_twin(score, p, steps, keys, values, LENGTHS)
+        g = reference.luong_attention_backward(saved, dsteps)
+        check(dq, g["dquery"] if q.ndim == 3 else g["dquery"][:, 0], np.float64, "dquery")
+        for name in want:
+            if g[name] is not None:
+                want[name] = want[name] + g[name]
+    check(dkeys, want["dkeys"], np.float64, "dkeys")
+    check(dvalues, want["dvalues"], np.float64, "dvalues")
+    for param, grad in (("weight", "dweight"), ("score_weight", "dv_a")):
+        if param in p:
+            check(att.gradients()[param], want[grad], np.float64, param)

@@ -499,3 +499,66 @@ def test_accumulators_may_not_overlap():
     buffer = np.zeros(40)
     with pytest.raises(ValueError, match="dvalues must not share memory with dcontext"):
         ops.additive_attention_backward(ws, buffer[20:30].reshape(2, 5), dvalues=buffer[:30].reshape(2, 3, 5))
+
+
+# ---- a prepared additive source (additive_attention_source): shared by the steps instead of copied ----
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_a_prepared_source_gives_the_array_calls_bits(dtype, rng):
+    """Steps over a prepared source equal steps given the arrays, bit for bit, in training and inference; the source
+    keeps private copies (the caller's arrays overwritten after it was made change nothing)."""
+    B, Tx, Dq, Dk, Dv, A = 3, 6, 4, 3, 5, 7
+    p = additive_inputs(rng, B, Tx, Dq, Dk, Dv, A, dtype, score_bias=True, normalize=True)
+    lengths = np.array([6, 0, 3])
+    kp = ops.additive_attention_keys(p["keys"], p["w_k"])
+    kp_copy, values_copy = kp.copy(), p["values"].copy()
+    source = ops.additive_attention_source(kp, p["values"], lengths)
+    kp[...], p["values"][...], lengths_copy = np.nan, np.nan, lengths.copy()
+    lengths[...] = 1
+    rest = dict(score_bias=p["score_bias"], energy_activation="relu", normalize_gain=p["normalize_gain"])
+    for step in range(2):
+        query = rng.standard_normal((B, Dq)).astype(dtype)
+        dctx, dalpha = rng.standard_normal((B, Dv)).astype(dtype), rng.standard_normal((B, Tx)).astype(dtype)
+        want = ops.additive_attention_forward(query, kp_copy, values_copy, p["w_q"], p["b_a"], p["w_v"], lengths_copy,
+                                              **rest)
+        got = ops.additive_attention_forward(query, None, None, p["w_q"], p["b_a"], p["w_v"], source=source, **rest)
+        inference = ops.additive_attention_forward(query, None, None, p["w_q"], p["b_a"], p["w_v"], source=source,
+                                                   training=False, **rest)
+        assert inference[2] is None
+        for name, a, b, c in zip(("context", "alpha"), got, want, inference):
+            assert_identical(a, b, name, f"step {step}")
+            assert_identical(c, b, name, f"inference step {step}")
+        g_want = ops.additive_attention_backward(want[2], dctx, dalpha)
+        g_got = ops.additive_attention_backward(got[2], dctx, dalpha)
+        for name, g in g_want._asdict().items():
+            assert_identical(getattr(g_got, name), g, name, f"step {step}")
+
+
+def test_source_argument_rules(rng):
+    kp, values = np.ones((2, 3, 6)), np.ones((2, 3, 5))
+    source = ops.additive_attention_source(kp, values, [3, 1])
+    assert (source.B, source.Tx, source.A, source.Dv, source.dtype) == (2, 3, 6, 5, "float64")
+    query, w_q, w_v = np.ones((2, 4)), np.ones((6, 4)), np.ones(6)
+    cases = [
+        (lambda: ops.additive_attention_forward(query, kp, None, w_q, None, w_v, source=source), ValueError,
+         "with source= the source holds the keys, values and lengths: projected_keys must be None"),
+        (lambda: ops.additive_attention_forward(query, None, None, w_q, None, w_v, [1, 1], source=source), ValueError,
+         "lengths must be None"),
+        (lambda: ops.additive_attention_forward(query, None, None, w_q, None, w_v, source=kp), TypeError,
+         r"source must be a source from additive_attention_source\(\.\.\.\) or None, got ndarray"),
+        (lambda: ops.additive_attention_forward(query.astype(F32), None, None, w_q.astype(F32), None,
+                                                w_v.astype(F32), source=source), TypeError,
+         "source has dtype float64, expected float32 like query"),
+        (lambda: ops.additive_attention_forward(np.ones((3, 4)), None, None, w_q, None, w_v, source=source),
+         ValueError, r"query must have the source's B = 2 rows"),
+        (lambda: ops.additive_attention_forward(query, None, None, np.ones((5, 4)), None, w_v, source=source),
+         ValueError, r"w_q must have shape \[A, Dq\] = \(6, 4\)"),
+        (lambda: ops.additive_attention_source(kp, np.ones((2, 4, 5))), ValueError,
+         r"values must have shape \[B, Tx, Dv\] = \(2, 3, \?\)"),
+        (lambda: ops.additive_attention_source(kp, values, [4, 0]), ValueError, r"lengths must lie in 0\.\.Tx"),
+        (lambda: ops.additive_attention_forward(query, None, values, w_q, None, w_v), TypeError,
+         "projected_keys must be a numpy.ndarray"),
+    ]
+    for call, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            call()

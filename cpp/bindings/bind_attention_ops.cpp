@@ -1,4 +1,5 @@
-// Bindings for the standalone attention ops (rnncore/attention_ops.hpp) and their opaque training workspaces.
+// Bindings for the standalone attention ops (rnncore/attention_ops.hpp), their opaque training workspaces and the
+// additive attention's prepared source.
 // rnncore.ops.attention validates every argument first (shapes, dtypes, lengths in 0..Tx, the score's weights).
 #include <memory>
 #include <string>
@@ -22,19 +23,39 @@ T* mutable_or_null(std::optional<Array<T>>& a) {
   return a ? a->mutable_data() : nullptr;
 }
 
-// query [B, Dq], projected_keys [B, Tx, A], values [B, Tx, Dv], w_q [A, Dq], b_a [A] or None, w_v [A] (effective),
-// lengths int64 [B] in 0..Tx or None, score_bias 0-d or None -> (context [B, Dv], alpha [B, Tx], workspace or None).
 template <typename T>
-py::tuple additive_forward(const Array<T>& query, const Array<T>& projected_keys, const Array<T>& values,
-                           const Array<T>& w_q, const OptionalArray<T>& b_a, const Array<T>& w_v,
-                           const Lengths& lengths, const OptionalArray<T>& score_bias, bool relu_energy,
-                           bool training) {
+using SourcePtr = std::shared_ptr<AdditiveAttentionSource<T>>;
+
+// projected_keys [B, Tx, A], values [B, Tx, Dv], lengths int64 [B] in 0..Tx or None -> a source (private copies).
+template <typename T>
+SourcePtr<T> additive_source(const Array<T>& projected_keys, const Array<T>& values, const Lengths& lengths) {
+  const index_t B = projected_keys.shape(0), Tx = projected_keys.shape(1), A = projected_keys.shape(2);
+  const index_t Dv = values.shape(2);
+  const T *kp = projected_keys.data(), *v = values.data();
+  const index_t* len = lengths_or_null<T>(lengths);
+  py::gil_scoped_release release;
+  return additive_attention_source<T>(B, Tx, A, Dv, kp, v, len);
+}
+
+// query [B, Dq]; the source: a source object, or projected_keys [B, Tx, A], values [B, Tx, Dv] and lengths int64
+// [B] in 0..Tx or None; w_q [A, Dq], b_a [A] or None, w_v [A] (effective), score_bias 0-d or None
+// -> (context [B, Dv], alpha [B, Tx], workspace or None).
+template <typename T>
+py::tuple additive_forward(const Array<T>& query, const SourcePtr<T>& source, const OptionalArray<T>& projected_keys,
+                           const OptionalArray<T>& values, const Lengths& lengths, const Array<T>& w_q,
+                           const OptionalArray<T>& b_a, const Array<T>& w_v, const OptionalArray<T>& score_bias,
+                           bool relu_energy, bool training) {
   AdditiveAttentionInputs<T> in;
-  in.B = query.shape(0), in.Dq = query.shape(1), in.Tx = projected_keys.shape(1), in.A = projected_keys.shape(2);
-  in.Dv = values.shape(2);
-  in.query = query.data(), in.projected_keys = projected_keys.data(), in.values = values.data();
-  in.w_q = w_q.data(), in.b_a = data_or_null(b_a), in.w_v = w_v.data();
-  in.lengths = lengths_or_null<T>(lengths), in.score_bias = data_or_null(score_bias), in.relu_energy = relu_energy;
+  in.B = query.shape(0), in.Dq = query.shape(1);
+  if (source) {
+    in.source = source;
+    in.Tx = source->Tx, in.A = source->A, in.Dv = source->Dv;
+  } else {
+    in.Tx = projected_keys->shape(1), in.A = projected_keys->shape(2), in.Dv = values->shape(2);
+    in.projected_keys = projected_keys->data(), in.values = values->data(), in.lengths = lengths_or_null<T>(lengths);
+  }
+  in.query = query.data(), in.w_q = w_q.data(), in.b_a = data_or_null(b_a), in.w_v = w_v.data();
+  in.score_bias = data_or_null(score_bias), in.relu_energy = relu_energy;
   Array<T> context = cached_array<T>({in.B, in.Dv}), alpha = cached_array<T>({in.B, in.Tx});
   auto ws = training ? std::make_unique<AdditiveAttentionWorkspace<T>>() : nullptr;
   T *ctx = context.mutable_data(), *a = alpha.mutable_data();
@@ -124,6 +145,15 @@ template <typename T>
 void register_dtype(py::module_& m) {
   using py::arg;
   const std::string suffix = std::string("_") + dtype_name<T>();
+  py::class_<AdditiveAttentionSource<T>, SourcePtr<T>>(m, ("AdditiveAttentionSource" + suffix).c_str(),
+                                                      "A prepared source of additive attention: private copies of "
+                                                      "K' (in the kernels' layout), values and lengths (opaque).")
+      .def_property_readonly("dtype", [](const AdditiveAttentionSource<T>&) { return dtype_name<T>(); })
+      .def_readonly("B", &AdditiveAttentionSource<T>::B)
+      .def_readonly("Tx", &AdditiveAttentionSource<T>::Tx)
+      .def_readonly("A", &AdditiveAttentionSource<T>::A)
+      .def_readonly("Dv", &AdditiveAttentionSource<T>::Dv)
+      .def_property_readonly("nbytes", &AdditiveAttentionSource<T>::bytes);
   // dynamic_attr: rnncore.ops keeps the normalize option's (w_v, gain) on the workspace (its backward is Python's)
   py::class_<AdditiveAttentionWorkspace<T>>(m, ("AdditiveAttentionWorkspace" + suffix).c_str(), py::dynamic_attr(),
                                             "What a training-mode additive attention step keeps for its backward "
@@ -150,10 +180,12 @@ void register_dtype(py::module_& m) {
       .def_readonly("Dv", &LuongAttentionWorkspace<T>::Dv)
       .def_readonly("A", &LuongAttentionWorkspace<T>::A)
       .def_property_readonly("nbytes", &LuongAttentionWorkspace<T>::bytes);
-  m.def("additive_attention_forward", &additive_forward<T>, arg("query").noconvert(),
-        arg("projected_keys").noconvert(), arg("values").noconvert(), arg("w_q").noconvert(), arg("b_a").noconvert(),
-        arg("w_v").noconvert(), arg("lengths").noconvert(), arg("score_bias").noconvert(), arg("relu_energy"),
-        arg("training"));
+  m.def("additive_attention_source", &additive_source<T>, arg("projected_keys").noconvert(),
+        arg("values").noconvert(), arg("lengths").noconvert());
+  m.def("additive_attention_forward", &additive_forward<T>, arg("query").noconvert(), arg("source"),
+        arg("projected_keys").noconvert(), arg("values").noconvert(), arg("lengths").noconvert(),
+        arg("w_q").noconvert(), arg("b_a").noconvert(), arg("w_v").noconvert(), arg("score_bias").noconvert(),
+        arg("relu_energy"), arg("training"));
   m.def("additive_attention_backward", &additive_backward<T>, arg("workspace"), arg("dcontext").noconvert(),
         arg("dalpha").noconvert(), arg("dprojected_keys").noconvert(), arg("dvalues").noconvert());
   m.def("luong_attention_forward", &luong_forward<T>, arg("query").noconvert(), arg("keys").noconvert(),

@@ -5,6 +5,7 @@
 #include "rnncore/attention_ops.hpp"
 
 #include <algorithm>
+#include <memory>
 
 #include "attention_steps.hpp"
 #include "linalg/gemm.hpp"
@@ -45,20 +46,45 @@ void to_sample_major(const T* src, index_t B, index_t Ty, index_t D, T* dst) {
     for (index_t y = 0; y < Ty; ++y) std::copy_n(src + (y * B + b) * D, D, dst + (b * Ty + y) * D);
 }
 
-/// The step rows' operands of an additive workspace.
+/// K'^T [B, A, Tx'] (the step rows' score layout) of projected keys K' [B*Tx, A], with the columns past each
+/// sample's length zeroed too: the rows read up to the kept steps rounded up to a packet, which must not meet a NaN
+/// or inf the caller padded with.
 template <typename T>
-AttentionOperands<T> additive_operands(const AdditiveAttentionWorkspace<T>& ws, const T* b_a) {
+void score_layout(const T* projected_keys, index_t B, index_t Tx, index_t A, const index_t* lengths,
+                  CachedMatrix<T>& keys_t) {
+  const index_t Txs = score_row_length<T>(Tx);
+  keys_t.resize(B * A, Txs);
+  keys_to_score_layout(projected_keys, B, Tx, A, keys_t.data());
+  for (index_t b = 0; lengths && b < B; ++b)
+    for (index_t a = 0; a < A; ++a) {
+      T* row = keys_t.data() + (b * A + a) * Txs;
+      std::fill(row + lengths[b], row + Tx, T(0));
+    }
+}
+
+/// Fills src from projected_keys [B, Tx, A] (into the score layout), values [B, Tx, Dv] (copied unless null) and
+/// lengths [B] or null.
+template <typename T>
+void fill_source(AdditiveAttentionSource<T>& src, index_t B, index_t Tx, index_t A, index_t Dv,
+                 const T* projected_keys, const T* values, const index_t* lengths) {
+  src.B = B, src.Tx = Tx, src.A = A, src.Dv = Dv;
+  if (lengths) src.lengths.assign(lengths, lengths + B);
+  score_layout(projected_keys, B, Tx, A, lengths, src.projected_keys);
+  if (values) copy_matrix(src.values, values, B * Tx, Dv);
+}
+
+/// The step rows' operands of an additive step over `src` (values: where they are); the rest as the step has them.
+template <typename T>
+AttentionOperands<T> additive_operands(const AdditiveAttentionSource<T>& src, const T* values, index_t Dq,
+                                       const T* w_q, const T* b_a, const T* w_v, const T* score_bias,
+                                       bool relu_energy) {
   AttentionOperands<T> op;
   op.score = AttentionScore::additive;
-  op.B = ws.B, op.Tx = ws.Tx, op.Dq = ws.Dq, op.K = ws.A, op.Dv = ws.Dv;
-  op.keys = ws.projected_keys.data();
-  op.values = ws.values.data();
-  op.lengths = ws.lengths.empty() ? nullptr : ws.lengths.data();
-  op.w_q = ws.w_q.data();
-  op.b_a = b_a;
-  op.w_v = ws.w_v.data();
-  op.score_bias = ws.has_score_bias ? &ws.score_bias : nullptr;
-  op.relu_energy = ws.relu_energy;
+  op.B = src.B, op.Tx = src.Tx, op.Dq = Dq, op.K = src.A, op.Dv = src.Dv;
+  op.keys = src.projected_keys.data();
+  op.values = values;
+  op.lengths = src.lengths.empty() ? nullptr : src.lengths.data();
+  op.w_q = w_q, op.b_a = b_a, op.w_v = w_v, op.score_bias = score_bias, op.relu_energy = relu_energy;
   return op;
 }
 
@@ -143,30 +169,45 @@ void dot_scores_backward(index_t B, index_t Ty, index_t Tx, index_t Dq, index_t 
 }  // namespace
 
 template <typename T>
+std::shared_ptr<AdditiveAttentionSource<T>> additive_attention_source(index_t B, index_t Tx, index_t A, index_t Dv,
+                                                                      const T* projected_keys, const T* values,
+                                                                      const index_t* lengths) {
+  FlushDenormalsScope fp_mode;
+  auto src = std::make_shared<AdditiveAttentionSource<T>>();
+  fill_source(*src, B, Tx, A, Dv, projected_keys, values, lengths);
+  return src;
+}
+
+template <typename T>
 void additive_attention_forward(const AdditiveAttentionInputs<T>& in, T* context, T* alpha,
                                 AdditiveAttentionWorkspace<T>* ws) {
   const index_t B = in.B, Tx = in.Tx, A = in.A;
   const KernelScope scope(2.0 * double(B) * (double(in.Dq) * double(A) + double(Tx) * (2.0 * double(A) + in.Dv)));
-  AdditiveAttentionWorkspace<T> local;  // inference: the step rows read the caller's arrays, only qproj is made
+  std::shared_ptr<const AdditiveAttentionSource<T>> source = in.source;
+  if (!source) {  // a source of this step's own: inference reads the values in place
+    auto own = std::make_shared<AdditiveAttentionSource<T>>();
+    fill_source(*own, B, Tx, A, in.Dv, in.projected_keys, ws ? in.values : nullptr, in.lengths);
+    source = std::move(own);
+  }
+  const T* values = source->values.size() ? source->values.data() : in.values;
+  const T* score_bias = in.score_bias;
+  AdditiveAttentionWorkspace<T> local;  // inference: only qproj is made
   AdditiveAttentionWorkspace<T>& w = ws ? *ws : local;
   w.B = B, w.Tx = Tx, w.Dq = in.Dq, w.Dv = in.Dv, w.A = A;
   w.has_bias = in.b_a != nullptr, w.has_score_bias = in.score_bias != nullptr, w.relu_energy = in.relu_energy;
   w.score_bias = in.score_bias ? *in.score_bias : T(0);
-  AttentionOperands<T> op;
-  const T* query = in.query;
+  const T *query = in.query, *w_q = in.w_q, *w_v = in.w_v;
   if (ws) {
-    if (in.lengths) ws->lengths.assign(in.lengths, in.lengths + B);
+    ws->source = source;
     copy_matrix(ws->query, in.query, B, in.Dq);
-    copy_matrix(ws->projected_keys, in.projected_keys, B * Tx, A);
-    copy_matrix(ws->values, in.values, B * Tx, in.Dv);
     copy_matrix(ws->w_q, in.w_q, A, in.Dq);
     copy_matrix(ws->w_v, in.w_v, 1, A);
-    op = additive_operands(*ws, in.b_a);  // b_a is read only here, by the query projection: never copied
-    query = ws->query.data();
-  } else {
-    op = additive_operands(w, in.b_a);
-    op.keys = in.projected_keys, op.values = in.values, op.lengths = in.lengths, op.w_q = in.w_q, op.w_v = in.w_v;
+    query = ws->query.data(), w_q = ws->w_q.data(), w_v = ws->w_v.data();
+    score_bias = in.score_bias ? &ws->score_bias : nullptr;
   }
+  // b_a is read only here, by the query projection: never copied
+  const AttentionOperands<T> op =
+      additive_operands(*source, values, in.Dq, w_q, in.b_a, w_v, score_bias, in.relu_energy);
   w.qproj.resize(B, A);
   attention_project_query(op, query, w.qproj.data());
   attention_forward_rows(op, query, w.qproj.data(), alpha, context);
@@ -178,16 +219,20 @@ void additive_attention_backward(const AdditiveAttentionWorkspace<T>& ws, const 
                                  const AdditiveAttentionGradients<T>& g) {
   const index_t B = ws.B, A = ws.A, Dq = ws.Dq;
   const KernelScope scope(2.0 * double(B) * (2.0 * double(Dq) * double(A) + double(ws.Tx) * (4.0 * A + 2.0 * ws.Dv)));
-  const AttentionOperands<T> op = additive_operands(ws, static_cast<const T*>(nullptr));
-  CachedMatrix<T> dqsum(B, A), dw_v_rows;
+  const AdditiveAttentionSource<T>& source = *ws.source;
+  const AttentionOperands<T> op =
+      additive_operands(source, source.values.data(), Dq, ws.w_q.data(), static_cast<const T*>(nullptr),
+                        ws.w_v.data(), ws.has_score_bias ? &ws.score_bias : nullptr, ws.relu_energy);
+  CachedMatrix<T> dqsum(B, A), dw_v_rows, dkeys_t;
   std::vector<T> dscore_bias_rows(B, T(0));
   AttentionRowGradients<T> rows;
   rows.dqsum = dqsum.data();
-  rows.dkeys = g.dprojected_keys;
+  rows.dkeys = zeros(dkeys_t, B * A, score_row_length<T>(ws.Tx));  // dK' in the score layout
   rows.dvalues = g.dvalues;
   rows.dw_v_rows = zeros(dw_v_rows, B, A);
   rows.dscore_bias_rows = ws.has_score_bias ? dscore_bias_rows.data() : nullptr;
   attention_backward_rows(op, ws.query.data(), ws.qproj.data(), ws.alpha.data(), dcontext, dalpha, rows);
+  add_score_layout_to_keys(dkeys_t.data(), B, ws.Tx, A, g.dprojected_keys);
   // The query projection's gradients, once for all rows: dquery = dqsum W_q, dW_q = dqsum^T q, db_a = Σ_b dqsum.
   multiply_into<false, false>(MatrixView<T>(g.dquery, B, Dq), dqsum.view(), ws.w_q.view());
   multiply_into<true, false>(MatrixView<T>(g.dw_q, A, Dq), dqsum.view(), ws.query.view());
@@ -251,8 +296,9 @@ void luong_attention_forward(const LuongAttentionInputs<T>& in, T* context, T* a
     std::copy_n(in.weight + a * (Dq + Dk) + Dq, Dk, w.w_k.data() + a * Dk);
   }
   copy_matrix(w.v_a, in.v_a, 1, A);
-  w.projected_keys.resize(B * Tx, A);
-  multiply_into<false, true>(w.projected_keys.view(), key_rows, w.w_k.view());
+  CachedMatrix<T> projected(B * Tx, A);
+  multiply_into<false, true>(projected.view(), key_rows, w.w_k.view());
+  score_layout(projected.data(), B, Tx, A, lengths, w.projected_keys);
   w.qproj.resize(Ty * B, A);
   multiply_into<false, true>(w.qproj.view(), w.query.view(), w.w_q.view());
   const AttentionOperands<T> op = concat_operands(w, values, lengths);
@@ -302,7 +348,8 @@ void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dco
   std::fill_n(g.dvalues, B * Tx * Dv, T(0));
   AttentionRowGradients<T> rows;
   rows.dvalues = g.dvalues;
-  rows.dkeys = zeros(dprojected, B * Tx, A);
+  CachedMatrix<T> dkeys_t;  // dK' in the score layout, summed over the steps
+  rows.dkeys = zeros(dkeys_t, B * A, score_row_length<T>(Tx));
   rows.dw_v_rows = zeros(dv_a_rows, B, A);
   dqsum.resize(Ty * B, A);
   for (index_t y = 0; y < Ty; ++y) {
@@ -313,6 +360,7 @@ void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dco
                             dalpha ? dalpha_steps.data() + y * B * Tx : nullptr, step);
   }
   // back through q W_q^T and k W_k^T, for every step at once
+  add_score_layout_to_keys(dkeys_t.data(), B, Tx, A, zeros(dprojected, B * Tx, A));
   dquery_steps.resize(Ty * B, Dq);
   multiply_into<false, false>(dquery_steps.view(), dqsum.view(), ws.w_q.view());
   to_sample_major(dquery_steps.data(), B, Ty, Dq, g.dquery);
@@ -325,6 +373,8 @@ void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dco
 }
 
 #define RNNCORE_ATTENTION_OPS(T)                                                                                     \
+  template std::shared_ptr<AdditiveAttentionSource<T>> additive_attention_source<T>(                                 \
+      index_t, index_t, index_t, index_t, const T*, const T*, const index_t*);                                       \
   template void additive_attention_forward<T>(const AdditiveAttentionInputs<T>&, T*, T*,                             \
                                               AdditiveAttentionWorkspace<T>*);                                       \
   template void additive_attention_backward<T>(const AdditiveAttentionWorkspace<T>&, const T*, const T*,             \

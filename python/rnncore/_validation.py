@@ -1675,42 +1675,70 @@ def energy_activation_name(value: Any) -> bool:
 
 
 class AdditiveArrays(NamedTuple):
-    """One additive attention step's arguments as the kernel takes them (``gain`` the normalize option's g)."""
+    """One additive attention step's arguments as the kernel takes them: the source as a prepared source object or
+    as its three arrays (the others None); ``gain`` the normalize option's g."""
     query: np.ndarray
-    projected_keys: np.ndarray
-    values: np.ndarray
+    source: Any
+    projected_keys: np.ndarray | None
+    values: np.ndarray | None
+    lengths: np.ndarray | None
     w_q: np.ndarray
     b_a: np.ndarray | None
     w_v: np.ndarray
-    lengths: np.ndarray | None
     score_bias: np.ndarray | None
     relu: bool
     gain: float | None
 
 
+def additive_source_arrays(projected_keys: Any, values: Any, lengths: Any, dtype: np.dtype | None = None,
+                           batch: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """An additive attention source: projected_keys [B, Tx, A] (fixes the dtype unless given, and B), values
+    [B, Tx, Dv], lengths [B] in 0..Tx or None."""
+    projected_keys = float_array("projected_keys", projected_keys, [("B", batch), ("Tx", None), ("A", None)], dtype)
+    _at_least_one("projected_keys", projected_keys, ("B", "Tx", "A"))
+    B, Tx, _ = projected_keys.shape
+    values = float_array("values", values, [("B", B), ("Tx", Tx), ("Dv", None)], projected_keys.dtype)
+    _at_least_one("values", values, ("B", "Tx", "Dv"))
+    return projected_keys, values, attention_lengths(lengths, B, Tx)
+
+
 def additive_attention_arrays(query: Any, projected_keys: Any, values: Any, w_q: Any, b_a: Any, w_v: Any,
-                              lengths: Any, score_bias: Any, energy_activation: Any, normalize_gain: Any
-                              ) -> AdditiveArrays:
-    """``additive_attention_forward``'s arguments: query [B, Dq] fixes the dtype, B and Dq; projected_keys
-    [B, Tx, A] fixes Tx and A; values [B, Tx, Dv]; w_q [A, Dq]; b_a [A] or None; w_v [A]; lengths [B] in 0..Tx or
-    None; score_bias and normalize_gain scalars or None; energy_activation None or "relu"."""
+                              lengths: Any, score_bias: Any, energy_activation: Any, normalize_gain: Any,
+                              source: Any, source_types: tuple[type, ...]) -> AdditiveArrays:
+    """``additive_attention_forward``'s arguments: query [B, Dq] fixes the dtype, B and Dq; the source (Tx, A, Dv):
+    ``source``, a prepared source of query's dtype and B (then projected_keys, values and lengths None), or
+    projected_keys [B, Tx, A], values [B, Tx, Dv] and lengths [B] in 0..Tx or None; w_q [A, Dq]; b_a [A] or None;
+    w_v [A]; score_bias and normalize_gain scalars or None; energy_activation None or "relu"."""
     query = float_array("query", query, [("B", None), ("Dq", None)])
     dtype = query.dtype
     _at_least_one("query", query, ("B", "Dq"))
     B, Dq = query.shape
-    projected_keys = float_array("projected_keys", projected_keys, [("B", B), ("Tx", None), ("A", None)], dtype)
-    _at_least_one("projected_keys", projected_keys, ("B", "Tx", "A"))
-    Tx, A = projected_keys.shape[1:]
-    values = float_array("values", values, [("B", B), ("Tx", Tx), ("Dv", None)], dtype)
-    _at_least_one("values", values, ("B", "Tx", "Dv"))
+    if source is not None:
+        if not isinstance(source, source_types):
+            raise TypeError(f"source must be a source from additive_attention_source(...) or None, got "
+                            f"{type(source).__name__}")
+        given = [name for name, a in (("projected_keys", projected_keys), ("values", values), ("lengths", lengths))
+                 if a is not None]
+        if given:
+            raise ValueError(f"with source= the source holds the keys, values and lengths: {', '.join(given)} must "
+                             "be None")
+        sizes: Any = source  # a source object of the compiled module (dtype, B, Tx, A, Dv)
+        if np.dtype(sizes.dtype) != dtype:
+            raise TypeError(f"source has dtype {sizes.dtype}, expected {dtype} like query")
+        if sizes.B != B:
+            raise ValueError(f"query must have the source's B = {sizes.B} rows, got shape {query.shape}")
+        A = sizes.A
+    else:
+        projected_keys, values, lengths = additive_source_arrays(projected_keys, values, lengths, dtype, B)
+        A = projected_keys.shape[2]
     w_q = float_array("w_q", w_q, [("A", A), ("Dq", Dq)], dtype)
     b_a = optional_float_array("b_a", b_a, [("A", A)], dtype)
     w_v = float_array("w_v", w_v, [("A", A)], dtype)
     relu = energy_activation_name(energy_activation)
     bias = attention_scalar("score_bias", score_bias, dtype)
     gain = attention_scalar("normalize_gain", normalize_gain, dtype)
-    return AdditiveArrays(query, projected_keys, values, w_q, b_a, w_v, attention_lengths(lengths, B, Tx), bias,
-                          relu, None if gain is None else float(gain))
+    return AdditiveArrays(query, source, projected_keys, values, lengths, w_q, b_a, w_v, bias, relu,
+                          None if gain is None else float(gain))
 
 
 def attention_keys_arrays(keys: Any, w_k: Any) -> tuple[np.ndarray, np.ndarray]:

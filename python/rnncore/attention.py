@@ -43,6 +43,7 @@ from .ops.attention import (
     additive_attention_forward,
     additive_attention_keys,
     additive_attention_keys_backward,
+    additive_attention_source,
     luong_attention_backward,
     luong_attention_forward,
 )
@@ -57,17 +58,17 @@ class _Source:
     """One prepared source: private copies of what its calls and its backward read, and the gradients its calls'
     backwards accumulate (dK' or dkeys, dvalues)."""
 
-    def __init__(self, keys: np.ndarray, values: np.ndarray | None, lengths: np.ndarray | None,
-                 projected: np.ndarray | None, training: bool) -> None:
+    def __init__(self, keys: np.ndarray, values: np.ndarray | None, lengths: np.ndarray | None, prepared: Any,
+                 dkeys_shape: tuple[int, ...], training: bool) -> None:
         self.keys = keys                # [B, Tx, Dk], padded rows zeroed (training)
         self.values = values            # [B, Tx, Dv], or None: the keys are the values
         self.lengths = lengths          # [B] int64 or None
-        self.projected = projected      # additive: K' [B, Tx, A]; Luong: None
+        self.prepared = prepared        # additive: the ops' prepared source (K', values, lengths); Luong: None
         self.pending = 0                # calls recorded against it and not yet backwarded
         self.dkeys: np.ndarray | None = None     # additive: dK' [B, Tx, A]; Luong: dkeys [B, Tx, Dk]
         self.dvalues: np.ndarray | None = None   # [B, Tx, Dv]
         if training:
-            self.dkeys = np.zeros(keys.shape if projected is None else projected.shape, keys.dtype)
+            self.dkeys = np.zeros(dkeys_shape, keys.dtype)
             self.dvalues = np.zeros(self.values_or_keys.shape, keys.dtype)
 
     @property
@@ -246,8 +247,9 @@ class AdditiveAttention(_Attention):
                                                self.value_size, self.dtype)
         if self.training:
             _zero_padding(keys, lengths)
-        self._record_prepare(_Source(keys, values, lengths, additive_attention_keys(keys, key_weight),
-                                     self.training))
+        projected = additive_attention_keys(keys, key_weight)
+        prepared = additive_attention_source(projected, keys if values is None else values, lengths)
+        self._record_prepare(_Source(keys, values, lengths, prepared, projected.shape, self.training))
 
     def __call__(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One decoder step: query [B, query_size] -> (context [B, value_size], alpha [B, Tx])."""
@@ -255,11 +257,10 @@ class AdditiveAttention(_Attention):
         query = float_array("query", query, [("B", None), ("query_size", self.query_size)], self.dtype,
                             MODULE_DTYPE)
         source = self._current_source(query.shape[0])
-        assert source.projected is not None
         context, alpha, ws = additive_attention_forward(
-            query, source.projected, source.values_or_keys, query_weight, bias, score_weight, source.lengths,
-            score_bias=score_bias, energy_activation=self.energy_activation, normalize_gain=gain,
-            training=self.training)
+            query, None, None, query_weight, bias, score_weight, score_bias=score_bias,
+            energy_activation=self.energy_activation, normalize_gain=gain, training=self.training,
+            source=source.prepared)  # the steps share the source's copies
         if self.training:
             source.pending += 1
             self.save_for_backward(("call", _Call(source, ws, query.shape)))
@@ -310,8 +311,8 @@ class LuongAttention(_Attention):
 
     ``att(query)`` takes one step, query [B, query_size] -> (context [B, Dv], alpha [B, Tx]), or every decoder step
     at once (attention after the recurrence), query [B, Ty, query_size] -> (context [B, Ty, Dv], alpha [B, Ty, Tx]),
-    which also takes general's and concat's key projection once for all Ty steps (a one-step call takes it per call).
-    ``prepare`` keeps the source (no projection of its own).
+    ``prepare`` takes general's and concat's key projection once per source; a call is then general's dot score
+    against k W^T, or concat's additive attention (W_a = [W_q | W_k], v_a, no bias) step by step.
 
     Init: U(±1/√fan_in) as torch.nn.Linear: general's W by key_size (a Linear from keys to queries), concat's W_a
     by query_size + key_size and v_a by units. dot has no parameters; query_size/key_size are then optional (checked
@@ -370,16 +371,32 @@ class LuongAttention(_Attention):
         params = module_parameters(self, expected)
         return (params[0] if params else None), (params[1] if len(params) > 1 else None)
 
+    def _concat_weights(self, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """W_a [A, Dq + Dk] split into W_q [A, Dq] and W_k [A, Dk] (C-contiguous copies)."""
+        Dq = self.query_size
+        return np.ascontiguousarray(weight[:, :Dq]), np.ascontiguousarray(weight[:, Dq:])
+
     def prepare(self, keys: np.ndarray, values: np.ndarray | None = None,
                 lengths: npt.ArrayLike | None = None) -> None:
-        """Keeps the source for the calls that follow: keys [B, Tx, key_size], values [B, Tx, Dv] (None: the keys),
-        lengths [B] in 0..Tx (None: every step). In training mode, records the source."""
+        """The once-per-source work for the calls that follow: keys [B, Tx, key_size], values [B, Tx, Dv] (None:
+        the keys), lengths [B] in 0..Tx (None: every step). general projects the keys once (k W^T: its calls are the
+        dot score against them); concat projects them once (k W_k^T) into an additive source (its calls are additive
+        attention with W_q, v_a and no bias). In training mode, records the source."""
+        weight, _ = self._checked_parameters()
         key_size = self.query_size if self.score == "dot" and self.key_size is None else self.key_size
         keys_arg, values_arg, lengths_arg = _source_arrays(type(self).__name__, keys, values, lengths, key_size,
                                                            None, self.dtype)
         if self.training:
             _zero_padding(keys_arg, lengths_arg)
-        self._record_prepare(_Source(keys_arg, values_arg, lengths_arg, None, self.training))
+        prepared: Any = None
+        dkeys_shape = keys_arg.shape
+        if weight is not None:
+            w_k = weight if self.score == "general" else self._concat_weights(weight)[1]
+            projected = additive_attention_keys(keys_arg, w_k)  # k W^T (general) or k W_k^T (concat), once
+            dkeys_shape = projected.shape
+            prepared = projected if self.score == "general" else additive_attention_source(
+                projected, keys_arg if values_arg is None else values_arg, lengths_arg)
+        self._record_prepare(_Source(keys_arg, values_arg, lengths_arg, prepared, dkeys_shape, self.training))
 
     def __call__(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """query [B, query_size] (one step) or [B, Ty, query_size] (every step) -> (context, alpha)."""
@@ -391,39 +408,70 @@ class LuongAttention(_Attention):
                              f"{'?' if width is None else width}, got shape {query.shape}")
         source = self._current_source(query.shape[0])
         steps = query if query.ndim == 3 else query[:, None, :]
-        context, alpha, ws = luong_attention_forward(steps, source.keys, source.values_or_keys, self.score, weight,
-                                                     score_weight, source.lengths, training=self.training)
+        if self.score == "concat":  # additive attention over the prepared source, step by step
+            assert weight is not None and score_weight is not None
+            w_q = self._concat_weights(weight)[0]
+            outs = [additive_attention_forward(np.ascontiguousarray(steps[:, y]), None, None, w_q, None,
+                                               score_weight, training=self.training, source=source.prepared)
+                    for y in range(steps.shape[1])]
+            context, alpha = np.stack([o[0] for o in outs], axis=1), np.stack([o[1] for o in outs], axis=1)
+            workspace: Any = [o[2] for o in outs]
+        else:  # dot against the keys, or (general) against k W^T taken once in prepare
+            score_keys = source.keys if self.score == "dot" else source.prepared
+            context, alpha, workspace = luong_attention_forward(steps, score_keys, source.values_or_keys, "dot",
+                                                                lengths=source.lengths, training=self.training)
         if self.training:
             source.pending += 1
-            self.save_for_backward(("call", _Call(source, ws, query.shape)))
+            self.save_for_backward(("call", _Call(source, workspace, query.shape)))
         if query.ndim == 2:
             return context[:, 0], alpha[:, 0]
         return context, alpha
 
     def backward(self, dcontext: np.ndarray | None, dalpha: np.ndarray | None = None) -> np.ndarray:
         """Backward of the last recorded call (calls go back in reverse order): returns dquery of that call's query
-        shape; accumulates the parameters' gradients and the source's dkeys and dvalues. ``dcontext`` and
+        shape; accumulates the parameters' gradients and the source's key and value gradients. ``dcontext`` and
         ``dalpha`` have the call's context and alpha shapes (None = zeros)."""
         call = self._pop_call()
         source = call.source
         one_step = len(call.query_shape) == 2
+        assert source.dkeys is not None and source.dvalues is not None
         try:
-            if one_step:  # the op takes every step at once: a one-step call is Ty = 1
+            if one_step:  # a one-step call is Ty = 1
                 dcontext = None if dcontext is None else self._one_step("dcontext", dcontext)
                 dalpha = None if dalpha is None else self._one_step("dalpha", dalpha)
-            g = luong_attention_backward(call.workspace, dcontext, dalpha)
+            if self.score == "concat":
+                dquery = self._concat_backward(call, dcontext, dalpha)
+            else:
+                g = luong_attention_backward(call.workspace, dcontext, dalpha)
+                source.dkeys += g.dkeys  # dot: dkeys; general: d(k W^T), projected back in prepare_backward
+                source.dvalues += g.dvalues
+                dquery = g.dquery
         except Exception:
             self._restore_saved(("call", call))  # a rejected gradient does not use up the call
             raise
         source.pending -= 1
-        assert source.dkeys is not None and source.dvalues is not None
-        source.dkeys += g.dkeys
-        source.dvalues += g.dvalues
-        if g.dweight is not None:
-            self._grads["weight"] += g.dweight
-        if g.dv_a is not None:
-            self._grads["score_weight"] += g.dv_a
-        return g.dquery[:, 0] if one_step else g.dquery
+        return dquery[:, 0] if one_step else dquery
+
+    def _concat_backward(self, call: _Call, dcontext: np.ndarray | None, dalpha: np.ndarray | None) -> np.ndarray:
+        """The steps of a concat call, last first: the additive backward of each, dK' and dvalues accumulated into
+        the source; W_q's share of weight's gradient and v_a's gradient."""
+        source, steps = call.source, len(call.workspace)
+        B, Dq = call.query_shape[0], self.query_size
+        ctx_shape = (B, steps, source.values_or_keys.shape[2])
+        dcontext = None if dcontext is None else float_array("dcontext", dcontext, [(f"d{k}", n) for k, n in
+                                                                                      enumerate(ctx_shape)],
+                                                             self.dtype, MODULE_DTYPE)
+        dalpha = None if dalpha is None else float_array("dalpha", dalpha, [("B", B), ("Ty", steps),
+                                                                            ("Tx", source.keys.shape[1])],
+                                                         self.dtype, MODULE_DTYPE)
+        grads = [additive_attention_backward(ws, None if dcontext is None else dcontext[:, y],
+                                             None if dalpha is None else dalpha[:, y],
+                                             dprojected_keys=source.dkeys, dvalues=source.dvalues)
+                 for y, ws in reversed(list(enumerate(call.workspace)))][::-1]
+        for g in grads:
+            self._grads["weight"][:, :Dq] += g.dw_q
+            self._grads["score_weight"] += g.dw_v
+        return np.stack([g.dquery for g in grads], axis=1)
 
     def _one_step(self, name: str, grad: Any) -> np.ndarray:
         a = float_array(name, grad, None, self.dtype, MODULE_DTYPE)
@@ -433,7 +481,16 @@ class LuongAttention(_Attention):
 
     def _keys_backward(self, source: _Source) -> np.ndarray:
         assert source.dkeys is not None
-        return source.dkeys
+        weight, _ = self._checked_parameters()
+        if weight is None:  # dot: the keys' own gradient
+            return source.dkeys
+        if self.score == "general":  # back through k W^T
+            dkeys, dweight = additive_attention_keys_backward(source.keys, weight, source.dkeys)
+            self._grads["weight"] += dweight
+            return dkeys
+        dkeys, dw_k = additive_attention_keys_backward(source.keys, self._concat_weights(weight)[1], source.dkeys)
+        self._grads["weight"][:, self.query_size:] += dw_k  # back through k W_k^T
+        return dkeys
 
     def __repr__(self) -> str:
         return (f"LuongAttention(score={self.score!r}, query_size={self.query_size}, key_size={self.key_size}, "

@@ -4,6 +4,7 @@
 // copies a training forward keeps, and the products around it.
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "rnncore/contract.hpp"
@@ -14,41 +15,64 @@ namespace rnncore {
 /// Luong's score: dot q·k, general q W k^T, concat v_a · tanh(W_a [q; k]).
 enum class LuongScore : int { dot = 0, general = 1, concat = 2 };
 
-/// One additive attention step's inputs (every array row-major, C-contiguous).
+/// The per-source operands of additive attention (private copies), made once per source and shared by the
+/// workspaces of every step attending over it: a decoder loop then copies nothing of the source per step.
+template <typename T>
+struct AdditiveAttentionSource {
+  index_t B = 0, Tx = 0, A = 0, Dv = 0;
+  std::vector<index_t> lengths;    ///< [B], empty = every step kept
+  CachedMatrix<T> projected_keys;  ///< [B*A, Tx']: K'^T in the step rows' score layout (attention_steps.hpp), the
+                                   ///< columns past each sample's length zeroed (a NaN-padded source is never read)
+  CachedMatrix<T> values;          ///< [B*Tx, Dv]; empty in an inference call's own source (values read in place)
+
+  index_t bytes() const {
+    return static_cast<index_t>(sizeof(T)) * (projected_keys.size() + values.size()) +
+           static_cast<index_t>(sizeof(index_t) * lengths.size());
+  }
+};
+
+/// A source of private copies of projected_keys [B, Tx, A] (K' = keys W_k^T), values [B, Tx, Dv] and lengths [B]
+/// in 0..Tx (or null: every step kept).
+template <typename T>
+std::shared_ptr<AdditiveAttentionSource<T>> additive_attention_source(index_t B, index_t Tx, index_t A, index_t Dv,
+                                                                      const T* projected_keys, const T* values,
+                                                                      const index_t* lengths);
+
+/// One additive attention step's inputs (every array row-major, C-contiguous): the source as a shared source, or
+/// as the three arrays (then copied for the step: by a training forward into its workspace).
 template <typename T>
 struct AdditiveAttentionInputs {
   index_t B = 0, Tx = 0, Dq = 0, Dv = 0, A = 0;
-  const T* query = nullptr;           ///< [B, Dq]
+  std::shared_ptr<const AdditiveAttentionSource<T>> source;  ///< the source, or null: the next three
   const T* projected_keys = nullptr;  ///< [B, Tx, A]: K' = keys W_k^T, taken once per source
   const T* values = nullptr;          ///< [B, Tx, Dv]
+  const index_t* lengths = nullptr;   ///< [B] in 0..Tx, or null (every step kept)
+  const T* query = nullptr;           ///< [B, Dq]
   const T* w_q = nullptr;             ///< [A, Dq]
   const T* b_a = nullptr;             ///< [A], or null (no bias)
   const T* w_v = nullptr;             ///< [A]: the effective score vector (normalize applied by the caller)
-  const index_t* lengths = nullptr;   ///< [B] in 0..Tx, or null (every step kept)
   const T* score_bias = nullptr;      ///< one scalar, or null
   bool relu_energy = false;           ///< e = relu(s) instead of e = s
 };
 
-/// What a training-mode additive forward keeps: private copies of its inputs (mutating the caller's arrays after
-/// forward changes nothing), qproj = q W_q^T + b_a [B, A] and α [B, Tx] (u is recomputed by the backward).
+/// What a training-mode additive forward keeps: the source (shared; its private copies), private copies of the
+/// rest it reads (mutating the caller's arrays after forward changes nothing), qproj = q W_q^T + b_a [B, A] and
+/// α [B, Tx] (u is recomputed by the backward).
 template <typename T>
 struct AdditiveAttentionWorkspace {
   index_t B = 0, Tx = 0, Dq = 0, Dv = 0, A = 0;
   bool has_bias = false, has_score_bias = false, relu_energy = false;
   T score_bias = 0;
-  std::vector<index_t> lengths;   ///< [B], empty = every step kept
+  std::shared_ptr<const AdditiveAttentionSource<T>> source;
   CachedMatrix<T> query;          ///< [B, Dq]
-  CachedMatrix<T> projected_keys; ///< [B*Tx, A]
-  CachedMatrix<T> values;         ///< [B*Tx, Dv]
   CachedMatrix<T> w_q;            ///< [A, Dq]
   CachedMatrix<T> w_v;            ///< [1, A] the effective score vector
   CachedMatrix<T> qproj;          ///< [B, A]
   CachedMatrix<T> alpha;          ///< [B, Tx]
 
+  /// The step's own bytes (a shared source counted once, by its owner).
   index_t bytes() const {
-    return static_cast<index_t>(sizeof(T)) * (query.size() + projected_keys.size() + values.size() + w_q.size() +
-                                            w_v.size() + qproj.size() + alpha.size()) +
-           static_cast<index_t>(sizeof(index_t) * lengths.size());
+    return static_cast<index_t>(sizeof(T)) * (query.size() + w_q.size() + w_v.size() + qproj.size() + alpha.size());
   }
 };
 
@@ -102,7 +126,8 @@ struct LuongAttentionWorkspace {
   CachedMatrix<T> query;          ///< dot/general [B*Ty, Dq]; concat [Ty*B, Dq] (step-major)
   CachedMatrix<T> keys;           ///< [B*Tx, Dk], padded rows zeroed
   CachedMatrix<T> values;         ///< [B*Tx, Dv]
-  CachedMatrix<T> projected_keys; ///< general: k W^T [B*Tx, Dq]; concat: k W_k^T [B*Tx, A]; dot: empty
+  CachedMatrix<T> projected_keys; ///< general: k W^T [B*Tx, Dq]; concat: (k W_k^T)^T [B*A, Tx'] in the step rows'
+                                  ///< score layout; dot: empty
   CachedMatrix<T> w_q;            ///< general: W [Dq, Dk]; concat: W_q = W_a[:, :Dq] [A, Dq]
   CachedMatrix<T> w_k;            ///< concat: W_k = W_a[:, Dq:] [A, Dk]
   CachedMatrix<T> v_a;            ///< concat: [1, A]

@@ -21,6 +21,7 @@ import numpy as np
 from .. import _core
 from .._validation import (
     additive_attention_arrays,
+    additive_source_arrays,
     additive_upstream,
     attention_keys_arrays,
     attention_workspace,
@@ -36,16 +37,17 @@ from .._validation import (
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from .._core import _AnyAdditiveWorkspace, _AnyLuongWorkspace
+    from .._core import _AnyAdditiveSource, _AnyAdditiveWorkspace, _AnyLuongWorkspace
 
 __all__ = [
     "masked_softmax", "masked_softmax_backward",
-    "additive_attention_keys", "additive_attention_keys_backward", "additive_attention_forward",
-    "additive_attention_backward", "AdditiveAttentionGradients",
+    "additive_attention_keys", "additive_attention_keys_backward", "additive_attention_source",
+    "additive_attention_forward", "additive_attention_backward", "AdditiveAttentionGradients",
     "luong_attention_forward", "luong_attention_backward", "LuongAttentionGradients",
     "normalized_score_vector", "normalized_score_vector_backward",
 ]
 
+_ADDITIVE_SOURCES = (_core.AdditiveAttentionSource_float32, _core.AdditiveAttentionSource_float64)
 _ADDITIVE_WORKSPACES = (_core.AdditiveAttentionWorkspace_float32, _core.AdditiveAttentionWorkspace_float64)
 _LUONG_WORKSPACES = (_core.LuongAttentionWorkspace_float32, _core.LuongAttentionWorkspace_float64)
 
@@ -117,10 +119,20 @@ def normalized_score_vector_backward(w_v: np.ndarray, gain: float, dscore_vector
     return dw_v.astype(w_v.dtype), np.array(along, dtype=w_v.dtype)
 
 
-def additive_attention_forward(query: np.ndarray, projected_keys: np.ndarray, values: np.ndarray, w_q: np.ndarray,
-                               b_a: np.ndarray | None, w_v: np.ndarray, lengths: npt.ArrayLike | None = None,
-                               score_bias: float | np.ndarray | None = None, energy_activation: str | None = None,
-                               normalize_gain: float | np.ndarray | None = None, training: bool = True
+def additive_attention_source(projected_keys: np.ndarray, values: np.ndarray, lengths: npt.ArrayLike | None = None
+                              ) -> _AnyAdditiveSource:
+    """A prepared source for ``additive_attention_forward(..., source=...)``: private copies of projected_keys
+    [B, Tx, A] (in the kernels' layout), values [B, Tx, Dv] and lengths [B] in 0..Tx (or None), made once and
+    shared by every step's workspace, so a decoder loop copies nothing of the source per step."""
+    kp, vals, lens = additive_source_arrays(projected_keys, values, lengths)
+    return _core.additive_attention_source(kp, vals, lens)
+
+
+def additive_attention_forward(query: np.ndarray, projected_keys: np.ndarray | None, values: np.ndarray | None,
+                               w_q: np.ndarray, b_a: np.ndarray | None, w_v: np.ndarray,
+                               lengths: npt.ArrayLike | None = None, score_bias: float | np.ndarray | None = None,
+                               energy_activation: str | None = None, normalize_gain: float | np.ndarray | None = None,
+                               training: bool = True, *, source: _AnyAdditiveSource | None = None
                                ) -> tuple[np.ndarray, np.ndarray, _AnyAdditiveWorkspace | None]:
     """One decoder step of additive (Bahdanau) attention over keys projected once (``additive_attention_keys``)::
 
@@ -130,13 +142,15 @@ def additive_attention_forward(query: np.ndarray, projected_keys: np.ndarray, va
 
     query [B, Dq] (fixes the dtype); projected_keys [B, Tx, A]; values [B, Tx, Dv]; w_q [A, Dq]; b_a [A] or None;
     w_v [A]; lengths [B] in 0..Tx or None; score_bias, normalize_gain: numbers or 0-d arrays, or None;
-    energy_activation None or "relu". Returns (context [B, Dv], alpha [B, Tx], workspace or None).
+    energy_activation None or "relu". ``source=`` (from ``additive_attention_source``) stands for projected_keys,
+    values and lengths (then None): the step shares it instead of copying them.
+    Returns (context [B, Dv], alpha [B, Tx], workspace or None).
     """
     a = additive_attention_arrays(query, projected_keys, values, w_q, b_a, w_v, lengths, score_bias,
-                                  energy_activation, normalize_gain)
+                                  energy_activation, normalize_gain, source, _ADDITIVE_SOURCES)
     score_vector = a.w_v if a.gain is None else normalized_score_vector(a.w_v, a.gain)
-    context, alpha, ws = _core.additive_attention_forward(a.query, a.projected_keys, a.values, a.w_q, a.b_a,
-                                                          score_vector, a.lengths, a.score_bias, a.relu,
+    context, alpha, ws = _core.additive_attention_forward(a.query, a.source, a.projected_keys, a.values, a.lengths,
+                                                          a.w_q, a.b_a, score_vector, a.score_bias, a.relu,
                                                           training_flag(training))
     if ws is not None and a.gain is not None:
         ws.normalize = (a.w_v.copy(), a.gain)  # for the backward of w̃_v (a private copy of w_v)
