@@ -5,6 +5,7 @@ sampling, save/load, the date generator, and the argument errors."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import rnncore as rc
 from rnncore import reference
@@ -51,10 +52,11 @@ def build_decoder(case, dtype=np.float64):
     return rc.AttentionDecoder(**kw)
 
 
-def decoder_data(dec, rng, B=3, Tx=4, Ty=3):
+def decoder_data(dec, rng, B=3, Tx=4, Ty=3, lengths=None):
     dt = dec.dtype
     data = dict(keys=rng.standard_normal((B, Tx, dec.key_size)).astype(dt),
-                lengths=np.array([Tx, 0, 2][:B]), h0=rng.standard_normal((B, dec.hidden_size)).astype(dt))
+                lengths=np.array([Tx, 0, 2][:B]) if lengths is None else lengths,
+                h0=rng.standard_normal((B, dec.hidden_size)).astype(dt))
     data["values"] = (None if dec.value_size == dec.key_size and rng.random() < 0.5
                       else rng.standard_normal((B, Tx, dec.value_size)).astype(dt))
     data["x"] = None if dec.input_size == 0 else rng.standard_normal((B, Ty, dec.input_size)).astype(dt)
@@ -116,6 +118,39 @@ def test_decoder_matches_the_twins_composed_by_hand(case):
     dec = build_decoder(case, np.float32)
     data, up, Ty = decoder_data(dec, rng)
     data["values"] = rng.standard_normal((3, 4, dec.value_size)).astype(np.float32)
+    compare_with_twins(dec, data, up, Ty)
+
+
+@settings(max_examples=80)
+@given(attention=st.sampled_from(["additive", "dot", "general", "concat"]), position=st.sampled_from(["before",
+       "after"]), feeding=st.booleans(), cell=st.sampled_from(["lstm", "gru", "rnn"]), bias=st.booleans(),
+       options=st.booleans(), B=st.integers(1, 3), Tx=st.integers(1, 4), Ty=st.integers(1, 3), E=st.integers(0, 2),
+       H=st.integers(1, 3), A=st.integers(1, 3), Dv=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_decoder_matches_the_twins_over_shapes(attention, position, feeding, cell, bias, options, B, Tx, Ty, E, H, A,
+                                               Dv, seed):
+    """Every attention, position, cell and option over small shapes (B, Tx, Ty, H, A, Dv = 1 included, E = 0,
+    lengths with 0 and Tx), float32 module against the float64 twins."""
+    feeding = feeding and position == "after"
+    E = max(E, 1) if position == "after" and not feeding else E
+    scored = attention in ("additive", "concat")
+    additive_options = dict(energy_activation="relu", score_bias=True, normalize=True) if (
+        options and attention == "additive") else {}
+    dec = rc.AttentionDecoder(E, H, H if attention == "dot" else 2, value_size=Dv, cell=cell, attention=attention,
+                              attention_units=A if scored else None, position=position, input_feeding=feeding,
+                              bias=bias, dtype=np.float32, seed=seed, **additive_options)
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, Tx + 1, B)
+    lengths[0] = Tx
+    data, up, Ty = decoder_data(dec, rng, B, Tx, Ty, lengths)
+    data["values"] = rng.standard_normal((B, Tx, Dv)).astype(np.float32)
+    compare_with_twins(dec, data, up, Ty)
+
+
+def compare_with_twins(dec, data, up, Ty):
+    """Runs the float32 module forward and backward and checks outputs, alpha and every gradient against
+    reference.attention_decoder_forward/backward on the projected keys, with the projection's (and normalize's)
+    backward written out here."""
+    B = data["keys"].shape[0]
     outputs, alpha, _ = run_decoder(dec, data, Ty)
     dx, _, dkeys, dvalues = dec.backward(up["doutputs"], up["dalpha"])
 
@@ -137,7 +172,7 @@ def test_decoder_matches_the_twins_composed_by_hand(case):
         w_k = p["weight"] if dec.attention == "general" else None
         kw.update(score="dot")
     projected = keys if w_k is None else keys @ w_k.T
-    x = np.zeros((Ty, 3, 0)) if data["x"] is None else data["x"].astype(np.float64).transpose(1, 0, 2)
+    x = np.zeros((Ty, B, 0)) if data["x"] is None else data["x"].astype(np.float64).transpose(1, 0, 2)
     c0 = data["c0"].astype(np.float64) if "c0" in data else None
     ref = reference.attention_decoder_forward(x, data["h0"].astype(np.float64), c0, p["weight_ih"], p["weight_hh"],
                                               p.get("bias_ih"), p.get("bias_hh"), projected, data["values"],
@@ -351,6 +386,7 @@ def test_returned_attention_equals_the_teacher_forced_models(trained):
     source, lengths, _, _ = reversal_batch(np.random.default_rng(7), 4)
     sources = [s[:n] for s, n in zip(source, lengths)]
     for result in (rc.decode.greedy(model, sources, 1, 2, 8, return_attention=True),
+                   rc.decode.sample(model, sources, 1, 2, 8, temperature=2.0, seed=0, return_attention=True),
                    rc.decode.beam_search(model, sources, 1, 2, 8, beam_size=3, n_best=2, return_attention=True)):
         for i, s in enumerate(sources):
             hyps = result.tokens[i] if isinstance(result.tokens[i], list) else [result.tokens[i]]
@@ -380,7 +416,8 @@ def test_step_log_probs_are_normalised_and_match_the_teacher_forced_logits(train
     state = model.start(src)
     log_probs, state = model.step(np.array([1]), state)
     log_probs2, _ = model.step(np.array([6]), state)
-    assert_close(np.exp(log_probs).sum(axis=1), [1.0], "kernel_vs_reference", np.float64)
+    assert log_probs.dtype == np.float32
+    assert_close(np.exp(log_probs).sum(axis=1), [1.0], "kernel_vs_reference", np.float32)
     logits, _ = model(src, [3], np.array([[1, 6]]))
     shifted = logits[0].astype(np.float64) - logits[0].max(axis=1, keepdims=True)
     expected = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -511,6 +548,11 @@ def test_model_errors():
         model.loss(source, lengths, inputs, targets[:, :2])
     with pytest.raises(RuntimeError, match="loss_backward"):
         model.loss_backward()
+    model.loss(source, lengths, inputs, targets)
+    model.eval()
+    with pytest.raises(RuntimeError, match="loss_backward"):
+        model.loss_backward()
+    model.train()
     with pytest.raises(ValueError, match="feed_targets"):
         tiny_model(feed_targets=False).loss(source, lengths, inputs, targets, teacher_forcing_ratio=0.5)
     with pytest.raises(ValueError, match="pad_index"):
@@ -518,3 +560,42 @@ def test_model_errors():
     with pytest.raises(TypeError, match="attention"):
         rc.decode.greedy(rc.decode.LanguageModel(rc.Embedding(4, 2), rc.GRUCell(2, 3), rc.Linear(3, 4)), 2, 1, 2,
                          3, return_attention=True)
+
+
+def test_one_hot_sources_equal_an_identity_embedding():
+    """source_one_hot=True computes what an Embedding fixed to the identity would (the encoder never reads padded
+    steps, so the embedding's zeroed padding row makes no difference)."""
+    rng = np.random.default_rng(15)
+    one_hot = tiny_model(source_one_hot=True)
+    embedded = tiny_model(embedding_size=7, target_embedding_size=3)   # embedding_size = source_vocab
+    state = {k: v for k, v in one_hot.state_dict().items()}
+    state["source_embedding.weight"] = np.eye(7)
+    embedded.load_state_dict(state)
+    batch = tiny_batch(rng)
+    for m in (one_hot, embedded):
+        m.loss(*batch)
+        m.loss_backward()
+    assert_close(embedded(*batch[:3])[0], one_hot(*batch[:3])[0], "kernel_vs_reference", np.float64, "logits")
+    for k, g in one_hot.gradients().items():
+        assert_close(embedded.gradients()[k], g, "kernel_vs_reference", np.float64, k)
+    assert "source_embedding.weight" not in one_hot.parameters()
+
+
+def test_model_tape_two_forwards_then_two_backwards_last_first():
+    rng = np.random.default_rng(16)
+    model = tiny_model(cell="gru", attention="general", input_feeding=True)
+    first, second = tiny_batch(rng), tiny_batch(rng, B=2, Tx=3, Ty=2, lengths=(3, 1))
+    expected = {}
+    for batch in (first, second):
+        model.zero_grad()
+        model.loss(*batch)
+        model.loss_backward()
+        for k, g in model.gradients().items():
+            expected[k] = expected.get(k, 0.0) + g
+    model.zero_grad()
+    model.loss(*first)
+    model.loss(*second)
+    model.loss_backward()
+    model.loss_backward()
+    for k, g in model.gradients().items():
+        assert_close(g, expected[k], "kernel_vs_reference", np.float64, k)

@@ -214,18 +214,20 @@ def _filter_logits(logits: np.ndarray, top_k: int | None, top_p: float | None) -
 
 
 def sample(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, temperature: float = 1.0,
-           top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> DecodeResult:
+           top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+           return_attention: bool = False) -> DecodeResult:
     """Ancestral sampling from softmax(log_probs / temperature), restricted as Hugging Face's generate does (in
     this order): ``top_k`` keeps the k largest (and ties with the k-th), ``top_p`` the smallest set of most likely
     tokens whose probability reaches top_p. ``seed`` (an int, or None: fresh entropy) makes the run reproducible:
     one uniform draw per row and step from numpy's default_rng(seed). ``scores`` sum the model's own log-probs of
-    the drawn tokens (not the tempered ones)."""
+    the drawn tokens (not the tempered ones). ``return_attention`` as in ``greedy``."""
     n, bos, eos, max_len = _common(batch, bos, eos, max_len)
     temperature = v.real_number("temperature", temperature, 0.0, allow_equal=False)
     top_k, top_p = v.top_k_value(top_k), v.top_p_value(top_p)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
     rng = np.random.default_rng(seed)
+    read = _attention_reader(model, return_attention)
 
     def choose(log_probs: np.ndarray) -> np.ndarray:
         logits = _filter_logits(log_probs.astype(np.float64) / temperature, top_k, top_p)
@@ -235,7 +237,7 @@ def sample(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, tempe
         picks = (cdf <= u[:, None]).sum(axis=1)  # the first index whose cdf exceeds u (inverse-CDF draw)
         return np.minimum(picks, log_probs.shape[1] - 1)
 
-    return _loop(model, batch, bos, eos, max_len, n, choose)
+    return _loop(model, batch, bos, eos, max_len, n, choose, read)
 
 
 def _normaliser(length: int, length_penalty: float, gnmt_alpha: float | None) -> float:

@@ -509,6 +509,13 @@ class Seq2Seq(Parameterized):
         state["_loss_gradients"] = []  # pending loss gradients belong to the tape, which is not copied
         return state
 
+    def train(self, mode: bool = True) -> Seq2Seq:
+        """``Module.train``; eval mode also drops the gradients of pending ``loss`` calls (their tape is cleared)."""
+        super().train(mode)
+        if not self.training:
+            self._loss_gradients.clear()
+        return self
+
     @contextlib.contextmanager
     def _untaped(self) -> Iterator[None]:
         """Every module runs as in eval mode (nothing recorded) without clearing the tapes of training calls that
