@@ -46,20 +46,13 @@ void to_sample_major(const T* src, index_t B, index_t Ty, index_t D, T* dst) {
     for (index_t y = 0; y < Ty; ++y) std::copy_n(src + (y * B + b) * D, D, dst + (b * Ty + y) * D);
 }
 
-/// K'^T [B, A, Tx'] (the step rows' score layout) of projected keys K' [B*Tx, A], with the columns past each
-/// sample's length zeroed too: the rows read up to the kept steps rounded up to a packet, which must not meet a NaN
-/// or inf the caller padded with.
+/// keys_t [B*A, Tx'] = K'^T, the step rows' score layout of projected keys K' [B*Tx, A] (zeros past each sample's
+/// length: a NaN-padded source is never read).
 template <typename T>
 void score_layout(const T* projected_keys, index_t B, index_t Tx, index_t A, const index_t* lengths,
                   CachedMatrix<T>& keys_t) {
-  const index_t Txs = score_row_length<T>(Tx);
-  keys_t.resize(B * A, Txs);
-  keys_to_score_layout(projected_keys, B, Tx, A, keys_t.data());
-  for (index_t b = 0; lengths && b < B; ++b)
-    for (index_t a = 0; a < A; ++a) {
-      T* row = keys_t.data() + (b * A + a) * Txs;
-      std::fill(row + lengths[b], row + Tx, T(0));
-    }
+  keys_t.resize(B * A, score_row_length<T>(Tx));
+  keys_to_score_layout(projected_keys, B, Tx, A, lengths, keys_t.data());
 }
 
 /// Fills src from projected_keys [B, Tx, A] (into the score layout), values [B, Tx, Dv] (copied unless null) and
@@ -81,7 +74,7 @@ AttentionOperands<T> additive_operands(const AdditiveAttentionSource<T>& src, co
   AttentionOperands<T> op;
   op.score = AttentionScore::additive;
   op.B = src.B, op.Tx = src.Tx, op.Dq = Dq, op.K = src.A, op.Dv = src.Dv;
-  op.keys = src.projected_keys.data();
+  op.score_keys = src.projected_keys.data();
   op.values = values;
   op.lengths = src.lengths.empty() ? nullptr : src.lengths.data();
   op.w_q = w_q, op.b_a = b_a, op.w_v = w_v, op.score_bias = score_bias, op.relu_energy = relu_energy;
@@ -95,7 +88,7 @@ AttentionOperands<T> concat_operands(const LuongAttentionWorkspace<T>& ws, const
   AttentionOperands<T> op;
   op.score = AttentionScore::additive;
   op.B = ws.B, op.Tx = ws.Tx, op.Dq = ws.Dq, op.K = ws.A, op.Dv = ws.Dv;
-  op.keys = ws.projected_keys.data();
+  op.score_keys = ws.projected_keys.data();
   op.values = values;
   op.lengths = lengths;
   op.w_q = ws.w_q.data();
@@ -227,7 +220,7 @@ void additive_attention_backward(const AdditiveAttentionWorkspace<T>& ws, const 
   std::vector<T> dscore_bias_rows(B, T(0));
   AttentionRowGradients<T> rows;
   rows.dqsum = dqsum.data();
-  rows.dkeys = zeros(dkeys_t, B * A, score_row_length<T>(ws.Tx));  // dK' in the score layout
+  rows.dscore_keys = zeros(dkeys_t, B * A, score_row_length<T>(ws.Tx));  // dK' in the score layout
   rows.dvalues = g.dvalues;
   rows.dw_v_rows = zeros(dw_v_rows, B, A);
   rows.dscore_bias_rows = ws.has_score_bias ? dscore_bias_rows.data() : nullptr;
@@ -349,7 +342,7 @@ void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dco
   AttentionRowGradients<T> rows;
   rows.dvalues = g.dvalues;
   CachedMatrix<T> dkeys_t;  // dK' in the score layout, summed over the steps
-  rows.dkeys = zeros(dkeys_t, B * A, score_row_length<T>(Tx));
+  rows.dscore_keys = zeros(dkeys_t, B * A, score_row_length<T>(Tx));
   rows.dw_v_rows = zeros(dv_a_rows, B, A);
   dqsum.resize(Ty * B, A);
   for (index_t y = 0; y < Ty; ++y) {

@@ -21,8 +21,8 @@ template <typename T>
 struct AdditiveAttentionSource {
   index_t B = 0, Tx = 0, A = 0, Dv = 0;
   std::vector<index_t> lengths;    ///< [B], empty = every step kept
-  CachedMatrix<T> projected_keys;  ///< [B*A, Tx']: K'^T in the step rows' score layout (attention_steps.hpp), the
-                                   ///< columns past each sample's length zeroed (a NaN-padded source is never read)
+  CachedMatrix<T> projected_keys;  ///< [B*A, Tx']: K'^T in the step rows' score layout (attention_steps.hpp; zeros
+                                   ///< past each sample's length: a NaN-padded source is never read)
   CachedMatrix<T> values;          ///< [B*Tx, Dv]; empty in an inference call's own source (values read in place)
 
   index_t bytes() const {
