@@ -244,6 +244,37 @@ def time_interleaved(fns: dict, budget: float, min_rounds: int = 3, max_rounds: 
 # ---- the machine --------------------------------------------------------------------------------------------------
 
 
+def run_worker(script: str, plan: dict, threads: int, cpu: int | None = None) -> dict | None:
+    """Runs ``python script --worker PLAN OUT`` in a child process set up for ``threads`` threads and returns the
+    JSON it wrote to OUT (None if it failed). Thread settings are per process (JAX fixes its threads at import):
+    the child gets OMP/OpenBLAS/MKL_NUM_THREADS and peers.jax_environment; a 1-thread child is pinned to one core
+    (``cpu``, default the last one) with sched_setaffinity before it imports anything, which is what makes JAX
+    single-threaded and keeps every library's helper threads off the other core."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from peers import jax_environment
+    cpus = sorted(os.sched_getaffinity(0))
+    if threads > len(cpus):
+        print(f"warning: {threads} threads on {len(cpus)} CPUs", file=sys.stderr)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), **jax_environment(threads))
+    pin = {cpu if cpu is not None else cpus[-1]} if threads == 1 else None
+    with tempfile.TemporaryDirectory() as tmp:
+        plan_file, out_file = os.path.join(tmp, "plan.json"), os.path.join(tmp, "out.json")
+        with open(plan_file, "w", encoding="utf-8") as f:
+            json.dump(plan, f)
+        proc = subprocess.run([sys.executable, script, "--worker", plan_file, out_file], env=env,
+                              preexec_fn=(lambda: os.sched_setaffinity(0, pin)) if pin else None)
+        if proc.returncode != 0:
+            print(f"worker for {threads} threads failed (exit {proc.returncode})", file=sys.stderr)
+            return None
+        with open(out_file, encoding="utf-8") as f:
+            return json.load(f)
+
+
 def cpu_description() -> dict:
     info = {"machine": platform.machine(), "logical_cpus": os.cpu_count(), "model": platform.processor(),
             "flags": []}

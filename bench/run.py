@@ -21,16 +21,14 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from common import CELLS, GRID, MODES, QUICK, Config, Shape, machine_info, parse_shape, select, step_flops  # noqa: E402
+from common import CELLS, GRID, MODES, QUICK, Config, Shape, machine_info, parse_shape, run_worker, select, step_flops  # noqa: E402
 
 RESULTS = BENCH / "results"
 LIBS = ("rnncore", "torch", "jax", "reference")
@@ -293,38 +291,26 @@ def main() -> int:
     threads = [int(t) for t in (args.threads or ("1" if args.quick else "1,2")).split(",")]
     budget = args.budget if args.budget is not None else (1.0 if args.quick else 1.5)
     peers = [p for p in args.peers.split(",") if p]
-    cpus = sorted(os.sched_getaffinity(0))
     report = {"command": sys.argv, "machine": machine_info(), "budget_s": budget, "workers": {}, "rows": []}
     print(f"rnncore {report['machine']['rnncore']['version']} ({report['machine']['rnncore']['build']}); "
-          f"CPU {report['machine']['cpu'].get('model_name')} x{len(cpus)}; load {report['machine']['loadavg']}")
+          f"CPU {report['machine']['cpu'].get('model_name')} x{len(os.sched_getaffinity(0))}; "
+          f"load {report['machine']['loadavg']}")
     print(HEADER)
     started = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in threads:
-            plan = {"threads": n, "peers": peers, "modes": modes, "budget": budget,
-                    "configs": [dict(cell=c.cell.name, T=c.shape.T, B=c.shape.B, I=c.shape.I, H=c.shape.H,
-                                     group=c.shape.group) for c in configs]}
-            plan_file, out_file = Path(tmp, f"plan{n}.json"), Path(tmp, f"out{n}.json")
-            plan_file.write_text(json.dumps(plan))
-            env = dict(os.environ, OMP_NUM_THREADS=str(n), OPENBLAS_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n))
-            from peers import jax_environment
-            env.update(jax_environment(n))
-            pin = {args.cpu if args.cpu is not None else cpus[-1]} if n == 1 else None
-            if n > len(cpus):
-                print(f"warning: {n} threads on {len(cpus)} CPUs", file=sys.stderr)
-            proc = subprocess.run([sys.executable, __file__, "--worker", str(plan_file), str(out_file)], env=env,
-                                  preexec_fn=(lambda p=pin: os.sched_setaffinity(0, p)) if pin else None)
-            if proc.returncode != 0:
-                print(f"worker for {n} threads failed (exit {proc.returncode})", file=sys.stderr)
-                return 1
-            w = json.loads(out_file.read_text())
-            w["sgemm_gflops"] = max(w["sgemm_gflops_start"], w["sgemm_gflops_end"])
-            for row in w.pop("rows"):
-                row["sgemm_gflops"] = w["sgemm_gflops"]
-                row["pct_sgemm"] = (100 * row["libs"]["rnncore"]["gflops"] / w["sgemm_gflops"]
-                                    if "gflops" in row["libs"].get("rnncore", {}) else None)
-                report["rows"].append(row)
-            report["workers"][str(n)] = w
+    for n in threads:
+        plan = {"threads": n, "peers": peers, "modes": modes, "budget": budget,
+                "configs": [dict(cell=c.cell.name, T=c.shape.T, B=c.shape.B, I=c.shape.I, H=c.shape.H,
+                                 group=c.shape.group) for c in configs]}
+        w = run_worker(__file__, plan, n, args.cpu)
+        if w is None:
+            return 1
+        w["sgemm_gflops"] = max(w["sgemm_gflops_start"], w["sgemm_gflops_end"])
+        for row in w.pop("rows"):
+            row["sgemm_gflops"] = w["sgemm_gflops"]
+            row["pct_sgemm"] = (100 * row["libs"]["rnncore"]["gflops"] / w["sgemm_gflops"]
+                                if "gflops" in row["libs"].get("rnncore", {}) else None)
+            report["rows"].append(row)
+        report["workers"][str(n)] = w
     report["elapsed_s"] = time.time() - started
     print_table(report)
     args.out.mkdir(parents=True, exist_ok=True)
