@@ -28,8 +28,8 @@ from .attention import (
     masked_softmax,
     masked_softmax_backward,
 )
-from .decoding import log_softmax, top_k
 from .decoder import attention_decoder_backward, attention_decoder_forward
+from .decoding import log_softmax, top_k
 from .nn import embedding_backward, linear_backward, linear_forward
 from .rnn import (
     gru_backward,
