@@ -22,7 +22,7 @@ Array<T> new_array(std::vector<py::ssize_t> shape) {
   return cached_array<T>(std::move(shape));
 }
 
-/// "a" or "b" when `name` is exactly one of the two strings (index 0 or 1), else -1.
+/// 0 or 1 when `name` is exactly the string a or b, else -1.
 int which_of(py::handle name, const char* a, const char* b) {
   if (!PyUnicode_CheckExact(name.ptr())) return -1;
   if (PyUnicode_CompareWithASCIIString(name.ptr(), a) == 0) return 0;
@@ -49,15 +49,21 @@ struct DecoderCallArgs {
                   py::handle reset_after, py::handle nonlinearity, py::handle score, py::handle w_q, py::handle b_a,
                   py::handle w_v, py::handle score_bias, py::handle energy_activation, py::handle position,
                   py::handle input_feeding, py::handle w_c, py::handle b_c, py::handle o0, py::handle training_) {
-    if (!PyUnicode_CheckExact(cell.ptr()) ||
-        !detail::cell_kind_named(PyUnicode_AsUTF8(cell.ptr()), spec.cell.kind))
+    if (!PyUnicode_CheckExact(cell.ptr())) return;
+    const char* cell_name = PyUnicode_AsUTF8(cell.ptr());
+    if (cell_name == nullptr) {  // (not UTF-8 encodable: the Python checks name it)
+      PyErr_Clear();
       return;
+    }
+    if (!detail::cell_kind_named(cell_name, spec.cell.kind)) return;
     const int after_reset = bool_of(reset_after), relu = which_of(nonlinearity, "tanh", "relu");
     const int dot = which_of(score, "additive", "dot"), after = which_of(position, "before", "after");
     const int feeding = bool_of(input_feeding), train = bool_of(training_);
     if (after_reset < 0 || relu < 0 || dot < 0 || after < 0 || feeding < 0 || train < 0) return;
     const bool relu_energy = !energy_activation.is_none();
-    if (relu_energy && which_of(energy_activation, "relu", "relu") != 0) return;
+    if (relu_energy && (!PyUnicode_CheckExact(energy_activation.ptr()) ||
+                        PyUnicode_CompareWithASCIIString(energy_activation.ptr(), "relu") != 0))
+      return;
     spec.cell.reset_after = after_reset == 1;
     spec.cell.nonlinearity = relu == 1 ? Nonlinearity::relu : Nonlinearity::tanh;
     spec.score = dot == 1 ? AttentionScore::dot : AttentionScore::additive;
