@@ -1,7 +1,7 @@
 // The standalone attention ops (declared in rnncore/attention_ops.hpp): the additive step on the decoder's step rows
 // (attention_steps.hpp); Luong's concat as one step-rows call per decoder step (it is the additive score), its dot
-// and general scores as GEMMs per sample over every step at once; the projections (general's k W^T, concat's
-// q W_q^T and k W_k^T) taken once for all steps, before and after.
+// and general scores as GEMMs per sample over every step at once; the projections (general's q W or k W^T, whichever
+// side has fewer rows, concat's q W_q^T and k W_k^T) taken once for all steps, before and after.
 #include "rnncore/attention_ops.hpp"
 
 #include <algorithm>
@@ -262,19 +262,24 @@ void luong_attention_forward(const LuongAttentionInputs<T>& in, T* context, T* a
     keys = ws->keys.data(), values = ws->values.data();
   }
   const ConstMatrixView<T> key_rows(keys, B * Tx, Dk);
-  if (!concat) {  // dot and general: each sample's steps at once, as GEMMs (general against k W^T, taken once)
+  if (!concat) {  // dot and general: each sample's steps at once, as GEMMs
     if (ws) {
       copy_matrix(ws->query, in.query, B * Ty, Dq);
       query = ws->query.data();
     }
-    const T* score_keys = keys;
-    if (in.score == LuongScore::general) {
+    if (in.score == LuongScore::dot) {
+      dot_scores_forward(B, Ty, Tx, Dq, Dv, query, keys, values, lengths, alpha, context);
+    } else if (Ty < Tx) {  // general, W projecting the side with fewer rows once: e = (q W) k^T
+      copy_matrix(w.w_q, in.weight, Dq, Dk);
+      w.projected_queries.resize(B * Ty, Dk);
+      multiply_into<false, false>(w.projected_queries.view(), ConstMatrixView<T>(query, B * Ty, Dq), w.w_q.view());
+      dot_scores_forward(B, Ty, Tx, Dk, Dv, w.projected_queries.data(), keys, values, lengths, alpha, context);
+    } else {  // general: e = q (k W^T)^T
       copy_matrix(w.w_q, in.weight, Dq, Dk);
       w.projected_keys.resize(B * Tx, Dq);
       multiply_into<false, true>(w.projected_keys.view(), key_rows, w.w_q.view());
-      score_keys = w.projected_keys.data();
+      dot_scores_forward(B, Ty, Tx, Dq, Dv, query, w.projected_keys.data(), values, lengths, alpha, context);
     }
-    dot_scores_forward(B, Ty, Tx, Dq, Dv, query, score_keys, values, lengths, alpha, context);
     if (ws) copy_matrix(ws->alpha, alpha, B * Ty, Tx);
     return;
   }
@@ -315,17 +320,25 @@ void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dco
   const index_t* lengths = ws.lengths.empty() ? nullptr : ws.lengths.data();
   const ConstMatrixView<T> key_rows(ws.keys.data(), B * Tx, Dk);
   CachedMatrix<T> dprojected;  // the gradient w.r.t. the projected keys (general, concat), summed over the steps
-  if (!concat) {
-    const bool general = ws.score == LuongScore::general;
-    if (general) dprojected.resize(B * Tx, Dq);
-    T* dscore_keys = general ? dprojected.data() : g.dkeys;
-    dot_scores_backward(B, Ty, Tx, Dq, Dv, ws.query.data(), general ? ws.projected_keys.data() : ws.keys.data(),
-                        ws.values.data(), lengths, ws.alpha.data(), dcontext, dalpha, g.dquery, dscore_keys,
-                        g.dvalues);
-    if (general) {  // back through k W^T: dk = dK' W, dW = dK'^T k
-      multiply_into<false, false>(MatrixView<T>(g.dkeys, B * Tx, Dk), dprojected.view(), ws.w_q.view());
-      multiply_into<true, false>(MatrixView<T>(g.dweight, Dq, Dk), dprojected.view(), key_rows);
-    }
+  if (ws.score == LuongScore::dot) {
+    dot_scores_backward(B, Ty, Tx, Dq, Dv, ws.query.data(), ws.keys.data(), ws.values.data(), lengths,
+                        ws.alpha.data(), dcontext, dalpha, g.dquery, g.dkeys, g.dvalues);
+    return;
+  }
+  if (ws.score == LuongScore::general && ws.projected_queries.size()) {  // back through q' = q W: dq = dq' W^T,
+    CachedMatrix<T> dprojected_queries(B * Ty, Dk);                       // dW = q^T dq'
+    dot_scores_backward(B, Ty, Tx, Dk, Dv, ws.projected_queries.data(), ws.keys.data(), ws.values.data(), lengths,
+                        ws.alpha.data(), dcontext, dalpha, dprojected_queries.data(), g.dkeys, g.dvalues);
+    multiply_into<false, true>(MatrixView<T>(g.dquery, B * Ty, Dq), dprojected_queries.view(), ws.w_q.view());
+    multiply_into<true, false>(MatrixView<T>(g.dweight, Dq, Dk), ws.query.view(), dprojected_queries.view());
+    return;
+  }
+  if (ws.score == LuongScore::general) {  // back through k' = k W^T: dk = dk' W, dW = dk'^T k
+    dprojected.resize(B * Tx, Dq);
+    dot_scores_backward(B, Ty, Tx, Dq, Dv, ws.query.data(), ws.projected_keys.data(), ws.values.data(), lengths,
+                        ws.alpha.data(), dcontext, dalpha, g.dquery, dprojected.data(), g.dvalues);
+    multiply_into<false, false>(MatrixView<T>(g.dkeys, B * Tx, Dk), dprojected.view(), ws.w_q.view());
+    multiply_into<true, false>(MatrixView<T>(g.dweight, Dq, Dk), dprojected.view(), key_rows);
     return;
   }
   const AttentionOperands<T> op = concat_operands(ws, ws.values.data(), lengths);

@@ -126,8 +126,9 @@ struct LuongAttentionWorkspace {
   CachedMatrix<T> query;          ///< dot/general [B*Ty, Dq]; concat [Ty*B, Dq] (step-major)
   CachedMatrix<T> keys;           ///< [B*Tx, Dk], padded rows zeroed
   CachedMatrix<T> values;         ///< [B*Tx, Dv]
-  CachedMatrix<T> projected_keys; ///< general: k W^T [B*Tx, Dq]; concat: (k W_k^T)^T [B*A, Tx'] in the step rows'
-                                  ///< score layout; dot: empty
+  CachedMatrix<T> projected_keys; ///< general with Ty >= Tx: k W^T [B*Tx, Dq]; concat: (k W_k^T)^T [B*A, Tx'] in
+                                  ///< the step rows' score layout; else empty
+  CachedMatrix<T> projected_queries;  ///< general with Ty < Tx: q W [B*Ty, Dk] (the side with fewer rows); else empty
   CachedMatrix<T> w_q;            ///< general: W [Dq, Dk]; concat: W_q = W_a[:, :Dq] [A, Dq]
   CachedMatrix<T> w_k;            ///< concat: W_k = W_a[:, Dq:] [A, Dk]
   CachedMatrix<T> v_a;            ///< concat: [1, A]
@@ -136,13 +137,15 @@ struct LuongAttentionWorkspace {
 
   index_t bytes() const {
     return static_cast<index_t>(sizeof(T)) * (query.size() + keys.size() + values.size() + projected_keys.size() +
+                                            projected_queries.size() +
                                             w_q.size() + w_k.size() + v_a.size() + qproj.size() + alpha.size()) +
            static_cast<index_t>(sizeof(index_t) * lengths.size());
   }
 };
 
 /// context [B, Ty, Dv] and alpha [B, Ty, Tx] (out) for every decoder step y:
-///   dot e = q·k;  general e = q (k W^T)^T (keys projected once);  concat e = v_a · tanh(q W_q^T + k W_k^T)
+///   dot e = q·k;  general e = (q W) k^T or q (k W^T)^T (W applied once, to the side with fewer rows);
+///   concat e = v_a · tanh(q W_q^T + k W_k^T)
 ///   (additive attention without bias, W_a = [W_q | W_k]);  α = softmax over t' < lengths[b];  context = α · values.
 /// ws: null (inference) or an empty workspace this training forward fills.
 template <typename T>
