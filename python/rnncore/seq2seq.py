@@ -44,6 +44,7 @@ from .layers.recurrent import init_weights
 from .losses import softmax_cross_entropy
 from .module import Module, Parameterized
 from .nn import Embedding, Linear
+from .ops.attention import normalized_score_vector, normalized_score_vector_backward
 from .ops.decoder import attention_decoder_backward, attention_decoder_forward
 from .ops.nn import linear_backward, linear_forward
 
@@ -255,8 +256,7 @@ class AttentionDecoder(Parameterized):
         w = self._params["score_weight"]
         if not self.normalize:
             return w
-        w64 = w.astype(np.float64)
-        return (float(self._params["gain"]) * w64 / np.sqrt(np.sum(w64 * w64))).astype(self.dtype)
+        return normalized_score_vector(w, float(self._params["gain"]))
 
     def _cell_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         p = self._params
@@ -390,13 +390,10 @@ class AttentionDecoder(Parameterized):
         if not self.normalize:
             self._grads["score_weight"] += dscore_vector
             return
-        w = self._params["score_weight"].astype(np.float64)
-        dw_tilde = dscore_vector.astype(np.float64)
-        norm = np.sqrt(np.sum(w * w))
-        w_hat = w / norm
-        gain = float(self._params["gain"])
-        self._grads["gain"] += np.asarray(dw_tilde @ w_hat, self.dtype)
-        self._grads["score_weight"] += ((gain / norm) * (dw_tilde - (w_hat @ dw_tilde) * w_hat)).astype(self.dtype)
+        dw_v, dgain = normalized_score_vector_backward(self._params["score_weight"], float(self._params["gain"]),
+                                                       dscore_vector)
+        self._grads["gain"] += dgain
+        self._grads["score_weight"] += dw_v
 
     def __repr__(self) -> str:
         extra = f", attention={self.attention!r}, position={self.position!r}"
