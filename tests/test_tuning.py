@@ -76,7 +76,7 @@ CASE_IDS = [c.name for c in CASES]
 
 @pytest.fixture
 def knobs_reset():
-    """Knobs back to auto and the path counts to zero, before and after the test."""
+    """Knobs back to auto, the path counts to zero and the measured thread choices forgotten, before and after."""
     _core._tuning_reset()
     yield
     _core._tuning_reset()
@@ -157,7 +157,7 @@ def test_knobs_set_get_and_reset(knobs_reset):
 
 @pytest.mark.skipif(not OPENMP, reason="built without OpenMP: one thread only")
 def test_measured_choice_times_the_team_then_one_thread(knobs_reset):
-    """adapt_threads auto: a new kind of call (a shape no other test runs) runs on the team first (untimed: a warm-up,
+    """adapt_threads auto: a new kind of call (nothing measured since knobs_reset) runs on the team first (untimed: a warm-up,
     then timed), then on one thread, so both are timed; the results are the same either way."""
     cell = CELLS[0]
     inputs, upstream = make_inputs(np.random.default_rng(5), cell, 7, 33, 41, 263, np.float32, lengths=False)

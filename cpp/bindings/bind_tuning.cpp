@@ -5,6 +5,7 @@
 
 #include "bindings.hpp"
 #include "linalg/tile_product.hpp"
+#include "parallel.hpp"
 #include "tuning.hpp"
 
 namespace rnncore::bindings {
@@ -37,6 +38,7 @@ void register_tuning(py::module_& m) {
   m.def("_tuning_reset", [] {
     for (auto& knob : detail::knob_values) knob.store(-1, std::memory_order_relaxed);
     for (auto& count : detail::path_counts) count.store(0, std::memory_order_relaxed);
+    detail::AdaptiveThreads::of_this_thread() = detail::AdaptiveThreads{};  // the calling thread's measurements
   });
   m.def("_tuning_counts", [] {
     py::dict counts;

@@ -5,6 +5,8 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <utility>
 #include <exception>
 
@@ -20,16 +22,19 @@
 namespace rnncore::detail {
 
 /// Per calling thread: which of one thread and the team (set_num_threads's threads) ran each kind of kernel call
-/// faster, measured. A kind of call is keyed by its flops and the team size (a training loop repeats the same few
-/// calls). Each call runs on the faster of the two as measured (the team first, then one thread, to time both), and
+/// faster, measured. A kind of call is keyed by its size class — its flops to a quarter octave (±9%) — and the team
+/// size, and timed as seconds per flop: a training loop repeats the same few sizes, and batches of varying lengths
+/// (a seq2seq's source and target lengths change every batch) share their class's measurement instead of each
+/// paying a fresh untimed and timed team call, which under load cost a scheduler slice each (a README training loop
+/// took 6.3 s on 2 threads against 2.6 s on one). Each call runs on the faster of the two as measured (the team first, then one thread, to time both), and
 /// the other is re-timed once its expected extra cost is at most 1/kAdaptProbeEvery of the time spent since its last
 /// timing: a core kept busy by another process delays the team's every fork/join by a scheduler slice, which made 2
 /// threads up to 8x slower than 1 (bench/README.md, "Threads under load"); on an idle machine the team stays faster.
 class AdaptiveThreads {
   struct Entry {
-    double flops = -1;
+    int size_class = std::numeric_limits<int>::min();
     int team = 0;
-    double seconds[2] = {0, 0};  // smoothed wall time of a call: [0] one thread, [1] the team; 0 = not timed
+    double seconds[2] = {0, 0};  // smoothed wall time per flop: [0] one thread, [1] the team; 0 = not timed
     double since_probe = 0;      // calls on the chosen since the other was last timed
     bool team_chosen = true;     // the team runs the calls (one thread re-timed now and then), else one thread
     bool first_pair = true;      // until both are timed once
@@ -40,15 +45,16 @@ class AdaptiveThreads {
   /// The choice for one call: its kind's entry and whether it runs on the team.
   struct Choice {
     Entry* entry;
-    bool team;   // on the team, else on one thread
-    bool probe;  // a first timing or a re-timing of the slower one
+    bool team;     // on the team, else on one thread
+    bool probe;    // a first timing or a re-timing of the slower one
+    double flops;  // the call's, to turn its time into a rate
   };
 
   /// The choice for a call of `flops` on a team of `team` threads.
   Choice choose(double flops, int team) {
-    Entry& e = find(flops, team);
-    if (e.seconds[1] <= 0) return {&e, true, true};   // not timed yet: the team first
-    if (e.seconds[0] <= 0) return {&e, false, true};  // then one thread
+    Entry& e = find(size_class(flops), team);
+    if (e.seconds[1] <= 0) return {&e, true, true, flops};   // not timed yet: the team first
+    if (e.seconds[0] <= 0) return {&e, false, true, flops};  // then one thread
     if (e.first_pair) {                                // both timed once: the faster runs the calls
       e.team_chosen = e.seconds[1] < e.seconds[0];
       e.first_pair = false;
@@ -63,13 +69,14 @@ class AdaptiveThreads {
     const double extra = std::max(other - chosen, tuning::kAdaptMargin * chosen);
     const bool probe = e.since_probe * chosen >= tuning::kAdaptProbeEvery * extra;
     e.since_probe = probe ? 0 : e.since_probe + 1;
-    return {&e, probe != e.team_chosen, probe};
+    return {&e, probe != e.team_chosen, probe, flops};
   }
 
-  /// The call given `choice` took `seconds`. The kind's first call only warms up; a first timing or a slower re-timing replaces the old time (it may be
-  /// long stale); a faster re-timing moves it halfway (one lucky call under load does not switch the calls to a
+  /// The call given `choice` took `call_seconds`. The kind's first call only warms up; a first timing or a slower
+  /// re-timing replaces the old rate (it may be long stale); a faster re-timing moves it halfway (one lucky call under load does not switch the calls to a
   /// slower team: it takes two); the chosen one's time is smoothed.
-  static void record(Choice choice, double seconds) {
+  static void record(Choice choice, double call_seconds) {
+    const double seconds = call_seconds / std::max(choice.flops, 1.0);  // per flop: calls of one class compare
     if (!choice.entry->warm) {  // a cold first timing would keep the calls off the team for hundreds of calls
       choice.entry->warm = true;
       return;
@@ -85,13 +92,16 @@ class AdaptiveThreads {
   }
 
  private:
-  Entry& find(double flops, int team) {
+  /// The size class of a call of `flops`: log2(flops) in quarter octaves.
+  static int size_class(double flops) { return static_cast<int>(std::floor(4.0 * std::log2(std::max(flops, 1.0)))); }
+
+  Entry& find(int size_class, int team) {
     for (Entry& e : entries_)
-      if (e.flops == flops && e.team == team) return e;
+      if (e.size_class == size_class && e.team == team) return e;
     Entry& e = entries_[next_];  // a new kind of call replaces the oldest
     next_ = (next_ + 1) % tuning::kAdaptKinds;
     e = Entry{};
-    e.flops = flops;
+    e.size_class = size_class;
     e.team = team;
     return e;
   }
@@ -141,7 +151,7 @@ class KernelScope {
  private:
   FlushDenormalsScope fp_mode_;
   int saved_threads_ = 1;
-  AdaptiveThreads::Choice choice_{nullptr, false, false};  // entry set when this call's thread count is measured
+  AdaptiveThreads::Choice choice_{nullptr, false, false, 0.0};  // entry set when this call's thread count is measured
   std::chrono::steady_clock::time_point start_;
 };
 

@@ -25,7 +25,7 @@ inline constexpr double kMinParallelFlops = 20e6;
 /// other is faster by more than kAdaptMargin (without it, and with one fast re-timing enough to switch, timing noise
 /// under load put calls on a 2-3x slower team: 1.05-1.15x of one thread on the medium configs); a call's time moves
 /// the smoothed one by kAdaptSmoothing;
-/// kAdaptKinds kinds of call (flops, team) are remembered per calling thread.
+/// kAdaptKinds kinds of call (size class: flops to a quarter octave; team) are remembered per calling thread.
 inline constexpr double kAdaptProbeEvery = 64.0;
 inline constexpr double kAdaptMargin = 0.05;
 inline constexpr double kAdaptSmoothing = 0.25;
