@@ -157,8 +157,8 @@ def test_knobs_set_get_and_reset(knobs_reset):
 
 @pytest.mark.skipif(not OPENMP, reason="built without OpenMP: one thread only")
 def test_measured_choice_times_the_team_then_one_thread(knobs_reset):
-    """adapt_threads auto: a new kind of call (nothing measured since knobs_reset) runs on the team first (untimed: a warm-up,
-    then timed), then on one thread, so both are timed; the results are the same either way."""
+    """adapt_threads auto: a new kind of call (nothing measured since knobs_reset) runs on the team first (untimed:
+    a warm-up, then timed), then on one thread, so both are timed; the results are the same either way."""
     cell = CELLS[0]
     inputs, upstream = make_inputs(np.random.default_rng(5), cell, 7, 33, 41, 263, np.float32, lengths=False)
     assert 2 * cell.gates * 263 * (41 + 263) * 33 * 7 >= TABLE["min_parallel_flops"]
