@@ -572,3 +572,16 @@ def test_source_argument_rules(rng):
     for call, exc, match in cases:
         with pytest.raises(exc, match=match):
             call()
+
+
+def test_normalize_rejects_an_all_zero_score_vector():
+    # w_v / ‖w_v‖ is undefined at 0: a clear error, not NaN attention with a RuntimeWarning.
+    zero = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match="w_v must not be all zeros with normalize"):
+        ops.normalized_score_vector(zero, 1.0)
+    with pytest.raises(ValueError, match="w_v must not be all zeros with normalize"):
+        ops.normalized_score_vector_backward(zero, 1.0, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="w_v must not be all zeros with normalize"):
+        ops.additive_attention_forward(np.ones((2, 3), np.float32), np.ones((2, 5, 4), np.float32),
+                                       np.ones((2, 5, 6), np.float32), np.ones((4, 3), np.float32), None, zero,
+                                       normalize_gain=1.0)

@@ -182,12 +182,19 @@ void parallel_chunks(index_t n, int parts, index_t align, Body&& body) {
   }
   const index_t chunk = chunk_size(n, parts, align);
 #ifdef _OPENMP
+  std::exception_ptr failure;  // an exception may not leave the region (std::terminate): the first is rethrown
 #pragma omp parallel for num_threads(parts) schedule(static, 1)
   for (int part = 0; part < parts; ++part) {
     FlushDenormalsScope fp_mode;
     const index_t begin = std::min(n, part * chunk), end = std::min(n, begin + chunk);
-    if (begin < end) body(part, begin, end);
+    try {
+      if (begin < end) body(part, begin, end);  // a body may allocate (row scratch), so it may throw std::bad_alloc
+    } catch (...) {
+#pragma omp critical(rnncore_chunks)
+      if (!failure) failure = std::current_exception();
+    }
   }
+  if (failure) std::rethrow_exception(failure);
 #else
   for (int part = 0; part < parts; ++part) {
     const index_t begin = std::min(n, part * chunk), end = std::min(n, begin + chunk);

@@ -2007,3 +2007,11 @@ def step_attention(alpha: Any, rows: int) -> np.ndarray:
         raise ValueError(f"model.attention(state) must return a float32/float64 numpy.ndarray of shape [N, Tx] = "
                          f"({rows}, ?), got {got}")
     return alpha
+
+
+def normalizable_score_vector(w_v: Any) -> np.ndarray:
+    """normalize's w_v [A]: a float vector that is not all zeros (w/‖w‖ is undefined at 0)."""
+    w_v = float_array("w_v", w_v, [("A", None)])
+    if not np.any(w_v):
+        raise ValueError("w_v must not be all zeros with normalize: w_v / ‖w_v‖ is undefined")
+    return w_v

@@ -28,6 +28,7 @@ from .._validation import (
     float_array,
     luong_attention_arrays,
     luong_upstream,
+    normalizable_score_vector,
     same_shape_array,
     scores_array,
     softmax_mask,
@@ -102,7 +103,7 @@ def additive_attention_keys_backward(keys: np.ndarray, w_k: np.ndarray, dproject
 def normalized_score_vector(w_v: np.ndarray, gain: float) -> np.ndarray:
     """TF-Addons' ``normalize=True`` score vector ``w̃_v = g · w_v / ‖w_v‖`` (in w_v's dtype, computed in float64):
     the effective vector the additive kernels take. Its backward is ``normalized_score_vector_backward``."""
-    w = w_v.astype(np.float64)
+    w = normalizable_score_vector(w_v).astype(np.float64)
     return (float(gain) * w / np.sqrt(np.sum(w * w))).astype(w_v.dtype)
 
 
@@ -111,7 +112,9 @@ def normalized_score_vector_backward(w_v: np.ndarray, gain: float, dscore_vector
     """Gradients of ``w̃_v = g ŵ`` (``ŵ = w_v / ‖w_v‖``) given ``dw̃_v``: ``dg = dw̃_v · ŵ`` and
     ``dw_v = (g / ‖w_v‖) (dw̃_v − (ŵ · dw̃_v) ŵ)`` (the derivative of w/‖w‖ is (I − ŵŵ^T)/‖w‖).
     Returns (dw_v [A], dgain 0-d), in w_v's dtype."""
-    w, d = w_v.astype(np.float64), dscore_vector.astype(np.float64)
+    w_v = normalizable_score_vector(w_v)
+    d = float_array("dscore_vector", dscore_vector, [("A", w_v.shape[0])], w_v.dtype).astype(np.float64)
+    w = w_v.astype(np.float64)
     norm = np.sqrt(np.sum(w * w))
     w_hat = w / norm
     along = float(w_hat @ d)
