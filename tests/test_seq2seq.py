@@ -767,3 +767,11 @@ def test_error_messages_name_the_argument():
         tiny_model().scheduled_inputs(np.array([[3]]), None, np.array([[1, 3]]), 0.5, seed=1.5)
     with pytest.raises(TypeError, match="seed"):
         rc.datasets.make_dates(3, seed="a")
+
+
+def test_score_bias_reaches_the_op_as_a_0d_array_of_the_dtype():
+    """A Python float misses the op's exact-call fast path at every decoding step (≈ 45 → 30 µs per model.step)."""
+    for dtype in (np.float32, np.float64):
+        dec = rc.AttentionDecoder(2, 3, 3, score_bias=True, dtype=dtype, seed=0)
+        bias = dec._op_weights()["score_bias"]
+        assert type(bias) is np.ndarray and bias.shape == () and bias.dtype == dtype

@@ -255,7 +255,7 @@ class AttentionDecoder(Parameterized):
             if self.attention == "additive":
                 args.update(w_q=p["query_weight"], b_a=p.get("bias"), w_v=self._score_vector(),
                             energy_activation=self.energy_activation,
-                            score_bias=float(p["score_bias"]) if "score_bias" in p else None)
+                            score_bias=p.get("score_bias"))  # 0-d array: the op's exact-call fast path
             else:
                 args.update(w_q=np.ascontiguousarray(p["weight"][:, :self.hidden_size]), w_v=p["score_weight"])
         if self.position == "after":
