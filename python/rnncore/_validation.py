@@ -2015,3 +2015,39 @@ def normalizable_score_vector(w_v: Any) -> np.ndarray:
     if not np.any(w_v):
         raise ValueError("w_v must not be all zeros with normalize: w_v / ‖w_v‖ is undefined")
     return w_v
+def seed_value(value: Any) -> int | None:
+    """A ``seed`` for ``np.random.default_rng``: a non-negative int, or None (fresh entropy)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"seed must be an int or None, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"seed must be >= 0 (numpy's default_rng), got {value}")
+    return int(value)
+
+
+def seq2seq_special_tokens(pad_index: int, bos_index: int, eos_index: int) -> None:
+    """bos and eos must not be the pad token: pad targets are masked out of the loss and the pad row of the target
+    embedding is fixed at zero, so a shared id would never be learnt."""
+    for name, value in (("bos_index", bos_index), ("eos_index", eos_index)):
+        if value == pad_index:
+            raise ValueError(f"{name} must differ from pad_index (pad positions are masked out of the loss and the "
+                             f"pad embedding row stays zero), got {name}={value} and pad_index={pad_index}")
+
+
+def seq2seq_decoder_options(attention: Any, attention_units: Any, position: Any, input_feeding: Any,
+                            feed_targets: bool, target_embedding_size: Any) -> Any:
+    """``Seq2Seq``'s decoder options checked in its own terms; returns the decoder's attention_units (default 10
+    for "additive"/"concat"; an explicit value for "dot"/"general" is passed on for ``AttentionDecoder`` to
+    reject)."""
+    if target_embedding_size is not None and not feed_targets:
+        raise ValueError(f"target_embedding_size is for feed_targets=True (the decoder reads no target tokens with "
+                         f"feed_targets=False), got target_embedding_size={target_embedding_size!r}")
+    resolved = ("before" if attention == "additive" else "after") if position is None else position
+    if not feed_targets and resolved == "after" and not input_feeding:
+        raise ValueError(f"attention {attention!r} with position 'after' needs feed_targets=True or "
+                         f"input_feeding=True: with feed_targets=False and input_feeding=False its decoder cell "
+                         f"would read nothing")
+    if attention_units is None and attention in ("additive", "concat"):
+        return 10
+    return attention_units

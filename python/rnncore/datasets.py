@@ -1,5 +1,5 @@
 """Small generated data sets for examples and demos: human-readable dates and their ISO form (the course's
-date-translation lab, "neural machine translation" of ``"tuesday, 3 may 1979"`` into ``"1979-05-03"``).
+date-translation lab, "neural machine translation" of ``"thursday, may 3, 1979"`` into ``"1979-05-03"``).
 
 ``make_dates(n, seed)`` draws the pairs; ``CharVocab`` maps characters to token ids with the special tokens
 ``Seq2Seq`` expects (pad 0, bos 1, eos 2, unk 3); ``date_vocabularies()`` gives the two vocabularies that cover every
@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validation import positive_int
+from ._validation import positive_int, seed_value
 
 __all__ = ["make_dates", "CharVocab", "date_vocabularies", "encode_pairs", "PairBatch", "DATE_FORMATS"]
 
@@ -48,7 +48,7 @@ def make_dates(n: int, seed: int | None = None) -> list[tuple[str, str]]:
     ``DATE_FORMATS`` (lower case), and the same date as ``YYYY-MM-DD``. Reproducible for an int ``seed``
     (``np.random.default_rng(seed)``)."""
     n = positive_int("n", n)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_value(seed))
     span = (_LAST - _FIRST).days + 1
     days = rng.integers(0, span, size=n)
     formats = rng.integers(0, len(DATE_FORMATS), size=n)

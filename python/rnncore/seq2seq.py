@@ -34,11 +34,15 @@ from ._validation import (
     lengths_array,
     non_negative_int,
     positive_int,
+    seed_value,
+    seq2seq_decoder_options,
     seq2seq_sources,
     seq2seq_sources_for_decoding,
+    seq2seq_special_tokens,
     seq2seq_tokens,
     token_index,
 )
+from .attention import _zero_padding
 from .layers import GRU, LSTM, RNN
 from .layers.recurrent import init_weights
 from .losses import softmax_cross_entropy
@@ -193,8 +197,9 @@ class AttentionDecoder(Parameterized):
         keys = float_array("keys", keys, [("B", None), ("Tx", None), ("Dk", self.key_size)], self.dtype,
                            MODULE_DTYPE)
         B, Tx = keys.shape[:2]
-        if Tx < 1:
-            raise ValueError(f"keys must have at least one source step (Tx >= 1), got shape {keys.shape}")
+        if B < 1 or Tx < 1:
+            raise ValueError(f"keys must have at least one row and one source step (B >= 1, Tx >= 1), got shape "
+                             f"{keys.shape}")
         values = keys if values is None else float_array(
             "values", values, [("B", B), ("Tx", Tx), ("Dv", self.value_size)], self.dtype, MODULE_DTYPE)
         if values.shape[2] != self.value_size:
@@ -210,12 +215,18 @@ class AttentionDecoder(Parameterized):
 
     def prepare(self, keys: np.ndarray, values: np.ndarray | None = None, lengths: npt.ArrayLike | None = None
                 ) -> PreparedSource:
-        """Sets the source the following calls attend to (``project``'s work; private copies of keys and values in
-        training mode, so the caller may reuse its buffers before backward) and returns it."""
+        """Sets the source the following calls attend to (``project``'s work) and returns it. In training mode only,
+        keys and values are private copies (so the caller may reuse its buffers before backward) with the padded
+        rows (t' >= lengths[b]) zeroed: the weight gradients multiply those rows by zero gradients, which must not
+        meet a NaN or inf the caller padded with. In eval mode (nothing recorded) the arrays are kept as given: the
+        padded rows are masked out of the scores."""
         source = self.project(keys, values, lengths)
         if self.training:
             keys_copy = source.keys.copy()
-            source = source._replace(keys=keys_copy, values=keys_copy if values is None else source.values.copy(),
+            _zero_padding(keys_copy, source.lengths)
+            values_copy = keys_copy if values is None else source.values.copy()
+            _zero_padding(values_copy, source.lengths)
+            source = source._replace(keys=keys_copy, values=values_copy,
                                      projected=keys_copy if self._key_matrix() is None else source.projected)
         self._source = source
         return source
@@ -244,7 +255,7 @@ class AttentionDecoder(Parameterized):
             if self.attention == "additive":
                 args.update(w_q=p["query_weight"], b_a=p.get("bias"), w_v=self._score_vector(),
                             energy_activation=self.energy_activation,
-                            score_bias=float(p["score_bias"]) if "score_bias" in p else None)
+                            score_bias=p.get("score_bias"))  # 0-d array: the op's exact-call fast path
             else:
                 args.update(w_q=np.ascontiguousarray(p["weight"][:, :self.hidden_size]), w_v=p["score_weight"])
         if self.position == "after":
@@ -262,30 +273,59 @@ class AttentionDecoder(Parameterized):
         p = self._params
         return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
 
-    def _state_arrays(self, state: Any, batch: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(h0, c0) from a call's ``state``: None (zeros), h0 [B, H] (GRU/RNN), or (h0, c0) (LSTM; parts may be
-        None)."""
-        if state is None:
-            return None, None
-        shape = [("B", batch), ("H", self.hidden_size)]
+    def _state_parts(self) -> list[tuple[str, int]]:
+        """The decoder state's parts and widths: h [B, H], then c [B, H] (LSTM), then õ [B, O] (input feeding: the
+        fed output, which a continuing call starts from)."""
+        parts = [("h", self.hidden_size)]
         if self.kind.n_states == 2:
-            if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise TypeError(f"state must be None or a pair (h0, c0) of [B, H] arrays for an LSTM decoder, got "
-                                f"{type(state).__name__}")
-            h0, c0 = state
-            return (None if h0 is None else float_array("h0", h0, shape, self.dtype, MODULE_DTYPE),
-                    None if c0 is None else float_array("c0", c0, shape, self.dtype, MODULE_DTYPE))
-        if isinstance(state, (tuple, list)):
-            raise TypeError(f"state must be None or one [B, H] array h0 for a {self.kind.title} decoder, got a "
-                            f"{type(state).__name__}")
-        return float_array("h0", state, shape, self.dtype, MODULE_DTYPE), None
+            parts.append(("c", self.hidden_size))
+        if self.input_feeding:
+            parts.append(("o", self.output_size))
+        return parts
+
+    def _state_arrays(self, state: Any, batch: int, name: str = "state", prefix: str = "", suffix: str = "0"
+                      ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """(h, c, o) from a call's ``state`` (or backward's ``dstate``, the parts then named dh_n, dc_n, do_n):
+        None (zeros), or ``_state_parts``' form — one [B, H] array h when that is the only part, else a tuple
+        (h, c), (h, o) or (h, c, o) whose parts may be None (zeros)."""
+        out: dict[str, np.ndarray | None] = dict(h=None, c=None, o=None)
+        if state is None:
+            return out["h"], out["c"], out["o"]
+        parts = self._state_parts()
+        names = [f"{prefix}{p}{suffix}" for p, _ in parts]
+        if len(parts) == 1:
+            if isinstance(state, (tuple, list)):
+                raise TypeError(f"{name} must be None or one [B, H] array {names[0]} for a {self.kind.title} decoder "
+                                f"without input feeding, got a {type(state).__name__}")
+            items = [state]
+        else:
+            if not isinstance(state, (tuple, list)) or len(state) != len(parts):
+                got = f"a {len(state)}-{type(state).__name__}" if isinstance(state, (tuple, list)) else \
+                    type(state).__name__
+                feeding = " with input feeding" if self.input_feeding else ""
+                raise TypeError(f"{name} must be None or a tuple ({', '.join(names)}) of arrays (each may be None) "
+                                f"for this {self.kind.title} decoder{feeding}, got {got}")
+            items = list(state)
+        for (part, width), part_name, item in zip(parts, names, items):
+            if item is not None:
+                out[part] = float_array(f"{name} {part_name}", item, [("B", batch), (part.upper(), width)],
+                                        self.dtype, MODULE_DTYPE)
+        return out["h"], out["c"], out["o"]
+
+    def _state_of(self, h: Any, c: Any, o: Any) -> Any:
+        """The state (or its gradient) in ``_state_parts``' form."""
+        values = dict(h=h, c=c, o=o)
+        parts = [values[p] for p, _ in self._state_parts()]
+        return parts[0] if len(parts) == 1 else tuple(parts)
 
     def __call__(self, x: np.ndarray | None = None, state: Any = None, steps: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray, Any]:
         """All decoder steps over the prepared source: ``x [B, Ty, E]`` the inputs (None when E = 0, then ``steps``
-        gives Ty), ``state`` the initial state (None: zeros; h0 [B, H], or (h0, c0) for an LSTM). Returns
-        ``(outputs [B, Ty, O], alpha [B, Ty, Tx], final state)`` (h_n, or (h_n, c_n) for an LSTM). A training-mode
-        call records what its backward needs."""
+        gives Ty), ``state`` the initial state: None (zeros), else h0 [B, H] (GRU/RNN), (h0, c0) (LSTM), and with
+        input feeding õ0 [B, O] last: (h0, o0) or (h0, c0, o0); a part may be None (zeros). Returns
+        ``(outputs [B, Ty, O], alpha [B, Ty, Tx], final state)``, the final state in the same form (with input
+        feeding õ_n = outputs[:, -1], so a call continuing from it equals one longer call). A training-mode call
+        records what its backward needs."""
         source = self._source
         if source is None:
             raise RuntimeError("AttentionDecoder needs a source: call prepare(keys, values, lengths) first")
@@ -296,12 +336,12 @@ class AttentionDecoder(Parameterized):
         else:
             x = float_array("x", x, [("B", B), ("Ty", Ty), ("E", self.input_size)], self.dtype, MODULE_DTYPE)
             x_tm = np.ascontiguousarray(x.transpose(1, 0, 2))
-        h0, c0 = self._state_arrays(state, B)
+        h0, c0, o0 = self._state_arrays(state, B)
         outputs, _, alpha, h_n, c_n, workspace = attention_decoder_forward(
             x_tm, h0, c0, *self._cell_weights(), source.projected, source.values, source.lengths,
-            training=self.training, **self._op_weights())
+            training=self.training, o0=o0, **self._op_weights())
         self.save_for_backward((workspace, source, x is not None, Ty))
-        final = (h_n, c_n) if self.kind.n_states == 2 else h_n
+        final = self._state_of(h_n, c_n, outputs[-1].copy() if self.input_feeding else None)
         return (np.ascontiguousarray(outputs.transpose(1, 0, 2)), np.ascontiguousarray(alpha.transpose(1, 0, 2)),
                 final)
 
@@ -311,7 +351,12 @@ class AttentionDecoder(Parameterized):
         ``source`` (N rows), the state ``h [N, H]``, ``c`` (LSTM) and ``fed [N, O]`` (õ_{t-1} with input feeding).
         Returns ``(output [N, O], alpha [N, Tx], h, c)``; with input feeding the output is the next step's
         ``fed``."""
-        N = h.shape[0]
+        N = source.keys.shape[0]
+        h = float_array("h", h, [("N", N), ("H", self.hidden_size)], self.dtype, MODULE_DTYPE)
+        if c is not None:
+            c = float_array("c", c, [("N", N), ("H", self.hidden_size)], self.dtype, MODULE_DTYPE)
+        if fed is not None:
+            fed = float_array("fed", fed, [("N", N), ("O", self.output_size)], self.dtype, MODULE_DTYPE)
         x_tm = np.zeros((1, N, 0), self.dtype) if x is None else x[None]
         outputs, _, alpha, h_n, c_n, _ = attention_decoder_forward(
             x_tm, h, c, *self._cell_weights(), source.projected, source.values, source.lengths, training=False,
@@ -325,7 +370,8 @@ class AttentionDecoder(Parameterized):
         every parameter's gradient and returns ``(dx [B, Ty, E] or None (x was None), dstate0 (dh0, or (dh0, dc0)),
         dkeys [B, Tx, Dk], dvalues [B, Tx, Dv])`` — with values=None at prepare (values are the keys) the keys'
         total gradient is ``dkeys + dvalues``. ``doutputs [B, Ty, O]`` (None: zeros), ``dalpha [B, Ty, Tx]``
-        (optional), ``dstate`` the final state's gradient (optional)."""
+        (optional), ``dstate`` the final state's gradient (optional), in the state's form (see ``__call__``), as
+        dstate0 is: with input feeding they include dõ."""
         recorded = self.saved_for_backward()
         workspace, source, had_x, Ty = recorded
         B, Tx = source.keys.shape[:2]
@@ -334,10 +380,13 @@ class AttentionDecoder(Parameterized):
                 "doutputs", doutputs, [("B", B), ("Ty", Ty), ("O", self.output_size)], self.dtype, MODULE_DTYPE))
             dalp = None if dalpha is None else _time_major(float_array(
                 "dalpha", dalpha, [("B", B), ("Ty", Ty), ("Tx", Tx)], self.dtype, MODULE_DTYPE))
-            dh_n, dc_n = self._state_arrays(dstate, B)
+            dh_n, dc_n, do_n = self._state_arrays(dstate, B, "dstate", "d", "_n")
         except Exception:
             self._restore_saved(recorded)  # a rejected gradient does not use up the call
             raise
+        if do_n is not None:  # õ_n is the last output
+            dout = np.zeros((Ty, B, self.output_size), self.dtype) if dout is None else dout.copy()
+            dout[-1] += do_n
         g = attention_decoder_backward(workspace, dout, None, dalp, dh_n, dc_n)
         grads = self._grads
         grads["weight_ih"] += g.dw_ih
@@ -351,8 +400,7 @@ class AttentionDecoder(Parameterized):
                 grads["output_bias"] += g.db_c
         dkeys = self._score_backward(g, source)
         dx = np.ascontiguousarray(g.dx.transpose(1, 0, 2)) if had_x else None
-        dstate0 = (g.dh0, g.dc0) if self.kind.n_states == 2 else g.dh0
-        return dx, dstate0, dkeys, g.dvalues
+        return dx, self._state_of(g.dh0, g.dc0, g.do0), dkeys, g.dvalues
 
     def _score_backward(self, g: Any, source: PreparedSource) -> np.ndarray:
         """Accumulates the score's parameter gradients and returns the keys' gradient [B, Tx, Dk]: the projection's
@@ -436,7 +484,7 @@ class Seq2Seq(Parameterized):
 
     def __init__(self, source_vocab: int, target_vocab: int, embedding_size: int = 32, encoder_hidden: int = 32,
                  encoder_layers: int = 1, bidirectional: bool = True, decoder_hidden: int = 64, cell: str = "lstm",
-                 attention: str = "additive", attention_units: int | None = 10, energy_activation: str | None = None,
+                 attention: str = "additive", attention_units: int | None = None, energy_activation: str | None = None,
                  score_bias: bool = False, normalize: bool = False, position: str | None = None,
                  input_feeding: bool = False, feed_targets: bool = True, target_embedding_size: int | None = None,
                  bridge: str = "linear", source_one_hot: bool = False, pad_index: int = 0, bos_index: int = 1,
@@ -451,6 +499,8 @@ class Seq2Seq(Parameterized):
         self.decoder_hidden = positive_int("decoder_hidden", decoder_hidden)
         self.cell = choice("cell", cell, tuple(_CELLS))
         self.feed_targets = flag("feed_targets", feed_targets)
+        attention_units = seq2seq_decoder_options(attention, attention_units, position, input_feeding,
+                                                  self.feed_targets, target_embedding_size)
         self.target_embedding_size = (self.embedding_size if target_embedding_size is None
                                       else positive_int("target_embedding_size", target_embedding_size))
         self.bridge = choice("bridge", bridge, _BRIDGES)
@@ -458,6 +508,7 @@ class Seq2Seq(Parameterized):
         self.pad_index = token_index("pad_index", pad_index, self.target_vocab, self.source_vocab)
         self.bos_index = token_index("bos_index", bos_index, self.target_vocab)
         self.eos_index = token_index("eos_index", eos_index, self.target_vocab)
+        seq2seq_special_tokens(self.pad_index, self.bos_index, self.eos_index)
         # every sub-module's seed is drawn from this model's, so one seed fixes them all
         seeds: list[int | None] = ([int(s) for s in np.random.SeedSequence(seed).generate_state(7)]
                                    if seed is not None else [None] * 7)
@@ -481,8 +532,7 @@ class Seq2Seq(Parameterized):
                                               padding_idx=self.pad_index, dtype=self.dtype, seed=seeds[4])
         self.decoder = AttentionDecoder(
             self.target_embedding_size if self.feed_targets else 0, self.decoder_hidden, key_size, cell=self.cell,
-            attention=attention, attention_units=attention_units if attention in ("additive", "concat") else None,
-            energy_activation=energy_activation,
+            attention=attention, attention_units=attention_units, energy_activation=energy_activation,
             score_bias=score_bias, normalize=normalize, position=position, input_feeding=input_feeding,
             dtype=self.dtype, seed=seeds[5])
         self.output = Linear(self.decoder.output_size, self.target_vocab, dtype=self.dtype, seed=seeds[6])
@@ -497,7 +547,7 @@ class Seq2Seq(Parameterized):
                     attention_units=d.attention_units, energy_activation=d.energy_activation,
                     score_bias=d.score_bias_enabled, normalize=d.normalize, position=d.position,
                     input_feeding=d.input_feeding, feed_targets=self.feed_targets,
-                    target_embedding_size=self.target_embedding_size, bridge=self.bridge,
+                    target_embedding_size=self.target_embedding_size if self.feed_targets else None, bridge=self.bridge,
                     source_one_hot=self.source_one_hot, pad_index=self.pad_index, bos_index=self.bos_index,
                     eos_index=self.eos_index, dtype=self.dtype.name, seed=self._seed)
 
@@ -574,7 +624,8 @@ class Seq2Seq(Parameterized):
 
     def __call__(self, source: npt.ArrayLike, source_lengths: npt.ArrayLike | None, target_inputs: npt.ArrayLike
                  ) -> tuple[np.ndarray, np.ndarray]:
-        """Teacher-forced logits: ``source [B, Tx]`` ids (padded with anything past each length),
+        """Teacher-forced logits: ``source [B, Tx]`` ids, each in 0..source_vocab-1 (past each length any such id,
+        e.g. pad_index: the encoder never reads it),
         ``source_lengths [B]`` (0..Tx; None = all Tx), ``target_inputs [B, Ty]`` ids (bos then the target; with
         ``feed_targets=False`` only their shape is used). Returns ``(logits [B, Ty, V], alpha [B, Ty, Tx])``."""
         src, lengths = seq2seq_sources(source, source_lengths, self.source_vocab)
@@ -583,17 +634,38 @@ class Seq2Seq(Parameterized):
         keys, state0 = self._encode(src, lengths)
         self.decoder.prepare(keys, None, lengths)
         x = self.target_embedding(targets_in) if self.feed_targets else None
-        outputs, alpha, _ = self.decoder(x, state0, steps=Ty)
+        outputs, alpha, _ = self.decoder(x, self._decoder_state(state0), steps=Ty)
         logits = self.output(outputs)
-        self.save_for_backward(B)
+        self.save_for_backward((B, Ty, keys.shape[1]))
         return logits, alpha
+
+    def _decoder_state(self, state0: Any) -> Any:
+        """The bridge's (h0, c0) / h0 in the decoder's state form (õ0 = zeros under input feeding)."""
+        if state0 is None:
+            return None
+        h0, c0 = state0 if _CELLS[self.cell].n_states == 2 else (state0, None)
+        return self.decoder._state_of(h0, c0, None)
 
     def backward(self, dlogits: np.ndarray, dalpha: np.ndarray | None = None) -> None:
         """Backpropagation through the last recorded training-mode call: accumulates every parameter's gradient
-        (nested names). ``dlogits [B, Ty, V]``, ``dalpha [B, Ty, Tx]`` (optional, e.g. an attention loss)."""
-        batch = self.saved_for_backward()
+        (nested names). ``dlogits [B, Ty, V]``, ``dalpha [B, Ty, Tx]`` (optional, e.g. an attention loss), of the
+        model's dtype. A rejected gradient does not use up the call."""
+        recorded = self.saved_for_backward()
+        batch, Ty, Tx = recorded
+        try:
+            dlogits = float_array("dlogits", dlogits, [("B", batch), ("Ty", Ty), ("V", self.target_vocab)],
+                                  self.dtype, MODULE_DTYPE)
+            if dalpha is not None:
+                dalpha = float_array("dalpha", dalpha, [("B", batch), ("Ty", Ty), ("Tx", Tx)], self.dtype,
+                                     MODULE_DTYPE)
+        except Exception:
+            self._restore_saved(recorded)
+            raise
         doutputs = self.output.backward(dlogits)
-        dx, dstate0, dkeys, dvalues = self.decoder.backward(doutputs, dalpha)
+        dx, dstate, dkeys, dvalues = self.decoder.backward(doutputs, dalpha)
+        n_states = _CELLS[self.cell].n_states
+        parts = dstate if isinstance(dstate, tuple) else (dstate,)
+        dstate0 = parts[:2] if n_states == 2 else parts[0]  # the bridge's part (õ0 is the constant zeros)
         if self.feed_targets:
             assert dx is not None  # the decoder read target embeddings
             self.target_embedding.backward(dx)
@@ -614,12 +686,15 @@ class Seq2Seq(Parameterized):
         ``teacher_forcing_ratio`` or the model's prediction of that position (draws from
         ``np.random.default_rng(seed)``), and the training pass runs on that mix. The choice and the predictions are
         constants: no gradient flows through them. 1.0 (the default) is plain teacher forcing, with no first pass."""
+        # every argument is checked before any forward records on the sub-modules' tapes
         ratio = forcing_ratio(teacher_forcing_ratio, self.feed_targets)
-        inputs = target_inputs
+        seed = seed_value(seed)
+        src, lengths = seq2seq_sources(source, source_lengths, self.source_vocab)
+        inputs = seq2seq_tokens("target_inputs", target_inputs, self.target_vocab, src.shape[0])
+        tgt = seq2seq_tokens("targets", targets, self.target_vocab, *inputs.shape)
         if ratio < 1.0:
-            inputs = self.scheduled_inputs(source, source_lengths, target_inputs, ratio, seed)
-        logits, _ = self(source, source_lengths, inputs)
-        tgt = seq2seq_tokens("targets", targets, self.target_vocab, logits.shape[0], logits.shape[1])
+            inputs = self.scheduled_inputs(src, lengths, inputs, ratio, seed)
+        logits, _ = self(src, lengths, inputs)
         value, dlogits = softmax_cross_entropy(logits, tgt, mask=tgt != self.pad_index)
         if self.training:
             self._loss_gradients.append(dlogits)
@@ -639,6 +714,7 @@ class Seq2Seq(Parameterized):
         the first replaced, with probability 1 − ratio, by the model's teacher-forced argmax prediction of that
         position."""
         ratio = forcing_ratio(teacher_forcing_ratio, self.feed_targets)
+        seed = seed_value(seed)
         targets_in = seq2seq_tokens("target_inputs", target_inputs, self.target_vocab)
         with self._untaped():
             logits, _ = self(source, source_lengths, targets_in)
