@@ -11,7 +11,7 @@ import rnncore
 from rnncore import _core, ops, reference
 
 from support.arrays import DTYPE_IDS, DTYPES, numerical_gradient
-from support.fixtures import FIXTURE_DIR, load_npz
+from support.fixtures import fixture_case
 from support.tolerances import assert_close, assert_identical
 
 SCORES = ["dot", "general", "concat"]
@@ -204,14 +204,13 @@ def test_luong_gradcheck(score, B, Ty, Tx, Dq, Dk, Dv, A, use_lengths, seed):
 
 # ---- PyTorch autograd on the same math ----
 
-def fixture_case(case):
-    data = load_npz(FIXTURE_DIR / "torch_attention.npz")
-    return {k[len(case) + 1:]: v for k, v in data.items() if k.startswith(case + ".")}
+def torch_case(case):
+    return fixture_case("torch_attention.npz", case)
 
 
 @pytest.mark.parametrize("case, relu", [("additive_plain", False), ("additive_all", True)])
 def test_additive_matches_torch_fixture(case, relu):
-    f = fixture_case(case)
+    f = torch_case(case)
     p = {name: f.get(name) for name in ("query", "keys", "values", "w_k", "w_q", "b_a", "w_v", "score_bias",
                                         "normalize_gain")}
     ctx, alpha, ws = additive_call(ops, p, f.get("lengths"), "relu" if relu else None)
@@ -227,7 +226,7 @@ def test_additive_matches_torch_fixture(case, relu):
 
 @pytest.mark.parametrize("score", SCORES)
 def test_luong_matches_torch_fixture(score):
-    f = fixture_case(f"luong_{score}")
+    f = torch_case(f"luong_{score}")
     p = {name: f.get(name) for name in ("query", "keys", "values", "weight", "v_a")}
     ctx, alpha, ws = luong_call(ops, p, score, f["lengths"])
     assert_close(ctx, f["context"], "fixture", np.float64, "context")

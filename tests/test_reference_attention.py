@@ -15,7 +15,7 @@ from hypothesis import given, strategies as st
 from rnncore import reference
 
 from support.arrays import numerical_gradient
-from support.fixtures import FIXTURE_DIR, load_npz
+from support.fixtures import fixture_case
 from support.tolerances import assert_close
 
 
@@ -253,18 +253,14 @@ def test_luong_rejects_unknown_score(rng):
 
 # ---- PyTorch autograd on the same math (tests/fixtures/make_torch_attention_fixtures.py) ----
 
-FIXTURE = FIXTURE_DIR / "torch_attention.npz"
-
-
-def fixture_case(case):
+def torch_case(case):
     """The arrays of one case of torch_attention.npz, without the case prefix."""
-    data = load_npz(FIXTURE)
-    return {k[len(case) + 1:]: v for k, v in data.items() if k.startswith(case + ".")}
+    return fixture_case("torch_attention.npz", case)
 
 
 @pytest.mark.parametrize("case, relu", [("additive_plain", False), ("additive_all", True)])
 def test_additive_matches_torch_fixture(case, relu):
-    f = fixture_case(case)
+    f = torch_case(case)
     p = {name: f.get(name) for name in ("query", "keys", "values", "w_k", "w_q", "b_a", "w_v", "score_bias",
                                         "normalize_gain")}
     lengths = f.get("lengths")
@@ -282,7 +278,7 @@ def test_additive_matches_torch_fixture(case, relu):
 
 @pytest.mark.parametrize("score", ["dot", "general", "concat"])
 def test_luong_matches_torch_fixture(score):
-    f = fixture_case(f"luong_{score}")
+    f = torch_case(f"luong_{score}")
     p = {name: f.get(name) for name in ("query", "keys", "values", "weight", "v_a")}
     ctx, alpha, saved = luong_run(p, score, f["lengths"])
     assert_close(ctx, f["context"], "fixture", np.float64, "context")

@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 import rnncore as rc
 from rnncore import reference
 
+from support.arrays import central_difference
 from support.tolerances import assert_close, assert_identical, tol
 
 # ---- helpers ----
@@ -22,13 +23,7 @@ def sampled_gradient_check(loss, arrays, analytic, rng, per_array=6, eps=1e-6):
         flat, g = a.reshape(-1), analytic[name].reshape(-1)
         picks = rng.choice(flat.size, size=min(per_array, flat.size), replace=False)
         for j in picks:
-            saved = flat[j]
-            flat[j] = saved + eps
-            plus = loss()
-            flat[j] = saved - eps
-            minus = loss()
-            flat[j] = saved
-            np.testing.assert_allclose(g[j], (plus - minus) / (2 * eps), err_msg=f"{name}[{j}]",
+            np.testing.assert_allclose(g[j], central_difference(loss, flat, j, eps), err_msg=f"{name}[{j}]",
                                        **tol("gradcheck", np.float64))
 
 

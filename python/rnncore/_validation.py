@@ -1704,6 +1704,14 @@ def luong_upstream(ws: Any, dcontext: Any, dalpha: Any) -> tuple[np.ndarray | No
             optional_float_array("dalpha", dalpha, [("B", ws.B), ("Ty", ws.Ty), ("Tx", ws.Tx)], dtype))
 
 
+def normalizable_score_vector(w_v: Any) -> np.ndarray:
+    """normalize's w_v [A]: a float vector that is not all zeros (w/‖w‖ is undefined at 0)."""
+    w_v = float_array("w_v", w_v, [("A", None)])
+    if not np.any(w_v):
+        raise ValueError("w_v must not be all zeros with normalize: w_v / ‖w_v‖ is undefined")
+    return w_v
+
+
 # ---- the fused attention decoder (rnncore.ops.decoder) ---------------------------------------------------------------
 
 DECODER_CELLS = ("lstm", "gru", "rnn")
@@ -2009,12 +2017,6 @@ def step_attention(alpha: Any, rows: int) -> np.ndarray:
     return alpha
 
 
-def normalizable_score_vector(w_v: Any) -> np.ndarray:
-    """normalize's w_v [A]: a float vector that is not all zeros (w/‖w‖ is undefined at 0)."""
-    w_v = float_array("w_v", w_v, [("A", None)])
-    if not np.any(w_v):
-        raise ValueError("w_v must not be all zeros with normalize: w_v / ‖w_v‖ is undefined")
-    return w_v
 def seed_value(value: Any) -> int | None:
     """A ``seed`` for ``np.random.default_rng``: a non-negative int, or None (fresh entropy)."""
     if value is None:

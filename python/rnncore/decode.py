@@ -219,9 +219,7 @@ def sample(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, tempe
     n, bos, eos, max_len = _common(batch, bos, eos, max_len)
     temperature = v.real_number("temperature", temperature, 0.0, allow_equal=False)
     top_k, top_p = v.top_k_value(top_k), v.top_p_value(top_p)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(v.seed_value(seed))
     read = _attention_reader(model, return_attention)
 
     def choose(log_probs: np.ndarray) -> np.ndarray:

@@ -13,14 +13,19 @@ def numerical_gradient(f, array, eps=1e-6):
     grad = np.zeros(array.shape, dtype=np.float64)
     flat, gflat = array.reshape(-1), grad.reshape(-1)
     for j in range(flat.size):
-        saved = flat[j]
-        flat[j] = saved + eps
-        plus = f()
-        flat[j] = saved - eps
-        minus = f()
-        flat[j] = saved
-        gflat[j] = (plus - minus) / (2 * eps)
+        gflat[j] = central_difference(f, flat, j, eps)
     return grad
+
+
+def central_difference(f, flat, j, eps=1e-6):
+    """(f(x + eps e_j) - f(x - eps e_j)) / (2 eps) for the scalar f() of the flat view ``flat`` (restored after)."""
+    saved = flat[j]
+    flat[j] = saved + eps
+    plus = f()
+    flat[j] = saved - eps
+    minus = f()
+    flat[j] = saved
+    return (plus - minus) / (2 * eps)
 
 
 def at_offset(a, offset):

@@ -11,3 +11,10 @@ def load_npz(path):
     """Every array of the .npz file at ``path``, by name (read eagerly; pickled objects refused)."""
     with np.load(path, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
+
+
+def fixture_case(name, case):
+    """The arrays of one case of the fixture file ``name`` (in FIXTURE_DIR) whose members are named
+    ``<case>.<array>``, without the case prefix."""
+    data = load_npz(FIXTURE_DIR / name)
+    return {k[len(case) + 1:]: v for k, v in data.items() if k.startswith(case + ".")}
