@@ -4,12 +4,10 @@ Every function validates its arguments (``rnncore._validation``) and then runs o
 ``rnncore.reference`` has the same functions in plain NumPy, family by family: the executable spec these are tested
 against (tests/test_ops_twins.py and the kernel tests).
 
-Families: ``rnn`` (the LSTM/GRU/RNN sequence kernels and the streaming steppers), ``attention`` (the masked softmax),
-``decoding`` (log-softmax and top-k rows), ``nn`` (the dense layer's products, the embedding's backward), ``runtime``
-(threads, the memory cache, build facts). Every public name is also here: ``rnncore.ops.lstm_forward``.
 Families: ``rnn`` (the LSTM/GRU/RNN sequence kernels and the streaming steppers), ``attention`` (the masked softmax,
-additive and Luong attention), ``nn`` (the dense layer's products, the embedding's backward), ``runtime`` (threads,
-the memory cache, build facts). Every public name is also here: ``rnncore.ops.lstm_forward``.
+additive and Luong attention), ``decoder`` (the fused attention decoder), ``decoding`` (log-softmax and top-k rows),
+``nn`` (the dense layer's products, the embedding's backward), ``runtime`` (threads, the memory cache, build facts).
+Every public name is also here: ``rnncore.ops.lstm_forward``.
 """
 
 from __future__ import annotations
