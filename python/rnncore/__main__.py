@@ -88,15 +88,16 @@ def _parser() -> argparse.ArgumentParser:
     from rnncore.demos import dates
 
     parser = argparse.ArgumentParser(prog="python -m rnncore", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     description="\n\n".join(__doc__.split("\n\n")[:2]),
-                                     epilog="Without a command: dates (its options may follow directly, e.g. "
-                                            "python -m rnncore --seed 3). `python -m rnncore COMMAND --help` for a "
-                                            "command's options.")
+                                     description="\n\n".join(__doc__.split("\n\n")[:2]))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    dates.add_arguments(commands.add_parser(
-        "dates", help="date translation with attention (the default)", description=dates.__doc__.split("\n\n")[0]))
+    dates_parser = commands.add_parser("dates", help="date translation with attention (the default)",
+                                       description=dates.__doc__.split("\n\n")[0])
+    dates.add_arguments(dates_parser)
     commands.add_parser("check", help="build facts and a self-check of every kernel against rnncore.reference")
     commands.add_parser("gru-forecast", help="a stacked GRU forecasting generated series against two baselines")
+    parser.epilog = ("Without a command: dates, whose options may follow directly (python -m rnncore --seed 3):\n"
+                     + dates_parser.format_usage()
+                     + "python -m rnncore COMMAND --help describes a command's options.")
     return parser
 
 
