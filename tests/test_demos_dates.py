@@ -163,8 +163,8 @@ def trained():
 
 
 def test_fast_mode_learns(trained):
-    """An untrained model gets no date exactly right (checked); the fast recipe (3 x 10,000 pairs, ~8 s of CPU) must
-    get most of them (measured: 85.2% for seed 0, 99.85% for seed 1)."""
+    """An untrained model gets no date exactly right (checked); the fast recipe (2 x 10,000 pairs, ~5 s of CPU) must
+    get most of them (measured: 99.9% for seed 0, 80.1% for seed 3)."""
     model, lines, _ = trained
     assert len(lines) == len(model.history) == dates.RECIPES["fast"][0]
     assert all("heldout exact" in line and "loss" in line for line in lines)
@@ -173,6 +173,10 @@ def test_fast_mode_learns(trained):
     assert last["heldout_exact"] >= dates.TARGETS["fast"] == 0.5, lines
     untrained = dates.DateTranslator.create(seed=1)
     assert dates.exact_match(untrained, model.heldout_pairs[:300]) == 0.0
+    # the attention aligns: each output character's largest weight is far above uniform (a dead relu energy gives
+    # uniform rows and the decoder mean-pools the source)
+    texts = [h for h, _ in model.heldout_pairs[:50]]
+    assert np.mean([model.attention(t).max(axis=1).mean() * len(t) for t in texts]) > 4
 
 
 def test_the_heldout_dates_are_never_trained_on(trained):

@@ -55,6 +55,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "luong": dict(attention="general", position="after", input_feeding=True, embedding_size=16),
 }
 ISO_LENGTH = len("YYYY-MM-DD")
+SCORE_BIAS_START = 1.0  # the course model's score bias (its second Dense's bias) at creation: see create()
 
 
 class DateTranslator(Module):
@@ -87,6 +88,11 @@ class DateTranslator(Module):
         human, iso = date_vocabularies()
         model = Seq2Seq(len(human), len(iso), encoder_hidden=encoder_hidden, decoder_hidden=decoder_hidden,
                         dtype=dtype, seed=seed, **options)
+        if options.get("energy_activation") == "relu":
+            # The relu energies start alive: from torch's U(±1/√A) score bias, training drove every energy below 0
+            # (seed 0: uniform attention, the decoder mean-pooling the source); from +1 the attention aligns and
+            # learns faster (seed 0, 3 fast epochs: 99.55% held-out, mean row maximum 0.65 against 0.08 uniform)
+            model.decoder.score_bias[...] = SCORE_BIAS_START
         return cls(model, _chars(human), _chars(iso), variant)
 
     def get_config(self) -> dict[str, Any]:
@@ -183,7 +189,7 @@ def exact_match(model: DateTranslator, pairs: Sequence[tuple[str, str]], beam_si
 # ---- training --------------------------------------------------------------------------------------------------------
 
 #: The recipe: (epochs, pairs per epoch, batch size, peak learning rate) for the full run and for fast mode.
-RECIPES = {"full": (8, 10000, 32, 0.02), "fast": (3, 10000, 32, 0.02)}
+RECIPES = {"full": (6, 10000, 32, 0.02), "fast": (2, 10000, 32, 0.02)}
 
 
 def train(seed: int | None = 0, variant: str = "course", epochs: int | None = None, fast: bool = False,
