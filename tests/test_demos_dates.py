@@ -257,6 +257,16 @@ def test_progress_without_tqdm_prints_a_line_per_epoch(monkeypatch):
     assert _common.save_plot("never.png", lambda figure: None) is None
 
 
+def test_progress_with_tqdm_reports_through_the_bar():
+    pytest.importorskip("tqdm")
+    lines = []
+    progress = _common.Progress(1, 2, lines.append)
+    assert progress.use_tqdm and list(progress.epoch(range(2), 1)) == [0, 1]
+    progress.epoch_done(1, {"loss": 1.0})
+    assert len(lines) == 1 and lines[0].startswith("  epoch 1/1: loss 1")
+    assert not _common.Progress(1, 2, None).use_tqdm and not _common.Progress(1, 2, print, bar=False).use_tqdm
+
+
 def test_child_seeds_are_reproducible():
     assert _common.child_seeds(3, 4) == _common.child_seeds(3, 4) != _common.child_seeds(4, 4)
     with pytest.raises(ValueError, match="seed"):

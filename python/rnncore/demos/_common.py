@@ -59,7 +59,7 @@ class Progress:
 
     ``for item in progress.epoch(items)`` wraps one epoch's batches (a tqdm bar when ``bar`` and tqdm is installed
     and there is a ``report``); ``progress.epoch_done(epoch, metrics)`` records an ``EpochLog`` in ``history`` and
-    reports its line (through tqdm's ``write`` under a bar, so the bar stays below the lines)."""
+    reports its line (under a bar, in tqdm's external write mode, so the bar stays below the lines)."""
 
     def __init__(self, epochs: int, steps: int, report: Report | None = print, bar: bool = True,
                  desc: str = "training") -> None:
@@ -93,7 +93,8 @@ class Progress:
         if self.use_tqdm:
             from tqdm import tqdm
 
-            tqdm.write(line)
+            with tqdm.external_write_mode():  # the bar steps aside for the line, then redraws below it
+                self.report(line)
         else:
             self.report(line)
 

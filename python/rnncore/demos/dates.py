@@ -35,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import decode
-from .._validation import choice, positive_int, seed_value
+from .._validation import choice, hyper_non_negative, positive_int, seed_value
 from ..datasets import DATE_CASES, HUMAN_DATE_FORMATS, CharVocab, all_dates, date_vocabularies, encode_pairs, make_dates
 from ..module import Module
 from ..ops.runtime import threads as thread_limit
@@ -199,7 +199,7 @@ def train(seed: int | None = 0, variant: str = "course", epochs: int | None = No
     """Trains a ``DateTranslator`` on generated dates and returns it, its per-epoch ``history`` filled (loss,
     held-out exact match) and ``heldout_pairs`` set (the pairs it was measured on, never trained on).
 
-    ``fast``: the short recipe the tests run (a few thousand pairs). ``epochs``, ``pairs_per_epoch``,
+    ``fast``: the short recipe the tests run (2 x 10,000 pairs). ``epochs``, ``pairs_per_epoch``,
     ``batch_size``, ``lr`` override the recipe (``RECIPES``); Adam with a linear warm-up over the first epoch's
     first tenth and a cosine decay to 0, gradient norm clipped at 1. ``report`` receives one line per epoch (None:
     silent); ``bar``: a tqdm progress bar when tqdm is installed. ``threads``: rnncore's threads (None: all)."""
@@ -208,7 +208,7 @@ def train(seed: int | None = 0, variant: str = "course", epochs: int | None = No
     epochs = positive_int("epochs", default_epochs if epochs is None else epochs)
     per_epoch = positive_int("pairs_per_epoch", default_pairs if pairs_per_epoch is None else pairs_per_epoch)
     batch = positive_int("batch_size", default_batch if batch_size is None else batch_size)
-    peak = float(default_lr if lr is None else lr)
+    peak = hyper_non_negative("lr", default_lr if lr is None else lr)
     data_seed, model_seed, *epoch_seeds = child_seeds(seed, 2 + epochs)
     heldout_pairs, training_dates = heldout_split(data_seed, heldout)
     model = DateTranslator.create(variant, encoder_hidden, decoder_hidden, seed=model_seed)
@@ -326,8 +326,9 @@ def run(args: argparse.Namespace) -> int:
     mode = "fast" if args.fast else "full"
     epochs, per_epoch, batch, lr = RECIPES[mode]
     epochs, per_epoch = args.epochs or epochs, args.pairs_per_epoch or per_epoch
+    n = rnncore.get_num_threads() if args.threads is None else args.threads
     print(f"rnncore {rnncore.__version__}: date translation with attention ({args.variant} model, seed {args.seed}, "
-          f"{rnncore.get_num_threads() if args.threads is None else args.threads} threads)")
+          f"{n} thread{'s' if n != 1 else ''})")
     print(f"  data: dates 1950-2049 in {len(HUMAN_DATE_FORMATS)} formats, names lower/Title/UPPER, full or "
           f"three-letter; {args.heldout} held-out dates never trained on; {per_epoch} fresh pairs x {epochs} epochs")
     start = time.perf_counter()
