@@ -241,8 +241,8 @@ def load(path: str | os.PathLike[str], cls: type | Sequence[type] | None = None)
     """Rebuilds the module that ``save`` wrote to ``path`` and loads its parameters.
 
     The classes it may build: rnncore's own (layers, cells, ``Linear``, ``Embedding``, ``Seq2Seq``, the demos'
-    models such as ``rnncore.demos.dates.DateTranslator``) and ``cls``, the caller's
-    class or a list/tuple of classes (a model whose sub-modules are custom classes too), matched by qualified name
+    models such as ``rnncore.demos.dates.DateTranslator``) and ``cls``, the caller's class or a list/tuple of
+    classes (a model whose sub-modules are custom classes too), matched by qualified name
     (the module may differ: a class saved from a script's ``__main__`` loads in another script). A class is built
     with ``cls.from_config(config, build)`` when it defines that classmethod (``build(spec)`` rebuilds a nested
     module from ``spec = {"class": "module:qualname", "config": {...}}`` under the same rules), else

@@ -5,10 +5,10 @@ Human-written dates (``"Thursday, May 3, 1979"``, ``"3rd may 79"``, ``"5/3/79"``
 character into ``"1979-05-03"`` by an encoder-decoder with attention (``rnncore.Seq2Seq``)::
 
     from rnncore.demos import dates
-    model = dates.train(seed=0)                    # progress, loss and held-out exact match per epoch
-    model.translate(["3 May 1979", "Thu, 5/3/79"])  # ['1979-05-03', ...]
-    weights = model.attention("3 May 1979")         # [10 output characters, 10 input characters]
-    rc.save(model, "dates.npz"); rc.load("dates.npz")   # a DateTranslator, vocabularies included
+    model = dates.train(seed=0)                        # progress, loss and held-out exact match per epoch
+    model.translate(["3 May 1979", "5/3/79"])          # ['1979-05-03', '1979-05-03']
+    weights = model.attention("3 May 1979")            # [10 output characters, 10 input characters]
+    rc.save(model, "dates.npz"); rc.load("dates.npz")  # a DateTranslator, vocabularies included
 
 The held-out set: ``heldout`` different dates (2,000 by default), each written once in a random format and case,
 drawn from ``seed``; training only ever sees the other dates (disjoint dates, so no held-out string nor any other
