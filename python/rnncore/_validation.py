@@ -2058,11 +2058,12 @@ def seq2seq_decoder_options(attention: Any, attention_units: Any, position: Any,
 
 # ---- dates (helper h-dates: rnncore.datasets.make_dates, rnncore.demos) ---------------------------------------------
 
-def date_generator_options(formats: Any, cases: Any, among: Any, fields: dict[str, str], case_names: Sequence[str]
+def date_generator_options(formats: Any, cases: Any, among: Any, fields: dict[str, str], case_names: Sequence[str],
+                           date_range: tuple[datetime.date, datetime.date]
                            ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[datetime.date, ...] | None]:
     """``make_dates``' ``formats`` (a non-empty sequence of format strings using only ``fields``' names),
     ``cases`` (a non-empty sequence of ``case_names``) and ``among`` (None, or a non-empty sequence of
-    ``datetime.date`` within 1950-01-01 … 2049-12-31) as tuples."""
+    ``datetime.date`` within ``date_range``, first and last included) as tuples."""
     if isinstance(formats, str) or not isinstance(formats, Sequence) or len(formats) == 0:
         raise TypeError(f"formats must be a non-empty sequence of format strings, got {formats!r:.80}")
     for f in formats:
@@ -2081,7 +2082,7 @@ def date_generator_options(formats: Any, cases: Any, among: Any, fields: dict[st
         return tuple(formats), tuple(cases), None
     if not isinstance(among, Sequence) or len(among) == 0:
         raise TypeError(f"among must be None or a non-empty sequence of datetime.date, got {among!r:.80}")
-    first, last = datetime.date(1950, 1, 1), datetime.date(2049, 12, 31)
+    first, last = date_range
     wrong = [d for d in among if not isinstance(d, datetime.date) or isinstance(d, datetime.datetime)
              or not first <= d <= last]
     if wrong:

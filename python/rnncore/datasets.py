@@ -98,7 +98,7 @@ def make_dates(n: int, seed: int | None = None, *, formats: Sequence[str] = DATE
     pairs of earlier versions, draw for draw."""
     n = positive_int("n", n)
     rng = np.random.default_rng(seed_value(seed))
-    formats, cases, pool = date_generator_options(formats, cases, among, _fields(_FIRST), tuple(_CASE))
+    formats, cases, pool = date_generator_options(formats, cases, among, _fields(_FIRST), tuple(_CASE), DATE_RANGE)
     span = (_LAST - _FIRST).days + 1 if pool is None else len(pool)
     if flag("replace", replace):
         days = rng.integers(0, span, size=n)
