@@ -1,5 +1,6 @@
-"""The README's main job: ``python -m rnncore`` (build info, kernel self-check, and the forecasting demo of
-``rnncore.demo``, which must beat both baselines on held-out series)."""
+"""``python -m rnncore check`` (build info, the kernel self-check) and ``python -m rnncore gru-forecast`` (the
+forecasting demo of ``rnncore.demo``, which must beat both baselines on held-out series). The main command, date
+translation, is tested in test_demos_dates.py."""
 
 import subprocess
 import sys
@@ -30,21 +31,23 @@ def test_forecaster_learns_and_beats_the_baselines():
 
 
 def test_module_main_runs_the_self_check():
-    out = subprocess.run([sys.executable, "-m", "rnncore", "--no-demo"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "rnncore", "check"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "all kernels agree with the reference" in out.stdout
     assert "demo:" not in out.stdout
 
 
 def test_module_main_fails_when_the_model_loses_and_rejects_unknown_options(monkeypatch, capsys):
-    """The exit status is the demo's verdict too: a model that does not beat both baselines makes it 1."""
+    """gru-forecast's exit status is the demo's verdict: a model that does not beat both baselines makes it 1."""
     losing = {"test_mse": 0.5, "last_value_mse": 0.8, "linear_ar_mse": 0.2, "train_mse": 0.5, "seconds": 0.0,
               "epochs": 1}
     monkeypatch.setattr(main_module.demo, "train_forecaster", lambda report=None: losing)
     monkeypatch.setattr(main_module, "_timings", lambda *args, **kwargs: (1.0, 1.0, 1.0, 1.0))
-    assert main_module.main([]) == 1
+    assert main_module.main(["gru-forecast"]) == 1
     assert "DID NOT BEAT" in capsys.readouterr().out
     monkeypatch.setattr(main_module.demo, "train_forecaster", lambda report=None: dict(losing, test_mse=0.1))
-    assert main_module.main([]) == 0
+    assert main_module.main(["gru-forecast"]) == 0
+    assert main_module.main(["check"]) == 0
+    assert "all kernels agree" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        main_module.main(["--nodemo"])
+        main_module.main(["check", "--nodemo"])

@@ -13,6 +13,7 @@ optimizers.
 
 from __future__ import annotations
 
+import datetime
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
@@ -2053,3 +2054,37 @@ def seq2seq_decoder_options(attention: Any, attention_units: Any, position: Any,
     if attention_units is None and attention in ("additive", "concat"):
         return 10
     return attention_units
+
+
+# ---- dates (helper h-dates: rnncore.datasets.make_dates, rnncore.demos) ---------------------------------------------
+
+def date_generator_options(formats: Any, cases: Any, among: Any, fields: dict[str, str], case_names: Sequence[str],
+                           date_range: tuple[datetime.date, datetime.date]
+                           ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[datetime.date, ...] | None]:
+    """``make_dates``' ``formats`` (a non-empty sequence of format strings using only ``fields``' names),
+    ``cases`` (a non-empty sequence of ``case_names``) and ``among`` (None, or a non-empty sequence of
+    ``datetime.date`` within ``date_range``, first and last included) as tuples."""
+    if isinstance(formats, str) or not isinstance(formats, Sequence) or len(formats) == 0:
+        raise TypeError(f"formats must be a non-empty sequence of format strings, got {formats!r:.80}")
+    for f in formats:
+        if not isinstance(f, str):
+            raise TypeError(f"formats must hold strings, got a {type(f).__name__}: {f!r:.80}")
+        try:
+            f.format(**fields)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"formats: {f!r} is not a date format of the fields {sorted(fields)} ({e!r})") from None
+    if isinstance(cases, str) or not isinstance(cases, Sequence) or len(cases) == 0:
+        raise TypeError(f"cases must be a non-empty sequence of {list(case_names)}, got {cases!r:.80}")
+    bad = [c for c in cases if c not in case_names]
+    if bad:
+        raise ValueError(f"cases must be among {list(case_names)}, got {bad!r:.80}")
+    if among is None:
+        return tuple(formats), tuple(cases), None
+    if not isinstance(among, Sequence) or len(among) == 0:
+        raise TypeError(f"among must be None or a non-empty sequence of datetime.date, got {among!r:.80}")
+    first, last = date_range
+    wrong = [d for d in among if not isinstance(d, datetime.date) or isinstance(d, datetime.datetime)
+             or not first <= d <= last]
+    if wrong:
+        raise ValueError(f"among must hold datetime.date values from {first} to {last}, got {wrong[:3]!r}")
+    return tuple(formats), tuple(cases), tuple(among)

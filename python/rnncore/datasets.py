@@ -1,9 +1,11 @@
 """Small generated data sets for examples and demos: human-readable dates and their ISO form (the course's
 date-translation lab, "neural machine translation" of ``"thursday, may 3, 1979"`` into ``"1979-05-03"``).
 
-``make_dates(n, seed)`` draws the pairs; ``CharVocab`` maps characters to token ids with the special tokens
-``Seq2Seq`` expects (pad 0, bos 1, eos 2, unk 3); ``date_vocabularies()`` gives the two vocabularies that cover every
-generated string; ``encode_pairs`` turns pairs into the padded arrays a seq2seq training step takes.
+``make_dates(n, seed)`` draws the pairs (by default lower case in ``DATE_FORMATS``; ``formats=HUMAN_DATE_FORMATS,
+cases=DATE_CASES`` gives the formats and the lower / Title / UPPER names of ``rnncore.demos.dates``, and ``among=``
+restricts the dates drawn, for a held-out split by date); ``CharVocab`` maps characters to token ids with the special
+tokens ``Seq2Seq`` expects (pad 0, bos 1, eos 2, unk 3); ``date_vocabularies()`` gives the two vocabularies that
+cover every generated string; ``encode_pairs`` turns pairs into the padded arrays a seq2seq training step takes.
 No third-party packages (the course used Faker and Babel): the formats are written out here, in English.
 """
 
@@ -15,21 +17,36 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validation import positive_int, seed_value
+from ._validation import date_generator_options, flag, positive_int, seed_value
 
-__all__ = ["make_dates", "CharVocab", "date_vocabularies", "encode_pairs", "PairBatch", "DATE_FORMATS"]
+__all__ = ["make_dates", "CharVocab", "date_vocabularies", "encode_pairs", "PairBatch", "DATE_FORMATS",
+           "HUMAN_DATE_FORMATS", "DATE_CASES", "DATE_RANGE", "all_dates"]
 
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
            "november", "december")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _FIRST, _LAST = datetime.date(1950, 1, 1), datetime.date(2049, 12, 31)  # two-digit years are unambiguous here
+#: The first and last date ``make_dates`` writes: a two-digit year yy is 19yy for yy >= 50, else 20yy.
+DATE_RANGE = (_FIRST, _LAST)
+#: How ``HUMAN_DATE_FORMATS`` writes month and weekday names (one drawn per date): "may", "May", "MAY".
+DATE_CASES = ("lower", "title", "upper")
+_CASE = {"lower": str.lower, "title": str.title, "upper": str.upper}
 
 
-def _fields(d: datetime.date) -> dict[str, str]:
-    month = _MONTHS[d.month - 1]
-    return dict(d=str(d.day), dd=f"{d.day:02d}", M=str(d.month), MM=f"{d.month:02d}", MMM=month[:3], MMMM=month,
-                yy=f"{d.year % 100:02d}", yyyy=str(d.year), EEE=_WEEKDAYS[d.weekday()][:3],
-                EEEE=_WEEKDAYS[d.weekday()])
+def _ordinal(day: int) -> str:
+    """3 -> "3rd", 11 -> "11th", 22 -> "22nd"."""
+    suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{day}{suffix}"
+
+
+def _fields(d: datetime.date, case: str = "lower", full_month: bool = True) -> dict[str, str]:
+    """The fields of ``d`` (Babel's names; ``Month``: the month's full or three-letter name as ``full_month``
+    says, ``do``: the day as an ordinal), names written in ``case``."""
+    write = _CASE[case]
+    month, weekday = write(_MONTHS[d.month - 1]), write(_WEEKDAYS[d.weekday()])
+    return dict(d=str(d.day), dd=f"{d.day:02d}", do=_ordinal(d.day), M=str(d.month), MM=f"{d.month:02d}",
+                MMM=month[:3], MMMM=month, Month=month if full_month else month[:3], yy=f"{d.year % 100:02d}",
+                yyyy=str(d.year), EEE=weekday[:3], EEEE=weekday)
 
 
 #: The human-readable formats (Babel-style field names; one is drawn uniformly per date). Numeric forms follow the
@@ -42,20 +59,61 @@ DATE_FORMATS = (
     "{d} {MMM} {yy}", "{yyyy}/{MM}/{dd}",
 )
 
+#: The formats of issue 14 and ``rnncore.demos.dates`` (May 3, 1979 shown): ``{Month}`` is the month's full or
+#: three-letter name (drawn per date), the weekday's form is the format's; US month/day with slashes, day.month with
+#: dots.
+HUMAN_DATE_FORMATS = (
+    "{d} {Month} {yyyy}",            # 3 May 1979
+    "{dd} {Month} {yyyy}",           # 03 May 1979
+    "{d} {Month}, {yyyy}",           # 3 May, 1979
+    "{d} {Month} {yy}",              # 3 May 79
+    "{Month} {d} {yyyy}",            # May 3 1979
+    "{Month} {d}, {yyyy}",           # May 3, 1979
+    "{do} {Month} {yyyy}",           # 3rd May 1979
+    "{Month} {do}, {yyyy}",          # May 3rd, 1979
+    "{EEEE}, {Month} {d}, {yyyy}",   # Thursday, May 3, 1979
+    "{EEE}, {Month} {d}, {yyyy}",    # Thu, May 3, 1979
+    "{EEEE} {d} {Month} {yyyy}",     # Thursday 3 May 1979
+    "{M}/{d}/{yy}",                  # 5/3/79
+    "{M}/{d}/{yyyy}",                # 5/3/1979
+    "{dd}.{MM}.{yy}",                # 03.05.79
+    "{d}.{M}.{yyyy}",                # 3.5.1979
+    "{yyyy}-{MM}-{dd}",              # 1979-05-03
+)
 
-def make_dates(n: int, seed: int | None = None) -> list[tuple[str, str]]:
-    """``n`` pairs ``(human, iso)``: a date drawn uniformly from 1950-01-01 … 2049-12-31 written in one of
-    ``DATE_FORMATS`` (lower case), and the same date as ``YYYY-MM-DD``. Reproducible for an int ``seed``
-    (``np.random.default_rng(seed)``)."""
+
+def all_dates() -> list[datetime.date]:
+    """Every date ``make_dates`` may write, in order: 1950-01-01 ... 2049-12-31 (36,525 dates)."""
+    return [_FIRST + datetime.timedelta(days=i) for i in range((_LAST - _FIRST).days + 1)]
+
+
+def make_dates(n: int, seed: int | None = None, *, formats: Sequence[str] = DATE_FORMATS,
+               cases: Sequence[str] = ("lower",), among: Sequence[datetime.date] | None = None,
+               replace: bool = True) -> list[tuple[str, str]]:
+    """``n`` pairs ``(human, iso)``: a date drawn uniformly from 1950-01-01 … 2049-12-31 (or from ``among``, e.g.
+    the dates a held-out set leaves for training) written in one of ``formats`` (drawn uniformly) with its names in
+    one of ``cases`` ("lower", "title", "upper"; drawn uniformly) and, for ``{Month}``, the full or the three-letter
+    month name (drawn uniformly), and the same date as ``YYYY-MM-DD``. ``replace=False``: ``n`` different dates
+    (a held-out set's). Reproducible for an int ``seed`` (``np.random.default_rng(seed)``); the defaults give the
+    pairs of earlier versions, draw for draw."""
     n = positive_int("n", n)
     rng = np.random.default_rng(seed_value(seed))
-    span = (_LAST - _FIRST).days + 1
-    days = rng.integers(0, span, size=n)
-    formats = rng.integers(0, len(DATE_FORMATS), size=n)
+    formats, cases, pool = date_generator_options(formats, cases, among, _fields(_FIRST), tuple(_CASE), DATE_RANGE)
+    span = (_LAST - _FIRST).days + 1 if pool is None else len(pool)
+    if flag("replace", replace):
+        days = rng.integers(0, span, size=n)
+    elif n > span:
+        raise ValueError(f"n must be at most the {span} dates to draw from with replace=False, got {n}")
+    else:
+        days = rng.choice(span, size=n, replace=False)
+    chosen = rng.integers(0, len(formats), size=n)
+    # the defaults' pairs depend on the two draws above only; the name styles are drawn after them
+    styles = rng.integers(0, len(cases), size=n) if len(cases) > 1 else np.zeros(n, np.int64)
+    full = rng.integers(0, 2, size=n) if any("{Month}" in f for f in formats) else np.ones(n, np.int64)
     pairs = []
-    for day, fmt in zip(days, formats):
-        d = _FIRST + datetime.timedelta(days=int(day))
-        pairs.append((DATE_FORMATS[fmt].format(**_fields(d)), d.isoformat()))
+    for day, fmt, style, whole in zip(days, chosen, styles, full):
+        d = _FIRST + datetime.timedelta(days=int(day)) if pool is None else pool[int(day)]
+        pairs.append((formats[fmt].format(**_fields(d, cases[style], bool(whole))), d.isoformat()))
     return pairs
 
 
@@ -95,8 +153,9 @@ class CharVocab:
 
 
 def date_vocabularies() -> tuple[CharVocab, CharVocab]:
-    """(human vocabulary, ISO vocabulary) covering every string ``make_dates`` writes."""
-    human = CharVocab(" ,./" + "0123456789" + "abcdefghijklmnopqrstuvwxyz")
+    """(human vocabulary, ISO vocabulary) covering every string ``make_dates`` writes, in every format and case
+    (characters added later go at the end, so the ids of earlier ones stay)."""
+    human = CharVocab(" ,./" + "0123456789" + "abcdefghijklmnopqrstuvwxyz" + "-" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
     iso = CharVocab("-0123456789")
     return human, iso
 

@@ -240,8 +240,9 @@ def save(module: Any, path: str | os.PathLike[str], *, optimizer: Any = None, sc
 def load(path: str | os.PathLike[str], cls: type | Sequence[type] | None = None) -> Any:
     """Rebuilds the module that ``save`` wrote to ``path`` and loads its parameters.
 
-    The classes it may build: rnncore's own (layers, cells, ``Linear``, ``Embedding``) and ``cls``, the caller's
-    class or a list/tuple of classes (a model whose sub-modules are custom classes too), matched by qualified name
+    The classes it may build: rnncore's own (layers, cells, ``Linear``, ``Embedding``, ``Seq2Seq``, the demos'
+    models such as ``rnncore.demos.dates.DateTranslator``) and ``cls``, the caller's class or a list/tuple of
+    classes (a model whose sub-modules are custom classes too), matched by qualified name
     (the module may differ: a class saved from a script's ``__main__`` loads in another script). A class is built
     with ``cls.from_config(config, build)`` when it defines that classmethod (``build(spec)`` rebuilds a nested
     module from ``spec = {"class": "module:qualname", "config": {...}}`` under the same rules), else
@@ -310,13 +311,14 @@ def _saved_class(path: str, saved: str, classes: tuple[type, ...]) -> type:
 def _own_classes() -> dict[str, type]:
     """rnncore's module classes by the name ``save`` records for them."""
     from .attention import AdditiveAttention, LuongAttention
+    from .demos.dates import DateTranslator
     from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
     from .nn import Embedding, Linear
     from .seq2seq import AttentionDecoder, Seq2Seq
     from .sequential import LastHidden, Sequential
 
     classes = (LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Linear, Embedding, Sequential, LastHidden,
-               AdditiveAttention, LuongAttention, AttentionDecoder, Seq2Seq)
+               AdditiveAttention, LuongAttention, AttentionDecoder, Seq2Seq, DateTranslator)
     return {f"{c.__module__}:{c.__qualname__}": c for c in classes}
 
 

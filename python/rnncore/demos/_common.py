@@ -1,0 +1,112 @@
+"""What every demo shares (one home): seeds, the progress bar, per-epoch metrics, saving a plot, timing.
+
+- ``child_seeds(seed, n)``: ``n`` independent int seeds derived from one (data, model, batches, ...): a demo run is
+  reproducible from its ``seed`` alone.
+- ``Progress``: the batches of an epoch under a tqdm bar when tqdm is installed (and ``bar=True``), and one plain
+  line per epoch either way (``Progress.epoch_done``), with that epoch's metrics. ``report=None`` is silent.
+- ``EpochLog``: the per-epoch metrics a demo keeps (``history`` on the trained model).
+- ``save_plot(path, draw)``: when matplotlib is installed, ``draw(figure)`` on a ``matplotlib.figure.Figure`` and
+  save it to ``path`` (no pyplot: no display, no backend switched); otherwise nothing. Returns the path or None.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .._validation import seed_value
+
+__all__ = ["child_seeds", "have", "Progress", "EpochLog", "save_plot"]
+
+Report = Callable[[str], None]
+
+
+def child_seeds(seed: int | None, n: int) -> list[int]:
+    """``n`` independent seeds from ``seed`` (``np.random.SeedSequence``; None: fresh entropy)."""
+    return [int(s) for s in np.random.SeedSequence(seed_value(seed)).generate_state(n)]
+
+
+def have(module: str) -> bool:
+    """Is the optional package ``module`` (tqdm, matplotlib) importable?"""
+    return importlib.util.find_spec(module) is not None
+
+
+@dataclass
+class EpochLog:
+    """One epoch's numbers: ``epoch`` (1-based), ``seconds`` since training started, and the demo's ``metrics``
+    (e.g. ``{"loss": 0.12, "heldout_exact": 0.998}``)."""
+    epoch: int
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def line(self, epochs: int) -> str:
+        shown = ", ".join(f"{k.replace('_', ' ')} {_format(k, v)}" for k, v in self.metrics.items())
+        return f"  epoch {self.epoch:{len(str(epochs))}d}/{epochs}: {shown}  ({self.seconds:.1f} s)"
+
+
+def _format(name: str, value: float) -> str:
+    """Accuracies as percentages, everything else to 4 significant digits."""
+    return f"{100 * value:.2f}%" if name.endswith(("accuracy", "exact")) else f"{value:.4g}"
+
+
+class Progress:
+    """The progress of a training run of ``epochs`` epochs of ``steps`` batches each.
+
+    ``for item in progress.epoch(items)`` wraps one epoch's batches (a tqdm bar when ``bar`` and tqdm is installed
+    and there is a ``report``); ``progress.epoch_done(epoch, metrics)`` records an ``EpochLog`` in ``history`` and
+    reports its line (under a bar, in tqdm's external write mode, so the bar stays below the lines)."""
+
+    def __init__(self, epochs: int, steps: int, report: Report | None = print, bar: bool = True,
+                 desc: str = "training") -> None:
+        self.epochs, self.steps, self.report, self.desc = epochs, steps, report, desc
+        self.use_tqdm = bar and report is not None and have("tqdm")
+        self.history: list[EpochLog] = []
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def epoch(self, items: Iterable[Any], epoch: int) -> Iterator[Any]:
+        if not self.use_tqdm:
+            yield from items
+            return
+        from tqdm import tqdm
+
+        with tqdm(items, total=self.steps, desc=f"{self.desc} {epoch}/{self.epochs}", leave=False,
+                  unit="batch", dynamic_ncols=True) as bar:
+            yield from bar
+
+    def epoch_done(self, epoch: int, metrics: dict[str, float]) -> EpochLog:
+        log = EpochLog(epoch, self.elapsed(), dict(metrics))
+        self.history.append(log)
+        self.write(log.line(self.epochs))
+        return log
+
+    def write(self, line: str) -> None:
+        if self.report is None:
+            return
+        if self.use_tqdm:
+            from tqdm import tqdm
+
+            with tqdm.external_write_mode():  # the bar steps aside for the line, then redraws below it
+                self.report(line)
+        else:
+            self.report(line)
+
+
+def save_plot(path: str, draw: Callable[[Any], None], size: tuple[float, float] = (10.0, 6.0)) -> str | None:
+    """Draws with ``draw(figure)`` on a new matplotlib figure and saves it to ``path`` (PNG); None, without writing
+    anything, when matplotlib is not installed."""
+    if not have("matplotlib"):
+        return None
+    from matplotlib.figure import Figure  # no pyplot: no backend chosen, no global state touched
+
+    figure = Figure(figsize=size)
+    draw(figure)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    return path
