@@ -2059,7 +2059,7 @@ def seq2seq_decoder_options(attention: Any, attention_units: Any, position: Any,
     return attention_units
 
 
-# ---- trainspeed: one-hot inputs as indices (the recurrent kernels) -------------------------------------------------
+# ---- trainspeed: one-hot inputs as indices (the recurrent kernels), the fused Adam step ----------------------------
 
 def one_hot_indices(x: Any) -> bool:
     """Whether a recurrent forward's ``x`` holds one-hot inputs as their indices: an integer (not bool) ndarray with
@@ -2097,3 +2097,45 @@ def one_hot_forward_arrays(kernel: str, gates: int, x: np.ndarray, states: dict[
     return Forward(x, tuple([checked(name, s) for name, s in states.items()]), w_ih, w_hh, checked("b_ih", b_ih),
                    checked("b_hh", b_hh), lengths_array(lengths, batch, steps))
 
+
+def adam_arrays(params: Any, grads: Any, exp_avgs: Any, exp_avg_sqs: Any, max_exp_avg_sqs: Any, steps: Any,
+                amsgrad: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray],
+                                       list[np.ndarray] | None, list[np.ndarray]]:
+    """The arrays of ``rnncore.ops.adam_update`` as lists the fused op takes: one entry per parameter, each a
+    C-contiguous ndarray (the updated ones writeable) of the parameter's float dtype and shape (``steps`` 0-d).
+    Nothing is converted: the op updates these arrays in place."""
+    named = {"params": params, "grads": grads, "exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs, "steps": steps}
+    if amsgrad:
+        if max_exp_avg_sqs is None:
+            raise ValueError("max_exp_avg_sqs must be a sequence of arrays with amsgrad=True, got None")
+        named["max_exp_avg_sqs"] = max_exp_avg_sqs
+    elif max_exp_avg_sqs is not None:
+        raise ValueError("max_exp_avg_sqs must be None with amsgrad=False (only AMSGrad keeps it)")
+    lists: dict[str, list[Any]] = {}
+    for name, seq in named.items():
+        if isinstance(seq, (str, bytes, np.ndarray)) or not isinstance(seq, Sequence):
+            raise TypeError(f"{name} must be a list or tuple of arrays (one per parameter), got {type(seq).__name__}")
+        lists[name] = list(seq)
+        if len(lists[name]) != len(lists["params"]):
+            raise ValueError(f"{name} must have one array per parameter ({len(lists['params'])}), got "
+                             f"{len(lists[name])}")
+    for i, p in enumerate(lists["params"]):
+        for name, items in lists.items():
+            a = items[i]
+            where = f"{name}[{i}]"
+            if type(a) is not np.ndarray:
+                raise TypeError(f"{where} must be a numpy.ndarray (not a subclass), got {type(a).__name__}")
+            if name == "params":
+                if a.dtype not in FLOAT_DTYPES or not a.dtype.isnative:
+                    raise TypeError(f"{where} must have dtype float32 or float64 in native byte order, got {a.dtype}")
+            elif a.dtype != p.dtype or not a.dtype.isnative:
+                raise TypeError(f"{where} has dtype {a.dtype}, expected params[{i}]'s {p.dtype}")
+            expected = () if name == "steps" else p.shape
+            if a.shape != expected:
+                raise ValueError(f"{where} must have shape {expected}, got shape {a.shape}")
+            if not a.flags.c_contiguous:
+                raise ValueError(f"{where} must be C-contiguous (the update writes in place; pass contiguous arrays)")
+            if name != "grads" and not a.flags.writeable:
+                raise ValueError(f"{where} must be writeable (it is updated in place)")
+    return (lists["params"], lists["grads"], lists["exp_avgs"], lists["exp_avg_sqs"], lists.get("max_exp_avg_sqs"),
+            lists["steps"])
