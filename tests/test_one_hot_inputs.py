@@ -65,6 +65,19 @@ def test_index_gradients_match_central_differences(cell, T, B, I, H, lengths):
         assert_close(analytic[grad_name], numeric, "gradcheck", np.float64, f"{cell.name}: {grad_name}")
 
 
+@pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("T,B", [(0, 3), (2, 0)])
+def test_empty_index_inputs_still_give_no_dx(cell, T, B):
+    """T = 0 or B = 0: no index to keep, yet the inputs were indices: dx is None, the weight gradients zero."""
+    inputs, upstream = make_inputs(np.random.default_rng(7), cell, T, B, 4, 3, np.float64)
+    inputs["x"] = np.zeros((T, B), np.int64)
+    for impl in (ops, reference):
+        _, ws = run_forward(impl, cell, inputs)
+        grads = run_backward(impl, cell, ws, upstream)
+        assert grads["dx"] is None
+        assert grads["dw_ih"].shape == inputs["w_ih"].shape and not grads["dw_ih"].any()
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("impl", [ops, reference], ids=["ops", "reference"])

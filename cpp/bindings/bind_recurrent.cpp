@@ -92,7 +92,7 @@ class LateGradients {
   LateGradients(const Workspace<T>& ws, bool want_dx)
       : shapes_{{ws.dims.T, ws.dims.B, ws.dims.I}, {ws.w_ih.rows(), ws.dims.I}, {ws.w_hh.rows(), ws.dims.H},
                 {ws.w_ih.rows()}, {ws.w_hh.rows()}} {
-    out_.want_dx = want_dx && ws.x_index.empty();
+    out_.want_dx = want_dx && !ws.one_hot;
     out_.allocate = [this](GradientOutputs<T>& o) {
       T** slots[kCount] = {&o.dx, &o.dw_ih, &o.dw_hh, &o.db_ih, &o.db_hh};
       for (int i = o.want_dx ? 0 : 1; i < kCount; ++i) {
@@ -315,7 +315,7 @@ void register_dtype(py::module_& m) {
       .def_property_readonly("H", [](const Workspace<T>& w) { return w.dims.H; })
       .def_property_readonly("has_bias_ih", [](const Workspace<T>& w) { return w.has_bias_ih; })
       .def_property_readonly("has_bias_hh", [](const Workspace<T>& w) { return w.has_bias_hh; })
-      .def_property_readonly("one_hot", [](const Workspace<T>& w) { return !w.x_index.empty(); })
+      .def_property_readonly("one_hot", [](const Workspace<T>& w) { return w.one_hot; })
       .def_property_readonly("nbytes", &Workspace<T>::bytes);
 
 }

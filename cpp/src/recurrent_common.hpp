@@ -82,7 +82,7 @@ EIGEN_DONT_INLINE void weight_gradients(const GateGrads& dG, const Workspace<T>&
   const index_t GH = dG.cols(), TB = d.T * d.B;
   const ConstMatrixView<T> x = ws.x.view(), h_prev = states_read(ws);
   std::copy_n(db_ih, rows, db_hh);
-  if (!ws.x_index.empty()) {
+  if (ws.one_hot) {
     scatter_input_weight_gradient(dG, ws, dw_ih);
     multiply_into<true, false>(MatrixView<T>(dw_hh, rows, d.H), dG.leftCols(rows), h_prev);
     return;

@@ -100,6 +100,7 @@ void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, cons
     parallel_chunks(n, threads_for(double(n), n / tuning::kCopyAlign, tuning::kMinCopyPerThread), tuning::kCopyAlign,
                     [&](int, index_t b, index_t e) { std::copy(src + b, src + e, dst.data() + b); });
   };
+  ws.one_hot = x_index != nullptr;
   if (x_index) {
     ws.x.resize(0, d.I);
     ws.x_index.assign(x_index, x_index + d.T * d.B);

@@ -63,6 +63,7 @@ struct Workspace {
   std::vector<index_t> lengths;  ///< [B], empty = every step valid
   CachedMatrix<T> x;             ///< [T*B, I] the forward's inputs (empty for one-hot inputs: x_index)
   std::vector<index_t> x_index;  ///< [T*B] one-hot inputs given by their indices in 0..I-1; empty for dense x
+  bool one_hot = false;          ///< the inputs were indices (x_index), even when T*B = 0: backward gives no dx
   CachedMatrix<T> w_ih;          ///< [G*H, I]
   CachedMatrix<T> w_hh;          ///< [G*H, H]
   CachedMatrix<T> h;             ///< [(T+1)*B, H] h_{-1} = h0, h_0, ..., h_{T-1} (state, carried through padding)
