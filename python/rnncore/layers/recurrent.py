@@ -191,17 +191,21 @@ class _Recurrent(Parameterized):
         states0 = self._check_state(state, batch)
         lengths = lengths_array(lengths, batch, steps, shortest=0)  # a layer takes samples with no step
         plan = _Padding(lengths, choice("padding", padding, _PADDINGS), steps, batch)
-        y, finals, record = self._forward_layers(plan.to_kernels(x), plan.kept_states(states0), plan.lengths)
+        # the top layer's directions go straight into a batch-first y when no padding plan has to map them back
+        batch_major = self.batch_first and plan.trivial
+        y, finals, record = self._forward_layers(plan.to_kernels(x), plan.kept_states(states0), plan.lengths,
+                                                 batch_major)
         self.save_for_backward((record, plan))  # (a no-op in eval mode)
-        y = plan.from_kernels(y)
-        if self.batch_first:
-            y = np.ascontiguousarray(y.transpose(1, 0, 2))
+        if not batch_major:
+            y = plan.from_kernels(y)
+            if self.batch_first:
+                y = np.ascontiguousarray(y.transpose(1, 0, 2))
         return y, self.kind.pack_states(plan.all_states(finals, states0))
 
-    def _forward_layers(self, x: np.ndarray, states0: tuple[np.ndarray | None, ...], lengths: np.ndarray | None
-                        ) -> tuple[np.ndarray, tuple[np.ndarray, ...], Any]:
+    def _forward_layers(self, x: np.ndarray, states0: tuple[np.ndarray | None, ...], lengths: np.ndarray | None,
+                        batch_major: bool = False) -> tuple[np.ndarray, tuple[np.ndarray, ...], Any]:
         """The stack over right-padded samples with lengths in 1..T (what the kernels take): x [T, B, I] ->
-        (y [T, B, D*H], the final states [L*D, B, H], what backward needs)."""
+        (y [T, B, D*H], or [B, T, D*H] with ``batch_major``, the final states [L*D, B, H], what backward needs)."""
         steps, batch = x.shape[:2]
         reverse_index = _reverse_index(steps, batch, lengths) if self.bidirectional else None
         finals: list[list[np.ndarray]] = [[] for _ in states0]
@@ -216,17 +220,22 @@ class _Recurrent(Parameterized):
             for direction in range(self.num_directions):
                 idx = layer * self.num_directions + direction
                 init = [None if s is None else s[idx] for s in states0]
-                # (direction 1 exists only when bidirectional, which sets reverse_index)
-                inp = layer_input if direction == 0 else _gather_steps(layer_input, reverse_index)  # type: ignore[arg-type]
+                inp = layer_input if direction == 0 else _gather_steps(layer_input, reverse_index)
                 *result, ws = self.kind.forward(inp, *init, *self._weights(layer, direction), lengths=lengths,
                                                 training=self.training, **self._cell_options)
                 y_dir, *final = result
-                outputs.append(y_dir if direction == 0 else _gather_steps(y_dir, reverse_index))  # type: ignore[arg-type]
+                outputs.append(y_dir if direction == 0 else _gather_steps(y_dir, reverse_index))
                 for store, f in zip(finals, final):
                     store.append(f)
                 workspaces.append(ws)
             saved_layers.append((workspaces, mask))
-            layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+            if batch_major and layer == self.num_layers - 1:  # each direction copied once, into its columns
+                H = self.hidden_size
+                layer_input = np.empty((batch, steps, len(outputs) * H), self.dtype)
+                for d, out in enumerate(outputs):
+                    layer_input[:, :, d * H:(d + 1) * H] = out.transpose(1, 0, 2)
+            else:
+                layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
         return layer_input, tuple(np.stack(f) for f in finals), (saved_layers, reverse_index)
 
     # -- backward --------------------------------------------------------------------------------------------------
@@ -248,8 +257,8 @@ class _Recurrent(Parameterized):
             else:
                 y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
                 dy = layer_gradient(type(self).__name__, "dy", dy, y_shape + [("D*H", D * H)], self.dtype)
-                if self.batch_first:
-                    dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+                if self.batch_first:  # a view: each direction's columns are copied time-major once, below
+                    dy = dy.transpose(1, 0, 2)
             dstates = self._check_state(dstate, batch, "dstate", "d", "_n")
         except Exception:
             self._restore_saved(recorded)  # a rejected dy or dstate does not use up the forward
@@ -346,6 +355,11 @@ class _Padding:
             self.keep = np.flatnonzero(lengths)
             self.lengths = lengths[self.keep]
 
+    @property
+    def trivial(self) -> bool:
+        """Whether the kernels see the call's samples and steps as they are (no rotation, none left out)."""
+        return self.to_right is None and self.keep is None
+
     def to_kernels(self, a: np.ndarray) -> np.ndarray:
         """x (or dy) [T, B, F] as the kernels take it: right-padded, the kept samples only."""
         if self.to_right is not None:
@@ -380,19 +394,23 @@ class _Padding:
         return tuple(out)
 
 
-def _reverse_index(steps: int, batch: int, lengths: np.ndarray | None) -> np.ndarray:
+def _reverse_index(steps: int, batch: int, lengths: np.ndarray | None) -> np.ndarray | None:
     """[T, B] step index for the reverse direction: step t of sample b reads step lengths[b]-1-t of the original
     (each valid prefix reversed, as PyTorch's packed sequences); padded steps map to themselves. An involution, so
-    the same gather also maps the reverse direction's outputs back."""
+    the same gather also maps the reverse direction's outputs back. None when every sample has all T steps: the
+    reversal is then a flip of the time axis (``_gather_steps``), a copy of whole [B, F] slabs."""
+    if lengths is None or bool((lengths == steps).all()):
+        return None
     t = np.arange(steps)[:, None]
-    if lengths is None:
-        return np.broadcast_to(steps - 1 - t, (steps, batch))
     n = lengths[None, :]
     return np.where(t < n, n - 1 - t, t)
 
 
-def _gather_steps(a: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """a [T, B, F] reordered along time per sample: out[t, b] = a[index[t, b], b]."""
+def _gather_steps(a: np.ndarray, index: np.ndarray | None) -> np.ndarray:
+    """a [T, B, ...] reordered along time per sample: out[t, b] = a[index[t, b], b]; index None: the time axis
+    reversed (out[t] = a[T-1-t]). A C-contiguous copy."""
+    if index is None:
+        return np.ascontiguousarray(a[::-1])
     return a[index, np.arange(a.shape[1])[None, :]]
 
 
