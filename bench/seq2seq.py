@@ -532,7 +532,7 @@ def profile_row(c: TrainConfig, budget: float) -> dict:
     w = train_weights(c, batch)
     rng = np.random.default_rng(4)
     f32 = lambda *s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
-    x_src = np.eye(m.source_vocab, dtype=np.float32)[batch["source"].T]     # [Tx, B, Vin] one-hot
+    x_src = np.ascontiguousarray(batch["source"].T)                        # [Tx, B] ids: one-hot rows
     a, dy_enc = f32(B, Tx, Dv), f32(Tx, B, He)
     kp = np.ascontiguousarray((a.reshape(-1, Dv) @ w["key.weight"].T).reshape(B, Tx, A))
     x_dec, h_dec, dy_dec = f32(Ty, B, E + Dv), f32(B * Ty, H), f32(Ty, B, H)
@@ -551,7 +551,7 @@ def profile_row(c: TrainConfig, budget: float) -> dict:
         for ws_in, rev in ((enc[0], False), (enc[1], True)):
             x = x_src[::-1] if rev else x_src
             *_, ws = ops.lstm_forward(np.ascontiguousarray(x), None, None, *ws_in, lengths=lengths)
-            ops.lstm_backward(ws, dy_enc)
+            ops.lstm_backward(ws, dy_enc, need_dx=False)
 
     def keys():
         ops.linear_forward(a.reshape(-1, Dv), w["key.weight"])
@@ -588,12 +588,11 @@ def profile_row(c: TrainConfig, budget: float) -> dict:
               "  inside the decoder: cell (LSTM op over Ty)": cell}
     if hasattr(rc, "Seq2Seq"):
         step = RnncoreTraining(m, w, batch, LR)
-        one_hot = np.eye(m.source_vocab, dtype=np.float32)[batch["source"]]             # [B, Tx, Vin]
         dkeys = f32(B, Tx, Dv)
 
-        def encoder():  # as rc.Seq2Seq runs it: the one-hot source through its bidirectional rc.LSTM, batch-first
-            step.model.encoder(one_hot, lengths=lengths)
-            step.model.encoder.backward(dkeys)
+        def encoder():  # as rc.Seq2Seq runs it: the source ids (one-hot rows) through its bidirectional rc.LSTM
+            step.model.encoder(batch["source"], lengths=lengths)
+            step.model.encoder.backward(dkeys, need_dx=False)
 
         phases = {"whole step": step.run, "encoder (rc.LSTM bidirectional, one-hot input)": encoder, **phases,
                   "Adam step": step.optimizer.step}

@@ -32,7 +32,8 @@ def total_loss(layer, x, state, lengths, dy, dstate):
 @pytest.mark.parametrize("cls,options", LAYERS)
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("batch_first", [False, True], ids=["time_major", "batch_first"])
-def test_every_gradient_matches_central_differences(cls, options, bidirectional, batch_first):
+@pytest.mark.parametrize("lengths", [[4, 1, 3], None], ids=["lengths", "full"])  # full: the reverse is a flip
+def test_every_gradient_matches_central_differences(cls, options, bidirectional, batch_first, lengths):
     rng = np.random.default_rng(5)
     T, B, I, H = 4, 3, 2, 3
     layer = cls(I, H, num_layers=2, bidirectional=bidirectional, batch_first=batch_first, dtype=np.float64,
@@ -42,7 +43,7 @@ def test_every_gradient_matches_central_differences(cls, options, bidirectional,
             if name.startswith("bias_ih"):
                 p += 0.5
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
-    lengths = np.array([4, 1, 3])
+    lengths = None if lengths is None else np.array(lengths)
     state = random_state(layer, B, rng)
     y, final = layer(x, state, lengths)
     dy = rng.standard_normal(y.shape)
@@ -61,14 +62,15 @@ def test_every_gradient_matches_central_differences(cls, options, bidirectional,
 
 
 @pytest.mark.parametrize("cls,options", LAYERS)
-def test_stacked_bidirectional_equals_composed_ops(cls, options):
+@pytest.mark.parametrize("given", [[5, 2, 3], None, [5, 5, 5]], ids=["lengths", "none", "all_T"])  # flips: no gather
+def test_stacked_bidirectional_equals_composed_ops(cls, options, given):
     """Layer 1 reads [forward | reverse] of layer 0; the reverse direction runs over each valid prefix reversed."""
     rng = np.random.default_rng(8)
     T, B, I, H = 5, 3, 4, 2
     layer = cls(I, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=0, **options)
     x = rng.standard_normal((T, B, I))
-    lengths = np.array([5, 2, 3])
-    y, _ = layer(x, lengths=lengths)
+    y, _ = layer(x, lengths=None if given is None else np.array(given))
+    lengths = np.array(given or [T] * B)
     op = getattr(rc.ops, f"{layer._op}_forward")
     n_states = 2 if cls is rc.LSTM else 1
 

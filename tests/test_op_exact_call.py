@@ -26,7 +26,7 @@ def core_forward(cell, inputs, training=True):
 
 
 def core_backward(cell, ws, upstream):
-    return getattr(rnncore._core, cell.kind.backward.__name__)(ws, *upstream.values())
+    return getattr(rnncore._core, cell.kind.backward.__name__)(ws, *upstream.values(), True)  # need_dx
 
 
 def checked_twin(inputs):

@@ -19,43 +19,59 @@ Array<T> new_array(std::initializer_list<index_t> shape) {
   return cached_array<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
 }
 
-/// Calls `run(T{})` with T the float type of `x` (an ndarray of float32 or float64), or answers NotImplemented.
+/// Calls `run(T{})` with T the float type of `x` (an ndarray of float32 or float64), or for one-hot inputs given by
+/// their indices (x an int64 [T, B] ndarray) the float type of `w_hh`; otherwise answers NotImplemented.
 template <typename Run>
-py::object by_dtype(py::handle x, Run&& run) {
+py::object by_dtype(py::handle x, py::handle w_hh, Run&& run) {
   const py::ssize_t* shape;
   if (array_shape<float>(x, 3, shape)) return run(float{});
   if (array_shape<double>(x, 3, shape)) return run(double{});
+  if (array_shape<index_t>(x, 2, shape)) {
+    if (array_shape<float>(w_hh, 2, shape)) return run(float{});
+    if (array_shape<double>(w_hh, 2, shape)) return run(double{});
+  }
   return not_exact();
 }
 
 /// The arguments of one forward call when the whole call is exact (see bindings.hpp): x [T, B, I] fixes the sizes
 /// and w_hh [G*H, H] the hidden size; every other array must match them; lengths None or int64 [B] within 1..T
-/// (the kernels index by it); training a bool. Otherwise `ok` is false.
+/// (the kernels index by it); training a bool. One-hot inputs come as their indices, x_index int64 [T, B] each in
+/// 0..I-1 (the kernels index by them), I then from w_ih [G*H, I]. Otherwise `ok` is false.
 template <typename T>
 struct ForwardArgs {
   Dims d{};
   const T *x = nullptr, *h0 = nullptr, *c0 = nullptr, *w_ih = nullptr, *w_hh = nullptr, *b_ih = nullptr,
           *b_hh = nullptr;
-  const index_t* lengths = nullptr;
+  const index_t *lengths = nullptr, *x_index = nullptr;
   bool training = false, ok = false;
 
   ForwardArgs(CellKind kind, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_, py::handle w_hh_,
               py::handle b_ih_, py::handle b_hh_, py::handle lengths_, py::handle training_) {
-    const py::ssize_t *xs, *ws;
-    if (!array_shape<T>(x_, 3, xs) || !array_shape<T>(w_hh_, 2, ws)) return;
-    d = Dims{xs[0], xs[1], xs[2], ws[1]};
+    const py::ssize_t *xs, *ws, *wis;
+    if (!array_shape<T>(w_hh_, 2, ws)) return;
+    const bool one_hot = array_shape<index_t>(x_, 2, xs);
+    if (one_hot) {
+      if (!array_shape<T>(w_ih_, 2, wis)) return;
+      d = Dims{xs[0], xs[1], wis[1], ws[1]};
+    } else {
+      if (!array_shape<T>(x_, 3, xs)) return;
+      d = Dims{xs[0], xs[1], xs[2], ws[1]};
+    }
     const index_t GH = cell_traits(kind).gates * d.H;
     if (d.I < 1 || d.H < 1 || ws[0] != GH) return;
     if (training_.ptr() != Py_True && training_.ptr() != Py_False) return;
     training = training_.ptr() == Py_True;
-    const ExactArray<T> xa(x_, {d.T, d.B, d.I}), wih(w_ih_, {GH, d.I}), whh(w_hh_, {GH, d.H}),
-        bih(b_ih_, {GH}, true), bhh(b_hh_, {GH}, true), h(h0_, {d.B, d.H}, true), c(c0_, {d.B, d.H}, true);
-    const ExactArray<index_t> len(lengths_, {d.B}, true);
-    if (!(xa.ok && wih.ok && whh.ok && bih.ok && bhh.ok && h.ok && c.ok && len.ok)) return;
+    const ExactArray<T> xa(one_hot ? py::handle(Py_None) : x_, {d.T, d.B, d.I}, one_hot), wih(w_ih_, {GH, d.I}),
+        whh(w_hh_, {GH, d.H}), bih(b_ih_, {GH}, true), bhh(b_hh_, {GH}, true), h(h0_, {d.B, d.H}, true),
+        c(c0_, {d.B, d.H}, true);
+    const ExactArray<index_t> len(lengths_, {d.B}, true), xi(one_hot ? x_ : py::handle(Py_None), {d.T, d.B}, true);
+    if (!(xa.ok && xi.ok && wih.ok && whh.ok && bih.ok && bhh.ok && h.ok && c.ok && len.ok)) return;
     for (index_t b = 0; len.data && b < d.B; ++b)
       if (len.data[b] < 1 || len.data[b] > d.T) return;
+    for (index_t r = 0; xi.data && r < d.T * d.B; ++r)
+      if (xi.data[r] < 0 || xi.data[r] >= d.I) return;
     x = xa.data, h0 = h.data, c0 = c.data, w_ih = wih.data, w_hh = whh.data, b_ih = bih.data, b_hh = bhh.data;
-    lengths = len.data;
+    lengths = len.data, x_index = xi.data;
     ok = true;
   }
 };
@@ -72,12 +88,14 @@ py::tuple with_workspace(std::unique_ptr<Workspace<T>> ws, const Arrays&... arra
 template <typename T>
 class LateGradients {
  public:
-  explicit LateGradients(const Workspace<T>& ws)
+  /// want_dx false: no dx (None), as for one-hot inputs (whose workspace keeps indices).
+  LateGradients(const Workspace<T>& ws, bool want_dx)
       : shapes_{{ws.dims.T, ws.dims.B, ws.dims.I}, {ws.w_ih.rows(), ws.dims.I}, {ws.w_hh.rows(), ws.dims.H},
                 {ws.w_ih.rows()}, {ws.w_hh.rows()}} {
+    out_.want_dx = want_dx && !ws.one_hot;
     out_.allocate = [this](GradientOutputs<T>& o) {
       T** slots[kCount] = {&o.dx, &o.dw_ih, &o.dw_hh, &o.db_ih, &o.db_hh};
-      for (int i = 0; i < kCount; ++i) {
+      for (int i = o.want_dx ? 0 : 1; i < kCount; ++i) {
         blocks_[i] = acquire_block(sizeof(T) * element_count(shapes_[i]));
         *slots[i] = static_cast<T*>(blocks_[i]);
       }
@@ -93,8 +111,8 @@ class LateGradients {
 
   /// After the kernel (GIL held): (dx, dw_ih, dw_hh, db_ih or None, db_hh or None).
   py::tuple arrays(const Workspace<T>& ws) {
-    if (!blocks_[0]) throw std::logic_error("rnncore internal error: backward did not ask for its gradient outputs");
-    const bool keep[kCount] = {true, true, true, ws.has_bias_ih, ws.has_bias_hh};
+    if (!blocks_[1]) throw std::logic_error("rnncore internal error: backward did not ask for its gradient outputs");
+    const bool keep[kCount] = {out_.want_dx, true, true, ws.has_bias_ih, ws.has_bias_hh};
     py::object result[kCount];
     for (int i = 0; i < kCount; ++i) {
       if (!keep[i]) {
@@ -116,7 +134,8 @@ class LateGradients {
 };
 
 /// The arguments of one backward call when exact: a workspace of `kind` and dtype T, and each upstream gradient
-/// None or of its forward's shape ([T, B, H] for dy, [B, H] for the final states). Otherwise null.
+/// None or of its forward's shape ([T, B, H] for dy, [B, H] for the final states). Otherwise null. (need_dx, a
+/// bool itself, is checked by the callers: flag_of.)
 template <typename T>
 const Workspace<T>* exact_backward(CellKind kind, py::handle workspace, std::initializer_list<py::handle> final_grads,
                                    py::handle dy, const T** grads) {
@@ -138,7 +157,7 @@ const Workspace<T>* exact_backward(CellKind kind, py::handle workspace, std::ini
 
 py::object lstm_forward_py(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh,
                            py::handle b_ih, py::handle b_hh, py::handle lengths, py::handle training) {
-  return by_dtype(x, [&](auto type) -> py::object {
+  return by_dtype(x, w_hh, [&](auto type) -> py::object {
     using T = decltype(type);
     const ForwardArgs<T> a(CellKind::lstm, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training);
     if (!a.ok) return not_exact();
@@ -148,18 +167,26 @@ py::object lstm_forward_py(py::handle x, py::handle h0, py::handle c0, py::handl
     T *y_p = y.mutable_data(), *h_p = h_n.mutable_data(), *c_p = c_n.mutable_data();
     {
       py::gil_scoped_release release;
-      lstm_forward<T>(d, a.x, a.h0, a.c0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_p, h_p, c_p, ws.get());
+      lstm_forward<T>(d, a.x, a.h0, a.c0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_p, h_p, c_p, ws.get(),
+                      a.x_index);
     }
     return with_workspace(std::move(ws), y, h_n, c_n);
   });
 }
 
+/// True or False themselves (the exact call's flags), else NotImplemented's cue: false.
+bool flag_of(py::handle flag, bool& value) {
+  if (flag.ptr() != Py_True && flag.ptr() != Py_False) return false;
+  value = flag.ptr() == Py_True;
+  return true;
+}
+
 template <typename T>
-py::object lstm_backward_exact(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n) {
+py::object lstm_backward_exact(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n, bool need_dx) {
   const T* upstream[3];
   const Workspace<T>* ws = exact_backward<T>(CellKind::lstm, workspace, {dh_n, dc_n}, dy, upstream);
   if (!ws) return py::none();
-  LateGradients<T> g(*ws);
+  LateGradients<T> g(*ws, need_dx);
   auto dh0 = new_array<T>({ws->dims.B, ws->dims.H}), dc0 = new_array<T>({ws->dims.B, ws->dims.H});
   T *dh0_p = dh0.mutable_data(), *dc0_p = dc0.mutable_data();
   {
@@ -170,9 +197,12 @@ py::object lstm_backward_exact(py::handle workspace, py::handle dy, py::handle d
   return py::make_tuple(grads[0], dh0, dc0, grads[1], grads[2], grads[3], grads[4]);
 }
 
-py::object lstm_backward_py(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n) {
-  py::object out = lstm_backward_exact<float>(workspace, dy, dh_n, dc_n);
-  if (out.is_none()) out = lstm_backward_exact<double>(workspace, dy, dh_n, dc_n);
+py::object lstm_backward_py(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n,
+                            py::handle need_dx) {
+  bool want_dx;
+  if (!flag_of(need_dx, want_dx)) return not_exact();
+  py::object out = lstm_backward_exact<float>(workspace, dy, dh_n, dc_n, want_dx);
+  if (out.is_none()) out = lstm_backward_exact<double>(workspace, dy, dh_n, dc_n, want_dx);
   return out.is_none() ? not_exact() : out;
 }
 
@@ -191,8 +221,8 @@ bool nonlinearity_of(py::handle name, Nonlinearity& act) {
 }
 
 /// GRU and simple-RNN forward share one shape: (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, option) ->
-/// (y, h_n, workspace or None). kernel(d, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, y, h_n, ws) runs the cell with the
-/// option already applied.
+/// (y, h_n, workspace or None). kernel(d, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, y, h_n, ws, x_index) runs the cell
+/// with the option already applied.
 template <CellKind Kind, typename T, typename Kernel>
 py::object single_state_forward(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
                                 py::handle b_hh, py::handle lengths, py::handle training, Kernel&& kernel) {
@@ -204,7 +234,7 @@ py::object single_state_forward(py::handle x, py::handle h0, py::handle w_ih, py
   T *y_p = y.mutable_data(), *h_p = h_n.mutable_data();
   {
     py::gil_scoped_release release;
-    kernel(d, a.x, a.h0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_p, h_p, ws.get());
+    kernel(d, a.x, a.h0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_p, h_p, ws.get(), a.x_index);
   }
   return with_workspace(std::move(ws), y, h_n);
 }
@@ -213,13 +243,13 @@ py::object gru_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::hand
                           py::handle b_hh, py::handle lengths, py::handle training, py::handle reset_after) {
   if (reset_after.ptr() != Py_True && reset_after.ptr() != Py_False) return not_exact();
   const bool after = reset_after.ptr() == Py_True;
-  return by_dtype(x, [&](auto type) -> py::object {
+  return by_dtype(x, w_hh, [&](auto type) -> py::object {
     using T = decltype(type);
     return single_state_forward<CellKind::gru, T>(
         x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training,
         [&](const Dims& d, const T* x_, const T* h0_, const T* wi, const T* wh, const T* bi, const T* bh,
-            const index_t* len, T* y, T* h_n, Workspace<T>* ws) {
-          gru_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, after, y, h_n, ws);
+            const index_t* len, T* y, T* h_n, Workspace<T>* ws, const index_t* xi) {
+          gru_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, after, y, h_n, ws, xi);
         });
   });
 }
@@ -228,24 +258,25 @@ py::object rnn_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::hand
                           py::handle b_hh, py::handle lengths, py::handle training, py::handle nonlinearity) {
   Nonlinearity act;
   if (!nonlinearity_of(nonlinearity, act)) return not_exact();
-  return by_dtype(x, [&](auto type) -> py::object {
+  return by_dtype(x, w_hh, [&](auto type) -> py::object {
     using T = decltype(type);
     return single_state_forward<CellKind::rnn, T>(
         x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training,
         [&](const Dims& d, const T* x_, const T* h0_, const T* wi, const T* wh, const T* bi, const T* bh,
-            const index_t* len, T* y, T* h_n, Workspace<T>* ws) {
-          rnn_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, act, y, h_n, ws);
+            const index_t* len, T* y, T* h_n, Workspace<T>* ws, const index_t* xi) {
+          rnn_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, act, y, h_n, ws, xi);
         });
   });
 }
 
 /// GRU and simple-RNN backward share one signature: (ws, dy, dh_n) -> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh).
 template <typename T, void (*Backward)(const Workspace<T>&, const T*, const T*, T*, GradientOutputs<T>&)>
-py::object single_state_backward_exact(CellKind kind, py::handle workspace, py::handle dy, py::handle dh_n) {
+py::object single_state_backward_exact(CellKind kind, py::handle workspace, py::handle dy, py::handle dh_n,
+                                       bool need_dx) {
   const T* upstream[2];
   const Workspace<T>* ws = exact_backward<T>(kind, workspace, {dh_n}, dy, upstream);
   if (!ws) return py::none();
-  LateGradients<T> g(*ws);
+  LateGradients<T> g(*ws, need_dx);
   auto dh0 = new_array<T>({ws->dims.B, ws->dims.H});
   T* dh0_p = dh0.mutable_data();
   {
@@ -259,9 +290,11 @@ py::object single_state_backward_exact(CellKind kind, py::handle workspace, py::
 template <CellKind Kind, void (*BackwardF)(const Workspace<float>&, const float*, const float*, float*,
                                             GradientOutputs<float>&),
           void (*BackwardD)(const Workspace<double>&, const double*, const double*, double*, GradientOutputs<double>&)>
-py::object single_state_backward_py(py::handle workspace, py::handle dy, py::handle dh_n) {
-  py::object out = single_state_backward_exact<float, BackwardF>(Kind, workspace, dy, dh_n);
-  if (out.is_none()) out = single_state_backward_exact<double, BackwardD>(Kind, workspace, dy, dh_n);
+py::object single_state_backward_py(py::handle workspace, py::handle dy, py::handle dh_n, py::handle need_dx) {
+  bool want_dx;
+  if (!flag_of(need_dx, want_dx)) return not_exact();
+  py::object out = single_state_backward_exact<float, BackwardF>(Kind, workspace, dy, dh_n, want_dx);
+  if (out.is_none()) out = single_state_backward_exact<double, BackwardD>(Kind, workspace, dy, dh_n, want_dx);
   return out.is_none() ? not_exact() : out;
 }
 
@@ -282,6 +315,7 @@ void register_dtype(py::module_& m) {
       .def_property_readonly("H", [](const Workspace<T>& w) { return w.dims.H; })
       .def_property_readonly("has_bias_ih", [](const Workspace<T>& w) { return w.has_bias_ih; })
       .def_property_readonly("has_bias_hh", [](const Workspace<T>& w) { return w.has_bias_hh; })
+      .def_property_readonly("one_hot", [](const Workspace<T>& w) { return w.one_hot; })
       .def_property_readonly("nbytes", &Workspace<T>::bytes);
 
 }
@@ -296,15 +330,15 @@ void register_recurrent(py::module_& m) {
   using py::arg;
   m.def("lstm_forward", &lstm_forward_py, arg("x"), arg("h0"), arg("c0"), arg("w_ih"), arg("w_hh"), arg("b_ih"),
         arg("b_hh"), arg("lengths"), arg("training"));
-  m.def("lstm_backward", &lstm_backward_py, arg("workspace"), arg("dy"), arg("dh_n"), arg("dc_n"));
+  m.def("lstm_backward", &lstm_backward_py, arg("workspace"), arg("dy"), arg("dh_n"), arg("dc_n"), arg("need_dx"));
   m.def("gru_forward", &gru_forward_py, arg("x"), arg("h0"), arg("w_ih"), arg("w_hh"), arg("b_ih"), arg("b_hh"),
         arg("lengths"), arg("training"), arg("reset_after"));
   m.def("gru_backward", &single_state_backward_py<CellKind::gru, gru_backward<float>, gru_backward<double>>,
-        arg("workspace"), arg("dy"), arg("dh_n"));
+        arg("workspace"), arg("dy"), arg("dh_n"), arg("need_dx"));
   m.def("rnn_forward", &rnn_forward_py, arg("x"), arg("h0"), arg("w_ih"), arg("w_hh"), arg("b_ih"), arg("b_hh"),
         arg("lengths"), arg("training"), arg("nonlinearity"));
   m.def("rnn_backward", &single_state_backward_py<CellKind::rnn, rnn_backward<float>, rnn_backward<double>>,
-        arg("workspace"), arg("dy"), arg("dh_n"));
+        arg("workspace"), arg("dy"), arg("dh_n"), arg("need_dx"));
 }
 
 }  // namespace rnncore::bindings

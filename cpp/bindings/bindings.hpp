@@ -119,5 +119,6 @@ void register_embedding(py::module_& m);
 void register_linear(py::module_& m);
 void register_decoding(py::module_& m);
 void register_attention_decoder(py::module_& m);
+void register_optim(py::module_& m);
 
 }  // namespace rnncore::bindings

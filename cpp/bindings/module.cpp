@@ -22,6 +22,7 @@ PYBIND11_MODULE(_core, m) {
   bindings::register_linear(m);
   bindings::register_decoding(m);
   bindings::register_attention_decoder(m);
+  bindings::register_optim(m);
   bindings::register_tuning(m);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);

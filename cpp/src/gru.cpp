@@ -16,14 +16,15 @@ constexpr const CellTraits& kCell = cell_traits(CellKind::gru);  // its row of t
 
 template <typename T>
 void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
-                 const index_t* lengths, bool reset_after, T* y, T* h_n, Workspace<T>* ws) {
+                 const index_t* lengths, bool reset_after, T* y, T* h_n, Workspace<T>* ws,
+                  const index_t* x_index) {
   const KernelScope scope(forward_flops(kCell.gates, d));
   const index_t B = d.B, H = d.H, GH = kCell.gates * H, TB = d.T * d.B;
   const bool training = ws != nullptr;
 
   RowMatrix<T> scratch_acts, scratch_h;
   if (training) {
-    begin_workspace(*ws, GruForward<T>::gru_spec(reset_after), d, x, w_ih, w_hh, b_ih, b_hh, lengths);
+    begin_workspace(*ws, GruForward<T>::gru_spec(reset_after), d, x, x_index, w_ih, w_hh, b_ih, b_hh, lengths);
   } else {
     scratch_acts.resize(B, kCell.stored_acts * H);  // one step's activations, reused
     scratch_h.resize(2 * B, H);
@@ -33,8 +34,8 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 
   // b_hn stays out of the input GEMM with reset_after (it sits inside r ⊙ (.)); every other bias folds in.
   CachedMatrix<T> xw(TB, GH);
-  project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I),
-                 folded_bias(GH, b_ih, b_hh, reset_after ? 2 * H : 0, reset_after ? 3 * H : 0), xw.view());
+  project_step_inputs(d, x, x_index, w_ih, GH,
+                      folded_bias(GH, b_ih, b_hh, reset_after ? 2 * H : 0, reset_after ? 3 * H : 0), xw.view());
   RowMatrix<T> hw(reset_after ? B : 0, GH);  // reset_after's h W_hh^T (see gru_step)
   const T* b_hn = reset_after && b_hh ? b_hh + 2 * H : nullptr;
   const GruForward<T> cell{w_hh, xw.data(), hw.data(), training ? ws->acts.data() : scratch_acts.data(), b_hn,
@@ -69,10 +70,10 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, Gr
 }
 
 template void gru_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,
-                                 const float*, const index_t*, bool, float*, float*, Workspace<float>*);
+                                 const float*, const index_t*, bool, float*, float*, Workspace<float>*, const index_t*);
 template void gru_forward<double>(const Dims&, const double*, const double*, const double*, const double*,
                                   const double*, const double*, const index_t*, bool, double*, double*,
-                                  Workspace<double>*);
+                                  Workspace<double>*, const index_t*);
 template void gru_backward<float>(const Workspace<float>&, const float*, const float*, float*, GradientOutputs<float>&);
 template void gru_backward<double>(const Workspace<double>&, const double*, const double*, double*,
                                    GradientOutputs<double>&);

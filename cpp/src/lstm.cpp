@@ -16,7 +16,8 @@ constexpr const CellTraits& kCell = cell_traits(CellKind::lstm);  // its row of 
 
 template <typename T>
 void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* w_ih, const T* w_hh, const T* b_ih,
-                  const T* b_hh, const index_t* lengths, T* y, T* h_n, T* c_n, Workspace<T>* ws) {
+                  const T* b_hh, const index_t* lengths, T* y, T* h_n, T* c_n, Workspace<T>* ws,
+                  const index_t* x_index) {
   const KernelScope scope(forward_flops(kCell.gates, d));
   const index_t B = d.B, H = d.H, GH = kCell.gates * H, TB = d.T * d.B;
   const bool training = ws != nullptr;
@@ -25,7 +26,7 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
   CachedMatrix<T> scratch_gates;
   RowMatrix<T> scratch_h, scratch_c;
   if (training) {
-    begin_workspace(*ws, CellSpec{CellKind::lstm}, d, x, w_ih, w_hh, b_ih, b_hh, lengths);
+    begin_workspace(*ws, CellSpec{CellKind::lstm}, d, x, x_index, w_ih, w_hh, b_ih, b_hh, lengths);
   } else {
     scratch_gates.resize(TB, GH);
     scratch_h.resize(2 * B, H);
@@ -37,8 +38,7 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
   states[0].set_initial(h0);
   states[1].set_initial(c0);
 
-  project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, GH, d.I), folded_bias(GH, b_ih, b_hh),
-                 MatrixView<T>(gates, TB, GH));
+  project_step_inputs(d, x, x_index, w_ih, GH, folded_bias(GH, b_ih, b_hh), MatrixView<T>(gates, TB, GH));
   forward_time_loop(LstmForward<T>{w_hh, gates, B, H, training}, d.T, B, H, lengths, states, y);
   std::copy_n(states[0][d.T], B * H, h_n);
   std::copy_n(states[1][d.T], B * H, c_n);
@@ -66,10 +66,10 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
 
 template void lstm_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,
                                   const float*, const float*, const index_t*, float*, float*, float*,
-                                  Workspace<float>*);
+                                  Workspace<float>*, const index_t*);
 template void lstm_forward<double>(const Dims&, const double*, const double*, const double*, const double*,
                                    const double*, const double*, const double*, const index_t*, double*, double*,
-                                   double*, Workspace<double>*);
+                                   double*, Workspace<double>*, const index_t*);
 template void lstm_backward<float>(const Workspace<float>&, const float*, const float*, const float*, float*, float*,
                                    GradientOutputs<float>&);
 template void lstm_backward<double>(const Workspace<double>&, const double*, const double*, const double*, double*,

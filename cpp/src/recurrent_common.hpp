@@ -33,16 +33,45 @@ ConstMatrixView<T> states_read(const Workspace<T>& ws) {
   return ConstMatrixView<T>(ws.h.data(), ws.dims.T * ws.dims.B, ws.dims.H);
 }
 
-/// Input side, after the time loop (K = T*B):  dx [T*B, I] = dG · W_ih;   db_ih [G*H] = Σ_rows dG
+/// The input projection of all steps, out [T*B, G*H] = x · W_ih^T + bias: one GEMM over dense rows x [T*B, I], or
+/// for one-hot inputs given by their indices (x_index [T*B] in 0..I-1, x null) a gather: a one-hot row's product is
+/// the column x_index[r] of W_ih, so no GEMM multiplies the zeros.
+template <typename T, typename Out>
+EIGEN_DONT_INLINE void project_step_inputs(const Dims& d, const T* x, const index_t* x_index, const T* w_ih,
+                                           index_t GH, const RowVector<T>& bias, Out&& out) {
+  const ConstMatrixView<T> w(w_ih, GH, d.I);
+  if (!x_index) {
+    project_inputs(ConstMatrixView<T>(x, d.T * d.B, d.I), w, bias, out);
+    return;
+  }
+  const RowMatrix<T> columns = w.transpose();  // [I, G*H]: row i is W_ih's column i
+  for (index_t r = 0; r < d.T * d.B; ++r) out.row(r) = columns.row(x_index[r]) + bias;
+}
+
+/// Input side, after the time loop (K = T*B):  dx [T*B, I] = dG · W_ih (skipped when dx is null: no input gradient
+/// wanted, or one-hot inputs);   db_ih [G*H] = Σ_rows dG
 template <typename T, typename GateGrads>
 EIGEN_DONT_INLINE void input_side_gradients(const GateGrads& dG, const Workspace<T>& ws, T* dx, T* db_ih) {
   const Dims& d = ws.dims;
-  multiply_into<false, false>(MatrixView<T>(dx, d.T * d.B, d.I), dG, ws.w_ih.view());
+  if (dx) multiply_into<false, false>(MatrixView<T>(dx, d.T * d.B, d.I), dG, ws.w_ih.view());
   column_sums(dG, db_ih);
 }
 
+/// dW_ih [G*H, I] = dG^T · x for one-hot inputs (ws.x_index): each valid row r adds dG[r] to column x_index[r], in
+/// row order (a scatter-add instead of a GEMM over one-hot rows). Padded rows (dG = 0) are skipped.
+template <typename T, typename GateGrads>
+EIGEN_DONT_INLINE void scatter_input_weight_gradient(const GateGrads& dG, const Workspace<T>& ws, T* dw_ih) {
+  const Dims& d = ws.dims;
+  RowMatrix<T> columns = RowMatrix<T>::Zero(d.I, dG.cols());  // dW_ih^T, rows added contiguously
+  for (index_t t = 0; t < d.T; ++t)
+    for (index_t b = 0; b < d.B; ++b)
+      if (ws.lengths.empty() || t < ws.lengths[b]) columns.row(ws.x_index[t * d.B + b]) += dG.row(t * d.B + b);
+  MatrixView<T>(dw_ih, dG.cols(), d.I) = columns.transpose();
+}
+
 /// The weight gradients of the input side's dG, after the time loop (K = T*B):
-///   dW_ih [G*H, I] = dG^T · x;   dW_hh [rows, H] = dG[:, :rows]^T · h_prev;   db_hh [rows] = db_ih [:rows]
+///   dW_ih [G*H, I] = dG^T · x (a scatter-add for one-hot inputs);   dW_hh [rows, H] = dG[:, :rows]^T · h_prev;
+///   db_hh [rows] = db_ih [:rows]
 /// rows: the gate columns whose recurrent product multiplied h_prev with this dG (every gate for LSTM and simple RNN;
 /// r and z for GRU, whose n block goes through recurrent_side_gradients). db_ih: the input side's column sums.
 /// On the tile both products are one GEMM that packs dG^T once (faster than two: bench/README.md, measurement logs).
@@ -53,6 +82,11 @@ EIGEN_DONT_INLINE void weight_gradients(const GateGrads& dG, const Workspace<T>&
   const index_t GH = dG.cols(), TB = d.T * d.B;
   const ConstMatrixView<T> x = ws.x.view(), h_prev = states_read(ws);
   std::copy_n(db_ih, rows, db_hh);
+  if (ws.one_hot) {
+    scatter_input_weight_gradient(dG, ws, dw_ih);
+    multiply_into<true, false>(MatrixView<T>(dw_hh, rows, d.H), dG.leftCols(rows), h_prev);
+    return;
+  }
   if constexpr (kTileFor<T>) {
     if (runs_on_tile<T>(GH)) {
       const GemmTarget<T> targets[] = {{gemm_operand<T>(x, false), d.I, dw_ih, d.I, GH},

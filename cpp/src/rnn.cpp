@@ -16,7 +16,8 @@ constexpr const CellTraits& kCell = cell_traits(CellKind::rnn);  // its row of t
 
 template <typename T>
 void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
-                 const index_t* lengths, Nonlinearity nonlinearity, T* y, T* h_n, Workspace<T>* ws) {
+                 const index_t* lengths, Nonlinearity nonlinearity, T* y, T* h_n, Workspace<T>* ws,
+                  const index_t* x_index) {
   const KernelScope scope(forward_flops(kCell.gates, d));
   const index_t B = d.B, H = d.H, TB = d.T * d.B;
   const bool training = ws != nullptr;
@@ -25,7 +26,7 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
   if (training) {
     CellSpec spec{CellKind::rnn};
     spec.nonlinearity = nonlinearity;
-    begin_workspace(*ws, spec, d, x, w_ih, w_hh, b_ih, b_hh, lengths);
+    begin_workspace(*ws, spec, d, x, x_index, w_ih, w_hh, b_ih, b_hh, lengths);
   } else {
     scratch_h.resize(2 * B, H);
   }
@@ -33,8 +34,7 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
   states[0].set_initial(h0);
 
   CachedMatrix<T> pre(TB, H);  // pre-activations x W_ih^T + b_ih + b_hh (rnn_step adds h W_hh^T)
-  project_inputs(ConstMatrixView<T>(x, TB, d.I), ConstMatrixView<T>(w_ih, H, d.I), folded_bias(H, b_ih, b_hh),
-                 pre.view());
+  project_step_inputs(d, x, x_index, w_ih, H, folded_bias(H, b_ih, b_hh), pre.view());
   forward_time_loop(RnnForward<T>{w_hh, pre.data(), B, H, nonlinearity}, d.T, B, H, lengths, states, y);
   std::copy_n(states[0][d.T], B * H, h_n);
 }
@@ -58,10 +58,11 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, Gr
 }
 
 template void rnn_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,
-                                 const float*, const index_t*, Nonlinearity, float*, float*, Workspace<float>*);
+                                 const float*, const index_t*, Nonlinearity, float*, float*, Workspace<float>*,
+                                 const index_t*);
 template void rnn_forward<double>(const Dims&, const double*, const double*, const double*, const double*,
                                   const double*, const double*, const index_t*, Nonlinearity, double*, double*,
-                                  Workspace<double>*);
+                                  Workspace<double>*, const index_t*);
 template void rnn_backward<float>(const Workspace<float>&, const float*, const float*, float*, GradientOutputs<float>&);
 template void rnn_backward<double>(const Workspace<double>&, const double*, const double*, double*,
                                    GradientOutputs<double>&);

@@ -78,9 +78,10 @@ class StateSlots {
 
 /// Copies what backward needs that the caller owns (inputs, weights, lengths) into the workspace and sizes the
 /// state slots: h always, c when the cell has two states, and the cell's stored activation columns (cell_table.hpp).
+/// One-hot inputs (x_index [T*B], x null) keep their indices instead of x.
 template <typename T>
-void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, const T* x, const T* w_ih, const T* w_hh,
-                     const T* b_ih, const T* b_hh, const index_t* lengths) {
+void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, const T* x, const index_t* x_index,
+                     const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, const index_t* lengths) {
   const CellTraits& cell = cell_traits(spec.kind);
   const index_t GH = cell.gates * d.H;
   ws.spec = spec;
@@ -99,7 +100,14 @@ void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, cons
     parallel_chunks(n, threads_for(double(n), n / tuning::kCopyAlign, tuning::kMinCopyPerThread), tuning::kCopyAlign,
                     [&](int, index_t b, index_t e) { std::copy(src + b, src + e, dst.data() + b); });
   };
-  keep(ws.x, x, d.T * d.B, d.I);
+  ws.one_hot = x_index != nullptr;
+  if (x_index) {
+    ws.x.resize(0, d.I);
+    ws.x_index.assign(x_index, x_index + d.T * d.B);
+  } else {
+    keep(ws.x, x, d.T * d.B, d.I);
+    ws.x_index.clear();
+  }
   keep(ws.w_ih, w_ih, GH, d.I);
   keep(ws.w_hh, w_hh, GH, d.H);
   ws.h.resize((d.T + 1) * d.B, d.H);
@@ -111,7 +119,7 @@ void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, cons
     for (index_t t = 0; t < d.T; ++t)
       for (index_t b = 0; b < d.B; ++b)
         if (t >= lengths[b]) {
-          ws.x.view().row(t * d.B + b).setZero();
+          if (!x_index) ws.x.view().row(t * d.B + b).setZero();
           ws.acts.view().row(t * d.B + b).setZero();
         }
 }

@@ -310,6 +310,7 @@ _DY = Argument("dy", "array", ("T", "B", "H"), True)
 _LENGTHS = Argument("lengths", "lengths", ("B",), True)
 _TRAINING = Argument("training", "flag")
 _WORKSPACE = Argument("workspace", "workspace")
+_NEED_DX = Argument("need_dx", "flag")
 
 #: Each recurrent kernel entry point's arguments, in ``_core``'s order.
 KERNEL_ARGUMENTS: dict[str, tuple[Argument, ...]] = {
@@ -317,9 +318,9 @@ KERNEL_ARGUMENTS: dict[str, tuple[Argument, ...]] = {
     "gru_forward": (_X, _STATE["h0"], *_WEIGHTS, _LENGTHS, _TRAINING, Argument("reset_after", "strict_flag")),
     "rnn_forward": (_X, _STATE["h0"], *_WEIGHTS, _LENGTHS, _TRAINING,
                     Argument("nonlinearity", "choice", options=("tanh", "relu"))),
-    "lstm_backward": (_WORKSPACE, _DY, _STATE["dh_n"], _STATE["dc_n"]),
-    "gru_backward": (_WORKSPACE, _DY, _STATE["dh_n"]),
-    "rnn_backward": (_WORKSPACE, _DY, _STATE["dh_n"]),
+    "lstm_backward": (_WORKSPACE, _DY, _STATE["dh_n"], _STATE["dc_n"], _NEED_DX),
+    "gru_backward": (_WORKSPACE, _DY, _STATE["dh_n"], _NEED_DX),
+    "rnn_backward": (_WORKSPACE, _DY, _STATE["dh_n"], _NEED_DX),
 }
 #: Rules on the sizes a forward call's arrays define (x fixes T, B, I; w_hh fixes H).
 FORWARD_SIZE_RULES = (Rule("I_at_least_1", "I >= 1", ValueError), Rule("H_at_least_1", "H >= 1", ValueError))
@@ -348,7 +349,10 @@ class Forward(NamedTuple):
 def forward_arrays(kernel: str, gates: int, x: Any, states: dict[str, Any], w_ih: Any, w_hh: Any, b_ih: Any,
                    b_hh: Any, lengths: Any) -> Forward:
     """Validates one forward call's arrays against each other (``KERNEL_ARGUMENTS[kernel]``): x fixes T, B, I and
-    the dtype; w_hh fixes H. Raises with the argument's name, or returns the arrays as the kernels take them."""
+    the dtype; w_hh fixes H. Raises with the argument's name, or returns the arrays as the kernels take them. An
+    integer x [T, B] holds one-hot inputs as their indices (``one_hot_forward_arrays``)."""
+    if one_hot_indices(x):
+        return one_hot_forward_arrays(kernel, gates, x, states, w_ih, w_hh, b_ih, b_hh, lengths)
     x = float_array("x", x, [("T", None), ("B", None), ("I", None)])
     steps, batch, inputs = x.shape
     dtype = x.dtype
@@ -2088,3 +2092,85 @@ def date_generator_options(formats: Any, cases: Any, among: Any, fields: dict[st
     if wrong:
         raise ValueError(f"among must hold datetime.date values from {first} to {last}, got {wrong[:3]!r}")
     return tuple(formats), tuple(cases), tuple(among)
+
+
+# ---- trainspeed: one-hot inputs as indices (the recurrent kernels), the fused Adam step ----------------------------
+
+def one_hot_indices(x: Any) -> bool:
+    """Whether a recurrent forward's ``x`` holds one-hot inputs as their indices: an integer (not bool) ndarray with
+    two axes [T, B]. Anything else is checked as the float inputs [T, B, I]."""
+    return (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype != np.bool_
+            and bool(np.issubdtype(x.dtype, np.integer)))
+
+
+def one_hot_forward_arrays(kernel: str, gates: int, x: np.ndarray, states: dict[str, Any], w_ih: Any, w_hh: Any,
+                           b_ih: Any, b_hh: Any, lengths: Any) -> Forward:
+    """``forward_arrays`` for one-hot indices ``x [T, B]``: w_hh fixes H and the dtype, w_ih [G*H, I] fixes I, each
+    index must lie in 0..I-1. Returns x as int64 (C-contiguous) and the other arrays as the kernels take them."""
+    w_hh = float_array("w_hh", w_hh, [(f"{gates}*H", None), ("H", None)])
+    dtype, hidden = w_hh.dtype, w_hh.shape[1]
+    if hidden < 1:
+        raise ValueError(f"w_hh must have at least one hidden unit (H >= 1), got shape {w_hh.shape}")
+    w_ih = float_array("w_ih", w_ih, [(f"{gates}*H", gates * hidden), ("I", None)], dtype)
+    inputs = w_ih.shape[1]
+    if inputs < 1:
+        raise ValueError(f"w_ih must have at least one input feature (I >= 1), got shape {w_ih.shape}")
+    steps, batch = x.shape
+    x = index_array("x", x, inputs, letter="I")
+    sizes = {"B": batch, "H": hidden, "G*H": gates * hidden}
+    letters_of = _FORWARD_LETTERS[kernel]
+
+    def checked(name: str, a: Any) -> Any:
+        if a is None:
+            return None
+        letters = letters_of[name]
+        shape = tuple([sizes[letter] for letter in letters])
+        return a if is_exact(a, shape, dtype) else float_array(
+            name, a, list(zip(_letters_text(letters, gates), shape)), dtype)
+
+    w_hh = checked("w_hh", w_hh)  # its first axis: G*H
+    return Forward(x, tuple([checked(name, s) for name, s in states.items()]), w_ih, w_hh, checked("b_ih", b_ih),
+                   checked("b_hh", b_hh), lengths_array(lengths, batch, steps))
+
+
+def adam_arrays(params: Any, grads: Any, exp_avgs: Any, exp_avg_sqs: Any, max_exp_avg_sqs: Any, steps: Any,
+                amsgrad: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray],
+                                       list[np.ndarray] | None, list[np.ndarray]]:
+    """The arrays of ``rnncore.ops.adam_update`` as lists the fused op takes: one entry per parameter, each a
+    C-contiguous ndarray (the updated ones writeable) of the parameter's float dtype and shape (``steps`` 0-d).
+    Nothing is converted: the op updates these arrays in place."""
+    named = {"params": params, "grads": grads, "exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs, "steps": steps}
+    if amsgrad:
+        if max_exp_avg_sqs is None:
+            raise ValueError("max_exp_avg_sqs must be a sequence of arrays with amsgrad=True, got None")
+        named["max_exp_avg_sqs"] = max_exp_avg_sqs
+    elif max_exp_avg_sqs is not None:
+        raise ValueError("max_exp_avg_sqs must be None with amsgrad=False (only AMSGrad keeps it)")
+    lists: dict[str, list[Any]] = {}
+    for name, seq in named.items():
+        if isinstance(seq, (str, bytes, np.ndarray)) or not isinstance(seq, Sequence):
+            raise TypeError(f"{name} must be a list or tuple of arrays (one per parameter), got {type(seq).__name__}")
+        lists[name] = list(seq)
+        if len(lists[name]) != len(lists["params"]):
+            raise ValueError(f"{name} must have one array per parameter ({len(lists['params'])}), got "
+                             f"{len(lists[name])}")
+    for i, p in enumerate(lists["params"]):
+        for name, items in lists.items():
+            a = items[i]
+            where = f"{name}[{i}]"
+            if type(a) is not np.ndarray:
+                raise TypeError(f"{where} must be a numpy.ndarray (not a subclass), got {type(a).__name__}")
+            if name == "params":
+                if a.dtype not in FLOAT_DTYPES or not a.dtype.isnative:
+                    raise TypeError(f"{where} must have dtype float32 or float64 in native byte order, got {a.dtype}")
+            elif a.dtype != p.dtype or not a.dtype.isnative:
+                raise TypeError(f"{where} has dtype {a.dtype}, expected params[{i}]'s {p.dtype}")
+            expected = () if name == "steps" else p.shape
+            if a.shape != expected:
+                raise ValueError(f"{where} must have shape {expected}, got shape {a.shape}")
+            if not a.flags.c_contiguous:
+                raise ValueError(f"{where} must be C-contiguous (the update writes in place; pass contiguous arrays)")
+            if name != "grads" and not a.flags.writeable:
+                raise ValueError(f"{where} must be writeable (it is updated in place)")
+    return (lists["params"], lists["grads"], lists["exp_avgs"], lists["exp_avg_sqs"], lists.get("max_exp_avg_sqs"),
+            lists["steps"])

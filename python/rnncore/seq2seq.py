@@ -464,8 +464,8 @@ class Seq2Seq(Parameterized):
     """An encoder-decoder with attention: Embedding → encoder → bridge → ``AttentionDecoder`` → Linear.
 
     - source: ``source_embedding`` (``Embedding(source_vocab, embedding_size, padding_idx=pad_index)``), or with
-      ``source_one_hot=True`` the course's one-hot characters: the encoder reads one-hot rows directly (no
-      embedding parameters; an Embedding fixed to the identity computes the same, with a V×V matrix to store).
+      ``source_one_hot=True`` the course's one-hot characters: the encoder reads the ids as one-hot rows (its
+      input projection gathers W_ih's columns; no embedding parameters, no input gradient).
     - ``encoder``: ``rnncore.LSTM``/``GRU``/``RNN`` (``cell``), ``encoder_layers`` deep, ``bidirectional``, batch
       first, with the source lengths; its outputs [B, Tx, D·He] are the attention's keys and values.
     - bridge: "linear" — the decoder's h0 = tanh(``bridge_h``(final top-layer encoder h, both directions
@@ -579,8 +579,8 @@ class Seq2Seq(Parameterized):
     # -- forward ---------------------------------------------------------------------------------------------------
     def _encode(self, source: np.ndarray, lengths: np.ndarray | None) -> tuple[np.ndarray, Any]:
         """source [B, Tx] ids -> (encoder outputs [B, Tx, D·He], the decoder's initial state)."""
-        if self.source_one_hot:
-            embedded = np.eye(self.source_vocab, dtype=self.dtype)[source]
+        if self.source_one_hot:  # the ids themselves: the encoder gathers W_ih's columns (no one-hot rows, no dx)
+            embedded = source
         else:
             embedded = self.source_embedding(source)
         keys, final = self.encoder(embedded, lengths=lengths)
@@ -670,8 +670,9 @@ class Seq2Seq(Parameterized):
             assert dx is not None  # the decoder read target embeddings
             self.target_embedding.backward(dx)
         dfinal = self._bridge_backward(dstate0, batch)
-        dembedded, _ = self.encoder.backward(dkeys + dvalues, dfinal)  # the outputs are keys and values
-        if not self.source_one_hot:
+        dembedded, _ = self.encoder.backward(dkeys + dvalues, dfinal, need_dx=not self.source_one_hot)
+        if not self.source_one_hot:  # (the encoder's outputs are the keys and the values)
+            assert dembedded is not None  # need_dx
             self.source_embedding.backward(dembedded)
 
     # -- the loss --------------------------------------------------------------------------------------------------

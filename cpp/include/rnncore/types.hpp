@@ -61,7 +61,9 @@ struct Workspace {
   bool has_bias_ih = false;
   bool has_bias_hh = false;
   std::vector<index_t> lengths;  ///< [B], empty = every step valid
-  CachedMatrix<T> x;             ///< [T*B, I] the forward's inputs
+  CachedMatrix<T> x;             ///< [T*B, I] the forward's inputs (empty for one-hot inputs: x_index)
+  std::vector<index_t> x_index;  ///< [T*B] one-hot inputs given by their indices in 0..I-1; empty for dense x
+  bool one_hot = false;          ///< the inputs were indices (x_index), even when T*B = 0: backward gives no dx
   CachedMatrix<T> w_ih;          ///< [G*H, I]
   CachedMatrix<T> w_hh;          ///< [G*H, H]
   CachedMatrix<T> h;             ///< [(T+1)*B, H] h_{-1} = h0, h_0, ..., h_{T-1} (state, carried through padding)
@@ -76,7 +78,7 @@ struct Workspace {
   index_t bytes() const {
     return static_cast<index_t>(sizeof(T)) * (x.size() + w_ih.size() + w_hh.size() + h.size() + c.size() + acts.size() +
                                             step_extras.size()) +
-           static_cast<index_t>(sizeof(index_t) * lengths.size());
+           static_cast<index_t>(sizeof(index_t) * (lengths.size() + x_index.size()));
   }
 };
 
@@ -92,12 +94,13 @@ struct GradientOutputs {
   T* dw_hh = nullptr;
   T* db_ih = nullptr;
   T* db_hh = nullptr;
+  bool want_dx = true;  ///< false: no dx (the input is data, or one-hot indices); dx stays null and is not written
   std::function<void(GradientOutputs&)> allocate;
 
   /// Called by backward after its loop, before it writes any of them.
   void ready() {
     if (allocate) allocate(*this);
-    if (!(dx && dw_ih && dw_hh && db_ih && db_hh))
+    if (!((dx || !want_dx) && dw_ih && dw_hh && db_ih && db_hh))
       throw std::logic_error("rnncore: backward's gradient outputs were neither given nor allocated");
   }
 };

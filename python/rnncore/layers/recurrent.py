@@ -10,6 +10,9 @@ output is ``[forward | reverse]`` along the features. Parameters are NumPy array
 Shapes: ``x [T, B, I]`` (``[B, T, I]`` with ``batch_first``), ``y [T, B, D*H]``, states ``[L*D, B, H]`` indexed
 ``layer*D + direction``, ``lengths [B]`` (each in 0..T; ``padding="right"``: the valid steps come first, or
 ``"left"``: they come last, as Keras' ``pad_sequences`` pads; padded steps give ``y = 0`` and no gradient).
+One-hot inputs may be given by their indices: an integer ``x [T, B]`` (``[B, T]`` with ``batch_first``), each in
+0..I-1; the first layer then gathers W_ih's columns instead of multiplying one-hot rows, and ``backward`` returns
+``dx`` None (as with ``need_dx=False``).
 
 Every training-mode call records what its backward needs on the module's tape (``save_for_backward``): any number of
 calls, then one ``backward`` per call, the last call first. ``layer.stream()`` steps a unidirectional layer one time
@@ -33,8 +36,10 @@ from .._validation import (
     dropout_probability,
     flag,
     float_array,
+    index_array,
     layer_gradient,
     lengths_array,
+    one_hot_indices,
     positive_int,
     state_tuple,
     streamable,
@@ -170,27 +175,38 @@ class _Recurrent(Parameterized):
         first ``lengths[b]`` with ``padding="right"`` (PyTorch's packed sequences), the last ``lengths[b]`` with
         ``padding="left"`` (Keras' ``pad_sequences`` default). Returns ``(y, state)``: y ``[T, B, D*H]``
         (``[B, T, D*H]`` with batch_first, 0 at padded steps) and the final state(s) ``[L*D, B, H]`` (``(h_n, c_n)``
-        for an LSTM), each sample's after its last valid step (its initial state when it has none)."""
-        x = float_array("x", x, [("B" if self.batch_first else "T", None), ("T" if self.batch_first else "B", None),
-                                 ("I", self.input_size)], self.dtype, MODULE_DTYPE)
-        if self.batch_first:
-            x = np.ascontiguousarray(x.transpose(1, 0, 2))
-        steps, batch, _ = x.shape
+        for an LSTM), each sample's after its last valid step (its initial state when it has none). An integer x
+        ``[T, B]`` (``[B, T]``) holds one-hot inputs as their indices in 0..I-1."""
+        if one_hot_indices(x):
+            x = index_array("x", x, self.input_size, letter="I")
+            if self.batch_first:
+                x = np.ascontiguousarray(x.T)
+        else:
+            x = float_array("x", x, [("B" if self.batch_first else "T", None),
+                                     ("T" if self.batch_first else "B", None), ("I", self.input_size)], self.dtype,
+                            MODULE_DTYPE)
+            if self.batch_first:
+                x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        steps, batch = x.shape[:2]
         states0 = self._check_state(state, batch)
         lengths = lengths_array(lengths, batch, steps, shortest=0)  # a layer takes samples with no step
         plan = _Padding(lengths, choice("padding", padding, _PADDINGS), steps, batch)
-        y, finals, record = self._forward_layers(plan.to_kernels(x), plan.kept_states(states0), plan.lengths)
+        # the top layer's directions go straight into a batch-first y when no padding plan has to map them back
+        batch_major = self.batch_first and plan.trivial
+        y, finals, record = self._forward_layers(plan.to_kernels(x), plan.kept_states(states0), plan.lengths,
+                                                 batch_major)
         self.save_for_backward((record, plan))  # (a no-op in eval mode)
-        y = plan.from_kernels(y)
-        if self.batch_first:
-            y = np.ascontiguousarray(y.transpose(1, 0, 2))
+        if not batch_major:
+            y = plan.from_kernels(y)
+            if self.batch_first:
+                y = np.ascontiguousarray(y.transpose(1, 0, 2))
         return y, self.kind.pack_states(plan.all_states(finals, states0))
 
-    def _forward_layers(self, x: np.ndarray, states0: tuple[np.ndarray | None, ...], lengths: np.ndarray | None
-                        ) -> tuple[np.ndarray, tuple[np.ndarray, ...], Any]:
+    def _forward_layers(self, x: np.ndarray, states0: tuple[np.ndarray | None, ...], lengths: np.ndarray | None,
+                        batch_major: bool = False) -> tuple[np.ndarray, tuple[np.ndarray, ...], Any]:
         """The stack over right-padded samples with lengths in 1..T (what the kernels take): x [T, B, I] ->
-        (y [T, B, D*H], the final states [L*D, B, H], what backward needs)."""
-        steps, batch, _ = x.shape
+        (y [T, B, D*H], or [B, T, D*H] with ``batch_major``, the final states [L*D, B, H], what backward needs)."""
+        steps, batch = x.shape[:2]
         reverse_index = _reverse_index(steps, batch, lengths) if self.bidirectional else None
         finals: list[list[np.ndarray]] = [[] for _ in states0]
         saved_layers = []
@@ -204,26 +220,33 @@ class _Recurrent(Parameterized):
             for direction in range(self.num_directions):
                 idx = layer * self.num_directions + direction
                 init = [None if s is None else s[idx] for s in states0]
-                # (direction 1 exists only when bidirectional, which sets reverse_index)
-                inp = layer_input if direction == 0 else _gather_steps(layer_input, reverse_index)  # type: ignore[arg-type]
+                inp = layer_input if direction == 0 else _gather_steps(layer_input, reverse_index)
                 *result, ws = self.kind.forward(inp, *init, *self._weights(layer, direction), lengths=lengths,
                                                 training=self.training, **self._cell_options)
                 y_dir, *final = result
-                outputs.append(y_dir if direction == 0 else _gather_steps(y_dir, reverse_index))  # type: ignore[arg-type]
+                outputs.append(y_dir if direction == 0 else _gather_steps(y_dir, reverse_index))
                 for store, f in zip(finals, final):
                     store.append(f)
                 workspaces.append(ws)
             saved_layers.append((workspaces, mask))
-            layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+            if batch_major and layer == self.num_layers - 1:  # each direction copied once, into its columns
+                H = self.hidden_size
+                layer_input = np.empty((batch, steps, len(outputs) * H), self.dtype)
+                for d, out in enumerate(outputs):
+                    layer_input[:, :, d * H:(d + 1) * H] = out.transpose(1, 0, 2)
+            else:
+                layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
         return layer_input, tuple(np.stack(f) for f in finals), (saved_layers, reverse_index)
 
     # -- backward --------------------------------------------------------------------------------------------------
-    def backward(self, dy: np.ndarray | None, dstate: Any = None) -> tuple[np.ndarray, Any]:
+    def backward(self, dy: np.ndarray | None, dstate: Any = None, need_dx: bool = True
+                 ) -> tuple[np.ndarray | None, Any]:
         """Backpropagation through the last recorded training-mode forward (forwards are taken back last first,
         one backward each): accumulates every parameter's gradient and returns ``(dx, dstate0)`` — the gradients
         w.r.t. that call's x and initial state(s). ``dy`` has y's shape, or None for zeros (only the final state's
         gradient flows back); ``dstate`` (optional) the final state's, ``dh_n`` (``(dh_n, dc_n)``), each part None
-        for zeros."""
+        for zeros. ``need_dx=False`` (x is data) skips the first layer's input gradient: dx is None, as it is for
+        one-hot indices."""
         recorded = self.saved_for_backward()
         record, plan = recorded
         D, H = self.num_directions, self.hidden_size
@@ -234,42 +257,45 @@ class _Recurrent(Parameterized):
             else:
                 y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
                 dy = layer_gradient(type(self).__name__, "dy", dy, y_shape + [("D*H", D * H)], self.dtype)
-                if self.batch_first:
-                    dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+                if self.batch_first:  # a view: each direction's columns are copied time-major once, below
+                    dy = dy.transpose(1, 0, 2)
             dstates = self._check_state(dstate, batch, "dstate", "d", "_n")
         except Exception:
             self._restore_saved(recorded)  # a rejected dy or dstate does not use up the forward
             raise
-        dx, dstate0 = self._backward_layers(record, plan.to_kernels(dy), plan.kept_states(dstates))
-        dx = plan.from_kernels(dx)
-        if self.batch_first:
-            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+        dx, dstate0 = self._backward_layers(record, plan.to_kernels(dy), plan.kept_states(dstates), bool(need_dx))
+        if dx is not None:
+            dx = plan.from_kernels(dx)
+            if self.batch_first:
+                dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         # a sample with no valid step passes its final state's gradient straight to its initial state
         return dx, self.kind.pack_states(plan.all_states(dstate0, dstates))
 
-    def _backward_layers(self, record: Any, dy: np.ndarray, dstates: tuple[np.ndarray | None, ...]
-                         ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """``_forward_layers``' backward: dy [T, B, D*H] -> (dx [T, B, I], the initial states' gradients)."""
+    def _backward_layers(self, record: Any, dy: np.ndarray, dstates: tuple[np.ndarray | None, ...], need_dx: bool
+                         ) -> tuple[np.ndarray | None, tuple[np.ndarray, ...]]:
+        """``_forward_layers``' backward: dy [T, B, D*H] -> (dx [T, B, I], or None when not needed or x was one-hot
+        indices; the initial states' gradients)."""
         saved_layers, reverse_index = record
         D, H = self.num_directions, self.hidden_size
         steps, batch, _ = dy.shape
         n_states = len(dstates)
         dstate0 = [np.zeros((self.num_layers * D, batch, H), self.dtype) for _ in range(n_states)]
-        upstream = dy
+        upstream: np.ndarray | None = dy
         for layer in reversed(range(self.num_layers)):
             workspaces, mask = saved_layers[layer]
-            d_input = None
+            d_input: np.ndarray | None = None
             for direction in range(D):
                 idx = layer * D + direction
-                dy_dir = np.ascontiguousarray(upstream[:, :, direction * H:(direction + 1) * H])
+                dy_dir = np.ascontiguousarray(upstream[:, :, direction * H:(direction + 1) * H])  # type: ignore[index]
                 if direction == 1:
                     dy_dir = _gather_steps(dy_dir, reverse_index)
                 d_final = [None if s is None else s[idx] for s in dstates]
-                grads = self.kind.backward(workspaces[direction], dy_dir, *d_final)
+                grads = self.kind.backward(workspaces[direction], dy_dir, *d_final, need_dx=need_dx or layer > 0)
                 dx_dir, d_init, (dw_ih, dw_hh, db_ih, db_hh) = grads[0], grads[1:1 + n_states], grads[-4:]
-                if direction == 1:
-                    dx_dir = _gather_steps(dx_dir, reverse_index)
-                d_input = dx_dir if d_input is None else d_input + dx_dir
+                if dx_dir is not None:
+                    if direction == 1:
+                        dx_dir = _gather_steps(dx_dir, reverse_index)
+                    d_input = dx_dir if d_input is None else d_input + dx_dir
                 for store, g in zip(dstate0, d_init):
                     store[idx] = g
                 s = self._suffix(layer, direction)
@@ -278,7 +304,7 @@ class _Recurrent(Parameterized):
                 if self.bias:
                     self._grads[f"bias_ih{s}"] += db_ih
                     self._grads[f"bias_hh{s}"] += db_hh
-            upstream = d_input if mask is None else d_input * mask  # type: ignore[assignment]  # D >= 1 set d_input
+            upstream = d_input if mask is None or d_input is None else d_input * mask
         return upstream, tuple(dstate0)
 
     # -- streaming ---------------------------------------------------------------------------------------------------
@@ -329,6 +355,11 @@ class _Padding:
             self.keep = np.flatnonzero(lengths)
             self.lengths = lengths[self.keep]
 
+    @property
+    def trivial(self) -> bool:
+        """Whether the kernels see the call's samples and steps as they are (no rotation, none left out)."""
+        return self.to_right is None and self.keep is None
+
     def to_kernels(self, a: np.ndarray) -> np.ndarray:
         """x (or dy) [T, B, F] as the kernels take it: right-padded, the kept samples only."""
         if self.to_right is not None:
@@ -363,19 +394,23 @@ class _Padding:
         return tuple(out)
 
 
-def _reverse_index(steps: int, batch: int, lengths: np.ndarray | None) -> np.ndarray:
+def _reverse_index(steps: int, batch: int, lengths: np.ndarray | None) -> np.ndarray | None:
     """[T, B] step index for the reverse direction: step t of sample b reads step lengths[b]-1-t of the original
     (each valid prefix reversed, as PyTorch's packed sequences); padded steps map to themselves. An involution, so
-    the same gather also maps the reverse direction's outputs back."""
+    the same gather also maps the reverse direction's outputs back. None when every sample has all T steps: the
+    reversal is then a flip of the time axis (``_gather_steps``), a copy of whole [B, F] slabs."""
+    if lengths is None or bool((lengths == steps).all()):
+        return None
     t = np.arange(steps)[:, None]
-    if lengths is None:
-        return np.broadcast_to(steps - 1 - t, (steps, batch))
     n = lengths[None, :]
     return np.where(t < n, n - 1 - t, t)
 
 
-def _gather_steps(a: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """a [T, B, F] reordered along time per sample: out[t, b] = a[index[t, b], b]."""
+def _gather_steps(a: np.ndarray, index: np.ndarray | None) -> np.ndarray:
+    """a [T, B, ...] reordered along time per sample: out[t, b] = a[index[t, b], b]; index None: the time axis
+    reversed (out[t] = a[T-1-t]). A C-contiguous copy."""
+    if index is None:
+        return np.ascontiguousarray(a[::-1])
     return a[index, np.arange(a.shape[1])[None, :]]
 
 

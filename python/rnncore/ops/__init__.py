@@ -30,6 +30,7 @@ from .attention import (
 from .decoder import AttentionDecoderGradients, attention_decoder_backward, attention_decoder_forward
 from .decoding import log_softmax, top_k
 from .nn import embedding_backward, linear_backward, linear_forward
+from .optim import adam_update
 from .rnn import (
     gru_backward,
     gru_forward,
@@ -65,4 +66,5 @@ __all__ = [
     "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "build_info",
     "simd_instruction_sets", "has_openmp",
     "attention_decoder_forward", "attention_decoder_backward", "AttentionDecoderGradients",
+    "adam_update",
 ]

@@ -11,6 +11,10 @@ Conventions:
 - ``training=True`` returns an opaque workspace for backward (a private copy of what backward needs: changing x or the
   weights afterwards does not change the gradients); ``training=False`` stores nothing and returns None.
 - A workspace may be passed to backward more than once; each call returns the same, freshly allocated, gradients.
+- One-hot inputs may be given by their indices: ``x`` an integer array ``[T, B]`` with entries in 0..I-1 (I from
+  ``w_ih [G*H, I]``; the outputs take the weights' dtype). The input projection is then a gather of W_ih's columns,
+  the workspace keeps the indices, and backward returns ``dx`` None (dW_ih is a scatter-add of the gate gradients).
+- ``need_dx=False`` in a backward skips the input gradient (returned as None): an input that is data needs none.
 
 Twins: ``rnncore.reference.rnn``.
 """
@@ -43,9 +47,10 @@ if TYPE_CHECKING:
     # gradients, dw_ih, dw_hh, db_ih, db_hh; a bias's None without that bias).
     LSTMForwardResult = tuple[np.ndarray, np.ndarray, np.ndarray, Workspace | None]
     ForwardResult = tuple[np.ndarray, np.ndarray, Workspace | None]
-    LSTMBackwardResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+    LSTMBackwardResult = tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
                                np.ndarray | None]
-    BackwardResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+    BackwardResult = tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                           np.ndarray | None]
 
 __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward",
            "lstm_stepper", "gru_stepper", "rnn_stepper"]
@@ -67,12 +72,14 @@ def _checked_call(kernel: Callable[..., Any], *args: Any) -> Any:
 # bad argument or make the arguments exact, and the kernel runs on those. The forwards spell this out each (their
 # fast path is the whole cost of a small call, so it takes no extra Python frame); the backwards share _backward.
 
-def _backward(name: str, cell: str, workspace: Workspace, names: tuple[str, ...], *upstream: np.ndarray | None) -> Any:
+def _backward(name: str, cell: str, workspace: Workspace, names: tuple[str, ...], need_dx: bool,
+              *upstream: np.ndarray | None) -> Any:
     """One backward through ``_core.<name>``; ``upstream`` the upstream gradients in kernel order, called ``names``."""
-    out = getattr(_core, name)(workspace, *upstream)
+    out = getattr(_core, name)(workspace, *upstream, need_dx)
     if out is NotImplemented:
         ws = workspace_of(workspace, name, cell, _WORKSPACE_TYPES)
-        out = _checked_call(getattr(_core, name), ws, *upstream_arrays(name, ws, dict(zip(names, upstream))))
+        out = _checked_call(getattr(_core, name), ws, *upstream_arrays(name, ws, dict(zip(names, upstream))),
+                            training_flag(need_dx))  # a flag taken by its truth value, as training is
     return out
 
 
@@ -92,10 +99,10 @@ def lstm_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None, w_
 
 
 def lstm_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None,
-                  dc_n: np.ndarray | None = None) -> LSTMBackwardResult:
+                  dc_n: np.ndarray | None = None, need_dx: bool = True) -> LSTMBackwardResult:
     """BPTT for the forward that made ``workspace``.
-    Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    return _backward("lstm_backward", "lstm", workspace, ("dy", "dh_n", "dc_n"), dy, dh_n, dc_n)
+    Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``; dx None with ``need_dx=False`` or one-hot indices."""
+    return _backward("lstm_backward", "lstm", workspace, ("dy", "dh_n", "dc_n"), need_dx, dy, dh_n, dc_n)
 
 
 def gru_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None,
@@ -115,9 +122,11 @@ def gru_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np
     return out
 
 
-def gru_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None) -> BackwardResult:
-    """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    return _backward("gru_backward", "gru", workspace, ("dy", "dh_n"), dy, dh_n)
+def gru_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None,
+                 need_dx: bool = True) -> BackwardResult:
+    """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``; dx None with
+    ``need_dx=False`` or one-hot indices."""
+    return _backward("gru_backward", "gru", workspace, ("dy", "dh_n"), need_dx, dy, dh_n)
 
 
 def rnn_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None,
@@ -134,9 +143,11 @@ def rnn_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np
     return out
 
 
-def rnn_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None) -> BackwardResult:
-    """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    return _backward("rnn_backward", "rnn", workspace, ("dy", "dh_n"), dy, dh_n)
+def rnn_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None,
+                 need_dx: bool = True) -> BackwardResult:
+    """BPTT for the forward that made ``workspace``. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``; dx None with
+    ``need_dx=False`` or one-hot indices."""
+    return _backward("rnn_backward", "rnn", workspace, ("dy", "dh_n"), need_dx, dy, dh_n)
 
 
 # ---- streaming ------------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .. import _core
 from .._validation import (
     flag,
     hyper_betas,
@@ -186,9 +187,14 @@ class Optimizer:
         resolved = optimizer_gradients(self.param_groups, trainable, grads, self._models, self._prefixed)
         for group, h, names in zip(self.param_groups, hypers, trainable):
             group.update(h)  # normalized (e.g. ints -> float)
-            for name in names:
-                self._update(group["params"][name], resolved[name], self.state[name], h)
+            self._update_group(group["params"], names, resolved, h)
         self._steps_taken += 1
+
+    def _update_group(self, params: dict[str, np.ndarray], names: list[str], grads: Mapping[str, np.ndarray],
+                      h: dict[str, Any]) -> None:
+        """Updates the parameters ``names`` of one group: ``_update`` on each (a subclass may fuse them)."""
+        for name in names:
+            self._update(params[name], grads[name], self.state[name], h)
 
     def _update(self, p: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -369,8 +375,12 @@ class Adam(Optimizer):
         θ ← θ - γ / (1 - β₁ᵗ) · m / (√v / √(1 - β₂ᵗ) + ε)
 
     State per parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v), ``max_exp_avg_sq`` (amsgrad only).
+
+    A group's parameters are updated in one C++ call (``rnncore.ops.adam_update``: the same bits as the NumPy
+    update below, which still runs when an array is not one the fused op takes, e.g. strided).
     """
 
+    _fused = True  # False: the NumPy update for every parameter (the fused op's twin, in the tests)
     _hyper = {"lr": hyper_non_negative, "betas": hyper_betas, "eps": hyper_non_negative,
               "weight_decay": hyper_non_negative, "amsgrad": flag, "maximize": flag}
     _state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -380,6 +390,25 @@ class Adam(Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          maximize=maximize)
+
+    def _update_group(self, params: dict[str, np.ndarray], names: list[str], grads: Mapping[str, np.ndarray],
+                      h: dict[str, Any]) -> None:
+        """All of a group's parameters in one ``_core.adam_update`` call; when it refuses an array (it changes
+        nothing then), the NumPy update of each parameter."""
+        if self._fused and names:
+            ps = [params[name] for name in names]
+            states = [self.state[name] for name in names]
+            # created in the NumPy update's order (state_dict keeps it): step, exp_avg, exp_avg_sq, max_exp_avg_sq
+            steps = [self._buffer(s, "step", p, shape=()) for s, p in zip(states, ps)]
+            ms = [self._buffer(s, "exp_avg", p) for s, p in zip(states, ps)]
+            vs = [self._buffer(s, "exp_avg_sq", p) for s, p in zip(states, ps)]
+            vmax = [self._buffer(s, "max_exp_avg_sq", p) for s, p in zip(states, ps)] if h["amsgrad"] else None
+            beta1, beta2 = h["betas"]
+            if _core.adam_update(ps, [grads[name] for name in names], ms, vs, vmax, steps, float(h["lr"]),
+                                 float(beta1), float(beta2), float(h["eps"]), float(h["weight_decay"]),
+                                 bool(h["amsgrad"]), bool(h["maximize"]), self._decoupled_weight_decay) is None:
+                return
+        super()._update_group(params, names, grads, h)
 
     def _update(self, p: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], h: dict[str, Any]) -> None:
         lr, (beta1, beta2), wd = h["lr"], h["betas"], h["weight_decay"]

@@ -188,9 +188,13 @@ _STEPS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
 def _forward_through_time(cell, options, x, state0, w_ih, w_hh, b_ih, b_hh, lengths, training):
     """Run ``cell`` over the T steps of ``x``; returns (y, final state tuple, cache or None), all in x's dtype.
 
-    Inactive steps (t >= lengths[b]) write y = 0 and keep the previous state of sample b.
+    Inactive steps (t >= lengths[b]) write y = 0 and keep the previous state of sample b. Integer ``x [T, B]``:
+    one-hot inputs given by their indices, the rows of the identity (results then in w_ih's dtype).
     """
-    out_dtype = _result_dtype(x)
+    one_hot = _is_one_hot(x)
+    out_dtype = _result_dtype(w_ih if one_hot else x)
+    if one_hot:
+        x = np.eye(np.shape(w_ih)[1])[np.asarray(x)]
     x, w_ih, w_hh = _f64(x), _f64(w_ih), _f64(w_hh)
     T, B, _ = x.shape
     H = w_hh.shape[1]
@@ -212,17 +216,24 @@ def _forward_through_time(cell, options, x, state0, w_ih, w_hh, b_ih, b_hh, leng
     cache = None
     if training:
         cache = dict(
-            cell=cell, options=dict(options), dtype=out_dtype,
+            cell=cell, options=dict(options), dtype=out_dtype, one_hot=one_hot,
             x=x, w_ih=w_ih, w_hh=w_hh, has_b_ih=b_ih is not None, has_b_hh=b_hh is not None,
             active=active, states_prev=states_prev, saved=saved_steps,
         )
     return y.astype(out_dtype), tuple(s.astype(out_dtype) for s in state), cache
 
 
-def _backward_through_time(cell, cache, dy, dstate_n):
+def _is_one_hot(x):
+    """Whether a forward's ``x`` holds one-hot inputs as their indices: an integer (not bool) array [T, B]."""
+    a = np.asarray(x)
+    return a.ndim == 2 and a.dtype != np.bool_ and np.issubdtype(a.dtype, np.integer)
+
+
+def _backward_through_time(cell, cache, dy, dstate_n, need_dx=True):
     """BPTT through the forward that produced ``cache``; ``dstate_n`` is a tuple of [B, H] gradients (or Nones).
 
-    Returns (dx, dstate0 tuple, dw_ih, dw_hh, db_ih, db_hh) in the forward input's dtype.
+    Returns (dx, dstate0 tuple, dw_ih, dw_hh, db_ih, db_hh) in the forward input's dtype; dx is None when
+    ``need_dx`` is false or the inputs were one-hot indices.
     At an inactive step the incoming gradient of sample b is zeroed before the step's backward (so it contributes
     nothing to any gradient, and dy[t, b] is ignored) and the state gradient of sample b is passed through unchanged.
     """
@@ -247,12 +258,12 @@ def _backward_through_time(cell, cache, dy, dstate_n):
         db_hh += db_hh_t
         dstate = tuple(np.where(active[t], d_prev, d) for d_prev, d in zip(dstate_prev, dstate))
 
-    dx = dxw @ w_ih                                                # [T, B, I]
+    dx = dxw @ w_ih if need_dx and not cache["one_hot"] else None  # [T, B, I]
     dw_ih = np.einsum("tbg,tbi->gi", dxw, x)                       # Σ_t dxw[t]^T x[t]
     db_ih = dxw.sum(axis=(0, 1)) if cache["has_b_ih"] else None
     db_hh = db_hh if cache["has_b_hh"] else None
     out = cache["dtype"]
-    return (dx.astype(out), tuple(d.astype(out) for d in dstate),
+    return (_cast(dx, out), tuple(d.astype(out) for d in dstate),
             dw_ih.astype(out), dw_hh.astype(out), _cast(db_ih, out), _cast(db_hh, out))
 
 
@@ -269,7 +280,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True)
     c<t> = Γu * c̃<t> + Γf * c<t-1>,  a<t> = Γo * tanh(c<t>).
 
     Args:
-        x:        [T, B, I] inputs (float32 or float64; outputs have this dtype).
+        x:        [T, B, I] inputs (float32 or float64; outputs have this dtype), or integer [T, B]: one-hot inputs
+                  given by their indices in 0..I-1 (outputs in w_ih's dtype; backward gives no dx).
         h0:       [B, H] initial hidden state, or None for zeros.
         c0:       [B, H] initial cell state, or None for zeros.
         w_ih:     [4H, I] input-to-hidden weights (PyTorch weight_ih_l0), gate blocks i, f, g, o.
@@ -292,7 +304,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True)
     return y, h_n, c_n, cache
 
 
-def lstm_backward(cache, dy, dh_n=None, dc_n=None):
+def lstm_backward(cache, dy, dh_n=None, dc_n=None, need_dx=True):
     """Backpropagation through time for ``lstm_forward``; the loss is Σ y⊙dy + Σ h_n⊙dh_n + Σ c_n⊙dc_n.
 
     Identities used, per step from t = T-1 down to 0 (gradients of h_t, c_t are dh, dc):
@@ -311,12 +323,13 @@ def lstm_backward(cache, dy, dh_n=None, dc_n=None):
         dy:    [T, B, H] gradient of the loss with respect to y, or None for zeros.
         dh_n:  [B, H] gradient with respect to h_n, or None for zeros.
         dc_n:  [B, H] gradient with respect to c_n, or None for zeros.
+        need_dx: False skips dx (returned as None), as does a forward on one-hot indices.
 
     Returns:
-        (dx [T, B, I], dh0 [B, H], dc0 [B, H], dw_ih [4H, I], dw_hh [4H, H], db_ih [4H] or None, db_hh [4H] or None),
-        in the dtype of the forward's x; a bias gradient is None when that bias was None.
+        (dx [T, B, I] or None, dh0 [B, H], dc0 [B, H], dw_ih [4H, I], dw_hh [4H, H], db_ih [4H] or None,
+        db_hh [4H] or None), in the dtype of the forward's x; a bias gradient is None when that bias was None.
     """
-    dx, (dh0, dc0), dw_ih, dw_hh, db_ih, db_hh = _backward_through_time("lstm", cache, dy, (dh_n, dc_n))
+    dx, (dh0, dc0), dw_ih, dw_hh, db_ih, db_hh = _backward_through_time("lstm", cache, dy, (dh_n, dc_n), need_dx)
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -332,7 +345,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, rese
     c<t> = Γu * c̃<t> + (1 - Γu) * c<t-1>.
 
     Args:
-        x:        [T, B, I] inputs (float32 or float64; outputs have this dtype).
+        x:        [T, B, I] inputs (float32 or float64; outputs have this dtype), or integer [T, B]: one-hot inputs
+                  given by their indices in 0..I-1 (outputs in w_ih's dtype; backward gives no dx).
         h0:       [B, H] initial hidden state, or None for zeros.
         w_ih:     [3H, I] input-to-hidden weights (PyTorch weight_ih_l0), gate blocks r, z, n.
         w_hh:     [3H, H] hidden-to-hidden weights (PyTorch weight_hh_l0), same gate blocks.
@@ -354,7 +368,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, rese
     return y, h_n, cache
 
 
-def gru_backward(cache, dy, dh_n=None):
+def gru_backward(cache, dy, dh_n=None, need_dx=True):
     """Backpropagation through time for ``gru_forward``; the loss is Σ y⊙dy + Σ h_n⊙dh_n.
 
     Identities used, per step from t = T-1 down to 0 (gradient of h_t is dh = dh_{from t+1} + dy[t]):
@@ -371,12 +385,13 @@ def gru_backward(cache, dy, dh_n=None):
         cache: the cache returned by ``gru_forward(..., training=True)``.
         dy:    [T, B, H] gradient of the loss with respect to y, or None for zeros.
         dh_n:  [B, H] gradient with respect to h_n, or None for zeros.
+        need_dx: False skips dx (returned as None), as does a forward on one-hot indices.
 
     Returns:
-        (dx [T, B, I], dh0 [B, H], dw_ih [3H, I], dw_hh [3H, H], db_ih [3H] or None, db_hh [3H] or None),
+        (dx [T, B, I] or None, dh0 [B, H], dw_ih [3H, I], dw_hh [3H, H], db_ih [3H] or None, db_hh [3H] or None),
         in the dtype of the forward's x; a bias gradient is None when that bias was None.
     """
-    dx, (dh0,), dw_ih, dw_hh, db_ih, db_hh = _backward_through_time("gru", cache, dy, (dh_n,))
+    dx, (dh0,), dw_ih, dw_hh, db_ih, db_hh = _backward_through_time("gru", cache, dy, (dh_n,), need_dx)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -387,7 +402,8 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonl
     Course notation: a<t> = g(w_aa a<t-1> + w_ax x<t> + b_a).
 
     Args:
-        x:        [T, B, I] inputs (float32 or float64; outputs have this dtype).
+        x:        [T, B, I] inputs (float32 or float64; outputs have this dtype), or integer [T, B]: one-hot inputs
+                  given by their indices in 0..I-1 (outputs in w_ih's dtype; backward gives no dx).
         h0:       [B, H] initial hidden state, or None for zeros.
         w_ih:     [H, I] input-to-hidden weights (PyTorch weight_ih_l0).
         w_hh:     [H, H] hidden-to-hidden weights (PyTorch weight_hh_l0).
@@ -409,7 +425,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonl
     return y, h_n, cache
 
 
-def rnn_backward(cache, dy, dh_n=None):
+def rnn_backward(cache, dy, dh_n=None, need_dx=True):
     """Backpropagation through time for ``rnn_forward``; the loss is Σ y⊙dy + Σ h_n⊙dh_n.
 
     Identities used, per step from t = T-1 down to 0 (gradient of h_t is dh = dh_{from t+1} + dy[t]):
@@ -423,12 +439,13 @@ def rnn_backward(cache, dy, dh_n=None):
         cache: the cache returned by ``rnn_forward(..., training=True)``.
         dy:    [T, B, H] gradient of the loss with respect to y, or None for zeros.
         dh_n:  [B, H] gradient with respect to h_n, or None for zeros.
+        need_dx: False skips dx (returned as None), as does a forward on one-hot indices.
 
     Returns:
-        (dx [T, B, I], dh0 [B, H], dw_ih [H, I], dw_hh [H, H], db_ih [H] or None, db_hh [H] or None),
+        (dx [T, B, I] or None, dh0 [B, H], dw_ih [H, I], dw_hh [H, H], db_ih [H] or None, db_hh [H] or None),
         in the dtype of the forward's x; a bias gradient is None when that bias was None.
     """
-    dx, (dh0,), dw_ih, dw_hh, db_ih, db_hh = _backward_through_time("rnn", cache, dy, (dh_n,))
+    dx, (dh0,), dw_ih, dw_hh, db_ih, db_hh = _backward_through_time("rnn", cache, dy, (dh_n,), need_dx)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
