@@ -358,16 +358,6 @@ class RnncoreDecoding:
         r = self._beam_search(model or self.model, source, BOS, EOS, max_len, beam_size=beam)
         return [t[0] for t in r.tokens], r.scores[:, 0]
 
-
-class RnncoreDefaultPaths(RnncoreDecoding):
-    """rnncore's decoders without the row-invariant mode they run the model under (the functions rc.decode's
-    decorator wraps): the mode's cost, timed interleaved with rnncore's row."""
-
-    def __init__(self, m: Model, weights: dict[str, np.ndarray]):
-        super().__init__(m, weights)
-        self._greedy = self.rc.decode.greedy.__wrapped__
-        self._beam_search = self.rc.decode.beam_search.__wrapped__
-
     def split(self, mode: str, source, max_len, beam) -> dict[str, float]:
         """Milliseconds of one decode in the model's start / step / reorder calls and in the search itself (the
         minimum of 3 runs each)."""
@@ -382,6 +372,16 @@ class RnncoreDefaultPaths(RnncoreDecoding):
             total = time.perf_counter() - t0
             runs.append(dict(timed.seconds, search=total - sum(timed.seconds.values()), total=total))
         return {k: 1e3 * min(r[k] for r in runs) for k in runs[0]}
+
+
+class RnncoreDefaultPaths(RnncoreDecoding):
+    """rnncore's decoders without the row-invariant mode they run the model under (the functions rc.decode's
+    decorator wraps): the mode's cost, timed interleaved with rnncore's row."""
+
+    def __init__(self, m: Model, weights: dict[str, np.ndarray]):
+        super().__init__(m, weights)
+        self._greedy = self.rc.decode.greedy.__wrapped__
+        self._beam_search = self.rc.decode.beam_search.__wrapped__
 
 
 def decode_row(V: int, mode: str, peers: list[str], budget: float) -> dict:

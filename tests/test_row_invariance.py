@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 import rnncore as rc
 from rnncore import _core, ops
 
-from support.cells import LAYERS
+from support.cells import CELLS, LAYERS, make_inputs, run_backward, run_forward
 from support.decoder_calls import call_forward, make_args
 from support.tolerances import assert_close, assert_identical
 
@@ -83,6 +83,9 @@ def test_the_mode_runs_every_product_on_the_tile():
         ops.linear_forward(x[0], w)
         h0, c0 = rng.standard_normal((2, 1, 1, 3))  # a non-zero h0: the first step's product runs too
         rc.LSTM(5, 3, dtype=np.float64, seed=0).eval()(x, (h0, c0))
+        *_, ws = ops.lstm_forward(x, h0[0], c0[0], rng.standard_normal((12, 5)), rng.standard_normal((12, 3)), None,
+                                  None, training=True)
+        ops.lstm_backward(ws, np.ones((3, 1, 3)))  # dx, dW (transposed operands), dG · W_hh
     counts = _core._tuning_counts()
     assert counts["gemm_eigen"] == 0 and counts["gemm_tile"] >= 2, counts
     assert counts["step_tile"] >= 1 and counts["step_row_fused"] + counts["step_row_panels"] == 0, counts
@@ -253,3 +256,25 @@ def test_linear_over_two_depth_slices_and_many_panels(dtype):
         yield "y", together[0][i], ops.linear_forward(x[i:i + 1], w, b)[0]
 
     check_rows(lambda batch: [ops.linear_forward(x[:batch], w, b)], 37, alone, dtype, "linear")
+
+
+# ---- the tile on every build: training kernels in the mode against their twins -------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(case=st.tuples(st.sampled_from(range(len(CELLS))), st.integers(1, 4), st.integers(1, 13), st.integers(1, 30),
+                      st.integers(1, 30), st.booleans(), st.integers(0, 2**31)))
+def test_training_kernels_in_the_mode_match_the_twins(dtype, case):
+    """Forward and every gradient in the mode (the tile's transposed operands: dx, dW; the backward's dG · W) equal
+    rnncore.reference's to the float tolerance, with batches that fill no tile exactly."""
+    which, T, B, I, H, lengths, seed = case
+    cell = CELLS[which]
+    inputs, upstream = make_inputs(np.random.default_rng(seed), cell, T, B, I, H, dtype, lengths=lengths)
+    with ops.row_invariant():
+        outputs, ws = run_forward(ops, cell, inputs)
+        grads = run_backward(ops, cell, ws, upstream)
+    ref_outputs, ref_ws = run_forward(rc.reference, cell, inputs)
+    ref_grads = run_backward(rc.reference, cell, ref_ws, upstream)
+    for name, want in {**ref_outputs, **ref_grads}.items():
+        if want is not None:
+            got = {**outputs, **grads}[name]
+            assert_close(got, want, "kernel_vs_reference", dtype, f"{cell.name} {name}")
