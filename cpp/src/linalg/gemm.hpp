@@ -128,6 +128,19 @@ void gemm_into(Out& out, const A& a, const B& b, const typename Out::Scalar* bia
   eigen_assert((TransposeA ? a.cols() : a.rows()) == M && (TransposeB ? b.rows() : b.cols()) == N);
   eigen_assert(K == (TransposeB ? b.cols() : b.rows()));
   if (runs_on_tile<T>(M)) {
+    if (M == 1 && K > 0 && row_invariant()) {
+      // One row in the row-invariant mode: the tile GEMM's arithmetic and depth slices on b in place (packing all of
+      // op(b) for one row cost a decode step of one source 2-3x).
+      const GemmOperand<T> x = gemm_operand<T>(a, TransposeA), w = gemm_operand<T>(b, TransposeB);
+      const T* base = Start == GemmStart::accumulate ? out.data() : Start == GemmStart::bias ? bias : nullptr;
+      const index_t depth = balanced(K, TileGemmBlocking<T>{}.depth, 1);
+      parallel_chunks(N, threads_for(2.0 * N * K, N / Tile<T>::P, tuning::kMinGemmFlopsPerThread), Tile<T>::P,
+                      [&](int, index_t n0, index_t n1) {
+                        invariant_row_product(w.data, w.stride, w.transposed, x.data, x.transposed ? x.stride : 1, K,
+                                              depth, n0, n1, out.data(), base);
+                      });
+      return;
+    }
     const index_t ldo = out.outerStride();
     const T* base = Start == GemmStart::accumulate ? out.data() : Start == GemmStart::bias ? bias : nullptr;
     tile_gemm<T>(M, N, K, gemm_operand<T>(a, TransposeA), gemm_operand<T>(b, TransposeB), out.data(), ldo, base,

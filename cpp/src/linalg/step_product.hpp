@@ -3,7 +3,8 @@
 // left operand (the batch) and runs the micro-kernel: Eigen's own GEMM would repack the weight at every step
 // (~9% of an LSTM training step at H=512, B=64). A single-row batch uses RowPanels (row_panels.hpp): the
 // weight packed into column panels for a register-blocked GEMV. In the row-invariant mode (tuning.hpp) every product,
-// one row or many, float or double, runs on the tile (tile_product.hpp), whose elements do not depend on the rows.
+// float or double, runs on the tile (tile_product.hpp), whose elements do not depend on the rows; one row takes the
+// tile's arithmetic on the weight in place (invariant_row_product: the same bits, nothing packed).
 // Work is split across the call's threads by blocks of output columns, or by batch rows (split_by_batch); the
 // whole-sequence kernels first try to split their time loops by rows (for_row_blocks, parallel.hpp). Nothing is
 // allocated per step.
@@ -59,6 +60,11 @@ class StepProduct {
                                          : panels_.by_units() ? Path::step_row_fused : Path::step_row_panels);
       return;
     }
+    if (tile_ && m_ == 1) {  // the row-invariant mode's one row: the tile's arithmetic on W in place, nothing packed
+      count_path(Path::step_tile);
+      parts_ = threads_for(2.0 * n_ * k_, n_ / Tile<T>::P, kMinFlopsPerThread);
+      return;
+    }
     if (tile_) {
       count_path(Path::step_tile);
       batch_split_ = forced(Knob::batch_split);
@@ -102,6 +108,13 @@ class StepProduct {
   void accumulate(const T* a, index_t lda, T* out, index_t ldo) {
     if (m_ == 0 || n_ == 0) return;
     const int parts = active_parts();
+    if (tile_ && m_ == 1) {
+      if (k_ > 0)
+        parallel_chunks(n_, parts, Tile<T>::P, [&](int, index_t n0, index_t n1) {
+          invariant_row_product(w_, w_stride_, TransposeW, a, 1, k_, k_, n0, n1, out, out);
+        });
+      return;
+    }
     if (tile_) {
       tile_accumulate(a, lda, out, ldo, parts);
       return;

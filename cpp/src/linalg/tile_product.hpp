@@ -193,6 +193,60 @@ struct Tile {
   }
 };
 
+/// out [N] = start + a [K] · op(W) for ONE row, in the tile's arithmetic without packing anything: each element
+/// acc = 0, acc = pmadd(w, a_k, acc) over k in order, out = start + acc, in depth slices of `depth` (start: base, or
+/// nothing when base is null, for the first slice; the output for the later ones): the bits of Tile::multiply over
+/// the same slices (tile_gemm's, or one slice for TileProduct), whatever the lane a column takes. The row-invariant
+/// mode's one-row products (a decode step of one source): packing the whole weight for one row cost 2.2-2.9x.
+///   transposed: W is [N, K] row-major (stride ldw) and op(W) = W^T, read in P x P blocks transposed in registers;
+///   else W is [K, N] row-major.  a: a[k * a_stride].  Columns [n0, n1) of out [N] (a thread's share);
+///   base: [N] or null, may be out itself.
+template <typename T>
+void invariant_row_product(const T* w, index_t ldw, bool transposed, const T* a, index_t a_stride, index_t K,
+                           index_t depth, index_t n0, index_t n1, T* out, const T* base) {
+  namespace ei = Eigen::internal;
+  using Packet = typename Tile<T>::Packet;
+  constexpr index_t P = Tile<T>::P;
+  alignas(64) T lanes[P];  // a packet assembled from scalars (a column block's tail), or a partial result
+  for (index_t c0 = n0; c0 < n1; c0 += P) {
+    const index_t cols = std::min(P, n1 - c0);
+    for (index_t k0 = 0; k0 < K; k0 += depth) {
+      const index_t k1 = std::min(K, k0 + depth);
+      Packet acc = ei::pzero(Packet());
+      index_t k = k0;
+      if constexpr (P > 1) {
+        if (transposed && cols == P) {
+          for (; k + P <= k1; k += P) {  // W's P rows x P columns, transposed: a packet of op(W) per k
+            ei::PacketBlock<Packet, int(P)> block;
+            for (index_t i = 0; i < P; ++i) block.packet[i] = ei::ploadu<Packet>(w + (c0 + i) * ldw + k);
+            ei::ptranspose(block);
+            for (index_t j = 0; j < P; ++j)
+              acc = ei::pmadd(block.packet[j], ei::pset1<Packet>(a[(k + j) * a_stride]), acc);
+          }
+        }
+      }
+      for (; k < k1; ++k) {
+        Packet wk;
+        if (!transposed && cols == P) {
+          wk = ei::ploadu<Packet>(w + k * ldw + c0);
+        } else {
+          for (index_t i = 0; i < P; ++i)
+            lanes[i] = i >= cols ? T(0) : transposed ? w[(c0 + i) * ldw + k] : w[k * ldw + c0 + i];
+          wk = ei::pload<Packet>(lanes);
+        }
+        acc = ei::pmadd(wk, ei::pset1<Packet>(a[k * a_stride]), acc);
+      }
+      const T* start = k0 > 0 ? out + c0 : base ? base + c0 : nullptr;
+      if (cols == P) {
+        ei::pstoreu(out + c0, start ? ei::padd(ei::ploadu<Packet>(start), acc) : acc);
+      } else {
+        ei::pstore(lanes, acc);
+        for (index_t i = 0; i < cols; ++i) out[c0 + i] = start ? start[i] + lanes[i] : lanes[i];
+      }
+    }
+  }
+}
+
 /// The batched per-step product out [m, N] += a [m, K] · op(W) on the tile, with op(W) packed once per call.
 /// The default paths use it where kTileProductAvailable (T = float); the row-invariant mode everywhere.
 template <typename T>
