@@ -128,8 +128,8 @@ def row_invariant(on: bool = True) -> Iterator[None]:
     decorator): every matrix product inside rnncore's kernels computes each output element with one fixed sequence
     of operations that depends only on that row's inputs and the weights, never on how many rows the call has, the
     rows beside it or the thread count, so a row's results are the same bits alone or inside any batch.
-    ``rnncore.decode`` decodes under it. The results equal the default paths' to rounding; a one-row product is
-    slower in it (its weight is packed per call), batched float products on AVX-512 run as they do by default.
+    ``rnncore.decode`` decodes under it. The results equal the default paths' to rounding. Batched products cost
+    about what they do by default; one-row products about 2x (a decode step of one source ~1.6x: bench/README.md).
     ``on=False`` turns the mode off for the block."""
     previous = _core._row_invariant_set(flag("on", on))
     try:
