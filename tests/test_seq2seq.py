@@ -366,22 +366,42 @@ def test_greedy_and_beam_search_reverse_and_beam_one_is_greedy(trained):
 
 
 def test_beam_search_is_batch_invariant(trained):
-    """A source's hypotheses are the same decoded alone or among others. Scores agree to rounding, not bits: the
-    GEMMs under the encoder, the decoder step and the Linear take a different path (tile or Eigen, blocking) for a
-    different row count N, so a row's sums round differently with the batch around it."""
+    """A source's hypotheses are the same bits decoded alone or among others (issue 13): rnncore.decode runs the
+    model under rnncore.ops.row_invariant(), so every product computes a row from that row alone."""
     model, _ = trained
     source, lengths, _, _ = reversal_batch(np.random.default_rng(5), 7)
     sources = [s[:n] for s, n in zip(source, lengths)]
     together = rc.decode.beam_search(model, sources, 1, 2, 8, beam_size=3, n_best=3, return_attention=True)
     for i, s in enumerate(sources):
         alone = rc.decode.beam_search(model, [s], 1, 2, 8, beam_size=3, n_best=3, return_attention=True)
-        assert_close(alone.scores[0], together.scores[i], "kernel_vs_reference", np.float32, f"scores {i}")
+        assert_identical(alone.scores[0], together.scores[i], "scores", f"source {i}")
+        assert_identical(alone.log_probs[0], together.log_probs[i], "log_probs", f"source {i}")
         assert_identical(alone.finished[0], together.finished[i], "finished", f"source {i}")
         for j in range(3):
             assert_identical(alone.tokens[0][j], together.tokens[i][j], "tokens", f"source {i} hypothesis {j}")
             n = len(s)
-            assert_close(alone.attention[0][j][:, :n], together.attention[i][j][:, :n], "kernel_vs_reference",
-                         np.float32, "attention")
+            assert_identical(alone.attention[0][j], together.attention[i][j][:, :n], "attention",
+                             f"source {i} hypothesis {j}")
+            assert not together.attention[i][j][:, n:].any()
+
+
+def test_greedy_and_sampling_are_batch_invariant(trained):
+    """Greedy: tokens, scores and attention the same bits alone or among others. Sampling draws its uniforms for
+    the whole batch, so a source's tokens depend on its place; their scores are the same bits as that source's
+    sequence_log_prob alone."""
+    model, _ = trained
+    source, lengths, _, _ = reversal_batch(np.random.default_rng(8), 9)
+    sources = [s[:n] for s, n in zip(source, lengths)]
+    together = rc.decode.greedy(model, sources, 1, 2, 8, return_attention=True)
+    sampled = rc.decode.sample(model, sources, 1, 2, 8, temperature=1.5, seed=3)
+    for i, s in enumerate(sources):
+        alone = rc.decode.greedy(model, [s], 1, 2, 8, return_attention=True)
+        assert_identical(alone.tokens[0], together.tokens[i], "tokens", f"source {i}")
+        assert_identical(alone.scores[0], together.scores[i], "scores", f"source {i}")
+        assert_identical(alone.attention[0], together.attention[i][:, :len(s)], "attention", f"source {i}")
+        eos = 2 if sampled.finished[i] else None
+        replayed = rc.decode.sequence_log_prob(model, [s], [sampled.tokens[i]], 1, eos)
+        assert_identical(replayed[0], sampled.scores[i], "sampled scores", f"source {i}")
 
 
 def test_padded_array_sources_equal_a_list_of_sequences(trained):

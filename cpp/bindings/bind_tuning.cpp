@@ -46,6 +46,17 @@ void register_tuning(py::module_& m) {
       counts[detail::kPathNames[p]] = detail::path_counts[p].load(std::memory_order_relaxed);
     return counts;
   });
+  // The row-invariant mode of the calling thread (tuning.hpp; rnncore.ops.row_invariant): returns the previous
+  // setting. The kernels run on the calling thread (the GIL released), so the thread-local setting reaches them.
+  m.def(
+      "_row_invariant_set",
+      [](bool on) {
+        const bool previous = detail::row_invariant_mode;
+        detail::row_invariant_mode = on;
+        return previous;
+      },
+      py::arg("on"));
+  m.def("_row_invariant_get", [] { return detail::row_invariant(); });
   m.def("_tuning_table", [] {
     py::dict table;
     table["tile_available"] = detail::kTileProductAvailable;

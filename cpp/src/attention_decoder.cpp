@@ -310,7 +310,8 @@ class DecoderForward {
       }
       out_ctx->accumulate(out_.contexts + t * B_ * Dv, Dv, o_t, O);
       out_h->accumulate(next[0], H_, o_t, O);
-      tanh_in_place(o_t, B_ * O);
+      // by rows: an element's lane width (packet or scalar tail) then depends on its column, not on B
+      for (index_t b = 0; b < B_; ++b) tanh_in_place(o_t + b * O, O);
     }
   }
 

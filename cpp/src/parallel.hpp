@@ -183,9 +183,11 @@ void parallel_chunks(index_t n, int parts, index_t align, Body&& body) {
   const index_t chunk = chunk_size(n, parts, align);
 #ifdef _OPENMP
   std::exception_ptr failure;  // an exception may not leave the region (std::terminate): the first is rethrown
+  const bool row_mode = row_invariant();  // a body may set up products: its workers take the caller's mode
 #pragma omp parallel for num_threads(parts) schedule(static, 1)
   for (int part = 0; part < parts; ++part) {
     FlushDenormalsScope fp_mode;
+    const RowInvariantScope rows(row_mode);
     const index_t begin = std::min(n, part * chunk), end = std::min(n, begin + chunk);
     try {
       if (begin < end) body(part, begin, end);  // a body may allocate (row scratch), so it may throw std::bad_alloc
@@ -224,9 +226,11 @@ void for_row_blocks(index_t B, double weight_bytes, Body&& body) {
   count_path(split ? Path::row_split : Path::one_block);
   if (split) {
     std::exception_ptr failure;  // an exception may not leave the region (std::terminate): the first is rethrown
+    const bool row_mode = row_invariant();  // each block sets up its own products, in the caller's mode
 #pragma omp parallel num_threads(int(team))
     {
       FlushDenormalsScope fp_mode;
+      const RowInvariantScope rows(row_mode);
       omp_set_num_threads(1);  // this thread's block runs serially
       const index_t part = omp_get_thread_num(), parts = omp_get_num_threads();  // may be fewer than asked for
       const index_t b0 = panels * part / parts * kPanelRows;

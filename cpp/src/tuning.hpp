@@ -89,6 +89,9 @@ inline constexpr index_t kEpiloguePrefetchMinDepth = 128;
 /// The register tile: kTileRows batch rows x kTileColPackets SIMD packets of columns (48 x 8 floats on AVX-512,
 /// 24 of 32 vector registers): LSTM B=64 H=512 step 163 -> 184 GFLOP/s over Eigen's 48 x 4.
 inline constexpr index_t kTileRows = 8;
+/// The tile's rows on 16-register ISAs (AVX2, SSE): 3 packets x 4 rows = 12 accumulators + 3 loads + 1 broadcast,
+/// Eigen's gebp shape. Such builds run the tile only in the row-invariant mode (float64 on AVX-512 takes 8 rows).
+inline constexpr index_t kTileRowsFewRegisters = 4;
 inline constexpr index_t kTileColPackets = 3;
 /// k steps ahead a tile prefetches its vector-side panel (16-64 measured the same).
 inline constexpr index_t kTilePrefetchDistance = 8;
@@ -146,6 +149,7 @@ namespace rnncore::detail {
 ///                 dot products (off); the backward's dh · W is always packed
 ///   fuse_units:   a one-row float product is packed by units for the cell's fused update (auto/on: where the
 ///                 shapes allow) or packed plainly and followed by the row pass (off)
+/// The row-invariant mode (end of this file) overrides tile_gemm, pack_row and fuse_units: every product on the tile.
 enum class Knob : int {
   parallel, row_split, batch_split, weight_in_l2, tile_gemm, pack_row, fuse_units, adapt_threads, count
 };
@@ -179,6 +183,27 @@ inline constexpr const char* kPathNames[] = {"one_block",         "row_split", "
 inline std::atomic<std::int64_t> path_counts[int(Path::count)] = {};
 
 inline void count_path(Path path) { path_counts[int(path)].fetch_add(1, std::memory_order_relaxed); }
+
+/// The row-invariant mode (docs/design.md §4, rnncore.ops.row_invariant): while it is on, every product (StepProduct,
+/// the GEMM helpers) runs on the tile of tile_product.hpp, which computes each output element as one fixed sequence
+/// (acc = fma(w, a, acc) over k in order, out = base + acc) from that row's inputs alone, so a row's bits do not
+/// depend on the rows beside it or the thread count. Per calling thread; the parallel launchers (parallel.hpp,
+/// split_output, StepProduct's regions) carry it into their workers. Read once per kernel call or product set-up.
+inline thread_local bool row_invariant_mode = false;
+
+inline bool row_invariant() { return row_invariant_mode; }
+
+/// Sets the calling thread's row-invariant mode for the scope (restored on exit).
+class RowInvariantScope {
+ public:
+  explicit RowInvariantScope(bool on) : saved_(row_invariant_mode) { row_invariant_mode = on; }
+  ~RowInvariantScope() { row_invariant_mode = saved_; }
+  RowInvariantScope(const RowInvariantScope&) = delete;
+  RowInvariantScope& operator=(const RowInvariantScope&) = delete;
+
+ private:
+  bool saved_;
+};
 
 static_assert(sizeof(kKnobNames) / sizeof(*kKnobNames) == std::size_t(Knob::count), "a name per knob");
 static_assert(sizeof(kPathNames) / sizeof(*kPathNames) == std::size_t(Path::count), "a name per path");

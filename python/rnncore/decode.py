@@ -8,6 +8,10 @@ The decoders call ``step`` once per time step for all sources (and all beams) to
 decoder-only LM built from rnncore layers (Embedding -> cell -> Linear).
 
 Tokens returned exclude ``bos`` and ``eos`` (CTranslate2's default); ``scores`` are float64.
+
+Every decoder runs the model under ``rnncore.ops.row_invariant()``: rnncore's kernels then compute each row from its
+own inputs alone, so a source's tokens, scores, log-probs and attention are the same bits decoded alone or in any
+batch (for models built from rnncore ops whose rows are independent, as ``StepModel`` asks).
 """
 
 from __future__ import annotations
@@ -177,6 +181,7 @@ def _loop(model: Any, batch: Any, bos: int, eos: int, max_len: int, n: int, choo
     return DecodeResult(seqs, scores, done, weights)
 
 
+@ops.row_invariant()
 def greedy(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, return_attention: bool = False
            ) -> DecodeResult:
     """The most likely token at every step (argmax; ties: the lowest id, as torch.argmax), until eos or max_len
@@ -208,6 +213,7 @@ def _filter_logits(logits: np.ndarray, top_k: int | None, top_p: float | None) -
     return logits
 
 
+@ops.row_invariant()
 def sample(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, temperature: float = 1.0,
            top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
            return_attention: bool = False) -> DecodeResult:
@@ -254,6 +260,7 @@ def _best_candidates(log_probs: np.ndarray, cum: np.ndarray, take: int) -> tuple
     return np.take_along_axis(flat, picks, axis=1), best
 
 
+@ops.row_invariant()
 def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, beam_size: int = 5,
                 length_penalty: float = 1.0, n_best: int = 1, gnmt_alpha: float | None = None,
                 return_attention: bool = False) -> BeamResult:
@@ -346,6 +353,7 @@ def beam_search(model: StepModel, batch: Any, bos: int, eos: int, max_len: int, 
     return BeamResult(out_tokens, scores, log_probs_out, finished, out_weights if read is not None else None)
 
 
+@ops.row_invariant()
 def sequence_log_prob(model: StepModel, batch: Any, targets: Any, bos: int, eos: int | None = None) -> np.ndarray:
     """log P(targets[i] | source i) [N] (float64), teacher-forced: the sum of the step log-probs of each target's
     tokens (int sequences without bos), plus that of eos after them when ``eos`` is given — the score beam search

@@ -23,14 +23,17 @@ namespace rnncore::detail {
 
 // The kernels' large GEMMs run on the 48 x 8 tile (tile_gemm.hpp) where kTileFor<T> (float on AVX-512-class
 // builds) from tuning::kTileGemmMinRows output rows, else on Eigen's GEMM (the tile is 1.05-1.55x Eigen's rate on
-// the bench grid's LSTM shapes; bench/README.md).
+// the bench grid's LSTM shapes; bench/README.md). In the row-invariant mode (tuning.hpp) every GEMM runs on the
+// tile, for every scalar type and build: Eigen's kernels round an element differently by the product's size.
 
 /// Whether a GEMM of scalar T with `rows` output rows runs on the tile (else on Eigen); counted, and forced by the
-/// tile_gemm knob (tuning.hpp). Always false where the build has no tile for T.
+/// tile_gemm knob (tuning.hpp). Always true in the row-invariant mode; else false where the build has no tile for T.
 template <typename T>
 bool runs_on_tile(index_t rows) {
   bool tile = false;
-  if constexpr (kTileFor<T>) {
+  if (row_invariant()) {
+    tile = true;  // the row-invariant mode: every row through the tile's one sequence per element (tuning.hpp)
+  } else if constexpr (kTileFor<T>) {
     const int force = forced(Knob::tile_gemm);
     tile = force < 0 ? rows >= tuning::kTileGemmMinRows : force == 1 && rows > 0;
   }
@@ -94,9 +97,11 @@ void split_output(index_t M, index_t N, index_t K, Block&& block) {
   }
 #ifdef _OPENMP
   std::exception_ptr failure;  // an exception may not leave the region (std::terminate): the first is rethrown
+  const bool row_mode = row_invariant();  // the caller's mode in every worker (a block may choose a path)
 #pragma omp parallel for num_threads(parts) schedule(static, 1)
   for (int part = 0; part < parts; ++part) {
     const FlushDenormalsScope fp_mode;
+    const RowInvariantScope rows(row_mode);
     try {
       run(part);  // Eigen allocates its packing buffers: may throw std::bad_alloc
     } catch (...) {
@@ -123,13 +128,24 @@ void gemm_into(Out& out, const A& a, const B& b, const typename Out::Scalar* bia
   eigen_assert((TransposeA ? a.cols() : a.rows()) == M && (TransposeB ? b.rows() : b.cols()) == N);
   eigen_assert(K == (TransposeB ? b.cols() : b.rows()));
   if (runs_on_tile<T>(M)) {
-    if constexpr (kTileFor<T>) {
-      const index_t ldo = out.outerStride();
+    if (M == 1 && K > 0 && row_invariant()) {
+      // One row in the row-invariant mode: the tile GEMM's arithmetic and depth slices on b in place (packing all of
+      // op(b) for one row cost a decode step of one source 2-3x).
+      const GemmOperand<T> x = gemm_operand<T>(a, TransposeA), w = gemm_operand<T>(b, TransposeB);
       const T* base = Start == GemmStart::accumulate ? out.data() : Start == GemmStart::bias ? bias : nullptr;
-      tile_gemm<T>(M, N, K, gemm_operand<T>(a, TransposeA), gemm_operand<T>(b, TransposeB), out.data(), ldo, base,
-                   Start == GemmStart::accumulate ? ldo : 0);
+      const index_t depth = balanced(K, TileGemmBlocking<T>{}.depth, 1);
+      parallel_chunks(N, threads_for(2.0 * N * K, N / Tile<T>::P, tuning::kMinGemmFlopsPerThread), Tile<T>::P,
+                      [&](int, index_t n0, index_t n1) {
+                        invariant_row_product(w.data, w.stride, w.transposed, x.data, x.transposed ? x.stride : 1, K,
+                                              depth, n0, n1, out.data(), base);
+                      });
       return;
     }
+    const index_t ldo = out.outerStride();
+    const T* base = Start == GemmStart::accumulate ? out.data() : Start == GemmStart::bias ? bias : nullptr;
+    tile_gemm<T>(M, N, K, gemm_operand<T>(a, TransposeA), gemm_operand<T>(b, TransposeB), out.data(), ldo, base,
+                 Start == GemmStart::accumulate ? ldo : 0);
+    return;
   }
   split_output(M, N, K, [&](index_t r0, index_t r1, index_t c0, index_t c1) {
     auto dst = out.block(r0, c0, r1 - r0, c1 - c0);

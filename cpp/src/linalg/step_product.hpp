@@ -2,7 +2,9 @@
 // once per kernel call into the layout of Eigen's GEMM micro-kernel (gebp) and every step only packs its small
 // left operand (the batch) and runs the micro-kernel: Eigen's own GEMM would repack the weight at every step
 // (~9% of an LSTM training step at H=512, B=64). A single-row batch uses RowPanels (row_panels.hpp): the
-// weight packed into column panels for a register-blocked GEMV.
+// weight packed into column panels for a register-blocked GEMV. In the row-invariant mode (tuning.hpp) every product,
+// float or double, runs on the tile (tile_product.hpp), whose elements do not depend on the rows; one row takes the
+// tile's arithmetic on the weight in place (invariant_row_product: the same bits, nothing packed).
 // Work is split across the call's threads by blocks of output columns, or by batch rows (split_by_batch); the
 // whole-sequence kernels first try to split their time loops by rows (for_row_blocks, parallel.hpp). Nothing is
 // allocated per step.
@@ -40,11 +42,12 @@ class StepProduct {
   StepProduct(const T* w, index_t w_rows, index_t w_cols, index_t m, index_t steps = kManySteps,
               index_t unit_gates = 0, index_t w_stride = 0)
       : w_(w), w_stride_(w_stride > 0 ? w_stride : w_cols), n_(TransposeW ? w_rows : w_cols),
-        k_(TransposeW ? w_cols : w_rows), m_(m) {
-    if (m_ <= 1 || n_ == 0 || k_ == 0) {
+        k_(TransposeW ? w_cols : w_rows), m_(m), tile_(row_invariant() || (kTileFor<T> && m > 1)) {
+    const bool row = m_ == 1 && !tile_;  // a one-row product outside the row-invariant mode
+    if (m_ == 0 || n_ == 0 || k_ == 0 || row) {
       parts_ = threads_for(2.0 * m_ * n_ * k_, n_ / kAlign, kMinFlopsPerThread);
       const int pack = forced(Knob::pack_row);  // (the unpacked path reads W as [N, K]: TransposeW only)
-      if (m_ == 1 && (!TransposeW || (pack >= 0 ? pack == 1 : steps >= kMinStepsToPack))) {
+      if (row && (!TransposeW || (pack >= 0 ? pack == 1 : steps >= kMinStepsToPack))) {
         // One row: op(W) packed as column panels, so the product is K scaled panel rows added up in registers
         // (full-width FMAs) instead of N dot products that each end in a horizontal reduction.
         const bool by_units = std::is_same_v<T, float> && forced(Knob::fuse_units) != 0 &&
@@ -52,12 +55,17 @@ class StepProduct {
         panels_.pack(w_, w_stride_, n_, k_, TransposeW, by_units ? unit_gates : 0);
         parts_ = threads_for(2.0 * n_ * k_, panels_.panels(), kMinFlopsPerThread);
       }
-      if (m_ == 1 && n_ > 0 && k_ > 0)
+      if (row && n_ > 0 && k_ > 0)
         count_path(panels_.panels() == 0 ? Path::step_row_unpacked
                                          : panels_.by_units() ? Path::step_row_fused : Path::step_row_panels);
       return;
     }
-    if constexpr (kTileFor<T>) {
+    if (tile_ && m_ == 1) {  // the row-invariant mode's one row: the tile's arithmetic on W in place, nothing packed
+      count_path(Path::step_tile);
+      parts_ = threads_for(2.0 * n_ * k_, n_ / Tile<T>::P, kMinFlopsPerThread);
+      return;
+    }
+    if (tile_) {
       count_path(Path::step_tile);
       batch_split_ = forced(Knob::batch_split);
       tiles_.reserve(n_, k_, m_, forced(Knob::weight_in_l2));
@@ -100,12 +108,19 @@ class StepProduct {
   void accumulate(const T* a, index_t lda, T* out, index_t ldo) {
     if (m_ == 0 || n_ == 0) return;
     const int parts = active_parts();
-    if (m_ == 1) {
-      gemv(a, out);
+    if (tile_ && m_ == 1) {
+      if (k_ > 0)
+        parallel_chunks(n_, parts, Tile<T>::P, [&](int, index_t n0, index_t n1) {
+          invariant_row_product(w_, w_stride_, TransposeW, a, 1, k_, k_, n0, n1, out, out);
+        });
       return;
     }
-    if constexpr (kTileFor<T>) {
+    if (tile_) {
       tile_accumulate(a, lda, out, ldo, parts);
+      return;
+    }
+    if (m_ == 1) {
+      gemv(a, out);
       return;
     }
     const AMapper a_map(a, lda);  // a^T [K, m], column-major with stride lda
@@ -161,7 +176,7 @@ class StepProduct {
   }
 
  private:
-  /// The float/AVX-512 path: each thread packs a share of the batch panels, then multiplies them by the whole weight
+  /// The tile path (float on AVX-512; every product in the row-invariant mode): each thread packs a share of the batch panels, then multiplies them by the whole weight
   /// (split_by_batch), or, after a barrier, the whole batch by its share of the weight panels.
   void tile_accumulate(const T* a, index_t lda, T* out, index_t ldo, int parts) {
     const index_t batch = tiles_.batch_panels(), panels = tiles_.panels();
@@ -268,7 +283,8 @@ class StepProduct {
   RowPanels<T> panels_;
   bool reverse_ = false;
   int batch_split_ = -1;  // the batch_split knob at set-up: -1 auto (split_by_batch decides), 0 never, 1 always
-  std::conditional_t<kTileFor<T>, TileProduct<T>, char> tiles_{};
+  bool tile_;             // runs on the tile: kTileFor<T> from two rows, or any product in the row-invariant mode
+  TileProduct<T> tiles_;
 };
 
 }  // namespace rnncore::detail

@@ -5,6 +5,9 @@
 // twice as often per FMA (1.1-1.2x on the per-step products, bench/README.md). StepProduct uses it for float with
 // 32 registers and Eigen's gebp otherwise. The tile itself (Tile<T>) is shared with the blocked
 // GEMM of tile_gemm.hpp (input projection, dx, weight gradients).
+// Every build can instantiate it for float and double (3 packets x kRows rows: 8 rows with 32 registers, 4 with 16),
+// for the row-invariant mode (tuning.hpp): the tile computes each output element as acc = fma(w, a, acc) over k in
+// order and out = base + acc, whatever the rows beside it, so the mode runs every product on it.
 #pragma once
 
 #include <Eigen/Core>
@@ -34,17 +37,24 @@ template <typename T>
 constexpr bool kTileFor = std::is_same_v<T, float> && kTileProductAvailable;
 
 /// The register tile and its two packed operand layouts, shared by the per-step product (TileProduct) and the
-/// blocked GEMM (tile_gemm.hpp). Instantiated only where kTileProductAvailable (T = float).
+/// blocked GEMM (tile_gemm.hpp). The default paths instantiate it where kTileProductAvailable (T = float); the
+/// row-invariant mode on every build, for float and double.
 ///   vector side:    op(W) [K, N] in panels of kCols columns, each [k][kCols] (3 packets per k, loaded)
 ///   broadcast side: A [M, K] in panels of kRows rows, each [k][kRows] (one scalar per row and k, broadcast)
 /// A tile is kRows rows x kCols columns of out, accumulated over k in 24 registers.
 template <typename T>
 struct Tile {
   using Packet = typename Eigen::internal::packet_traits<T>::type;
-  using RowPacket = typename Eigen::internal::unpacket_traits<Packet>::half;  // 8 lanes: one k of a batch panel
   static constexpr index_t P = Eigen::internal::unpacket_traits<Packet>::size;
   static constexpr index_t kCols = tuning::kTileColPackets * P;  // output columns per vector-side panel (48)
-  static constexpr index_t kRows = tuning::kTileRows;            // output rows per broadcast-side panel
+  static constexpr index_t kRows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32
+                                       ? tuning::kTileRows
+                                       : tuning::kTileRowsFewRegisters;  // output rows per broadcast-side panel
+  using Half = typename Eigen::internal::unpacket_traits<Packet>::half;
+  /// A packet of kRows lanes (one k of a batch panel: the half packet of float on AVX-512), or void where the build
+  /// has none (then the batch is packed by scalars).
+  using RowPacket = std::conditional_t<Eigen::internal::unpacket_traits<Half>::size == kRows, Half,
+                                       std::conditional_t<P == kRows, Packet, void>>;
   static constexpr index_t kLineScalars = 64 / sizeof(T);  // scalars per 64-byte cache line
 
   /// Scalars past a vector-side panel buffer's last panel that the multiply's prefetch (8 k ahead) may address.
@@ -80,11 +90,13 @@ struct Tile {
         for (index_t kk = 0; kk < k; ++kk) {
           const T* src = a + (k0 + kk) * lda + m0 + q * R;
           T* d = dst + q * k * R + kk * R;
-          if (rows == R) {
-            ei::pstore(d, ei::ploadu<RowPacket>(src));
-          } else {
-            for (index_t r = 0; r < R; ++r) d[r] = r < rows ? src[r] : T(0);
+          if constexpr (!std::is_void_v<RowPacket>) {
+            if (rows == R) {
+              ei::pstore(d, ei::ploadu<RowPacket>(src));
+              continue;
+            }
           }
+          for (index_t r = 0; r < R; ++r) d[r] = r < rows ? src[r] : T(0);
         }
       }
       return;
@@ -94,12 +106,14 @@ struct Tile {
       T* d = dst + q * k * R;
       const index_t rows = std::min(R, m1 - m0 - q * R);
       index_t kk = 0;
-      if (rows == R) {  // 8 x 8 blocks transposed in registers
-        for (; kk + R <= k; kk += R) {
-          ei::PacketBlock<RowPacket, int(R)> block;
-          for (index_t r = 0; r < R; ++r) block.packet[r] = ei::ploadu<RowPacket>(src + r * lda + kk);
-          ei::ptranspose(block);
-          for (index_t r = 0; r < R; ++r) ei::pstore(d + (kk + r) * R, block.packet[r]);
+      if constexpr (!std::is_void_v<RowPacket>) {
+        if (rows == R) {  // 8 x 8 blocks transposed in registers
+          for (; kk + R <= k; kk += R) {
+            ei::PacketBlock<RowPacket, int(R)> block;
+            for (index_t r = 0; r < R; ++r) block.packet[r] = ei::ploadu<RowPacket>(src + r * lda + kk);
+            ei::ptranspose(block);
+            for (index_t r = 0; r < R; ++r) ei::pstore(d + (kk + r) * R, block.packet[r]);
+          }
         }
       }
       for (; kk < k; ++kk)
@@ -174,13 +188,67 @@ struct Tile {
     for (int j = 0; j < int(kRows); ++j)
 #pragma GCC unroll 3
       for (int i = 0; i < NP; ++i) ei::pstore(&sums[j][i * P], acc[i][j]);
-    for (index_t j = 0; j < rows; ++j)
-      for (index_t c = 0; c < cols; ++c) out[j * ldo + c] = (base ? base[j * ldbase + c] : T(0)) + sums[j][c];
+    for (index_t j = 0; j < rows; ++j)  // as a whole tile's (acc itself when there is no base: 0 + -0 is +0)
+      for (index_t c = 0; c < cols; ++c) out[j * ldo + c] = base ? base[j * ldbase + c] + sums[j][c] : sums[j][c];
   }
 };
 
+/// out [N] = start + a [K] · op(W) for ONE row, in the tile's arithmetic without packing anything: each element
+/// acc = 0, acc = pmadd(w, a_k, acc) over k in order, out = start + acc, in depth slices of `depth` (start: base, or
+/// nothing when base is null, for the first slice; the output for the later ones): the bits of Tile::multiply over
+/// the same slices (tile_gemm's, or one slice for TileProduct), whatever the lane a column takes. The row-invariant
+/// mode's one-row products (a decode step of one source): packing the whole weight for one row cost 2.2-2.9x.
+///   transposed: W is [N, K] row-major (stride ldw) and op(W) = W^T, read in P x P blocks transposed in registers;
+///   else W is [K, N] row-major.  a: a[k * a_stride].  Columns [n0, n1) of out [N] (a thread's share);
+///   base: [N] or null, may be out itself.
+template <typename T>
+void invariant_row_product(const T* w, index_t ldw, bool transposed, const T* a, index_t a_stride, index_t K,
+                           index_t depth, index_t n0, index_t n1, T* out, const T* base) {
+  namespace ei = Eigen::internal;
+  using Packet = typename Tile<T>::Packet;
+  constexpr index_t P = Tile<T>::P;
+  alignas(64) T lanes[P];  // a packet assembled from scalars (a column block's tail), or a partial result
+  for (index_t c0 = n0; c0 < n1; c0 += P) {
+    const index_t cols = std::min(P, n1 - c0);
+    for (index_t k0 = 0; k0 < K; k0 += depth) {
+      const index_t k1 = std::min(K, k0 + depth);
+      Packet acc = ei::pzero(Packet());
+      index_t k = k0;
+      if constexpr (P > 1) {
+        if (transposed && cols == P) {
+          for (; k + P <= k1; k += P) {  // W's P rows x P columns, transposed: a packet of op(W) per k
+            ei::PacketBlock<Packet, int(P)> block;
+            for (index_t i = 0; i < P; ++i) block.packet[i] = ei::ploadu<Packet>(w + (c0 + i) * ldw + k);
+            ei::ptranspose(block);
+            for (index_t j = 0; j < P; ++j)
+              acc = ei::pmadd(block.packet[j], ei::pset1<Packet>(a[(k + j) * a_stride]), acc);
+          }
+        }
+      }
+      for (; k < k1; ++k) {
+        Packet wk;
+        if (!transposed && cols == P) {
+          wk = ei::ploadu<Packet>(w + k * ldw + c0);
+        } else {
+          for (index_t i = 0; i < P; ++i)
+            lanes[i] = i >= cols ? T(0) : transposed ? w[(c0 + i) * ldw + k] : w[k * ldw + c0 + i];
+          wk = ei::pload<Packet>(lanes);
+        }
+        acc = ei::pmadd(wk, ei::pset1<Packet>(a[k * a_stride]), acc);
+      }
+      const T* start = k0 > 0 ? out + c0 : base ? base + c0 : nullptr;
+      if (cols == P) {
+        ei::pstoreu(out + c0, start ? ei::padd(ei::ploadu<Packet>(start), acc) : acc);
+      } else {
+        ei::pstore(lanes, acc);
+        for (index_t i = 0; i < cols; ++i) out[c0 + i] = start ? start[i] + lanes[i] : lanes[i];
+      }
+    }
+  }
+}
+
 /// The batched per-step product out [m, N] += a [m, K] · op(W) on the tile, with op(W) packed once per call.
-/// Instantiated only where kTileProductAvailable (T = float); a template so that other builds never compile it.
+/// The default paths use it where kTileProductAvailable (T = float); the row-invariant mode everywhere.
 template <typename T>
 class TileProduct {
  public:

@@ -48,6 +48,7 @@ from .runtime import (
     get_num_threads,
     has_openmp,
     memory_stats,
+    row_invariant,
     set_cache_limit,
     set_num_threads,
     simd_instruction_sets,
@@ -67,4 +68,5 @@ __all__ = [
     "simd_instruction_sets", "has_openmp",
     "attention_decoder_forward", "attention_decoder_backward", "AttentionDecoderGradients",
     "adam_update",
+    "row_invariant",
 ]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
 from .. import _core
-from .._validation import non_negative_int, positive_int, thread_count
+from .._validation import flag, non_negative_int, positive_int, thread_count
 
 __all__ = ["set_num_threads", "get_num_threads", "threads", "memory_stats", "empty_cache", "set_cache_limit",
-           "build_info", "simd_instruction_sets", "has_openmp"]
+           "build_info", "simd_instruction_sets", "has_openmp", "row_invariant"]
 
 
 def set_num_threads(n: int) -> None:
@@ -119,3 +120,19 @@ def simd_instruction_sets() -> str:
 def has_openmp() -> bool:
     """Whether the kernels were built with OpenMP (threads inside one call)."""
     return bool(_core.has_openmp())
+
+
+@contextlib.contextmanager
+def row_invariant(on: bool = True) -> Iterator[None]:
+    """Row-invariant kernels for a block of code (the calling Python thread only; restored on exit, nests, works as a
+    decorator): every matrix product inside rnncore's kernels computes each output element with one fixed sequence
+    of operations that depends only on that row's inputs and the weights, never on how many rows the call has, the
+    rows beside it or the thread count, so a row's results are the same bits alone or inside any batch.
+    ``rnncore.decode`` decodes under it. The results equal the default paths' to rounding. Batched products cost
+    about what they do by default; one-row products about 2x (a decode step of one source ~1.6x: bench/README.md).
+    ``on=False`` turns the mode off for the block."""
+    previous = _core._row_invariant_set(flag("on", on))
+    try:
+        yield
+    finally:
+        _core._row_invariant_set(previous)
