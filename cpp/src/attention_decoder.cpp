@@ -16,6 +16,7 @@
 #include "rnncore/attention_decoder.hpp"
 
 #include <algorithm>
+#include <mutex>
 #include <optional>
 
 #include "attention_steps.hpp"
@@ -605,6 +606,7 @@ struct DecoderSession<T>::Impl {
   std::optional<StepProduct<T, true>> output;  // logits += o W_out^T
   RowMatrix<T> x, contexts;                    // one step's embedded tokens [B, E] and contexts [B, Dv]
   bool prepared = false;                       // the products exist (made at the first step)
+  std::mutex busy;                             // one step at a time (the GIL is released): the scratch is shared
 
   /// A copy of rows x cols entries at p (empty when p is null) and where it lives (null when p is).
   static const T* keep(RowMatrix<T>& dst, const T* p, index_t rows, index_t cols) {
@@ -667,6 +669,7 @@ template <typename T>
 void DecoderSession<T>::step(const index_t* tokens, const T* h, const T* c, const T* fed, T* log_probs, T* outputs,
                              T* alpha, T* h_n, T* c_n) {
   Impl& s = *impl_;
+  const std::lock_guard<std::mutex> lock(s.busy);
   const index_t B = s.d.B, E = s.d.E, O = s.d.O, V = s.V;
   {
     const KernelScope scope(s.flops);
