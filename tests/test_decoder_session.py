@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from test_attention_decoder import make_args
 
+import rnncore as rc
 from rnncore import ops, reference
 from rnncore._cell_table import VARIANTS
 
@@ -160,3 +161,50 @@ def test_session_without_embedding_takes_no_tokens():
     assert_step(session.step(None), twin_step(args, kw, None, None, None, None), np.float64)
     with pytest.raises(ValueError, match=r"tokens must be None for a session without an embedding"):
         session.step(np.array([0, 1]))
+
+
+# ---- Seq2Seq's step through its session -----------------------------------------------------------------------------
+
+SEQ2SEQ_CONFIGS = [dict(), dict(cell="gru", feed_targets=False),
+                   dict(attention="dot", input_feeding=True, decoder_hidden=4), dict(attention="general", cell="rnn"),
+                   dict(attention="concat", position="after", bridge="zeros")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("config", SEQ2SEQ_CONFIGS, ids=["lstm-additive", "gru-no-targets", "dot-feeding",
+                                                         "general-rnn", "concat-after"])
+def test_seq2seq_steps_match_its_teacher_forced_forward(config, dtype):
+    """Three steps through the session (made at the first, carried in the state) give the log-softmax of the
+    teacher-forced logits of the same inputs."""
+    kw = dict(source_vocab=7, target_vocab=6, embedding_size=3, encoder_hidden=2, decoder_hidden=3, dtype=dtype,
+              seed=1)
+    kw.update(config)
+    if kw.get("attention", "additive") in ("additive", "concat"):
+        kw["attention_units"] = 2
+    model = rc.Seq2Seq(**kw).eval()
+    source = np.array([[4, 5, 6, 0], [3, 3, 0, 0]])
+    inputs = np.array([[1, 4, 5], [1, 3, 3]])
+    logits, _ = model(source, [3, 2], inputs)
+    state = model.start(source)
+    got = []
+    for t in range(3):
+        log_probs, state = model.step(inputs[:, t], state)
+        got.append(log_probs)
+    assert "session" in state
+    want = reference.log_softmax(logits)
+    np.testing.assert_allclose(np.stack(got, axis=1), want, **tol("kernel_vs_reference", dtype))
+
+
+def test_seq2seq_reorder_keeps_the_session_within_a_source_only():
+    model = rc.Seq2Seq(7, 6, embedding_size=3, encoder_hidden=2, decoder_hidden=3, attention_units=2, seed=1).eval()
+    state = model.start(np.array([[4, 5, 6], [3, 3, 4]]))
+    _, state = model.step(np.array([1, 1]), state)
+    swapped = model.reorder(state, np.array([1, 0]))
+    assert "session" not in swapped  # rows changed source: the next step makes a new session
+    expanded = model.reorder(state, np.array([0, 0, 1, 1]))
+    _, expanded = model.step(np.array([4, 5, 3, 3]), expanded)
+    session = expanded["session"]
+    moved = model.reorder(expanded, np.array([1, 0, 3, 3]))
+    assert moved["session"] is session  # beams reordered within their source: the same session
+    log_probs, _ = model.step(np.array([5, 4, 3, 3]), moved)
+    assert log_probs.shape == (4, 6)
