@@ -7,6 +7,7 @@
 // the cell's step, the attention on h_t, o_t = tanh(ctx_t W_cc^T + h_t W_ch^T + b_c). Every per-step product's
 // weight (W_hh, the fed columns of w_ih, W_q, W_c's halves) is packed once per call (StepProduct), nothing is
 // allocated per step, and the additive score's keys are put in its score layout once per call.
+// Decoding (DecoderSession, at the end): one-step calls of the same forward on products kept between the calls.
 // Backward, per step t = Ty-1 … 0: [before] the cell's rows (dy = doutputs[t]) and recurrent products, then
 // dctx_t = dG_t W_ic + dcontexts[t] and the attention's backward, whose dquery joins dh_{t-1};
 // [after] do_t = doutputs[t] + dG_{t+1} W_io (input feeding), dopre = do ⊙ (1 - o²) (tanh' from the output),
@@ -20,12 +21,12 @@
 #include <optional>
 
 #include "attention_steps.hpp"
-#include "rnncore/decoding.hpp"
 #include "cells/gru.hpp"
 #include "cells/lstm.hpp"
 #include "cells/rnn.hpp"
 #include "linalg/arrays.hpp"
 #include "recurrent_common.hpp"
+#include "rnncore/decoding.hpp"
 #include "time_loops.hpp"
 
 namespace rnncore {
