@@ -212,8 +212,79 @@ py::tuple backward(const DecoderWorkspace<T>& ws, const OptionalArray<T>& doutpu
   return result;
 }
 
+/// A decoding session from the forward's exact arguments (x [1, B, E] gives B and E; h0, c0, o0 must be None)
+/// plus embedding [Vin, E] (None when E = 0), w_out [V, O], b_out [V] or None; NotImplemented unless all exact.
+py::object make_session(py::handle x, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh,
+                        py::handle keys, py::handle values, py::handle lengths, py::handle cell, py::handle reset_after,
+                        py::handle nonlinearity, py::handle score, py::handle w_q, py::handle b_a, py::handle w_v,
+                        py::handle score_bias, py::handle energy_activation, py::handle position,
+                        py::handle input_feeding, py::handle w_c, py::handle b_c, py::handle embedding,
+                        py::handle w_out, py::handle b_out) {
+  auto run = [&](auto type) -> py::object {
+    using T = decltype(type);
+    const py::handle none = py::none();
+    const DecoderCallArgs<T> call(x, none, none, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
+                                  nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
+                                  input_feeding, w_c, b_c, none, py::bool_(false));
+    if (!call.ok || call.d.Ty != 1) return not_exact();
+    const DecoderDims& d = call.d;
+    const py::ssize_t *es = nullptr, *os;
+    if (d.E > 0 ? !array_shape<T>(embedding, 2, es) : !embedding.is_none()) return not_exact();
+    if (!array_shape<T>(w_out, 2, os)) return not_exact();
+    const index_t Vin = es ? es[0] : 0, V = os[0];
+    const ExactArray<T> emb(embedding, {Vin, d.E}, true), wo(w_out, {V, d.O}), bo(b_out, {V}, true);
+    if (!(emb.ok && wo.ok && bo.ok) || V < 1 || (d.E > 0 && Vin < 1)) return not_exact();
+    std::unique_ptr<DecoderSession<T>> session;
+    {
+      py::gil_scoped_release release;
+      session = std::make_unique<DecoderSession<T>>(call.spec, d, call.a, emb.data, Vin, wo.data, bo.data, V);
+    }
+    return py::cast(std::move(session));
+  };
+  const py::ssize_t* shape;
+  if (array_shape<float>(x, 3, shape)) return run(float{});
+  if (array_shape<double>(x, 3, shape)) return run(double{});
+  return not_exact();
+}
+
+/// One session step: tokens int64 [B] in 0..Vin-1 (None when E = 0), h [B, H], c [B, H] (LSTM, else None), fed
+/// [B, O] (input feeding, else None); None for a state part is zeros -> (log_probs [B, V], outputs [B, O],
+/// alpha [B, Tx], h_n [B, H], c_n [B, H] or None). NotImplemented unless every argument is exact.
+template <typename T>
+py::object session_step(DecoderSession<T>& session, py::handle tokens, py::handle h, py::handle c, py::handle fed) {
+  const DecoderDims& d = session.dims();
+  const DecoderSpec& spec = session.spec();
+  const bool lstm = spec.cell.kind == CellKind::lstm, feeding = spec.input_feeding;
+  const index_t B = d.B, Vin = session.embedding_rows();
+  const ExactArray<index_t> tok(tokens, {B}, d.E == 0);
+  const ExactArray<T> ha(h, {B, d.H}, true), ca(c, {B, d.H}, true), fa(fed, {B, d.O}, true);
+  if (!(tok.ok && ha.ok && ca.ok && fa.ok) || (!lstm && ca.data) || (!feeding && fa.data) ||
+      (d.E == 0 && !tokens.is_none()))
+    return not_exact();
+  for (index_t b = 0; d.E > 0 && b < B; ++b)
+    if (tok.data[b] < 0 || tok.data[b] >= Vin) return not_exact();
+  auto log_probs = new_array<T>({B, session.vocabulary()}), outputs = new_array<T>({B, d.O}),
+       alpha = new_array<T>({B, d.Tx}), h_n = new_array<T>({B, d.H});
+  std::optional<Array<T>> c_n;
+  if (lstm) c_n = new_array<T>({B, d.H});
+  {
+    py::gil_scoped_release release;
+    session.step(tok.data, ha.data, ca.data, fa.data, log_probs.mutable_data(), outputs.mutable_data(),
+                 alpha.mutable_data(), h_n.mutable_data(), lstm ? c_n->mutable_data() : nullptr);
+  }
+  return py::make_tuple(log_probs, outputs, alpha, h_n, c_n ? py::object(*c_n) : py::none());
+}
+
 template <typename T>
 void register_dtype(py::module_& m) {
+  const std::string session_name = std::string("DecoderSession_") + dtype_name<T>();
+  py::class_<DecoderSession<T>>(m, session_name.c_str(),
+                                "One-step attention decoding with the weights, source and output layer prepared once "
+                                "(opaque; rnncore.ops.DecoderSession).")
+      .def("step", &session_step<T>, py::arg("tokens"), py::arg("h"), py::arg("c"), py::arg("fed"))
+      .def_property_readonly("rows", [](const DecoderSession<T>& s) { return s.dims().B; })
+      .def_property_readonly("vocabulary", [](const DecoderSession<T>& s) { return s.vocabulary(); })
+      .def_property_readonly("dtype", [](const DecoderSession<T>&) { return dtype_name<T>(); });
   const std::string name = std::string("DecoderWorkspace_") + dtype_name<T>();
   py::class_<DecoderWorkspace<T>>(m, name.c_str(),
                                   "What a training-mode attention decoder forward keeps for its backward (opaque).")
@@ -253,6 +324,10 @@ void register_attention_decoder(py::module_& m) {
         arg("b_hh"), arg("keys"), arg("values"), arg("lengths"), arg("cell"), arg("reset_after"), arg("nonlinearity"),
         arg("score"), arg("w_q"), arg("b_a"), arg("w_v"), arg("score_bias"), arg("energy_activation"),
         arg("position"), arg("input_feeding"), arg("w_c"), arg("b_c"), arg("o0"), arg("training"));
+  m.def("decoder_session", &make_session, arg("x"), arg("w_ih"), arg("w_hh"), arg("b_ih"), arg("b_hh"), arg("keys"),
+        arg("values"), arg("lengths"), arg("cell"), arg("reset_after"), arg("nonlinearity"), arg("score"),
+        arg("w_q"), arg("b_a"), arg("w_v"), arg("score_bias"), arg("energy_activation"), arg("position"),
+        arg("input_feeding"), arg("w_c"), arg("b_c"), arg("embedding"), arg("w_out"), arg("b_out"));
 }
 
 }  // namespace rnncore::bindings

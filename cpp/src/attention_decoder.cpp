@@ -7,6 +7,7 @@
 // the cell's step, the attention on h_t, o_t = tanh(ctx_t W_cc^T + h_t W_ch^T + b_c). Every per-step product's
 // weight (W_hh, the fed columns of w_ih, W_q, W_c's halves) is packed once per call (StepProduct), nothing is
 // allocated per step, and the additive score's keys are put in its score layout once per call.
+// Decoding (DecoderSession, at the end): one-step calls of the same forward on products kept between the calls.
 // Backward, per step t = Ty-1 … 0: [before] the cell's rows (dy = doutputs[t]) and recurrent products, then
 // dctx_t = dG_t W_ic + dcontexts[t] and the attention's backward, whose dquery joins dh_{t-1};
 // [after] do_t = doutputs[t] + dG_{t+1} W_io (input feeding), dopre = do ⊙ (1 - o²) (tanh' from the output),
@@ -16,6 +17,7 @@
 #include "rnncore/attention_decoder.hpp"
 
 #include <algorithm>
+#include <mutex>
 #include <optional>
 
 #include "attention_steps.hpp"
@@ -24,6 +26,7 @@
 #include "cells/rnn.hpp"
 #include "linalg/arrays.hpp"
 #include "recurrent_common.hpp"
+#include "rnncore/decoding.hpp"
 #include "time_loops.hpp"
 
 namespace rnncore {
@@ -93,14 +96,30 @@ void copy_rows(const T* a, index_t rows, index_t n, T* out, index_t ld) {
   for (index_t r = 0; r < rows; ++r) std::copy_n(a + r * n, n, out + r * ld);
 }
 
-/// One forward call: the buffers and the per-step work around the cell's step policy.
+/// What a decoding session (DecoderSession) keeps between its one-step calls instead of preparing it per call:
+/// every per-step product (packed at the first call, then reused) and the additive keys in the score layout.
+template <typename T>
+struct DecoderProducts {
+  std::optional<StepProduct<T, true>> input, fed, projection, out_ctx, out_h;  // W_ix, W_fed, W_q, W_cc, W_ch
+  std::optional<typename LstmForward<T>::ForwardProducts> lstm;
+  std::optional<typename GruForward<T>::ForwardProducts> gru;
+  std::optional<typename RnnForward<T>::ForwardProducts> rnn;
+  const T* score_keys = nullptr;  // additive: K'^T [B, A, Tx'] (keys_to_score_layout)
+
+  auto& cell(const LstmForward<T>&) { return lstm; }
+  auto& cell(const GruForward<T>&) { return gru; }
+  auto& cell(const RnnForward<T>&) { return rnn; }
+};
+
+/// One forward call: the buffers and the per-step work around the cell's step policy. `kept` (inference only): a
+/// session's products, used (and made at its first call) instead of the call's own.
 template <typename T>
 class DecoderForward {
  public:
   DecoderForward(const DecoderSpec& spec, const DecoderDims& d, const DecoderArguments<T>& a,
-                 const DecoderOutputs<T>& out, DecoderWorkspace<T>* ws)
-      : s_(spec), d_(d), a_(a), out_(out), ws_(ws), B_(d.B), H_(d.H), GH_(spec.cell.gates() * d.H),
-        Dc_(d.fed(spec)), I_(d.E + Dc_) {}
+                 const DecoderOutputs<T>& out, DecoderWorkspace<T>* ws, DecoderProducts<T>* kept = nullptr)
+      : s_(spec), d_(d), a_(a), out_(out), ws_(ws), kept_(ws ? nullptr : kept), B_(d.B), H_(d.H),
+        GH_(spec.cell.gates() * d.H), Dc_(d.fed(spec)), I_(d.E + Dc_) {}
 
   void run() {
     const index_t TB = d_.Ty * B_;
@@ -125,12 +144,12 @@ class DecoderForward {
     if (kind == CellKind::lstm) c.set_initial(a_.c0);
     if (s_.score == AttentionScore::additive && !training) scratch_qproj_.resize(B_, d_.A);
     const T* keys = a_.keys;
-    if (s_.score == AttentionScore::additive) {  // the score layout K'^T (the workspace's copy in training)
-      if (!training) {
+    if (s_.score == AttentionScore::additive) {  // the score layout K'^T (the workspace's or session's copy)
+      if (!training && !kept_) {
         scratch_keys_.resize(B_ * d_.A, score_row_length<T>(d_.Tx));
         keys_to_score_layout(a_.keys, B_, d_.Tx, d_.A, a_.lengths, scratch_keys_.data());
       }
-      keys = training ? ws_->keys.data() : scratch_keys_.data();
+      keys = training ? ws_->keys.data() : kept_ ? kept_->score_keys : scratch_keys_.data();
     }
     op_ = attention_operands(s_, d_, keys, a_.values, a_.lengths, a_.w_q, a_.b_a, a_.w_v, a_.score_bias);
     // The per-step products' weights (packed once per call by their StepProducts): blocks of columns of w_ih and
@@ -236,8 +255,13 @@ class DecoderForward {
   void project(T* inputs, const RowVector<T>& bias) {
     const index_t TB = d_.Ty * B_;
     if (TB == 0) return;
-    if (d_.E == 0) {
+    if (d_.E == 0 || kept_) {
       for (index_t r = 0; r < TB; ++r) std::copy_n(bias.data(), GH_, inputs + r * GH_);
+      if (d_.E == 0) return;
+    }
+    if (kept_) {  // a session's one step: TB = B rows
+      if (!kept_->input) kept_->input.emplace(a_.w_ih, GH_, d_.E, B_, StepProduct<T, true>::kManySteps, 0, I_);
+      kept_->input->accumulate(a_.x, d_.E, inputs, GH_);
       return;
     }
     multiply_into<false, true>(MatrixView<T>(inputs, TB, GH_), ConstMatrixView<T>(a_.x, TB, d_.E),
@@ -264,16 +288,24 @@ class DecoderForward {
   template <typename Cell, int N>
   void loop(const Cell& cell, const StateSlots<T> (&states)[N]) {
     const index_t Ty = d_.Ty, O = d_.O, Dv = d_.Dv;
-    typename Cell::ForwardProducts products(cell, B_, Ty);
-    // Every per-step product's weight is packed once for the call: the fed vector's share of the gates, the query
-    // projection, the output layer's two halves.
-    std::optional<StepProduct<T, true>> fed_product, projection, out_ctx, out_h;
-    if (Dc_ > 0) fed_product.emplace(w_fed_.data, GH_, Dc_, B_, Ty, 0, w_fed_.stride);
-    if (s_.score == AttentionScore::additive) projection.emplace(a_.w_q, d_.A, H_, B_, Ty);
+    // Every per-step product's weight is packed once for the call (a session's: once for all its calls): the cell's
+    // recurrent product, the fed vector's share of the gates, the query projection, the output layer's two halves.
+    const index_t steps = kept_ ? StepProduct<T, true>::kManySteps : Ty;
+    std::optional<typename Cell::ForwardProducts> own_products;
+    auto& cell_products = kept_ ? kept_->cell(cell) : own_products;
+    if (!cell_products) cell_products.emplace(cell, B_, steps);
+    typename Cell::ForwardProducts& products = *cell_products;
+    std::optional<StepProduct<T, true>> own_fed, own_projection, own_out_ctx, own_out_h;
+    auto& fed_product = kept_ ? kept_->fed : own_fed;
+    auto& projection = kept_ ? kept_->projection : own_projection;
+    auto& out_ctx = kept_ ? kept_->out_ctx : own_out_ctx;
+    auto& out_h = kept_ ? kept_->out_h : own_out_h;
+    if (Dc_ > 0 && !fed_product) fed_product.emplace(w_fed_.data, GH_, Dc_, B_, steps, 0, w_fed_.stride);
+    if (s_.score == AttentionScore::additive && !projection) projection.emplace(a_.w_q, d_.A, H_, B_, steps);
     const bool before = s_.position == AttentionPosition::before;
-    if (!before) {
-      out_ctx.emplace(w_cc_.data, O, Dv, B_, Ty, 0, w_cc_.stride);
-      out_h.emplace(w_ch_.data, O, H_, B_, Ty, 0, w_ch_.stride);
+    if (!before && !out_ctx) {
+      out_ctx.emplace(w_cc_.data, O, Dv, B_, steps, 0, w_cc_.stride);
+      out_h.emplace(w_ch_.data, O, H_, B_, steps, 0, w_ch_.stride);
     }
     RowMatrix<T> zero_fed;
     const T* o0 = a_.o0;
@@ -325,6 +357,7 @@ class DecoderForward {
   const DecoderArguments<T>& a_;
   const DecoderOutputs<T>& out_;
   DecoderWorkspace<T>* ws_;
+  DecoderProducts<T>* kept_;
   const index_t B_, H_, GH_, Dc_, I_;
   AttentionOperands<T> op_;
   CachedMatrix<T> scratch_inputs_, scratch_keys_;
@@ -560,6 +593,125 @@ void attention_decoder_backward(const DecoderWorkspace<T>& ws, const DecoderUpst
   const KernelScope scope(2 * decoder_flops(ws.spec, ws.dims));  // backward ≈ twice the forward
   DecoderBackward<T>(ws, up, g).run();
 }
+
+/// The session's private copies of its arrays (args points into them) and what its steps keep (DecoderProducts).
+template <typename T>
+struct DecoderSession<T>::Impl {
+  DecoderSpec spec;
+  DecoderDims d;
+  index_t Vin, V;
+  double flops;  // a step's multiply-add flops: the decoder's and the output layer's
+  RowMatrix<T> w_ih, w_hh, b_ih, b_hh, keys, values, w_q, b_a, w_v, score_bias, w_c, b_c, embedding, w_out, b_out;
+  std::vector<index_t> lengths;
+  DecoderArguments<T> args;
+  DecoderProducts<T> products;
+  std::optional<StepProduct<T, true>> output;  // logits += o W_out^T
+  RowMatrix<T> x, contexts;                    // one step's embedded tokens [B, E] and contexts [B, Dv]
+  bool prepared = false;                       // the products exist (made at the first step)
+  std::mutex busy;                             // one step at a time (the GIL is released): the scratch is shared
+
+  /// A copy of rows x cols entries at p (empty when p is null) and where it lives (null when p is).
+  static const T* keep(RowMatrix<T>& dst, const T* p, index_t rows, index_t cols) {
+    if (!p) return nullptr;
+    dst = ConstMatrixView<T>(p, rows, cols);
+    return dst.data();
+  }
+
+  Impl(const DecoderSpec& s, const DecoderDims& dims, const DecoderArguments<T>& a, const T* emb, index_t emb_rows,
+       const T* wo, const T* bo, index_t vocab)
+      : spec(s), d(dims), Vin(emb_rows), V(vocab) {
+    d.Ty = 1;
+    const index_t B = d.B, GH = s.cell.gates() * d.H, I = d.E + d.fed(s);
+    const bool additive = s.score == AttentionScore::additive, after = s.position == AttentionPosition::after;
+    flops = decoder_flops(s, d) + 2.0 * double(B) * double(d.O) * double(V);
+    args.w_ih = keep(w_ih, a.w_ih, GH, I);
+    args.w_hh = keep(w_hh, a.w_hh, GH, d.H);
+    args.b_ih = keep(b_ih, a.b_ih, 1, GH);
+    args.b_hh = keep(b_hh, a.b_hh, 1, GH);
+    if (a.lengths) {
+      lengths.assign(a.lengths, a.lengths + B);
+      args.lengths = lengths.data();
+    }
+    if (additive) {  // K'^T in the score layout once; the steps never read the keys themselves
+      keys.resize(B * d.A, score_row_length<T>(d.Tx));
+      keys_to_score_layout(a.keys, B, d.Tx, d.A, a.lengths, keys.data());
+      products.score_keys = keys.data();
+    } else {
+      args.keys = keep(keys, a.keys, B * d.Tx, d.K);
+    }
+    args.values = keep(values, a.values, B * d.Tx, d.Dv);
+    if (additive) {
+      args.w_q = keep(w_q, a.w_q, d.A, d.H);
+      args.b_a = keep(b_a, a.b_a, 1, d.A);
+      args.w_v = keep(w_v, a.w_v, 1, d.A);
+      args.score_bias = keep(score_bias, a.score_bias, 1, 1);
+    }
+    if (after) {
+      args.w_c = keep(w_c, a.w_c, d.O, d.Dv + d.H);
+      args.b_c = keep(b_c, a.b_c, 1, d.O);
+    }
+    keep(embedding, d.E > 0 ? emb : nullptr, Vin, d.E);
+    keep(w_out, wo, V, d.O);
+    keep(b_out, bo, 1, V);
+    x.resize(B, d.E);
+    contexts.resize(B, d.Dv);
+  }
+};
+
+template <typename T>
+DecoderSession<T>::DecoderSession(const DecoderSpec& spec, const DecoderDims& d, const DecoderArguments<T>& args,
+                                  const T* embedding, index_t embedding_rows, const T* w_out, const T* b_out,
+                                  index_t V)
+    : impl_(std::make_unique<Impl>(spec, d, args, embedding, embedding_rows, w_out, b_out, V)) {}
+
+template <typename T>
+DecoderSession<T>::~DecoderSession() = default;
+
+template <typename T>
+void DecoderSession<T>::step(const index_t* tokens, const T* h, const T* c, const T* fed, T* log_probs, T* outputs,
+                             T* alpha, T* h_n, T* c_n) {
+  Impl& s = *impl_;
+  const std::lock_guard<std::mutex> lock(s.busy);
+  const index_t B = s.d.B, E = s.d.E, O = s.d.O, V = s.V;
+  {
+    const KernelScope scope(s.flops);
+#ifdef _OPENMP
+    // The first step lays the products out for the whole team (a later step still takes only its own scope's
+    // threads: StepProduct::active_parts).
+    if (!s.prepared) omp_set_num_threads(get_num_threads());
+#endif
+    for (index_t b = 0; b < B && E > 0; ++b) std::copy_n(s.embedding.data() + tokens[b] * E, E, s.x.data() + b * E);
+    DecoderArguments<T> a = s.args;
+    a.x = s.x.data();
+    a.h0 = h;
+    a.c0 = c;
+    a.o0 = s.spec.input_feeding ? fed : nullptr;
+    const DecoderOutputs<T> out{outputs, s.contexts.data(), alpha, h_n, c_n};
+    DecoderForward<T>(s.spec, s.d, a, out, nullptr, &s.products).run();
+    for (index_t b = 0; b < B; ++b) {  // logits = b_out + o W_out^T
+      if (s.b_out.size())
+        std::copy_n(s.b_out.data(), V, log_probs + b * V);
+      else
+        std::fill(log_probs + b * V, log_probs + (b + 1) * V, T(0));
+    }
+    if (!s.output) s.output.emplace(s.w_out.data(), V, O, B);
+    s.output->accumulate(outputs, O, log_probs, V);
+    s.prepared = true;
+  }
+  log_softmax_rows<T>(B, V, log_probs, log_probs);
+}
+
+template <typename T>
+const DecoderSpec& DecoderSession<T>::spec() const { return impl_->spec; }
+template <typename T>
+const DecoderDims& DecoderSession<T>::dims() const { return impl_->d; }
+template <typename T>
+index_t DecoderSession<T>::embedding_rows() const { return impl_->Vin; }
+template <typename T>
+index_t DecoderSession<T>::vocabulary() const { return impl_->V; }
+
+template class DecoderSession<float>;
+template class DecoderSession<double>;
 
 template void attention_decoder_forward<float>(const DecoderSpec&, const DecoderDims&, const DecoderArguments<float>&,
                                                const DecoderOutputs<float>&, DecoderWorkspace<float>*);

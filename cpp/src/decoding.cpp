@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "attention_steps.hpp"
 #include "linalg/arrays.hpp"
 #include "parallel.hpp"
 #include "rnncore/activations.hpp"
@@ -79,8 +80,9 @@ void log_softmax_rows(index_t R, index_t C, const T* x, T* y) {
                       const ConstArrayView<T> in(x + r * C, C);
                       const T shift = in.maxCoeff();  // e - max <= 0: never overflows
                       exps = (in - shift).exp();
-                      T total = 0;  // a plain loop: the same summation order whatever the thread count
-                      for (index_t j = 0; j < C; ++j) total += exps[j];
+                      // packets in a fixed order (attention's sum; the same whatever the thread count): a plain
+                      // loop's chain of dependent adds took 3/4 of a [160, 10000] row pass
+                      const T total = attention_lanes::sum(exps.data(), C);
                       ArrayView<T>(y + r * C, C) = in - (shift + std::log(total));
                     }
                   });

@@ -2174,3 +2174,52 @@ def adam_arrays(params: Any, grads: Any, exp_avgs: Any, exp_avg_sqs: Any, max_ex
                 raise ValueError(f"{where} must be writeable (it is updated in place)")
     return (lists["params"], lists["grads"], lists["exp_avgs"], lists["exp_avg_sqs"], lists.get("max_exp_avg_sqs"),
             lists["steps"])
+
+
+# ---- decodespeed: the decoding session (rnncore.ops.DecoderSession) --------------------------------------------------
+
+
+def decoder_session_input(keys: Any, embedding: Any) -> np.ndarray:
+    """The zeros x [1, B, E] a decoder session's arguments are checked with as attention_decoder_forward's: B from
+    the keys [B, Tx, K], E from the embedding [Vin, E] (0 when None), the keys' dtype."""
+    keys = float_array("keys", keys, [("B", None), ("Tx", None), ("K", None)])
+    E = 0
+    if embedding is not None:
+        E = float_array("embedding", embedding, [("Vin", None), ("E", None)], keys.dtype).shape[1]
+    return np.zeros((1, keys.shape[0], E), keys.dtype)
+
+
+def decoder_session_output(embedding: Any, w_out: Any, b_out: Any, x: np.ndarray, out_size: int
+                           ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """A decoder session's target embedding [Vin, E] (None when E = 0; x [1, B, E] holds E and the dtype), output
+    weight [V, O] and output bias [V] or None."""
+    dtype, E = x.dtype, x.shape[2]
+    if embedding is not None:
+        embedding = float_array("embedding", embedding, [("Vin", None), ("E", E)], dtype)
+        if embedding.shape[0] < 1 or E < 1:
+            raise ValueError(f"embedding must have shape [Vin, E] with Vin >= 1 and E >= 1 (None for a decoder "
+                             f"without inputs), got shape {embedding.shape}")
+    w_out = float_array("w_out", w_out, [("V", None), ("O", out_size)], dtype)
+    if w_out.shape[0] < 1:
+        raise ValueError(f"w_out must have shape [V, O] with V >= 1, got shape {w_out.shape}")
+    b_out = optional_float_array("b_out", b_out, [("V", w_out.shape[0])], dtype)
+    return embedding, w_out, b_out
+
+
+def decoder_session_step(shapes: dict[str, Any], tokens: Any, h: Any, c: Any, fed: Any
+                         ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """A decoder session step's arguments: tokens [B] ints in 0..Vin-1 (None when the session has no embedding),
+    h [B, H], c [B, H] (LSTM only), fed [B, O] (input feeding only), each state part None or of the session's
+    dtype."""
+    B, dtype = shapes["B"], shapes["dtype"]
+    if shapes["E"] == 0:
+        _absent("tokens", tokens, "for a session without an embedding (E = 0)")
+    else:
+        tokens = index_array("tokens", tokens, shapes["Vin"], (B,), letter="Vin")
+    if shapes["cell"] != "lstm":
+        _absent("c", c, f"with cell={shapes['cell']!r} (only the LSTM has a cell state)")
+    if not shapes["input_feeding"]:
+        _absent("fed", fed, "without input_feeding")
+    return (tokens, optional_float_array("h", h, [("B", B), ("H", shapes["H"])], dtype),
+            optional_float_array("c", c, [("B", B), ("H", shapes["H"])], dtype),
+            optional_float_array("fed", fed, [("B", B), ("O", shapes["O"])], dtype))

@@ -49,7 +49,7 @@ from .losses import softmax_cross_entropy
 from .module import Module, Parameterized
 from .nn import Embedding, Linear
 from .ops.attention import normalized_score_vector, normalized_score_vector_backward
-from .ops.decoder import attention_decoder_backward, attention_decoder_forward
+from .ops.decoder import DecoderSession, attention_decoder_backward, attention_decoder_forward
 from .ops.nn import linear_backward, linear_forward
 
 if TYPE_CHECKING:
@@ -454,12 +454,6 @@ def _time_major(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(1, 0, 2))
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    """log softmax over the last axis, in the logits' dtype (the row maximum subtracted first)."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 class Seq2Seq(Parameterized):
     """An encoder-decoder with attention: Embedding → encoder → bridge → ``AttentionDecoder`` → Linear.
 
@@ -749,18 +743,27 @@ class Seq2Seq(Parameterized):
 
     def step(self, tokens: np.ndarray, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         """One decoder step for every row: ``tokens [N]`` (the previous output, bos first) -> (log_probs [N, V] in
-        the model's dtype, the new state). One fused inference call with Ty = 1."""
-        # the modules' own calls would record nothing here either; the ops directly keep the step lean
+        the model's dtype, the new state). One C++ call (``rnncore.ops.DecoderSession``: the embedding gather, the
+        decoder step, the output layer and the log-softmax); the session is made at the first step of the state's
+        rows and carried in the state, so it holds the weights as of that step: a decode sees one set of weights."""
         tokens = index_array("tokens", tokens, self.target_vocab)
-        x = np.take(self.target_embedding.weight, tokens, axis=0) if self.feed_targets else None
-        output, alpha, h, c = self.decoder.step(x, state["source"], state["h"], state.get("c"), state.get("fed"))
-        logits = linear_forward(output, self.output.weight, self.output.bias)
-        new = dict(state, h=h, alpha=alpha)
+        session = state.get("session")
+        if session is None:
+            session = self._decoding_session(state["source"])
+        log_probs, output, alpha, h, c = session.step(tokens if self.feed_targets else None, state["h"],
+                                                      state.get("c"), state.get("fed"))
+        new = dict(state, h=h, alpha=alpha, session=session)
         if c is not None:
             new["c"] = c
         if self.decoder.input_feeding:
             new["fed"] = output
-        return _log_softmax(logits), new
+        return log_probs, new
+
+    def _decoding_session(self, source: PreparedSource) -> DecoderSession:
+        """The decoding session over the prepared source's rows, with the model's current weights."""
+        return DecoderSession(*self.decoder._cell_weights(), source.projected, source.values, source.lengths,
+                              embedding=self.target_embedding.weight if self.feed_targets else None,
+                              w_out=self.output.weight, b_out=self.output.bias, **self.decoder._op_weights())
 
     def reorder(self, state: dict[str, Any], indices: np.ndarray) -> dict[str, Any]:
         """The rows ``indices`` of the state. The prepared source is gathered only when the rows' sources change
@@ -769,12 +772,15 @@ class Seq2Seq(Parameterized):
         rows = state["rows"][indices]                      # the source each new row decodes
         new = {k: np.take(v, indices, axis=0) for k, v in state.items() if k in ("h", "c", "fed", "alpha")}
         new["rows"] = rows
-        source = state["source"]
+        source, session = state["source"], state.get("session")
         if rows.shape != state["rows"].shape or not np.array_equal(rows, state["rows"]):
+            session = None  # the next step makes the new rows' session
             source = PreparedSource(np.take(source.keys, indices, axis=0), np.take(source.projected, indices, axis=0),
                                     np.take(source.values, indices, axis=0),
                                     None if source.lengths is None else np.take(source.lengths, indices, axis=0))
         new["source"] = source
+        if session is not None:
+            new["session"] = session
         return new
 
     def attention(self, state: dict[str, Any]) -> np.ndarray:

@@ -152,4 +152,37 @@ template <typename T>
 void attention_decoder_backward(const DecoderWorkspace<T>& ws, const DecoderUpstream<T>& up,
                                 const DecoderGradients<T>& g);
 
+/// Decoding with everything fixed over a decode prepared once: a session of one-step inference calls over B rows
+/// (beam search's B = sources x beams). It copies the weights, the source (additive keys put in the score layout
+/// once), the target embedding and the output layer, and packs every per-step product's weight once (the decoder's
+/// and the output layer's); each step then runs the embedding gather, the decoder step, logits = o W_out^T + b_out
+/// and their log-softmax in one call. Later changes to the caller's arrays do not reach the session.
+template <typename T>
+class DecoderSession {
+ public:
+  ///   spec, d: as attention_decoder_forward's, with d.B the session's rows (d.Ty is ignored: one step a call);
+  ///   args: the weights and source as attention_decoder_forward's (x, h0, c0, o0 are ignored);
+  ///   embedding [Vin, E] (read when E > 0), w_out [V, O], b_out [V] or null.
+  DecoderSession(const DecoderSpec& spec, const DecoderDims& d, const DecoderArguments<T>& args, const T* embedding,
+                 index_t embedding_rows, const T* w_out, const T* b_out, index_t V);
+  ~DecoderSession();
+  DecoderSession(const DecoderSession&) = delete;
+  DecoderSession& operator=(const DecoderSession&) = delete;
+
+  /// One step for every row: tokens [B] in 0..Vin-1 (unread when E = 0), the state h [B, H], c [B, H] (LSTM) and
+  /// fed [B, O] (after with input feeding), each null for zeros. Writes log_probs [B, V] (the log-softmax of the
+  /// logits), outputs [B, O], alpha [B, Tx], h_n [B, H] and c_n [B, H] (LSTM).
+  void step(const index_t* tokens, const T* h, const T* c, const T* fed, T* log_probs, T* outputs, T* alpha, T* h_n,
+            T* c_n);
+
+  const DecoderSpec& spec() const;
+  const DecoderDims& dims() const;
+  index_t embedding_rows() const;
+  index_t vocabulary() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace rnncore

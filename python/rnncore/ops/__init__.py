@@ -27,7 +27,7 @@ from .attention import (
     normalized_score_vector,
     normalized_score_vector_backward,
 )
-from .decoder import AttentionDecoderGradients, attention_decoder_backward, attention_decoder_forward
+from .decoder import AttentionDecoderGradients, DecoderSession, attention_decoder_backward, attention_decoder_forward
 from .decoding import log_softmax, top_k
 from .nn import embedding_backward, linear_backward, linear_forward
 from .optim import adam_update
@@ -66,7 +66,7 @@ __all__ = [
     "linear_forward", "linear_backward", "embedding_backward",
     "set_num_threads", "get_num_threads", "memory_stats", "empty_cache", "set_cache_limit", "build_info",
     "simd_instruction_sets", "has_openmp",
-    "attention_decoder_forward", "attention_decoder_backward", "AttentionDecoderGradients",
+    "attention_decoder_forward", "attention_decoder_backward", "AttentionDecoderGradients", "DecoderSession",
     "adam_update",
     "row_invariant",
 ]

@@ -25,7 +25,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import _core
-from .._validation import decoder_arguments, decoder_upstream
+from .._validation import (
+    decoder_arguments,
+    decoder_session_input,
+    decoder_session_output,
+    decoder_session_step,
+    decoder_upstream,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,7 +39,7 @@ if TYPE_CHECKING:
 
     from .._core import _AnyDecoderWorkspace as DecoderWorkspace
 
-__all__ = ["attention_decoder_forward", "attention_decoder_backward", "AttentionDecoderGradients"]
+__all__ = ["attention_decoder_forward", "attention_decoder_backward", "AttentionDecoderGradients", "DecoderSession"]
 
 _WORKSPACE_TYPES = (_core.DecoderWorkspace_float32, _core.DecoderWorkspace_float64)
 
@@ -108,3 +114,63 @@ def attention_decoder_backward(workspace: DecoderWorkspace, doutputs: np.ndarray
      db_c) = _core.attention_decoder_backward(workspace, *upstream)
     return AttentionDecoderGradients(dx, dh0, dc0, dkeys, dvalues, dw_ih, dw_hh, db_ih, db_hh, dw_q, db_a, dw_v,
                                      dscore_bias, dw_c, db_c, do0)
+
+
+class DecoderSession:
+    """One-step inference decoding with everything fixed over a decode prepared once (a decoding loop's model step
+    in one C++ call): ``step(tokens, h, c, fed)`` gathers the tokens' embeddings, runs one decoder step over the
+    session's B rows (``attention_decoder_forward`` with Ty = 1, training=False), the output layer logits =
+    o W_out^T + b_out and their log-softmax. The weights, the source (the additive keys put in the score layout once)
+    and every per-step product's packed weight are prepared once: a session copies its arrays, so later changes
+    to them do not reach it.
+
+    The decoder arguments are ``attention_decoder_forward``'s (same names, shapes and rules; keys, values and
+    lengths with B = the session's rows), and:
+    embedding: [Vin, E] the target embedding the tokens index (None: E = 0, the context-only decoder).
+    w_out:     [V, O] the output layer's weight (O = H before, w_c's rows after).
+    b_out:     [V] or None.
+    Twin: ``rnncore.reference.decoder_session_step``.
+    """
+
+    def __init__(self, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None, b_hh: np.ndarray | None,
+                 keys: np.ndarray, values: np.ndarray, lengths: npt.ArrayLike | None = None, *,
+                 embedding: np.ndarray | None, w_out: np.ndarray, b_out: np.ndarray | None = None, cell: str = "lstm",
+                 reset_after: bool = True, nonlinearity: str = "tanh", score: str = "additive",
+                 w_q: np.ndarray | None = None, b_a: np.ndarray | None = None, w_v: np.ndarray | None = None,
+                 score_bias: Any = None, energy_activation: str | None = None, position: str = "before",
+                 input_feeding: bool = False, w_c: np.ndarray | None = None, b_c: np.ndarray | None = None) -> None:
+        x = decoder_session_input(keys, embedding)  # [1, B, E] zeros: the forward's rules then fix B, E and the dtype
+        a = decoder_arguments(x, None, None, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
+                              nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
+                              input_feeding, w_c, b_c, None, False)
+        out_size = a.w_hh.shape[1] if a.w_c is None else a.w_c.shape[0]  # O: H before, w_c's rows after
+        embedding, w_out, b_out = decoder_session_output(embedding, w_out, b_out, a.x, out_size)
+        session = _core.decoder_session(a.x, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.keys, a.values, a.lengths, a.cell,
+                                        a.reset_after, a.nonlinearity, a.score, a.w_q, a.b_a, a.w_v, a.score_bias,
+                                        a.energy_activation, a.position, a.input_feeding, a.w_c, a.b_c, embedding,
+                                        w_out, b_out)
+        if session is NotImplemented:
+            raise RuntimeError("rnncore internal error: _core.decoder_session refused arguments that passed validation")
+        self._session = session
+        self._shapes = dict(B=a.x.shape[1], E=a.x.shape[2], H=a.w_hh.shape[1], O=out_size,
+                            Vin=0 if embedding is None else embedding.shape[0], cell=a.cell,
+                            input_feeding=a.input_feeding, dtype=a.x.dtype)
+
+    @property
+    def rows(self) -> int:
+        """B: the rows every step passes."""
+        return int(self._session.rows)
+
+    def step(self, tokens: npt.ArrayLike | None, h: np.ndarray | None = None, c: np.ndarray | None = None,
+             fed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """One step for every row: ``tokens`` [B] ints in 0..Vin-1 (the previous output; None when E = 0), the state
+        ``h`` [B, H], ``c`` [B, H] (LSTM only) and ``fed`` [B, O] (input feeding only: õ_{t-1}), None for zeros.
+        Returns ``(log_probs [B, V], outputs [B, O], alpha [B, Tx], h_n [B, H], c_n [B, H] or None)``; with input
+        feeding the outputs are the next step's ``fed``."""
+        out = self._session.step(tokens, h, c, fed)
+        if out is NotImplemented:
+            out = self._session.step(*decoder_session_step(self._shapes, tokens, h, c, fed))
+            if out is NotImplemented:
+                raise RuntimeError("rnncore internal error: a decoder session's step refused arguments that passed "
+                                   "validation")
+        return out

@@ -28,7 +28,7 @@ from .attention import (
     masked_softmax,
     masked_softmax_backward,
 )
-from .decoder import attention_decoder_backward, attention_decoder_forward
+from .decoder import attention_decoder_backward, attention_decoder_forward, decoder_session_step
 from .decoding import log_softmax, top_k
 from .nn import embedding_backward, linear_backward, linear_forward
 from .rnn import (
@@ -51,5 +51,5 @@ __all__ = [
     "additive_attention_backward", "luong_attention_forward", "luong_attention_backward",
     "top_k", "log_softmax",
     "linear_forward", "linear_backward", "embedding_backward",
-    "attention_decoder_forward", "attention_decoder_backward",
+    "attention_decoder_forward", "attention_decoder_backward", "decoder_session_step",
 ]

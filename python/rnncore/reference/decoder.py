@@ -28,9 +28,11 @@ from .attention import (
     luong_attention_backward,
     luong_attention_forward,
 )
+from .decoding import log_softmax
+from .nn import linear_forward
 from .rnn import _STEPS
 
-__all__ = ["attention_decoder_forward", "attention_decoder_backward"]
+__all__ = ["attention_decoder_forward", "attention_decoder_backward", "decoder_session_step"]
 
 _CELLS = ("lstm", "gru", "rnn")
 _SCORES = ("additive", "dot")
@@ -260,3 +262,30 @@ def attention_decoder_backward(saved, doutputs, dcontexts=None, dalpha=None, dh_
                  do0=dfed if saved["input_feeding"] else None)
     return {name: _cast(g, saved["dtype"]) for name, g in grads.items()}
 
+
+
+def decoder_session_step(tokens, h, c, fed, w_ih, w_hh, b_ih, b_hh, keys, values, lengths=None, *, embedding,
+                         w_out, b_out=None, input_feeding=False, **options):
+    """One decoding step of every row, the twin of ``rnncore.ops.DecoderSession(...).step(tokens, h, c, fed)``: the
+    tokens' embedding rows, one inference step of ``attention_decoder_forward`` (Ty = 1, state passed in), the output
+    layer and the log-softmax of its logits.
+
+    Args:
+        tokens:    [B] ints indexing the embedding's rows (ignored when embedding is None).
+        h, c, fed: the state [B, H], [B, H] (LSTM) and [B, O] (input feeding: õ_{t-1}), None for zeros.
+        w_ih ... lengths, input_feeding, **options: ``attention_decoder_forward``'s arguments (B rows).
+        embedding: [Vin, E] or None (E = 0).
+        w_out, b_out: the output layer, [V, O] and [V] or None.
+
+    Returns:
+        (log_probs [B, V], outputs [B, O], alpha [B, Tx], h_n [B, H], c_n [B, H] or None), in keys' dtype.
+    """
+    rows = keys.shape[0]
+    if embedding is None:
+        x = np.zeros((1, rows, 0), keys.dtype)
+    else:
+        x = np.asarray(embedding)[np.asarray(tokens, np.int64)][None]
+    outputs, _, alpha, h_n, c_n, _ = attention_decoder_forward(
+        x, h, c, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, training=False, input_feeding=input_feeding,
+        o0=fed if input_feeding else None, **options)
+    return log_softmax(linear_forward(outputs[0], w_out, b_out)), outputs[0], alpha[0], h_n, c_n
