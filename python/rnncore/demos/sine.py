@@ -69,8 +69,9 @@ class SineModel(Sequential):
 
 #: (epochs, training windows, batch size, learning rate) of the full run and of fast mode.
 RECIPES = {"full": (20, 8000, 32, 0.005), "fast": (4, 4000, 32, 0.005)}
-#: The held-out MSE must be below this fraction of the best baseline's (full; fast: an untrained model is far off).
-TARGETS = {"full": 0.5, "fast": 1.0}
+#: The held-out MSE must be below this fraction of the best baseline's: 4x better (full), 2x (fast; an untrained RNN is
+#: worse than the baselines).
+TARGETS = {"full": 0.25, "fast": 0.5}
 
 
 def train(seed: int | None = 0, epochs: int | None = None, fast: bool = False, n_train: int | None = None,
