@@ -7,6 +7,10 @@
     python -m rnncore check            what this build is, and a self-check of every kernel against the NumPy
                                        reference with timings (paste its output into bug reports)
     python -m rnncore gru-forecast     a stacked GRU forecasting generated series (rnncore.demo) against two baselines
+    python -m rnncore addition         seq2seq with attention learns to add: "535+61" -> "596" (rnncore.demos.addition)
+    python -m rnncore sine             a simple RNN approximates a function: next values of sines (rnncore.demos.sine)
+    python -m rnncore gradients        the vanishing gradient: ||dL/dh_t|| over t, simple RNN vs LSTM and GRU on a
+                                       long-lag task (rnncore.demos.gradients)
 
 The self-check prints the version, compiler and SIMD flags, thread count, then for each kernel the largest relative
 difference from ``rnncore.reference`` (float64, forward outputs and every gradient) and the time of one forward and
@@ -17,6 +21,7 @@ with the reference, the forecaster does not beat both baselines, the date model 
 from __future__ import annotations
 
 import argparse
+import importlib
 import platform
 import sys
 import time
@@ -81,7 +86,13 @@ def _timings(variant: Variant, rng, T=50, B=32, I=128, H=128):
     return infer, train, flops / infer / 1e9, 3 * flops / train / 1e9
 
 
-COMMANDS = ("dates", "check", "gru-forecast")
+COMMANDS = ("dates", "check", "gru-forecast", "addition", "sine", "gradients")
+
+
+#: The demos whose module has add_arguments(parser) and run(args): command -> its help line.
+DEMOS = {"addition": "seq2seq with attention learns to add 3-digit numbers (Keras' addition_rnn)",
+         "sine": "a simple RNN approximates a function (the next value of noisy sines)",
+         "gradients": "the vanishing gradient: a simple RNN vs LSTM and GRU on a long-lag task"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     dates.add_arguments(dates_parser)
     commands.add_parser("check", help="build facts and a self-check of every kernel against rnncore.reference")
     commands.add_parser("gru-forecast", help="a stacked GRU forecasting generated series against two baselines")
+    for name, help_ in DEMOS.items():
+        module = importlib.import_module(f"rnncore.demos.{name}")
+        module.add_arguments(commands.add_parser(name, help=help_, description=(module.__doc__ or "").split("\n\n")[0]))
     parser.epilog = ("Without a command: dates, whose options may follow directly (python -m rnncore --seed 3):\n"
                      + dates_parser.format_usage()
                      + "python -m rnncore COMMAND --help describes a command's options.")
@@ -110,6 +124,8 @@ def main(argv=None) -> int:
         return 1 if not _check() else 0
     if args.command == "gru-forecast":
         return 0 if _demo() else 1
+    if args.command in DEMOS:
+        return int(importlib.import_module(f"rnncore.demos.{args.command}").run(args))
     from rnncore.demos import dates
 
     return dates.run(args)

@@ -7,6 +7,7 @@
 - ``EpochLog``: the per-epoch metrics a demo keeps (``history`` on the trained model).
 - ``save_plot(path, draw)``: when matplotlib is installed, ``draw(figure)`` on a ``matplotlib.figure.Figure`` and
   save it to ``path`` (no pyplot: no display, no backend switched); otherwise nothing. Returns the path or None.
+- ``draw_history(ax, history, names)``: learning curves (metrics per epoch) on a plot's axes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from .._validation import seed_value
 
-__all__ = ["child_seeds", "have", "Progress", "EpochLog", "save_plot"]
+__all__ = ["child_seeds", "have", "Progress", "EpochLog", "save_plot", "draw_history"]
 
 Report = Callable[[str], None]
 
@@ -110,3 +111,13 @@ def save_plot(path: str, draw: Callable[[Any], None], size: tuple[float, float] 
     draw(figure)
     figure.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+def draw_history(ax: Any, history: list[EpochLog], names: Iterable[str], title: str = "") -> None:
+    """The learning curves on the matplotlib axes ``ax``: each metric of ``names`` in ``history`` over the epochs."""
+    epochs = [log.epoch for log in history]
+    for name in names:
+        ax.plot(epochs, [log.metrics[name] for log in history], marker="o", label=name.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
