@@ -19,13 +19,36 @@ def parameters(rng, dtype, shapes):
     return {f"p{i}": rng.standard_normal(shape).astype(dtype) for i, shape in enumerate(shapes)}
 
 
+class CountingCore:
+    """rnncore._core with its adam_update counted: how often the optimizer called it and how often it refused."""
+
+    def __init__(self, core):
+        self.core, self.calls, self.refused = core, 0, 0
+
+    def adam_update(self, *args):
+        out = self.core.adam_update(*args)
+        self.calls += 1
+        self.refused += out is not None
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.core, name)
+
+
 def run(cls, fused, params, grads_per_step, **hyper):
-    """The parameters and optimizer state after one step per entry of ``grads_per_step``."""
+    """The parameters and optimizer state after one step per entry of ``grads_per_step``; with ``fused``, every step
+    must have run on the fused op (a refusal would fall back to the NumPy update and compare it with itself)."""
     params = {k: v.copy() for k, v in params.items()}
     opt = cls(params, **hyper)
     opt._fused = fused
-    for grads in grads_per_step:
-        opt.step(grads)
+    counter = CountingCore(rc.optim._core)
+    rc.optim._core = counter
+    try:
+        for grads in grads_per_step:
+            opt.step(grads)
+    finally:
+        rc.optim._core = counter.core
+    assert (counter.calls, counter.refused) == ((len(grads_per_step), 0) if fused else (0, 0))
     return params, opt.state_dict()["state"]
 
 
@@ -132,3 +155,41 @@ def test_fused_op_checks_its_arrays():
     with pytest.raises(ValueError, match=r"exp_avgs\[0\] must be writeable"):
         call(exp_avgs=[readonly])
     assert not p.any()  # nothing changed by a refused call
+
+
+def test_fused_op_checks_its_hyper_parameters():
+    def call(**over):
+        p = np.zeros(3, np.float32)
+        args = dict(params=[p], grads=[np.ones(3, np.float32)], exp_avgs=[np.zeros(3, np.float32)],
+                    exp_avg_sqs=[np.zeros(3, np.float32)], max_exp_avg_sqs=None, steps=[np.zeros((), np.float32)],
+                    lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+        args.update(over)
+        rc.ops.adam_update(**args)
+        return p
+
+    for name, value in [("lr", -1.0), ("eps", -1.0), ("weight_decay", -0.5)]:
+        with pytest.raises(ValueError, match=f"Invalid {name}"):
+            call(**{name: value})
+    with pytest.raises(ValueError, match="lr must be finite, got nan"):
+        call(lr=float("nan"))
+    with pytest.raises(ValueError, match="beta parameter at index 0"):
+        call(betas=(1.5, 0.999))
+    for betas in [(0.9,), 0.9]:
+        with pytest.raises(TypeError, match=r"betas must be a pair"):
+            call(betas=betas)
+    for name in ("amsgrad", "maximize", "decoupled"):
+        with pytest.raises(TypeError, match=f"{name} must be a bool"):
+            call(**{name: "no"})
+
+
+def test_a_subclass_that_overrides_the_update_gets_its_own_update():
+    calls = []
+
+    class Logged(rc.optim.Adam):
+        def _update(self, p, grad, state, h):
+            calls.append(p.shape)
+            super()._update(p, grad, state, h)
+
+    params = {"w": np.ones((2, 2), np.float32)}
+    Logged(params, lr=0.1).step({"w": np.ones((2, 2), np.float32)})
+    assert calls == [(2, 2)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import _core
-from .._validation import adam_arrays
+from .._validation import adam_arrays, flag, hyper_betas, hyper_non_negative
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -31,9 +31,11 @@ def adam_update(params: Sequence[np.ndarray], grads: Sequence[np.ndarray], exp_a
     and with ``amsgrad`` ``max_exp_avg_sqs[i]`` of its shape and dtype (float32 or float64), ``steps[i]`` a 0-d
     array of that dtype (incremented first); every array a C-contiguous ndarray, the updated ones writeable.
     Anything else raises (TypeError / ValueError naming the argument and index) before any array changes."""
+    lr, eps, weight_decay = (hyper_non_negative(n, v) for n, v in (("lr", lr), ("eps", eps),
+                                                                  ("weight_decay", weight_decay)))
+    beta1, beta2 = hyper_betas("betas", betas)
+    amsgrad, maximize, decoupled = flag("amsgrad", amsgrad), flag("maximize", maximize), flag("decoupled", decoupled)
     lists = adam_arrays(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, amsgrad)
-    beta1, beta2 = betas
-    out = _core.adam_update(*lists, float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
-                            bool(amsgrad), bool(maximize), bool(decoupled))
+    out = _core.adam_update(*lists, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled)
     if out is NotImplemented:
         raise RuntimeError("rnncore internal error: _core.adam_update refused arguments that passed validation")

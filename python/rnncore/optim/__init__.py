@@ -395,7 +395,8 @@ class Adam(Optimizer):
                       h: dict[str, Any]) -> None:
         """All of a group's parameters in one ``_core.adam_update`` call; when it refuses an array (it changes
         nothing then), the NumPy update of each parameter."""
-        if self._fused and names:
+        # a subclass that overrides _update asks for its own update: the fused op would skip it
+        if self._fused and names and type(self)._update is Adam._update:
             ps = [params[name] for name in names]
             states = [self.state[name] for name in names]
             # created in the NumPy update's order (state_dict keeps it): step, exp_avg, exp_avg_sq, max_exp_avg_sq
