@@ -7,6 +7,12 @@
     python -m rnncore check            what this build is, and a self-check of every kernel against the NumPy
                                        reference with timings (paste its output into bug reports)
     python -m rnncore gru-forecast     a stacked GRU forecasting generated series (rnncore.demo) against two baselines
+    python -m rnncore forecast         a GRU (or LSTM) forecasting the yearly sunspot numbers against persistence and a
+                                       linear autoregression (rnncore.demos.forecast)
+    python -m rnncore digits           scikit-learn's 8x8 digits read row by row by a bidirectional LSTM, many-to-one
+                                       (rnncore.demos.digits; needs scikit-learn)
+    python -m rnncore charlm           a character-level LSTM language model of the standard library's docstrings,
+                                       against a bigram model, with samples (rnncore.demos.charlm; --text FILE)
 
 The self-check prints the version, compiler and SIMD flags, thread count, then for each kernel the largest relative
 difference from ``rnncore.reference`` (float64, forward outputs and every gradient) and the time of one forward and
@@ -81,7 +87,7 @@ def _timings(variant: Variant, rng, T=50, B=32, I=128, H=128):
     return infer, train, flops / infer / 1e9, 3 * flops / train / 1e9
 
 
-COMMANDS = ("dates", "check", "gru-forecast")
+COMMANDS = ("dates", "check", "gru-forecast", "forecast", "digits", "charlm")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     dates.add_arguments(dates_parser)
     commands.add_parser("check", help="build facts and a self-check of every kernel against rnncore.reference")
     commands.add_parser("gru-forecast", help="a stacked GRU forecasting generated series against two baselines")
+    from rnncore.demos import charlm, digits, forecast
+
+    for name, module, text in [("forecast", forecast, "LSTM/GRU forecasting of the yearly sunspot numbers"),
+                               ("digits", digits, "8x8 digits read row by row, many-to-one (needs scikit-learn)"),
+                               ("charlm", charlm, "a character-level LSTM language model, with samples")]:
+        module.add_arguments(commands.add_parser(name, help=text, description=(module.__doc__ or "").split("\n\n")[0]))
     parser.epilog = ("Without a command: dates, whose options may follow directly (python -m rnncore --seed 3):\n"
                      + dates_parser.format_usage()
                      + "python -m rnncore COMMAND --help describes a command's options.")
@@ -110,6 +122,10 @@ def main(argv=None) -> int:
         return 1 if not _check() else 0
     if args.command == "gru-forecast":
         return 0 if _demo() else 1
+    if args.command in ("forecast", "digits", "charlm"):
+        import importlib
+
+        return int(importlib.import_module(f"rnncore.demos.{args.command}").run(args))
     from rnncore.demos import dates
 
     return dates.run(args)
