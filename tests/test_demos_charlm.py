@@ -34,8 +34,9 @@ def test_docstrings_are_parsed_not_imported(tmp_path):
 def test_corpus_split_and_bigram():
     docs = [f"doc {i} abab" for i in range(20)]
     corpus = charlm.make_corpus(docs)
-    assert corpus.vocab.decode(corpus.heldout) == "doc 9 abab\n\ndoc 19 abab"
-    assert "doc 9 " not in corpus.vocab.decode(corpus.train)
+    # "9" only in the held-out documents: unknown to the vocabulary (built from the training text)
+    assert corpus.vocab.decode(corpus.heldout) == "doc ? abab\n\ndoc 1? abab"
+    assert "1" in corpus.vocab.tokens and "8" not in corpus.vocab.tokens  # "8" seen twice: below MIN_COUNT
     rows = charlm.chunks(np.arange(10), 3)
     assert rows.tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
     # a text that alternates two characters: the bigram model predicts it almost surely, far below log2(V) bits
@@ -86,7 +87,7 @@ def test_text_option_and_the_command(trained, monkeypatch, capsys, tmp_path):
     text.write_text("\n\n".join(f"paragraph {i}: the quick brown fox jumps over the lazy dog." for i in range(40)))
     small = charlm.train(seed=1, text=text.read_text(), report=None, epochs=1, batches=2, hidden=8, embedding=4,
                          steps=16)
-    assert small.train_chars > small.heldout_chars > 0 and len(small.vocab) < 40
+    assert small.train_chars > small.heldout_chars > 0 and len(small.vocab) < 50  # this text's characters only
     seen = {}
 
     def fake_train(**kwargs):
@@ -100,7 +101,7 @@ def test_text_option_and_the_command(trained, monkeypatch, capsys, tmp_path):
     out = capsys.readouterr().out
     assert status == 0, out
     assert seen["text"] == text.read_text() and "bits per character" in out and "bigram" in out
-    assert out.count("Return the ") == 2  # two samples at the one temperature
+    assert out.count("samples at temperature") == 1 and "samples at temperature 0.5, top-k 10:\n  Return the " in out
     assert plot.exists() == _common.have("matplotlib")
     rc.save(result.model, tmp_path / "lm.npz")
     assert isinstance(rc.load(tmp_path / "lm.npz"), rc.Sequential)

@@ -53,8 +53,8 @@ MIN_COUNT = 3  # characters seen fewer times in the training text read as unknow
 #: The recipe for the full run and fast mode: characters of stdlib docstrings read (the default text; None: all),
 #: epochs, batches per epoch, batch size, characters per chunk, embedding and hidden sizes, peak learning rate.
 RECIPES: dict[str, dict[str, Any]] = {
-    "full": dict(max_chars=1_000_000, epochs=8, batches=100, batch_size=32, steps=64, embedding=32, hidden=256,
-                 lr=0.005),
+    "full": dict(max_chars=1_000_000, epochs=8, batches=125, batch_size=32, steps=64, embedding=32, hidden=256,
+                 lr=0.01),
     "fast": dict(max_chars=150_000, epochs=4, batches=40, batch_size=32, steps=32, embedding=16, hidden=128,
                  lr=0.02),
 }
