@@ -43,6 +43,10 @@ def test_corpus_split_and_bigram():
     vocab = CharVocab("ab")
     train = vocab.encode("ab" * 500)
     assert charlm.bigram_bits_per_char(train, charlm.chunks(train, 10), len(vocab)) < 0.01
+    short = vocab.encode("aab")  # counts a->a 1, a->b 1: p(b | a) = (1 + k) / (2 + k V), normalised over what follows a
+    k = charlm.BIGRAM_SMOOTHING
+    assert charlm.bigram_bits_per_char(short, short[None, 1:], len(vocab)) == pytest.approx(
+        -math.log2((1 + k) / (2 + k * len(vocab))))
     uniform = charlm.bigram_bits_per_char(train, charlm.chunks(train, 10), len(vocab), k=1e9)
     assert uniform == pytest.approx(math.log2(len(vocab)))
     with pytest.raises(ValueError, match="documents"):
