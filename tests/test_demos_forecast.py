@@ -40,8 +40,12 @@ def test_forecaster_gradient_reaches_every_parameter(cell):
     model = forecast.Forecaster(hidden=5, layers=2, horizon=3, seed=1, cell=cell)
     x = np.random.default_rng(0).standard_normal((4, 6, 1)).astype(np.float32)
     assert model(x).shape == (4, 3)
+    model(x[:2])  # the tape: two calls, two backwards, the last call first
+    model.backward(np.ones((2, 3), np.float32))
     model.backward(np.ones((4, 3), np.float32))
     assert all(np.any(g != 0) for g in model.gradients().values())
+    with pytest.raises(RuntimeError, match="backward"):
+        model.backward(np.ones((4, 3), np.float32))
     assert model.get_config() == {"hidden": 5, "layers": 2, "horizon": 3, "cell": cell}
 
 

@@ -90,16 +90,16 @@ class Forecaster(Module):
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         y, state = self.rnn(x)
-        self._shapes = (y, state)
         h_n = state[0] if isinstance(state, tuple) else state
+        self.save_for_backward((y.shape, h_n.shape, isinstance(state, tuple)))  # the tape: calls go back in reverse
         return self.head(h_n[-1])
 
     def backward(self, dforecast: np.ndarray) -> None:
-        y, state = self._shapes
-        h_n = state[0] if isinstance(state, tuple) else state
-        dh_n = np.zeros_like(h_n)
+        """``dforecast`` [N, horizon] of the last recorded call: through the head into the last layer's final h."""
+        y_shape, h_shape, lstm = self.saved_for_backward()
+        dh_n = np.zeros(h_shape, self.head.dtype)
         dh_n[-1] = self.head.backward(dforecast)
-        self.rnn.backward(np.zeros_like(y), (dh_n, None) if isinstance(state, tuple) else dh_n)
+        self.rnn.backward(np.zeros(y_shape, self.head.dtype), (dh_n, None) if lstm else dh_n)
 
 
 def persistence_mse(x: np.ndarray, y: np.ndarray) -> float:
