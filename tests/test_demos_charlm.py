@@ -60,8 +60,8 @@ def trained():
 
 
 def test_fast_mode_learns(trained):
-    """The fast recipe must beat the bigram model on held-out docstrings (measured: see RECIPES); an untrained
-    model is worse than uniform over the vocabulary."""
+    """The fast recipe (~3 s of CPU) must beat the bigram model on held-out docstrings clearly (measured: 0.79,
+    0.78, 0.75 x its bits for seeds 0-2); an untrained model is no better than uniform over the vocabulary."""
     result, lines = trained
     assert len(lines) == len(result.history) == charlm.RECIPES["fast"]["epochs"]
     assert all("heldout bits per char" in line for line in lines)

@@ -17,7 +17,7 @@
 The self-check prints the version, compiler and SIMD flags, thread count, then for each kernel the largest relative
 difference from ``rnncore.reference`` (float64, forward outputs and every gradient) and the time of one forward and
 one forward+backward at a medium size. Every command exits with status 1 when its verdict fails: a kernel disagrees
-with the reference, the forecaster does not beat both baselines, the date model misses its held-out target.
+with the reference, the forecaster does not beat both baselines, the date model (or another demo) misses its target.
 """
 
 from __future__ import annotations
