@@ -118,3 +118,7 @@ def test_bad_arguments():
         charlm.train(report=None, text=3)
     with pytest.raises(ValueError, match="text"):
         charlm.train(report=None, text="\n\n".join("ab" for _ in range(20)))
+    with pytest.raises(ValueError, match="paragraphs"):
+        charlm.train(report=None, text="one paragraph only")
+    with pytest.raises(ValueError, match="max_chars"):
+        charlm.train(report=None, max_chars=0)

@@ -71,6 +71,25 @@ def test_fast_mode_learns(trained):
     assert forecast.SCALE * np.sqrt(np.mean((untrained(x[held]) - y[held]) ** 2)) > result.baselines["persistence"]
 
 
+def test_no_heldout_year_is_trained_on(monkeypatch):
+    """Horizon 2: windows whose forecasts end before 1950 train, those starting from 1950 are held out; the one
+    forecasting 1949 and 1950 is in neither."""
+    seen = {}
+
+    def recording(model, x, y, progress, batch_size, lr, seed, heldout=None, decay=True):
+        seen["train"], seen["heldout"] = y, heldout[1]
+        progress.epochs = 0  # no training: only the split is checked
+        return float("nan")
+
+    monkeypatch.setattr(forecast, "fit", recording)
+    result = forecast.train(seed=0, report=None, horizon=2)
+    _, sunspots = forecast.load_sunspots()
+    y = forecast.windows(sunspots / forecast.SCALE, 20, 2)[1]
+    np.testing.assert_array_equal(seen["train"], y[:229])  # window i forecasts the years 1720 + i and 1721 + i
+    np.testing.assert_array_equal(seen["heldout"], y[230:])
+    assert result.years.tolist() == list(range(1950, 2008))
+
+
 def test_the_full_recipe_beats_both_baselines():
     """Issue 14's target (measured: seeds 0-2 RMSE 18.4, 17.6, 17.1 against linear AR 19.5, persistence 33.2; 40
     epochs, ~5 s)."""

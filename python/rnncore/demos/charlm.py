@@ -187,7 +187,12 @@ def train(seed: int | None = 0, fast: bool = False, text: str | None = None, rep
     peak = hyper_non_negative("lr", recipe["lr"])
     if text is not None and not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
+    if recipe["max_chars"] is not None:
+        recipe["max_chars"] = positive_int("max_chars", recipe["max_chars"])
     documents = stdlib_docstrings(recipe["max_chars"]) if text is None else text_documents(text)
+    if len(documents) < HELDOUT_EVERY:
+        raise ValueError(f"text: expected at least {HELDOUT_EVERY} paragraphs (separated by blank lines: every "
+                         f"{HELDOUT_EVERY}th is held out), got {len(documents)}")
     corpus = make_corpus(documents)
     steps, batch = recipe["steps"], recipe["batch_size"]
     if len(corpus.train) <= steps + 1 or len(corpus.heldout) <= steps + 1:
