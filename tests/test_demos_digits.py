@@ -73,6 +73,10 @@ def test_the_command(trained, monkeypatch, capsys, tmp_path):
     assert "held-out accuracy" in out and "target 90%: met" in out and "most frequent class" in out
     assert plot.exists() == _common.have("matplotlib")
     assert main_module.main(["digits", "--no-plot"]) == (0 if result.accuracy >= 0.97 else 1)
+    capsys.readouterr()
+    monkeypatch.setattr(digits, "have", lambda name: name != "sklearn")
+    assert main_module.main(["digits"]) == 1
+    assert "pip install scikit-learn" in capsys.readouterr().out
 
 
 def test_bad_arguments():

@@ -35,7 +35,7 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..sequential import LastHidden, Sequential
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, save_plot
+from ._common import EpochLog, Progress, Report, child_seeds, have, save_plot
 
 __all__ = ["load", "as_sequences", "split", "make_model", "train", "Trained", "main"]
 
@@ -198,6 +198,9 @@ def run(args: argparse.Namespace) -> int:
     target (0.97; fast mode 0.9), else 1."""
     import rnncore
 
+    if not have("sklearn"):
+        print("the digits demo reads scikit-learn's bundled digits: pip install scikit-learn (or \"rnncore[demos]\")")
+        return 1
     mode = "fast" if args.fast else "full"
     epochs, batch, lr, hidden = RECIPES[mode]
     epochs, hidden = args.epochs or epochs, args.hidden or hidden
