@@ -25,7 +25,7 @@ def test_forecaster_learns_and_beats_the_baselines():
     and the least-squares linear autoregression on series it never saw (measured: 0.104 against 0.131 and 0.80)."""
     lines = []
     r = demo.train_forecaster(epochs=6, report=lines.append)
-    assert len(lines) == 6 and all("held-out MSE" in line for line in lines)
+    assert len(lines) == 6 and all("heldout mse" in line for line in lines)
     assert r["test_mse"] < r["linear_ar_mse"] < r["last_value_mse"]
     assert r["test_mse"] < 0.9 * r["linear_ar_mse"]
 

@@ -11,11 +11,17 @@
     python -m rnncore sine             a simple RNN approximates a function: next values of sines (rnncore.demos.sine)
     python -m rnncore gradients        the vanishing gradient: ||dL/dh_t|| over t, simple RNN vs LSTM and GRU on a
                                        long-lag task (rnncore.demos.gradients)
+    python -m rnncore forecast         a GRU (or LSTM) forecasting the yearly sunspot numbers against persistence and a
+                                       linear autoregression (rnncore.demos.forecast)
+    python -m rnncore digits           scikit-learn's 8x8 digits read row by row by a bidirectional LSTM, many-to-one
+                                       (rnncore.demos.digits; needs scikit-learn)
+    python -m rnncore charlm           a character-level LSTM language model of the standard library's docstrings,
+                                       against a bigram model, with samples (rnncore.demos.charlm; --text FILE)
 
 The self-check prints the version, compiler and SIMD flags, thread count, then for each kernel the largest relative
 difference from ``rnncore.reference`` (float64, forward outputs and every gradient) and the time of one forward and
 one forward+backward at a medium size. Every command exits with status 1 when its verdict fails: a kernel disagrees
-with the reference, the forecaster does not beat both baselines, the date model misses its held-out target.
+with the reference, the forecaster does not beat both baselines, the date model (or another demo) misses its target.
 """
 
 from __future__ import annotations
@@ -86,13 +92,16 @@ def _timings(variant: Variant, rng, T=50, B=32, I=128, H=128):
     return infer, train, flops / infer / 1e9, 3 * flops / train / 1e9
 
 
-COMMANDS = ("dates", "check", "gru-forecast", "addition", "sine", "gradients")
+COMMANDS = ("dates", "check", "gru-forecast", "addition", "sine", "gradients", "forecast", "digits", "charlm")
 
 
 #: The demos whose module has add_arguments(parser) and run(args): command -> its help line.
 DEMOS = {"addition": "seq2seq with attention learns to add 3-digit numbers (Keras' addition_rnn)",
          "sine": "a simple RNN approximates a function (the next value of noisy sines)",
-         "gradients": "the vanishing gradient: a simple RNN vs LSTM and GRU on a long-lag task"}
+         "gradients": "the vanishing gradient: a simple RNN vs LSTM and GRU on a long-lag task",
+         "forecast": "LSTM/GRU forecasting of the yearly sunspot numbers",
+         "digits": "8x8 digits read row by row, many-to-one (needs scikit-learn)",
+         "charlm": "a character-level LSTM language model, with samples"}
 
 
 def _parser() -> argparse.ArgumentParser:
