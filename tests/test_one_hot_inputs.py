@@ -92,12 +92,15 @@ def test_need_dx_false_skips_dx_only(impl, cell, dtype):
         assert_identical(without[name], full[name], name)
 
 
-def test_need_dx_is_taken_by_its_truth_value():
+def test_need_dx_is_a_bool():
     cell = CELLS[0]
     inputs, upstream = make_inputs(np.random.default_rng(4), cell, 2, 2, 3, 2, np.float64)
     _, ws = run_forward(ops, cell, inputs)
     assert cell.kind.backward(ws, **upstream, need_dx=np.False_)[0] is None
-    assert cell.kind.backward(ws, **upstream, need_dx=1)[0] is not None
+    assert cell.kind.backward(ws, **upstream, need_dx=np.True_)[0] is not None
+    for wrong in ("no", 1, None):
+        with pytest.raises(TypeError, match=f"need_dx must be a bool, got {wrong!r}"):
+            cell.kind.backward(ws, **upstream, need_dx=wrong)
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)

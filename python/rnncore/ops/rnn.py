@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import _core
 from .._validation import (
+    flag,
     forward_arrays,
     no_cell_state,
     nonlinearity_name,
@@ -79,7 +80,7 @@ def _backward(name: str, cell: str, workspace: Workspace, names: tuple[str, ...]
     if out is NotImplemented:
         ws = workspace_of(workspace, name, cell, _WORKSPACE_TYPES)
         out = _checked_call(getattr(_core, name), ws, *upstream_arrays(name, ws, dict(zip(names, upstream))),
-                            training_flag(need_dx))  # a flag taken by its truth value, as training is
+                            flag("need_dx", need_dx))  # a bool, as linear_backward's: "no" is a mistake
     return out
 
 
