@@ -208,3 +208,8 @@ def test_seq2seq_reorder_keeps_the_session_within_a_source_only():
     assert moved["session"] is session  # beams reordered within their source: the same session
     log_probs, _ = model.step(np.array([5, 4, 3, 3]), moved)
     assert log_probs.shape == (4, 6)
+    # the kept session reads the gathered h, c and α: the same numbers as a fresh session on the same state
+    fresh = {k: v for k, v in moved.items() if k != "session"}
+    want, _ = model.step(np.array([5, 4, 3, 3]), fresh)
+    np.testing.assert_array_equal(log_probs, want)
+    assert not np.array_equal(log_probs[0], log_probs[1])  # the rows' states really differ
