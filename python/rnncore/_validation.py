@@ -102,7 +102,7 @@ def lengths_array(lengths: Any, batch: int, steps: int, shortest: int = 1, lette
     (or None)."""
     if lengths is None:
         return None
-    arr = np.asarray(lengths)
+    arr = np.array(lengths)  # a copy, checked and then passed on: the kernels index by it without the GIL
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
     if arr.shape != (batch,):
@@ -205,7 +205,7 @@ def index_array(name: str, a: Any, size: int, shape: tuple[int, ...] | None = No
     """Integer indices (an ndarray or a Python int/list of ints; not bool) each in 0..size-1, optionally of a given
     ``shape``; with ``where`` (a bool array of the same shape) only entries where it is True are range-checked (the
     others are ignored by the caller and may hold anything, e.g. padding). Returns a C-contiguous int64 array."""
-    arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+    arr = np.array(a)  # a copy, checked and then passed on: the kernels index by it without the GIL
     if arr.dtype is not _INT64 and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     if shape is not None and arr.shape != tuple(shape):
