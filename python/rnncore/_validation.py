@@ -2172,6 +2172,7 @@ def adam_arrays(params: Any, grads: Any, exp_avgs: Any, exp_avg_sqs: Any, max_ex
                 raise ValueError(f"{where} must be C-contiguous (the update writes in place; pass contiguous arrays)")
             if name != "grads" and not a.flags.writeable:
                 raise ValueError(f"{where} must be writeable (it is updated in place)")
+    adam_no_aliasing(lists)
     return (lists["params"], lists["grads"], lists["exp_avgs"], lists["exp_avg_sqs"], lists.get("max_exp_avg_sqs"),
             lists["steps"])
 
@@ -2223,3 +2224,34 @@ def decoder_session_step(shapes: dict[str, Any], tokens: Any, h: Any, c: Any, fe
     return (tokens, optional_float_array("h", h, [("B", B), ("H", shapes["H"])], dtype),
             optional_float_array("c", c, [("B", B), ("H", shapes["H"])], dtype),
             optional_float_array("fed", fed, [("B", B), ("O", shapes["O"])], dtype))
+
+
+# ---- fix: aliasing among adam_update's arrays ------------------------------------------------------------------------
+
+
+def _first_overlap(entries: list[tuple[str, np.ndarray]]) -> tuple[str, str] | None:
+    """The names of two entries whose (C-contiguous) arrays share memory, the later-listed one first, or None: their
+    byte ranges sorted by start, each compared with the furthest-reaching one before it (n log n, not every pair)."""
+    spans = sorted((a.__array_interface__["data"][0], a.nbytes, k) for k, (_, a) in enumerate(entries) if a.nbytes)
+    reach, holder = -1, 0
+    for start, size, k in spans:
+        if start < reach:
+            return entries[max(k, holder)][0], entries[min(k, holder)][0]
+        if start + size > reach:
+            reach, holder = start + size, k
+    return None
+
+
+def adam_no_aliasing(lists: dict[str, list[np.ndarray]]) -> None:
+    """The fused Adam step writes each parameter's p, exp_avg, exp_avg_sq, max_exp_avg_sq and step in place through
+    restrict pointers: none of them may share memory with another of them, of any parameter, nor with that
+    parameter's grad."""
+    updated = [name for name in lists if name != "grads"]
+    pair = _first_overlap([(f"{name}[{i}]", a) for name in updated for i, a in enumerate(lists[name])])
+    for i, g in enumerate(lists["grads"]):
+        if pair is not None:
+            break
+        pair = _first_overlap([(f"{name}[{i}]", lists[name][i]) for name in updated] + [(f"grads[{i}]", g)])
+    if pair is not None:
+        raise ValueError(f"{pair[0]} shares memory with {pair[1]} (the update writes them in place: pass separate "
+                         f"arrays)")
