@@ -310,7 +310,7 @@ _DY = Argument("dy", "array", ("T", "B", "H"), True)
 _LENGTHS = Argument("lengths", "lengths", ("B",), True)
 _TRAINING = Argument("training", "flag")
 _WORKSPACE = Argument("workspace", "workspace")
-_NEED_DX = Argument("need_dx", "flag")
+_NEED_DX = Argument("need_dx", "strict_flag")  # a bool or numpy.bool_, as linear_backward's
 
 #: Each recurrent kernel entry point's arguments, in ``_core``'s order.
 KERNEL_ARGUMENTS: dict[str, tuple[Argument, ...]] = {
