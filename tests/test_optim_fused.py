@@ -193,3 +193,59 @@ def test_a_subclass_that_overrides_the_update_gets_its_own_update():
     params = {"w": np.ones((2, 2), np.float32)}
     Logged(params, lr=0.1).step({"w": np.ones((2, 2), np.float32)})
     assert calls == [(2, 2)]
+
+
+def _adam_lists(n=2, size=6, amsgrad=False):
+    rng = np.random.default_rng(0)
+    arrays = {name: [rng.standard_normal(size) for _ in range(n)] for name in ("params", "grads", "exp_avgs")}
+    arrays["exp_avg_sqs"] = [np.abs(rng.standard_normal(size)) for _ in range(n)]
+    arrays["max_exp_avg_sqs"] = [np.abs(rng.standard_normal(size)) for _ in range(n)] if amsgrad else None
+    arrays["steps"] = [np.zeros(()) for _ in range(n)]
+    return arrays
+
+
+def _overlapping(first, second):
+    """first[0] and second[1] overlap by half (neither holds the other)."""
+    buffer = np.zeros(first[0].size + first[0].size // 2)
+    first[0], second[1] = buffer[:first[0].size], buffer[-first[0].size:]
+
+
+@pytest.mark.parametrize("alias,message", [
+    (lambda a: a["exp_avg_sqs"].__setitem__(0, a["exp_avgs"][0]), r"exp_avg_sqs\[0\] shares memory with exp_avgs\[0\]"),
+    (lambda a: a["grads"].__setitem__(1, a["params"][1]), r"grads\[1\] shares memory with params\[1\]"),
+    (lambda a: a["params"].__setitem__(1, a["params"][0]),
+     r"params\[1\] shares memory with params\[0\]"),
+    (lambda a: _overlapping(a["params"], a["exp_avgs"]), r"exp_avgs\[1\] shares memory with params\[0\]"),
+    (lambda a: a["steps"].__setitem__(1, a["exp_avgs"][0][3:4].reshape(())), r"steps\[1\] shares memory with "
+                                                                              r"exp_avgs\[0\]"),
+    (lambda a: a["max_exp_avg_sqs"].__setitem__(0, a["params"][1]),
+     r"max_exp_avg_sqs\[0\] shares memory with params\[1\]"),
+])
+def test_adam_update_refuses_aliased_arrays(alias, message):
+    """The fused step writes through restrict pointers: an updated array sharing memory with another updated array
+    (of any parameter) or with its own grad is refused, naming both, before any array changes; the C++ entry
+    refuses it too (NotImplemented, so rnncore.optim.Adam takes its NumPy update)."""
+    a = _adam_lists(size=8, amsgrad=True)
+    alias(a)
+    before = {name: [x.copy() for x in a[name]] for name in a}
+    with pytest.raises(ValueError, match=message):
+        rc.ops.adam_update(**a, lr=0.01, betas=(0.9, 0.999), eps=1e-8, amsgrad=True)
+    for name in a:
+        for x, y in zip(a[name], before[name]):
+            np.testing.assert_array_equal(x, y, err_msg=name)
+    out = rc._core.adam_update(a["params"], a["grads"], a["exp_avgs"], a["exp_avg_sqs"], a["max_exp_avg_sqs"],
+                               a["steps"], 0.01, 0.9, 0.999, 1e-8, 0.0, True, False, False)
+    assert out is NotImplemented
+
+
+def test_adam_update_takes_separate_arrays_side_by_side():
+    """Neighbouring slices of one buffer do not overlap: they are taken."""
+    buffer = np.zeros(4 * 8)
+    a = _adam_lists(size=8)
+    a["params"] = [buffer[:8], buffer[8:16]]
+    a["exp_avgs"] = [buffer[16:24], buffer[24:32]]
+    rc.ops.adam_update(**a, lr=0.01, betas=(0.9, 0.999), eps=1e-8)
+    assert all(float(s) == 1.0 for s in a["steps"])
+    out = rc._core.adam_update(a["params"], a["grads"], a["exp_avgs"], a["exp_avg_sqs"], None, a["steps"], 0.01,
+                               0.9, 0.999, 1e-8, 0.0, False, False, False)
+    assert out is None

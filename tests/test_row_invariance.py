@@ -290,3 +290,81 @@ def test_training_kernels_in_the_mode_match_the_twins(dtype, case):
         if want is not None:
             got = {**outputs, **grads}[name]
             assert_close(got, want, "kernel_vs_reference", dtype, f"{cell.name} {name}")
+
+
+# ---- objects whose products outlive a call: made under one mode, stepped under the other -----------------------------
+
+def _session_parts(dtype, B):
+    from test_decoder_session import session_args
+    rng = np.random.default_rng(7)
+    args, kw, _ = session_args(rng, dtype, "lstm", {}, dict(score="additive", position="before"), B=B, H=24, Tx=6,
+                               E=4, A=8, Dv=5, O=24, V=11, Vin=9, biases=True)
+    tokens = rng.integers(0, 9, B)
+    h, c = (rng.standard_normal((B, 24)).astype(dtype) for _ in range(2))
+    return args, kw, tokens, h, c
+
+
+def _session_row(args, i):
+    return [a[i:i + 1] if k in (4, 5, 6) and a is not None else a for k, a in enumerate(args)]  # keys, values, lengths
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_session_follows_the_mode_of_each_step(dtype):
+    """A session's products are made at its first step under that step's mode; a step under the other mode
+    remakes them: first stepped outside then inside, row alone == row in batch; and back outside, a fresh session's
+    default bits."""
+    B = 5
+    names = ("log_probs", "outputs", "alpha", "h_n", "c_n")
+    args, kw, tokens, h, c = _session_parts(dtype, B)
+    rows = [(i, ops.DecoderSession(*_session_row(args, i), **kw)) for i in range(B)] + [
+        (None, ops.DecoderSession(*args, **kw))]
+    with team(1):
+        for i, session in rows:  # the products made outside the mode
+            session.step(*((tokens, h, c) if i is None else (tokens[i:i + 1], h[i:i + 1], c[i:i + 1])))
+        with invariant():
+            together = rows[-1][1].step(tokens, h, c)
+            for i, session in rows[:-1]:
+                alone = session.step(tokens[i:i + 1], h[i:i + 1], c[i:i + 1])
+                for name, got, want in zip(names, together, alone):
+                    assert_identical(got[i:i + 1], want, name, f"session row {i} of {B}")
+        for i, session in rows[:1] + rows[-1:]:  # back outside: a fresh session's default bits
+            part = (tokens, h, c) if i is None else (tokens[i:i + 1], h[i:i + 1], c[i:i + 1])
+            fresh = ops.DecoderSession(*(args if i is None else _session_row(args, i)), **kw).step(*part)
+            for name, got, want in zip(names, session.step(*part), fresh):
+                assert_identical(got, want, name, "a session stepped in the mode, then outside")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", ["lstm", "gru_reset_before"])
+def test_a_stepper_follows_the_mode_of_each_step(dtype, cell):
+    """A stepper's products are made with it; a step under the other mode remakes them: made outside and stepped
+    inside, row alone == row in batch; made inside and stepped outside, a fresh stepper's default bits."""
+    B, I, H, steps = 5, 7, 24, 3
+    rng = np.random.default_rng(3)
+    G = 4 if cell == "lstm" else 3
+    w_ih, w_hh = (rng.standard_normal((G * H, n)).astype(dtype) * 0.3 for n in (I, H))
+    b = rng.standard_normal(G * H).astype(dtype)
+    xs = rng.standard_normal((steps, B, I)).astype(dtype)
+
+    def make(batch):
+        if cell == "lstm":
+            return ops.lstm_stepper(batch, w_ih, w_hh, b, b)
+        return ops.gru_stepper(batch, w_ih, w_hh, b, b, reset_after=False)
+
+    def run(stepper, rows):
+        return [np.array(stepper.step(x[rows]), copy=True) for x in xs]
+
+    with team(1):
+        batch, rows = make(B), [make(1) for _ in range(B)]  # made outside the mode
+        with invariant():
+            together = run(batch, slice(None))
+            for i in range(B):
+                alone = run(rows[i], slice(i, i + 1))
+                for t in range(steps):
+                    assert_identical(together[t][i:i + 1], alone[t], "h", f"stepper row {i} of {B}, step {t}")
+        for size in (1, B):
+            with invariant():
+                inside = make(size)
+            got, want = run(inside, slice(0, size)), run(make(size), slice(0, size))
+            for t in range(steps):
+                assert_identical(got[t], want[t], "h", f"a stepper of {size} made in the mode, stepped outside")

@@ -43,7 +43,10 @@ struct DecoderCallArgs {
   DecoderDims d;
   DecoderArguments<T> a;
   bool training = false, ok = false;
+  std::optional<IndexCopy> len;  // the lengths a.lengths points to: the call's own copy (IndexCopy)
 
+  DecoderCallArgs(const DecoderCallArgs&) = delete;
+  DecoderCallArgs& operator=(const DecoderCallArgs&) = delete;
   DecoderCallArgs(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
                   py::handle b_hh, py::handle keys, py::handle values, py::handle lengths, py::handle cell,
                   py::handle reset_after, py::handle nonlinearity, py::handle score, py::handle w_q, py::handle b_a,
@@ -101,7 +104,7 @@ struct DecoderCallArgs {
     const ExactArray<T> xa(x, {d.Ty, B, d.E}), wih(w_ih, {GH, d.E + d.fed(spec)}), whh(w_hh, {GH, H}),
         bih(b_ih, {GH}, true), bhh(b_hh, {GH}, true), h(h0, {B, H}, true), c(c0, {B, H}, true),
         k(keys, {B, d.Tx, d.K}), v(values, {B, d.Tx, d.Dv});
-    const ExactArray<index_t> len(lengths, {B}, true);
+    const IndexCopy& len = this->len.emplace(lengths, std::initializer_list<index_t>{B}, true);
     if (!(xa.ok && wih.ok && whh.ok && bih.ok && bhh.ok && h.ok && c.ok && k.ok && v.ok && len.ok)) return;
     for (index_t b = 0; len.data && b < B; ++b)
       if (len.data[b] < 0 || len.data[b] > d.Tx) return;
@@ -256,7 +259,7 @@ py::object session_step(DecoderSession<T>& session, py::handle tokens, py::handl
   const DecoderSpec& spec = session.spec();
   const bool lstm = spec.cell.kind == CellKind::lstm, feeding = spec.input_feeding;
   const index_t B = d.B, Vin = session.embedding_rows();
-  const ExactArray<index_t> tok(tokens, {B}, d.E == 0);
+  const IndexCopy tok(tokens, {B}, d.E == 0);  // checked and read as copied
   const ExactArray<T> ha(h, {B, d.H}, true), ca(c, {B, d.H}, true), fa(fed, {B, d.O}, true);
   if (!(tok.ok && ha.ok && ca.ok && fa.ok) || (!lstm && ca.data) || (!feeding && fa.data) ||
       (d.E == 0 && !tokens.is_none()))

@@ -1,4 +1,7 @@
 // Bindings for the embedding scatter-add.
+#include <string>
+#include <vector>
+
 #include "bindings.hpp"
 #include "rnncore/embedding.hpp"
 
@@ -13,11 +16,15 @@ void backward(const py::array_t<index_t, py::array::c_style>& indices, const Arr
               Array<T>& dweight) {
   const index_t N = indices.size();
   const index_t V = dweight.shape(0), D = dweight.shape(1);
-  const index_t* idx = indices.data();
+  // The kernel indexes dweight by them without the GIL, when another thread could rewrite the caller's array:
+  // copy them now and check the copy.
+  const std::vector<index_t> idx(indices.data(), indices.data() + N);
+  for (index_t i : idx)
+    if (i < 0 || i >= V) throw py::value_error("indices must lie in 0..V-1 = 0..." + std::to_string(V - 1));
   const T* g = dy.data();
   T* out = dweight.mutable_data();
   py::gil_scoped_release release;
-  embedding_backward<T>(N, V, D, idx, g, padding_idx, out);
+  embedding_backward<T>(N, V, D, idx.data(), g, padding_idx, out);
 }
 
 template <typename T>

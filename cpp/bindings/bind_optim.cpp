@@ -1,4 +1,7 @@
 // Binding of the fused Adam step (rnncore/optim.hpp): one call updates every parameter array of a group.
+#include <algorithm>
+#include <cstdint>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -51,6 +54,43 @@ bool adam_job(const py::list& ps, const py::list& gs, const py::list& ms, const 
   return true;
 }
 
+/// Whether any two arrays the jobs write (p, m, v, vmax, step of every parameter) share memory, or a job's grad
+/// shares memory with one of its own: the kernel takes them as restrict pointers. Byte ranges sorted by start, each
+/// compared with the furthest-reaching one before it.
+bool jobs_overlap(const std::vector<AnyJob>& jobs) {
+  using Span = std::pair<std::uintptr_t, std::uintptr_t>;  // [begin, end)
+  std::vector<Span> all, own;
+  auto overlap = [](std::vector<Span>& spans) {
+    std::sort(spans.begin(), spans.end());
+    std::uintptr_t reach = 0;
+    for (const Span& s : spans) {
+      if (s.first < reach) return true;
+      reach = std::max(reach, s.second);
+    }
+    return false;
+  };
+  for (const AnyJob& any : jobs) {
+    const bool clash = std::visit(
+        [&](const auto& j) {
+          auto span = [&](const auto* a, index_t n) {
+            const auto begin = reinterpret_cast<std::uintptr_t>(a);
+            return Span{begin, begin + sizeof(*a) * static_cast<std::uintptr_t>(n)};
+          };
+          own.clear();
+          for (const auto* a : {j.p, j.m, j.v, j.vmax}) {
+            if (a && j.n > 0) own.push_back(span(a, j.n));
+          }
+          own.push_back(span(j.step, 1));
+          all.insert(all.end(), own.begin(), own.end());
+          if (j.n > 0) own.push_back(span(j.g, j.n));
+          return overlap(own);
+        },
+        any);
+    if (clash) return true;
+  }
+  return overlap(all);
+}
+
 /// adam_update(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs or None, steps, lr, beta1, beta2, eps,
 /// weight_decay, amsgrad, maximize, decoupled): lists of equal length; None when updated, NotImplemented (nothing
 /// changed) when any array is not exact (rnncore.ops.adam_update then names it).
@@ -67,6 +107,7 @@ py::object adam_update_py(const py::list& ps, const py::list& gs, const py::list
     if (!adam_job<float>(ps, gs, ms, vs, vmaxs, steps, i, jobs) &&
         !adam_job<double>(ps, gs, ms, vs, vmaxs, steps, i, jobs))
       return not_exact();
+  if (jobs_overlap(jobs)) return not_exact();  // aliased arrays (rnncore.ops.adam_update names them)
   AdamHyper h;
   h.lr = lr, h.beta1 = beta1, h.beta2 = beta2, h.eps = eps, h.weight_decay = weight_decay;
   h.amsgrad = amsgrad, h.maximize = maximize, h.decoupled = decoupled;

@@ -44,7 +44,10 @@ struct ForwardArgs {
           *b_hh = nullptr;
   const index_t *lengths = nullptr, *x_index = nullptr;
   bool training = false, ok = false;
+  std::optional<IndexCopy> len, xi;  // what lengths and x_index point to: the call's own copies (IndexCopy)
 
+  ForwardArgs(const ForwardArgs&) = delete;
+  ForwardArgs& operator=(const ForwardArgs&) = delete;
   ForwardArgs(CellKind kind, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_, py::handle w_hh_,
               py::handle b_ih_, py::handle b_hh_, py::handle lengths_, py::handle training_) {
     const py::ssize_t *xs, *ws, *wis;
@@ -64,7 +67,9 @@ struct ForwardArgs {
     const ExactArray<T> xa(one_hot ? py::handle(Py_None) : x_, {d.T, d.B, d.I}, one_hot), wih(w_ih_, {GH, d.I}),
         whh(w_hh_, {GH, d.H}), bih(b_ih_, {GH}, true), bhh(b_hh_, {GH}, true), h(h0_, {d.B, d.H}, true),
         c(c0_, {d.B, d.H}, true);
-    const ExactArray<index_t> len(lengths_, {d.B}, true), xi(one_hot ? x_ : py::handle(Py_None), {d.T, d.B}, true);
+    const IndexCopy& len = this->len.emplace(lengths_, std::initializer_list<index_t>{d.B}, true);
+    const IndexCopy& xi =
+        this->xi.emplace(one_hot ? x_ : py::handle(Py_None), std::initializer_list<index_t>{d.T, d.B}, true);
     if (!(xa.ok && xi.ok && wih.ok && whh.ok && bih.ok && bhh.ok && h.ok && c.ok && len.ok)) return;
     for (index_t b = 0; len.data && b < d.B; ++b)
       if (len.data[b] < 1 || len.data[b] > d.T) return;

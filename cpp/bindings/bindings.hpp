@@ -10,6 +10,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <vector>
 
 #include "../src/cells/cell_table.hpp"  // the C++ cell table: names, gates, states (self-contained)
 #include "rnncore/contract.hpp"
@@ -72,6 +73,27 @@ struct ExactArray {
     data = reinterpret_cast<const T*>(arr->data);
     ok = true;
   }
+};
+
+/// ExactArray's int64 values copied into memory the call owns, taken while the GIL is held: the kernels index by
+/// them after releasing it, when another Python thread could rewrite the caller's array (an out-of-bounds read).
+/// Check the copy, never the caller's array. Not copyable (`data` points into `values`).
+struct IndexCopy {
+  std::vector<index_t> values;
+  const index_t* data = nullptr;
+  bool ok = false;
+
+  IndexCopy(py::handle a, std::initializer_list<index_t> shape, bool optional = false) {
+    const ExactArray<index_t> view(a, shape, optional);
+    ok = view.ok;
+    if (!view.data) return;
+    index_t n = 1;
+    for (index_t extent : shape) n *= extent;
+    values.assign(view.data, view.data + n);
+    data = n > 0 ? values.data() : view.data;  // (none: non-null still, as given; nothing is read)
+  }
+  IndexCopy(const IndexCopy&) = delete;
+  IndexCopy& operator=(const IndexCopy&) = delete;
 };
 
 /// The answer to a call that is not the exact call: Python validates the arguments and calls again.

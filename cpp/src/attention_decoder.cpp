@@ -109,6 +109,12 @@ struct DecoderProducts {
   auto& cell(const LstmForward<T>&) { return lstm; }
   auto& cell(const GruForward<T>&) { return gru; }
   auto& cell(const RnnForward<T>&) { return rnn; }
+
+  /// Drops every product (remade at the next call); the keys stay.
+  void clear() {
+    for (auto* p : {&input, &fed, &projection, &out_ctx, &out_h}) p->reset();
+    lstm.reset(), gru.reset(), rnn.reset();
+  }
 };
 
 /// One forward call: the buffers and the per-step work around the cell's step policy. `kept` (inference only): a
@@ -608,6 +614,7 @@ struct DecoderSession<T>::Impl {
   std::optional<StepProduct<T, true>> output;  // logits += o W_out^T
   RowMatrix<T> x, contexts;                    // one step's embedded tokens [B, E] and contexts [B, Dv]
   bool prepared = false;                       // the products exist (made at the first step)
+  bool invariant = false;                      // row_invariant() when they were made (it fixes their paths)
   std::mutex busy;                             // one step at a time (the GIL is released): the scratch is shared
 
   /// A copy of rows x cols entries at p (empty when p is null) and where it lives (null when p is).
@@ -673,6 +680,11 @@ void DecoderSession<T>::step(const index_t* tokens, const T* h, const T* c, cons
   Impl& s = *impl_;
   const std::lock_guard<std::mutex> lock(s.busy);
   const index_t B = s.d.B, E = s.d.E, O = s.d.O, V = s.V;
+  if (s.prepared && s.invariant != row_invariant()) {  // made under the other mode: remake them under this one
+    s.products.clear();
+    s.output.reset();
+    s.prepared = false;
+  }
   {
     const KernelScope scope(s.flops);
 #ifdef _OPENMP
@@ -697,6 +709,7 @@ void DecoderSession<T>::step(const index_t* tokens, const T* h, const T* c, cons
     if (!s.output) s.output.emplace(s.w_out.data(), V, O, B);
     s.output->accumulate(outputs, O, log_probs, V);
     s.prepared = true;
+    s.invariant = row_invariant();
   }
   log_softmax_rows<T>(B, V, log_probs, log_probs);
 }

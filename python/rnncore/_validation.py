@@ -102,7 +102,7 @@ def lengths_array(lengths: Any, batch: int, steps: int, shortest: int = 1, lette
     (or None)."""
     if lengths is None:
         return None
-    arr = np.asarray(lengths)
+    arr = np.array(lengths)  # a copy, checked and then passed on: the kernels index by it without the GIL
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
     if arr.shape != (batch,):
@@ -205,7 +205,7 @@ def index_array(name: str, a: Any, size: int, shape: tuple[int, ...] | None = No
     """Integer indices (an ndarray or a Python int/list of ints; not bool) each in 0..size-1, optionally of a given
     ``shape``; with ``where`` (a bool array of the same shape) only entries where it is True are range-checked (the
     others are ignored by the caller and may hold anything, e.g. padding). Returns a C-contiguous int64 array."""
-    arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+    arr = np.array(a)  # a copy, checked and then passed on: the kernels index by it without the GIL
     if arr.dtype is not _INT64 and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     if shape is not None and arr.shape != tuple(shape):
@@ -310,7 +310,7 @@ _DY = Argument("dy", "array", ("T", "B", "H"), True)
 _LENGTHS = Argument("lengths", "lengths", ("B",), True)
 _TRAINING = Argument("training", "flag")
 _WORKSPACE = Argument("workspace", "workspace")
-_NEED_DX = Argument("need_dx", "flag")
+_NEED_DX = Argument("need_dx", "strict_flag")  # a bool or numpy.bool_, as linear_backward's
 
 #: Each recurrent kernel entry point's arguments, in ``_core``'s order.
 KERNEL_ARGUMENTS: dict[str, tuple[Argument, ...]] = {
@@ -2172,6 +2172,7 @@ def adam_arrays(params: Any, grads: Any, exp_avgs: Any, exp_avg_sqs: Any, max_ex
                 raise ValueError(f"{where} must be C-contiguous (the update writes in place; pass contiguous arrays)")
             if name != "grads" and not a.flags.writeable:
                 raise ValueError(f"{where} must be writeable (it is updated in place)")
+    adam_no_aliasing(lists)
     return (lists["params"], lists["grads"], lists["exp_avgs"], lists["exp_avg_sqs"], lists.get("max_exp_avg_sqs"),
             lists["steps"])
 
@@ -2223,3 +2224,34 @@ def decoder_session_step(shapes: dict[str, Any], tokens: Any, h: Any, c: Any, fe
     return (tokens, optional_float_array("h", h, [("B", B), ("H", shapes["H"])], dtype),
             optional_float_array("c", c, [("B", B), ("H", shapes["H"])], dtype),
             optional_float_array("fed", fed, [("B", B), ("O", shapes["O"])], dtype))
+
+
+# ---- fix: aliasing among adam_update's arrays ------------------------------------------------------------------------
+
+
+def _first_overlap(entries: list[tuple[str, np.ndarray]]) -> tuple[str, str] | None:
+    """The names of two entries whose (C-contiguous) arrays share memory, the later-listed one first, or None: their
+    byte ranges sorted by start, each compared with the furthest-reaching one before it (n log n, not every pair)."""
+    spans = sorted((a.__array_interface__["data"][0], a.nbytes, k) for k, (_, a) in enumerate(entries) if a.nbytes)
+    reach, holder = -1, 0
+    for start, size, k in spans:
+        if start < reach:
+            return entries[max(k, holder)][0], entries[min(k, holder)][0]
+        if start + size > reach:
+            reach, holder = start + size, k
+    return None
+
+
+def adam_no_aliasing(lists: dict[str, list[np.ndarray]]) -> None:
+    """The fused Adam step writes each parameter's p, exp_avg, exp_avg_sq, max_exp_avg_sq and step in place through
+    restrict pointers: none of them may share memory with another of them, of any parameter, nor with that
+    parameter's grad."""
+    updated = [name for name in lists if name != "grads"]
+    pair = _first_overlap([(f"{name}[{i}]", a) for name in updated for i, a in enumerate(lists[name])])
+    for i, g in enumerate(lists["grads"]):
+        if pair is not None:
+            break
+        pair = _first_overlap([(f"{name}[{i}]", lists[name][i]) for name in updated] + [(f"grads[{i}]", g)])
+    if pair is not None:
+        raise ValueError(f"{pair[0]} shares memory with {pair[1]} (the update writes them in place: pass separate "
+                         f"arrays)")
