@@ -346,6 +346,18 @@ class Forward(NamedTuple):
     lengths: np.ndarray | None
 
 
+def _forward_operand(kernel: str, gates: int, sizes: dict[str, int], dtype: np.dtype, name: str, a: Any) -> Any:
+    """A forward's weight, bias or state ``name`` (None stays None) as the kernel takes it: its shape from the
+    kernel's letters (_FORWARD_LETTERS) and ``sizes``, the dtype ``dtype``."""
+    if a is None:
+        return None
+    letters = _FORWARD_LETTERS[kernel][name]
+    shape = tuple([sizes[letter] for letter in letters])
+    if is_exact(a, shape, dtype):
+        return a
+    return float_array(name, a, list(zip(_letters_text(letters, gates), shape)), dtype)
+
+
 def forward_arrays(kernel: str, gates: int, x: Any, states: dict[str, Any], w_ih: Any, w_hh: Any, b_ih: Any,
                    b_hh: Any, lengths: Any) -> Forward:
     """Validates one forward call's arrays against each other (``KERNEL_ARGUMENTS[kernel]``): x fixes T, B, I and
@@ -363,16 +375,9 @@ def forward_arrays(kernel: str, gates: int, x: Any, states: dict[str, Any], w_ih
     if hidden < 1:
         raise ValueError(f"w_hh must have at least one hidden unit (H >= 1), got shape {w_hh.shape}")
     sizes = {"T": steps, "B": batch, "I": inputs, "H": hidden, "G*H": gates * hidden}
-    letters_of = _FORWARD_LETTERS[kernel]
 
     def checked(name: str, a: Any) -> Any:
-        if a is None:
-            return None
-        letters = letters_of[name]
-        shape = tuple([sizes[letter] for letter in letters])
-        if is_exact(a, shape, dtype):
-            return a
-        return float_array(name, a, list(zip(_letters_text(letters, gates), shape)), dtype)
+        return _forward_operand(kernel, gates, sizes, dtype, name, a)
 
     # Checked in the order their errors are raised: w_hh, w_ih, b_ih, b_hh, then the states.
     w_hh, w_ih, b_ih, b_hh = checked("w_hh", w_hh), checked("w_ih", w_ih), checked("b_ih", b_ih), checked("b_hh", b_hh)
@@ -2118,15 +2123,9 @@ def one_hot_forward_arrays(kernel: str, gates: int, x: np.ndarray, states: dict[
     steps, batch = x.shape
     x = index_array("x", x, inputs, letter="I")
     sizes = {"B": batch, "H": hidden, "G*H": gates * hidden}
-    letters_of = _FORWARD_LETTERS[kernel]
 
     def checked(name: str, a: Any) -> Any:
-        if a is None:
-            return None
-        letters = letters_of[name]
-        shape = tuple([sizes[letter] for letter in letters])
-        return a if is_exact(a, shape, dtype) else float_array(
-            name, a, list(zip(_letters_text(letters, gates), shape)), dtype)
+        return _forward_operand(kernel, gates, sizes, dtype, name, a)
 
     w_hh = checked("w_hh", w_hh)  # its first axis: G*H
     return Forward(x, tuple([checked(name, s) for name, s in states.items()]), w_ih, w_hh, checked("b_ih", b_ih),
