@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import time
 from collections.abc import Iterable, Iterator
@@ -22,7 +23,7 @@ import numpy as np
 
 from .._validation import seed_value
 
-__all__ = ["child_seeds", "have", "Progress", "EpochLog", "save_plot", "draw_history"]
+__all__ = ["child_seeds", "have", "Progress", "EpochLog", "save_plot", "draw_history", "output_arguments"]
 
 Report = Callable[[str], None]
 
@@ -121,3 +122,13 @@ def draw_history(ax: Any, history: list[EpochLog], names: Iterable[str], title: 
     ax.set_xlabel("epoch")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
+
+
+def output_arguments(parser: argparse.ArgumentParser, plot: str, what: str = "the plot",
+                     needs: str = "needs matplotlib") -> None:
+    """The options every demo's command ends with: --threads, --plot (``what`` is saved to ``plot``), --no-plot,
+    --no-bar."""
+    parser.add_argument("--threads", type=int, help="rnncore's threads (default: all cores)")
+    parser.add_argument("--plot", default=plot, help=f"where to save {what} ({plot}; {needs})")
+    parser.add_argument("--no-plot", action="store_true", help=f"do not save {what}")
+    parser.add_argument("--no-bar", action="store_true", help="no progress bar (one line per epoch)")

@@ -41,7 +41,7 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..seq2seq import Seq2Seq
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, draw_history, save_plot
+from ._common import EpochLog, Progress, Report, child_seeds, draw_history, output_arguments, save_plot
 
 __all__ = ["Adder", "make_questions", "heldout_split", "exact_match", "train", "main"]
 
@@ -194,10 +194,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
     parser.add_argument("--questions-per-epoch", type=int, help="training sums per epoch (default: the recipe's)")
     parser.add_argument("--heldout", type=int, default=5000, help="held-out sums, never trained on (5000)")
-    parser.add_argument("--threads", type=int, help="rnncore's threads (default: all cores)")
-    parser.add_argument("--plot", default=PLOT, help=f"where to save the learning curves ({PLOT}; needs matplotlib)")
-    parser.add_argument("--no-plot", action="store_true", help="do not save the plot")
-    parser.add_argument("--no-bar", action="store_true", help="no progress bar (one line per epoch)")
+    output_arguments(parser, PLOT, "the learning curves")
 
 
 PLOT = "addition.png"

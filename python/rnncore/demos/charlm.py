@@ -40,7 +40,7 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..sequential import Sequential
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, save_plot
+from ._common import EpochLog, Progress, Report, child_seeds, output_arguments, save_plot
 
 __all__ = ["stdlib_docstrings", "text_documents", "Corpus", "make_corpus", "bigram_bits_per_char", "make_model",
            "train", "Trained", "generate", "main"]
@@ -279,10 +279,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sampling temperature; repeat for several (default: 0.5 and 1.0)")
     parser.add_argument("--top-k", type=int, default=10, help="sample among the k likeliest characters (10)")
     parser.add_argument("--length", type=int, default=200, help="characters per sample (200)")
-    parser.add_argument("--threads", type=int, help="rnncore's threads (default: all cores)")
-    parser.add_argument("--plot", default=PLOT, help=f"where to save the learning curve ({PLOT}; needs matplotlib)")
-    parser.add_argument("--no-plot", action="store_true", help="do not save the plot")
-    parser.add_argument("--no-bar", action="store_true", help="no progress bar (one line per epoch)")
+    output_arguments(parser, PLOT, "the learning curve")
 
 
 def plot_curve(path: str, result: Trained) -> str | None:

@@ -43,7 +43,7 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..seq2seq import Seq2Seq
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, save_plot
+from ._common import EpochLog, Progress, Report, child_seeds, output_arguments, save_plot
 
 __all__ = ["DateTranslator", "VARIANTS", "train", "heldout_split", "exact_match", "main"]
 
@@ -257,10 +257,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--heldout", type=int, default=2000, help="held-out dates, never trained on (2000)")
     parser.add_argument("--beam-size", type=int, default=1, help="beam search width; 1: greedy (default)")
-    parser.add_argument("--threads", type=int, help="rnncore's threads (default: all cores)")
-    parser.add_argument("--plot", default=PLOT, help=f"where to save the attention heatmap ({PLOT}; needs matplotlib)")
-    parser.add_argument("--no-plot", action="store_true", help="do not save the heatmap")
-    parser.add_argument("--no-bar", action="store_true", help="no progress bar (one line per epoch)")
+    output_arguments(parser, PLOT, "the attention heatmap")
     parser.add_argument("--save", metavar="PATH", help="save the trained model (rnncore.save) to PATH")
 
 

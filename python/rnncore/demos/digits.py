@@ -35,7 +35,7 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..sequential import LastHidden, Sequential
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, have, save_plot
+from ._common import EpochLog, Progress, Report, child_seeds, have, output_arguments, save_plot
 
 __all__ = ["load", "as_sequences", "split", "make_model", "train", "Trained", "main"]
 
@@ -170,10 +170,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--hidden", type=int, help="LSTM units per direction (default: the recipe's)")
-    parser.add_argument("--threads", type=int, help="rnncore's threads (default: all cores)")
-    parser.add_argument("--plot", default=PLOT, help=f"where to save the misread digits ({PLOT}; needs matplotlib)")
-    parser.add_argument("--no-plot", action="store_true", help="do not save the plot")
-    parser.add_argument("--no-bar", action="store_true", help="no progress bar (one line per epoch)")
+    output_arguments(parser, PLOT, "the misread digits")
 
 
 def plot_errors(path: str, images: np.ndarray, labels: np.ndarray, predictions: np.ndarray) -> str | None:

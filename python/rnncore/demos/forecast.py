@@ -38,7 +38,7 @@ from ..ops.runtime import threads as thread_limit
 from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, save_plot
+from ._common import EpochLog, Progress, Report, child_seeds, output_arguments, save_plot
 
 __all__ = ["load_sunspots", "windows", "Forecaster", "persistence_mse", "linear_ar_mse", "fit", "train", "Trained",
            "main"]
@@ -217,10 +217,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
-    parser.add_argument("--threads", type=int, help="rnncore's threads (default: all cores)")
-    parser.add_argument("--plot", default=PLOT, help=f"where to save the held-out forecasts ({PLOT}; matplotlib)")
-    parser.add_argument("--no-plot", action="store_true", help="do not save the plot")
-    parser.add_argument("--no-bar", action="store_true", help="no progress bar (one line per epoch)")
+    output_arguments(parser, PLOT, "the held-out forecasts", "matplotlib")
 
 
 def plot_forecasts(path: str, result: Trained) -> str | None:

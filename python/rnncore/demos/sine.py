@@ -27,7 +27,7 @@ from ..ops.runtime import threads as thread_limit
 from ..optim import Adam
 from ..sequential import LastHidden, Sequential
 from ..utils import clip_grad_norm
-from ._common import Progress, Report, child_seeds, draw_history, save_plot
+from ._common import Progress, Report, child_seeds, draw_history, output_arguments, save_plot
 
 __all__ = ["make_windows", "baselines", "train", "main"]
 
@@ -125,10 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the model and the batches (0)")
     parser.add_argument("--fast", action="store_true", help="the short recipe of the tests (a few seconds)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
-    parser.add_argument("--threads", type=int, help="rnncore's threads (default: all cores)")
-    parser.add_argument("--plot", default=PLOT, help=f"where to save the plot ({PLOT}; needs matplotlib)")
-    parser.add_argument("--no-plot", action="store_true", help="do not save the plot")
-    parser.add_argument("--no-bar", action="store_true", help="no progress bar (one line per epoch)")
+    output_arguments(parser, PLOT, "the plot")
 
 
 def plot(path: str, model: SineModel) -> str | None:
