@@ -300,3 +300,28 @@ def test_a_custom_module_mixes_its_own_parameters_with_sub_modules():
     m.load_state_dict(state)
     assert (m.v == 3).all()
     assert not m.eval().encoder.training
+
+
+def test_sub_modules_are_found_after_every_kind_of_change():
+    """named_children remembers which attributes hold sub-modules (the walks each training step makes skip the
+    rest): a list changed in place, an attribute set, replaced or deleted, and a copy, each give today's modules."""
+    import copy
+    import pickle
+
+    m = Seq2SeqLike()
+    assert [n for n, _ in m.named_children()] == ["encoder", "decoder", "extra.0"]
+    m.extra.append(rc.GRU(4, 4, seed=3))                       # in place: not seen by __setattr__
+    assert [n for n, _ in m.named_children()] == ["encoder", "decoder", "extra.0", "extra.1"]
+    m.head = rc.Linear(4, 2, seed=4)                           # a new module
+    m.config = dict(m.config)                                  # a plain attribute: no effect
+    assert "head.weight" in m.parameters() and [n for n, _ in m.named_children()][-1] == "head"
+    m.decoder = rc.LSTMCell(3, 4, seed=5)                      # replaced by another module
+    assert m.parameters()["decoder.weight_ih"] is m.decoder.weight_ih
+    m.head = None                                              # a module replaced by a plain value
+    assert [n for n, _ in m.named_children()] == ["encoder", "decoder", "extra.0", "extra.1"]
+    del m.extra                                                # deleted
+    assert [n for n, _ in m.named_children()] == ["encoder", "decoder"]
+    m.extra = (rc.RNN(4, 4, seed=6),)                          # back, as a tuple
+    for copied in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert [n for n, _ in copied.named_children()] == ["encoder", "decoder", "extra.0"]
+        assert all(a is not b for a, b in zip(copied.parameters().values(), m.parameters().values()))

@@ -120,6 +120,14 @@ def flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def text_items(name: str, texts: Sequence[Any]) -> Sequence[str]:
+    """``texts`` (a list/tuple of strings), each checked to be a str (``name[i]`` in the error)."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{name}[{i}] must be a str, got {type(text).__name__}")
+    return texts
+
+
 def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -1187,6 +1195,9 @@ def optimizer_gradients(groups: Sequence[Mapping[str, Any]], trainable: Sequence
         p, g = params[name], grads[name]
         if not isinstance(g, np.ndarray):
             g = np.asarray(g)
+        if g.dtype == p.dtype and g.shape == p.shape:  # the usual case (a model's own buffers), checked cheaply
+            resolved[name] = g
+            continue
         if not (np.issubdtype(g.dtype, np.floating) or np.issubdtype(g.dtype, np.integer)):
             raise TypeError(f"gradient {name!r} must be a real array, got dtype {g.dtype}")
         if g.shape != p.shape:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validation import date_generator_options, flag, positive_int, seed_value
+from ._validation import date_generator_options, flag, positive_int, seed_value, text_items
 
 __all__ = ["make_dates", "CharVocab", "date_vocabularies", "encode_pairs", "PairBatch", "DATE_FORMATS",
            "HUMAN_DATE_FORMATS", "DATE_CASES", "DATE_RANGE", "all_dates"]
@@ -117,6 +117,11 @@ def make_dates(n: int, seed: int | None = None, *, formats: Sequence[str] = DATE
     return pairs
 
 
+def _code_points(name: str, texts: Sequence[str]) -> np.ndarray:
+    """The code points of ``texts`` joined (uint32)."""
+    return np.frombuffer("".join(text_items(name, texts)).encode("utf-32-le", "surrogatepass"), np.uint32)
+
+
 class CharVocab:
     """Characters <-> token ids, with the special tokens first: ``<pad>`` 0, ``<s>`` 1 (bos), ``</s>`` 2 (eos),
     ``<unk>`` 3 (a character outside the vocabulary), then ``chars`` in the given order."""
@@ -131,13 +136,27 @@ class CharVocab:
             raise ValueError(f"chars: expected single characters, received {bad[:3]!r}")
         self.tokens: tuple[str, ...] = self.SPECIALS + tuple(chars)
         self._ids = {c: i for i, c in enumerate(self.tokens) if i >= len(self.SPECIALS)}
+        # code point -> id (unk where no character of the vocabulary): encodes a whole batch in a few NumPy calls
+        self._table = np.full(max(map(ord, chars), default=0) + 1, self.unk, np.int64)
+        self._table[[ord(c) for c in chars]] = list(self._ids.values())
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def encode(self, text: str) -> np.ndarray:
         """The ids of ``text``'s characters (int64 [len(text)]; unknown characters give ``unk``)."""
-        return np.array([self._ids.get(c, self.unk) for c in text], dtype=np.int64)
+        return self._lookup(_code_points("text", [text]))
+
+    def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids [len(texts), longest] int64, padded with pad; lengths [len(texts)] int64)``."""
+        lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+        ids = np.full((len(texts), int(lengths.max(initial=0))), self.pad, np.int64)
+        ids[np.arange(ids.shape[1]) < lengths[:, None]] = self._lookup(_code_points("texts", texts))  # row by row
+        return ids, lengths
+
+    def _lookup(self, codes: np.ndarray) -> np.ndarray:
+        inside = codes < len(self._table)
+        return np.where(inside, self._table[np.where(inside, codes, 0)], self.unk)
 
     def decode(self, ids: Iterable[int]) -> str:
         """The characters of ``ids``, stopping at eos and skipping pad and bos (unk shows as ``?``)."""
@@ -174,17 +193,15 @@ def encode_pairs(pairs: Sequence[tuple[str, str]], source_vocab: CharVocab, targ
     """``pairs`` of strings as the padded id arrays of a seq2seq step (``PairBatch``)."""
     if len(pairs) == 0:
         raise ValueError("pairs: expected at least one (source, target) pair, received none")
-    sources = [source_vocab.encode(s) for s, _ in pairs]
-    targets = [target_vocab.encode(t) for _, t in pairs]
-    B, Tx, Ty = len(pairs), max(1, max(len(s) for s in sources)), max(len(t) for t in targets) + 1
-    source = np.zeros((B, Tx), np.int64)
+    source, lengths = source_vocab.encode_batch([s for s, _ in pairs])
+    targets, target_lengths = target_vocab.encode_batch([t for _, t in pairs])
+    if source.shape[1] == 0:  # every source empty: one padding step
+        source = np.zeros((len(pairs), 1), np.int64)
+    B, Ty = targets.shape[0], targets.shape[1] + 1
     target_inputs = np.zeros((B, Ty), np.int64)
+    target_inputs[:, 0] = target_vocab.bos
+    target_inputs[:, 1:] = targets
     target_out = np.zeros((B, Ty), np.int64)
-    for b, (s, t) in enumerate(zip(sources, targets)):
-        source[b, :len(s)] = s
-        target_inputs[b, 0] = target_vocab.bos
-        target_inputs[b, 1:len(t) + 1] = t
-        target_out[b, :len(t)] = t
-        target_out[b, len(t)] = target_vocab.eos
-    lengths = np.array([len(s) for s in sources], np.int64)
+    target_out[:, :-1] = targets
+    target_out[np.arange(B), target_lengths] = target_vocab.eos
     return PairBatch(source, lengths, target_inputs, target_out)

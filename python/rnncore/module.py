@@ -64,8 +64,16 @@ _M = TypeVar("_M", bound="Module")  # train()/eval()/requires_grad_() return the
 TAPE_WARNING_LENGTH = 10_000
 
 
+# Attribute types that are never sub-modules: most of a module's attributes (sizes, flags, names, arrays), which the
+# parameter walks every training step (optimizer, clipping) skip without two getattr calls each.
+_PLAIN_TYPES = frozenset({int, float, bool, str, type(None), np.ndarray, dict, set, np.random.Generator,
+                          *(type(np.dtype(t)) for t in (np.float32, np.float64))})
+
+
 def _is_module(value: object) -> bool:
     """A sub-module is anything with ``parameters()`` and ``gradients()`` (rnncore's modules and cells)."""
+    if type(value) in _PLAIN_TYPES:
+        return False
     return callable(getattr(value, "parameters", None)) and callable(getattr(value, "gradients", None))
 
 
@@ -85,6 +93,9 @@ def _gradient_buffer(array: np.ndarray, grad: np.ndarray | None = None) -> np.nd
     _GRADIENT_BUFFERS[key] = (weakref.ref(array, lambda _: _GRADIENT_BUFFERS.pop(key, None)), grad)
     return grad
 
+
+# Where a module remembers which of its attributes hold sub-modules (Module._child_slots); never pickled.
+_CHILD_SLOTS = "_child_slot_cache"
 
 # The bookkeeping each instance creates on first use, so a subclass need not call super().__init__().
 _LAZY: dict[str, Callable[[], Any]] = {"_params": dict, "_grads": dict, "_tape": list, "_none_params": set}
@@ -140,6 +151,13 @@ class Module:
             raise TypeError(f"{type(self).__name__}.{name} is a parameter declared absent (None): call "
                             f"register_parameter({name!r}, array) to make it one (a plain attribute would be ignored)")
         object.__setattr__(self, name, value)
+        slots = self.__dict__.get(_CHILD_SLOTS)
+        if slots is not None and (name in slots or type(value) not in _PLAIN_TYPES):
+            del self.__dict__[_CHILD_SLOTS]
+
+    def __delattr__(self, name: str) -> None:
+        self.__dict__.pop(_CHILD_SLOTS, None)
+        object.__delattr__(self, name)
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self.__dict__.get("_params", ())))
@@ -148,6 +166,7 @@ class Module:
         """Pickle and deepcopy: everything but the tape (pending training-mode calls; a layer's live in C++), so a
         copy needs training-mode calls of its own before ``backward``."""
         state = dict(vars(self))
+        state.pop(_CHILD_SLOTS, None)
         state["_tape"] = []
         state["_tape_recorded"] = 0
         return state
@@ -156,6 +175,7 @@ class Module:
         """Unpickling and deepcopy: the copy's parameters are remembered with their gradient buffers, so tying a
         parameter of the copy into another module shares its buffer (as ``register_parameter`` does)."""
         vars(self).update(state)
+        vars(self).pop(_CHILD_SLOTS, None)
         grads = state.get("_grads", {})
         for name, p in state.get("_params", {}).items():
             if name in grads:
@@ -168,6 +188,7 @@ class Module:
         that module's gradient buffer, so both modules' gradients add up. ``None`` declares an absent parameter
         (``self.name`` is None, as ``Linear(bias=False).bias``). Re-registering a parameter's name replaces it."""
         parameter_name(self, name, self._params, self._none_params)
+        self.__dict__.pop(_CHILD_SLOTS, None)
         if array is None:
             self._params.pop(name, None)
             self._grads.pop(name, None)
@@ -193,15 +214,27 @@ class Module:
 
     def named_children(self) -> Iterator[tuple[str, Any]]:
         """(name, module) for every direct sub-module, in assignment order; list/tuple items are named ``name.i``."""
-        for name, value in vars(self).items():
-            if name in _LAZY:  # the base's bookkeeping (parameters, gradients, the tape): never sub-modules
-                continue
-            if _is_module(value):
-                yield name, value
-            elif isinstance(value, (list, tuple)):
+        values = self.__dict__
+        for name in self._child_slots():
+            value = values[name]
+            if isinstance(value, (list, tuple)):  # read each time: a list may have changed in place
                 for i, item in enumerate(value):
                     if _is_module(item):
                         yield f"{name}.{i}", item
+            else:
+                yield name, value
+
+    def _child_slots(self) -> tuple[str, ...]:
+        """The attributes that hold a sub-module or a list/tuple, in assignment order: found once and remembered
+        until an attribute is set to something that may be a module (or one of them is set or deleted), so the
+        walks every training step makes (optimizer, clipping, zero_grad) skip the module's plain attributes."""
+        slots = self.__dict__.get(_CHILD_SLOTS)
+        if slots is None:
+            slots = tuple(name for name, value in vars(self).items()
+                          if name not in _LAZY and name != _CHILD_SLOTS
+                          and (isinstance(value, (list, tuple)) or _is_module(value)))
+            self.__dict__[_CHILD_SLOTS] = slots
+        return slots
 
     def children(self) -> Iterator[Any]:
         """Every direct sub-module (torch's ``children()``)."""
@@ -231,19 +264,27 @@ class Module:
 
     def _entries(self, trainable_only: bool = False) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """(nested name, parameter, gradient) for this module's own parameters first, then each sub-module's."""
-        if not trainable_only or self._requires_grad:
-            for name, p in self._params.items():
-                yield name, p, self._grads[name]
+        for name, p, g, trainable in self._flagged_entries(trainable_only):
+            if trainable:
+                yield name, p, g
+
+    def _flagged_entries(self, flag: bool) -> Iterator[tuple[str, np.ndarray, np.ndarray, bool]]:
+        """Every (nested name, parameter, gradient, trainable) in ``_entries``' order, in one walk; ``trainable`` is
+        whether the module holding that entry lets it train (always True with ``flag=False``)."""
+        own = not flag or self._requires_grad
+        for name, p in self._params.items():
+            yield name, p, self._grads[name], own
         for child_name, child in self.named_children():
             if isinstance(child, Module):
-                entries: Iterator[tuple[str, np.ndarray, np.ndarray]] = child._entries(trainable_only)
+                entries: Iterator[tuple[str, np.ndarray, np.ndarray, bool]] = child._flagged_entries(flag)
             else:  # a module outside this protocol (anything with parameters() and gradients(), e.g. a cell)
                 trainable = getattr(child, "trainable_parameters", None)
-                params = trainable() if trainable_only and callable(trainable) else child.parameters()
+                kept = {id(p) for p in trainable().values()} if flag and callable(trainable) else None
                 grads = child.gradients()
-                entries = ((name, p, grads[name]) for name, p in params.items())
-            for name, p, g in entries:
-                yield f"{child_name}.{name}", p, g
+                entries = ((name, p, grads[name], kept is None or id(p) in kept)
+                           for name, p in child.parameters().items())
+            for name, p, g, t in entries:
+                yield f"{child_name}.{name}", p, g, t
 
     def _unique_entries(self, trainable_only: bool = False) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """``_entries`` with a parameter shared by two sub-modules listed once, under its first name (as torch)."""
@@ -294,9 +335,13 @@ class Module:
     def trainable_parameters(self) -> dict[str, np.ndarray]:
         """The parameters that require grad, under the names ``parameters()`` uses. A parameter held by several
         modules (tied weights) requires grad only when none of them is frozen (torch's one flag per parameter)."""
-        held = Counter(id(p) for _, p, _ in self._entries())
-        trainable = Counter(id(p) for _, p, _ in self._entries(trainable_only=True))
-        return {name: p for name, p in self.named_parameters() if trainable[id(p)] == held[id(p)]}
+        entries = list(self._flagged_entries(True))
+        held = Counter(id(p) for _, p, _, _ in entries)
+        trainable = Counter(id(p) for _, p, _, t in entries if t)
+        first: dict[int, tuple[str, np.ndarray]] = {}  # each parameter once, under its first name (named_parameters)
+        for name, p, _, _ in entries:
+            first.setdefault(id(p), (name, p))
+        return {name: p for key, (name, p) in first.items() if trainable[key] == held[key]}
 
     # -- modes and the tape --------------------------------------------------------------------------------------
     def train(self: _M, mode: bool = True) -> _M:
