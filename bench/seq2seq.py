@@ -101,6 +101,36 @@ def train_flops(c: TrainConfig) -> float:
     return 3.0 * (encoder + keys + c.Ty * step + output)
 
 
+def train_necessary_flops(c: TrainConfig) -> float:
+    """``train_flops`` without the one-hot source's input product and its backward: a column gather and a
+    scatter-add (no multiply-adds) in rnncore, a dense product in the peers. What the ceilings below divide."""
+    return train_flops(c) - 3.0 * 2 * 2 * 4 * c.model.encoder_hidden * c.model.source_vocab * c.B * c.Tx
+
+
+def decode_flops(mode: str, V: int) -> float:
+    """Multiply-add FLOPs (2 each) one decode of ``DECODE`` needs: the encoder once per source (recurrent products;
+    the one-hot input is a gather) and the key projection, then per step and per row (B greedy rows, B·beam beam
+    rows) the query projection, scores and context, the cell (embedding + context + state) and the output layer."""
+    d = DECODE
+    He, H, A, E, B, Tx = d["encoder_hidden"], d["decoder_hidden"], d["attention_units"], d["target_embedding"], \
+        d["B"], d["Tx"]
+    Dv = 2 * He
+    start = 2 * 2 * 4 * He * He * B * Tx + 2 * B * Tx * Dv * A
+    rows = B * (d["beam"] if mode == "beam" else 1)
+    step = 2 * rows * (H * A + Tx * A + Tx * Dv + 4 * H * (E + Dv + H) + H * V)
+    return float(start + d["max_len"] * step)
+
+
+def gemm_ceiling(row: dict, peer: str) -> float | None:
+    """The speed-up over ``peer`` that running every necessary FLOP of the row at the SGEMM rate measured in the
+    same run would give: the most any implementation could show (None: not measured)."""
+    t = row["libs"].get(peer, {}).get("min_s")
+    need = row.get("necessary_flops")
+    if t is None or not need or not row.get("sgemm_gflops"):
+        return None
+    return t / (need / (row["sgemm_gflops"] * 1e9))
+
+
 def train_batch(c: TrainConfig, seed: int = 1) -> dict:
     """Sources (full length: the course pads with a character the model reads), targets in 1..V-1 whose tails are
     padded (pad = 0) to lengths drawn from Ty/2..Ty, and the teacher-forced inputs [bos, targets[:-1]]."""
@@ -306,7 +336,8 @@ def train_row(c: TrainConfig, peers: list[str], budget: float, sgemm: float) -> 
     builders = {name: (lambda cls=cls: _prepared(cls(c.model, weights, batch, LR)))
                 for name, cls in libs.items() if name == "rnncore" or name in peers}
     row = bench_row("train", c.name, builders, budget, {} if why is None else {"rnncore": why},
-                    flops=train_flops(c), targets=[list(t) for t in c.targets], sgemm_gflops=sgemm)
+                    flops=train_flops(c), necessary_flops=train_necessary_flops(c),
+                    targets=[list(t) for t in c.targets], sgemm_gflops=sgemm)
     print(format_row(row), flush=True)
     return row
 
@@ -384,7 +415,7 @@ class RnncoreDefaultPaths(RnncoreDecoding):
         self._beam_search = self.rc.decode.beam_search.__wrapped__
 
 
-def decode_row(V: int, mode: str, peers: list[str], budget: float) -> dict:
+def decode_row(V: int, mode: str, peers: list[str], budget: float, sgemm: float) -> dict:
     """Greedy or beam-5 decoding of B sources, max_len steps, target vocabulary V."""
     why = rnncore_missing()
     d = DECODE
@@ -409,7 +440,8 @@ def decode_row(V: int, mode: str, peers: list[str], budget: float) -> dict:
     builders = {name: (lambda cls=cls: builder(cls)) for name, cls in libs.items()}
     row = bench_row("decode", f"{mode}/V{V}", builders, budget, {} if why is None else {"rnncore": why},
                     mode=mode, vocab=V, sources=d["B"], beam=d["beam"] if mode == "beam" else 1,
-                    max_len=d["max_len"], tokens=d["B"] * d["max_len"])  # eos is never chosen: max_len per source
+                    max_len=d["max_len"], tokens=d["B"] * d["max_len"],  # eos is never chosen: max_len per source
+                    necessary_flops=decode_flops(mode, V), sgemm_gflops=sgemm)
     if row.get("timed") and "rnncore" in libs:
         row["rnncore_split_ms"] = RnncoreDecoding(m, weights).split(mode, source, d["max_len"], d["beam"])
     print(format_row(row), flush=True)
@@ -675,7 +707,8 @@ def worker(plan_file: str, out_file: str) -> None:
     if "train" in parts:
         result["rows"] += [train_row(c, peers, budget, sgemm) for c in configs]
     if "decode" in parts:
-        result["rows"] += [decode_row(V, mode, peers, budget) for V in plan["vocabs"] for mode in ("greedy", "beam")]
+        result["rows"] += [decode_row(V, mode, peers, budget, sgemm)
+                           for V in plan["vocabs"] for mode in ("greedy", "beam")]
     if "attention" in parts:
         result["rows"] += attention_rows(peers, budget)
     if "profile" in parts:
@@ -733,6 +766,9 @@ def format_row(row: dict) -> str:
         gf = row["flops"] / row["libs"]["rnncore"]["min_s"] / 1e9
         cols += f"  {gf:.1f} GFLOP/s ({100 * gf / row['sgemm_gflops']:.0f}% SGEMM)"
     if row["part"] == "decode":
+        if "min_s" in row["libs"].get("rnncore", {}) and row.get("necessary_flops"):
+            gf = row["necessary_flops"] / row["libs"]["rnncore"]["min_s"] / 1e9
+            cols += f"  {gf:.1f} GFLOP/s ({100 * gf / row['sgemm_gflops']:.0f}% SGEMM)"
         rates = [f"{n} {row['tokens'] / v['min_s']:.0f}" for n, v in row["libs"].items() if "min_s" in v]
         cols += "  tokens/s: " + ", ".join(rates)
         if "rnncore_split_ms" in row:
@@ -741,6 +777,13 @@ def format_row(row: dict) -> str:
 
 
 HEADER = f"{'row':<40}{'rnncore ms':>11}{'torch ms':>11}{'jax ms':>11}{'x torch':>9}{'x jax':>9}{'x best':>9}"
+
+
+def _ceiling_text(row: dict, peer: str) -> str:
+    """ "; ceiling Nx": the speed-up over ``peer`` with every necessary FLOP at the SGEMM rate (``gemm_ceiling``)."""
+    peers = [p for p in PEERS if p in row["libs"] and "min_s" in row["libs"][p]] if peer == "best" else [peer]
+    ceilings = [c for c in (gemm_ceiling(row, p) for p in peers) if c is not None]
+    return f" (ceiling at the SGEMM rate {min(ceilings):.1f}x)" if ceilings else ""
 
 
 def target_lines(rows: list[dict]) -> list[str]:
@@ -754,11 +797,13 @@ def target_lines(rows: list[dict]) -> list[str]:
             for peer, want in r["targets"]:
                 got = x.get(peer)
                 lines.append(f"train {r['config']}: >= {want}x {peer}: " +
-                             ("not measured" if got is None else f"{got:.2f}x {'met' if got >= want else 'MISSED'}"))
+                             ("not measured" if got is None else f"{got:.2f}x {'met' if got >= want else 'MISSED'}")
+                             + _ceiling_text(r, peer))
         elif r["part"] == "decode":
             got = x.get("torch")
             lines.append(f"decode {r['config']}: >= 5x torch tokens/s: " +
-                         ("not measured" if got is None else f"{got:.2f}x {'met' if got >= 5 else 'MISSED'}"))
+                         ("not measured" if got is None else f"{got:.2f}x {'met' if got >= 5 else 'MISSED'}")
+                         + _ceiling_text(r, "torch"))
         elif r["part"] == "attention":
             got = x.get("torch")
             lines.append(f"attention {r['config']}: >= 3x torch: " +
@@ -771,6 +816,9 @@ def target_lines(rows: list[dict]) -> list[str]:
             except KeyError:
                 continue
             goal = f" {'met' if ratio <= 3 else 'MISSED'} (<= 3x)" if lib == "rnncore" else ""
+            if lib == "rnncore" and pair["greedy"].get("necessary_flops"):  # at equal GFLOP/s, time goes as FLOPs
+                flops = pair["beam"]["necessary_flops"] / pair["greedy"]["necessary_flops"]
+                goal += f"; its FLOPs per source {flops:.2f}x greedy's"
             lines.append(f"decode V{V}: {lib} beam-5 / greedy time per source {ratio:.2f}x{goal}")
     return lines
 
