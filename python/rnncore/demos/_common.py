@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -132,3 +132,18 @@ def output_arguments(parser: argparse.ArgumentParser, plot: str, what: str = "th
     parser.add_argument("--plot", default=plot, help=f"where to save {what} ({plot}; {needs})")
     parser.add_argument("--no-plot", action="store_true", help=f"do not save {what}")
     parser.add_argument("--no-bar", action="store_true", help="no progress bar (one line per epoch)")
+
+
+def report_saved(saved: str | None, what: str) -> None:
+    """The line every demo ends with after its plot: where ``what`` was saved, or why nothing was."""
+    print(f"saved {what} to {saved}" if saved else
+          "(matplotlib is not installed: no plot; pip install \"rnncore[demos]\" for it and a progress bar)")
+
+
+def command_main(name: str, doc: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+                 run: Callable[[argparse.Namespace], int], argv: Sequence[str] | None) -> int:
+    """``python -m rnncore.demos.NAME [options]``, the same as ``python -m rnncore NAME``: the demo's options
+    (``add_arguments``), described by the first paragraph of its module docstring ``doc``, then ``run``."""
+    parser = argparse.ArgumentParser(prog=f"python -m rnncore {name}", description=doc.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -41,7 +41,17 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..seq2seq import Seq2Seq
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, draw_history, output_arguments, save_plot
+from ._common import (
+    EpochLog,
+    Progress,
+    Report,
+    child_seeds,
+    command_main,
+    draw_history,
+    output_arguments,
+    report_saved,
+    save_plot,
+)
 
 __all__ = ["Adder", "make_questions", "heldout_split", "exact_match", "train", "main"]
 
@@ -237,15 +247,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {q:>7} = {got:<4} {'ok' if got == a else 'WRONG, expected ' + a}")
     if not args.no_plot:
         saved = plot(args.plot, model)
-        print(f"saved the learning curves to {saved}" if saved else "(matplotlib is not installed: no plot)")
+        report_saved(saved, "the learning curves")
     return 0 if ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m rnncore.demos.addition [options]``: the same as ``python -m rnncore addition``."""
-    parser = argparse.ArgumentParser(prog="python -m rnncore addition", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("addition", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..sequential import Sequential
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, output_arguments, save_plot
+from ._common import EpochLog, Progress, Report, child_seeds, command_main, output_arguments, report_saved, save_plot
 
 __all__ = ["stdlib_docstrings", "text_documents", "Corpus", "make_corpus", "bigram_bits_per_char", "make_model",
            "train", "Trained", "generate", "main"]
@@ -331,16 +331,13 @@ def run(args: argparse.Namespace) -> int:
             print()
     if not args.no_plot:
         saved = plot_curve(args.plot, result)
-        print(f"saved the learning curve to {saved}" if saved else
-              "(matplotlib is not installed: no plot; pip install \"rnncore[demos]\" for it and a progress bar)")
+        report_saved(saved, "the learning curve")
     return 0 if ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m rnncore.demos.charlm [options]``: the same as ``python -m rnncore charlm``."""
-    parser = argparse.ArgumentParser(prog="python -m rnncore charlm", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("charlm", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..seq2seq import Seq2Seq
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, output_arguments, save_plot
+from ._common import EpochLog, Progress, Report, child_seeds, command_main, output_arguments, report_saved, save_plot
 
 __all__ = ["DateTranslator", "VARIANTS", "train", "heldout_split", "exact_match", "main"]
 
@@ -356,8 +356,8 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(text_heatmap(*examples[0])))
     if not args.no_plot:
         saved = plot_attention(args.plot, examples[:4])
-        print(f"\nsaved the attention heatmaps to {saved}" if saved else
-              "\n(matplotlib is not installed: no plot; pip install \"rnncore[demos]\" for it and a progress bar)")
+        print()
+        report_saved(saved, "the attention heatmaps")
     if args.save:
         from ..serialization import save
 
@@ -368,9 +368,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m rnncore.demos.dates [options]``: the same as ``python -m rnncore dates``."""
-    parser = argparse.ArgumentParser(prog="python -m rnncore dates", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("dates", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,17 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..sequential import LastHidden, Sequential
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, have, output_arguments, save_plot
+from ._common import (
+    EpochLog,
+    Progress,
+    Report,
+    child_seeds,
+    command_main,
+    have,
+    output_arguments,
+    report_saved,
+    save_plot,
+)
 
 __all__ = ["load", "as_sequences", "split", "make_model", "train", "Trained", "main"]
 
@@ -219,16 +229,13 @@ def run(args: argparse.Namespace) -> int:
                                                    for k, a in result.accuracy_by_rows.items()))
     if not args.no_plot:
         saved = plot_errors(args.plot, result.heldout_images, result.heldout_labels, result.predictions)
-        print(f"saved the misread digits to {saved}" if saved else
-              "(matplotlib is not installed: no plot; pip install \"rnncore[demos]\" for it and a progress bar)")
+        report_saved(saved, "the misread digits")
     return 0 if ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m rnncore.demos.digits [options]``: the same as ``python -m rnncore digits``."""
-    parser = argparse.ArgumentParser(prog="python -m rnncore digits", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("digits", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from ..ops.runtime import threads as thread_limit
 from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, output_arguments, save_plot
+from ._common import EpochLog, Progress, Report, child_seeds, command_main, output_arguments, report_saved, save_plot
 
 __all__ = ["load_sunspots", "windows", "Forecaster", "persistence_mse", "linear_ar_mse", "fit", "train", "Trained",
            "main"]
@@ -262,16 +262,13 @@ def run(args: argparse.Namespace) -> int:
           f"(baselines: {shown}; {'below both' if ok else 'NOT BELOW BOTH BASELINES'})")
     if not args.no_plot:
         saved = plot_forecasts(args.plot, result)
-        print(f"saved the held-out forecasts to {saved}" if saved else
-              "(matplotlib is not installed: no plot; pip install \"rnncore[demos]\" for it and a progress bar)")
+        report_saved(saved, "the held-out forecasts")
     return 0 if ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m rnncore.demos.forecast [options]``: the same as ``python -m rnncore forecast``."""
-    parser = argparse.ArgumentParser(prog="python -m rnncore forecast", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("forecast", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

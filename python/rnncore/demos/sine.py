@@ -27,7 +27,16 @@ from ..ops.runtime import threads as thread_limit
 from ..optim import Adam
 from ..sequential import LastHidden, Sequential
 from ..utils import clip_grad_norm
-from ._common import Progress, Report, child_seeds, draw_history, output_arguments, save_plot
+from ._common import (
+    Progress,
+    Report,
+    child_seeds,
+    command_main,
+    draw_history,
+    output_arguments,
+    report_saved,
+    save_plot,
+)
 
 __all__ = ["make_windows", "baselines", "train", "main"]
 
@@ -169,15 +178,13 @@ def run(args: argparse.Namespace) -> int:
           f"(target: at least {1 / TARGETS[mode]:.0f}x: {'met' if ok else 'MISSED'})")
     if not args.no_plot:
         saved = plot(args.plot, model)
-        print(f"saved the plot to {saved}" if saved else "(matplotlib is not installed: no plot)")
+        report_saved(saved, "the plot")
     return 0 if ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m rnncore.demos.sine [options]``: the same as ``python -m rnncore sine``."""
-    parser = argparse.ArgumentParser(prog="python -m rnncore sine", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("sine", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
