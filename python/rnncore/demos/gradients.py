@@ -51,7 +51,7 @@ from ..ops.runtime import threads as thread_limit
 from ..optim import Adam
 from ..sequential import LastHidden, Sequential
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, output_arguments, save_plot
+from ._common import EpochLog, Progress, Report, child_seeds, command_main, output_arguments, report_saved, save_plot
 
 __all__ = ["CELLS", "make_task", "chrono_bias", "gradient_norms", "GradientsResult", "train", "main"]
 
@@ -275,15 +275,13 @@ def run(args: argparse.Namespace) -> int:
           f"{TARGETS['not_learned']}): {'yes' if ok else 'NO'}")
     if not args.no_plot:
         saved = plot(args.plot, result)
-        print(f"saved the plot to {saved}" if saved else "(matplotlib is not installed: no plot)")
+        report_saved(saved, "the plot")
     return 0 if ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m rnncore.demos.gradients [options]``: the same as ``python -m rnncore gradients``."""
-    parser = argparse.ArgumentParser(prog="python -m rnncore gradients", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main("gradients", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
