@@ -39,6 +39,32 @@ def test_encode_batch_pads_and_names_a_non_string():
     assert vocab.encode_batch([])[0].shape == (0, 0)
     with pytest.raises(TypeError, match=r"texts\[1\] must be a str, got bytes"):
         vocab.encode_batch(["a", b"b"])
-    with pytest.raises(TypeError, match=r"text\[0\] must be a str, got int"):
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a str, got int"):
+        vocab.encode_batch(["a", 3])
+    with pytest.raises(TypeError, match=r"texts must be a list or tuple of str, got str"):
+        vocab.encode_batch("ab")
+    with pytest.raises(TypeError, match=r"^text must be a str, got int"):
         vocab.encode(3)
     assert vocab.encode("").dtype == np.int64
+    human, iso = date_vocabularies()
+    with pytest.raises(TypeError, match=r"pairs\[1\]\[0\] must be a str, got list"):
+        encode_pairs([("1", "2"), (["1"], "2")], human, iso)
+    with pytest.raises(TypeError, match=r"pairs\[0\]\[1\] must be a str, got int"):
+        encode_pairs([("1", 2)], human, iso)
+    with pytest.raises(TypeError, match=r"pairs\[0\] must be a \(str, str\) pair"):
+        encode_pairs(["12"], human, iso)
+
+
+def test_vocabularies_with_characters_anywhere_and_their_pickles():
+    """Characters past the lookup table's range (astral) still encode; a pickle holds no table (small, and a
+    vocabulary pickled before the table existed loads and encodes)."""
+    import pickle
+
+    vocab = CharVocab(["a", "\U0001F600", "\U0010FFFF", "\x00"])
+    text = "a\U0001F600?\U0010FFFF\x00\U0001F601"
+    assert vocab.encode(text).tolist() == one_by_one(vocab, text) == [4, 5, 3, 6, 7, 3]
+    data = pickle.dumps(vocab)
+    assert len(data) < 1000
+    old = pickle.loads(data)
+    assert "_table" not in vars(old) and old.encode(text).tolist() == one_by_one(vocab, text)
+    assert CharVocab([]).encode("ab").tolist() == [3, 3]

@@ -325,3 +325,81 @@ def test_sub_modules_are_found_after_every_kind_of_change():
     for copied in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
         assert [n for n, _ in copied.named_children()] == ["encoder", "decoder", "extra.0"]
         assert all(a is not b for a, b in zip(copied.parameters().values(), m.parameters().values()))
+
+
+def test_sub_modules_set_around_setattr_and_modules_that_are_sequences():
+    """What the remembered sub-module slots must not miss: attributes added or removed through ``__dict__`` or
+    ``object.__setattr__`` (the number of attributes changes), a module replaced there by a plain value, a list
+    set where a plain value was, and modules that are themselves lists or tuples."""
+    from typing import NamedTuple
+
+    m = Seq2SeqLike()
+    m.blocks = None
+    assert [n for n, _ in m.named_children()] == ["encoder", "decoder", "extra.0"]
+    m.blocks = [rc.Linear(2, 2, seed=7)]                     # a list where a plain value was
+    assert "blocks.0.weight" in m.parameters()
+    object.__setattr__(m, "late", rc.Linear(2, 3, seed=8))   # around Module.__setattr__
+    assert "late.weight" in m.parameters()
+    m.__dict__["later"] = rc.Linear(3, 3, seed=9)
+    assert "later.bias" in m.parameters()
+    m.__dict__["decoder"] = 3                                 # a module replaced by a plain value, same count
+    del m.__dict__["late"]
+    assert [n for n, _ in m.named_children()] == ["encoder", "extra.0", "blocks.0", "later"]
+
+    class Pair(NamedTuple):                                   # a tuple that is a module
+        w: np.ndarray
+
+        def parameters(self):
+            return {"w": self.w}
+
+        def gradients(self):
+            return {"w": np.zeros_like(self.w)}
+
+    class ModuleList(rc.Module, list):                        # a list that is a module
+        pass
+
+    body = ModuleList()
+    body.head = rc.Linear(2, 2, seed=10)
+    holder = rc.Module()
+    holder.pair, holder.body = Pair(np.zeros(2, np.float32)), body
+    assert sorted(holder.parameters()) == ["body.head.bias", "body.head.weight", "pair.w"]
+
+
+def test_walks_while_another_thread_sets_attributes():
+    """A training loop setting attributes in one thread while others walk the module (state_dict, parameters):
+    no 'dictionary changed size during iteration', every walk sees the sub-modules."""
+    import threading
+
+    m = Seq2SeqLike()
+    names = sorted(m.parameters())
+    stop, errors = threading.Event(), []
+
+    def setter():
+        i = 0
+        while not stop.is_set():
+            m.shape = (i, i)
+            setattr(m, f"n{i % 50}", i)
+            i += 1
+
+    def walker():
+        try:
+            for _ in range(6000):
+                assert sorted(m.parameters()) == names
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    import sys
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns every few bytecodes: a race shows within the test's budget
+    try:
+        threads = [threading.Thread(target=setter)] + [threading.Thread(target=walker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads[1:]:
+            t.join()
+        stop.set()
+        threads[0].join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert not errors, errors[:1]

@@ -120,12 +120,33 @@ def flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def text_items(name: str, texts: Sequence[Any]) -> Sequence[str]:
-    """``texts`` (a list/tuple of strings), each checked to be a str (``name[i]`` in the error)."""
+def text_value(name: str, text: Any) -> str:
+    """One string."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    return text
+
+
+def text_items(name: str, texts: Any) -> Sequence[str]:
+    """A list or tuple of strings (``name[i]`` names a bad one; "i" in ``name`` is replaced by the index)."""
+    if not isinstance(texts, (list, tuple)):
+        raise TypeError(f"{name} must be a list or tuple of str, got {type(texts).__name__}")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"{name}[{i}] must be a str, got {type(text).__name__}")
+            where = name.replace("[i]", f"[{i}]") if "[i]" in name else f"{name}[{i}]"
+            raise TypeError(f"{where} must be a str, got {type(text).__name__}")
     return texts
+
+
+def string_pairs(name: str, pairs: Any) -> tuple[list[str], list[str]]:
+    """(firsts, seconds) of a sequence of (str, str) pairs."""
+    firsts, seconds = [], []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list, np.ndarray)) or len(pair) != 2:
+            raise TypeError(f"{name}[{i}] must be a (str, str) pair, got {pair!r:.60}")
+        firsts.append(pair[0])
+        seconds.append(pair[1])
+    return firsts, seconds
 
 
 def positive_int(name: str, value: Any) -> int:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validation import date_generator_options, flag, positive_int, seed_value, text_items
+from ._validation import date_generator_options, flag, positive_int, seed_value, string_pairs, text_items, text_value
 
 __all__ = ["make_dates", "CharVocab", "date_vocabularies", "encode_pairs", "PairBatch", "DATE_FORMATS",
            "HUMAN_DATE_FORMATS", "DATE_CASES", "DATE_RANGE", "all_dates"]
@@ -117,9 +117,9 @@ def make_dates(n: int, seed: int | None = None, *, formats: Sequence[str] = DATE
     return pairs
 
 
-def _code_points(name: str, texts: Sequence[str]) -> np.ndarray:
-    """The code points of ``texts`` joined (uint32)."""
-    return np.frombuffer("".join(text_items(name, texts)).encode("utf-32-le", "surrogatepass"), np.uint32)
+def _code_points(texts: Sequence[str]) -> np.ndarray:
+    """The code points of the (checked) strings ``texts`` joined (uint32)."""
+    return np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), np.uint32)
 
 
 class CharVocab:
@@ -136,27 +136,49 @@ class CharVocab:
             raise ValueError(f"chars: expected single characters, received {bad[:3]!r}")
         self.tokens: tuple[str, ...] = self.SPECIALS + tuple(chars)
         self._ids = {c: i for i, c in enumerate(self.tokens) if i >= len(self.SPECIALS)}
-        # code point -> id (unk where no character of the vocabulary): encodes a whole batch in a few NumPy calls
-        self._table = np.full(max(map(ord, chars), default=0) + 1, self.unk, np.int64)
-        self._table[[ord(c) for c in chars]] = list(self._ids.values())
+
+    # A lookup table by code point (unk where no character of the vocabulary) encodes a whole batch in a few NumPy
+    # calls. Made on first use and never pickled: pickles stay small and those of older versions still load.
+    _TABLE_LIMIT = 0x10000  # code points from here (rare) go through a dict: the table stays <= 512 KB
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(vars(self))
+        state.pop("_table", None)
+        return state
+
+    def _lookup_table(self) -> np.ndarray:
+        table = self.__dict__.get("_table")
+        if table is None:
+            low = {ord(c): i for c, i in self._ids.items() if ord(c) < self._TABLE_LIMIT}
+            table = np.full(max(low, default=0) + 1, self.unk, np.int64)
+            table[list(low)] = list(low.values())
+            self._table = table
+        return table
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def encode(self, text: str) -> np.ndarray:
         """The ids of ``text``'s characters (int64 [len(text)]; unknown characters give ``unk``)."""
-        return self._lookup(_code_points("text", [text]))
+        return self._lookup(_code_points([text_value("text", text)]))
 
-    def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids [len(texts), longest] int64, padded with pad; lengths [len(texts)] int64)``."""
+    def encode_batch(self, texts: Sequence[str], name: str = "texts") -> tuple[np.ndarray, np.ndarray]:
+        """``(ids [len(texts), longest] int64, padded with pad; lengths [len(texts)] int64)`` for a list or tuple of
+        strings (``name``: the argument errors name)."""
+        texts = text_items(name, texts)
         lengths = np.fromiter(map(len, texts), np.int64, len(texts))
         ids = np.full((len(texts), int(lengths.max(initial=0))), self.pad, np.int64)
-        ids[np.arange(ids.shape[1]) < lengths[:, None]] = self._lookup(_code_points("texts", texts))  # row by row
+        ids[np.arange(ids.shape[1]) < lengths[:, None]] = self._lookup(_code_points(texts))  # row by row
         return ids, lengths
 
     def _lookup(self, codes: np.ndarray) -> np.ndarray:
-        inside = codes < len(self._table)
-        return np.where(inside, self._table[np.where(inside, codes, 0)], self.unk)
+        table = self._lookup_table()
+        inside = codes < len(table)
+        ids = np.where(inside, table[np.where(inside, codes, 0)], self.unk)
+        for c, i in self._ids.items():
+            if ord(c) >= self._TABLE_LIMIT:
+                ids[codes == ord(c)] = i
+        return ids
 
     def decode(self, ids: Iterable[int]) -> str:
         """The characters of ``ids``, stopping at eos and skipping pad and bos (unk shows as ``?``)."""
@@ -193,8 +215,9 @@ def encode_pairs(pairs: Sequence[tuple[str, str]], source_vocab: CharVocab, targ
     """``pairs`` of strings as the padded id arrays of a seq2seq step (``PairBatch``)."""
     if len(pairs) == 0:
         raise ValueError("pairs: expected at least one (source, target) pair, received none")
-    source, lengths = source_vocab.encode_batch([s for s, _ in pairs])
-    targets, target_lengths = target_vocab.encode_batch([t for _, t in pairs])
+    sources, target_texts = string_pairs("pairs", pairs)
+    source, lengths = source_vocab.encode_batch(sources, "pairs[i][0]")
+    targets, target_lengths = target_vocab.encode_batch(target_texts, "pairs[i][1]")
     if source.shape[1] == 0:  # every source empty: one padding step
         source = np.zeros((len(pairs), 1), np.int64)
     B, Ty = targets.shape[0], targets.shape[1] + 1

@@ -66,7 +66,8 @@ TAPE_WARNING_LENGTH = 10_000
 
 # Attribute types that are never sub-modules: most of a module's attributes (sizes, flags, names, arrays), which the
 # parameter walks every training step (optimizer, clipping) skip without two getattr calls each.
-_PLAIN_TYPES = frozenset({int, float, bool, str, type(None), np.ndarray, dict, set, np.random.Generator,
+# A plain list or tuple (not a subclass) is not a module either: its items are looked at one by one.
+_PLAIN_TYPES = frozenset({int, float, bool, str, type(None), np.ndarray, dict, set, list, tuple, np.random.Generator,
                           *(type(np.dtype(t)) for t in (np.float32, np.float64))})
 
 
@@ -151,9 +152,10 @@ class Module:
             raise TypeError(f"{type(self).__name__}.{name} is a parameter declared absent (None): call "
                             f"register_parameter({name!r}, array) to make it one (a plain attribute would be ignored)")
         object.__setattr__(self, name, value)
-        slots = self.__dict__.get(_CHILD_SLOTS)
-        if slots is not None and (name in slots or type(value) not in _PLAIN_TYPES):
-            del self.__dict__[_CHILD_SLOTS]
+        cached = self.__dict__.get(_CHILD_SLOTS)
+        if cached is not None and (name in cached[1] or type(value) not in _PLAIN_TYPES
+                                   or isinstance(value, (list, tuple))):
+            self.__dict__.pop(_CHILD_SLOTS, None)
 
     def __delattr__(self, name: str) -> None:
         self.__dict__.pop(_CHILD_SLOTS, None)
@@ -216,24 +218,29 @@ class Module:
         """(name, module) for every direct sub-module, in assignment order; list/tuple items are named ``name.i``."""
         values = self.__dict__
         for name in self._child_slots():
-            value = values[name]
-            if isinstance(value, (list, tuple)):  # read each time: a list may have changed in place
+            value = values.get(name)
+            if _is_module(value):
+                yield name, value
+            elif isinstance(value, (list, tuple)):  # read each time: a list may have changed in place
                 for i, item in enumerate(value):
                     if _is_module(item):
                         yield f"{name}.{i}", item
-            else:
-                yield name, value
 
     def _child_slots(self) -> tuple[str, ...]:
         """The attributes that hold a sub-module or a list/tuple, in assignment order: found once and remembered
-        until an attribute is set to something that may be a module (or one of them is set or deleted), so the
-        walks every training step makes (optimizer, clipping, zero_grad) skip the module's plain attributes."""
-        slots = self.__dict__.get(_CHILD_SLOTS)
-        if slots is None:
-            slots = tuple(name for name, value in vars(self).items()
-                          if name not in _LAZY and name != _CHILD_SLOTS
-                          and (isinstance(value, (list, tuple)) or _is_module(value)))
-            self.__dict__[_CHILD_SLOTS] = slots
+        (with the number of attributes then) until an attribute is set to something that may be a module, one of
+        them is set or deleted, or the number of attributes changes, so the walks every training step makes
+        (optimizer, clipping, zero_grad) skip the module's plain attributes. Attributes set through ``setattr`` (or
+        ``=``) are always seen; a plain attribute replaced by a module straight through ``__dict__`` is not."""
+        values = self.__dict__
+        cached = values.get(_CHILD_SLOTS)
+        if cached is not None and cached[0] == len(values):
+            return cached[1]
+        items = list(values.items())  # one copy under the GIL: another thread may be setting attributes
+        slots = tuple(name for name, value in items if name not in _LAZY and name != _CHILD_SLOTS
+                      and (_is_module(value) or isinstance(value, (list, tuple))))
+        values[_CHILD_SLOTS] = (0, slots)           # the entry itself counts among the attributes
+        values[_CHILD_SLOTS] = (len(values), slots)
         return slots
 
     def children(self) -> Iterator[Any]:

@@ -57,7 +57,7 @@ def clip_grad_norm(grads: Gradients, max_norm: float, norm_type: float = 2.0, er
         total = float(np.max([float(np.max(np.abs(g))) if g.size else 0.0 for g in arrays]))
     else:
         # per-array norms (in float64), then the norm of those: torch's grouping
-        norms = np.array([_vector_norm(g, norm_type) for g in arrays])
+        norms = np.array([_vector_norm(g.ravel(), norm_type) for g in arrays])  # ravel: the old summation order
         total = _vector_norm(norms, norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"the total norm of order {norm_type} of the gradients is {total}, so they cannot be "
