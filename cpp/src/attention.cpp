@@ -16,9 +16,10 @@ using namespace detail;
 namespace {
 
 /// One row of the masked softmax: a_r [cols] = softmax of e_r [cols] over the entries kept(j) says are kept, 0 on
-/// the others; a row with nothing kept gets zeros. exps: an aligned scratch of at least cols entries.
+/// the others; a row with nothing kept gets zeros.
 template <typename T, typename Kept>
-void masked_softmax_row(const T* e_r, index_t cols, Kept&& kept, Array1D<T>& exps, T* a_r) {
+void masked_softmax_row(const T* e_r, index_t cols, Kept&& kept, T* a_r) {
+  namespace ei = Eigen::internal;
   T row_max = -std::numeric_limits<T>::infinity();
   bool any_kept = false;
   for (index_t j = 0; j < cols; ++j)
@@ -30,21 +31,22 @@ void masked_softmax_row(const T* e_r, index_t cols, Kept&& kept, Array1D<T>& exp
     std::fill(a_r, a_r + cols, T(0));
     return;
   }
-  // The exponentials go through the aligned scratch row: Eigen peels the unaligned head of a caller's buffer into
-  // scalar std::exp, whose last bit differs from the vectorised exp, so results would depend on the output address.
-  exps.head(cols) = (ConstArrayView<T>(e_r, cols) - row_max).exp();  // e - max <= 0 on kept entries: no overflow
+  // exp(e - max) (<= 1 on kept entries: never overflows) packet by packet, widest first (lanes::for_each): the split
+  // depends on cols only, so the bits do not depend on the arrays' addresses (Eigen's array exp peels an unaligned
+  // head into scalar std::exp), and a row of 30 floats runs 28 in packets where Eigen's tail ran 14 as scalars.
+  lanes::for_each<T>(cols, [&](auto lane, index_t j) {
+    using P = decltype(lane);
+    lanes::store(a_r + j, attention_lanes::exp(ei::psub(lanes::load<P>(e_r + j), act::splat<P>(row_max))));
+  });
   T total = 0;
   for (index_t j = 0; j < cols; ++j)
-    if (kept(j)) total += exps[j];
-  for (index_t j = 0; j < cols; ++j) a_r[j] = kept(j) ? exps[j] / total : T(0);
-}
-
-/// The calling thread's exps scratch for masked_softmax_row (rows of one call may run on several threads).
-template <typename T>
-Array1D<T>& exps_scratch(index_t cols) {
-  thread_local Array1D<T> exps;
-  if (exps.size() < cols) exps.resize(cols);
-  return exps;
+    if (kept(j)) total += a_r[j];
+  lanes::for_each<T>(cols, [&](auto lane, index_t j) {  // a division per entry (not a product by 1/total), in packets
+    using P = decltype(lane);
+    lanes::store(a_r + j, ei::pdiv(lanes::load<P>(a_r + j), act::splat<P>(total)));
+  });
+  for (index_t j = 0; j < cols; ++j)
+    if (!kept(j)) a_r[j] = T(0);  // exactly 0, whatever the masked score (or a NaN total) made of it
 }
 
 /// ctx [Dv] = Σ_{t < n, a[t] ≠ 0} a[t] · values[t] (t in order): each run of nonzero weights is one weighted sum of
@@ -71,11 +73,9 @@ void context_row(const T* a, const T* values, index_t n, index_t Dv, T* ctx) {
 template <typename T>
 void masked_softmax(index_t rows, index_t cols, const T* e, const std::uint8_t* mask, T* alpha) {
   FlushDenormalsScope fp_mode;
-  Array1D<T> exps(cols);
   for (index_t r = 0; r < rows; ++r) {
     const std::uint8_t* m = mask ? mask + r * cols : nullptr;
-    masked_softmax_row(e + r * cols, cols, [m](index_t j) { return m == nullptr || m[j] != 0; }, exps,
-                       alpha + r * cols);
+    masked_softmax_row(e + r * cols, cols, [m](index_t j) { return m == nullptr || m[j] != 0; }, alpha + r * cols);
   }
 }
 
@@ -96,11 +96,10 @@ void attention_context(index_t B, index_t Ty, index_t Tx, index_t Dv, const T* e
   const double rows = double(B) * double(Ty);
   const KernelScope scope(rows * double(Tx) * (2.0 * double(Dv) + tuning::kPointwiseOpsPerElement));
   for_each_row(B, Ty * Tx * (Dv + 1), [&](index_t b) {
-    Array1D<T>& exps = exps_scratch<T>(Tx);
     const index_t n = lengths ? lengths[b] : Tx;
     for (index_t r = b * Ty; r < (b + 1) * Ty; ++r) {
       const std::uint8_t* m = mask ? mask + r * Tx : nullptr;
-      masked_softmax_row(e + r * Tx, Tx, [n, m](index_t t) { return t < n && (m == nullptr || m[t] != 0); }, exps,
+      masked_softmax_row(e + r * Tx, Tx, [n, m](index_t t) { return t < n && (m == nullptr || m[t] != 0); },
                          alpha + r * Tx);
       context_row(alpha + r * Tx, values + b * Tx * Dv, n, Dv, context + r * Dv);
     }

@@ -2258,6 +2258,9 @@ def adam_no_aliasing(lists: dict[str, list[np.ndarray]]) -> None:
 
 # ---- ctxop: the fused masked softmax + context (rnncore.ops.attention_context) --------------------------------------
 
+_BOOL = np.dtype(np.bool_)
+
+
 def _context_scores(name: str, a: Any) -> np.ndarray:
     """attention_context's scores or weights: [B, Tx] (one query per sample) or [B, Ty, Tx], every axis >= 1."""
     a = float_array(name, a, None)
@@ -2280,7 +2283,11 @@ def attention_context_arrays(e: Any, values: Any, lengths: Any, mask: Any
     in 0..Tx or None; mask boolean/integer broadcastable to e's shape or None (made uint8 of e's shape)."""
     e = _context_scores("e", e)
     values = _context_values(values, e)
-    return e, values, attention_lengths(lengths, e.shape[0], e.shape[-1]), softmax_mask(mask, e.shape)
+    if type(mask) is np.ndarray and mask.dtype is _BOOL and mask.shape == e.shape and mask.flags.c_contiguous:
+        keep: np.ndarray | None = mask.view(np.uint8)  # the common call: bools are bytes (1 = keep), read in place
+    else:
+        keep = softmax_mask(mask, e.shape)
+    return e, values, attention_lengths(lengths, e.shape[0], e.shape[-1]), keep
 
 
 def attention_context_gradients(alpha: Any, values: Any, dcontext: Any, dalpha: Any

@@ -1,6 +1,7 @@
-"""Attention kernels: the masked softmax, the fused masked softmax + context, additive (Bahdanau) attention one decoder step at a time over keys
-projected once, and Luong attention over every decoder step at once. Twins: ``rnncore.reference.attention`` (same
-names, same argument order; the twins return a ``saved`` dict where these return an opaque C++ workspace).
+"""Attention kernels: the masked softmax, the fused masked softmax + context (``attention_context``), additive
+(Bahdanau) attention one decoder step at a time over keys projected once, and Luong attention over every decoder
+step at once. Twins: ``rnncore.reference.attention`` (same names, same argument order; the twins return a ``saved``
+dict where these return an opaque C++ workspace).
 
 Shapes (docs/design.md §2 "Attention"): query ``[B, Dq]`` (Luong ``[B, Ty, Dq]``), keys ``[B, Tx, Dk]``, projected
 keys ``K' [B, Tx, A]``, values ``[B, Tx, Dv]``, source ``lengths [B]`` in ``0..Tx`` (0: the sample attends to
