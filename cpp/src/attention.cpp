@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <type_traits>
 
 #include "attention_steps.hpp"
 #include "linalg/arrays.hpp"
@@ -14,6 +15,23 @@ namespace rnncore {
 using namespace detail;
 
 namespace {
+
+/// body(lane, j) over j < n: lanes::for_each for float (packets of every width, then scalars); for double, whole
+/// packets of the widest width then scalars (lanes runs double as scalars). Either split depends on n only.
+template <typename T, typename Body>
+EIGEN_ALWAYS_INLINE void for_each_packet(index_t n, Body&& body) {
+  namespace ei = Eigen::internal;
+  using Packet = typename ei::packet_traits<T>::type;
+  constexpr index_t width = ei::unpacket_traits<Packet>::size;
+  index_t j = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    lanes::for_each<T>(n, body);
+    return;
+  } else if constexpr (width > 1) {
+    for (; j + width <= n; j += width) body(Packet{}, j);
+  }
+  for (; j < n; ++j) body(T{}, j);
+}
 
 /// One row of the masked softmax: a_r [cols] = softmax of e_r [cols] over the entries kept(j) says are kept, 0 on
 /// the others; a row with nothing kept gets zeros.
@@ -31,17 +49,17 @@ void masked_softmax_row(const T* e_r, index_t cols, Kept&& kept, T* a_r) {
     std::fill(a_r, a_r + cols, T(0));
     return;
   }
-  // exp(e - max) (<= 1 on kept entries: never overflows) packet by packet, widest first (lanes::for_each): the split
-  // depends on cols only, so the bits do not depend on the arrays' addresses (Eigen's array exp peels an unaligned
-  // head into scalar std::exp), and a row of 30 floats runs 28 in packets where Eigen's tail ran 14 as scalars.
-  lanes::for_each<T>(cols, [&](auto lane, index_t j) {
+  // exp(e - max) (<= 1 on kept entries: never overflows) packet by packet (for_each_packet): the split depends on
+  // cols only, so the bits do not depend on the arrays' addresses (Eigen's array exp peels an unaligned head into
+  // scalar std::exp), and a row of 30 floats runs 28 in packets where Eigen's tail ran 14 as scalars.
+  for_each_packet<T>(cols, [&](auto lane, index_t j) {
     using P = decltype(lane);
     lanes::store(a_r + j, attention_lanes::exp(ei::psub(lanes::load<P>(e_r + j), act::splat<P>(row_max))));
   });
   T total = 0;
   for (index_t j = 0; j < cols; ++j)
     if (kept(j)) total += a_r[j];
-  lanes::for_each<T>(cols, [&](auto lane, index_t j) {  // a division per entry (not a product by 1/total), in packets
+  for_each_packet<T>(cols, [&](auto lane, index_t j) {  // a division per entry (not a product by 1/total), in packets
     using P = decltype(lane);
     lanes::store(a_r + j, ei::pdiv(lanes::load<P>(a_r + j), act::splat<P>(total)));
   });
