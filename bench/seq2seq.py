@@ -465,15 +465,13 @@ def _attention_inputs(seed: int = 3) -> dict:
 
 
 def _rnncore_softmax_context(inp):
-    """rc.ops.masked_softmax and its backward, the context and its backward as NumPy batched products."""
+    """rc.ops.attention_context and its backward (the fused masked softmax + context), given torch's boolean mask."""
     ops = _rnncore().ops
     e, mask, values, dctx = inp["e"], inp["mask"], inp["values"], inp["dcontext"]
 
     def run():
-        alpha = ops.masked_softmax(e, mask)
-        context = np.matmul(alpha[:, None, :], values)[:, 0]
-        dvalues = alpha[:, :, None] * dctx[:, None, :]
-        de = ops.masked_softmax_backward(alpha, np.matmul(values, dctx[:, :, None])[:, :, 0])
+        context, alpha = ops.attention_context(e, values, mask=mask)
+        de, dvalues = ops.attention_context_backward(alpha, values, dctx)
         return dict(alpha=alpha, context=context, de=de, dvalues=dvalues)
     return Prepared(run, run)
 
@@ -548,7 +546,7 @@ def attention_rows(peers: list[str], budget: float) -> list[dict]:
         ops = None
     a = ATTENTION
     sizes = f"B{a['B']}-Tx{a['Tx']}-Dv{a['Dv']}"
-    cases = [("softmax+context", sizes, _rnncore_softmax_context, _torch_softmax_context, "masked_softmax"),
+    cases = [("softmax+context", sizes, _rnncore_softmax_context, _torch_softmax_context, "attention_context"),
              ("additive step", f"{sizes}-A{a['A']}-Dq{a['Dq']}", _rnncore_additive, _torch_additive,
               "additive_attention_forward")]
     for name, shape, mine, torch_fn, needs in cases:

@@ -2286,3 +2286,49 @@ def adam_no_aliasing(lists: dict[str, list[np.ndarray]]) -> None:
     if pair is not None:
         raise ValueError(f"{pair[0]} shares memory with {pair[1]} (the update writes them in place: pass separate "
                          f"arrays)")
+
+
+# ---- ctxop: the fused masked softmax + context (rnncore.ops.attention_context) --------------------------------------
+
+_BOOL = np.dtype(np.bool_)
+
+
+def _context_scores(name: str, a: Any) -> np.ndarray:
+    """attention_context's scores or weights: [B, Tx] (one query per sample) or [B, Ty, Tx], every axis >= 1."""
+    a = float_array(name, a, None)
+    if a.ndim not in (2, 3):
+        raise ValueError(f"{name} must have shape [B, Tx] or [B, Ty, Tx], got shape {a.shape}")
+    _at_least_one(name, a, ("B", "Tx") if a.ndim == 2 else ("B", "Ty", "Tx"))
+    return a
+
+
+def _context_values(a: Any, scores: np.ndarray) -> np.ndarray:
+    """values [B, Tx, Dv] of the scores' dtype, B and Tx."""
+    values = float_array("values", a, [("B", scores.shape[0]), ("Tx", scores.shape[-1]), ("Dv", None)], scores.dtype)
+    _at_least_one("values", values, ("B", "Tx", "Dv"))
+    return values
+
+
+def attention_context_arrays(e: Any, values: Any, lengths: Any, mask: Any
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``attention_context``'s arguments: e [B, Tx] or [B, Ty, Tx] fixes the dtype; values [B, Tx, Dv]; lengths [B]
+    in 0..Tx or None; mask boolean/integer broadcastable to e's shape or None (made uint8 of e's shape)."""
+    e = _context_scores("e", e)
+    values = _context_values(values, e)
+    if type(mask) is np.ndarray and mask.dtype is _BOOL and mask.shape == e.shape and mask.flags.c_contiguous:
+        keep: np.ndarray | None = mask.view(np.uint8)  # the common call: bools are bytes (1 = keep), read in place
+    else:
+        keep = softmax_mask(mask, e.shape)
+    return e, values, attention_lengths(lengths, e.shape[0], e.shape[-1]), keep
+
+
+def attention_context_gradients(alpha: Any, values: Any, dcontext: Any, dalpha: Any
+                                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """``attention_context_backward``'s arguments: alpha [B, Tx] or [B, Ty, Tx] fixes the dtype; values [B, Tx, Dv];
+    dcontext [B, Dv] or [B, Ty, Dv] (alpha's form); dalpha of alpha's shape or None."""
+    alpha = _context_scores("alpha", alpha)
+    values = _context_values(values, alpha)
+    rows: list[Dim] = [("B", alpha.shape[0])] + ([("Ty", alpha.shape[1])] if alpha.ndim == 3 else [])
+    dcontext = float_array("dcontext", dcontext, rows + [("Dv", values.shape[2])], alpha.dtype)
+    dalpha = optional_float_array("dalpha", dalpha, rows + [("Tx", alpha.shape[-1])], alpha.dtype)
+    return alpha, values, dcontext, dalpha

@@ -1,6 +1,7 @@
-"""Attention kernels: the masked softmax, additive (Bahdanau) attention one decoder step at a time over keys
-projected once, and Luong attention over every decoder step at once. Twins: ``rnncore.reference.attention`` (same
-names, same argument order; the twins return a ``saved`` dict where these return an opaque C++ workspace).
+"""Attention kernels: the masked softmax, the fused masked softmax + context (``attention_context``), additive
+(Bahdanau) attention one decoder step at a time over keys projected once, and Luong attention over every decoder
+step at once. Twins: ``rnncore.reference.attention`` (same names, same argument order; the twins return a ``saved``
+dict where these return an opaque C++ workspace).
 
 Shapes (docs/design.md §2 "Attention"): query ``[B, Dq]`` (Luong ``[B, Ty, Dq]``), keys ``[B, Tx, Dk]``, projected
 keys ``K' [B, Tx, A]``, values ``[B, Tx, Dv]``, source ``lengths [B]`` in ``0..Tx`` (0: the sample attends to
@@ -23,6 +24,8 @@ from .._validation import (
     additive_attention_arrays,
     additive_source_arrays,
     additive_upstream,
+    attention_context_arrays,
+    attention_context_gradients,
     attention_keys_arrays,
     attention_workspace,
     float_array,
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
     from .._core import _AnyAdditiveSource, _AnyAdditiveWorkspace, _AnyLuongWorkspace
 
 __all__ = [
-    "masked_softmax", "masked_softmax_backward",
+    "masked_softmax", "masked_softmax_backward", "attention_context", "attention_context_backward",
     "additive_attention_keys", "additive_attention_keys_backward", "additive_attention_source",
     "additive_attention_forward", "additive_attention_backward", "AdditiveAttentionGradients",
     "luong_attention_forward", "luong_attention_backward", "LuongAttentionGradients",
@@ -69,6 +72,37 @@ def masked_softmax_backward(alpha: np.ndarray, dalpha: np.ndarray) -> np.ndarray
     alpha = scores_array("alpha", alpha)
     dalpha = same_shape_array("dalpha", dalpha, alpha)
     return _core.masked_softmax_backward(alpha, dalpha)
+
+
+def attention_context(e: np.ndarray, values: np.ndarray, lengths: npt.ArrayLike | None = None,
+                      mask: npt.ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The end of every attention in one kernel, for scores computed any way (location-based, one's own energy)::
+
+        α = masked_softmax(e, kept)    kept[b, t] = t < lengths[b] and mask[b, t]
+        context[b] = Σ_t α[b, t] values[b, t]
+
+    e [B, Tx] (fixes the dtype), or [B, Ty, Tx] for Ty queries per sample (row y of sample b attends over
+    values[b]: context [B, Ty, Dv], alpha [B, Ty, Tx]); values [B, Tx, Dv]; lengths [B] in 0..Tx or None; mask
+    boolean/integer broadcastable to e's shape (True/nonzero = keep) or None. Entries with α = 0 add nothing (their
+    values are never read: a NaN-padded source is fine); a row with nothing kept gets α = 0 and context = 0. α has
+    ``masked_softmax``'s bits. Returns (context, alpha), new arrays; the backward is ``attention_context_backward``.
+    """
+    e, values, lens, keep = attention_context_arrays(e, values, lengths, mask)
+    return _core.attention_context(e, values, lens, keep)
+
+
+def attention_context_backward(alpha: np.ndarray, values: np.ndarray, dcontext: np.ndarray,
+                               dalpha: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of ``attention_context`` given dcontext (and dalpha, the loss's own gradient w.r.t. α, if any)::
+
+        dα = values · dcontext (+ dalpha)    de = α ⊙ (dα − Σ_t α dα)    dvalues[b, t] = Σ_y α[b, y, t] dcontext[b, y]
+
+    alpha [B, Tx] or [B, Ty, Tx] (the forward's; fixes the dtype); values [B, Tx, Dv] (the forward's); dcontext
+    [B, Dv] or [B, Ty, Dv]; dalpha of alpha's shape or None. Entries with α = 0 get de = 0 (their values are never
+    read); a row with nothing kept gets zero gradients. Returns (de of alpha's shape, dvalues [B, Tx, Dv]).
+    """
+    alpha, values, dcontext, dalpha = attention_context_gradients(alpha, values, dcontext, dalpha)
+    return _core.attention_context_backward(alpha, values, dcontext, dalpha)
 
 
 # ---- additive (Bahdanau) attention ----

@@ -1,4 +1,5 @@
-"""Attention in plain NumPy: the twins of ``rnncore.ops.attention`` (masked softmax, additive and Luong attention).
+"""Attention in plain NumPy: the twins of ``rnncore.ops.attention`` (masked softmax, the fused softmax + context,
+additive and Luong attention).
 
 The additive and Luong equations and their backward are in docs/design.md §2 "Attention" and in each docstring.
 
@@ -13,7 +14,7 @@ import numpy as np
 from ._common import _cast, _f64, _or_zeros, _result_dtype
 
 __all__ = [
-    "masked_softmax", "masked_softmax_backward",
+    "masked_softmax", "masked_softmax_backward", "attention_context", "attention_context_backward",
     "additive_attention_keys", "additive_attention_keys_backward", "additive_attention_forward",
     "additive_attention_backward", "luong_attention_forward", "luong_attention_backward",
 ]
@@ -63,6 +64,68 @@ def masked_softmax_backward(alpha, dalpha):
     alpha, dalpha = _f64(alpha), _f64(dalpha)
     de = alpha * (dalpha - np.sum(alpha * dalpha, axis=-1, keepdims=True))
     return de.astype(out_dtype)
+
+
+# ---- the fused masked softmax + context (scores computed by the caller) ----
+
+def attention_context(e, values, lengths=None, mask=None):
+    """α = masked_softmax(e, kept) and context = Σ_t α[..., t] values[b, t]: the end of every attention.
+
+    kept[b, (y,) t] = t < lengths[b] and mask[b, (y,) t]. Entries with α = 0 add nothing (their values are never
+    used, so a NaN-padded source gives finite results); a row with nothing kept gets α = 0 and context = 0.
+
+    Args:
+        e:       [B, Tx] scores (one query per sample), or [B, Ty, Tx] (Ty queries per sample, each row of sample b
+                 attending over values[b]); float32 or float64, the results' dtype.
+        values:  [B, Tx, Dv].
+        lengths: [B] in 0..Tx, or None (every step kept).
+        mask:    boolean-like, broadcastable to e.shape (True/nonzero = keep), or None.
+
+    Returns:
+        (context [B, Dv] or [B, Ty, Dv], alpha of e's shape).
+    """
+    out_dtype = _result_dtype(e)
+    e, values = _f64(e), _f64(values)
+    B, Tx = e.shape[0], e.shape[-1]
+    keep = _lengths_mask(lengths, Tx, B)
+    keep = np.broadcast_to(keep if e.ndim == 2 else keep[:, None, :], e.shape)
+    if mask is not None:
+        keep = keep & (np.asarray(mask) != 0)
+    alpha = masked_softmax(e, keep)
+    a = alpha if e.ndim == 3 else alpha[:, None, :]                           # [B, Ty, Tx]
+    used = np.where(a[..., None] != 0, values[:, None, :, :], 0.0)            # [B, Ty, Tx, Dv]: values where α ≠ 0
+    context = np.sum(a[..., None] * used, axis=2)                             # [B, Ty, Dv]
+    context = context if e.ndim == 3 else context[:, 0]
+    return context.astype(out_dtype), alpha.astype(out_dtype)
+
+
+def attention_context_backward(alpha, values, dcontext, dalpha=None):
+    """Gradients of ``attention_context`` given dL/dcontext (and dL/dα, if the loss reads α too).
+
+    dα = values · dcontext (+ dalpha) on entries with α ≠ 0 (0 on the others: their values are never used);
+    de = α ⊙ (dα − Σ_t α dα) (the softmax Jacobian);  dvalues[b, t] = Σ_y α[b, y, t] dcontext[b, y].
+
+    Args:
+        alpha:    [B, Tx] or [B, Ty, Tx], the forward's (its dtype is the results').
+        values:   [B, Tx, Dv], the forward's.
+        dcontext: [B, Dv] or [B, Ty, Dv].
+        dalpha:   alpha's shape, or None (zeros).
+
+    Returns:
+        (de of alpha's shape, dvalues [B, Tx, Dv]).
+    """
+    out_dtype = _result_dtype(alpha)
+    steps = np.ndim(alpha) == 3
+    a, values = _f64(alpha), _f64(values)
+    dc, da_extra = _f64(dcontext), _or_zeros(dalpha, np.shape(alpha))
+    if not steps:
+        a, dc, da_extra = a[:, None], dc[:, None], da_extra[:, None]
+    attended = a != 0                                                          # [B, Ty, Tx]
+    used = np.where(attended[..., None], values[:, None, :, :], 0.0)          # [B, Ty, Tx, Dv]
+    dalpha_total = np.where(attended, np.einsum("byd,bytd->byt", dc, used) + da_extra, 0.0)
+    de = a * (dalpha_total - np.sum(a * dalpha_total, axis=-1, keepdims=True))
+    dvalues = np.einsum("byt,byd->btd", a, dc)
+    return (de if steps else de[:, 0]).astype(out_dtype), dvalues.astype(out_dtype)
 
 
 # ---- additive (Bahdanau) attention ----
