@@ -41,7 +41,7 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..seq2seq import Seq2Seq
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, draw_history, output_arguments, save_plot
+from ._common import EpochLog, Progress, Report, child_seeds, draw_history, output_arguments, save_plot, warmup_cosine
 
 __all__ = ["Adder", "make_questions", "heldout_split", "exact_match", "train", "main"]
 
@@ -161,9 +161,8 @@ def train(seed: int | None = 0, epochs: int | None = None, fast: bool = False, q
     held = frozenset(q for q, _ in heldout_pairs)
     model = Adder(seed=model_seed)
     steps = -(-per_epoch // batch)
-    total, warmup = epochs * steps, max(1, steps // 10)
     opt = Adam(model, lr=peak)
-    sched = LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(k, total) / total)))
+    sched = LambdaLR(opt, warmup_cosine(steps, epochs))
     progress = Progress(epochs, steps, report, bar, desc="addition")
     with thread_limit(threads):
         for epoch, epoch_seed in enumerate(epoch_seeds, 1):
