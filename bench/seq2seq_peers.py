@@ -7,7 +7,7 @@ The model (the course's date-translation model, docs/design.md §2 "Attention de
     keys:      K' = a W_k^T                                      [B, Tx, A]     (once per source)
     step t:    u = tanh(K' + h_{t-1} W_q^T + b_a)                (the course's Dense(A, tanh) on [s_prev; a], split)
                e = relu(u · w_v + score_bias)                    (Dense(1, relu))
-               α = softmax_Tx(e)       ctx = Σ_t' α a            (sources are never padded here: no mask)
+               α = softmax_Tx(e)       ctx = Σ_t' α a            (t' < each length when torch's forward gets lengths)
                h_t, c_t = LSTMCell([y_emb_{t-1}; ctx], (h_{t-1}, c_{t-1}))   (y_emb only when E > 0)
     output:    logits_t = h_t W_o^T + b_o                        s_{-1} = c_{-1} = 0 (the course's s0, c0)
     loss:      mean cross-entropy over the targets that are not pad
@@ -94,7 +94,8 @@ def masked_mean_ce_numpy(logits: np.ndarray, targets: np.ndarray) -> float:
 
 
 def torch_model(m: Model, weights: dict[str, np.ndarray]):
-    """The model as torch.nn modules with ``weights`` loaded (see the module docstring for the equations)."""
+    """The model as torch.nn modules with ``weights`` loaded, in their dtype (see the module docstring for the
+    equations)."""
     import torch
     from torch import nn
     F = torch.nn.functional
@@ -111,41 +112,55 @@ def torch_model(m: Model, weights: dict[str, np.ndarray]):
                 self.target_embedding = nn.Embedding(m.target_vocab, m.target_embedding)
             self.out = nn.Linear(m.decoder_hidden, m.target_vocab)
 
-        def encode(self, source):
+        def encode(self, source, lengths=None):
             """source [B, Tx] int64 -> (a [B, Tx, Dv], K' [B, Tx, A]): the keys projected once (the tutorial
-            projects them again at every step; once is the faster and the usual way)."""
-            a, _ = self.encoder(F.one_hot(source, m.source_vocab).float())
+            projects them again at every step; once is the faster and the usual way). ``lengths [B]`` (int64, or
+            None: all Tx): the sources are packed (pack_padded_sequence: the reverse direction starts at each
+            source's last step) and a = 0 past each length, as rc.Seq2Seq reads padded sources."""
+            x = F.one_hot(source, m.source_vocab).to(self.key.weight.dtype)
+            if lengths is None:
+                a, _ = self.encoder(x)
+            else:
+                rnn = nn.utils.rnn
+                packed = rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+                a, _ = rnn.pad_packed_sequence(self.encoder(packed)[0], batch_first=True, total_length=x.shape[1])
             return a, self.key(a)
 
-        def attend(self, h, a, projected_keys):
-            """The tutorial's BahdanauAttention.forward with the course's relu energy: (context [B, Dv], α [B, Tx])."""
+        def attend(self, h, a, projected_keys, keep=None):
+            """The tutorial's BahdanauAttention.forward with the course's relu energy: (context [B, Dv], α [B, Tx]);
+            ``keep [B, Tx]`` (bool, or None: all): the source steps attended to (the others get α = 0)."""
             u = torch.tanh(projected_keys + self.query(h).unsqueeze(1))
             energy = F.relu(self.score(u).squeeze(2))
+            if keep is not None:
+                energy = energy.masked_fill(~keep, -math.inf)
             alpha = F.softmax(energy, dim=1)
             return torch.bmm(alpha.unsqueeze(1), a).squeeze(1), alpha
 
-        def step(self, token, h, c, a, projected_keys):
+        def step(self, token, h, c, a, projected_keys, keep=None):
             """One decoder step (the tutorial's forward_step): returns h_t, c_t, α_t."""
-            context, alpha = self.attend(h, a, projected_keys)
+            context, alpha = self.attend(h, a, projected_keys, keep)
             x = context if token is None else torch.cat([self.target_embedding(token), context], dim=1)
             h, c = self.cell(x, (h, c))
             return h, c, alpha
 
-        def forward(self, source, target_inputs, steps):
-            """Teacher-forced: logits [B, Ty, V] and α [B, Ty, Tx]; target_inputs [B, Ty] or None (context only)."""
-            a, projected_keys = self.encode(source)
+        def forward(self, source, target_inputs, steps, lengths=None):
+            """Teacher-forced: logits [B, Ty, V] and α [B, Ty, Tx]; target_inputs [B, Ty] or None (context only);
+            ``lengths [B]`` the source lengths (None: all Tx)."""
+            a, projected_keys = self.encode(source, lengths)
+            keep = None if lengths is None else torch.arange(source.shape[1]) < lengths.unsqueeze(1)
             h = a.new_zeros(source.shape[0], m.decoder_hidden)
             c = h
             hs, alphas = [], []
             for t in range(steps):  # the tutorial's Python loop over decoder steps
                 token = None if target_inputs is None else target_inputs[:, t]
-                h, c, alpha = self.step(token, h, c, a, projected_keys)
+                h, c, alpha = self.step(token, h, c, a, projected_keys, keep)
                 hs.append(h)
                 alphas.append(alpha)
             return self.out(torch.stack(hs, dim=1)), torch.stack(alphas, dim=1)
 
-    model = Seq2SeqAttention()
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()})
+    tensors = {k: torch.from_numpy(v.copy()) for k, v in weights.items()}
+    model = Seq2SeqAttention().to(next(iter(tensors.values())).dtype)  # the weights' dtype (float32 or float64)
+    model.load_state_dict(tensors)
     return model
 
 

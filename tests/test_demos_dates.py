@@ -3,6 +3,7 @@ reading (datetime.strptime), the two-digit year rule, a held-out set of dates ne
 training run that must learn, and ``python -m rnncore``'s commands."""
 
 import datetime
+import math
 import re
 import subprocess
 import sys
@@ -271,6 +272,26 @@ def test_child_seeds_are_reproducible():
     assert _common.child_seeds(3, 4) == _common.child_seeds(3, 4) != _common.child_seeds(4, 4)
     with pytest.raises(ValueError, match="seed"):
         _common.child_seeds(-1, 2)
+
+
+def test_warmup_cosine_is_the_demos_schedule():
+    """The LambdaLR factor the demos train with (and bench/dates.py gives torch's LambdaLR): (k + 1) / w up to 1, w a
+    tenth of an epoch, times a cosine from 1 at step 0 to 0 at the last step and after it."""
+    f = _common.warmup_cosine(100, 3)  # w = 10, the last step 300
+    cosine = lambda k: 0.5 * (1 + math.cos(math.pi * k / 300))  # noqa: E731
+    assert f(0) == pytest.approx(0.1) and f(4) == pytest.approx(0.5 * cosine(4))
+    assert f(9) == pytest.approx(cosine(9)) and f(150) == pytest.approx(0.5)
+    assert f(300) == f(1000) == 0.0
+    assert _common.warmup_cosine(5, 1)(0) == 1.0  # under 10 steps an epoch: no warm-up
+
+
+def test_training_pairs_are_drawn_from_the_training_dates_by_seed():
+    held, training = dates.heldout_split(seed=3, heldout=2000)
+    pairs = dates.training_pairs(5000, 7, training)
+    assert len(pairs) == 5000
+    assert pairs == dates.training_pairs(5000, 7, training) != dates.training_pairs(5000, 8, training)
+    assert {iso for _, iso in held}.isdisjoint(iso for _, iso in pairs)
+    assert pairs == make_dates(5000, 7, formats=HUMAN_DATE_FORMATS, cases=DATE_CASES, among=training)
 
 
 def test_help_lists_every_command():

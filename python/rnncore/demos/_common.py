@@ -2,6 +2,7 @@
 
 - ``child_seeds(seed, n)``: ``n`` independent int seeds derived from one (data, model, batches, ...): a demo run is
   reproducible from its ``seed`` alone.
+- ``warmup_cosine(steps_per_epoch, epochs)``: the demos' learning-rate schedule, a ``LambdaLR`` factor.
 - ``Progress``: the batches of an epoch under a tqdm bar when tqdm is installed (and ``bar=True``), and one plain
   line per epoch either way (``Progress.epoch_done``), with that epoch's metrics. ``report=None`` is silent.
 - ``EpochLog``: the per-epoch metrics a demo keeps (``history`` on the trained model).
@@ -23,7 +24,8 @@ import numpy as np
 
 from .._validation import seed_value
 
-__all__ = ["child_seeds", "have", "Progress", "EpochLog", "save_plot", "draw_history", "output_arguments"]
+__all__ = ["child_seeds", "warmup_cosine", "have", "Progress", "EpochLog", "save_plot", "draw_history",
+           "output_arguments"]
 
 Report = Callable[[str], None]
 
@@ -31,6 +33,14 @@ Report = Callable[[str], None]
 def child_seeds(seed: int | None, n: int) -> list[int]:
     """``n`` independent seeds from ``seed`` (``np.random.SeedSequence``; None: fresh entropy)."""
     return [int(s) for s in np.random.SeedSequence(seed_value(seed)).generate_state(n)]
+
+
+def warmup_cosine(steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
+    """The factor of the learning rate at step k (``rnncore.optim.lr.LambdaLR``'s function, torch's too): a linear
+    warm-up (k + 1) / w, capped at 1, over the first tenth of the first epoch (w = steps_per_epoch // 10, at least
+    1), times a cosine decay from 1 at step 0 to 0 at the last step (epochs * steps_per_epoch) and after it."""
+    total, warmup = epochs * steps_per_epoch, max(1, steps_per_epoch // 10)
+    return lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + float(np.cos(np.pi * min(k, total) / total)))
 
 
 def have(module: str) -> bool:

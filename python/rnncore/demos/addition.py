@@ -51,6 +51,7 @@ from ._common import (
     output_arguments,
     report_saved,
     save_plot,
+    warmup_cosine,
 )
 
 __all__ = ["Adder", "make_questions", "heldout_split", "exact_match", "train", "main"]
@@ -171,9 +172,8 @@ def train(seed: int | None = 0, epochs: int | None = None, fast: bool = False, q
     held = frozenset(q for q, _ in heldout_pairs)
     model = Adder(seed=model_seed)
     steps = -(-per_epoch // batch)
-    total, warmup = epochs * steps, max(1, steps // 10)
     opt = Adam(model, lr=peak)
-    sched = LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(k, total) / total)))
+    sched = LambdaLR(opt, warmup_cosine(steps, epochs))
     progress = Progress(epochs, steps, report, bar, desc="addition")
     with thread_limit(threads):
         for epoch, epoch_seed in enumerate(epoch_seeds, 1):

@@ -40,7 +40,17 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..sequential import Sequential
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, command_main, output_arguments, report_saved, save_plot
+from ._common import (
+    EpochLog,
+    Progress,
+    Report,
+    child_seeds,
+    command_main,
+    output_arguments,
+    report_saved,
+    save_plot,
+    warmup_cosine,
+)
 
 __all__ = ["stdlib_docstrings", "text_documents", "Corpus", "make_corpus", "bigram_bits_per_char", "make_model",
            "train", "Trained", "generate", "main"]
@@ -203,9 +213,8 @@ def train(seed: int | None = 0, fast: bool = False, text: str | None = None, rep
     model_seed, batch_seed = child_seeds(seed, 2)
     model = make_model(len(corpus.vocab), recipe["embedding"], recipe["hidden"], model_seed)
     per_epoch, epochs = recipe["batches"], recipe["epochs"]
-    total, warmup = epochs * per_epoch, max(1, per_epoch // 10)
     opt = Adam(model, lr=peak)
-    sched = LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(k, total) / total)))
+    sched = LambdaLR(opt, warmup_cosine(per_epoch, epochs))
     rng = np.random.default_rng(batch_seed)
     offsets = np.arange(steps + 1)
     progress = Progress(epochs, per_epoch, report, bar, desc="charlm")

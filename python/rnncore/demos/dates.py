@@ -43,9 +43,19 @@ from ..optim import Adam
 from ..optim.lr import LambdaLR
 from ..seq2seq import Seq2Seq
 from ..utils import clip_grad_norm
-from ._common import EpochLog, Progress, Report, child_seeds, command_main, output_arguments, report_saved, save_plot
+from ._common import (
+    EpochLog,
+    Progress,
+    Report,
+    child_seeds,
+    command_main,
+    output_arguments,
+    report_saved,
+    save_plot,
+    warmup_cosine,
+)
 
-__all__ = ["DateTranslator", "VARIANTS", "train", "heldout_split", "exact_match", "main"]
+__all__ = ["DateTranslator", "VARIANTS", "train", "heldout_split", "training_pairs", "exact_match", "main"]
 
 #: ``variant`` -> the ``rnncore.Seq2Seq`` options of that architecture (sizes come from ``DateTranslator``).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -180,6 +190,12 @@ def heldout_split(seed: int | None = 0, heldout: int = 2000) -> tuple[list[tuple
     return pairs, [d for d in all_dates() if d.isoformat() not in held]
 
 
+def training_pairs(count: int, seed: int | None, training_dates: Sequence[datetime.date]) -> list[tuple[str, str]]:
+    """An epoch's ``count`` fresh (human, ISO) pairs: dates drawn from ``training_dates`` (``heldout_split``'s),
+    each in a format and case drawn from ``seed``."""
+    return make_dates(count, seed, formats=HUMAN_DATE_FORMATS, cases=DATE_CASES, among=training_dates)
+
+
 def exact_match(model: DateTranslator, pairs: Sequence[tuple[str, str]], beam_size: int = 1) -> float:
     """The fraction of ``pairs`` whose whole ISO string the model writes exactly."""
     got = model.translate([h for h, _ in pairs], beam_size)
@@ -213,14 +229,12 @@ def train(seed: int | None = 0, variant: str = "course", epochs: int | None = No
     heldout_pairs, training_dates = heldout_split(data_seed, heldout)
     model = DateTranslator.create(variant, encoder_hidden, decoder_hidden, seed=model_seed)
     steps = -(-per_epoch // batch)
-    total, warmup = epochs * steps, max(1, steps // 10)
     opt = Adam(model, lr=peak)
-    sched = LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(k, total) / total)))
+    sched = LambdaLR(opt, warmup_cosine(steps, epochs))
     progress = Progress(epochs, steps, report, bar, desc="dates")
     with thread_limit(threads):
         for epoch, epoch_seed in enumerate(epoch_seeds, 1):
-            pairs = make_dates(per_epoch, epoch_seed, formats=HUMAN_DATE_FORMATS, cases=DATE_CASES,
-                               among=training_dates)
+            pairs = training_pairs(per_epoch, epoch_seed, training_dates)
             model.train()
             losses = []
             for start in progress.epoch(range(0, per_epoch, batch), epoch):
