@@ -278,20 +278,25 @@ class Module:
     def _flagged_entries(self, flag: bool) -> Iterator[tuple[str, np.ndarray, np.ndarray, bool]]:
         """Every (nested name, parameter, gradient, trainable) in ``_entries``' order, in one walk; ``trainable`` is
         whether the module holding that entry lets it train (always True with ``flag=False``)."""
+        entries: list[tuple[str, np.ndarray, np.ndarray, bool]] = []
+        self._collect_entries(flag, "", entries)
+        return iter(entries)
+
+    def _collect_entries(self, flag: bool, prefix: str, out: list[tuple[str, np.ndarray, np.ndarray, bool]]) -> None:
+        """``_flagged_entries``' walk: appends this module's entries, names prefixed, then each sub-module's (one
+        list for the whole tree: an entry is not handed up through a generator per level)."""
         own = not flag or self._requires_grad
-        for name, p in self._params.items():
-            yield name, p, self._grads[name], own
+        grads = self._grads
+        out.extend((prefix + name, p, grads[name], own) for name, p in self._params.items())
         for child_name, child in self.named_children():
             if isinstance(child, Module):
-                entries: Iterator[tuple[str, np.ndarray, np.ndarray, bool]] = child._flagged_entries(flag)
+                child._collect_entries(flag, f"{prefix}{child_name}.", out)
             else:  # a module outside this protocol (anything with parameters() and gradients(), e.g. a cell)
                 trainable = getattr(child, "trainable_parameters", None)
                 kept = {id(p) for p in trainable().values()} if flag and callable(trainable) else None
-                grads = child.gradients()
-                entries = ((name, p, grads[name], kept is None or id(p) in kept)
+                child_grads = child.gradients()
+                out.extend((f"{prefix}{child_name}.{name}", p, child_grads[name], kept is None or id(p) in kept)
                            for name, p in child.parameters().items())
-            for name, p, g, t in entries:
-                yield f"{child_name}.{name}", p, g, t
 
     def _unique_entries(self, trainable_only: bool = False) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """``_entries`` with a parameter shared by two sub-modules listed once, under its first name (as torch)."""
