@@ -2265,3 +2265,18 @@ def adam_no_aliasing(lists: dict[str, list[np.ndarray]]) -> None:
     if pair is not None:
         raise ValueError(f"{pair[0]} shares memory with {pair[1]} (the update writes them in place: pass separate "
                          f"arrays)")
+
+
+# ---- beamsrc: a decoder session's row -> source map (rnncore.ops.DecoderSession(..., sources=)) ---------------------
+
+
+def decoder_session_sources(sources: Any, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """A decoder session's row -> source map and its rows' zeros x: ``x`` [1, N, E] is the checked stand-in of the N
+    sources (decoder_session_input); ``sources`` None (row b on source b: x itself) or integers [B] (B >= 1, the
+    session's rows) each in 0..N-1, returned as a C-contiguous int64 copy with zeros [1, B, E]."""
+    if sources is None:
+        return None, x
+    copy = index_array("sources", sources, x.shape[1], letter="N")
+    if copy.ndim != 1 or copy.shape[0] < 1:
+        raise ValueError(f"sources must have shape [B] (one source index per row, B >= 1), got shape {copy.shape}")
+    return copy, np.zeros((1, copy.shape[0], x.shape[2]), x.dtype)
