@@ -162,9 +162,10 @@ void attention_decoder_backward(const DecoderWorkspace<T>& ws, const DecoderUpst
 
 /// Decoding with everything fixed over a decode prepared once: a session of one-step inference calls over B rows
 /// (beam search's B = sources x beams) on N sources. It copies the weights, the N sources (additive keys put in the
-/// score layout once; each source once however many rows read it), the target embedding and the output layer, and packs every per-step product's weight once (the decoder's
-/// and the output layer's); each step then runs the embedding gather, the decoder step, logits = o W_out^T + b_out
-/// and their log-softmax in one call. Later changes to the caller's arrays do not reach the session.
+/// score layout once; each source once however many rows read it), the target embedding and the output layer, and
+/// packs every per-step product's weight once (the decoder's and the output layer's); each step then runs the
+/// embedding gather, the decoder step, logits = o W_out^T + b_out and their log-softmax in one call. Later changes
+/// to the caller's arrays do not reach the session.
 template <typename T>
 class DecoderSession {
  public:
