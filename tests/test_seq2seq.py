@@ -431,16 +431,18 @@ def test_returned_attention_equals_the_teacher_forced_models(trained):
                 np.testing.assert_array_equal(att[:, len(s):], 0.0)
 
 
-def test_reorder_moves_the_source_only_when_rows_change_source(trained):
+def test_reorder_maps_rows_to_their_sources_without_copying_them(trained):
     model, _ = trained
     state = model.start([np.array([3, 4, 5]), np.array([6, 7])])
     expanded = model.reorder(state, np.array([0, 0, 1, 1]))
-    assert expanded["source"].projected.shape[0] == 4
+    assert expanded["source"] is state["source"]            # the N prepared sources, never gathered
+    assert_identical(expanded["rows"], np.array([0, 0, 1, 1]), "rows")
     within = model.reorder(expanded, np.array([1, 0, 3, 3]))
-    assert within["source"] is expanded["source"]           # beams moved within their source: no copy
+    assert within["source"] is state["source"]
     assert_identical(within["h"], expanded["h"][[1, 0, 3, 3]], "h")
     across = model.reorder(expanded, np.array([2, 0, 1, 3]))
-    assert_identical(across["source"].projected, expanded["source"].projected[[2, 0, 1, 3]], "projected")
+    assert across["source"] is state["source"]
+    assert_identical(across["rows"], np.array([1, 0, 0, 1]), "rows")
 
 
 def test_step_log_probs_are_normalised_and_match_the_teacher_forced_logits(trained):

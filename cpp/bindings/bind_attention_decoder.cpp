@@ -36,14 +36,15 @@ int bool_of(py::handle flag) { return flag.ptr() == Py_True ? 1 : flag.ptr() == 
 /// The arguments of one forward call when the whole call is exact (the rules of
 /// rnncore._validation.decoder_arguments, which the tests hold the two to): every array an exact C-contiguous ndarray
 /// of T and of its shape, lengths None or int64 [B] within 0..Tx, the options as the op's values; otherwise `ok` is
-/// false and rnncore.ops validates (naming the argument) and calls again with the checked arguments.
+/// false and rnncore.ops validates (naming the argument) and calls again with the checked arguments. A session's
+/// `sources` (None, or int64 [B] within 0..N-1) makes keys, values and lengths N sources' (N = keys' first extent).
 template <typename T>
 struct DecoderCallArgs {
   DecoderSpec spec;
   DecoderDims d;
   DecoderArguments<T> a;
   bool training = false, ok = false;
-  std::optional<IndexCopy> len;  // the lengths a.lengths points to: the call's own copy (IndexCopy)
+  std::optional<IndexCopy> len, src;  // the lengths and sources a.lengths, a.sources point to: the call's own copies
 
   DecoderCallArgs(const DecoderCallArgs&) = delete;
   DecoderCallArgs& operator=(const DecoderCallArgs&) = delete;
@@ -51,7 +52,8 @@ struct DecoderCallArgs {
                   py::handle b_hh, py::handle keys, py::handle values, py::handle lengths, py::handle cell,
                   py::handle reset_after, py::handle nonlinearity, py::handle score, py::handle w_q, py::handle b_a,
                   py::handle w_v, py::handle score_bias, py::handle energy_activation, py::handle position,
-                  py::handle input_feeding, py::handle w_c, py::handle b_c, py::handle o0, py::handle training_) {
+                  py::handle input_feeding, py::handle w_c, py::handle b_c, py::handle o0, py::handle training_,
+                  py::handle sources = py::none()) {
     if (!PyUnicode_CheckExact(cell.ptr())) return;
     const char* cell_name = PyUnicode_AsUTF8(cell.ptr());
     if (cell_name == nullptr) {  // (not UTF-8 encodable: the Python checks name it)
@@ -101,13 +103,23 @@ struct DecoderCallArgs {
       d.O = d.H;
     }
     const index_t B = d.B, H = d.H, A = d.A, O = d.O;
+    if (!sources.is_none()) {  // a row -> source map: N sources, row b on sources[b]
+      d.N = ks[0];
+      if (d.N < 1) return;
+      const IndexCopy& map = src.emplace(sources, std::initializer_list<index_t>{B});
+      if (!map.ok) return;
+      for (index_t b = 0; b < B; ++b)
+        if (map.data[b] < 0 || map.data[b] >= d.N) return;
+      a.sources = map.data;
+    }
+    const index_t N = d.source_rows();
     const ExactArray<T> xa(x, {d.Ty, B, d.E}), wih(w_ih, {GH, d.E + d.fed(spec)}), whh(w_hh, {GH, H}),
         bih(b_ih, {GH}, true), bhh(b_hh, {GH}, true), h(h0, {B, H}, true), c(c0, {B, H}, true),
-        k(keys, {B, d.Tx, d.K}), v(values, {B, d.Tx, d.Dv});
-    const IndexCopy& len = this->len.emplace(lengths, std::initializer_list<index_t>{B}, true);
+        k(keys, {N, d.Tx, d.K}), v(values, {N, d.Tx, d.Dv});
+    const IndexCopy& len = this->len.emplace(lengths, std::initializer_list<index_t>{N}, true);
     if (!(xa.ok && wih.ok && whh.ok && bih.ok && bhh.ok && h.ok && c.ok && k.ok && v.ok && len.ok)) return;
-    for (index_t b = 0; len.data && b < B; ++b)
-      if (len.data[b] < 0 || len.data[b] > d.Tx) return;
+    for (index_t n = 0; len.data && n < N; ++n)
+      if (len.data[n] < 0 || len.data[n] > d.Tx) return;
     if (additive) {
       const ExactArray<T> q(w_q, {A, H}), ba(b_a, {A}, true), wv(w_v, {A}), sb(score_bias, {}, true);
       if (!(q.ok && ba.ok && wv.ok && sb.ok)) return;
@@ -216,19 +228,21 @@ py::tuple backward(const DecoderWorkspace<T>& ws, const OptionalArray<T>& doutpu
 }
 
 /// A decoding session from the forward's exact arguments (x [1, B, E] gives B and E; h0, c0, o0 must be None)
-/// plus embedding [Vin, E] (None when E = 0), w_out [V, O], b_out [V] or None; NotImplemented unless all exact.
+/// plus embedding [Vin, E] (None when E = 0), w_out [V, O], b_out [V] or None, and sources: None, or int64 [B] in
+/// 0..N-1 (row b attends to source sources[b] of the N in keys [N, Tx, K], values [N, Tx, Dv], lengths [N]);
+/// NotImplemented unless all exact.
 py::object make_session(py::handle x, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh,
                         py::handle keys, py::handle values, py::handle lengths, py::handle cell, py::handle reset_after,
                         py::handle nonlinearity, py::handle score, py::handle w_q, py::handle b_a, py::handle w_v,
                         py::handle score_bias, py::handle energy_activation, py::handle position,
                         py::handle input_feeding, py::handle w_c, py::handle b_c, py::handle embedding,
-                        py::handle w_out, py::handle b_out) {
+                        py::handle w_out, py::handle b_out, py::handle sources) {
   auto run = [&](auto type) -> py::object {
     using T = decltype(type);
     const py::handle none = py::none();
     const DecoderCallArgs<T> call(x, none, none, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
                                   nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
-                                  input_feeding, w_c, b_c, none, py::bool_(false));
+                                  input_feeding, w_c, b_c, none, py::bool_(false), sources);
     if (!call.ok || call.d.Ty != 1) return not_exact();
     const DecoderDims& d = call.d;
     const py::ssize_t *es = nullptr, *os;
@@ -330,7 +344,8 @@ void register_attention_decoder(py::module_& m) {
   m.def("decoder_session", &make_session, arg("x"), arg("w_ih"), arg("w_hh"), arg("b_ih"), arg("b_hh"), arg("keys"),
         arg("values"), arg("lengths"), arg("cell"), arg("reset_after"), arg("nonlinearity"), arg("score"),
         arg("w_q"), arg("b_a"), arg("w_v"), arg("score_bias"), arg("energy_activation"), arg("position"),
-        arg("input_feeding"), arg("w_c"), arg("b_c"), arg("embedding"), arg("w_out"), arg("b_out"));
+        arg("input_feeding"), arg("w_c"), arg("b_c"), arg("embedding"), arg("w_out"), arg("b_out"),
+        arg("sources") = py::none());
 }
 
 }  // namespace rnncore::bindings

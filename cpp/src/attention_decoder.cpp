@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 
 #include "attention_steps.hpp"
 #include "cells/gru.hpp"
@@ -46,10 +47,12 @@ double decoder_flops(const DecoderSpec& s, const DecoderDims& d) {
   return cell + attention + output;
 }
 
+/// The attention's operands of a decoder call: keys, values, lengths of its N sources, `sources` its row -> source map
+/// (null: row b on source b).
 template <typename T>
 AttentionOperands<T> attention_operands(const DecoderSpec& s, const DecoderDims& d, const T* keys, const T* values,
-                                        const index_t* lengths, const T* w_q, const T* b_a, const T* w_v,
-                                        const T* score_bias) {
+                                        const index_t* lengths, const index_t* sources, const T* w_q, const T* b_a,
+                                        const T* w_v, const T* score_bias) {
   AttentionOperands<T> op;
   op.score = s.score;
   op.B = d.B;
@@ -60,6 +63,7 @@ AttentionOperands<T> attention_operands(const DecoderSpec& s, const DecoderDims&
   (s.score == AttentionScore::additive ? op.score_keys : op.keys) = keys;
   op.values = values;
   op.lengths = lengths;
+  op.sources = sources;
   op.w_q = w_q;
   op.b_a = b_a;
   op.w_v = w_v;
@@ -104,7 +108,7 @@ struct DecoderProducts {
   std::optional<typename LstmForward<T>::ForwardProducts> lstm;
   std::optional<typename GruForward<T>::ForwardProducts> gru;
   std::optional<typename RnnForward<T>::ForwardProducts> rnn;
-  const T* score_keys = nullptr;  // additive: K'^T [B, A, Tx'] (keys_to_score_layout)
+  const T* score_keys = nullptr;  // additive: K'^T [N, A, Tx'] (keys_to_score_layout)
 
   auto& cell(const LstmForward<T>&) { return lstm; }
   auto& cell(const GruForward<T>&) { return gru; }
@@ -152,12 +156,14 @@ class DecoderForward {
     const T* keys = a_.keys;
     if (s_.score == AttentionScore::additive) {  // the score layout K'^T (the workspace's or session's copy)
       if (!training && !kept_) {
-        scratch_keys_.resize(B_ * d_.A, score_row_length<T>(d_.Tx));
-        keys_to_score_layout(a_.keys, B_, d_.Tx, d_.A, a_.lengths, scratch_keys_.data());
+        const index_t N = d_.source_rows();
+        scratch_keys_.resize(N * d_.A, score_row_length<T>(d_.Tx));
+        keys_to_score_layout(a_.keys, N, d_.Tx, d_.A, a_.lengths, scratch_keys_.data());
       }
       keys = training ? ws_->keys.data() : kept_ ? kept_->score_keys : scratch_keys_.data();
     }
-    op_ = attention_operands(s_, d_, keys, a_.values, a_.lengths, a_.w_q, a_.b_a, a_.w_v, a_.score_bias);
+    op_ = attention_operands(s_, d_, keys, a_.values, a_.lengths, a_.sources, a_.w_q, a_.b_a, a_.w_v,
+                             a_.score_bias);
     // The per-step products' weights (packed once per call by their StepProducts): blocks of columns of w_ih and
     // w_c, read in place in inference; training reads the workspace's contiguous copies, which backward reuses.
     const index_t wc_cols = d_.Dv + H_;
@@ -387,7 +393,7 @@ class DecoderBackward {
   void run() {
     const bool additive = s_.score == AttentionScore::additive;
     op_ = attention_operands<T>(s_, d_, ws_.keys.data(), ws_.values.data(),
-                                ws_.lengths.empty() ? nullptr : ws_.lengths.data(), ws_.w_q.data(), nullptr,
+                                ws_.lengths.empty() ? nullptr : ws_.lengths.data(), nullptr, ws_.w_q.data(), nullptr,
                                 ws_.w_v.data(), ws_.has_score_bias ? &ws_.score_bias : nullptr);
     std::fill(g_.dkeys, g_.dkeys + B_ * d_.Tx * d_.K, T(0));
     if (additive) dkeys_t_ = RowMatrix<T>::Zero(B_ * d_.A, score_row_length<T>(d_.Tx));  // dK'^T, turned back after
@@ -589,6 +595,9 @@ class DecoderBackward {
 template <typename T>
 void attention_decoder_forward(const DecoderSpec& spec, const DecoderDims& d, const DecoderArguments<T>& args,
                                const DecoderOutputs<T>& out, DecoderWorkspace<T>* ws) {
+  if (ws && (args.sources || d.source_rows() != d.B))  // backward's key and value gradients are per row's source
+    throw std::logic_error("rnncore internal error: attention_decoder_forward: a training forward takes no row -> "
+                           "source map");
   const KernelScope scope(decoder_flops(spec, d));
   DecoderForward<T>(spec, d, args, out, ws).run();
 }
@@ -608,7 +617,8 @@ struct DecoderSession<T>::Impl {
   index_t Vin, V;
   double flops;  // a step's multiply-add flops: the decoder's and the output layer's
   RowMatrix<T> w_ih, w_hh, b_ih, b_hh, keys, values, w_q, b_a, w_v, score_bias, w_c, b_c, embedding, w_out, b_out;
-  std::vector<index_t> lengths;
+  std::vector<index_t> lengths;  // [N]
+  std::vector<index_t> sources;  // [B] the row -> source map, empty without one
   DecoderArguments<T> args;
   DecoderProducts<T> products;
   std::optional<StepProduct<T, true>> output;  // logits += o W_out^T
@@ -628,7 +638,7 @@ struct DecoderSession<T>::Impl {
        const T* wo, const T* bo, index_t vocab)
       : spec(s), d(dims), Vin(emb_rows), V(vocab) {
     d.Ty = 1;
-    const index_t B = d.B, GH = s.cell.gates() * d.H, I = d.E + d.fed(s);
+    const index_t B = d.B, N = d.source_rows(), GH = s.cell.gates() * d.H, I = d.E + d.fed(s);
     const bool additive = s.score == AttentionScore::additive, after = s.position == AttentionPosition::after;
     flops = decoder_flops(s, d) + 2.0 * double(B) * double(d.O) * double(V);
     args.w_ih = keep(w_ih, a.w_ih, GH, I);
@@ -636,17 +646,21 @@ struct DecoderSession<T>::Impl {
     args.b_ih = keep(b_ih, a.b_ih, 1, GH);
     args.b_hh = keep(b_hh, a.b_hh, 1, GH);
     if (a.lengths) {
-      lengths.assign(a.lengths, a.lengths + B);
+      lengths.assign(a.lengths, a.lengths + N);
       args.lengths = lengths.data();
     }
-    if (additive) {  // K'^T in the score layout once; the steps never read the keys themselves
-      keys.resize(B * d.A, score_row_length<T>(d.Tx));
-      keys_to_score_layout(a.keys, B, d.Tx, d.A, a.lengths, keys.data());
+    if (a.sources) {
+      sources.assign(a.sources, a.sources + B);
+      args.sources = sources.data();
+    }
+    if (additive) {  // K'^T in the score layout once per source; the steps never read the keys themselves
+      keys.resize(N * d.A, score_row_length<T>(d.Tx));
+      keys_to_score_layout(a.keys, N, d.Tx, d.A, a.lengths, keys.data());
       products.score_keys = keys.data();
     } else {
-      args.keys = keep(keys, a.keys, B * d.Tx, d.K);
+      args.keys = keep(keys, a.keys, N * d.Tx, d.K);
     }
-    args.values = keep(values, a.values, B * d.Tx, d.Dv);
+    args.values = keep(values, a.values, N * d.Tx, d.Dv);
     if (additive) {
       args.w_q = keep(w_q, a.w_q, d.A, d.H);
       args.b_a = keep(b_a, a.b_a, 1, d.A);

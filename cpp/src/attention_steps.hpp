@@ -15,6 +15,8 @@
 // recomputes u row by row, so no [A, Tx] tensor outlives its row. A sample with lengths[b] = 0 attends to nothing:
 // α = 0, context = 0, and every gradient of its row is 0 (never NaN).
 //
+// A row -> source map (AttentionOperands::sources) lets several rows attend to one source's keys, values and length
+// (beam search's beams, one copy per source); the backward then takes no key or value gradients.
 // Rows are independent: they run on for_each_row's threads, each row's sums in a fixed order of its own, and the
 // parameter gradients shared by every row (dw_v, the score bias's) are accumulated per row ([B, A], [B]) for the
 // caller to sum in a fixed order once (sum_rows_into), so no result depends on the thread count.
@@ -54,6 +56,8 @@ constexpr index_t score_row_length(index_t Tx) {
 
 /// The operands of one attention, fixed over a decoder's steps (kept by pointer; every array row-major).
 ///   additive: K = A (attention units); dot: K = Dq.
+/// The B query rows attend to N sources: row b to source(b) (a row -> source map: beam search's k beams of a source
+/// read that source's one copy of keys, values and length; without a map N = B and row b attends to source b).
 template <typename T>
 struct AttentionOperands {
   AttentionScore score = AttentionScore::additive;
@@ -61,11 +65,14 @@ struct AttentionOperands {
   index_t Dq = 0;                    ///< query features (the decoder's H)
   index_t K = 0;                     ///< key columns: A (additive, projected keys) or Dq (dot)
   index_t Dv = 0;                    ///< value features
-  const T* keys = nullptr;           ///< dot: the keys [B, Tx, Dq]
-  const T* score_keys = nullptr;     ///< additive: K'^T [B, A, Tx'], the projected keys K' = keys W_k^T [B, Tx, A]
+  const T* keys = nullptr;           ///< dot: the keys [N, Tx, Dq]
+  const T* score_keys = nullptr;     ///< additive: K'^T [N, A, Tx'], the projected keys K' = keys W_k^T [N, Tx, A]
                                      ///< (projected once outside) in the score layout (keys_to_score_layout)
-  const T* values = nullptr;         ///< [B, Tx, Dv]
-  const index_t* lengths = nullptr;  ///< [B] in 0..Tx: sample b attends to t' < lengths[b]; null = all Tx
+  const T* values = nullptr;         ///< [N, Tx, Dv]
+  const index_t* lengths = nullptr;  ///< [N] in 0..Tx: source n attends to t' < lengths[n]; null = all Tx
+  const index_t* sources = nullptr;  ///< [B] in 0..N-1: row b attends to source sources[b] (its keys, values,
+                                     ///< length); null = source b (N = B). Rows of one source should be adjacent
+                                     ///< (for_each_row's chunks then read each source's keys while they are in cache)
   const T* w_q = nullptr;            ///< additive: [A, Dq]
   const T* b_a = nullptr;            ///< additive: [A], or null (no bias)
   const T* w_v = nullptr;            ///< additive: [A], the effective score vector (normalize applied outside)
@@ -73,11 +80,17 @@ struct AttentionOperands {
   bool relu_energy = false;          ///< additive: e = relu(s) (the course's Dense(relu) on the energies)
 
   bool additive() const { return score == AttentionScore::additive; }
-  index_t length(index_t b) const { return lengths ? lengths[b] : Tx; }
+  /// The source row b attends to.
+  index_t source(index_t b) const { return sources ? sources[b] : b; }
+  index_t length(index_t b) const { return lengths ? lengths[source(b)] : Tx; }
   /// Tx': the row length of the score layout (additive).
   index_t score_row() const { return score_row_length<T>(Tx); }
-  /// Where sample b's keys start (either score's).
-  const T* keys_of(index_t b) const { return additive() ? score_keys + b * K * score_row() : keys + b * Tx * K; }
+  /// Where row b's keys start (either score's): its source's.
+  const T* keys_of(index_t b) const {
+    return additive() ? score_keys + source(b) * K * score_row() : keys + source(b) * Tx * K;
+  }
+  /// Where row b's values [Tx, Dv] start: its source's.
+  const T* values_of(index_t b) const { return values + source(b) * Tx * Dv; }
   /// Refuses operands set up for the other score (the additive score reads score_keys, never keys).
   void check() const {
     if (additive() ? (score_keys == nullptr || keys != nullptr) : (keys == nullptr || score_keys != nullptr))
@@ -334,7 +347,7 @@ void attention_forward_rows(const AttentionOperands<T>& op, const T* query, cons
       for (index_t t = 0; t < n; ++t) e[t] = dot(query + b * op.Dq, keys + t * K, K);
     }
     softmax_row_in_place(e, n, Tx);
-    weighted_sum_rows(e, 1, op.values + b * Tx * Dv, Dv, n, Dv, ctx, false);
+    weighted_sum_rows(e, 1, op.values_of(b), Dv, n, Dv, ctx, false);
   });
 }
 
@@ -344,9 +357,9 @@ template <typename T>
 struct AttentionRowGradients {
   T* dqsum = nullptr;             ///< additive: [B, A] out (written): Σ_t' dpre[b, t'], the query side's gradient
   T* dquery = nullptr;            ///< dot: [B, Dq] += Σ_t' de[b, t'] keys[b, t']
-  T* dkeys = nullptr;             ///< dot: [B, Tx, Dq] += de ⊗ q
-  T* dscore_keys = nullptr;       ///< additive: dK'^T [B, A, Tx'] += dpre (the score layout; add_score_layout_to_keys)
-  T* dvalues = nullptr;           ///< [B, Tx, Dv] += α ⊗ dcontext
+  T* dkeys = nullptr;             ///< dot: [N, Tx, Dq] += de ⊗ q (into each row's source)
+  T* dscore_keys = nullptr;       ///< additive: dK'^T [N, A, Tx'] += dpre (the score layout; add_score_layout_to_keys)
+  T* dvalues = nullptr;           ///< [N, Tx, Dv] += α ⊗ dcontext
   T* dw_v_rows = nullptr;         ///< additive: [B, A] += Σ_t' ds u (summed over rows by the caller)
   T* dscore_bias_rows = nullptr;  ///< additive: [B] += Σ_t' ds (summed over rows by the caller)
 };
@@ -368,6 +381,9 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
   if (op.additive() ? g.dkeys != nullptr : g.dscore_keys != nullptr)
     throw std::logic_error("rnncore internal error: attention gradients: the additive score accumulates dK'^T into "
                            "dscore_keys, the dot score into dkeys");
+  if (op.sources && (g.dkeys || g.dscore_keys || g.dvalues))  // rows of one source would add into one block at once
+    throw std::logic_error("rnncore internal error: attention gradients: a row -> source map takes no key or value "
+                           "gradients (its rows run on several threads)");
   namespace ei = Eigen::internal;
   const index_t Tx = op.Tx, K = op.K, Dv = op.Dv;
   for_each_row(op.B, op.row_width(), [&](index_t b) {
@@ -377,13 +393,13 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
     const index_t Txs = op.additive() ? op.score_row() : Tx, m = op.additive() ? score_row_length<T>(n) : n;
     AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(op.additive() ? K * Txs : 0, Txs);
     const T* a = alpha + b * Tx;
-    const T* values = op.values + b * Tx * Dv;
+    const T* values = op.values_of(b);
     const T* dctx = dcontext ? dcontext + b * Dv : nullptr;
     T* de = scratch.row(0, Txs);
     for (index_t t = 0; t < n; ++t) {
       de[t] = dctx ? dot(dctx, values + t * Dv, Dv) : T(0);
       if (dalpha) de[t] += dalpha[b * Tx + t];
-      if (dctx && g.dvalues) axpy(a[t], dctx, g.dvalues + (b * Tx + t) * Dv, Dv);
+      if (dctx && g.dvalues) axpy(a[t], dctx, g.dvalues + (values - op.values) + t * Dv, Dv);
     }
     T weighted = 0;
     for (index_t t = 0; t < n; ++t) weighted += a[t] * de[t];

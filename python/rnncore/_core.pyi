@@ -149,7 +149,7 @@ class DecoderSession_float64(_DecoderSession): ...
 def decoder_session(x: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, keys: Any, values: Any, lengths: Any,
                     cell: Any, reset_after: Any, nonlinearity: Any, score: Any, w_q: Any, b_a: Any, w_v: Any,
                     score_bias: Any, energy_activation: Any, position: Any, input_feeding: Any, w_c: Any, b_c: Any,
-                    embedding: Any, w_out: Any, b_out: Any
+                    embedding: Any, w_out: Any, b_out: Any, sources: Any = None
                     ) -> DecoderSession_float32 | DecoderSession_float64 | Any: ...
 
 

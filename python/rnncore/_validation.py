@@ -2332,3 +2332,17 @@ def attention_context_gradients(alpha: Any, values: Any, dcontext: Any, dalpha: 
     dcontext = float_array("dcontext", dcontext, rows + [("Dv", values.shape[2])], alpha.dtype)
     dalpha = optional_float_array("dalpha", dalpha, rows + [("Tx", alpha.shape[-1])], alpha.dtype)
     return alpha, values, dcontext, dalpha
+
+# ---- beamsrc: a decoder session's row -> source map (rnncore.ops.DecoderSession(..., sources=)) ---------------------
+
+
+def decoder_session_sources(sources: Any, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """A decoder session's row -> source map and its rows' zeros x: ``x`` [1, N, E] is the checked stand-in of the N
+    sources (decoder_session_input); ``sources`` None (row b on source b: x itself) or integers [B] (B >= 1, the
+    session's rows) each in 0..N-1, returned as a C-contiguous int64 copy with zeros [1, B, E]."""
+    if sources is None:
+        return None, x
+    copy = index_array("sources", sources, x.shape[1], letter="N")
+    if copy.ndim != 1 or copy.shape[0] < 1:
+        raise ValueError(f"sources must have shape [B] (one source index per row, B >= 1), got shape {copy.shape}")
+    return copy, np.zeros((1, copy.shape[0], x.shape[2]), x.dtype)

@@ -733,6 +733,7 @@ class Seq2Seq(Parameterized):
             h, c = np.zeros((N, H), self.dtype), (np.zeros((N, H), self.dtype) if two else None)
         else:
             h, c = state0 if two else (state0, None)
+        # source: the N prepared sources, never gathered; rows: the source of each row (reorder maps it)
         state: dict[str, Any] = dict(h=h, source=source, rows=np.arange(N),
                                      alpha=np.zeros((N, keys.shape[1]), self.dtype))
         if c is not None:
@@ -749,7 +750,7 @@ class Seq2Seq(Parameterized):
         tokens = index_array("tokens", tokens, self.target_vocab)
         session = state.get("session")
         if session is None:
-            session = self._decoding_session(state["source"])
+            session = self._decoding_session(state["source"], state["rows"])
         log_probs, output, alpha, h, c = session.step(tokens if self.feed_targets else None, state["h"],
                                                       state.get("c"), state.get("fed"))
         new = dict(state, h=h, alpha=alpha, session=session)
@@ -759,27 +760,25 @@ class Seq2Seq(Parameterized):
             new["fed"] = output
         return log_probs, new
 
-    def _decoding_session(self, source: PreparedSource) -> DecoderSession:
-        """The decoding session over the prepared source's rows, with the model's current weights."""
+    def _decoding_session(self, source: PreparedSource, rows: np.ndarray) -> DecoderSession:
+        """The decoding session over ``rows`` (the source of each row) of the prepared sources, with the model's
+        current weights: each source's keys and values are held once, whatever number of rows (beams) read them."""
         return DecoderSession(*self.decoder._cell_weights(), source.projected, source.values, source.lengths,
                               embedding=self.target_embedding.weight if self.feed_targets else None,
-                              w_out=self.output.weight, b_out=self.output.bias, **self.decoder._op_weights())
+                              w_out=self.output.weight, b_out=self.output.bias, sources=rows,
+                              **self.decoder._op_weights())
 
     def reorder(self, state: dict[str, Any], indices: np.ndarray) -> dict[str, Any]:
-        """The rows ``indices`` of the state. The prepared source is gathered only when the rows' sources change
-        (beam search's first expansion): afterwards beams are reordered within their source, whose keys, values and
-        lengths are the same for every beam, so only the small recurrent state moves."""
+        """The rows ``indices`` of the state. The prepared sources are never gathered: ``rows`` maps each row to its
+        source, and the decoding session reads each source's keys and values once through that map. A new map (the
+        rows' sources change: beam search's first expansion) only drops the session, which the next step makes with
+        it; beams reordered within their source keep it, so only the small recurrent state moves."""
         rows = state["rows"][indices]                      # the source each new row decodes
         new = {k: np.take(v, indices, axis=0) for k, v in state.items() if k in ("h", "c", "fed", "alpha")}
         new["rows"] = rows
-        source, session = state["source"], state.get("session")
-        if rows.shape != state["rows"].shape or not np.array_equal(rows, state["rows"]):
-            session = None  # the next step makes the new rows' session
-            source = PreparedSource(np.take(source.keys, indices, axis=0), np.take(source.projected, indices, axis=0),
-                                    np.take(source.values, indices, axis=0),
-                                    None if source.lengths is None else np.take(source.lengths, indices, axis=0))
-        new["source"] = source
-        if session is not None:
+        new["source"] = state["source"]
+        session = state.get("session")
+        if session is not None and rows.shape == state["rows"].shape and np.array_equal(rows, state["rows"]):
             new["session"] = session
         return new
 

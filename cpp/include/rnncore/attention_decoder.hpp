@@ -39,6 +39,10 @@ struct DecoderSpec {
 /// The sizes of one decoder call.
 struct DecoderDims {
   index_t Ty = 0, B = 0, E = 0, H = 0, Tx = 0, K = 0, Dv = 0, A = 0, O = 0;
+  /// N: the sources (rows of keys, values, lengths) when a row -> source map is given (DecoderArguments::sources);
+  /// 0 = B (row b attends to source b).
+  index_t N = 0;
+  index_t source_rows() const { return N > 0 ? N : B; }
   /// Dc: the fed columns of w_ih after its E columns of x (Dv before; O after with input feeding; else 0).
   index_t fed(const DecoderSpec& s) const {
     return s.position == AttentionPosition::before ? Dv : s.input_feeding ? O : 0;
@@ -56,9 +60,12 @@ struct DecoderArguments {
   const T* w_hh = nullptr;       ///< [G*H, H]
   const T* b_ih = nullptr;       ///< [G*H] or null
   const T* b_hh = nullptr;       ///< [G*H] or null
-  const T* keys = nullptr;       ///< [B, Tx, K]: additive the projected keys K' (K = A); dot the keys (K = H)
-  const T* values = nullptr;     ///< [B, Tx, Dv]
-  const index_t* lengths = nullptr;  ///< [B] in 0..Tx, or null (all Tx)
+  const T* keys = nullptr;       ///< [N, Tx, K]: additive the projected keys K' (K = A); dot the keys (K = H)
+  const T* values = nullptr;     ///< [N, Tx, Dv]
+  const index_t* lengths = nullptr;  ///< [N] in 0..Tx, or null (all Tx)
+  /// [B] in 0..N-1: row b attends to source sources[b] (its keys, values, length: beam search's beams share their
+  /// source's one copy), or null: source b (N = B). Inference only: a training forward refuses it.
+  const index_t* sources = nullptr;
   const T* w_q = nullptr;        ///< additive: [A, H]
   const T* b_a = nullptr;        ///< additive: [A] or null
   const T* w_v = nullptr;        ///< additive: [A] the effective score vector
@@ -110,7 +117,8 @@ struct DecoderWorkspace {
   }
 };
 
-/// Forward over Ty decoder steps. Inference when `ws` is null (stores nothing); training otherwise (fills *ws).
+/// Forward over Ty decoder steps. Inference when `ws` is null (stores nothing); training otherwise (fills *ws; no
+/// row -> source map: args.sources null, d.N 0 or B).
 template <typename T>
 void attention_decoder_forward(const DecoderSpec& spec, const DecoderDims& d, const DecoderArguments<T>& args,
                                const DecoderOutputs<T>& out, DecoderWorkspace<T>* ws);
@@ -153,15 +161,19 @@ void attention_decoder_backward(const DecoderWorkspace<T>& ws, const DecoderUpst
                                 const DecoderGradients<T>& g);
 
 /// Decoding with everything fixed over a decode prepared once: a session of one-step inference calls over B rows
-/// (beam search's B = sources x beams). It copies the weights, the source (additive keys put in the score layout
-/// once), the target embedding and the output layer, and packs every per-step product's weight once (the decoder's
-/// and the output layer's); each step then runs the embedding gather, the decoder step, logits = o W_out^T + b_out
-/// and their log-softmax in one call. Later changes to the caller's arrays do not reach the session.
+/// (beam search's B = sources x beams) on N sources. It copies the weights, the N sources (additive keys put in the
+/// score layout once; each source once however many rows read it), the target embedding and the output layer, and
+/// packs every per-step product's weight once (the decoder's and the output layer's); each step then runs the
+/// embedding gather, the decoder step, logits = o W_out^T + b_out and their log-softmax in one call. Later changes
+/// to the caller's arrays do not reach the session.
 template <typename T>
 class DecoderSession {
  public:
-  ///   spec, d: as attention_decoder_forward's, with d.B the session's rows (d.Ty is ignored: one step a call);
-  ///   args: the weights and source as attention_decoder_forward's (x, h0, c0, o0 are ignored);
+  ///   spec, d: as attention_decoder_forward's, with d.B the session's rows (d.Ty is ignored: one step a call) and
+  ///     d.N its sources;
+  ///   args: the weights and source as attention_decoder_forward's (x, h0, c0, o0 are ignored): keys, values and
+  ///     lengths of N sources, and args.sources [B] the row -> source map (null: N = B, row b on source b), of which
+  ///     the session keeps a copy;
   ///   embedding [Vin, E] (read when E > 0), w_out [V, O], b_out [V] or null.
   DecoderSession(const DecoderSpec& spec, const DecoderDims& d, const DecoderArguments<T>& args, const T* embedding,
                  index_t embedding_rows, const T* w_out, const T* b_out, index_t V);

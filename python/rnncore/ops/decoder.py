@@ -29,6 +29,7 @@ from .._validation import (
     decoder_arguments,
     decoder_session_input,
     decoder_session_output,
+    decoder_session_sources,
     decoder_session_step,
     decoder_upstream,
 )
@@ -125,10 +126,15 @@ class DecoderSession:
     to them do not reach it.
 
     The decoder arguments are ``attention_decoder_forward``'s (same names, shapes and rules; keys, values and
-    lengths with B = the session's rows), and:
+    lengths of N sources: [N, Tx, K], [N, Tx, Dv], [N]), and:
     embedding: [Vin, E] the target embedding the tokens index (None: E = 0, the context-only decoder).
     w_out:     [V, O] the output layer's weight (O = H before, w_c's rows after).
     b_out:     [V] or None.
+    sources:   [B] ints in 0..N-1, the row -> source map: row b attends to source ``sources[b]`` (its keys, values
+               and length), so the beams of a source share its one copy (beam search: ``np.repeat(arange(N), k)``);
+               B = len(sources) is the session's rows. None: B = N, row b on source b. The same numbers, bit for
+               bit, as a session over the gathered sources (``np.take(keys, sources, axis=0)``, ...), each source
+               stored and read once.
     Twin: ``rnncore.reference.decoder_session_step``.
     """
 
@@ -138,21 +144,23 @@ class DecoderSession:
                  reset_after: bool = True, nonlinearity: str = "tanh", score: str = "additive",
                  w_q: np.ndarray | None = None, b_a: np.ndarray | None = None, w_v: np.ndarray | None = None,
                  score_bias: Any = None, energy_activation: str | None = None, position: str = "before",
-                 input_feeding: bool = False, w_c: np.ndarray | None = None, b_c: np.ndarray | None = None) -> None:
-        x = decoder_session_input(keys, embedding)  # [1, B, E] zeros: the forward's rules then fix B, E and the dtype
+                 input_feeding: bool = False, w_c: np.ndarray | None = None, b_c: np.ndarray | None = None,
+                 sources: npt.ArrayLike | None = None) -> None:
+        x = decoder_session_input(keys, embedding)  # [1, N, E] zeros: the forward's rules then fix N, E and the dtype
         a = decoder_arguments(x, None, None, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
                               nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
                               input_feeding, w_c, b_c, None, False)
         out_size = a.w_hh.shape[1] if a.w_c is None else a.w_c.shape[0]  # O: H before, w_c's rows after
         embedding, w_out, b_out = decoder_session_output(embedding, w_out, b_out, a.x, out_size)
-        session = _core.decoder_session(a.x, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.keys, a.values, a.lengths, a.cell,
+        sources, x = decoder_session_sources(sources, a.x)  # x [1, B, E]: B the session's rows
+        session = _core.decoder_session(x, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.keys, a.values, a.lengths, a.cell,
                                         a.reset_after, a.nonlinearity, a.score, a.w_q, a.b_a, a.w_v, a.score_bias,
                                         a.energy_activation, a.position, a.input_feeding, a.w_c, a.b_c, embedding,
-                                        w_out, b_out)
+                                        w_out, b_out, sources)
         if session is NotImplemented:
             raise RuntimeError("rnncore internal error: _core.decoder_session refused arguments that passed validation")
         self._session = session
-        self._shapes = dict(B=a.x.shape[1], E=a.x.shape[2], H=a.w_hh.shape[1], O=out_size,
+        self._shapes = dict(B=x.shape[1], E=x.shape[2], H=a.w_hh.shape[1], O=out_size,
                             Vin=0 if embedding is None else embedding.shape[0], cell=a.cell,
                             input_feeding=a.input_feeding, dtype=a.x.dtype)
 

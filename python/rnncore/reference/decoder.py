@@ -265,7 +265,7 @@ def attention_decoder_backward(saved, doutputs, dcontexts=None, dalpha=None, dh_
 
 
 def decoder_session_step(tokens, h, c, fed, w_ih, w_hh, b_ih, b_hh, keys, values, lengths=None, *, embedding,
-                         w_out, b_out=None, input_feeding=False, **options):
+                         w_out, b_out=None, input_feeding=False, sources=None, **options):
     """One decoding step of every row, the twin of ``rnncore.ops.DecoderSession(...).step(tokens, h, c, fed)``: the
     tokens' embedding rows, one inference step of ``attention_decoder_forward`` (Ty = 1, state passed in), the output
     layer and the log-softmax of its logits.
@@ -273,13 +273,19 @@ def decoder_session_step(tokens, h, c, fed, w_ih, w_hh, b_ih, b_hh, keys, values
     Args:
         tokens:    [B] ints indexing the embedding's rows (ignored when embedding is None).
         h, c, fed: the state [B, H], [B, H] (LSTM) and [B, O] (input feeding: õ_{t-1}), None for zeros.
-        w_ih ... lengths, input_feeding, **options: ``attention_decoder_forward``'s arguments (B rows).
+        w_ih ... lengths, input_feeding, **options: ``attention_decoder_forward``'s arguments; keys, values and
+                   lengths of N sources ([N, Tx, K], [N, Tx, Dv], [N]).
         embedding: [Vin, E] or None (E = 0).
         w_out, b_out: the output layer, [V, O] and [V] or None.
+        sources:   [B] ints in 0..N-1, row b attends to source sources[b]; None: B = N, row b on source b.
 
     Returns:
         (log_probs [B, V], outputs [B, O], alpha [B, Tx], h_n [B, H], c_n [B, H] or None), in keys' dtype.
     """
+    if sources is not None:  # each row's source gathered: row b's keys, values and length are sources[b]'s
+        sources = np.asarray(sources, np.int64)
+        keys, values = np.asarray(keys)[sources], np.asarray(values)[sources]
+        lengths = None if lengths is None else np.asarray(lengths)[sources]
     rows = keys.shape[0]
     if embedding is None:
         x = np.zeros((1, rows, 0), keys.dtype)
