@@ -168,6 +168,14 @@ def _check() -> bool:
                                    - reference.masked_softmax_backward(alpha, dalpha)))))
     failed |= diff > AGREEMENT
     print(f"  {'masked softmax':<24}{diff:>14.1e}{'ok' if diff <= AGREEMENT else 'FAIL':>6}")
+    values, lengths = rng.standard_normal((4, 7, 5)), np.array([7, 3, 0, 1])
+    dcontext = rng.standard_normal((4, 5))
+    got, want = ops.attention_context(e, values, lengths), reference.attention_context(e, values, lengths)
+    grads = (ops.attention_context_backward(got[1], values, dcontext),
+             reference.attention_context_backward(want[1], values, dcontext))
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(got + grads[0], want + grads[1]))
+    failed |= diff > AGREEMENT
+    print(f"  {'softmax + context':<24}{diff:>14.1e}{'ok' if diff <= AGREEMENT else 'FAIL':>6}")
     print()
     print("all kernels agree with the reference" if not failed else "SOME KERNELS DISAGREE WITH THE REFERENCE")
     return not failed
