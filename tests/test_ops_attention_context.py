@@ -3,7 +3,6 @@ against their NumPy twins over hypothesis-drawn shapes (B = 1, Ty = 1, Tx = 1, D
 masks, both forms of e), float64 central differences for de and dvalues, then the edge cases (fully masked rows,
 NaN-padded values, masked_softmax's bits), row and thread-count invariance, and every argument rule."""
 
-import contextlib
 import warnings
 
 import numpy as np
@@ -11,9 +10,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 import rnncore as rc
-from rnncore import _core, ops, reference
+from rnncore import ops, reference
 
 from support.arrays import DTYPE_IDS, DTYPES, at_offset, numerical_gradient
+from support.threads import team
 from support.tolerances import assert_close, assert_identical
 
 
@@ -51,19 +51,6 @@ def kept_of(e, lengths, mask):
     keep = np.ones((B, Tx), bool) if lengths is None else np.arange(Tx)[None, :] < np.asarray(lengths)[:, None]
     keep = np.broadcast_to(keep if e.ndim == 2 else keep[:, None, :], e.shape)
     return keep if mask is None else keep & (np.broadcast_to(np.asarray(mask), e.shape) != 0)
-
-
-@contextlib.contextmanager
-def team(threads):
-    """rnncore on `threads` threads with every call on the team (so that 2 threads really split the batch)."""
-    _core._tuning_set("parallel", 1)
-    _core._tuning_set("adapt_threads", 0)
-    try:
-        with rc.threads(threads):
-            yield
-    finally:
-        _core._tuning_set("parallel", -1)
-        _core._tuning_set("adapt_threads", -1)
 
 
 # ---- against the twins -----------------------------------------------------------------------------------------------

@@ -3,8 +3,6 @@ recurrent layers, the key projection, the fused decoder step, the output Linear,
 the same bits alone as inside a batch, and inside a batch padded to another source length, on 1 and 2 threads.
 The mode's results equal the default paths' to the float tolerance (the same math, other roundings)."""
 
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -14,24 +12,12 @@ from rnncore import _core, ops
 
 from support.cells import CELLS, LAYERS, make_inputs, run_backward, run_forward
 from support.decoder_calls import call_forward, make_args
+from support.threads import team
 from support.tolerances import assert_close, assert_identical
 
 DTYPES = [np.float32, np.float64]
 LAYER_CASES = [p.values for p in LAYERS]  # (layer class, cell options)
 DECODER_CELLS = [("lstm", {}), ("gru", {}), ("gru", {"reset_after": False}), ("rnn", {"nonlinearity": "relu"})]
-
-
-@contextlib.contextmanager
-def team(threads):
-    """rnncore on `threads` threads, every call on the team (so that 2 threads really split the work)."""
-    _core._tuning_set("parallel", 1)
-    _core._tuning_set("adapt_threads", 0)
-    try:
-        with rc.threads(threads):
-            yield
-    finally:
-        _core._tuning_set("parallel", -1)
-        _core._tuning_set("adapt_threads", -1)
 
 
 def invariant():
