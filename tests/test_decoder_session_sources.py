@@ -179,3 +179,65 @@ def test_seq2seq_state_keeps_its_sources_once_and_maps_rows():
     assert stepped["session"].rows == 6 and np.isfinite(log_probs).all()
     within = model.reorder(stepped, np.array([0, 2, 1, 3, 5, 4]))
     assert within["session"] is stepped["session"]  # beams moved within their sources: the same map
+
+
+def test_a_reorder_that_gathers_the_sources_row_by_row_still_decodes_right():
+    """A user's StepModel wrapping Seq2Seq whose reorder gathers every array of the state along the rows, the
+    prepared sources' arrays too (as Seq2Seq.reorder did before it kept each source once), and carries anything
+    else along unchanged (the session included): the step sees the sources were gathered and that the session was
+    made for other rows, and beam search gives Seq2Seq.reorder's results, bit for bit."""
+    from rnncore.seq2seq import PreparedSource
+
+    def gather_arrays(state, indices):
+        out = {}
+        for key, value in state.items():
+            if isinstance(value, PreparedSource):
+                out[key] = PreparedSource(*[None if a is None else np.take(a, indices, 0) for a in value])
+            elif isinstance(value, np.ndarray):
+                out[key] = np.take(value, indices, 0)
+            else:
+                out[key] = value  # the source count, the (stale) session
+        return out
+
+    class Wrapped:
+        def __init__(self, model):
+            self.model = model
+
+        def start(self, batch):
+            return self.model.start(batch)
+
+        def step(self, tokens, state):
+            return self.model.step(tokens, state)
+
+        def reorder(self, state, indices):
+            return gather_arrays(state, indices)
+
+    model = rc.Seq2Seq(9, 8, embedding_size=4, encoder_hidden=5, decoder_hidden=6, attention_units=3, seed=2).eval()
+    sources = [np.array([3, 4, 5, 6, 7]), np.array([8, 3]), np.array([5, 5, 6])]
+    want = rc.decode.beam_search(model, sources, 1, 2, 6, beam_size=3, n_best=2)
+    got = rc.decode.beam_search(Wrapped(model), sources, 1, 2, 6, beam_size=3, n_best=2)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    for a, b in zip(got.tokens, want.tokens):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    state = model.start(sources)
+    bad = dict(state, source=PreparedSource(*[None if a is None else a[:2] for a in state["source"]]))
+    with pytest.raises(ValueError, match="the prepared source has 2 rows for 3 state rows"):
+        model.step(np.ones(3, np.int64), bad)
+
+
+def test_a_session_carried_across_new_rows_is_remade_for_them():
+    """A reorder that maps the rows anew but carries the session along (a user's, keeping what it does not know):
+    the next step sees the session was made for other rows and makes one for these, as after Seq2Seq.reorder."""
+    model = rc.Seq2Seq(9, 8, embedding_size=4, encoder_hidden=5, decoder_hidden=6, attention_units=3, seed=2).eval()
+    state = model.start([np.array([3, 4, 5]), np.array([8, 3])])
+    _, stepped = model.step(np.ones(2, np.int64), state)
+    indices = np.array([1, 1, 0])
+    ours = model.reorder(stepped, indices)
+    theirs = dict(ours, session=stepped["session"])  # the old rows' session carried along
+    tokens = np.array([4, 5, 6])
+    want, _ = model.step(tokens, ours)
+    got, after = model.step(tokens, theirs)
+    np.testing.assert_array_equal(got, want)
+    assert after["session"] is not stepped["session"] and after["session"].rows == 3
+    np.testing.assert_array_equal(after["session"].sources, [1, 1, 0])

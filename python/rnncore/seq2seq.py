@@ -733,8 +733,9 @@ class Seq2Seq(Parameterized):
             h, c = np.zeros((N, H), self.dtype), (np.zeros((N, H), self.dtype) if two else None)
         else:
             h, c = state0 if two else (state0, None)
-        # source: the N prepared sources, never gathered; rows: the source of each row (reorder maps it)
-        state: dict[str, Any] = dict(h=h, source=source, rows=np.arange(N),
+        # source: the N prepared sources, never gathered; rows: the source of each row (reorder maps it);
+        # source_count: N, so that a step can tell sources another reorder gathered row by row (see step)
+        state: dict[str, Any] = dict(h=h, source=source, rows=np.arange(N), source_count=N,
                                      alpha=np.zeros((N, keys.shape[1]), self.dtype))
         if c is not None:
             state["c"] = c
@@ -748,9 +749,21 @@ class Seq2Seq(Parameterized):
         decoder step, the output layer and the log-softmax); the session is made at the first step of the state's
         rows and carried in the state, so it holds the weights as of that step: a decode sees one set of weights."""
         tokens = index_array("tokens", tokens, self.target_vocab)
+        source, rows = state["source"], state["rows"]
+        count = state.get("source_count", source.projected.shape[0])
+        if source.projected.shape[0] != count:
+            # A reorder other than this model's gathered the prepared sources row by row (as this one did before it
+            # kept them once): each row then reads its own, whatever ``rows`` still says.
+            if source.projected.shape[0] != len(rows):
+                raise ValueError(f"state: the prepared source has {source.projected.shape[0]} rows for {len(rows)} "
+                                 f"state rows (Seq2Seq.reorder keeps the {count} sources once and maps the rows "
+                                 "to them through state['rows'])")
+            rows = np.arange(len(rows))
         session = state.get("session")
+        if session is not None and not np.array_equal(session.sources, rows):
+            session = None  # made for other rows (a reorder that carried it along): a session for these
         if session is None:
-            session = self._decoding_session(state["source"], state["rows"])
+            session = self._decoding_session(source, rows)
         log_probs, output, alpha, h, c = session.step(tokens if self.feed_targets else None, state["h"],
                                                       state.get("c"), state.get("fed"))
         new = dict(state, h=h, alpha=alpha, session=session)
@@ -777,6 +790,8 @@ class Seq2Seq(Parameterized):
         new = {k: np.take(v, indices, axis=0) for k, v in state.items() if k in ("h", "c", "fed", "alpha")}
         new["rows"] = rows
         new["source"] = state["source"]
+        if "source_count" in state:
+            new["source_count"] = state["source_count"]
         session = state.get("session")
         if session is not None and rows.shape == state["rows"].shape and np.array_equal(rows, state["rows"]):
             new["session"] = session

@@ -160,6 +160,9 @@ class DecoderSession:
         if session is NotImplemented:
             raise RuntimeError("rnncore internal error: _core.decoder_session refused arguments that passed validation")
         self._session = session
+        if sources is not None:
+            sources.flags.writeable = False  # the validated copy the session was made with
+        self._sources = sources
         self._shapes = dict(B=x.shape[1], E=x.shape[2], H=a.w_hh.shape[1], O=out_size,
                             Vin=0 if embedding is None else embedding.shape[0], cell=a.cell,
                             input_feeding=a.input_feeding, dtype=a.x.dtype)
@@ -168,6 +171,11 @@ class DecoderSession:
     def rows(self) -> int:
         """B: the rows every step passes."""
         return int(self._session.rows)
+
+    @property
+    def sources(self) -> np.ndarray | None:
+        """The row -> source map the session was made with (int64 [B], read-only), or None (row b on source b)."""
+        return self._sources
 
     def step(self, tokens: npt.ArrayLike | None, h: np.ndarray | None = None, c: np.ndarray | None = None,
              fed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
