@@ -220,8 +220,14 @@ class AttentionDecoder(Parameterized):
         rows (t' >= lengths[b]) zeroed: the weight gradients multiply those rows by zero gradients, which must not
         meet a NaN or inf the caller padded with. In eval mode (nothing recorded) the arrays are kept as given: the
         padded rows are masked out of the scores."""
+        return self._prepare(keys, values, lengths, owned=False)
+
+    def _prepare(self, keys: np.ndarray, values: np.ndarray | None, lengths: npt.ArrayLike | None, owned: bool
+                 ) -> PreparedSource:
+        """``prepare``; ``owned``: the arrays are the caller's own fresh ones, zero at the padded rows, that nobody
+        else holds or mutates (Seq2Seq's encoder outputs), so training keeps them without copying."""
         source = self.project(keys, values, lengths)
-        if self.training:
+        if self.training and not owned:
             keys_copy = source.keys.copy()
             _zero_padding(keys_copy, source.lengths)
             values_copy = keys_copy if values is None else source.values.copy()
@@ -626,7 +632,7 @@ class Seq2Seq(Parameterized):
         targets_in = seq2seq_tokens("target_inputs", target_inputs, self.target_vocab, src.shape[0])
         B, Ty = targets_in.shape
         keys, state0 = self._encode(src, lengths)
-        self.decoder.prepare(keys, None, lengths)
+        self.decoder._prepare(keys, None, lengths, owned=True)  # the encoder's fresh outputs, zero past each length
         x = self.target_embedding(targets_in) if self.feed_targets else None
         outputs, alpha, _ = self.decoder(x, self._decoder_state(state0), steps=Ty)
         logits = self.output(outputs)
@@ -664,7 +670,8 @@ class Seq2Seq(Parameterized):
             assert dx is not None  # the decoder read target embeddings
             self.target_embedding.backward(dx)
         dfinal = self._bridge_backward(dstate0, batch)
-        dembedded, _ = self.encoder.backward(dkeys + dvalues, dfinal, need_dx=not self.source_one_hot)
+        dkeys += dvalues  # (both fresh: the decoder's backward made them)
+        dembedded, _ = self.encoder.backward(dkeys, dfinal, need_dx=not self.source_one_hot)
         if not self.source_one_hot:  # (the encoder's outputs are the keys and the values)
             assert dembedded is not None  # need_dx
             self.source_embedding.backward(dembedded)
