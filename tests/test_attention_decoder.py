@@ -381,7 +381,7 @@ def _call_with(rng, change, **make):
     (dict(c0=np.zeros((2, 3), np.float32)), dict(cell="gru", options={"reset_after": True}), ValueError,
      "c0 must be None with cell='gru'"),
     (dict(h0=np.zeros((3, 3), np.float32)), {}, ValueError, r"h0 must have shape \[B, H\] = \(2, 3\)"),
-    (dict(lengths=np.array([5, 1])), {}, ValueError, r"lengths must lie in 0..T = 0..4"),
+    (dict(lengths=np.array([5, 1])), {}, ValueError, r"lengths must lie in 0..Tx = 0..4"),
     (dict(lengths=np.array([1.0, 2.0])), {}, TypeError, "lengths must hold integers"),
     (dict(cell="lstm2"), {}, ValueError, "cell must be one of"),
     (dict(score="general"), {}, ValueError, "score must be one of"),

@@ -137,7 +137,11 @@ def test_the_map_sets_the_rows_and_the_sources_their_count():
     args, kw = _small()
     bad = list(args)
     bad[LENGTHS] = np.array([1, 2])  # N = 3 sources
-    with pytest.raises(ValueError, match=r"lengths"):
+    with pytest.raises(ValueError, match=r"lengths must have shape \[N\] = \(3,\)"):
+        ops.DecoderSession(*bad, **kw, sources=[0, 1, 2, 2])
+    bad = list(args)
+    bad[VALUES] = bad[VALUES][:2]  # the values of 2 sources for the keys' 3
+    with pytest.raises(ValueError, match=r"values must have shape \[N, Tx, Dv\] = \(3, "):
         ops.DecoderSession(*bad, **kw, sources=[0, 1, 2, 2])
     session = ops.DecoderSession(*args, **kw, sources=[0, 1, 2, 2, 2])
     assert session.rows == 5

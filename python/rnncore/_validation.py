@@ -96,17 +96,18 @@ def optional_float_array(name: str, a: Any, expected: Sequence[Dim], dtype: np.d
     return None if a is None else float_array(name, a, expected, dtype)
 
 
-def lengths_array(lengths: Any, batch: int, steps: int, shortest: int = 1, letter: str = "T") -> np.ndarray | None:
+def lengths_array(lengths: Any, batch: int, steps: int, shortest: int = 1, letter: str = "T", rows: str = "B"
+                  ) -> np.ndarray | None:
     """Checks per-sample valid lengths: integers, shape [B], each in shortest..T (the kernels take 1..T; the layers
-    0..T, a sample with none taking no step; attention 0..Tx, ``letter`` naming the bound). Returns an int64 copy
-    (or None)."""
+    0..T, a sample with none taking no step; attention 0..Tx, ``letter`` naming the bound; ``rows`` naming the
+    batch axis: N for a decoding session's sources). Returns an int64 copy (or None)."""
     if lengths is None:
         return None
     arr = np.array(lengths)  # a copy, checked and then passed on: the kernels index by it without the GIL
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
     if arr.shape != (batch,):
-        raise ValueError(f"lengths must have shape [B] = ({batch},), got shape {arr.shape}")
+        raise ValueError(f"lengths must have shape [{rows}] = ({batch},), got shape {arr.shape}")
     if batch and (arr.min() < shortest or arr.max() > steps):
         bad = arr[(arr < shortest) | (arr > steps)]
         raise ValueError(f"lengths must lie in {shortest}..{letter} = {shortest}..{steps}, got {bad.tolist()[:5]}")
@@ -1815,10 +1816,11 @@ def decoder_scalar(name: str, value: Any, dtype: np.dtype) -> np.ndarray | None:
 def decoder_arguments(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, keys: Any, values: Any,
                       lengths: Any, cell: Any, reset_after: Any, nonlinearity: Any, score: Any, w_q: Any, b_a: Any,
                       w_v: Any, score_bias: Any, energy_activation: Any, position: Any, input_feeding: Any, w_c: Any,
-                      b_c: Any, o0: Any, training: Any) -> DecoderCall:
+                      b_c: Any, o0: Any, training: Any, rows: str = "B") -> DecoderCall:
     """Every rule of ``attention_decoder_forward`` (DECODER_SPEC.md): options first, then x (which fixes the dtype,
     Ty, B and E), w_hh (H), keys and values (Tx, K, Dv), the score's and the position's parameters (A, O), then
-    w_ih [G*H, E + Dc] and the states."""
+    w_ih [G*H, E + Dc] and the states. ``rows``: the letter the messages give the batch axis of x, the keys, values
+    and lengths (a decoding session checks its N sources here; its B rows are its own)."""
     cell = choice("cell", cell, DECODER_CELLS)
     reset_after = reset_after_flag(reset_after)
     nonlinearity = nonlinearity_name(nonlinearity)
@@ -1830,29 +1832,29 @@ def decoder_arguments(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
         if not isinstance(energy_activation, str) or energy_activation != "relu":
             raise ValueError(f"energy_activation must be None or 'relu', got {energy_activation!r}")
         energy_activation = "relu"  # the plain str (not e.g. a numpy.str_)
-    x = float_array("x", x, [("Ty", None), ("B", None), ("E", None)])
+    x = float_array("x", x, [("Ty", None), (rows, None), ("E", None)])
     dtype = x.dtype
     Ty, B, E = x.shape
-    _at_least_1("Ty", Ty, "x [Ty, B, E]")
-    _at_least_1("B", B, "x [Ty, B, E]")
+    _at_least_1("Ty", Ty, f"x [Ty, {rows}, E]")
+    _at_least_1(rows, B, f"x [Ty, {rows}, E]")
     G = DECODER_GATES[cell]
     w_hh = float_array("w_hh", w_hh, [("G*H", None), ("H", None)], dtype)
     H = w_hh.shape[1]
     _at_least_1("H", H, "w_hh [G*H, H]")
     if w_hh.shape[0] != G * H:
         raise ValueError(f"w_hh must have shape [{G}*H, H] = ({G * H}, {H}), got shape {w_hh.shape}")
-    keys = float_array("keys", keys, [("B", B), ("Tx", None), ("K", None)], dtype)
+    keys = float_array("keys", keys, [(rows, B), ("Tx", None), ("K", None)], dtype)
     Tx = keys.shape[1]
-    _at_least_1("Tx", Tx, "keys [B, Tx, K]")
-    values = float_array("values", values, [("B", B), ("Tx", Tx), ("Dv", None)], dtype)
+    _at_least_1("Tx", Tx, f"keys [{rows}, Tx, K]")
+    values = float_array("values", values, [(rows, B), ("Tx", Tx), ("Dv", None)], dtype)
     Dv = values.shape[2]
-    _at_least_1("Dv", Dv, "values [B, Tx, Dv]")
+    _at_least_1("Dv", Dv, f"values [{rows}, Tx, Dv]")
     if score == "additive":
         w_q = float_array("w_q", w_q, [("A", None), ("H", H)], dtype)
         A = w_q.shape[0]
         _at_least_1("A", A, "w_q [A, H]")
         if keys.shape[2] != A:
-            raise ValueError(f"keys must have shape [B, Tx, A] = ({B}, {Tx}, {A}) with score='additive' (the "
+            raise ValueError(f"keys must have shape [{rows}, Tx, A] = ({B}, {Tx}, {A}) with score='additive' (the "
                              f"projected keys K' = keys W_k^T), got shape {keys.shape}")
         b_a = optional_float_array("b_a", b_a, [("A", A)], dtype)
         w_v = float_array("w_v", w_v, [("A", A)], dtype)
@@ -1863,7 +1865,7 @@ def decoder_arguments(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
                             ("energy_activation", energy_activation)):
             _absent(name, value, why)
         if keys.shape[2] != H:
-            raise ValueError(f"keys must have shape [B, Tx, H] = ({B}, {Tx}, {H}) with score='dot' (q · k), "
+            raise ValueError(f"keys must have shape [{rows}, Tx, H] = ({B}, {Tx}, {H}) with score='dot' (q · k), "
                              f"got shape {keys.shape}")
     if position == "after":
         w_c = float_array("w_c", w_c, [("O", None), ("Dv + H", Dv + H)], dtype)
@@ -1891,7 +1893,7 @@ def decoder_arguments(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
         _absent("c0", c0, f"with cell={cell!r} (only the LSTM has a cell state)")
     c0 = optional_float_array("c0", c0, [("B", B), ("H", H)], dtype)
     o0 = optional_float_array("o0", o0, [("B", B), ("O", O)], dtype)
-    lengths = lengths_array(lengths, B, Tx, shortest=0)
+    lengths = lengths_array(lengths, B, Tx, shortest=0, letter="Tx", rows=rows)
     return DecoderCall(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after, nonlinearity,
                        score, w_q, b_a, w_v, score_bias, energy_activation, position, input_feeding, w_c, b_c, o0,
                        training)
@@ -2212,9 +2214,9 @@ def adam_arrays(params: Any, grads: Any, exp_avgs: Any, exp_avg_sqs: Any, max_ex
 
 
 def decoder_session_input(keys: Any, embedding: Any) -> np.ndarray:
-    """The zeros x [1, B, E] a decoder session's arguments are checked with as attention_decoder_forward's: B from
-    the keys [B, Tx, K], E from the embedding [Vin, E] (0 when None), the keys' dtype."""
-    keys = float_array("keys", keys, [("B", None), ("Tx", None), ("K", None)])
+    """The zeros x [1, N, E] a decoder session's arguments are checked with as attention_decoder_forward's: N (the
+    sources) from the keys [N, Tx, K], E from the embedding [Vin, E] (0 when None), the keys' dtype."""
+    keys = float_array("keys", keys, [("N", None), ("Tx", None), ("K", None)])
     E = 0
     if embedding is not None:
         E = float_array("embedding", embedding, [("Vin", None), ("E", None)], keys.dtype).shape[1]

@@ -149,7 +149,7 @@ class DecoderSession:
         x = decoder_session_input(keys, embedding)  # [1, N, E] zeros: the forward's rules then fix N, E and the dtype
         a = decoder_arguments(x, None, None, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
                               nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
-                              input_feeding, w_c, b_c, None, False)
+                              input_feeding, w_c, b_c, None, False, rows="N")
         out_size = a.w_hh.shape[1] if a.w_c is None else a.w_c.shape[0]  # O: H before, w_c's rows after
         embedding, w_out, b_out = decoder_session_output(embedding, w_out, b_out, a.x, out_size)
         sources, x = decoder_session_sources(sources, a.x)  # x [1, B, E]: B the session's rows
