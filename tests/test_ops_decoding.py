@@ -1,5 +1,6 @@
-"""rnncore.ops.top_k and log_softmax (decoding's row-wise kernels) against rnncore.reference.decoding: exact
-agreement of top_k's choice (ties, NaN, infinities, denormals, offsets) over hypothesis-drawn rows, log_softmax within
+"""rnncore.ops.top_k, log_softmax and softmax_cross_entropy (the row-wise softmax kernels) against
+rnncore.reference.decoding: exact agreement of top_k's choice (ties, NaN, infinities, denormals, offsets) over
+hypothesis-drawn rows, log_softmax and the cross-entropy (losses and gradients, float64 central differences) within
 the tolerance table, and the argument checks."""
 
 import numpy as np
@@ -8,7 +9,7 @@ from hypothesis import given, strategies as st
 
 from rnncore import ops, reference
 
-from support.arrays import DTYPE_IDS, DTYPES
+from support.arrays import DTYPE_IDS, DTYPES, numerical_gradient
 from support.tolerances import assert_close
 
 # Values chosen to collide: few distinct ones (ties), both infinities, NaN, a denormal and its neighbours.
@@ -118,6 +119,59 @@ def test_log_softmax_edge_rows(dtype):
     np.testing.assert_allclose(np.exp(ops.log_softmax(np.zeros((2, 4), dtype))), 0.25)
 
 
+@st.composite
+def cross_entropy_cases(draw):
+    """Rows R >= 1 (R = 1 included) of C >= 1 classes (C = 1 included; 16+ crosses a float packet), spread or
+    peaked logits, a mask or none (excluded rows hold NaN, inf and out-of-range targets), label smoothing."""
+    dtype = draw(st.sampled_from(DTYPES))
+    R, C = draw(st.integers(1, 7)), draw(st.integers(1, 40))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    logits = rng.standard_normal((R, C)) * draw(st.sampled_from([1.0, 20.0]))
+    targets = rng.integers(0, C, R)
+    mask = None
+    if draw(st.booleans()):
+        mask = rng.random(R) < 0.6
+        logits[~mask, 0] = np.nan
+        logits[~mask, -1] = np.inf
+        targets[~mask] = C + 5
+    eps = draw(st.sampled_from([0.0, 0.1, 1.0]))
+    return logits.astype(dtype), targets, mask, eps
+
+
+@given(cross_entropy_cases())
+def test_cross_entropy_matches_the_reference(case):
+    logits, targets, mask, eps = case
+    losses, grad = ops.softmax_cross_entropy(logits, targets, mask, eps)
+    want_losses, want_grad = reference.softmax_cross_entropy(logits, targets, mask, eps)
+    assert losses.dtype == grad.dtype == logits.dtype and losses.shape == targets.shape and grad.shape == logits.shape
+    assert_close(losses, want_losses, "kernel_vs_reference", logits.dtype, "losses")
+    assert_close(grad, want_grad, "kernel_vs_reference", logits.dtype, "dlogits")
+    if mask is not None:  # excluded rows: exactly zero, whatever they hold
+        assert not losses[~mask].any() and not grad[~mask].any()
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+def test_cross_entropy_gradient_is_the_losses_derivative(eps, rng):
+    logits = rng.standard_normal((4, 7))
+    targets, mask = rng.integers(0, 7, 4), np.array([True, False, True, True])
+    weights = rng.standard_normal(4)  # the gradient of Σ w_r loss_r is w_r dlogits_r
+    _, grad = ops.softmax_cross_entropy(logits, targets, mask, eps)
+
+    def f():
+        return float(weights @ ops.softmax_cross_entropy(logits, targets, mask, eps)[0])
+
+    assert_close(grad * weights[:, None], numerical_gradient(f, logits), "gradcheck", np.float64, "dlogits")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_cross_entropy_edge_rows(dtype):
+    x = np.array([[1000.0, 0.0, -1000.0], [np.nan, 0.0, 1.0], [np.inf, 0.0, 1.0], [0.0, -np.inf, 1.0]], dtype)
+    losses, grad = ops.softmax_cross_entropy(x, [0, 1, 1, 1])
+    assert losses[0] == 0 and np.array_equal(grad[0], np.array([0, 0, 0], dtype))  # no overflow
+    assert np.isnan(losses[1]) and np.isnan(losses[2])  # NaN or +inf in a kept row: NaN, as torch
+    assert np.isposinf(losses[3]) and grad[3, 1] == -1  # the target's logit is -inf: p = 0
+
+
 @pytest.mark.parametrize("call, error, words", [
     (lambda: ops.top_k([[1.0, 2.0]], 1), TypeError, "scores must be a numpy.ndarray"),
     (lambda: ops.top_k(np.ones((2, 3), np.int64), 1), TypeError, "scores must have dtype float32 or float64"),
@@ -133,6 +187,14 @@ def test_log_softmax_edge_rows(dtype):
     (lambda: ops.log_softmax(np.array(1.0)), ValueError, "x must have at least one axis"),
     (lambda: ops.log_softmax(np.ones((2, 0))), ValueError, "at least one class"),
     (lambda: ops.log_softmax(np.ones(3, np.int32)), TypeError, "x must have dtype float32 or float64"),
+    (lambda: ops.softmax_cross_entropy(np.ones(3), [0, 0, 0]), ValueError, "logits must have shape [R, C]"),
+    (lambda: ops.softmax_cross_entropy(np.ones((2, 3)), [0]), ValueError, "targets must have shape (2,)"),
+    (lambda: ops.softmax_cross_entropy(np.ones((2, 3)), [0, 3]), ValueError, "targets must lie in 0..C-1 = 0..2"),
+    (lambda: ops.softmax_cross_entropy(np.ones((2, 3)), [0.0, 1.0]), TypeError, "targets must hold integers"),
+    (lambda: ops.softmax_cross_entropy(np.ones((2, 3)), [0, 1], [1, 0, 1]), ValueError, "mask must be broadcastable"),
+    (lambda: ops.softmax_cross_entropy(np.ones((2, 3)), [0, 1], None, 1.5), ValueError,
+     "label_smoothing must lie in [0, 1]"),
+    (lambda: ops.softmax_cross_entropy(np.ones((2, 3), np.int64), [0, 1]), TypeError, "logits must have dtype"),
 ])
 def test_bad_arguments_are_named(call, error, words):
     with pytest.raises(error) as info:

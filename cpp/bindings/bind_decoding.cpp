@@ -35,10 +35,29 @@ Array<T> log_softmax(const Array<T>& x) {
   return y;
 }
 
+// logits [R, C], targets [R] int64, keep [R] uint8 or None, label_smoothing -> (losses [R], dlogits [R, C]).
+template <typename T>
+py::tuple softmax_cross_entropy(const Array<T>& logits, const Array<std::int64_t>& targets,
+                                const OptionalArray<std::uint8_t>& keep, double label_smoothing) {
+  const index_t R = logits.shape(0), C = logits.shape(1);
+  Array<T> losses({R});
+  Array<T> dlogits({R, C});
+  T* loss_out = losses.mutable_data();
+  T* grad_out = dlogits.mutable_data();
+  {
+    py::gil_scoped_release release;
+    softmax_cross_entropy_rows<T>(R, C, logits.data(), targets.data(), data_or_null(keep), T(label_smoothing),
+                                  loss_out, grad_out);
+  }
+  return py::make_tuple(losses, dlogits);
+}
+
 template <typename T>
 void register_dtype(py::module_& m) {
   m.def("top_k", &top_k<T>, py::arg("scores").noconvert(), py::arg("k"), py::arg("offsets").noconvert());
   m.def("log_softmax", &log_softmax<T>, py::arg("x").noconvert());
+  m.def("softmax_cross_entropy", &softmax_cross_entropy<T>, py::arg("logits").noconvert(),
+        py::arg("targets").noconvert(), py::arg("keep").noconvert(), py::arg("label_smoothing"));
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// Row-wise log-softmax and top-k selection for decoding (declared in rnncore/decoding.hpp).
+// Row-wise log-softmax and top-k selection for decoding, and the softmax cross-entropy for training (declared in
+// rnncore/decoding.hpp).
 #include "rnncore/decoding.hpp"
 
 #include <algorithm>
@@ -88,9 +89,52 @@ void log_softmax_rows(index_t R, index_t C, const T* x, T* y) {
                   });
 }
 
+template <typename T>
+void softmax_cross_entropy_rows(index_t R, index_t C, const T* logits, const std::int64_t* targets,
+                                const std::uint8_t* keep, T label_smoothing, T* losses, T* dlogits) {
+  namespace ei = Eigen::internal;
+  const KernelScope scope(4.0 * double(R) * double(C));
+  const T smooth = label_smoothing / T(C), hit = T(1) - label_smoothing;
+  // one pass for exp(x - m) into the gradient's row, one to scale it: packets split by C only (lanes::for_each),
+  // so a row's bits do not depend on its address or the thread count
+  parallel_chunks(R, threads_for(4.0 * double(R) * double(C), R, tuning::kMinPointwiseOpsPerThread), 1,
+                  [&](int, index_t r0, index_t r1) {
+                    for (index_t r = r0; r < r1; ++r) {
+                      const T* x = logits + r * C;
+                      T* g = dlogits + r * C;
+                      if (keep && !keep[r]) {
+                        losses[r] = T(0);
+                        std::fill(g, g + C, T(0));
+                        continue;
+                      }
+                      const T m = ConstArrayView<T>(x, C).maxCoeff();
+                      lanes::for_each<T>(C, [&](auto lane, index_t j) {
+                        using P = decltype(lane);
+                        lanes::store(g + j, attention_lanes::exp(ei::psub(lanes::load<P>(x + j), act::splat<P>(m))));
+                      });
+                      const T total = attention_lanes::sum(g, C);
+                      const T lse = m + std::log(total);
+                      const std::int64_t t = targets[r];
+                      T loss = hit * (lse - x[t]);
+                      if (label_smoothing != T(0)) loss += smooth * (T(C) * lse - attention_lanes::sum(x, C));
+                      losses[r] = loss;
+                      lanes::for_each<T>(C, [&](auto lane, index_t j) {  // softmax - ε/C
+                        using P = decltype(lane);
+                        lanes::store(g + j, ei::psub(ei::pdiv(lanes::load<P>(g + j), act::splat<P>(total)),
+                                                     act::splat<P>(smooth)));
+                      });
+                      g[t] -= hit;
+                    }
+                  });
+}
+
 template void top_k_rows<float>(index_t, index_t, index_t, const float*, const double*, std::int64_t*, double*);
 template void top_k_rows<double>(index_t, index_t, index_t, const double*, const double*, std::int64_t*, double*);
 template void log_softmax_rows<float>(index_t, index_t, const float*, float*);
 template void log_softmax_rows<double>(index_t, index_t, const double*, double*);
+template void softmax_cross_entropy_rows<float>(index_t, index_t, const float*, const std::int64_t*,
+                                                const std::uint8_t*, float, float*, float*);
+template void softmax_cross_entropy_rows<double>(index_t, index_t, const double*, const std::int64_t*,
+                                                 const std::uint8_t*, double, double*, double*);
 
 }  // namespace rnncore

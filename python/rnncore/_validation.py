@@ -2348,3 +2348,22 @@ def decoder_session_sources(sources: Any, x: np.ndarray) -> tuple[np.ndarray | N
     if copy.ndim != 1 or copy.shape[0] < 1:
         raise ValueError(f"sources must have shape [B] (one source index per row, B >= 1), got shape {copy.shape}")
     return copy, np.zeros((1, copy.shape[0], x.shape[2]), x.dtype)
+
+
+# ---- lead: the softmax cross-entropy rows op (rnncore.ops.softmax_cross_entropy) ------------------------------------
+
+
+def cross_entropy_rows(logits: Any, targets: Any, mask: Any, label_smoothing: Any
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+    """``rnncore.ops.softmax_cross_entropy``'s arguments as the kernel takes them: logits [R, C] (C >= 1) float,
+    C-contiguous; targets [R] int64, each kept row's in 0..C-1 (the others may hold anything); mask [R] (bool or
+    0/1; None: every row) as uint8 or None; label_smoothing in [0, 1]."""
+    eps = label_smoothing_value(label_smoothing)
+    logits = logits_array(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape [R, C], got shape {logits.shape}")
+    R, C = logits.shape
+    keep = None if mask is None else mask_array("mask", mask, (R,))
+    t = index_array("targets", targets, C, shape=(R,), where=keep, letter="C")
+    return (np.ascontiguousarray(logits), t, None if keep is None else keep.view(np.uint8), eps)
+

@@ -20,6 +20,7 @@ from ._validation import (
     mask_array,
     probability_targets,
 )
+from .ops.decoding import softmax_cross_entropy as softmax_cross_entropy_rows
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -56,7 +57,8 @@ def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.
       ``target`` the one-hot row of a class index or the given probabilities.
     Returns ``(loss, dlogits)``: loss a float (an array of the positions' shape, 0 at excluded positions, for
     "none"), and ``dlogits = (softmax(logits) * sum_c q_c - q) * mask`` scaled as the reduction says.
-    Computed stably (log-sum-exp with the row maximum subtracted) in the logits' dtype.
+    Computed stably (log-sum-exp with the row maximum subtracted) in the logits' dtype; class indices in one C++ pass
+    per row (``rnncore.ops.softmax_cross_entropy``).
     """
     reduction = choice("reduction", reduction, _REDUCTIONS)
     eps = label_smoothing_value(label_smoothing)
@@ -67,47 +69,46 @@ def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.
     probs = probability_targets(targets, logits)
     rows = logits.reshape(-1, classes)
     k = None if keep is None else keep.reshape(-1)
+    dtype = logits.dtype
+    if probs is None:  # class indices: one C++ pass per row (rnncore.ops.softmax_cross_entropy)
+        t = index_array("targets", targets, classes, shape=positions, where=keep, letter="C").reshape(-1)
+        per_position, grad = softmax_cross_entropy_rows(rows, t, k, eps)
+        return _reduced(per_position, grad, k, reduction, logits.shape)
     if k is not None:
         rows = np.where(k[:, None], rows, 0)  # never let excluded logits (NaN, inf) leak into the result
     shifted = rows - rows.max(axis=1, keepdims=True)
     exps = np.exp(shifted)
     sums = exps.sum(axis=1)
     grad = exps / sums[:, None]
-    dtype = logits.dtype
-    if probs is None:
-        t = index_array("targets", targets, classes, shape=positions, where=keep, letter="C").reshape(-1)
-        if k is not None:
-            t = np.where(k, t, 0)  # excluded positions may hold any target: read a valid column, zeroed below
-        arange = np.arange(t.size)
-        per_position = np.log(sums) - shifted[arange, t]  # -log softmax(logits)[target]
-        grad[arange, t] -= 1
-        if eps:  # (1-ε)·(-log p_t) + ε/C · Σ_c (-log p_c); the smoothed one-hot sums to 1
-            smooth = dtype.type(eps / classes)
-            per_position = (1 - dtype.type(eps)) * per_position + smooth * (classes * np.log(sums) - shifted.sum(1))
-            grad[arange, t] += dtype.type(eps)
-            grad -= smooth
-    else:
-        q = probs.reshape(-1, classes)
-        if k is not None:
-            q = np.where(k[:, None], q, 0)
-        if eps:
-            q = (1 - dtype.type(eps)) * q + dtype.type(eps / classes)
-        log_softmax = shifted - np.log(sums)[:, None]
-        per_position = -(q * log_softmax).sum(axis=1)
-        grad = grad * q.sum(axis=1, keepdims=True) - q
+    q = probs.reshape(-1, classes)
+    if k is not None:
+        q = np.where(k[:, None], q, 0)
+    if eps:
+        q = (1 - dtype.type(eps)) * q + dtype.type(eps / classes)
+    log_softmax = shifted - np.log(sums)[:, None]
+    per_position = -(q * log_softmax).sum(axis=1)
+    grad = grad * q.sum(axis=1, keepdims=True) - q
     if k is not None:
         per_position *= k
         grad *= k[:, None]
+    return _reduced(per_position, grad, k, reduction, logits.shape)
+
+
+def _reduced(per_position: np.ndarray, grad: np.ndarray, k: np.ndarray | None, reduction: str,
+             shape: tuple[int, ...]) -> tuple[float | np.ndarray, np.ndarray]:
+    """The cross-entropy's reduction of its per-position losses [N] (0 where excluded) and gradient [N, C] (that of
+    their sum), returned in the logits' ``shape``."""
+    dtype = grad.dtype
     if reduction == "none":
-        return per_position.reshape(positions).astype(dtype, copy=False), grad.reshape(logits.shape)
+        return per_position.reshape(shape[:-1]).astype(dtype, copy=False), grad.reshape(shape)
     count = per_position.size if k is None else int(k.sum())
     total = float(per_position.sum(dtype=np.float64))
     if reduction == "sum":
-        return total, grad.reshape(logits.shape)
+        return total, grad.reshape(shape)
     if count == 0:
-        return 0.0, np.zeros(logits.shape, dtype)
+        return 0.0, np.zeros(shape, dtype)
     grad *= dtype.type(1.0 / count)
-    return total / count, grad.reshape(logits.shape)
+    return total / count, grad.reshape(shape)
 
 
 @overload

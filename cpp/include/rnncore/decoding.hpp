@@ -1,5 +1,6 @@
-// Row-wise pieces of decoding (rnncore.decode): the log-softmax a step model returns and the top-k selection beam
-// search ranks candidates with. Twins: rnncore.reference.decoding.
+// Row-wise softmax pieces: decoding's (rnncore.decode) log-softmax a step model returns and top-k selection beam
+// search ranks candidates with, and training's softmax cross-entropy (rnncore.losses). Twins:
+// rnncore.reference.decoding.
 #pragma once
 
 #include <cstdint>
@@ -28,5 +29,18 @@ void top_k_rows(index_t R, index_t C, index_t k, const T* scores, const double* 
 ///   x: [R, C];  y: [R, C] out (may be x itself)
 template <typename T>
 void log_softmax_rows(index_t R, index_t C, const T* x, T* y);
+
+/// The softmax cross-entropy of each row against its class, with torch's label smoothing ε, and its gradient:
+///   lse = m + log Σ_j exp(x_j - m) (m the row's max);  q = (1 - ε) onehot(target) + ε / C;
+///   loss[r] = Σ_j q_j (lse - x_j) = (1 - ε)(lse - x_t) + (ε / C)(C·lse - Σ_j x_j);
+///   dlogits[r, j] = softmax(x)_j - q_j  (d/dx_j of the loss: Σ_j q_j = 1).
+/// A row keep says is excluded gets loss 0 and a zero gradient, and its logits and target are never read (NaN,
+/// inf or any target there is inert). NaN or +inf in a kept row gives NaN (as torch).
+///   R: rows;  C: classes (>= 1);  logits: [R, C];  targets: [R], each kept row's in 0..C-1 (the caller checks);
+///   keep: [R] (nonzero = the row counts), or null: every row;  label_smoothing: ε in [0, 1];
+///   losses: [R] out;  dlogits: [R, C] out.
+template <typename T>
+void softmax_cross_entropy_rows(index_t R, index_t C, const T* logits, const std::int64_t* targets,
+                                const std::uint8_t* keep, T label_smoothing, T* losses, T* dlogits);
 
 }  // namespace rnncore

@@ -5,8 +5,9 @@ Every function validates its arguments (``rnncore._validation``) and then runs o
 against (tests/test_ops_twins.py and the kernel tests).
 
 Families: ``rnn`` (the LSTM/GRU/RNN sequence kernels and the streaming steppers), ``attention`` (the masked softmax,
-additive and Luong attention), ``decoder`` (the fused attention decoder), ``decoding`` (log-softmax and top-k rows),
-``nn`` (the dense layer's products, the embedding's backward), ``runtime`` (threads, the memory cache, build facts).
+additive and Luong attention), ``decoder`` (the fused attention decoder), ``decoding`` (log-softmax, top-k and
+cross-entropy rows), ``nn`` (the dense layer's products, the embedding's backward), ``runtime`` (threads, the memory
+cache, build facts).
 Every public name is also here: ``rnncore.ops.lstm_forward``.
 """
 
@@ -30,7 +31,7 @@ from .attention import (
     normalized_score_vector_backward,
 )
 from .decoder import AttentionDecoderGradients, DecoderSession, attention_decoder_backward, attention_decoder_forward
-from .decoding import log_softmax, top_k
+from .decoding import log_softmax, softmax_cross_entropy, top_k
 from .nn import embedding_backward, linear_backward, linear_forward
 from .optim import adam_update
 from .rnn import (
@@ -61,7 +62,7 @@ __all__ = [
     "lstm_stepper", "gru_stepper", "rnn_stepper",
     "masked_softmax", "masked_softmax_backward",
     "attention_context", "attention_context_backward",
-    "top_k", "log_softmax",
+    "top_k", "log_softmax", "softmax_cross_entropy",
     "additive_attention_keys", "additive_attention_keys_backward", "additive_attention_source",
     "additive_attention_forward",
     "additive_attention_backward", "AdditiveAttentionGradients", "luong_attention_forward", "luong_attention_backward",

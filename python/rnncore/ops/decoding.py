@@ -1,4 +1,5 @@
-"""Decoding's row-wise kernels: the log-softmax a step model returns, and top-k selection (beam search's ranking).
+"""Row-wise softmax kernels: decoding's log-softmax a step model returns and top-k selection (beam search's ranking),
+and training's softmax cross-entropy (rnncore.losses.softmax_cross_entropy's class-index path).
 
 Twins: ``rnncore.reference.decoding``.
 """
@@ -8,13 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import _core
-from .._validation import log_softmax_input, top_k_arguments
+from .._validation import cross_entropy_rows, log_softmax_input, top_k_arguments
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["top_k", "log_softmax"]
+__all__ = ["top_k", "log_softmax", "softmax_cross_entropy"]
 
 
 def top_k(scores: np.ndarray, k: int, offsets: npt.ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -48,3 +49,25 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     x = log_softmax_input(x)
     flat: Any = x.reshape(-1, x.shape[-1])
     return _core.log_softmax(flat).reshape(x.shape)
+
+
+def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.ArrayLike | None = None,
+                          label_smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The softmax cross-entropy of each row against its class (torch's label smoothing ε), and its gradient, in one
+    pass per row: with lse = log Σ_j exp(x_j) (the row max subtracted first) and q = (1 - ε) onehot(target) + ε/C,
+    ``loss = Σ_j q_j (lse - x_j)`` and ``dlogits = softmax(x) - q``. A row the mask excludes gets loss 0 and a zero
+    gradient, and its logits and target are never read (NaN, inf, any target are inert).
+
+    Args:
+        logits:  [R, C] float32 or float64, C >= 1.
+        targets: [R] integers, each kept row's in 0..C-1.
+        mask:    [R] bool or 0/1 (True = the row counts), or None (every row).
+        label_smoothing: ε in [0, 1].
+
+    Returns:
+        (losses [R], dlogits [R, C]) in the logits' dtype, unscaled (the gradient of losses.sum()).
+    """
+    x, t, keep, eps = cross_entropy_rows(logits, targets, mask, label_smoothing)
+    losses, dlogits = _core.softmax_cross_entropy(x, t, keep, eps)
+    return losses, dlogits
+

@@ -10,7 +10,7 @@ cast back to the input's dtype on exit). Each family module imports nothing but 
 Families, as in ``rnncore.ops``: ``rnn`` (LSTM/GRU/RNN over a sequence, their backward, the streaming steppers),
 ``attention`` (the masked softmax, additive and Luong attention, their backward),
 ``decoder`` (the attention decoder: a cell and attention over the decoder steps, and its backward),
-``decoding`` (log-softmax and top-k rows), ``nn`` (the dense layer's products, the embedding's backward).
+``decoding`` (log-softmax, top-k and cross-entropy rows), ``nn`` (the dense layer's products, the embedding's backward).
 Every public name is also here: ``rnncore.reference.lstm_forward``.
 
 In every family, backward passes are written from the *outputs* of the activations, with the identities
@@ -31,7 +31,7 @@ from .attention import (
     masked_softmax_backward,
 )
 from .decoder import attention_decoder_backward, attention_decoder_forward, decoder_session_step
-from .decoding import log_softmax, top_k
+from .decoding import log_softmax, softmax_cross_entropy, top_k
 from .nn import embedding_backward, linear_backward, linear_forward
 from .rnn import (
     gru_backward,
@@ -52,7 +52,7 @@ __all__ = [
     "attention_context", "attention_context_backward",
     "additive_attention_keys", "additive_attention_keys_backward", "additive_attention_forward",
     "additive_attention_backward", "luong_attention_forward", "luong_attention_backward",
-    "top_k", "log_softmax",
+    "top_k", "log_softmax", "softmax_cross_entropy",
     "linear_forward", "linear_backward", "embedding_backward",
     "attention_decoder_forward", "attention_decoder_backward", "decoder_session_step",
 ]

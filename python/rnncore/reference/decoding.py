@@ -1,10 +1,11 @@
-"""Decoding's row-wise pieces in plain NumPy: the twins of ``rnncore.ops.decoding``."""
+"""Row-wise softmax pieces in plain NumPy (decoding's log-softmax and top-k, training's cross-entropy): the twins of
+``rnncore.ops.decoding``."""
 
 import numpy as np
 
 from ._common import _f64, _result_dtype
 
-__all__ = ["top_k", "log_softmax"]
+__all__ = ["top_k", "log_softmax", "softmax_cross_entropy"]
 
 
 def top_k(scores, k, offsets=None):
@@ -39,3 +40,29 @@ def log_softmax(x):
     with np.errstate(invalid="ignore", over="ignore"):
         shifted = x - m
         return (shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))).astype(out_dtype)
+
+
+def softmax_cross_entropy(logits, targets, mask=None, label_smoothing=0.0):
+    """Per row: q = (1 - ε) onehot(target) + ε/C, loss = -Σ_j q_j log softmax(x)_j, dlogits = softmax(x) - q; rows
+    the mask excludes give 0 and a zero gradient (their logits and targets are not read).
+
+    Args:
+        logits: [R, C];  targets: [R] ints;  mask: [R] bools or None (every row);  label_smoothing: ε in [0, 1].
+
+    Returns:
+        (losses [R], dlogits [R, C]) in the logits' dtype.
+    """
+    out_dtype = _result_dtype(logits)
+    x = _f64(logits)
+    R, C = x.shape
+    keep = np.ones(R, bool) if mask is None else np.asarray(mask, bool)
+    losses, dlogits = np.zeros(R), np.zeros((R, C))
+    for r in np.flatnonzero(keep):
+        q = np.full(C, label_smoothing / C)
+        q[targets[r]] += 1.0 - label_smoothing
+        log_p = x[r] - x[r].max()
+        log_p = log_p - np.log(np.sum(np.exp(log_p)))
+        losses[r] = -np.sum(q * log_p)
+        dlogits[r] = np.exp(log_p) - q
+    return losses.astype(out_dtype), dlogits.astype(out_dtype)
+
