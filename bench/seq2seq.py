@@ -107,6 +107,32 @@ def train_necessary_flops(c: TrainConfig) -> float:
     return train_flops(c) - 3.0 * 2 * 2 * 4 * c.model.encoder_hidden * c.model.source_vocab * c.B * c.Tx
 
 
+def train_activations(c: TrainConfig) -> float:
+    """The transcendental evaluations (exp, tanh, sigmoid) one training step cannot avoid: the forward's, once each
+    (a backward takes every derivative from a stored output): per LSTM unit and step 3 sigmoids and 2 tanh (both
+    encoder directions, the decoder), the additive score's tanh over Tx·A and its softmax's exp over Tx per decoder
+    step, and the output softmax's exp over V."""
+    m = c.model
+    He, H, A, V = m.encoder_hidden, m.decoder_hidden, m.attention_units, m.target_vocab
+    cells = 5 * c.B * (2 * c.Tx * He + c.Ty * H)
+    attention = c.B * c.Ty * c.Tx * (A + 1)
+    return float(cells + attention + c.B * c.Ty * V)
+
+
+def activation_ns(seconds: float = 0.3) -> float:
+    """Nanoseconds per float32 tanh at NumPy's vectorised rate on this thread (its SIMD tanh; the minimum over
+    repeats of a 64K-entry, L2-resident array): what an activation costs at best on this core."""
+    x = np.random.default_rng(0).standard_normal(1 << 16).astype(np.float32)
+    y = np.empty_like(x)
+    best, end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        for _ in range(20):
+            np.tanh(x, out=y)
+        best = min(best, (time.perf_counter() - t0) / 20 / x.size)
+    return best * 1e9
+
+
 def decode_flops(mode: str, V: int) -> float:
     """Multiply-add FLOPs (2 each) one decode of ``DECODE`` needs: the encoder once per source (recurrent products;
     the one-hot input is a gather) and the key projection, then per step and per row (B greedy rows, B·beam beam
@@ -131,6 +157,17 @@ def gemm_ceiling(row: dict, peer: str) -> float | None:
     if t is None or not need or not row.get("sgemm_gflops"):
         return None
     return t / (need / (row["sgemm_gflops"] * 1e9))
+
+
+def compute_floor_ceiling(row: dict, peer: str) -> float | None:
+    """``gemm_ceiling`` with the step's unavoidable activations (``train_activations``) added at the measured
+    vectorised tanh rate (``activation_ns``): the speed-up over ``peer`` of a step that did nothing but its GEMM
+    FLOPs at the SGEMM rate and its activations at NumPy's SIMD rate — no memory traffic, no Python, no optimizer."""
+    t = row["libs"].get(peer, {}).get("min_s")
+    need, acts, ns = row.get("necessary_flops"), row.get("activations"), row.get("activation_ns")
+    if t is None or not need or not acts or not ns or not row.get("sgemm_gflops"):
+        return None
+    return t / (need / (row["sgemm_gflops"] * 1e9) + acts * ns * 1e-9)
 
 
 def train_batch(c: TrainConfig, seed: int = 1) -> dict:
@@ -329,7 +366,7 @@ def _prepared(obj) -> Prepared:
 # ---- the parts -------------------------------------------------------------------------------------------------------
 
 
-def train_row(c: TrainConfig, peers: list[str], budget: float, sgemm: float) -> dict:
+def train_row(c: TrainConfig, peers: list[str], budget: float, sgemm: float, tanh_ns: float) -> dict:
     why = rnncore_missing()
     batch = train_batch(c)
     weights = train_weights(c, batch)
@@ -339,7 +376,8 @@ def train_row(c: TrainConfig, peers: list[str], budget: float, sgemm: float) -> 
                 for name, cls in libs.items() if name == "rnncore" or name in peers}
     row = bench_row("train", c.name, builders, budget, {} if why is None else {"rnncore": why},
                     flops=train_flops(c), necessary_flops=train_necessary_flops(c),
-                    targets=[list(t) for t in c.targets], sgemm_gflops=sgemm)
+                    targets=[list(t) for t in c.targets], sgemm_gflops=sgemm, activations=train_activations(c),
+                    activation_ns=tanh_ns)
     print(format_row(row), flush=True)
     return row
 
@@ -701,11 +739,12 @@ def worker(plan_file: str, out_file: str) -> None:
     result = {"threads": threads, "affinity": sorted(os.sched_getaffinity(0)), "versions": versions(peers, threads),
               "loadavg_start": list(os.getloadavg()), "sgemm_by_gemm_start": sgemm_rates(threads), "rows": []}
     sgemm = max(result["sgemm_by_gemm_start"].values())
-    print(f"[worker threads={threads} cpus={result['affinity']}] SGEMM {sgemm:.1f} GFLOP/s; "
-          f"{result['versions']}", flush=True)
+    result["activation_ns"] = tanh_ns = activation_ns()
+    print(f"[worker threads={threads} cpus={result['affinity']}] SGEMM {sgemm:.1f} GFLOP/s; NumPy tanh "
+          f"{tanh_ns:.3f} ns/float; {result['versions']}", flush=True)
     configs = [c for c in TRAIN if c.name in plan["train_configs"]]
     if "train" in parts:
-        result["rows"] += [train_row(c, peers, budget, sgemm) for c in configs]
+        result["rows"] += [train_row(c, peers, budget, sgemm, tanh_ns) for c in configs]
     if "decode" in parts:
         result["rows"] += [decode_row(V, mode, peers, budget, sgemm)
                            for V in plan["vocabs"] for mode in ("greedy", "beam")]
@@ -783,11 +822,16 @@ HEADER = f"{'row':<40}{'rnncore ms':>11}{'torch ms':>11}{'jax ms':>11}{'x torch'
 
 
 def _ceiling_text(row: dict, peer: str) -> str:
-    """ " (ceiling at the SGEMM rate Nx)": the speed-up over ``peer`` with every FLOP at the SGEMM rate
-    (``gemm_ceiling``; for "best", the lowest over the peers measured)."""
+    """ " (ceiling at the SGEMM rate Nx; with the activations ... Mx)": the speed-up over ``peer`` with every FLOP at
+    the SGEMM rate (``gemm_ceiling``), and with the activations added at NumPy's tanh rate
+    (``compute_floor_ceiling``, training rows); for "best", the lowest over the peers measured."""
     peers = [p for p in PEERS if p in row["libs"] and "min_s" in row["libs"][p]] if peer == "best" else [peer]
     ceilings = [c for c in (gemm_ceiling(row, p) for p in peers) if c is not None]
-    return f" (ceiling at the SGEMM rate {min(ceilings):.1f}x)" if ceilings else ""
+    floors = [c for c in (compute_floor_ceiling(row, p) for p in peers) if c is not None]
+    text = f"ceiling at the SGEMM rate {min(ceilings):.1f}x" if ceilings else ""
+    if floors:
+        text += f"; with the activations at NumPy's tanh rate {min(floors):.1f}x"
+    return f" ({text})" if text else ""
 
 
 def target_lines(rows: list[dict]) -> list[str]:
