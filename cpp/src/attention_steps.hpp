@@ -425,19 +425,34 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
     }
     std::fill(de + n, de + m, T(0));  // the padding past the kept steps adds nothing below
     const T* ds = de;
+    using Packet = typename ei::packet_traits<T>::type;
+    constexpr index_t W = ei::unpacket_traits<Packet>::size;
     for (index_t a_unit = 0; a_unit < K; ++a_unit) {  // per attention unit, along Tx
       const T* u_a = u + a_unit * Txs;
       const T v_a = op.w_v[a_unit];
       T* dk_a = dkeys ? dkeys + a_unit * Txs : nullptr;
-      lanes::for_each<T>(m, [&](auto lane, index_t j) {  // dpre = ds w_v ⊙ (1 - u²)
+      // dpre = ds w_v ⊙ (1 - u²) into dK', with Σ dpre and Σ ds u summed as they go (whole packets in registers,
+      // then the tail lanes: sum's and dot's order, so the same bits as those passes over a stored dpre)
+      Packet dq_acc = ei::pset1<Packet>(T(0)), dv_acc = dq_acc;
+      index_t j = 0;
+      for (; W > 1 && j + W <= m; j += W) {
+        const Packet ds_j = ei::ploadu<Packet>(ds + j), u_j = ei::ploadu<Packet>(u_a + j);
+        const Packet d = ei::pmul(ei::pmul(ds_j, ei::pset1<Packet>(v_a)), act::tanh_grad_from_output(u_j));
+        if (dk_a) ei::pstoreu(dk_a + j, ei::padd(ei::ploadu<Packet>(dk_a + j), d));
+        dq_acc = ei::padd(d, dq_acc);
+        dv_acc = ei::pmadd(ds_j, u_j, dv_acc);
+      }
+      T dq_sum = j > 0 ? ei::predux(dq_acc) : T(0), dv_sum = j > 0 ? ei::predux(dv_acc) : T(0);
+      lanes::for_each<T>(m - j, [&](auto lane, index_t k) {
         using P = decltype(lane);
-        const P d = ei::pmul(ei::pmul(lanes::load<P>(ds + j), act::splat<P>(v_a)),
-                             act::tanh_grad_from_output(lanes::load<P>(u_a + j)));
-        lanes::store(dpre + j, d);
-        if (dk_a) lanes::store(dk_a + j, ei::padd(lanes::load<P>(dk_a + j), d));
+        const P ds_k = lanes::load<P>(ds + j + k), u_k = lanes::load<P>(u_a + j + k);
+        const P d = ei::pmul(ei::pmul(ds_k, act::splat<P>(v_a)), act::tanh_grad_from_output(u_k));
+        if (dk_a) lanes::store(dk_a + j + k, ei::padd(lanes::load<P>(dk_a + j + k), d));
+        dq_sum += lane_sum(d);
+        dv_sum += lane_sum(ei::pmul(ds_k, u_k));
       });
-      if (g.dqsum) g.dqsum[b * K + a_unit] = sum(dpre, m);
-      if (g.dw_v_rows) g.dw_v_rows[b * K + a_unit] += dot(ds, u_a, m);
+      if (g.dqsum) g.dqsum[b * K + a_unit] = dq_sum;
+      if (g.dw_v_rows) g.dw_v_rows[b * K + a_unit] += dv_sum;
     }
     if (g.dscore_bias_rows) g.dscore_bias_rows[b] += dbias;
   });
