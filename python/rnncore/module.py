@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
@@ -347,13 +346,15 @@ class Module:
     def trainable_parameters(self) -> dict[str, np.ndarray]:
         """The parameters that require grad, under the names ``parameters()`` uses. A parameter held by several
         modules (tied weights) requires grad only when none of them is frozen (torch's one flag per parameter)."""
-        entries = list(self._flagged_entries(True))
-        held = Counter(id(p) for _, p, _, _ in entries)
-        trainable = Counter(id(p) for _, p, _, t in entries if t)
-        first: dict[int, tuple[str, np.ndarray]] = {}  # each parameter once, under its first name (named_parameters)
-        for name, p, _, _ in entries:
-            first.setdefault(id(p), (name, p))
-        return {name: p for key, (name, p) in first.items() if trainable[key] == held[key]}
+        # one pass: each parameter once, under its first name (named_parameters), trainable if every holder lets it
+        first: dict[int, list[Any]] = {}
+        for name, p, _, trainable in self._flagged_entries(True):
+            seen = first.get(id(p))
+            if seen is None:
+                first[id(p)] = [name, p, trainable]
+            elif not trainable:
+                seen[2] = False
+        return {name: p for name, p, trainable in first.values() if trainable}
 
     # -- modes and the tape --------------------------------------------------------------------------------------
     def train(self: _M, mode: bool = True) -> _M:

@@ -400,10 +400,14 @@ class Adam(Optimizer):
             ps = [params[name] for name in names]
             states = [self.state[name] for name in names]
             # created in the NumPy update's order (state_dict keeps it): step, exp_avg, exp_avg_sq, max_exp_avg_sq
-            steps = [self._buffer(s, "step", p, shape=()) for s, p in zip(states, ps)]
-            ms = [self._buffer(s, "exp_avg", p) for s, p in zip(states, ps)]
-            vs = [self._buffer(s, "exp_avg_sq", p) for s, p in zip(states, ps)]
-            vmax = [self._buffer(s, "max_exp_avg_sq", p) for s, p in zip(states, ps)] if h["amsgrad"] else None
+            keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq") if h["amsgrad"] else ("step", "exp_avg",
+                                                                                                  "exp_avg_sq")
+            if not all(key in s for s in states for key in keys):  # a first step: make the missing buffers
+                for s, p in zip(states, ps):
+                    for key in keys:
+                        self._buffer(s, key, p, shape=() if key == "step" else None)
+            steps, ms, vs = ([s[key] for s in states] for key in keys[:3])
+            vmax = [s["max_exp_avg_sq"] for s in states] if h["amsgrad"] else None
             beta1, beta2 = h["betas"]
             if _core.adam_update(ps, [grads[name] for name in names], ms, vs, vmax, steps, float(h["lr"]),
                                  float(beta1), float(beta2), float(h["eps"]), float(h["weight_decay"]),
