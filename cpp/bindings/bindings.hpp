@@ -134,12 +134,12 @@ struct StepArray {
   /// |stride|, each axis steps past everything the shorter ones span (axes of one element ignored). The check
   /// rnncore._validation.steps_overlap_themselves makes too.
   static bool rows_apart(const index_t (&extent)[3], const index_t (&stride)[3]) {
+    if (extent[0] == 0 || extent[1] == 0 || extent[2] == 0) return true;  // no element at all
     index_t order[3] = {0, 1, 2};
     auto size = [&](index_t k) { return stride[k] < 0 ? -stride[k] : stride[k]; };
     std::sort(order, order + 3, [&](index_t a, index_t b) { return size(a) < size(b); });
     index_t span = 0;  // the farthest element the shorter axes reach from any element
     for (index_t k : order) {
-      if (extent[k] == 0) return true;  // no element at all
       if (extent[k] == 1) continue;
       if (size(k) <= span) return false;
       span += size(k) * (extent[k] - 1);
