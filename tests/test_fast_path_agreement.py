@@ -2,7 +2,8 @@
 (rnncore._validation.KERNEL_ARGUMENTS and its rules): for every rule of every argument of every kernel, a call that
 breaks exactly that rule is refused by ``_core`` (NotImplemented) and then either raises the rule's error naming the
 argument in ``rnncore.ops``, or (a rule about how a valid value is passed: a strided array, int32 lengths, a numpy
-bool) is converted by ``rnncore.ops`` and gives the exact call's results. The exact call is taken by both.
+bool) is converted by ``rnncore.ops`` and gives the exact call's results. The exact call is taken by both (its y
+written into an out= array, its dy strided: both at any strides).
 
 A rule added to the table without a way to break it here (in ``BREAKERS``) fails ``test_every_rule_has_a_violation``."""
 
@@ -42,9 +43,9 @@ def exact_call(kernel, dtype=np.float64):
                *[rng.uniform(-0.3, 0.3, shape).astype(dtype) for shape in [(GH, I), (GH, H), (GH,), (GH,)]],
                np.array([T, 2], np.int64), True, *v.options.values()]
     if kernel.endswith("_forward"):
-        return forward
+        return [*forward, np.zeros((T, B, H), dtype)]  # out=
     workspace = getattr(rnncore._core, v.kind.forward.__name__)(*forward)[-1]
-    upstream = [rng.standard_normal((T, B, H)).astype(dtype),
+    upstream = [strided(rng.standard_normal((T, B, H)).astype(dtype)),  # dy: read at its strides
                 *[rng.standard_normal((B, H)).astype(dtype) for _ in v.kind.states]]
     return [workspace, *upstream, True]  # need_dx
 
@@ -66,17 +67,47 @@ def resized(a, axis):
     return np.zeros(shape, a.dtype)
 
 
+def unaligned(a):
+    """The same values in memory one byte off the dtype's alignment."""
+    out = np.zeros(a.nbytes + 1, np.uint8)[1:].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out
+
+
+def read_only(a):
+    out = a.copy()
+    out.flags.writeable = False
+    return out
+
+
+def self_overlapping(a):
+    """Every step at one address (a zero time stride), writeable."""
+    return np.lib.stride_tricks.as_strided(a.copy(), a.shape, (0, *a.strides[1:]), writeable=True)
+
+
 # How to break each rule of the table, by (argument kind, rule id): the value to pass instead of the exact call's
-# argument ``a`` of ``kernel``. PER_AXIS is broken apart, once per axis the argument does not define (violations()).
-PER_AXIS = ("array", "size")
+# argument ``a`` of ``kernel``. PER_AXIS is broken apart, once per axis the argument does not define (violations());
+# SHARED (out= sharing memory with another argument) changes two arguments (violations()).
+PER_AXIS = {("array", "size"), ("steps", "size"), ("out", "size")}
+SHARED = ("out", "no_shared_memory")
+_ARRAY_BREAKERS = {
+    "ndarray": lambda a, kernel: a.tolist(),
+    "float_dtype": lambda a, kernel: a.astype(np.int64),
+    "same_dtype": lambda a, kernel: a.astype(other_float(a.dtype)),
+    "native_byte_order": lambda a, kernel: a.astype(a.dtype.newbyteorder()),
+    "rank": lambda a, kernel: a[..., None],
+    "exact_type": lambda a, kernel: a.view(_Subclass),
+}
 BREAKERS = {
-    ("array", "ndarray"): lambda a, kernel: a.tolist(),
-    ("array", "float_dtype"): lambda a, kernel: a.astype(np.int64),
-    ("array", "same_dtype"): lambda a, kernel: a.astype(other_float(a.dtype)),
-    ("array", "native_byte_order"): lambda a, kernel: a.astype(a.dtype.newbyteorder()),
-    ("array", "rank"): lambda a, kernel: a[..., None],
-    ("array", "exact_type"): lambda a, kernel: a.view(_Subclass),
+    **{("array", rule): breaker for rule, breaker in _ARRAY_BREAKERS.items()},
     ("array", "c_contiguous"): lambda a, kernel: strided(a),
+    **{("steps", rule): breaker for rule, breaker in _ARRAY_BREAKERS.items()},
+    ("steps", "element_strides"): lambda a, kernel: unaligned(a),
+    **{("out", rule): breaker for rule, breaker in _ARRAY_BREAKERS.items()},
+    ("out", "element_strides"): lambda a, kernel: unaligned(a),
+    ("out", "writeable"): lambda a, kernel: read_only(a),
+    ("out", "rows_apart"): lambda a, kernel: self_overlapping(a),
     ("lengths", "integer_dtype"): lambda a, kernel: a.astype(np.float64),
     ("lengths", "int64"): lambda a, kernel: a.astype(np.int32),
     ("lengths", "ndarray"): lambda a, kernel: a.tolist(),
@@ -113,7 +144,7 @@ def violations(kernel):
         a = call[position[arg.name]]
         for rule in arg.rules:
             key = (arg.kind, rule.id)
-            if key == PER_AXIS:
+            if key in PER_AXIS:
                 for axis, letter in enumerate(arg.letters):
                     if DEFINED_BY[direction].get(letter) == (arg.name, axis):
                         continue  # this argument sets the size: another size is another valid call
@@ -122,6 +153,12 @@ def violations(kernel):
             if key == ("array", "same_dtype") and arg.name == "x":
                 # x sets the call's dtype: the other float dtype there breaks the rule for every other array
                 out.append((arg, rule.id, broken("x", a.astype(other_float(a.dtype))), "w_hh"))
+                continue
+            if key == SHARED:  # out= over h0's memory (h0 = its first step: still an exact h0)
+                out_array = np.zeros_like(a)
+                c = broken(arg.name, out_array)
+                c[position["h0"]] = out_array[0]
+                out.append((arg, rule.id, c, arg.name))
                 continue
             if key not in BREAKERS:
                 continue  # a rule with no way to break it here: test_every_rule_has_a_violation names it
@@ -137,7 +174,7 @@ def violations(kernel):
 def reference_cache(kernel):
     v = cell_of(kernel)
     forward = exact_call(v.kind.forward.__name__)
-    return v.kind.reference_forward(*forward[:-1 - len(v.options)])[-1]
+    return v.kind.reference_forward(*forward[:-2 - len(v.options)])[-1]  # without training, options, out
 
 
 def other_cells_workspace(kernel):
@@ -174,25 +211,26 @@ def same_results(got, want):
 
 
 def checked_twin(kernel, call):
-    """The same call made inexact (its first array, x or dy, strided): ``_core`` refuses it, so ``ops`` runs it through
-    the Python checks and re-calls the kernel with what they return, an expectation not taken on the exact path."""
-    first = next(k for k, arg in enumerate(KERNEL_ARGUMENTS[kernel]) if arg.kind == "array")
+    """The same call made inexact (its first array, x or dy, an ndarray subclass): ``_core`` refuses it, so ``ops``
+    runs it through the Python checks and re-calls the kernel with what they return, an expectation not taken on the
+    exact path."""
+    first = next(k for k, arg in enumerate(KERNEL_ARGUMENTS[kernel]) if arg.kind in ("array", "steps"))
     twin = list(call)
-    twin[first] = strided(call[first])
+    twin[first] = call[first].view(_Subclass)
     return twin
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("kernel", list(KERNEL_ARGUMENTS))
 def test_the_exact_call_is_taken_by_both(kernel, dtype):
-    call = exact_call(kernel, dtype)
-    fast = getattr(rnncore._core, kernel)(*call)
+    # each call its own (equal) arguments: a forward's out= is its own y
+    fast = getattr(rnncore._core, kernel)(*exact_call(kernel, dtype))
     assert fast is not NotImplemented
-    twin = checked_twin(kernel, call)
+    twin = checked_twin(kernel, exact_call(kernel, dtype))
     assert getattr(rnncore._core, kernel)(*twin) is NotImplemented
     checked = getattr(ops, kernel)(*twin)
     same_results(fast, checked)
-    same_results(getattr(ops, kernel)(*call), checked)
+    same_results(getattr(ops, kernel)(*exact_call(kernel, dtype)), checked)
 
 
 @pytest.mark.parametrize("kernel,rule,call,named", list(cases()))
@@ -211,5 +249,5 @@ def test_every_rule_has_a_violation():
     KERNEL_ARGUMENTS, by (argument kind, rule id), are the keys violations() handles; the forward size rules are
     ZERO_SIZE's keys."""
     rules = {(arg.kind, rule.id) for args in KERNEL_ARGUMENTS.values() for arg in args for rule in arg.rules}
-    assert rules == {PER_AXIS, *BREAKERS}
+    assert rules == {*PER_AXIS, SHARED, *BREAKERS}
     assert {rule.id for rule in FORWARD_SIZE_RULES} == set(ZERO_SIZE)

@@ -81,6 +81,25 @@ struct ForwardArgs {
   }
 };
 
+/// y's array and the view the kernel writes it through: a new C-contiguous array when `out` is None, else `out`
+/// itself when exact (StepArray: any element strides, writeable, rows apart) and sharing no memory with the call's
+/// arrays `inputs` (numpy.may_share_memory); false (NotImplemented's cue) otherwise.
+template <typename T>
+bool output_steps(py::handle out, const Dims& d, std::initializer_list<py::handle> inputs, py::object& y,
+                  StepView<T>& view) {
+  if (out.is_none()) {
+    auto a = new_array<T>({d.T, d.B, d.H});
+    view = StepView<T>::dense(a.mutable_data(), d.B, d.H);
+    y = std::move(a);
+    return true;
+  }
+  const StepArray<T> o(out, d.T, d.B, d.H);
+  if (!o.ok || may_share_memory(out, inputs)) return false;
+  view = o.view;
+  y = py::reinterpret_borrow<py::object>(out);
+  return true;
+}
+
 /// Forward's result: the arrays, then the workspace (None in inference).
 template <typename T, typename... Arrays>
 py::tuple with_workspace(std::unique_ptr<Workspace<T>> ws, const Arrays&... arrays) {
@@ -139,40 +158,44 @@ class LateGradients {
 };
 
 /// The arguments of one backward call when exact: a workspace of `kind` and dtype T, and each upstream gradient
-/// None or of its forward's shape ([T, B, H] for dy, [B, H] for the final states). Otherwise null. (need_dx, a
-/// bool itself, is checked by the callers: flag_of.)
+/// None or of its forward's shape: dy [T, B, H] at any element strides (StepArray: read in place, e.g. a
+/// direction's columns of a layer's dy), the final states' [B, H] C-contiguous into `finals`. Otherwise null.
+/// (need_dx, a bool itself, is checked by the callers: flag_of.)
 template <typename T>
 const Workspace<T>* exact_backward(CellKind kind, py::handle workspace, std::initializer_list<py::handle> final_grads,
-                                   py::handle dy, const T** grads) {
+                                   py::handle dy, StepView<const T>& dy_view, const T** finals) {
   if (!py::isinstance<Workspace<T>>(workspace)) return nullptr;
   const auto& ws = workspace.cast<const Workspace<T>&>();
   if (ws.spec.kind != kind) return nullptr;
   const Dims& d = ws.dims;
-  const ExactArray<T> dy_a(dy, {d.T, d.B, d.H}, true);
+  const StepArray<const T> dy_a(dy, d.T, d.B, d.H, true);
   if (!dy_a.ok) return nullptr;
-  grads[0] = dy_a.data;
-  int i = 1;
+  dy_view = dy_a.view;
+  int i = 0;
   for (py::handle g : final_grads) {
     const ExactArray<T> g_a(g, {d.B, d.H}, true);
     if (!g_a.ok) return nullptr;
-    grads[i++] = g_a.data;
+    finals[i++] = g_a.data;
   }
   return &ws;
 }
 
 py::object lstm_forward_py(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh,
-                           py::handle b_ih, py::handle b_hh, py::handle lengths, py::handle training) {
+                           py::handle b_ih, py::handle b_hh, py::handle lengths, py::handle training, py::handle out) {
   return by_dtype(x, w_hh, [&](auto type) -> py::object {
     using T = decltype(type);
     const ForwardArgs<T> a(CellKind::lstm, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training);
     if (!a.ok) return not_exact();
     const Dims& d = a.d;
-    auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H}), c_n = new_array<T>({d.B, d.H});
+    py::object y;
+    StepView<T> y_view;
+    if (!output_steps<T>(out, d, {x, h0, c0, w_ih, w_hh, b_ih, b_hh}, y, y_view)) return not_exact();
+    auto h_n = new_array<T>({d.B, d.H}), c_n = new_array<T>({d.B, d.H});
     auto ws = a.training ? std::make_unique<Workspace<T>>() : nullptr;
-    T *y_p = y.mutable_data(), *h_p = h_n.mutable_data(), *c_p = c_n.mutable_data();
+    T *h_p = h_n.mutable_data(), *c_p = c_n.mutable_data();
     {
       py::gil_scoped_release release;
-      lstm_forward<T>(d, a.x, a.h0, a.c0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_p, h_p, c_p, ws.get(),
+      lstm_forward<T>(d, a.x, a.h0, a.c0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_view, h_p, c_p, ws.get(),
                       a.x_index);
     }
     return with_workspace(std::move(ws), y, h_n, c_n);
@@ -188,15 +211,16 @@ bool flag_of(py::handle flag, bool& value) {
 
 template <typename T>
 py::object lstm_backward_exact(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n, bool need_dx) {
-  const T* upstream[3];
-  const Workspace<T>* ws = exact_backward<T>(CellKind::lstm, workspace, {dh_n, dc_n}, dy, upstream);
+  StepView<const T> dy_view;
+  const T* finals[2];
+  const Workspace<T>* ws = exact_backward<T>(CellKind::lstm, workspace, {dh_n, dc_n}, dy, dy_view, finals);
   if (!ws) return py::none();
   LateGradients<T> g(*ws, need_dx);
   auto dh0 = new_array<T>({ws->dims.B, ws->dims.H}), dc0 = new_array<T>({ws->dims.B, ws->dims.H});
   T *dh0_p = dh0.mutable_data(), *dc0_p = dc0.mutable_data();
   {
     py::gil_scoped_release release;
-    lstm_backward<T>(*ws, upstream[0], upstream[1], upstream[2], dh0_p, dc0_p, g.outputs());
+    lstm_backward<T>(*ws, dy_view, finals[0], finals[1], dh0_p, dc0_p, g.outputs());
   }
   const py::tuple grads = g.arrays(*ws);  // dx, dw_ih, dw_hh, db_ih, db_hh
   return py::make_tuple(grads[0], dh0, dc0, grads[1], grads[2], grads[3], grads[4]);
@@ -225,76 +249,86 @@ bool nonlinearity_of(py::handle name, Nonlinearity& act) {
   return false;
 }
 
-/// GRU and simple-RNN forward share one shape: (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, option) ->
+/// GRU and simple-RNN forward share one shape: (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, option, out) ->
 /// (y, h_n, workspace or None). kernel(d, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, y, h_n, ws, x_index) runs the cell
 /// with the option already applied.
 template <CellKind Kind, typename T, typename Kernel>
 py::object single_state_forward(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
-                                py::handle b_hh, py::handle lengths, py::handle training, Kernel&& kernel) {
+                                py::handle b_hh, py::handle lengths, py::handle training, py::handle out,
+                                Kernel&& kernel) {
   const ForwardArgs<T> a(Kind, x, h0, py::none(), w_ih, w_hh, b_ih, b_hh, lengths, training);
   if (!a.ok) return not_exact();
   const Dims& d = a.d;
-  auto y = new_array<T>({d.T, d.B, d.H}), h_n = new_array<T>({d.B, d.H});
+  py::object y;
+  StepView<T> y_view;
+  if (!output_steps<T>(out, d, {x, h0, w_ih, w_hh, b_ih, b_hh}, y, y_view)) return not_exact();
+  auto h_n = new_array<T>({d.B, d.H});
   auto ws = a.training ? std::make_unique<Workspace<T>>() : nullptr;
-  T *y_p = y.mutable_data(), *h_p = h_n.mutable_data();
+  T* h_p = h_n.mutable_data();
   {
     py::gil_scoped_release release;
-    kernel(d, a.x, a.h0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_p, h_p, ws.get(), a.x_index);
+    kernel(d, a.x, a.h0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_view, h_p, ws.get(), a.x_index);
   }
   return with_workspace(std::move(ws), y, h_n);
 }
 
 py::object gru_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
-                          py::handle b_hh, py::handle lengths, py::handle training, py::handle reset_after) {
+                          py::handle b_hh, py::handle lengths, py::handle training, py::handle reset_after,
+                          py::handle out) {
   if (reset_after.ptr() != Py_True && reset_after.ptr() != Py_False) return not_exact();
   const bool after = reset_after.ptr() == Py_True;
   return by_dtype(x, w_hh, [&](auto type) -> py::object {
     using T = decltype(type);
     return single_state_forward<CellKind::gru, T>(
-        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training,
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, out,
         [&](const Dims& d, const T* x_, const T* h0_, const T* wi, const T* wh, const T* bi, const T* bh,
-            const index_t* len, T* y, T* h_n, Workspace<T>* ws, const index_t* xi) {
+            const index_t* len, StepView<T> y, T* h_n, Workspace<T>* ws, const index_t* xi) {
           gru_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, after, y, h_n, ws, xi);
         });
   });
 }
 
 py::object rnn_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
-                          py::handle b_hh, py::handle lengths, py::handle training, py::handle nonlinearity) {
+                          py::handle b_hh, py::handle lengths, py::handle training, py::handle nonlinearity,
+                          py::handle out) {
   Nonlinearity act;
   if (!nonlinearity_of(nonlinearity, act)) return not_exact();
   return by_dtype(x, w_hh, [&](auto type) -> py::object {
     using T = decltype(type);
     return single_state_forward<CellKind::rnn, T>(
-        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training,
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, out,
         [&](const Dims& d, const T* x_, const T* h0_, const T* wi, const T* wh, const T* bi, const T* bh,
-            const index_t* len, T* y, T* h_n, Workspace<T>* ws, const index_t* xi) {
+            const index_t* len, StepView<T> y, T* h_n, Workspace<T>* ws, const index_t* xi) {
           rnn_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, act, y, h_n, ws, xi);
         });
   });
 }
 
 /// GRU and simple-RNN backward share one signature: (ws, dy, dh_n) -> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh).
-template <typename T, void (*Backward)(const Workspace<T>&, const T*, const T*, T*, GradientOutputs<T>&)>
+template <typename T,
+          void (*Backward)(const Workspace<T>&, StepView<const T>, const T*, T*, GradientOutputs<T>&)>
 py::object single_state_backward_exact(CellKind kind, py::handle workspace, py::handle dy, py::handle dh_n,
                                        bool need_dx) {
-  const T* upstream[2];
-  const Workspace<T>* ws = exact_backward<T>(kind, workspace, {dh_n}, dy, upstream);
+  StepView<const T> dy_view;
+  const T* finals[1];
+  const Workspace<T>* ws = exact_backward<T>(kind, workspace, {dh_n}, dy, dy_view, finals);
   if (!ws) return py::none();
   LateGradients<T> g(*ws, need_dx);
   auto dh0 = new_array<T>({ws->dims.B, ws->dims.H});
   T* dh0_p = dh0.mutable_data();
   {
     py::gil_scoped_release release;
-    Backward(*ws, upstream[0], upstream[1], dh0_p, g.outputs());
+    Backward(*ws, dy_view, finals[0], dh0_p, g.outputs());
   }
   const py::tuple grads = g.arrays(*ws);
   return py::make_tuple(grads[0], dh0, grads[1], grads[2], grads[3], grads[4]);
 }
 
-template <CellKind Kind, void (*BackwardF)(const Workspace<float>&, const float*, const float*, float*,
-                                            GradientOutputs<float>&),
-          void (*BackwardD)(const Workspace<double>&, const double*, const double*, double*, GradientOutputs<double>&)>
+template <CellKind Kind,
+          void (*BackwardF)(const Workspace<float>&, StepView<const float>, const float*, float*,
+                            GradientOutputs<float>&),
+          void (*BackwardD)(const Workspace<double>&, StepView<const double>, const double*, double*,
+                            GradientOutputs<double>&)>
 py::object single_state_backward_py(py::handle workspace, py::handle dy, py::handle dh_n, py::handle need_dx) {
   bool want_dx;
   if (!flag_of(need_dx, want_dx)) return not_exact();
@@ -334,14 +368,14 @@ void register_recurrent(py::module_& m) {
   // again with the checked arguments.
   using py::arg;
   m.def("lstm_forward", &lstm_forward_py, arg("x"), arg("h0"), arg("c0"), arg("w_ih"), arg("w_hh"), arg("b_ih"),
-        arg("b_hh"), arg("lengths"), arg("training"));
+        arg("b_hh"), arg("lengths"), arg("training"), arg("out") = py::none());
   m.def("lstm_backward", &lstm_backward_py, arg("workspace"), arg("dy"), arg("dh_n"), arg("dc_n"), arg("need_dx"));
   m.def("gru_forward", &gru_forward_py, arg("x"), arg("h0"), arg("w_ih"), arg("w_hh"), arg("b_ih"), arg("b_hh"),
-        arg("lengths"), arg("training"), arg("reset_after"));
+        arg("lengths"), arg("training"), arg("reset_after"), arg("out") = py::none());
   m.def("gru_backward", &single_state_backward_py<CellKind::gru, gru_backward<float>, gru_backward<double>>,
         arg("workspace"), arg("dy"), arg("dh_n"), arg("need_dx"));
   m.def("rnn_forward", &rnn_forward_py, arg("x"), arg("h0"), arg("w_ih"), arg("w_hh"), arg("b_ih"), arg("b_hh"),
-        arg("lengths"), arg("training"), arg("nonlinearity"));
+        arg("lengths"), arg("training"), arg("nonlinearity"), arg("out") = py::none());
   m.def("rnn_backward", &single_state_backward_py<CellKind::rnn, rnn_backward<float>, rnn_backward<double>>,
         arg("workspace"), arg("dy"), arg("dh_n"), arg("need_dx"));
 }

@@ -1,5 +1,6 @@
 // Shared pieces of the thin pybind11 layer. Validation happens in Python (rnncore/_validation.py): the bindings only
-// accept exactly-typed C-contiguous arrays, so nothing is ever read with the wrong strides or silently cast. The
+// accept exactly-typed C-contiguous arrays (the recurrent kernels' y and dy: any element strides, StepArray), so
+// nothing is ever read with the wrong strides or silently cast. The
 // recurrent kernels' entry points recognise the common exact call themselves (ExactArray below: a fraction of the
 // Python checks' cost, which matters on short calls) and answer anything else with NotImplemented, upon which
 // rnncore.ops runs the checks that name the argument and calls again with the checked arrays.
@@ -9,7 +10,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <optional>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../src/cells/cell_table.hpp"  // the C++ cell table: names, gates, states (self-contained)
@@ -95,6 +99,80 @@ struct IndexCopy {
   IndexCopy(const IndexCopy&) = delete;
   IndexCopy& operator=(const IndexCopy&) = delete;
 };
+
+/// A recurrent kernel's y (out=) or dy taken at its strides (StepView) when the kernels can: an ndarray (not a
+/// subclass) of native dtype T, shape [T, B, H], aligned, each stride a whole number of elements; `writable` (out=)
+/// also asks for a writeable array whose rows do not overlap one another. `optional` also takes None (view.data
+/// null). Otherwise `ok` is false and nothing may be read or written.
+template <typename T, bool Writable = std::is_const_v<T> == false>
+struct StepArray {
+  using Scalar = std::remove_const_t<T>;
+  StepView<T> view;
+  bool ok = false;
+
+  StepArray(py::handle a, index_t steps, index_t batch, index_t hidden, bool optional = false) {
+    if (optional && a.is_none()) {
+      ok = true;
+      return;
+    }
+    const py::ssize_t* dims;
+    if (!array_shape<Scalar>(a, 3, dims) || dims[0] != steps || dims[1] != batch || dims[2] != hidden) return;
+    const auto* arr = py::detail::array_proxy(a.ptr());
+    if (!(arr->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) return;
+    if (Writable && !(arr->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_)) return;
+    index_t stride[3];
+    for (int k = 0; k < 3; ++k) {
+      if (arr->strides[k] % static_cast<py::ssize_t>(sizeof(Scalar)) != 0) return;
+      stride[k] = arr->strides[k] / static_cast<py::ssize_t>(sizeof(Scalar));
+    }
+    if (Writable && !rows_apart({steps, batch, hidden}, stride)) return;
+    view = StepView<T>{reinterpret_cast<T*>(arr->data), stride[0], stride[1], stride[2]};
+    ok = true;
+  }
+
+  /// Whether no two elements of the three axes (extents, strides in elements) share an address: ordered by
+  /// |stride|, each axis steps past everything the shorter ones span (axes of one element ignored). The check
+  /// rnncore._validation.steps_overlap_themselves makes too.
+  static bool rows_apart(const index_t (&extent)[3], const index_t (&stride)[3]) {
+    if (extent[0] == 0 || extent[1] == 0 || extent[2] == 0) return true;  // no element at all
+    index_t order[3] = {0, 1, 2};
+    auto size = [&](index_t k) { return stride[k] < 0 ? -stride[k] : stride[k]; };
+    std::sort(order, order + 3, [&](index_t a, index_t b) { return size(a) < size(b); });
+    index_t span = 0;  // the farthest element the shorter axes reach from any element
+    for (index_t k : order) {
+      if (extent[k] == 1) continue;
+      if (size(k) <= span) return false;
+      span += size(k) * (extent[k] - 1);
+    }
+    return true;
+  }
+};
+
+/// The bytes [first, last) an ndarray's elements occupy; empty (first == last) for no array or no element.
+inline std::pair<const char*, const char*> byte_extent(py::handle a) {
+  if (!py::isinstance<py::array>(a)) return {nullptr, nullptr};
+  const auto* arr = py::detail::array_proxy(a.ptr());
+  const char* first = arr->data;
+  const char* last = arr->data;
+  for (int k = 0; k < arr->nd; ++k) {
+    if (arr->dimensions[k] == 0) return {nullptr, nullptr};
+    const py::ssize_t reach = arr->strides[k] * (arr->dimensions[k] - 1);
+    (reach < 0 ? first : last) += reach;
+  }
+  return {first, last + py::reinterpret_borrow<py::array>(a).itemsize()};
+}
+
+/// Whether `out`'s memory may overlap one of `others`' (their byte extents intersect): numpy.may_share_memory,
+/// the test rnncore._validation makes of an out= argument too.
+inline bool may_share_memory(py::handle out, std::initializer_list<py::handle> others) {
+  const auto o = byte_extent(out);
+  if (o.first == o.second) return false;
+  for (py::handle a : others) {
+    const auto e = byte_extent(a);
+    if (e.first != e.second && e.first < o.second && o.first < e.second) return true;
+  }
+  return false;
+}
 
 /// The answer to a call that is not the exact call: Python validates the arguments and calls again.
 inline py::object not_exact() { return py::reinterpret_borrow<py::object>(py::handle(Py_NotImplemented)); }

@@ -16,7 +16,7 @@ constexpr const CellTraits& kCell = cell_traits(CellKind::gru);  // its row of t
 
 template <typename T>
 void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
-                 const index_t* lengths, bool reset_after, T* y, T* h_n, Workspace<T>* ws,
+                 const index_t* lengths, bool reset_after, StepView<T> y, T* h_n, Workspace<T>* ws,
                   const index_t* x_index) {
   const KernelScope scope(forward_flops(kCell.gates, d));
   const index_t B = d.B, H = d.H, GH = kCell.gates * H, TB = d.T * d.B;
@@ -45,7 +45,7 @@ void gru_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 }
 
 template <typename T>
-void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, GradientOutputs<T>& out) {
+void gru_backward(const Workspace<T>& ws, StepView<const T> dy, const T* dh_n, T* dh0, GradientOutputs<T>& out) {
   const KernelScope scope(2 * forward_flops(kCell.gates, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
   const index_t B = d.B, H = d.H, GH = kCell.gates * H, TB = d.T * d.B;
@@ -70,12 +70,14 @@ void gru_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, Gr
 }
 
 template void gru_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,
-                                 const float*, const index_t*, bool, float*, float*, Workspace<float>*, const index_t*);
+                                 const float*, const index_t*, bool, StepView<float>, float*, Workspace<float>*,
+                                 const index_t*);
 template void gru_forward<double>(const Dims&, const double*, const double*, const double*, const double*,
-                                  const double*, const double*, const index_t*, bool, double*, double*,
+                                  const double*, const double*, const index_t*, bool, StepView<double>, double*,
                                   Workspace<double>*, const index_t*);
-template void gru_backward<float>(const Workspace<float>&, const float*, const float*, float*, GradientOutputs<float>&);
-template void gru_backward<double>(const Workspace<double>&, const double*, const double*, double*,
+template void gru_backward<float>(const Workspace<float>&, StepView<const float>, const float*, float*,
+                                  GradientOutputs<float>&);
+template void gru_backward<double>(const Workspace<double>&, StepView<const double>, const double*, double*,
                                    GradientOutputs<double>&);
 
 }  // namespace rnncore

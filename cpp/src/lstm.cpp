@@ -16,7 +16,7 @@ constexpr const CellTraits& kCell = cell_traits(CellKind::lstm);  // its row of 
 
 template <typename T>
 void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* w_ih, const T* w_hh, const T* b_ih,
-                  const T* b_hh, const index_t* lengths, T* y, T* h_n, T* c_n, Workspace<T>* ws,
+                  const T* b_hh, const index_t* lengths, StepView<T> y, T* h_n, T* c_n, Workspace<T>* ws,
                   const index_t* x_index) {
   const KernelScope scope(forward_flops(kCell.gates, d));
   const index_t B = d.B, H = d.H, GH = kCell.gates * H, TB = d.T * d.B;
@@ -45,7 +45,7 @@ void lstm_forward(const Dims& d, const T* x, const T* h0, const T* c0, const T* 
 }
 
 template <typename T>
-void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* dc_n, T* dh0, T* dc0,
+void lstm_backward(const Workspace<T>& ws, StepView<const T> dy, const T* dh_n, const T* dc_n, T* dh0, T* dc0,
                    GradientOutputs<T>& out) {
   const KernelScope scope(2 * forward_flops(kCell.gates, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
@@ -65,14 +65,14 @@ void lstm_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, const T* 
 }
 
 template void lstm_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,
-                                  const float*, const float*, const index_t*, float*, float*, float*,
+                                  const float*, const float*, const index_t*, StepView<float>, float*, float*,
                                   Workspace<float>*, const index_t*);
 template void lstm_forward<double>(const Dims&, const double*, const double*, const double*, const double*,
-                                   const double*, const double*, const double*, const index_t*, double*, double*,
-                                   double*, Workspace<double>*, const index_t*);
-template void lstm_backward<float>(const Workspace<float>&, const float*, const float*, const float*, float*, float*,
-                                   GradientOutputs<float>&);
-template void lstm_backward<double>(const Workspace<double>&, const double*, const double*, const double*, double*,
-                                    double*, GradientOutputs<double>&);
+                                   const double*, const double*, const double*, const index_t*, StepView<double>,
+                                   double*, double*, Workspace<double>*, const index_t*);
+template void lstm_backward<float>(const Workspace<float>&, StepView<const float>, const float*, const float*, float*,
+                                   float*, GradientOutputs<float>&);
+template void lstm_backward<double>(const Workspace<double>&, StepView<const double>, const double*, const double*,
+                                    double*, double*, GradientOutputs<double>&);
 
 }  // namespace rnncore

@@ -16,7 +16,7 @@ constexpr const CellTraits& kCell = cell_traits(CellKind::rnn);  // its row of t
 
 template <typename T>
 void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
-                 const index_t* lengths, Nonlinearity nonlinearity, T* y, T* h_n, Workspace<T>* ws,
+                 const index_t* lengths, Nonlinearity nonlinearity, StepView<T> y, T* h_n, Workspace<T>* ws,
                   const index_t* x_index) {
   const KernelScope scope(forward_flops(kCell.gates, d));
   const index_t B = d.B, H = d.H, TB = d.T * d.B;
@@ -40,7 +40,7 @@ void rnn_forward(const Dims& d, const T* x, const T* h0, const T* w_ih, const T*
 }
 
 template <typename T>
-void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, GradientOutputs<T>& out) {
+void rnn_backward(const Workspace<T>& ws, StepView<const T> dy, const T* dh_n, T* dh0, GradientOutputs<T>& out) {
   const KernelScope scope(2 * forward_flops(kCell.gates, ws.dims));  // backward ≈ twice the forward
   const Dims& d = ws.dims;
   const index_t B = d.B, H = d.H, TB = d.T * d.B;
@@ -58,13 +58,14 @@ void rnn_backward(const Workspace<T>& ws, const T* dy, const T* dh_n, T* dh0, Gr
 }
 
 template void rnn_forward<float>(const Dims&, const float*, const float*, const float*, const float*, const float*,
-                                 const float*, const index_t*, Nonlinearity, float*, float*, Workspace<float>*,
+                                 const float*, const index_t*, Nonlinearity, StepView<float>, float*, Workspace<float>*,
                                  const index_t*);
 template void rnn_forward<double>(const Dims&, const double*, const double*, const double*, const double*,
-                                  const double*, const double*, const index_t*, Nonlinearity, double*, double*,
+                                  const double*, const double*, const index_t*, Nonlinearity, StepView<double>, double*,
                                   Workspace<double>*, const index_t*);
-template void rnn_backward<float>(const Workspace<float>&, const float*, const float*, float*, GradientOutputs<float>&);
-template void rnn_backward<double>(const Workspace<double>&, const double*, const double*, double*,
+template void rnn_backward<float>(const Workspace<float>&, StepView<const float>, const float*, float*,
+                                  GradientOutputs<float>&);
+template void rnn_backward<double>(const Workspace<double>&, StepView<const double>, const double*, double*,
                                    GradientOutputs<double>&);
 
 }  // namespace rnncore

@@ -124,18 +124,26 @@ void begin_workspace(Workspace<T>& ws, const CellSpec& spec, const Dims& d, cons
         }
 }
 
-/// y[t, b] = h_t[b] at valid steps, y[t, b] = 0 past the sample's end.
+/// y[t, b] = h_t[b] at valid steps, y[t, b] = 0 past the sample's end, for the B rows from y_t (rows `batch`
+/// apart, elements `feature` apart: a StepView's step t from its first row).
 template <typename T>
-void write_step_output(const StepMask& mask, index_t t, index_t B, index_t H, const T* h_new, T* y_t) {
-  if (mask.all_active(t)) {
+void write_step_output(const StepMask& mask, index_t t, index_t B, index_t H, const T* h_new, T* y_t, index_t batch,
+                       index_t feature) {
+  if (mask.all_active(t) && batch == H && feature == 1) {  // dense rows: one copy
     std::copy_n(h_new, B * H, y_t);
     return;
   }
   for (index_t b = 0; b < B; ++b) {
-    if (mask.active(b, t))
-      std::copy_n(h_new + b * H, H, y_t + b * H);
-    else
-      std::fill(y_t + b * H, y_t + (b + 1) * H, T(0));
+    T* row = y_t + b * batch;
+    const bool valid = mask.active(b, t);
+    if (feature == 1) {
+      if (valid)
+        std::copy_n(h_new + b * H, H, row);
+      else
+        std::fill(row, row + H, T(0));
+    } else {
+      for (index_t j = 0; j < H; ++j) row[j * feature] = valid ? h_new[b * H + j] : T(0);
+    }
   }
 }
 
@@ -186,10 +194,10 @@ struct NoStepHook {
 /// The forward time loop of every cell: for t = 0 … T-1, over blocks of batch rows (for_row_blocks), the cell's step
 /// (products and pointwise pass), the hook, then padded rows keep their state and y_t = h_t (0 past the end).
 ///   cell: the forward policy (see the top of this file);  T_steps, B, H: sizes;  lengths [B] or null;
-///   states[k]: the slots of state k (0 = h, 1 = c), slot 0 already set;  y [T, B, H] out.
+///   states[k]: the slots of state k (0 = h, 1 = c), slot 0 already set;  y [T, B, H] out, at its strides.
 template <typename Cell, typename T, typename Hook = NoStepHook>
 void forward_time_loop(const Cell& cell, index_t T_steps, index_t B, index_t H, const index_t* lengths,
-                       const StateSlots<T> (&states)[Cell::kStates], T* y, Hook&& hook = Hook{}) {
+                       const StateSlots<T> (&states)[Cell::kStates], const StepView<T>& y, Hook&& hook = Hook{}) {
   constexpr int N = Cell::kStates;
   for_row_blocks(B, double(sizeof(T)) * cell.gate_columns() * H, [&](index_t b0, index_t b1) {  // R rows
     const index_t R = b1 - b0;
@@ -204,7 +212,7 @@ void forward_time_loop(const Cell& cell, index_t T_steps, index_t B, index_t H, 
       cell.step(products, t, b0, R, prev, next, [&](index_t r) { return rows.active(r, t); });
       if constexpr (std::decay_t<Hook>::kActive) hook.after_step(t, b0, R, rows, prev, next);
       for (int k = 0; k < N; ++k) carry_padded_state(rows, t, R, H, prev[k], next[k]);
-      write_step_output(rows, t, R, H, next[0], y + (t * B + b0) * H);
+      write_step_output(rows, t, R, H, next[0], y.row(t, b0), y.batch, y.feature);
     }
   });
 }
@@ -212,11 +220,12 @@ void forward_time_loop(const Cell& cell, index_t T_steps, index_t B, index_t H, 
 /// The backward time loop of every cell, over blocks of batch rows (for_row_blocks): for t = T-1 … 0, each valid row
 /// runs the cell's backward_row (gate gradients into dG, dh updated); a padded row gets zero gate gradients and its
 /// carried gradients pass through unchanged; then the cell's propagate adds dh_{t-1} += dG_t · W_hh (its products).
-///   cell: the backward policy;  ws: the forward's workspace;  mask: the whole batch's;  dy [T, B, H] or null;
-///   dG [T*B, G*H] out;  dh [B, H]: dL/dh_t flowing back, updated in place (dL/dh0 on exit).
+///   cell: the backward policy;  ws: the forward's workspace;  mask: the whole batch's;
+///   dy [T, B, H] at its strides (data null: zeros);  dG [T*B, G*H] out;  dh [B, H]: dL/dh_t flowing back, updated
+///   in place (dL/dh0 on exit).
 template <typename Cell, typename T, typename Hook = NoStepHook>
-void backward_time_loop(const Cell& cell, const Workspace<T>& ws, const StepMask& mask, const T* dy, T* dG, T* dh,
-                        Hook&& hook = Hook{}) {
+void backward_time_loop(const Cell& cell, const Workspace<T>& ws, const StepMask& mask, const StepView<const T>& dy,
+                        T* dG, T* dh, Hook&& hook = Hook{}) {
   const index_t B = ws.dims.B, H = ws.dims.H, GH = cell.gate_columns();
   for_row_blocks(B, double(sizeof(T)) * GH * H, [&](index_t b0, index_t b1) {  // rows [b0, b1): R of them
     const index_t R = b1 - b0;
@@ -232,7 +241,11 @@ void backward_time_loop(const Cell& cell, const Workspace<T>& ws, const StepMask
           return;
         }
         T* dh_b = dh + b * H;
-        const T* dy_b = dy ? dy + (t * B + b) * H : nullptr;
+        const T* dy_b = dy.data ? dy.row(t, b) : nullptr;
+        if (dy_b && dy.feature != 1) {  // the cells read dy densely: fold it into dh here (the same single add)
+          for (index_t j = 0; j < H; ++j) dh_b[j] += dy_b[j * dy.feature];
+          dy_b = nullptr;
+        }
         if constexpr (std::decay_t<Hook>::kActive) {
           hook.before_row(t, b, dh_b, dy_b);
           dy_b = nullptr;

@@ -314,6 +314,17 @@ CHOICE_RULES = (Rule("option", "one of the options", ValueError),
                 Rule("exact_str", "a str itself, not a subclass", None))
 WORKSPACE_RULES = (Rule("workspace_type", "the workspace a training-mode forward returned", TypeError),
                    Rule("workspace_cell", "made by the same cell's forward", ValueError))
+# A [T, B, H] step array the kernels read at its strides (dy: e.g. a direction's columns of a layer's dy, read in
+# place): an array argument at any element strides instead of C-contiguous.
+_ELEMENT_STRIDES = "aligned, each stride a whole number of elements"
+STEP_RULES = (*ARRAY_RULES[:-1], Rule("element_strides", _ELEMENT_STRIDES, None))
+# A forward's out= (y written in place at its strides, like NumPy's out=, and returned): as dy, and writeable, rows
+# apart (no two elements at one address) and sharing no memory with the call's other arrays. A subclass is
+# written through an ndarray view of its memory (and returned itself).
+OUT_RULES = (*ARRAY_RULES[:-1], Rule("element_strides", _ELEMENT_STRIDES, ValueError),
+             Rule("writeable", "writeable", ValueError),
+             Rule("rows_apart", "no two elements at one address", ValueError),
+             Rule("no_shared_memory", "sharing no memory with the call's other arrays", ValueError))
 
 
 @dataclass(frozen=True)
@@ -321,7 +332,7 @@ class Argument:
     """One argument of a kernel entry point: its name, what kind of value it is, its shape letters (arrays; ``G*H``
     is the gate count times H) and whether it may be None."""
     name: str
-    kind: str  # "array" | "lengths" | "flag" | "strict_flag" | "choice" | "workspace"
+    kind: str  # "array" | "steps" | "out" | "lengths" | "flag" | "strict_flag" | "choice" | "workspace"
     letters: tuple[str, ...] = ()
     optional: bool = False
     options: tuple[str, ...] = ()
@@ -329,14 +340,15 @@ class Argument:
     @property
     def rules(self) -> tuple[Rule, ...]:
         return {"array": ARRAY_RULES, "lengths": LENGTHS_RULES, "flag": FLAG_RULES, "strict_flag": STRICT_FLAG_RULES,
-                "choice": CHOICE_RULES, "workspace": WORKSPACE_RULES}[self.kind]
+                "choice": CHOICE_RULES, "workspace": WORKSPACE_RULES, "steps": STEP_RULES, "out": OUT_RULES}[self.kind]
 
 
 _WEIGHTS = (Argument("w_ih", "array", ("G*H", "I")), Argument("w_hh", "array", ("G*H", "H")),
             Argument("b_ih", "array", ("G*H",), True), Argument("b_hh", "array", ("G*H",), True))
 _STATE = {s: Argument(s, "array", ("B", "H"), True) for s in ("h0", "c0", "dh_n", "dc_n")}
 _X = Argument("x", "array", ("T", "B", "I"))
-_DY = Argument("dy", "array", ("T", "B", "H"), True)
+_DY = Argument("dy", "steps", ("T", "B", "H"), True)
+_OUT = Argument("out", "out", ("T", "B", "H"), True)
 _LENGTHS = Argument("lengths", "lengths", ("B",), True)
 _TRAINING = Argument("training", "flag")
 _WORKSPACE = Argument("workspace", "workspace")
@@ -344,10 +356,10 @@ _NEED_DX = Argument("need_dx", "strict_flag")  # a bool or numpy.bool_, as linea
 
 #: Each recurrent kernel entry point's arguments, in ``_core``'s order.
 KERNEL_ARGUMENTS: dict[str, tuple[Argument, ...]] = {
-    "lstm_forward": (_X, _STATE["h0"], _STATE["c0"], *_WEIGHTS, _LENGTHS, _TRAINING),
-    "gru_forward": (_X, _STATE["h0"], *_WEIGHTS, _LENGTHS, _TRAINING, Argument("reset_after", "strict_flag")),
+    "lstm_forward": (_X, _STATE["h0"], _STATE["c0"], *_WEIGHTS, _LENGTHS, _TRAINING, _OUT),
+    "gru_forward": (_X, _STATE["h0"], *_WEIGHTS, _LENGTHS, _TRAINING, Argument("reset_after", "strict_flag"), _OUT),
     "rnn_forward": (_X, _STATE["h0"], *_WEIGHTS, _LENGTHS, _TRAINING,
-                    Argument("nonlinearity", "choice", options=("tanh", "relu"))),
+                    Argument("nonlinearity", "choice", options=("tanh", "relu")), _OUT),
     "lstm_backward": (_WORKSPACE, _DY, _STATE["dh_n"], _STATE["dc_n"], _NEED_DX),
     "gru_backward": (_WORKSPACE, _DY, _STATE["dh_n"], _NEED_DX),
     "rnn_backward": (_WORKSPACE, _DY, _STATE["dh_n"], _NEED_DX),
@@ -431,9 +443,9 @@ def upstream_arrays(kernel: str, workspace: _AnyWorkspace, grads: dict[str, Any]
     """Validates the upstream gradients of a backward call against the forward that made ``workspace``."""
     dtype = np.dtype(workspace.dtype)
     sizes = {"T": workspace.T, "B": workspace.B, "H": workspace.H}
-    letters = {arg.name: arg.letters for arg in KERNEL_ARGUMENTS[kernel]}
-    return tuple(optional_float_array(name, g, [(k, sizes[k]) for k in letters[name]], dtype)
-                 for name, g in grads.items())
+    args = {arg.name: arg for arg in KERNEL_ARGUMENTS[kernel]}
+    return tuple((step_array if args[name].kind == "steps" else optional_float_array)(
+        name, g, [(k, sizes[k]) for k in args[name].letters], dtype) for name, g in grads.items())
 
 
 def training_flag(value: Any) -> bool:
@@ -2367,3 +2379,65 @@ def cross_entropy_rows(logits: Any, targets: Any, mask: Any, label_smoothing: An
     t = index_array("targets", targets, C, shape=(R,), where=keep, letter="C")
     return (np.ascontiguousarray(logits), t, None if keep is None else keep.view(np.uint8), eps)
 
+
+# ---- h-strided: the recurrent kernels' y and dy at any strides (out=, a dy read in place) --------------------------
+
+def step_array(name: str, a: Any, expected: Sequence[Dim], dtype: np.dtype) -> np.ndarray | None:
+    """A backward's dy (None stays None): ``float_array``'s checks, but its strides are kept when the kernels can read
+    it in place (KERNEL_ARGUMENTS' "steps" rules: aligned, each stride a whole number of elements); a copy only
+    otherwise."""
+    if a is None:
+        return None
+    if not (isinstance(a, np.ndarray) and a.dtype == dtype and _shape_matches(a.shape, expected)):
+        return float_array(name, a, expected, dtype)  # raises, naming the argument
+    a = np.asarray(a)  # an ndarray view of a subclass's memory
+    return a if _element_strides(a) else a.copy()  # (C order, aligned)
+
+
+def _element_strides(a: np.ndarray) -> bool:
+    return a.flags.aligned and all(s % a.itemsize == 0 for s in a.strides)
+
+
+def steps_overlap_themselves(a: np.ndarray) -> bool:
+    """Whether two elements of ``a`` may share an address: ordered by |stride|, some axis (of more than one element)
+    does not step past everything the shorter ones span. The check C++ makes of an out= too (StepArray)."""
+    if a.size == 0:
+        return False
+    span = 0
+    for stride, extent in sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1):
+        if stride <= span:
+            return True
+        span += stride * (extent - 1)
+    return False
+
+
+def out_array(out: Any, a: Forward, state_names: Sequence[str]) -> np.ndarray | None:
+    """A forward's ``out=`` (None stays None), against the checked call ``a`` (its states called ``state_names``): an
+    ndarray of y's shape [T, B, H] and
+    the call's dtype (KERNEL_ARGUMENTS' "out" rules), written in place at its strides. Raises naming ``out``, or
+    returns it as the kernels take it (a subclass: an ndarray view of its memory)."""
+    if out is None:
+        return None
+    dtype = a.w_hh.dtype
+    shape = [("T", a.x.shape[0]), ("B", a.x.shape[1]), ("H", a.w_hh.shape[1])]
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray of shape {_shape_text(shape)}, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, expected {dtype} like the call's arrays; rnncore never casts "
+                        "silently")
+    if not _shape_matches(out.shape, shape):
+        raise ValueError(f"out must have shape {_shape_text(shape)} (y's), got shape {out.shape}")
+    out = np.asarray(out)
+    if not _element_strides(out):
+        raise ValueError(f"out must be {_ELEMENT_STRIDES}, got strides {out.strides} (itemsize {out.itemsize})")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable, got a read-only array")
+    if steps_overlap_themselves(out):
+        raise ValueError(f"out must have no two elements at one address, got strides {out.strides} for shape "
+                         f"{out.shape}")
+    inputs = {"x": a.x, **dict(zip(state_names, a.states)), "w_ih": a.w_ih, "w_hh": a.w_hh,
+              "b_ih": a.b_ih, "b_hh": a.b_hh}
+    for name, other in inputs.items():
+        if other is not None and np.may_share_memory(out, other):
+            raise ValueError(f"out must share no memory with the call's other arrays, but it overlaps {name}")
+    return out

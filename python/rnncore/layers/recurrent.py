@@ -207,6 +207,7 @@ class _Recurrent(Parameterized):
         """The stack over right-padded samples with lengths in 1..T (what the kernels take): x [T, B, I] ->
         (y [T, B, D*H], or [B, T, D*H] with ``batch_major``, the final states [L*D, B, H], what backward needs)."""
         steps, batch = x.shape[:2]
+        D, H = self.num_directions, self.hidden_size
         reverse_index = _reverse_index(steps, batch, lengths) if self.bidirectional else None
         finals: list[list[np.ndarray]] = [[] for _ in states0]
         saved_layers = []
@@ -216,26 +217,30 @@ class _Recurrent(Parameterized):
             if layer > 0 and self.training and self.dropout > 0.0:
                 mask = (self._rng.random(layer_input.shape) >= self.dropout).astype(self.dtype) / (1.0 - self.dropout)
                 layer_input = layer_input * mask
-            outputs, workspaces = [], []
-            for direction in range(self.num_directions):
-                idx = layer * self.num_directions + direction
+            # the layer's output; each direction's kernel writes its columns in place (out=, a time-major view)
+            top_batch_major = batch_major and layer == self.num_layers - 1
+            y = np.empty((batch, steps, D * H) if top_batch_major else (steps, batch, D * H), self.dtype)
+            y_steps = y.transpose(1, 0, 2) if top_batch_major else y
+            workspaces = []
+            out: np.ndarray | None
+            for direction in range(D):
+                idx = layer * D + direction
                 init = [None if s is None else s[idx] for s in states0]
-                inp = layer_input if direction == 0 else _gather_steps(layer_input, reverse_index)
+                columns = y_steps[:, :, direction * H:(direction + 1) * H]
+                inp, out = layer_input, columns
+                if direction == 1:  # over the reversed steps: written back reversed when that is a flip
+                    inp = _gather_steps(layer_input, reverse_index)
+                    out = columns[::-1] if reverse_index is None else None
                 *result, ws = self.kind.forward(inp, *init, *self._weights(layer, direction), lengths=lengths,
-                                                training=self.training, **self._cell_options)
+                                                training=self.training, out=out, **self._cell_options)
                 y_dir, *final = result
-                outputs.append(y_dir if direction == 0 else _gather_steps(y_dir, reverse_index))
+                if out is None:  # unequal lengths: each sample's valid prefix reversed back (a gather)
+                    columns[...] = _gather_steps(y_dir, reverse_index)
                 for store, f in zip(finals, final):
                     store.append(f)
                 workspaces.append(ws)
             saved_layers.append((workspaces, mask))
-            if batch_major and layer == self.num_layers - 1:  # each direction copied once, into its columns
-                H = self.hidden_size
-                layer_input = np.empty((batch, steps, len(outputs) * H), self.dtype)
-                for d, out in enumerate(outputs):
-                    layer_input[:, :, d * H:(d + 1) * H] = out.transpose(1, 0, 2)
-            else:
-                layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+            layer_input = y
         return layer_input, tuple(np.stack(f) for f in finals), (saved_layers, reverse_index)
 
     # -- backward --------------------------------------------------------------------------------------------------
@@ -257,7 +262,7 @@ class _Recurrent(Parameterized):
             else:
                 y_shape = [("B", batch), ("T", steps)] if self.batch_first else [("T", steps), ("B", batch)]
                 dy = layer_gradient(type(self).__name__, "dy", dy, y_shape + [("D*H", D * H)], self.dtype)
-                if self.batch_first:  # a view: each direction's columns are copied time-major once, below
+                if self.batch_first:  # a view: the kernels read each direction's columns of it in place, below
                     dy = dy.transpose(1, 0, 2)
             dstates = self._check_state(dstate, batch, "dstate", "d", "_n")
         except Exception:
@@ -286,15 +291,16 @@ class _Recurrent(Parameterized):
             d_input: np.ndarray | None = None
             for direction in range(D):
                 idx = layer * D + direction
-                dy_dir = np.ascontiguousarray(upstream[:, :, direction * H:(direction + 1) * H])  # type: ignore[index]
+                # the direction's columns, read in place by the kernel (reversed through a view when that is a flip)
+                dy_dir = upstream[:, :, direction * H:(direction + 1) * H]  # type: ignore[index]
                 if direction == 1:
-                    dy_dir = _gather_steps(dy_dir, reverse_index)
+                    dy_dir = dy_dir[::-1] if reverse_index is None else _gather_steps(dy_dir, reverse_index)
                 d_final = [None if s is None else s[idx] for s in dstates]
                 grads = self.kind.backward(workspaces[direction], dy_dir, *d_final, need_dx=need_dx or layer > 0)
                 dx_dir, d_init, (dw_ih, dw_hh, db_ih, db_hh) = grads[0], grads[1:1 + n_states], grads[-4:]
                 if dx_dir is not None:
-                    if direction == 1:
-                        dx_dir = _gather_steps(dx_dir, reverse_index)
+                    if direction == 1:  # (a flip: a view, the sum below makes the array)
+                        dx_dir = dx_dir[::-1] if reverse_index is None else _gather_steps(dx_dir, reverse_index)
                     d_input = dx_dir if d_input is None else d_input + dx_dir
                 for store, g in zip(dstate0, d_init):
                     store[idx] = g

@@ -15,6 +15,10 @@ Conventions:
   ``w_ih [G*H, I]``; the outputs take the weights' dtype). The input projection is then a gather of W_ih's columns,
   the workspace keeps the indices, and backward returns ``dx`` None (dW_ih is a scatter-add of the gate gradients).
 - ``need_dx=False`` in a backward skips the input gradient (returned as None): an input that is data needs none.
+- ``out=`` (forwards), like NumPy's: an array of y's shape ``[T, B, H]`` and dtype, at any strides (e.g. a direction's
+  columns of a ``[B, T, 2H]`` array transposed to time-major, or reversed in time with ``[::-1]``), written in place
+  and returned as y; it must be writeable and share no memory with the other arguments. ``dy`` is likewise read at
+  its strides (no copy).
 
 Twins: ``rnncore.reference.rnn``.
 """
@@ -29,6 +33,7 @@ from .._validation import (
     forward_arrays,
     no_cell_state,
     nonlinearity_name,
+    out_array,
     positive_int,
     reset_after_flag,
     stepper_arrays,
@@ -84,19 +89,24 @@ def _backward(name: str, cell: str, workspace: Workspace, names: tuple[str, ...]
     return out
 
 
+def _with_out(out: np.ndarray | None, result: Any) -> Any:
+    """A checked forward's result with y the caller's ``out`` itself (a subclass was written through a view)."""
+    return result if out is None else (out, *result[1:])
+
+
 def lstm_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray,
                  b_ih: np.ndarray | None, b_hh: np.ndarray | None, lengths: npt.ArrayLike | None = None,
-                 training: bool = True) -> LSTMForwardResult:
+                 training: bool = True, out: np.ndarray | None = None) -> LSTMForwardResult:
     """LSTM over a sequence batch. Returns ``(y [T,B,H], h_n [B,H], c_n [B,H], workspace or None)``.
 
     ``[i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh``; ``c = f*c + i*g``; ``h = o*tanh(c)``.
     """
-    out = _core.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training)
-    if out is NotImplemented:
+    result = _core.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training, out)
+    if result is NotImplemented:
         a = forward_arrays("lstm_forward", 4, x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih, b_hh, lengths)
-        out = _checked_call(_core.lstm_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths,
-                            training_flag(training))
-    return out
+        result = _with_out(out, _checked_call(_core.lstm_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh,
+                                              a.lengths, training_flag(training), out_array(out, a, ("h0", "c0"))))
+    return result
 
 
 def lstm_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None,
@@ -108,19 +118,20 @@ def lstm_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray 
 
 def gru_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None,
                 b_hh: np.ndarray | None, lengths: npt.ArrayLike | None = None, training: bool = True,
-                reset_after: bool = True) -> ForwardResult:
+                reset_after: bool = True, out: np.ndarray | None = None) -> ForwardResult:
     """GRU over a sequence batch. Returns ``(y [T,B,H], h_n [B,H], workspace or None)``.
 
     ``reset_after=True`` (PyTorch/cuDNN/Keras default): ``n = tanh(x W_in^T + b_in + r*(h W_hn^T + b_hn))``;
     ``reset_after=False`` (Cho 2014): ``n = tanh(x W_in^T + b_in + (r*h) W_hn^T + b_hn)``; ``h = (1-z)*n + z*h``.
     """
-    out = _core.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, reset_after)
-    if out is NotImplemented:
+    result = _core.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, reset_after, out)
+    if result is NotImplemented:
         reset_after = reset_after_flag(reset_after)
         a = forward_arrays("gru_forward", 3, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
-        out = _checked_call(_core.gru_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths,
-                            training_flag(training), reset_after)
-    return out
+        result = _with_out(out, _checked_call(_core.gru_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh,
+                                              a.lengths, training_flag(training), reset_after,
+                                              out_array(out, a, ("h0",))))
+    return result
 
 
 def gru_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None,
@@ -132,16 +143,17 @@ def gru_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray |
 
 def rnn_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None,
                 b_hh: np.ndarray | None, lengths: npt.ArrayLike | None = None, training: bool = True,
-                nonlinearity: str = "tanh") -> ForwardResult:
+                nonlinearity: str = "tanh", out: np.ndarray | None = None) -> ForwardResult:
     """Simple RNN ``h = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``, act = tanh or relu.
     Returns ``(y [T,B,H], h_n [B,H], workspace or None)``."""
-    out = _core.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, nonlinearity)
-    if out is NotImplemented:
+    result = _core.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, nonlinearity, out)
+    if result is NotImplemented:
         nonlinearity = nonlinearity_name(nonlinearity)
         a = forward_arrays("rnn_forward", 1, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
-        out = _checked_call(_core.rnn_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths,
-                            training_flag(training), nonlinearity)
-    return out
+        result = _with_out(out, _checked_call(_core.rnn_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh,
+                                              a.lengths, training_flag(training), nonlinearity,
+                                              out_array(out, a, ("h0",))))
+    return result
 
 
 def rnn_backward(workspace: Workspace, dy: np.ndarray | None, dh_n: np.ndarray | None = None,

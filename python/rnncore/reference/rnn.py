@@ -185,8 +185,9 @@ _STEPS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
 # The time loop, shared by the three cells.
 # ----------------------------------------------------------------------------------------------------------------
 
-def _forward_through_time(cell, options, x, state0, w_ih, w_hh, b_ih, b_hh, lengths, training):
-    """Run ``cell`` over the T steps of ``x``; returns (y, final state tuple, cache or None), all in x's dtype.
+def _forward_through_time(cell, options, x, state0, w_ih, w_hh, b_ih, b_hh, lengths, training, out=None):
+    """Run ``cell`` over the T steps of ``x``; returns (y, final state tuple, cache or None), all in x's dtype; y
+    written into ``out`` (an array of its shape, any strides) and returned as it, when given (the ops' out=).
 
     Inactive steps (t >= lengths[b]) write y = 0 and keep the previous state of sample b. Integer ``x [T, B]``:
     one-hot inputs given by their indices, the rows of the identity (results then in w_ih's dtype).
@@ -220,7 +221,9 @@ def _forward_through_time(cell, options, x, state0, w_ih, w_hh, b_ih, b_hh, leng
             x=x, w_ih=w_ih, w_hh=w_hh, has_b_ih=b_ih is not None, has_b_hh=b_hh is not None,
             active=active, states_prev=states_prev, saved=saved_steps,
         )
-    return y.astype(out_dtype), tuple(s.astype(out_dtype) for s in state), cache
+    if out is not None:
+        out[...] = y
+    return y.astype(out_dtype) if out is None else out, tuple(s.astype(out_dtype) for s in state), cache
 
 
 def _is_one_hot(x):
@@ -271,7 +274,7 @@ def _backward_through_time(cell, cache, dy, dstate_n, need_dx=True):
 # Public ops
 # ----------------------------------------------------------------------------------------------------------------
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True):
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, out=None):
     """LSTM forward over T steps, one layer, one direction.
 
     [i f g o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh;  i, f, o = σ(.), g = tanh(.)
@@ -290,6 +293,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True)
         b_hh:     [4H] hidden bias (PyTorch bias_hh_l0), or None for no bias.
         lengths:  [B] ints, 1 <= lengths[b] <= T: valid steps per sample (right padding); None = all T steps.
         training: if False, nothing is kept for the backward and the cache returned is None.
+        out:      [T, B, H] array (any strides) y is written into and returned as, or None (the ops' out=).
 
     Returns:
         y:     [T, B, H] h_t at every step (0 at steps t >= lengths[b]).
@@ -300,7 +304,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True)
                post-activation gates i, f, g, o and tanh(c_t).
     """
     y, (h_n, c_n), cache = _forward_through_time(
-        "lstm", {}, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths, training)
+        "lstm", {}, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths, training, out)
     return y, h_n, c_n, cache
 
 
@@ -333,7 +337,7 @@ def lstm_backward(cache, dy, dh_n=None, dc_n=None, need_dx=True):
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, reset_after=True):
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, reset_after=True, out=None):
     """GRU forward over T steps, one layer, one direction.
 
     r = σ(x W_ir^T + b_ir + h W_hr^T + b_hr),  z = σ(x W_iz^T + b_iz + h W_hz^T + b_hz)
@@ -354,6 +358,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, rese
         b_hh:     [3H] hidden bias (PyTorch bias_hh_l0), or None for no bias.
         lengths:  [B] ints, 1 <= lengths[b] <= T: valid steps per sample (right padding); None = all T steps.
         training: if False, nothing is kept for the backward and the cache returned is None.
+        out:      [T, B, H] array (any strides) y is written into and returned as, or None (the ops' out=).
         reset_after: which candidate equation to use (above).
 
     Returns:
@@ -364,7 +369,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, rese
                step r, z, n and the hidden n-path pre-activation (h W_hn^T + b_hn, or (r ⊙ h) W_hn^T + b_hn).
     """
     y, (h_n,), cache = _forward_through_time(
-        "gru", dict(reset_after=bool(reset_after)), x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, training)
+        "gru", dict(reset_after=bool(reset_after)), x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, training, out)
     return y, h_n, cache
 
 
@@ -395,7 +400,7 @@ def gru_backward(cache, dy, dh_n=None, need_dx=True):
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonlinearity="tanh"):
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonlinearity="tanh", out=None):
     """Simple (Elman) RNN forward over T steps, one layer, one direction.
 
     h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),  act = tanh or relu
@@ -411,6 +416,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonl
         b_hh:     [H] hidden bias (PyTorch bias_hh_l0), or None for no bias.
         lengths:  [B] ints, 1 <= lengths[b] <= T: valid steps per sample (right padding); None = all T steps.
         training: if False, nothing is kept for the backward and the cache returned is None.
+        out:      [T, B, H] array (any strides) y is written into and returned as, or None (the ops' out=).
         nonlinearity: "tanh" or "relu".
 
     Returns:
@@ -421,7 +427,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, training=True, nonl
                and per step the output h_t (the derivative is written from it).
     """
     y, (h_n,), cache = _forward_through_time(
-        "rnn", dict(nonlinearity=nonlinearity), x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, training)
+        "rnn", dict(nonlinearity=nonlinearity), x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, training, out)
     return y, h_n, cache
 
 
