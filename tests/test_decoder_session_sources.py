@@ -143,6 +143,10 @@ def test_the_map_sets_the_rows_and_the_sources_their_count():
     bad[VALUES] = bad[VALUES][:2]  # the values of 2 sources for the keys' 3
     with pytest.raises(ValueError, match=r"values must have shape \[N, Tx, Dv\] = \(3, "):
         ops.DecoderSession(*bad, **kw, sources=[0, 1, 2, 2])
+    bad = list(args)
+    bad[KEYS], bad[VALUES], bad[LENGTHS] = bad[KEYS][:0], bad[VALUES][:0], None  # no source at all
+    with pytest.raises(ValueError, match=r"N must be at least 1 \(keys \[N, Tx, K\]\), got N = 0"):
+        ops.DecoderSession(*bad, **kw, sources=[0])
     session = ops.DecoderSession(*args, **kw, sources=[0, 1, 2, 2, 2])
     assert session.rows == 5
     with pytest.raises(ValueError, match=r"tokens must have shape \(5,\)"):

@@ -1,7 +1,8 @@
 """Index values the kernels read without the GIL (decoder-session tokens, one-hot indices, lengths, embedding
-indices) are checked on the call's own copy: another Python thread rewriting the caller's array between the check
-and the kernel must never make an out-of-bounds read. A child process steps each op many times while a thread flips
-one entry between a valid value and 10**12; it may raise ValueError, never crash."""
+indices, the cross-entropy's mask over its targets) are checked on the call's own copy: another Python thread
+rewriting the caller's array between the check and the kernel must never make an out-of-bounds read. A child process
+steps each op many times while a thread flips one entry between a valid value and 10**12; it may raise ValueError,
+never crash."""
 
 import subprocess
 import sys
@@ -71,6 +72,11 @@ race("recurrent lengths, training", steps, 2, T, lambda: ops.lstm_forward(
 indices = rng.integers(0, 5, size=64)
 dy, dweight = rng.standard_normal((64, 16)), np.zeros((5, 16))
 race("embedding indices", indices, 7, 3, lambda: ops.embedding_backward(indices, dy, dweight))
+ce_logits, ce_targets = rng.standard_normal((256, 8)), rng.integers(0, 8, 256)
+ce_targets[-1] = 10**12  # legal while its row is excluded
+ce_mask = np.ones(256, bool)
+ce_mask[-1] = False
+race("cross-entropy mask", ce_mask, 255, False, lambda: ops.softmax_cross_entropy(ce_logits, ce_targets, ce_mask))
 print("done", flush=True)
 '''
 

@@ -170,6 +170,15 @@ def test_cross_entropy_edge_rows(dtype):
     assert losses[0] == 0 and np.array_equal(grad[0], np.array([0, 0, 0], dtype))  # no overflow
     assert np.isnan(losses[1]) and np.isnan(losses[2])  # NaN or +inf in a kept row: NaN, as torch
     assert np.isposinf(losses[3]) and grad[3, 1] == -1  # the target's logit is -inf: p = 0
+    # another class's logit -inf (a masked vocabulary): finite, and the twin agrees (review3: its 0 · inf was NaN)
+    x = np.array([[0.0, -np.inf, 1.0]], dtype)
+    for eps in (0.0, 0.2):
+        got, want = ops.softmax_cross_entropy(x, [0], None, eps), reference.softmax_cross_entropy(x, [0], None, eps)
+        np.testing.assert_array_equal(np.isfinite(got[0]), np.isfinite(want[0]))
+        assert np.isfinite(got[0]).all() == (eps == 0.0)
+        assert_close(got[1], want[1], "kernel_vs_reference", dtype, "dlogits")
+        if eps == 0.0:
+            assert_close(got[0], want[0], "kernel_vs_reference", dtype, "losses")
 
 
 @pytest.mark.parametrize("call, error, words", [

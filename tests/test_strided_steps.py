@@ -221,6 +221,21 @@ def test_out_sharing_memory_with_another_argument_is_refused(shared):
     assert _core.lstm_forward(*call, None, True, out)[0] is out
 
 
+@pytest.mark.parametrize("shared", ["x", "w_hh"])
+def test_out_sharing_memory_with_an_argument_that_gets_copied_is_refused(shared):
+    """An argument the checks copy (here a strided view, made contiguous) still may not overlap out: the caller's
+    array would be overwritten whatever its layout (review3)."""
+    call = lstm_call()
+    k = ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"].index(shared)
+    a = call[k]
+    wide = np.zeros((*a.shape[:-1], a.shape[-1] + T * B * H))
+    call[k] = wide[..., :a.shape[-1]]  # not contiguous: the checked call gets a copy
+    call[k][...] = a
+    out = wide.reshape(-1)[:T * B * H].reshape(T, B, H)  # over the argument's first row
+    with pytest.raises(ValueError, match=msg("out", "share no memory", shared)):
+        ops.lstm_forward(*call, out=out)
+
+
 def test_a_subclass_out_is_written_through_a_view_and_returned():
     class Tagged(np.ndarray):
         pass

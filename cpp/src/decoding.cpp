@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 #include "attention_steps.hpp"
 #include "linalg/arrays.hpp"
@@ -115,6 +116,9 @@ void softmax_cross_entropy_rows(index_t R, index_t C, const T* logits, const std
                       const T total = attention_lanes::sum(g, C);
                       const T lse = m + std::log(total);
                       const std::int64_t t = targets[r];
+                      if (t < 0 || t >= C)  // the caller checked it: only a race on its arrays gets here
+                        throw std::out_of_range("rnncore: softmax_cross_entropy: a kept row's target is outside "
+                                                "0..C-1 (were targets or mask changed during the call?)");
                       T loss = hit * (lse - x[t]);
                       if (label_smoothing != T(0)) loss += smooth * (T(C) * lse - attention_lanes::sum(x, C));
                       losses[r] = loss;

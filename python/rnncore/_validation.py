@@ -2229,6 +2229,7 @@ def decoder_session_input(keys: Any, embedding: Any) -> np.ndarray:
     """The zeros x [1, N, E] a decoder session's arguments are checked with as attention_decoder_forward's: N (the
     sources) from the keys [N, Tx, K], E from the embedding [Vin, E] (0 when None), the keys' dtype."""
     keys = float_array("keys", keys, [("N", None), ("Tx", None), ("K", None)])
+    _at_least_1("N", keys.shape[0], "keys [N, Tx, K]")
     E = 0
     if embedding is not None:
         E = float_array("embedding", embedding, [("Vin", None), ("E", None)], keys.dtype).shape[1]
@@ -2375,9 +2376,13 @@ def cross_entropy_rows(logits: Any, targets: Any, mask: Any, label_smoothing: An
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape [R, C], got shape {logits.shape}")
     R, C = logits.shape
-    keep = None if mask is None else mask_array("mask", mask, (R,))
-    t = index_array("targets", targets, C, shape=(R,), where=keep, letter="C")
-    return (np.ascontiguousarray(logits), t, None if keep is None else keep.view(np.uint8), eps)
+    # the kernel reads the mask without the GIL: a private copy (mask_array may return a view of the caller's), and
+    # the targets are range-checked against that copy (another thread flipping a row to kept cannot unmask a target
+    # that was never checked)
+    keep = None if mask is None else np.array(mask_array("mask", mask, (R,)), dtype=np.uint8)
+    t = index_array("targets", targets, C, shape=(R,), where=None if keep is None else keep.view(np.bool_),
+                    letter="C")
+    return np.ascontiguousarray(logits), t, keep, eps
 
 
 # ---- h-strided: the recurrent kernels' y and dy at any strides (out=, a dy read in place) --------------------------
@@ -2411,11 +2416,13 @@ def steps_overlap_themselves(a: np.ndarray) -> bool:
     return False
 
 
-def out_array(out: Any, a: Forward, state_names: Sequence[str]) -> np.ndarray | None:
+def out_array(out: Any, a: Forward, state_names: Sequence[str], given: Mapping[str, Any] | None = None
+              ) -> np.ndarray | None:
     """A forward's ``out=`` (None stays None), against the checked call ``a`` (its states called ``state_names``): an
     ndarray of y's shape [T, B, H] and
     the call's dtype (KERNEL_ARGUMENTS' "out" rules), written in place at its strides. Raises naming ``out``, or
-    returns it as the kernels take it (a subclass: an ndarray view of its memory)."""
+    returns it as the kernels take it (a subclass: an ndarray view of its memory). ``given``: the caller's own
+    arguments by name, which ``out`` must not overlap either (a checked array may be a copy of one)."""
     if out is None:
         return None
     dtype = a.w_hh.dtype
@@ -2437,7 +2444,8 @@ def out_array(out: Any, a: Forward, state_names: Sequence[str]) -> np.ndarray | 
                          f"{out.shape}")
     inputs = {"x": a.x, **dict(zip(state_names, a.states)), "w_ih": a.w_ih, "w_hh": a.w_hh,
               "b_ih": a.b_ih, "b_hh": a.b_hh}
-    for name, other in inputs.items():
+    originals = [(name, v) for name, v in (given or {}).items() if isinstance(v, np.ndarray)]
+    for name, other in [*inputs.items(), *originals]:
         if other is not None and np.may_share_memory(out, other):
             raise ValueError(f"out must share no memory with the call's other arrays, but it overlaps {name}")
     return out

@@ -32,7 +32,8 @@ void log_softmax_rows(index_t R, index_t C, const T* x, T* y);
 
 /// The softmax cross-entropy of each row against its class, with torch's label smoothing ε, and its gradient:
 ///   lse = m + log Σ_j exp(x_j - m) (m the row's max);  q = (1 - ε) onehot(target) + ε / C;
-///   loss[r] = Σ_j q_j (lse - x_j) = (1 - ε)(lse - x_t) + (ε / C)(C·lse - Σ_j x_j);
+///   loss[r] = Σ_{j: q_j > 0} q_j (lse - x_j) = (1 - ε)(lse - x_t) + (ε / C)(C·lse - Σ_j x_j) (the ε term only for
+///   ε > 0: a -inf logit of another class adds nothing without smoothing);
 ///   dlogits[r, j] = softmax(x)_j - q_j  (d/dx_j of the loss: Σ_j q_j = 1).
 /// A row keep says is excluded gets loss 0 and a zero gradient, and its logits and target are never read (NaN,
 /// inf or any target there is inert). NaN or +inf in a kept row gives NaN (as torch).

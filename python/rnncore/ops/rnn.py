@@ -105,7 +105,8 @@ def lstm_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None, w_
     if result is NotImplemented:
         a = forward_arrays("lstm_forward", 4, x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih, b_hh, lengths)
         result = _with_out(out, _checked_call(_core.lstm_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh,
-                                              a.lengths, training_flag(training), out_array(out, a, ("h0", "c0"))))
+                                              a.lengths, training_flag(training), out_array(out, a, ("h0", "c0"), dict(
+                                                  x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh))))
     return result
 
 
@@ -130,7 +131,8 @@ def gru_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np
         a = forward_arrays("gru_forward", 3, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
         result = _with_out(out, _checked_call(_core.gru_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh,
                                               a.lengths, training_flag(training), reset_after,
-                                              out_array(out, a, ("h0",))))
+                                              out_array(out, a, ("h0",), dict(
+                                                  x=x, h0=h0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh))))
     return result
 
 
@@ -152,7 +154,8 @@ def rnn_forward(x: np.ndarray, h0: np.ndarray | None, w_ih: np.ndarray, w_hh: np
         a = forward_arrays("rnn_forward", 1, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
         result = _with_out(out, _checked_call(_core.rnn_forward, a.x, *a.states, a.w_ih, a.w_hh, a.b_ih, a.b_hh,
                                               a.lengths, training_flag(training), nonlinearity,
-                                              out_array(out, a, ("h0",))))
+                                              out_array(out, a, ("h0",), dict(
+                                                  x=x, h0=h0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh))))
     return result
 
 

@@ -62,7 +62,8 @@ def softmax_cross_entropy(logits, targets, mask=None, label_smoothing=0.0):
         q[targets[r]] += 1.0 - label_smoothing
         log_p = x[r] - x[r].max()
         log_p = log_p - np.log(np.sum(np.exp(log_p)))
-        losses[r] = -np.sum(q * log_p)
+        # Σ_j q_j (-log p_j) over the classes q weighs: a -inf logit with q_j = 0 adds nothing (not 0·∞ = NaN)
+        losses[r] = -np.sum(q[q > 0] * log_p[q > 0])
         dlogits[r] = np.exp(log_p) - q
     return losses.astype(out_dtype), dlogits.astype(out_dtype)
 
