@@ -251,6 +251,46 @@ def test_matches_twin_over_shapes_and_options(dtype, case):
     assert_matches_twin(a, upstream(rng, a, out, **flags))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("config", CONFIGS[:6], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_matches_twin_at_course_like_sizes(rng, dtype, config):
+    """Sums over more terms (Ty*B = 96 rows in the weight gradients, Tx = 12, H = 16): float32 within long_sums."""
+    a = make_args(rng, dtype, "lstm", {}, Ty=6, B=16, Tx=12, E=0 if config["position"] == "before" else 3, H=16, A=5,
+                  Dv=8, O=7, **{k: v for k, v in config.items() if k != "E"})
+    out = call_forward(a)
+    assert_matches_twin(a, upstream(rng, a, out), kind="long_sums")
+
+
+def test_fully_masked_rows_attend_to_nothing(rng):
+    """lengths 0: alpha and the context are exactly 0, no NaN anywhere, and that sample's keys/values get 0."""
+    for score in ("additive", "dot"):
+        a = make_args(rng, np.float32, score=score, B=3, lengths=np.array([0, 4, 0]), Tx=4)
+        a["keys"][[0, 2]] = np.nan  # never read: those samples attend to nothing
+        a["values"][[0, 2]] = np.nan
+        out = call_forward(a)
+        assert np.all(out[2][:, [0, 2]] == 0) and np.all(out[1][:, [0, 2]] == 0)
+        g = ops.attention_decoder_backward(out[5], **upstream(rng, a, out))
+        for name, value in g._asdict().items():
+            if value is not None and name not in ("dkeys", "dvalues"):
+                assert np.all(np.isfinite(value)), name
+        assert np.all(g.dkeys[[0, 2]] == 0) and np.all(g.dvalues[[0, 2]] == 0)
+        assert np.all(np.isfinite(g.dkeys[1])) and np.all(np.isfinite(g.dvalues[1]))
+
+
+# ---- threads, workspaces, inference --------------------------------------------------------------------------------
+
+@pytest.fixture
+def team_threads():
+    """The parallel knob on and the team always used, so that 2 threads really split the work."""
+    from rnncore import _core
+
+    _core._tuning_set("parallel", 1)
+    _core._tuning_set("adapt_threads", 0)
+    yield
+    _core._tuning_set("parallel", -1)
+    _core._tuning_set("adapt_threads", -1)
+
+
 # How 2 threads split the time loops (tuning.hpp's row_split knob): "per-step", the calling thread runs every step and
 # splits its products and attention rows; "row-split", each thread takes its block of rows (16 and 24 of B=40: blocks
 # of unequal size) through every step with its own products (parallel.hpp, for_row_blocks).
