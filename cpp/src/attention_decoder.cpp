@@ -14,6 +14,9 @@
 // dctx_t = dopre W_cc + dcontexts[t], dh_t += dopre W_ch + the attention's dquery, then the cell's rows and products.
 // After the loop, one GEMM each: dx = dG W_ix; dW_ih = dG^T [x; fed] and dW_hh = dG^T h_prev (the cells' own
 // weight_gradients over the decoder's input rows); dW_q = Σ_t dqsum_t^T q_t; dW_c = dopre^T [ctx; h].
+// Both loops run over blocks of batch rows (for_row_blocks, like the recurrent time loops: a row's attention reads only
+// its own source, its cell step only its own state), each block with its own products; every sum over rows (the GEMMs
+// above, dvalues, dw_v, the score bias) is taken after the loop in a fixed order, so no bit depends on the blocks.
 #include "rnncore/attention_decoder.hpp"
 
 #include <algorithm>
