@@ -15,8 +15,9 @@
 // After the loop, one GEMM each: dx = dG W_ix; dW_ih = dG^T [x; fed] and dW_hh = dG^T h_prev (the cells' own
 // weight_gradients over the decoder's input rows); dW_q = Σ_t dqsum_t^T q_t; dW_c = dopre^T [ctx; h].
 // Both loops run over blocks of batch rows (for_row_blocks, like the recurrent time loops: a row's attention reads only
-// its own source, its cell step only its own state), each block with its own products; every sum over rows (the GEMMs
-// above, dvalues, dw_v, the score bias) is taken after the loop in a fixed order, so no bit depends on the blocks.
+// its own source, its cell step only its own state), each block with its own products, ending with its rows' dvalues
+// and dK'; every sum over rows (the GEMMs above, dw_v, the score bias) is taken after the loop in a fixed order, so no
+// bit depends on the blocks.
 #include "rnncore/attention_decoder.hpp"
 
 #include <algorithm>
@@ -462,7 +463,6 @@ class DecoderBackward {
       gru_weight_gradients(dG_.view(), dGh_n.data(), ws_.cell, g_.dw_ih, g_.db_ih, g_.dw_hh, g_.db_hh);
     else
       weight_gradients(dG_.view(), ws_.cell, GH_, g_.dw_ih, g_.db_ih, g_.dw_hh, g_.db_hh);
-    values_gradient();
     attention_weight_gradients();
   }
 
@@ -520,6 +520,12 @@ class DecoderBackward {
         if (t == 0 && g_.do0) std::copy_n(dfed, R * O, g_.do0 + b0 * O);
       }
     }
+    // The block's rows are done: their dvalues and dK' (per row, each row's own sums) on the block's thread.
+    values_gradient(b0, b1);
+    if (s_.score == AttentionScore::additive) {
+      const index_t rows_t = d_.A * score_row_length<T>(d_.Tx);
+      add_score_layout_to_keys(dkeys_t_.data() + b0 * rows_t, R, d_.Tx, d_.A, g_.dkeys + b0 * d_.Tx * d_.A);
+    }
   }
 
   /// The cell's backward row for samples [b0, b1) at step t: dG_t from dh (+ dy [B, H] or null).
@@ -546,14 +552,14 @@ class DecoderBackward {
 
   T* dctx_t(index_t t) { return dctx_.data() + t * B_ * d_.Dv; }
 
-  /// dvalues[b, t'] = Σ_steps α_s[b, t'] dctx_s[b] (the attention's context products, accumulated once after the
-  /// loop, sample by sample, so that each sample's dvalues stays in cache instead of one pass over all of dvalues per
-  /// step).
-  void values_gradient() {
+  /// dvalues[b, t'] = Σ_steps α_s[b, t'] dctx_s[b] for samples [b0, b1) (the attention's context products,
+  /// accumulated once after the block's steps, sample by sample, so that each sample's dvalues stays in cache instead
+  /// of one pass over all of dvalues per step).
+  void values_gradient(index_t b0, index_t b1) {
     const index_t Tx = d_.Tx, Dv = d_.Dv;
-    std::fill(g_.dvalues, g_.dvalues + B_ * Tx * Dv, T(0));  // (zero past each sample's length)
+    std::fill(g_.dvalues + b0 * Tx * Dv, g_.dvalues + b1 * Tx * Dv, T(0));  // (zero past each sample's length)
     const index_t* lengths = ws_.lengths.empty() ? nullptr : ws_.lengths.data();
-    for (index_t b = 0; b < B_; ++b) {
+    for (index_t b = b0; b < b1; ++b) {
       const index_t n = lengths ? lengths[b] : Tx;
       for (index_t t = 0; t < n; ++t)  // over the steps: α_s[b, t] weighs dctx_s[b]
         attention_lanes::weighted_sum_rows(ws_.alpha.data() + b * Tx + t, B_ * Tx, dctx_.data() + b * Dv, B_ * Dv,
@@ -570,7 +576,7 @@ class DecoderBackward {
     rows.dquery = additive ? nullptr : dh_.data();
     rows.dkeys = additive ? nullptr : g_.dkeys;
     rows.dscore_keys = additive ? dkeys_t_.data() : nullptr;
-    rows.dvalues = nullptr;  // values_gradient, after the loop
+    rows.dvalues = nullptr;  // values_gradient, after the block's steps
     rows.dw_v_rows = additive ? dw_v_rows_.data() : nullptr;
     rows.dscore_bias_rows = additive ? dscore_bias_rows_.data() : nullptr;
     attention_backward_rows(op_, query, additive ? ws_.qproj.data() + t * B_ * d_.A : nullptr,
@@ -592,7 +598,6 @@ class DecoderBackward {
     const bool before = s_.position == AttentionPosition::before;
     const ConstMatrixView<T> queries(ws_.cell.h.data() + (before ? 0 : B_ * H_), TB_, H_);  // h_{t-1} or h_t
     if (s_.score == AttentionScore::additive) {
-      add_score_layout_to_keys(dkeys_t_.data(), B_, d_.Tx, d_.A, g_.dkeys);
       if (TB_ > 0)
         multiply_into<true, false>(MatrixView<T>(g_.dw_q, d_.A, H_), dqsum_.view(), queries);
       else
