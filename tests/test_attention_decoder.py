@@ -291,25 +291,44 @@ def team_threads():
     _core._tuning_set("adapt_threads", -1)
 
 
+# How 2 threads split the time loops (tuning.hpp's row_split knob): "per-step", the calling thread runs every step and
+# splits its products and attention rows; "row-split", each thread takes its block of rows (16 and 24 of B=40: blocks
+# of unequal size) through every step with its own products (parallel.hpp, for_row_blocks).
+SPLITS = {"per-step": 0, "row-split": 1}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("config", CONFIGS[:6], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 @pytest.mark.parametrize("cell,options", CELLS, ids=CELL_IDS)
-def test_one_and_two_threads_give_equal_bits(rng, team_threads, cell, options, config, dtype):
-    a = make_args(rng, dtype, cell, options, Ty=3, B=40, Tx=9, E=5, H=24, A=6, Dv=12, O=10, **config)
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+def test_one_and_two_threads_give_equal_bits(rng, team_threads, split, cell, options, config, dtype):
+    """Training forward, inference forward and every gradient: the same bits on 2 threads as on 1."""
+    from rnncore import _core
+
+    a = make_args(rng, dtype, cell, options, **{**dict(Ty=3, B=40, Tx=9, E=5, H=24, A=6, Dv=12, O=10), **config})
     g = None
     results = []
-    for threads in (1, 2):
-        with rc.threads(threads):
-            out = call_forward(a)
-            g = g or upstream(rng, a, out)
-            results.append((out[:5], ops.attention_decoder_backward(out[5], **g)))
-    (fwd1, grads1), (fwd2, grads2) = results
-    for name, x1, x2 in zip(FORWARD_NAMES, fwd1, fwd2):
+    _core._tuning_set("row_split", split)
+    try:
+        for threads in (1, 2):
+            with rc.threads(threads):
+                before = _core._tuning_counts()["row_split"]
+                out = call_forward(a)
+                g = g or upstream(rng, a, out)
+                inferred = call_forward(a, training=False)[:5]
+                results.append((out[:5], inferred, ops.attention_decoder_backward(out[5], **g)))
+                if threads == 2 and _core.has_openmp():  # forward, inference and backward each split by rows
+                    assert _core._tuning_counts()["row_split"] - before == (3 if split else 0)
+    finally:
+        _core._tuning_set("row_split", -1)
+    (fwd1, inf1, grads1), (fwd2, inf2, grads2) = results
+    for name, x1, x2, y1, y2 in zip(FORWARD_NAMES, fwd1, fwd2, inf1, inf2):
         if x1 is not None:
-            assert_identical(x2, x1, name, "2 threads vs 1")
+            assert_identical(x2, x1, name, "training forward, 2 threads vs 1")
+            assert_identical(y2, y1, name, "inference forward, 2 threads vs 1")
     for name, x1 in grads1._asdict().items():
         if x1 is not None:
-            assert_identical(getattr(grads2, name), x1, name, "2 threads vs 1")
+            assert_identical(getattr(grads2, name), x1, name, "backward, 2 threads vs 1")
 
 
 def test_inference_stores_nothing_and_matches_training(rng):

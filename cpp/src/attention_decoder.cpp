@@ -14,6 +14,10 @@
 // dctx_t = dopre W_cc + dcontexts[t], dh_t += dopre W_ch + the attention's dquery, then the cell's rows and products.
 // After the loop, one GEMM each: dx = dG W_ix; dW_ih = dG^T [x; fed] and dW_hh = dG^T h_prev (the cells' own
 // weight_gradients over the decoder's input rows); dW_q = Σ_t dqsum_t^T q_t; dW_c = dopre^T [ctx; h].
+// Both loops run over blocks of batch rows (for_row_blocks, like the recurrent time loops: a row's attention reads only
+// its own source, its cell step only its own state), each block with its own products, ending with its rows' dvalues
+// and dK'; every sum over rows (the GEMMs above, dw_v, the score bias) is taken after the loop in a fixed order, so no
+// bit depends on the blocks.
 #include "rnncore/attention_decoder.hpp"
 
 #include <algorithm>
@@ -45,6 +49,15 @@ double decoder_flops(const DecoderSpec& s, const DecoderDims& d) {
                                                                                                      : 0.0));
   const double output = s.position == AttentionPosition::after ? rows * 2.0 * d.O * (d.Dv + d.H) : 0.0;
   return cell + attention + output;
+}
+
+/// The bytes of the weights a decoder step's products read, each row block of a row-split time loop packing its own
+/// (for_row_blocks): W_hh, the fed columns of w_ih, W_q (additive), W_c (after).
+double step_weight_bytes(const DecoderSpec& s, const DecoderDims& d, double scalar_bytes) {
+  const double GH = double(s.cell.gates()) * double(d.H);
+  const double q = s.score == AttentionScore::additive ? double(d.A) * double(d.H) : 0.0;
+  const double c = s.position == AttentionPosition::after ? double(d.O) * double(d.Dv + d.H) : 0.0;
+  return scalar_bytes * (GH * double(d.H) + GH * double(d.fed(s)) + q + c);
 }
 
 /// The attention's operands of a decoder call: keys, values, lengths of its N sources, `sources` its row -> source map
@@ -280,82 +293,95 @@ class DecoderForward {
                                columns(a_.w_ih, GH_, I_, 0, d_.E), bias.data());
   }
 
-  /// inputs_t [B, G*H] += fed [B, Dc] · W_i,fed^T (the columns of w_ih after x's); training keeps fed in the
-  /// decoder's input rows for the weight gradients.
-  void feed(StepProduct<T, true>& product, T* inputs_t, const T* fed, index_t t) {
-    product.accumulate(fed, Dc_, inputs_t, GH_);
-    if (ws_) copy_rows(fed, B_, Dc_, ws_->cell.x.data() + t * B_ * I_ + d_.E, I_);
+  /// Rows [b0, b1) of inputs_t [B, G*H] += fed [B, Dc] · W_i,fed^T (the columns of w_ih after x's; `product` made
+  /// for those rows); training keeps fed in the decoder's input rows for the weight gradients.
+  void feed(StepProduct<T, true>& product, T* inputs_t, const T* fed, index_t t, index_t b0, index_t b1) {
+    product.accumulate(fed + b0 * Dc_, Dc_, inputs_t + b0 * GH_, GH_);
+    if (ws_) copy_rows(fed + b0 * Dc_, b1 - b0, Dc_, ws_->cell.x.data() + (t * B_ + b0) * I_ + d_.E, I_);
   }
 
-  /// The attention of step t on query [B, H]: alpha[t], contexts[t] (and the workspace's qproj row block).
-  void attend(std::optional<StepProduct<T, true>>& projection, const T* query, index_t t) {
+  /// The attention of step t on query [B, H], rows [b0, b1): alpha[t], contexts[t] (and the workspace's qproj).
+  void attend(std::optional<StepProduct<T, true>>& projection, const T* query, index_t t, index_t b0, index_t b1) {
     T* qproj = nullptr;
     if (projection) {
       qproj = ws_ ? ws_->qproj.data() + t * B_ * d_.A : scratch_qproj_.data();
-      attention_project_query(op_, *projection, query, qproj);
+      attention_project_query(op_, *projection, query, qproj, b0, b1);
     }
-    attention_forward_rows(op_, query, qproj, out_.alpha + t * B_ * d_.Tx, out_.contexts + t * B_ * d_.Dv);
+    attention_forward_rows(op_, query, qproj, out_.alpha + t * B_ * d_.Tx, out_.contexts + t * B_ * d_.Dv, b0, b1);
   }
 
+  /// The time loop over blocks of batch rows (for_row_blocks: the rows are independent, each attends to its own
+  /// source), or a session's one step on its kept products over the whole batch.
   template <typename Cell, int N>
   void loop(const Cell& cell, const StateSlots<T> (&states)[N]) {
-    const index_t Ty = d_.Ty, O = d_.O, Dv = d_.Dv;
-    // Every per-step product's weight is packed once for the call (a session's: once for all its calls): the cell's
-    // recurrent product, the fed vector's share of the gates, the query projection, the output layer's two halves.
-    const index_t steps = kept_ ? StepProduct<T, true>::kManySteps : Ty;
+    RowMatrix<T> zero_fed;
+    const T* o0 = a_.o0;
+    if (s_.position == AttentionPosition::after && s_.input_feeding && !o0) {
+      zero_fed = RowMatrix<T>::Zero(B_, d_.O);
+      o0 = zero_fed.data();
+    }
+    if (kept_) {
+      steps(cell, states, o0, 0, B_);
+      return;
+    }
+    for_row_blocks(B_, step_weight_bytes(s_, d_, sizeof(T)),
+                   [&](index_t b0, index_t b1) { steps(cell, states, o0, b0, b1); });
+  }
+
+  /// Every step of rows [b0, b1); o0 [B, O]: the fed õ_0 (after with input feeding).
+  template <typename Cell, int N>
+  void steps(const Cell& cell, const StateSlots<T> (&states)[N], const T* o0, index_t b0, index_t b1) {
+    const index_t Ty = d_.Ty, O = d_.O, Dv = d_.Dv, R = b1 - b0;
+    // Every per-step product's weight is packed once for the block (a session's: once for all its calls): the
+    // cell's recurrent product, the fed vector's share of the gates, the query projection, the output layer's halves.
+    const index_t calls = kept_ ? StepProduct<T, true>::kManySteps : Ty;
     std::optional<typename Cell::ForwardProducts> own_products;
     auto& cell_products = kept_ ? kept_->cell(cell) : own_products;
-    if (!cell_products) cell_products.emplace(cell, B_, steps);
+    if (!cell_products) cell_products.emplace(cell, R, calls);
     typename Cell::ForwardProducts& products = *cell_products;
     std::optional<StepProduct<T, true>> own_fed, own_projection, own_out_ctx, own_out_h;
     auto& fed_product = kept_ ? kept_->fed : own_fed;
     auto& projection = kept_ ? kept_->projection : own_projection;
     auto& out_ctx = kept_ ? kept_->out_ctx : own_out_ctx;
     auto& out_h = kept_ ? kept_->out_h : own_out_h;
-    if (Dc_ > 0 && !fed_product) fed_product.emplace(w_fed_.data, GH_, Dc_, B_, steps, 0, w_fed_.stride);
-    if (s_.score == AttentionScore::additive && !projection) projection.emplace(a_.w_q, d_.A, H_, B_, steps);
+    if (Dc_ > 0 && !fed_product) fed_product.emplace(w_fed_.data, GH_, Dc_, R, calls, 0, w_fed_.stride);
+    if (s_.score == AttentionScore::additive && !projection) projection.emplace(a_.w_q, d_.A, H_, R, calls);
     const bool before = s_.position == AttentionPosition::before;
     if (!before && !out_ctx) {
-      out_ctx.emplace(w_cc_.data, O, Dv, B_, steps, 0, w_cc_.stride);
-      out_h.emplace(w_ch_.data, O, H_, B_, steps, 0, w_ch_.stride);
-    }
-    RowMatrix<T> zero_fed;
-    const T* o0 = a_.o0;
-    if (!before && s_.input_feeding && !o0) {
-      zero_fed = RowMatrix<T>::Zero(B_, O);
-      o0 = zero_fed.data();
+      out_ctx.emplace(w_cc_.data, O, Dv, R, calls, 0, w_cc_.stride);
+      out_h.emplace(w_ch_.data, O, H_, R, calls, 0, w_ch_.stride);
     }
     for (index_t t = 0; t < Ty; ++t) {
       T *prev[N], *next[N];
       for (int k = 0; k < N; ++k) {
-        prev[k] = states[k][t];
-        next[k] = states[k][t + 1];
+        prev[k] = states[k][t] + b0 * H_;
+        next[k] = states[k][t + 1] + b0 * H_;
       }
       T* inputs_t = cell_inputs(cell) + t * B_ * GH_;
       if (before) {
-        attend(projection, prev[0], t);
-        feed(*fed_product, inputs_t, out_.contexts + t * B_ * Dv, t);
+        attend(projection, states[0][t], t, b0, b1);
+        feed(*fed_product, inputs_t, out_.contexts + t * B_ * Dv, t, b0, b1);
       } else if (s_.input_feeding) {
-        feed(*fed_product, inputs_t, t == 0 ? o0 : out_.outputs + (t - 1) * B_ * O, t);
+        feed(*fed_product, inputs_t, t == 0 ? o0 : out_.outputs + (t - 1) * B_ * O, t, b0, b1);
       }
-      cell.step(products, t, 0, B_, prev, next, [](index_t) { return true; });
+      cell.step(products, t, b0, R, prev, next, [](index_t) { return true; });
       if (before) {
-        std::copy_n(next[0], B_ * H_, out_.outputs + t * B_ * H_);
+        std::copy_n(next[0], R * H_, out_.outputs + (t * B_ + b0) * H_);
         continue;
       }
-      attend(projection, next[0], t);
+      attend(projection, states[0][t + 1], t, b0, b1);
       // o_t = tanh(b_c + ctx_t W_cc^T + h_t W_ch^T), W_c = [W_cc | W_ch]
       T* o_t = out_.outputs + t * B_ * O;
-      for (index_t b = 0; b < B_; ++b) {
+      for (index_t b = b0; b < b1; ++b) {
         if (a_.b_c)
           std::copy_n(a_.b_c, O, o_t + b * O);
         else
           std::fill(o_t + b * O, o_t + (b + 1) * O, T(0));
       }
-      out_ctx->accumulate(out_.contexts + t * B_ * Dv, Dv, o_t, O);
-      out_h->accumulate(next[0], H_, o_t, O);
+      out_ctx->accumulate(out_.contexts + (t * B_ + b0) * Dv, Dv, o_t + b0 * O, O);
+      out_h->accumulate(next[0], H_, o_t + b0 * O, O);
       // by rows: an element's lane width (packet or scalar tail) then depends on its column, not on B
-      for (index_t b = 0; b < B_; ++b) tanh_in_place(o_t + b * O, O);
+      for (index_t b = b0; b < b1; ++b) tanh_in_place(o_t + b * O, O);
     }
   }
 
@@ -437,33 +463,40 @@ class DecoderBackward {
       gru_weight_gradients(dG_.view(), dGh_n.data(), ws_.cell, g_.dw_ih, g_.db_ih, g_.dw_hh, g_.db_hh);
     else
       weight_gradients(dG_.view(), ws_.cell, GH_, g_.dw_ih, g_.db_ih, g_.dw_hh, g_.db_hh);
-    values_gradient();
     attention_weight_gradients();
   }
 
  private:
+  /// The time loop over blocks of batch rows (for_row_blocks: the rows are independent; every sum over rows is taken
+  /// after the loop, in a fixed order).
   template <typename Cell>
   void loop(const Cell& cell, const StateSlots<const T>& h) {
-    const index_t O = d_.O;
-    typename Cell::BackwardProducts products(cell, B_);
+    for_row_blocks(B_, step_weight_bytes(s_, d_, sizeof(T)), [&](index_t b0, index_t b1) { steps(cell, h, b0, b1); });
+  }
+
+  /// Every step t = Ty-1 … 0 of rows [b0, b1).
+  template <typename Cell>
+  void steps(const Cell& cell, const StateSlots<const T>& h, index_t b0, index_t b1) {
+    const index_t O = d_.O, R = b1 - b0;
+    typename Cell::BackwardProducts products(cell, R);
     // The per-step products' weights, packed once: the fed vector's columns of w_ih (dctx or dõ_{t-1} = dG_t W_fed),
     // the query projection (dquery = dqsum W_q), the output layer's halves (dopre W_cc, dopre W_ch).
     std::optional<StepProduct<T, false>> fed_product, query_product, out_ctx, out_h;
-    if (Dc_ > 0) fed_product.emplace(ws_.w_fed.data(), GH_, Dc_, B_);
-    if (s_.score == AttentionScore::additive) query_product.emplace(ws_.w_q.data(), d_.A, H_, B_);
+    if (Dc_ > 0) fed_product.emplace(ws_.w_fed.data(), GH_, Dc_, R);
+    if (s_.score == AttentionScore::additive) query_product.emplace(ws_.w_q.data(), d_.A, H_, R);
     const StepMask all(nullptr, B_);
     const bool before = s_.position == AttentionPosition::before;
     if (!before) {
-      out_ctx.emplace(ws_.w_cc.data(), O, d_.Dv, B_);
-      out_h.emplace(ws_.w_ch.data(), O, H_, B_);
+      out_ctx.emplace(ws_.w_cc.data(), O, d_.Dv, R);
+      out_h.emplace(ws_.w_ch.data(), O, H_, R);
     }
     for (index_t t = d_.Ty - 1; t >= 0; --t) {
       T* dg_t = dG_.data() + t * B_ * GH_;
       if (before) {
-        cell_rows(cell, t, dg_t, up_.doutputs ? up_.doutputs + t * B_ * H_ : nullptr);
-        cell.propagate(products, all, t, 0, B_, dg_t, dh_.data());
-        context_gradient(t, *fed_product, dg_t, GH_);  // dctx_t = dG_t W_ic (+ dcontexts[t])
-        attention_backward(query_product, h[t], t);    // the query h_{t-1}: its gradient joins dh_{t-1}
+        cell_rows(cell, t, dg_t, up_.doutputs ? up_.doutputs + t * B_ * H_ : nullptr, b0, b1);
+        cell.propagate(products, all, t, b0, b1, dg_t, dh_.data());
+        context_gradient(t, *fed_product, dg_t, GH_, b0, b1);  // dctx_t = dG_t W_ic (+ dcontexts[t])
+        attention_backward(query_product, h[t], t, b0, b1);    // the query h_{t-1}: its gradient joins dh_{t-1}
         continue;
       }
       // do_t = doutputs[t] (+ what step t+1's input took from õ_t); dopre = do ⊙ (1 - o²)
@@ -471,50 +504,62 @@ class DecoderBackward {
       const T* o_t = ws_.outputs.data() + t * B_ * O;
       const T* dy = up_.doutputs ? up_.doutputs + t * B_ * O : nullptr;
       const bool fed = s_.input_feeding && t + 1 < d_.Ty;
-      for (index_t j = 0; j < B_ * O; ++j) {
+      for (index_t j = b0 * O; j < b1 * O; ++j) {
         const T dout = (dy ? dy[j] : T(0)) + (fed ? dfed_.data()[j] : T(0));
         dopre[j] = dout * (T(1) - o_t[j] * o_t[j]);
       }
-      context_gradient(t, *out_ctx, dopre, O);  // dctx_t = dopre W_cc (+ dcontexts[t])
-      out_h->accumulate(dopre, O, dh_.data(), H_);  // dh_t += dopre W_ch
-      attention_backward(query_product, h[t + 1], t);  // the query h_t
-      cell_rows(cell, t, dg_t, nullptr);
-      cell.propagate(products, all, t, 0, B_, dg_t, dh_.data());
+      context_gradient(t, *out_ctx, dopre, O, b0, b1);  // dctx_t = dopre W_cc (+ dcontexts[t])
+      out_h->accumulate(dopre + b0 * O, O, dh_.data() + b0 * H_, H_);  // dh_t += dopre W_ch
+      attention_backward(query_product, h[t + 1], t, b0, b1);  // the query h_t
+      cell_rows(cell, t, dg_t, nullptr, b0, b1);
+      cell.propagate(products, all, t, b0, b1, dg_t, dh_.data());
       if (s_.input_feeding) {  // dõ_{t-1} = dG_t W_io
-        std::fill(dfed_.data(), dfed_.data() + B_ * O, T(0));
-        fed_product->accumulate(dg_t, GH_, dfed_.data(), O);
-        if (t == 0 && g_.do0) std::copy_n(dfed_.data(), B_ * O, g_.do0);
+        T* dfed = dfed_.data() + b0 * O;
+        std::fill(dfed, dfed + R * O, T(0));
+        fed_product->accumulate(dg_t + b0 * GH_, GH_, dfed, O);
+        if (t == 0 && g_.do0) std::copy_n(dfed, R * O, g_.do0 + b0 * O);
       }
+    }
+    // The block's rows are done: their dvalues and dK' (per row, each row's own sums) on the block's thread.
+    values_gradient(b0, b1);
+    if (s_.score == AttentionScore::additive) {
+      const index_t rows_t = d_.A * score_row_length<T>(d_.Tx);
+      add_score_layout_to_keys(dkeys_t_.data() + b0 * rows_t, R, d_.Tx, d_.A, g_.dkeys + b0 * d_.Tx * d_.A);
     }
   }
 
-  /// The cell's backward row for every sample at step t: dG_t from dh (+ dy [B, H] or null).
+  /// The cell's backward row for samples [b0, b1) at step t: dG_t from dh (+ dy [B, H] or null).
   template <typename Cell>
-  void cell_rows(const Cell& cell, index_t t, T* dg_t, const T* dy) {
-    for_each_row(B_, GH_, [&](index_t b) {
+  void cell_rows(const Cell& cell, index_t t, T* dg_t, const T* dy, index_t b0, index_t b1) {
+    for_each_row(b1 - b0, GH_, [&](index_t r) {
+      const index_t b = b0 + r;
       cell.backward_row(t, b, dg_t + b * GH_, dh_.data() + b * H_, dy ? dy + b * H_ : nullptr);
     });
   }
 
-  /// dctx [B, Dv] = upstream [B, N] · W (the context's share of the step's products: W [N, Dv]) + dcontexts[t].
-  void context_gradient(index_t t, StepProduct<T, false>& product, const T* upstream, index_t N) {
+  /// Rows [b0, b1) of dctx [B, Dv] = upstream [B, N] · W (the context's share of the step's products: W [N, Dv],
+  /// `product` made for those rows) + dcontexts[t].
+  void context_gradient(index_t t, StepProduct<T, false>& product, const T* upstream, index_t N, index_t b0,
+                        index_t b1) {
+    T* dctx = dctx_t(t) + b0 * d_.Dv;
+    const index_t n = (b1 - b0) * d_.Dv;
     if (up_.dcontexts)
-      std::copy_n(up_.dcontexts + t * B_ * d_.Dv, B_ * d_.Dv, dctx_t(t));
+      std::copy_n(up_.dcontexts + (t * B_ + b0) * d_.Dv, n, dctx);
     else
-      std::fill(dctx_t(t), dctx_t(t) + B_ * d_.Dv, T(0));
-    product.accumulate(upstream, N, dctx_t(t), d_.Dv);
+      std::fill(dctx, dctx + n, T(0));
+    product.accumulate(upstream + b0 * N, N, dctx, d_.Dv);
   }
 
   T* dctx_t(index_t t) { return dctx_.data() + t * B_ * d_.Dv; }
 
-  /// dvalues[b, t'] = Σ_steps α_s[b, t'] dctx_s[b] (the attention's context products, accumulated once after the
-  /// loop, sample by sample, so that each sample's dvalues stays in cache instead of one pass over all of dvalues per
-  /// step).
-  void values_gradient() {
+  /// dvalues[b, t'] = Σ_steps α_s[b, t'] dctx_s[b] for samples [b0, b1) (the attention's context products,
+  /// accumulated once after the block's steps, sample by sample, so that each sample's dvalues stays in cache instead
+  /// of one pass over all of dvalues per step).
+  void values_gradient(index_t b0, index_t b1) {
     const index_t Tx = d_.Tx, Dv = d_.Dv;
-    std::fill(g_.dvalues, g_.dvalues + B_ * Tx * Dv, T(0));  // (zero past each sample's length)
+    std::fill(g_.dvalues + b0 * Tx * Dv, g_.dvalues + b1 * Tx * Dv, T(0));  // (zero past each sample's length)
     const index_t* lengths = ws_.lengths.empty() ? nullptr : ws_.lengths.data();
-    for (index_t b = 0; b < B_; ++b) {
+    for (index_t b = b0; b < b1; ++b) {
       const index_t n = lengths ? lengths[b] : Tx;
       for (index_t t = 0; t < n; ++t)  // over the steps: α_s[b, t] weighs dctx_s[b]
         attention_lanes::weighted_sum_rows(ws_.alpha.data() + b * Tx + t, B_ * Tx, dctx_.data() + b * Dv, B_ * Dv,
@@ -522,21 +567,22 @@ class DecoderBackward {
     }
   }
 
-  /// The attention's backward at step t on its query [B, H]; dquery joins dh.
-  void attention_backward(std::optional<StepProduct<T, false>>& query_product, const T* query, index_t t) {
+  /// The attention's backward at step t on its query [B, H], rows [b0, b1); dquery joins dh.
+  void attention_backward(std::optional<StepProduct<T, false>>& query_product, const T* query, index_t t, index_t b0,
+                          index_t b1) {
     AttentionRowGradients<T> rows;
     const bool additive = s_.score == AttentionScore::additive;
     rows.dqsum = additive ? dqsum_.data() + t * B_ * d_.A : nullptr;
     rows.dquery = additive ? nullptr : dh_.data();
     rows.dkeys = additive ? nullptr : g_.dkeys;
     rows.dscore_keys = additive ? dkeys_t_.data() : nullptr;
-    rows.dvalues = nullptr;  // values_gradient, after the loop
+    rows.dvalues = nullptr;  // values_gradient, after the block's steps
     rows.dw_v_rows = additive ? dw_v_rows_.data() : nullptr;
     rows.dscore_bias_rows = additive ? dscore_bias_rows_.data() : nullptr;
     attention_backward_rows(op_, query, additive ? ws_.qproj.data() + t * B_ * d_.A : nullptr,
                             ws_.alpha.data() + t * B_ * d_.Tx, dctx_t(t),
-                            up_.dalpha ? up_.dalpha + t * B_ * d_.Tx : nullptr, rows);
-    if (additive) attention_query_gradient(op_, *query_product, rows.dqsum, dh_.data());
+                            up_.dalpha ? up_.dalpha + t * B_ * d_.Tx : nullptr, rows, b0, b1);
+    if (additive) attention_query_gradient(op_, *query_product, rows.dqsum, dh_.data(), b0);
   }
 
   /// dx [Ty*B, E] = dG W_ix (x's columns of w_ih);  db_ih = Σ_rows dG (the cells' weight_gradients copy it).
@@ -552,7 +598,6 @@ class DecoderBackward {
     const bool before = s_.position == AttentionPosition::before;
     const ConstMatrixView<T> queries(ws_.cell.h.data() + (before ? 0 : B_ * H_), TB_, H_);  // h_{t-1} or h_t
     if (s_.score == AttentionScore::additive) {
-      add_score_layout_to_keys(dkeys_t_.data(), B_, d_.Tx, d_.A, g_.dkeys);
       if (TB_ > 0)
         multiply_into<true, false>(MatrixView<T>(g_.dw_q, d_.A, H_), dqsum_.view(), queries);
       else

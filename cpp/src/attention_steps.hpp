@@ -19,7 +19,8 @@
 // (beam search's beams, one copy per source); the backward then takes no key or value gradients.
 // Rows are independent: they run on for_each_row's threads, each row's sums in a fixed order of its own, and the
 // parameter gradients shared by every row (dw_v, the score bias's) are accumulated per row ([B, A], [B]) for the
-// caller to sum in a fixed order once (sum_rows_into), so no result depends on the thread count.
+// caller to sum in a fixed order once (sum_rows_into), so no result depends on the thread count. The per-step
+// functions take a row range [b0, b1) (default all B): the decoder's row-split time loop gives each thread its block.
 #pragma once
 
 #include <algorithm>
@@ -307,30 +308,34 @@ void attention_project_query(const AttentionOperands<T>& op, const T* query, T* 
                              ConstMatrixView<T>(op.w_q, A, op.Dq), op.b_a);
 }
 
-/// attention_project_query over many steps: the product `projection` = StepProduct<T, true>(w_q, A, Dq, B, steps),
-/// which packs W_q once for every step of a call.
+/// attention_project_query over many steps: the product `projection` = StepProduct<T, true>(w_q, A, Dq, R, steps),
+/// which packs W_q once for every step of a call, for the R = b1 - b0 rows [b0, b1) of query and qproj (b1 < 0: B).
 template <typename T>
 void attention_project_query(const AttentionOperands<T>& op, StepProduct<T, true>& projection, const T* query,
-                             T* qproj) {
+                             T* qproj, index_t b0 = 0, index_t b1 = -1) {
   const index_t A = op.K;
-  for (index_t b = 0; b < op.B; ++b) {
+  if (b1 < 0) b1 = op.B;
+  for (index_t b = b0; b < b1; ++b) {
     if (op.b_a)
       std::copy_n(op.b_a, A, qproj + b * A);
     else
       std::fill(qproj + b * A, qproj + (b + 1) * A, T(0));
   }
-  projection.accumulate(query, op.Dq, qproj, A);
+  projection.accumulate(query + b0 * op.Dq, op.Dq, qproj + b0 * A, A);
 }
 
 /// Forward of one step for every row, after attention_project_query (additive):
 ///   query [B, Dq] (dot: the queries; additive: unused);  qproj [B, A] (additive: q W_q^T + b_a; dot: unused);
-///   alpha [B, Tx] out;  context [B, Dv] out.
+///   alpha [B, Tx] out;  context [B, Dv] out;  b0, b1: only rows [b0, b1) are read and written (b1 < 0: B).
 template <typename T>
-void attention_forward_rows(const AttentionOperands<T>& op, const T* query, const T* qproj, T* alpha, T* context) {
+void attention_forward_rows(const AttentionOperands<T>& op, const T* query, const T* qproj, T* alpha, T* context,
+                            index_t b0 = 0, index_t b1 = -1) {
   using namespace attention_lanes;
   op.check();
   const index_t Tx = op.Tx, K = op.K, Dv = op.Dv;
-  for_each_row(op.B, op.row_width(), [&](index_t b) {
+  if (b1 < 0) b1 = op.B;
+  for_each_row(b1 - b0, op.row_width(), [&](index_t r) {
+    const index_t b = b0 + r;
     const index_t n = op.length(b);
     T* e = alpha + b * Tx;
     T* ctx = context + b * Dv;
@@ -372,10 +377,12 @@ struct AttentionRowGradients {
 ///             dK'[t'] += dpre;  dqsum = Σ_t' dpre   (then dquery = dqsum W_q, dW_q = Σ dqsum^T q, db_a = Σ dqsum)
 ///   dot:      dquery += Σ_t' de[t'] keys[t'];  dkeys[t'] += de[t'] q
 ///   query [B, Dq] (dot);  qproj [B, A] (additive);  alpha [B, Tx]: the forward's;  dcontext [B, Dv] or null;
-///   dalpha [B, Tx] or null;  g: the outputs.
+///   dalpha [B, Tx] or null;  g: the outputs;  b0, b1: only rows [b0, b1) (and their sources' blocks of dkeys,
+///   dscore_keys, dvalues) are read and written (b1 < 0: B).
 template <typename T>
 void attention_backward_rows(const AttentionOperands<T>& op, const T* query, const T* qproj, const T* alpha,
-                             const T* dcontext, const T* dalpha, const AttentionRowGradients<T>& g) {
+                             const T* dcontext, const T* dalpha, const AttentionRowGradients<T>& g, index_t b0 = 0,
+                             index_t b1 = -1) {
   using namespace attention_lanes;
   op.check();
   if (op.additive() ? g.dkeys != nullptr : g.dscore_keys != nullptr)
@@ -386,7 +393,9 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
                            "gradients (its rows run on several threads)");
   namespace ei = Eigen::internal;
   const index_t Tx = op.Tx, K = op.K, Dv = op.Dv;
-  for_each_row(op.B, op.row_width(), [&](index_t b) {
+  if (b1 < 0) b1 = op.B;
+  for_each_row(b1 - b0, op.row_width(), [&](index_t r) {
+    const index_t b = b0 + r;
     const index_t n = op.length(b);
     if (op.additive() && g.dqsum) std::fill(g.dqsum + b * K, g.dqsum + (b + 1) * K, T(0));
     if (n == 0) return;  // attends to nothing: no gradient
@@ -465,12 +474,12 @@ void attention_query_gradient(const AttentionOperands<T>& op, const T* dqsum, T*
                                   ConstMatrixView<T>(op.w_q, op.K, op.Dq));
 }
 
-/// attention_query_gradient over many steps: the product `gradient` = StepProduct<T, false>(w_q, A, Dq, B), which
-/// packs W_q once for every step of a call.
+/// attention_query_gradient over many steps: the product `gradient` = StepProduct<T, false>(w_q, A, Dq, R), which
+/// packs W_q once for every step of a call, for the R rows of dqsum and dquery from row b0.
 template <typename T>
 void attention_query_gradient(const AttentionOperands<T>& op, StepProduct<T, false>& gradient, const T* dqsum,
-                              T* dquery) {
-  gradient.accumulate(dqsum, op.K, dquery, op.Dq);
+                              T* dquery, index_t b0 = 0) {
+  gradient.accumulate(dqsum + b0 * op.K, op.K, dquery + b0 * op.Dq, op.Dq);
 }
 
 /// out [C] += Σ_r rows [R, C], rows added in order (the per-row accumulators' final sum: the same bits on any
