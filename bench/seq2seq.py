@@ -121,7 +121,8 @@ def train_activations(c: TrainConfig) -> float:
 
 def activation_ns(seconds: float = 0.3) -> float:
     """Nanoseconds per float32 tanh at NumPy's vectorised rate on this thread (its SIMD tanh; the minimum over
-    repeats of a 64K-entry, L2-resident array): what an activation costs at best on this core."""
+    repeats of a 64K-entry, L2-resident array): what an activation costs at best on this core (a team of n threads:
+    this / n, every core at that rate)."""
     x = np.random.default_rng(0).standard_normal(1 << 16).astype(np.float32)
     y = np.empty_like(x)
     best, end = float("inf"), time.perf_counter() + seconds
@@ -744,7 +745,8 @@ def worker(plan_file: str, out_file: str) -> None:
           f"{tanh_ns:.3f} ns/float; {result['versions']}", flush=True)
     configs = [c for c in TRAIN if c.name in plan["train_configs"]]
     if "train" in parts:
-        result["rows"] += [train_row(c, peers, budget, sgemm, tanh_ns) for c in configs]
+        # (NumPy's tanh runs on one thread: a team of n would evaluate n at a time)
+        result["rows"] += [train_row(c, peers, budget, sgemm, tanh_ns / threads) for c in configs]
     if "decode" in parts:
         result["rows"] += [decode_row(V, mode, peers, budget, sgemm)
                            for V in plan["vocabs"] for mode in ("greedy", "beam")]
