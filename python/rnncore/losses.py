@@ -20,7 +20,7 @@ from ._validation import (
     mask_array,
     probability_targets,
 )
-from .ops.decoding import softmax_cross_entropy as softmax_cross_entropy_rows
+from .ops.decoding import softmax_cross_entropy_checked as softmax_cross_entropy_rows
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -68,12 +68,17 @@ def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.
     keep = None if mask is None else mask_array("mask", mask, positions)
     probs = probability_targets(targets, logits)
     rows = logits.reshape(-1, classes)
-    k = None if keep is None else keep.reshape(-1)
     dtype = logits.dtype
     if probs is None:  # class indices: one C++ pass per row (rnncore.ops.softmax_cross_entropy)
+        # the kernel reads the mask and targets without the GIL: private copies, the targets checked against the copy
+        if keep is not None:
+            keep = np.array(keep, dtype=np.uint8).view(np.bool_)
         t = index_array("targets", targets, classes, shape=positions, where=keep, letter="C").reshape(-1)
-        per_position, grad = softmax_cross_entropy_rows(rows, t, k, eps)
+        k = None if keep is None else keep.reshape(-1)
+        per_position, grad = softmax_cross_entropy_rows(np.ascontiguousarray(rows), t,
+                                                        None if k is None else k.view(np.uint8), eps)
         return _reduced(per_position, grad, k, reduction, logits.shape)
+    k = None if keep is None else keep.reshape(-1)
     if k is not None:
         rows = np.where(k[:, None], rows, 0)  # never let excluded logits (NaN, inf) leak into the result
     shifted = rows - rows.max(axis=1, keepdims=True)

@@ -67,7 +67,14 @@ def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.
     Returns:
         (losses [R], dlogits [R, C]) in the logits' dtype, unscaled (the gradient of losses.sum()).
     """
-    x, t, keep, eps = cross_entropy_rows(logits, targets, mask, label_smoothing)
-    losses, dlogits = _core.softmax_cross_entropy(x, t, keep, eps)
+    return softmax_cross_entropy_checked(*cross_entropy_rows(logits, targets, mask, label_smoothing))
+
+
+def softmax_cross_entropy_checked(logits: np.ndarray, targets: np.ndarray, keep: np.ndarray | None,
+                                  label_smoothing: float) -> tuple[np.ndarray, np.ndarray]:
+    """``softmax_cross_entropy`` for arguments already checked as it checks them (``rnncore.losses`` checks its
+    own): logits [R, C] C-contiguous float, targets [R] int64 with every kept row's in 0..C-1, keep [R] uint8 or
+    None — the caller's private copies (the kernel reads them without the GIL), label_smoothing in [0, 1]."""
+    losses, dlogits = _core.softmax_cross_entropy(logits, targets, keep, label_smoothing)
     return losses, dlogits
 
