@@ -3,12 +3,14 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <optional>
 #include <vector>
 
 #include "bindings.hpp"
 #include "rnncore/gru.hpp"
 #include "rnncore/lstm.hpp"
 #include "rnncore/rnn.hpp"
+#include "rnncore/runtime.hpp"
 
 namespace rnncore::bindings {
 
@@ -19,18 +21,71 @@ Array<T> new_array(std::initializer_list<index_t> shape) {
   return cached_array<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
 }
 
-/// Calls `run(T{})` with T the float type of `x` (an ndarray of float32 or float64), or for one-hot inputs given by
-/// their indices (x an int64 [T, B] ndarray) the float type of `w_hh`; otherwise answers NotImplemented.
-template <typename Run>
-py::object by_dtype(py::handle x, py::handle w_hh, Run&& run) {
-  const py::ssize_t* shape;
-  if (array_shape<float>(x, 3, shape)) return run(float{});
-  if (array_shape<double>(x, 3, shape)) return run(double{});
-  if (array_shape<index_t>(x, 2, shape)) {
-    if (array_shape<float>(w_hh, 2, shape)) return run(float{});
-    if (array_shape<double>(w_hh, 2, shape)) return run(double{});
+/// A kernel call made ready with the GIL held (its arguments exact, its outputs allocated): run() needs no GIL and
+/// touches no Python object; result() then builds the call's Python result with the GIL held. A forward and a
+/// backward call of every cell take this shape, so one runner serves single calls and pairs (run_one, run_two).
+class ReadyCall {
+ public:
+  virtual ~ReadyCall() = default;
+  virtual double flops() const = 0;
+  virtual void run() = 0;
+  virtual py::object result() = 0;
+};
+using Ready = std::unique_ptr<ReadyCall>;  // null: the call is not exact (NotImplemented)
+
+template <typename Run, typename Result>
+class LambdaCall final : public ReadyCall {
+ public:
+  LambdaCall(double flops, Run run, Result result) : flops_(flops), run_(std::move(run)), result_(std::move(result)) {}
+  double flops() const override { return flops_; }
+  void run() override { run_(); }
+  py::object result() override { return result_(); }
+
+ private:
+  double flops_;
+  Run run_;
+  Result result_;
+};
+
+template <typename Run, typename Result>
+Ready ready(double flops, Run run, Result result) {
+  return std::make_unique<LambdaCall<Run, Result>>(flops, std::move(run), std::move(result));
+}
+
+/// One call: NotImplemented when not exact, else its result (the kernel runs with the GIL released).
+py::object run_one(const Ready& call) {
+  if (!call) return not_exact();
+  {
+    py::gil_scoped_release release;
+    call->run();
   }
-  return not_exact();
+  return call->result();
+}
+
+/// Two independent calls (a bidirectional layer's directions): NotImplemented unless both are exact, else the tuple
+/// of their results; run_pair runs them at once on two threads when that is measured faster.
+py::object run_two(const Ready& first, const Ready& second) {
+  if (!first || !second) return not_exact();
+  {
+    py::gil_scoped_release release;
+    run_pair(first->flops() + second->flops(), [&] { first->run(); }, [&] { second->run(); });
+  }
+  py::object a = first->result();
+  return py::make_tuple(a, second->result());
+}
+
+/// `make(T{})` with T the float type of `x` (an ndarray of float32 or float64), or for one-hot inputs given by their
+/// indices (x an int64 [T, B] ndarray) the float type of `w_hh`; otherwise null (NotImplemented).
+template <typename Make>
+Ready ready_by_dtype(py::handle x, py::handle w_hh, Make&& make) {
+  const py::ssize_t* shape;
+  if (array_shape<float>(x, 3, shape)) return make(float{});
+  if (array_shape<double>(x, 3, shape)) return make(double{});
+  if (array_shape<index_t>(x, 2, shape)) {
+    if (array_shape<float>(w_hh, 2, shape)) return make(float{});
+    if (array_shape<double>(w_hh, 2, shape)) return make(double{});
+  }
+  return nullptr;
 }
 
 /// The arguments of one forward call when the whole call is exact (see bindings.hpp): x [T, B, I] fixes the sizes
@@ -180,26 +235,42 @@ const Workspace<T>* exact_backward(CellKind kind, py::handle workspace, std::ini
   return &ws;
 }
 
+template <typename T>
+Ready ready_lstm_forward(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh,
+                         py::handle b_ih, py::handle b_hh, py::handle lengths, py::handle training, py::handle out) {
+  auto a = std::make_unique<ForwardArgs<T>>(CellKind::lstm, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training);
+  if (!a->ok) return nullptr;
+  const Dims d = a->d;
+  py::object y;
+  StepView<T> y_view;
+  if (!output_steps<T>(out, d, {x, h0, c0, w_ih, w_hh, b_ih, b_hh}, y, y_view)) return nullptr;
+  auto h_n = new_array<T>({d.B, d.H}), c_n = new_array<T>({d.B, d.H});
+  auto ws = a->training ? std::make_unique<Workspace<T>>() : nullptr;
+  T *h_p = h_n.mutable_data(), *c_p = c_n.mutable_data();
+  const ForwardArgs<T>* args = a.get();  // (taken before the result's lambda takes a: argument order is unspecified)
+  Workspace<T>* ws_p = ws.get();
+  return ready(
+      forward_flops(4, d),
+      [args, d, y_view, h_p, c_p, ws_p] {
+        lstm_forward<T>(d, args->x, args->h0, args->c0, args->w_ih, args->w_hh, args->b_ih, args->b_hh, args->lengths,
+                        y_view, h_p, c_p, ws_p, args->x_index);
+      },
+      [a = std::move(a), ws = std::move(ws), y = std::move(y), h_n = std::move(h_n), c_n = std::move(c_n)]() mutable {
+        return py::object(with_workspace(std::move(ws), y, h_n, c_n));
+      });
+}
+
+Ready ready_lstm_forward_any(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh,
+                             py::handle b_ih, py::handle b_hh, py::handle lengths, py::handle training,
+                             py::handle out) {
+  return ready_by_dtype(x, w_hh, [&](auto type) {
+    return ready_lstm_forward<decltype(type)>(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training, out);
+  });
+}
+
 py::object lstm_forward_py(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh,
                            py::handle b_ih, py::handle b_hh, py::handle lengths, py::handle training, py::handle out) {
-  return by_dtype(x, w_hh, [&](auto type) -> py::object {
-    using T = decltype(type);
-    const ForwardArgs<T> a(CellKind::lstm, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training);
-    if (!a.ok) return not_exact();
-    const Dims& d = a.d;
-    py::object y;
-    StepView<T> y_view;
-    if (!output_steps<T>(out, d, {x, h0, c0, w_ih, w_hh, b_ih, b_hh}, y, y_view)) return not_exact();
-    auto h_n = new_array<T>({d.B, d.H}), c_n = new_array<T>({d.B, d.H});
-    auto ws = a.training ? std::make_unique<Workspace<T>>() : nullptr;
-    T *h_p = h_n.mutable_data(), *c_p = c_n.mutable_data();
-    {
-      py::gil_scoped_release release;
-      lstm_forward<T>(d, a.x, a.h0, a.c0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_view, h_p, c_p, ws.get(),
-                      a.x_index);
-    }
-    return with_workspace(std::move(ws), y, h_n, c_n);
-  });
+  return run_one(ready_lstm_forward_any(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, training, out));
 }
 
 /// True or False themselves (the exact call's flags), else NotImplemented's cue: false.
@@ -210,29 +281,37 @@ bool flag_of(py::handle flag, bool& value) {
 }
 
 template <typename T>
-py::object lstm_backward_exact(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n, bool need_dx) {
+Ready ready_lstm_backward(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n, bool need_dx) {
   StepView<const T> dy_view;
   const T* finals[2];
   const Workspace<T>* ws = exact_backward<T>(CellKind::lstm, workspace, {dh_n, dc_n}, dy, dy_view, finals);
-  if (!ws) return py::none();
-  LateGradients<T> g(*ws, need_dx);
+  if (!ws) return nullptr;
+  auto g = std::make_unique<LateGradients<T>>(*ws, need_dx);
   auto dh0 = new_array<T>({ws->dims.B, ws->dims.H}), dc0 = new_array<T>({ws->dims.B, ws->dims.H});
   T *dh0_p = dh0.mutable_data(), *dc0_p = dc0.mutable_data();
-  {
-    py::gil_scoped_release release;
-    lstm_backward<T>(*ws, dy_view, finals[0], finals[1], dh0_p, dc0_p, g.outputs());
-  }
-  const py::tuple grads = g.arrays(*ws);  // dx, dw_ih, dw_hh, db_ih, db_hh
-  return py::make_tuple(grads[0], dh0, dc0, grads[1], grads[2], grads[3], grads[4]);
+  LateGradients<T>* g_p = g.get();  // (before the result's lambda takes g)
+  return ready(
+      2 * forward_flops(4, ws->dims),
+      [ws, dy_view, dh_n_p = finals[0], dc_n_p = finals[1], dh0_p, dc0_p, g_p] {
+        lstm_backward<T>(*ws, dy_view, dh_n_p, dc_n_p, dh0_p, dc0_p, g_p->outputs());
+      },
+      [ws, g = std::move(g), dh0 = std::move(dh0), dc0 = std::move(dc0)]() mutable {
+        const py::tuple grads = g->arrays(*ws);  // dx, dw_ih, dw_hh, db_ih, db_hh
+        return py::object(py::make_tuple(grads[0], dh0, dc0, grads[1], grads[2], grads[3], grads[4]));
+      });
+}
+
+Ready ready_lstm_backward_any(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n,
+                              py::handle need_dx) {
+  bool want_dx;
+  if (!flag_of(need_dx, want_dx)) return nullptr;
+  Ready call = ready_lstm_backward<float>(workspace, dy, dh_n, dc_n, want_dx);
+  return call ? std::move(call) : ready_lstm_backward<double>(workspace, dy, dh_n, dc_n, want_dx);
 }
 
 py::object lstm_backward_py(py::handle workspace, py::handle dy, py::handle dh_n, py::handle dc_n,
                             py::handle need_dx) {
-  bool want_dx;
-  if (!flag_of(need_dx, want_dx)) return not_exact();
-  py::object out = lstm_backward_exact<float>(workspace, dy, dh_n, dc_n, want_dx);
-  if (out.is_none()) out = lstm_backward_exact<double>(workspace, dy, dh_n, dc_n, want_dx);
-  return out.is_none() ? not_exact() : out;
+  return run_one(ready_lstm_backward_any(workspace, dy, dh_n, dc_n, need_dx));
 }
 
 /// "tanh" or "relu" (the only names the kernels know), else NotImplemented's cue: false.
@@ -253,37 +332,65 @@ bool nonlinearity_of(py::handle name, Nonlinearity& act) {
 /// (y, h_n, workspace or None). kernel(d, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, y, h_n, ws, x_index) runs the cell
 /// with the option already applied.
 template <CellKind Kind, typename T, typename Kernel>
-py::object single_state_forward(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
-                                py::handle b_hh, py::handle lengths, py::handle training, py::handle out,
-                                Kernel&& kernel) {
-  const ForwardArgs<T> a(Kind, x, h0, py::none(), w_ih, w_hh, b_ih, b_hh, lengths, training);
-  if (!a.ok) return not_exact();
-  const Dims& d = a.d;
+Ready ready_single_state_forward(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
+                                 py::handle b_hh, py::handle lengths, py::handle training, py::handle out,
+                                 Kernel kernel) {
+  auto a = std::make_unique<ForwardArgs<T>>(Kind, x, h0, py::none(), w_ih, w_hh, b_ih, b_hh, lengths, training);
+  if (!a->ok) return nullptr;
+  const Dims d = a->d;
   py::object y;
   StepView<T> y_view;
-  if (!output_steps<T>(out, d, {x, h0, w_ih, w_hh, b_ih, b_hh}, y, y_view)) return not_exact();
+  if (!output_steps<T>(out, d, {x, h0, w_ih, w_hh, b_ih, b_hh}, y, y_view)) return nullptr;
   auto h_n = new_array<T>({d.B, d.H});
-  auto ws = a.training ? std::make_unique<Workspace<T>>() : nullptr;
+  auto ws = a->training ? std::make_unique<Workspace<T>>() : nullptr;
   T* h_p = h_n.mutable_data();
-  {
-    py::gil_scoped_release release;
-    kernel(d, a.x, a.h0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.lengths, y_view, h_p, ws.get(), a.x_index);
-  }
-  return with_workspace(std::move(ws), y, h_n);
+  const ForwardArgs<T>* args = a.get();  // (before the result's lambda takes a)
+  Workspace<T>* ws_p = ws.get();
+  return ready(
+      forward_flops(cell_traits(Kind).gates, d),
+      [kernel, args, d, y_view, h_p, ws_p] {
+        kernel(d, args->x, args->h0, args->w_ih, args->w_hh, args->b_ih, args->b_hh, args->lengths, y_view, h_p,
+               ws_p, args->x_index);
+      },
+      [a = std::move(a), ws = std::move(ws), y = std::move(y), h_n = std::move(h_n)]() mutable {
+        return py::object(with_workspace(std::move(ws), y, h_n));
+      });
+}
+
+Ready ready_gru_forward_any(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
+                            py::handle b_hh, py::handle lengths, py::handle training, py::handle reset_after,
+                            py::handle out) {
+  if (reset_after.ptr() != Py_True && reset_after.ptr() != Py_False) return nullptr;
+  const bool after = reset_after.ptr() == Py_True;
+  return ready_by_dtype(x, w_hh, [&](auto type) {
+    using T = decltype(type);
+    return ready_single_state_forward<CellKind::gru, T>(
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, out,
+        [after](const Dims& d, const T* x_, const T* h0_, const T* wi, const T* wh, const T* bi, const T* bh,
+                const index_t* len, StepView<T> y, T* h_n, Workspace<T>* ws, const index_t* xi) {
+          gru_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, after, y, h_n, ws, xi);
+        });
+  });
 }
 
 py::object gru_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
                           py::handle b_hh, py::handle lengths, py::handle training, py::handle reset_after,
                           py::handle out) {
-  if (reset_after.ptr() != Py_True && reset_after.ptr() != Py_False) return not_exact();
-  const bool after = reset_after.ptr() == Py_True;
-  return by_dtype(x, w_hh, [&](auto type) -> py::object {
+  return run_one(ready_gru_forward_any(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, reset_after, out));
+}
+
+Ready ready_rnn_forward_any(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
+                            py::handle b_hh, py::handle lengths, py::handle training, py::handle nonlinearity,
+                            py::handle out) {
+  Nonlinearity act;
+  if (!nonlinearity_of(nonlinearity, act)) return nullptr;
+  return ready_by_dtype(x, w_hh, [&](auto type) {
     using T = decltype(type);
-    return single_state_forward<CellKind::gru, T>(
+    return ready_single_state_forward<CellKind::rnn, T>(
         x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, out,
-        [&](const Dims& d, const T* x_, const T* h0_, const T* wi, const T* wh, const T* bi, const T* bh,
-            const index_t* len, StepView<T> y, T* h_n, Workspace<T>* ws, const index_t* xi) {
-          gru_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, after, y, h_n, ws, xi);
+        [act](const Dims& d, const T* x_, const T* h0_, const T* wi, const T* wh, const T* bi, const T* bh,
+              const index_t* len, StepView<T> y, T* h_n, Workspace<T>* ws, const index_t* xi) {
+          rnn_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, act, y, h_n, ws, xi);
         });
   });
 }
@@ -291,37 +398,43 @@ py::object gru_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::hand
 py::object rnn_forward_py(py::handle x, py::handle h0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
                           py::handle b_hh, py::handle lengths, py::handle training, py::handle nonlinearity,
                           py::handle out) {
-  Nonlinearity act;
-  if (!nonlinearity_of(nonlinearity, act)) return not_exact();
-  return by_dtype(x, w_hh, [&](auto type) -> py::object {
-    using T = decltype(type);
-    return single_state_forward<CellKind::rnn, T>(
-        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, out,
-        [&](const Dims& d, const T* x_, const T* h0_, const T* wi, const T* wh, const T* bi, const T* bh,
-            const index_t* len, StepView<T> y, T* h_n, Workspace<T>* ws, const index_t* xi) {
-          rnn_forward<T>(d, x_, h0_, wi, wh, bi, bh, len, act, y, h_n, ws, xi);
-        });
-  });
+  return run_one(ready_rnn_forward_any(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, training, nonlinearity, out));
 }
 
 /// GRU and simple-RNN backward share one signature: (ws, dy, dh_n) -> (dx, dh0, dw_ih, dw_hh, db_ih, db_hh).
 template <typename T,
           void (*Backward)(const Workspace<T>&, StepView<const T>, const T*, T*, GradientOutputs<T>&)>
-py::object single_state_backward_exact(CellKind kind, py::handle workspace, py::handle dy, py::handle dh_n,
-                                       bool need_dx) {
+Ready ready_single_state_backward(CellKind kind, py::handle workspace, py::handle dy, py::handle dh_n,
+                                  bool need_dx) {
   StepView<const T> dy_view;
   const T* finals[1];
   const Workspace<T>* ws = exact_backward<T>(kind, workspace, {dh_n}, dy, dy_view, finals);
-  if (!ws) return py::none();
-  LateGradients<T> g(*ws, need_dx);
+  if (!ws) return nullptr;
+  auto g = std::make_unique<LateGradients<T>>(*ws, need_dx);
   auto dh0 = new_array<T>({ws->dims.B, ws->dims.H});
   T* dh0_p = dh0.mutable_data();
-  {
-    py::gil_scoped_release release;
-    Backward(*ws, dy_view, finals[0], dh0_p, g.outputs());
-  }
-  const py::tuple grads = g.arrays(*ws);
-  return py::make_tuple(grads[0], dh0, grads[1], grads[2], grads[3], grads[4]);
+  LateGradients<T>* g_p = g.get();  // (before the result's lambda takes g)
+  return ready(
+      2 * forward_flops(cell_traits(kind).gates, ws->dims),
+      [ws, dy_view, dh_n_p = finals[0], dh0_p, g_p] {
+        Backward(*ws, dy_view, dh_n_p, dh0_p, g_p->outputs());
+      },
+      [ws, g = std::move(g), dh0 = std::move(dh0)]() mutable {
+        const py::tuple grads = g->arrays(*ws);
+        return py::object(py::make_tuple(grads[0], dh0, grads[1], grads[2], grads[3], grads[4]));
+      });
+}
+
+template <CellKind Kind,
+          void (*BackwardF)(const Workspace<float>&, StepView<const float>, const float*, float*,
+                            GradientOutputs<float>&),
+          void (*BackwardD)(const Workspace<double>&, StepView<const double>, const double*, double*,
+                            GradientOutputs<double>&)>
+Ready ready_single_state_backward_any(py::handle workspace, py::handle dy, py::handle dh_n, py::handle need_dx) {
+  bool want_dx;
+  if (!flag_of(need_dx, want_dx)) return nullptr;
+  Ready call = ready_single_state_backward<float, BackwardF>(Kind, workspace, dy, dh_n, want_dx);
+  return call ? std::move(call) : ready_single_state_backward<double, BackwardD>(Kind, workspace, dy, dh_n, want_dx);
 }
 
 template <CellKind Kind,
@@ -330,11 +443,49 @@ template <CellKind Kind,
           void (*BackwardD)(const Workspace<double>&, StepView<const double>, const double*, double*,
                             GradientOutputs<double>&)>
 py::object single_state_backward_py(py::handle workspace, py::handle dy, py::handle dh_n, py::handle need_dx) {
-  bool want_dx;
-  if (!flag_of(need_dx, want_dx)) return not_exact();
-  py::object out = single_state_backward_exact<float, BackwardF>(Kind, workspace, dy, dh_n, want_dx);
-  if (out.is_none()) out = single_state_backward_exact<double, BackwardD>(Kind, workspace, dy, dh_n, want_dx);
-  return out.is_none() ? not_exact() : out;
+  return run_one(ready_single_state_backward_any<Kind, BackwardF, BackwardD>(workspace, dy, dh_n, need_dx));
+}
+
+// ---- pairs: a bidirectional layer's two directions in one call -------------------------------------------------
+
+/// Whether a pair's calls are independent: neither call's `out` (its last argument; None: a new array) may share an
+/// element with any array of the other call (one would write what the other reads or writes while both run). Byte
+/// extents first; where they meet (a layer's two directions write column blocks of one array), numpy.shares_memory
+/// decides exactly (a problem too hard for its bounded search counts as shared).
+bool independent_outputs(const py::tuple& first, const py::tuple& second) {
+  for (const auto& [a, b] : {std::pair{first, second}, std::pair{second, first}}) {
+    const py::handle out = a[a.size() - 1];
+    if (out.is_none()) continue;
+    for (const py::handle other : b) {
+      if (!may_share_memory(out, {other})) continue;
+      // (kept for the process: a static py::object would be destroyed after the interpreter)
+      static const py::handle shares_memory = py::object(py::module_::import("numpy").attr("shares_memory")).release();
+      try {
+        if (shares_memory(out, other, py::arg("max_work") = 1 << 16).cast<bool>()) return false;
+      } catch (const py::error_already_set&) {  // numpy.exceptions.TooHardError
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+/// prepare(t[0], ..., t[N-1]): a call made ready from a tuple of its arguments.
+template <typename Prepare, std::size_t... I>
+Ready ready_from_tuple(Prepare&& prepare, const py::tuple& t, std::index_sequence<I...>) {
+  return prepare(t[I]...);
+}
+
+/// `<cell>_forward_pair` / `_backward_pair`(first, second): each a tuple of the single call's N arguments,
+/// positionally (a forward's out last). Returns the tuple of the two results, or NotImplemented when either call is
+/// not exact or (forwards) their outputs are not independent.
+template <std::size_t N, typename Prepare>
+py::object call_pair(const py::tuple& first, const py::tuple& second, bool forwards, Prepare&& prepare) {
+  if (first.size() != N || second.size() != N || (forwards && !independent_outputs(first, second)))
+    return not_exact();
+  const Ready a = ready_from_tuple(prepare, first, std::make_index_sequence<N>{});
+  const Ready b = a ? ready_from_tuple(prepare, second, std::make_index_sequence<N>{}) : nullptr;
+  return run_two(a, b);
 }
 
 template <typename T>
@@ -378,6 +529,28 @@ void register_recurrent(py::module_& m) {
         arg("lengths"), arg("training"), arg("nonlinearity"), arg("out") = py::none());
   m.def("rnn_backward", &single_state_backward_py<CellKind::rnn, rnn_backward<float>, rnn_backward<double>>,
         arg("workspace"), arg("dy"), arg("dh_n"), arg("need_dx"));
+  // The two directions of a bidirectional layer in one call (each argument a tuple of the single call's arguments):
+  // at once on two threads when that is measured faster (rnncore::run_pair). Private: rnncore.layers calls them.
+  m.def("_lstm_forward_pair", [](const py::tuple& a, const py::tuple& b) {
+    return call_pair<10>(a, b, true, &ready_lstm_forward_any);
+  });
+  m.def("_gru_forward_pair", [](const py::tuple& a, const py::tuple& b) {
+    return call_pair<10>(a, b, true, &ready_gru_forward_any);
+  });
+  m.def("_rnn_forward_pair", [](const py::tuple& a, const py::tuple& b) {
+    return call_pair<10>(a, b, true, &ready_rnn_forward_any);
+  });
+  m.def("_lstm_backward_pair", [](const py::tuple& a, const py::tuple& b) {
+    return call_pair<5>(a, b, false, &ready_lstm_backward_any);
+  });
+  m.def("_gru_backward_pair", [](const py::tuple& a, const py::tuple& b) {
+    return call_pair<4>(a, b, false,
+                         &ready_single_state_backward_any<CellKind::gru, gru_backward<float>, gru_backward<double>>);
+  });
+  m.def("_rnn_backward_pair", [](const py::tuple& a, const py::tuple& b) {
+    return call_pair<4>(a, b, false,
+                         &ready_single_state_backward_any<CellKind::rnn, rnn_backward<float>, rnn_backward<double>>);
+  });
 }
 
 }  // namespace rnncore::bindings

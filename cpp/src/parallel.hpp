@@ -109,6 +109,24 @@ class AdaptiveThreads {
   int next_ = 0;
 };
 
+/// Whether the calling thread's kernels are held to one thread (run_pair's two threads each run one call alone).
+inline thread_local bool one_thread_only = false;
+
+/// Holds the calling thread's kernels to one thread for the scope (restored on exit).
+class OneThreadScope {
+ public:
+  OneThreadScope() : saved_(one_thread_only) { one_thread_only = true; }
+  ~OneThreadScope() { one_thread_only = saved_; }
+  OneThreadScope(const OneThreadScope&) = delete;
+  OneThreadScope& operator=(const OneThreadScope&) = delete;
+
+ private:
+  bool saved_;
+};
+
+/// The team a kernel called on this thread may use: set_num_threads's, or 1 inside run_pair.
+inline int available_team() { return one_thread_only ? 1 : get_num_threads(); }
+
 /// Set at every kernel's entry, for the calling thread only: flush-to-zero, and the threads this call may use —
 /// rnncore::set_num_threads's value when the call's work (in flops) repays a fork/join (tuning.hpp's
 /// kMinParallelFlops; the parallel knob forces either way) and the team has been measured faster than one thread
@@ -120,7 +138,7 @@ class KernelScope {
   explicit KernelScope(double flops) {
 #ifdef _OPENMP
     saved_threads_ = omp_get_max_threads();
-    const int force = forced(Knob::parallel), team = get_num_threads();
+    const int force = forced(Knob::parallel), team = available_team();
     bool use_team = force < 0 ? flops >= tuning::kMinParallelFlops : force == 1;
     if (force < 0 && use_team && team > 1) {
       const int adapt = forced(Knob::adapt_threads);
@@ -250,6 +268,67 @@ void for_row_blocks(index_t B, double weight_bytes, Body&& body) {
   count_path(Path::one_block);
 #endif
   body(index_t(0), B);
+}
+
+/// Runs first() and second(), two independent kernel calls of `flops` together (a bidirectional layer's two
+/// directions), at once on two threads, each call alone on its thread (OneThreadScope), when set_num_threads gives 2
+/// or more and the pair would take the team as one call of `flops` would (KernelScope's thresholds, knobs and
+/// measured choice, under a key of its own); else one after the other, each on the team as KernelScope chooses.
+/// Either way each call computes what it computes alone (the kernels' bits do not depend on their thread count).
+/// Why: a small layer (the course's H = 32 encoder) gains nothing from splitting one direction's rows (its steps are
+/// a few microseconds: the split runs it on one thread), while its two directions share no data at all.
+template <typename First, typename Second>
+void run_pair(double flops, First&& first, Second&& second) {
+#ifdef _OPENMP
+  const int team = available_team(), force = forced(Knob::parallel);
+  bool together = team > 1 && (force < 0 ? flops >= tuning::kMinParallelFlops : force == 1);
+  AdaptiveThreads::Choice choice{nullptr, false, false, 0.0};
+  std::chrono::steady_clock::time_point start;
+  if (together && force < 0) {
+    const int adapt = forced(Knob::adapt_threads);
+    if (adapt < 0) {
+      choice = AdaptiveThreads::of_this_thread().choose(flops, -team);  // (a negative team: a pair's own key)
+      together = choice.team;
+      start = std::chrono::steady_clock::now();
+    } else {
+      together = adapt == 0;
+    }
+  }
+  count_path(together ? Path::pair_together : Path::pair_in_turn);
+  if (together) {
+    std::exception_ptr failure;  // an exception may not leave the region (std::terminate): the first is rethrown
+    const bool row_mode = row_invariant();
+#pragma omp parallel num_threads(2)
+    {
+      FlushDenormalsScope fp_mode;
+      const RowInvariantScope rows(row_mode);
+      const OneThreadScope alone;
+      const int part = omp_get_thread_num(), parts = omp_get_num_threads();  // may be one thread
+      try {
+        if (part == 0) first();
+        if (part == 1 || parts == 1) second();
+      } catch (...) {
+#pragma omp critical(rnncore_pair)
+        if (!failure) failure = std::current_exception();
+      }
+    }
+    if (choice.entry != nullptr)
+      AdaptiveThreads::record(choice, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (failure) std::rethrow_exception(failure);
+    return;
+  }
+  if (choice.entry != nullptr) {  // timed in turn too: the measured choice compares both
+    first();
+    second();
+    AdaptiveThreads::record(choice, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    return;
+  }
+#else
+  (void)flops;
+  count_path(Path::pair_in_turn);
+#endif
+  first();
+  second();
 }
 
 }  // namespace rnncore::detail

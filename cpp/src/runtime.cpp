@@ -1,6 +1,8 @@
 // Thread count and build facts.
 #include "rnncore/runtime.hpp"
 
+#include "parallel.hpp"
+
 #include <Eigen/Core>
 #include <atomic>
 
@@ -36,6 +38,10 @@ std::atomic<int>& configured_threads() {
 void set_num_threads(int n) { configured_threads().store(n > 0 ? n : 1); }
 
 int get_num_threads() { return configured_threads().load(); }
+
+void run_pair(double flops, const std::function<void()>& first, const std::function<void()>& second) {
+  detail::run_pair(flops, first, second);
+}
 
 std::string simd_instruction_sets() {
   std::string sets = Eigen::SimdInstructionSetsInUse();  // Eigen names the widest family only

@@ -174,12 +174,15 @@ enum class Path : int {
   gemm_eigen,         // a GEMM helper's product on Eigen
   adapt_team,         // KernelScope: a call the thresholds give the team ran on it (measured faster, or forced)
   adapt_one,          // KernelScope: such a call ran on one thread (measured faster, or forced)
+  pair_together,      // run_pair: two independent calls (a bidirectional layer's directions) at once, one thread each
+  pair_in_turn,       // run_pair: the two calls one after the other (each on the team as KernelScope chooses)
   count
 };
 inline constexpr const char* kPathNames[] = {"one_block",         "row_split", "step_row_fused",
                                              "step_row_panels",   "step_row_unpacked", "step_tile",
                                              "step_gebp",         "gemm_tile", "gemm_eigen",
-                                             "adapt_team",        "adapt_one"};
+                                             "adapt_team",        "adapt_one", "pair_together",
+                                             "pair_in_turn"};
 inline std::atomic<std::int64_t> path_counts[int(Path::count)] = {};
 
 inline void count_path(Path path) { path_counts[int(path)].fetch_add(1, std::memory_order_relaxed); }

@@ -45,6 +45,7 @@ from .._validation import (
     streamable,
 )
 from ..module import Parameterized
+from ..ops.rnn import backward_pair, forward_pair
 from .streams import Stream
 
 if TYPE_CHECKING:
@@ -223,6 +224,7 @@ class _Recurrent(Parameterized):
             y_steps = y.transpose(1, 0, 2) if top_batch_major else y
             workspaces = []
             out: np.ndarray | None
+            calls = []  # per direction: its columns of y, out, and the kernel's arguments before lengths
             for direction in range(D):
                 idx = layer * D + direction
                 init = [None if s is None else s[idx] for s in states0]
@@ -231,8 +233,17 @@ class _Recurrent(Parameterized):
                 if direction == 1:  # over the reversed steps: written back reversed when that is a flip
                     inp = _gather_steps(layer_input, reverse_index)
                     out = columns[::-1] if reverse_index is None else None
-                *result, ws = self.kind.forward(inp, *init, *self._weights(layer, direction), lengths=lengths,
-                                                training=self.training, out=out, **self._cell_options)
+                calls.append((columns, out, (inp, *init, *self._weights(layer, direction))))
+            # both directions in one call when exact (at once on two threads where measured faster), else each checked
+            results = None
+            if D == 2:
+                tail = (lengths, self.training, *self._cell_options.values())  # the kernels' positional order
+                results = forward_pair(self.kind.name, (*calls[0][2], *tail, calls[0][1]),
+                                       (*calls[1][2], *tail, calls[1][1]))
+            if results is None:
+                results = tuple(self.kind.forward(*args, lengths=lengths, training=self.training, out=out,
+                                                  **self._cell_options) for _, out, args in calls)
+            for (columns, out, _), (*result, ws) in zip(calls, results):
                 y_dir, *final = result
                 if out is None:  # unequal lengths: each sample's valid prefix reversed back (a gather)
                     columns[...] = _gather_steps(y_dir, reverse_index)
@@ -289,6 +300,8 @@ class _Recurrent(Parameterized):
         for layer in reversed(range(self.num_layers)):
             workspaces, mask = saved_layers[layer]
             d_input: np.ndarray | None = None
+            want_dx = need_dx or layer > 0
+            calls = []  # per direction: the kernel's positional arguments
             for direction in range(D):
                 idx = layer * D + direction
                 # the direction's columns, read in place by the kernel (reversed through a view when that is a flip)
@@ -296,7 +309,13 @@ class _Recurrent(Parameterized):
                 if direction == 1:
                     dy_dir = dy_dir[::-1] if reverse_index is None else _gather_steps(dy_dir, reverse_index)
                 d_final = [None if s is None else s[idx] for s in dstates]
-                grads = self.kind.backward(workspaces[direction], dy_dir, *d_final, need_dx=need_dx or layer > 0)
+                calls.append((workspaces[direction], dy_dir, *d_final, want_dx))
+            # both directions in one call when exact (at once on two threads where measured faster), else each checked
+            results = backward_pair(self.kind.name, calls[0], calls[1]) if D == 2 else None
+            if results is None:
+                results = tuple(self.kind.backward(*args[:-1], need_dx=want_dx) for args in calls)
+            for direction, grads in enumerate(results):
+                idx = layer * D + direction
                 dx_dir, d_init, (dw_ih, dw_hh, db_ih, db_hh) = grads[0], grads[1:1 + n_states], grads[-4:]
                 if dx_dir is not None:
                     if direction == 1:  # (a flip: a view, the sum below makes the array)

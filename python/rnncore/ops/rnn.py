@@ -89,6 +89,24 @@ def _backward(name: str, cell: str, workspace: Workspace, names: tuple[str, ...]
     return out
 
 
+def forward_pair(cell: str, first: tuple[Any, ...], second: tuple[Any, ...]) -> tuple[Any, Any] | None:
+    """Two forwards of one cell kind that share nothing (a bidirectional layer's directions) in one call: each a
+    tuple of ``_core.<cell>_forward``'s positional arguments (x, the initial state(s), w_ih, w_hh, b_ih, b_hh,
+    lengths, training, the cell's option if it has one, out). C++ runs them at once on two threads when that is
+    measured faster (rnncore::run_pair), each giving the bits it gives alone. Returns the two results, or None when
+    either call is not exact or one's out overlaps the other's arrays: the caller then makes its two checked calls
+    (whose checks name a bad argument)."""
+    result = getattr(_core, f"_{cell}_forward_pair")(first, second)
+    return None if result is NotImplemented else result
+
+
+def backward_pair(cell: str, first: tuple[Any, ...], second: tuple[Any, ...]) -> tuple[Any, Any] | None:
+    """``forward_pair`` for two backwards: each a tuple of ``_core.<cell>_backward``'s positional arguments
+    (workspace, dy, the final state(s)' gradients, need_dx). None when either call is not exact."""
+    result = getattr(_core, f"_{cell}_backward_pair")(first, second)
+    return None if result is NotImplemented else result
+
+
 def _with_out(out: np.ndarray | None, result: Any) -> Any:
     """A checked forward's result with y the caller's ``out`` itself (a subclass was written through a view)."""
     return result if out is None else (out, *result[1:])
