@@ -272,8 +272,9 @@ void for_row_blocks(index_t B, double weight_bytes, Body&& body) {
 
 /// Runs first() and second(), two independent kernel calls of `flops` together (a bidirectional layer's two
 /// directions), at once on two threads, each call alone on its thread (OneThreadScope), when set_num_threads gives 2
-/// or more and the pair would take the team as one call of `flops` would (KernelScope's thresholds, knobs and
-/// measured choice, under a key of its own); else one after the other, each on the team as KernelScope chooses.
+/// or more and the pair would take the team as one call of `flops` would (KernelScope's thresholds and knobs) and has
+/// been measured faster so than in turn on one thread (AdaptiveThreads, under a key of its own); else one after the
+/// other: on one thread when measured faster, else (below the threshold, or forced) each as KernelScope chooses.
 /// Either way each call computes what it computes alone (the kernels' bits do not depend on their thread count).
 /// Why: a small layer (the course's H = 32 encoder) gains nothing from splitting one direction's rows (its steps are
 /// a few microseconds: the split runs it on one thread), while its two directions share no data at all.
@@ -317,8 +318,9 @@ void run_pair(double flops, First&& first, Second&& second) {
     if (failure) std::rethrow_exception(failure);
     return;
   }
-  if (choice.entry != nullptr) {  // timed in turn too: the measured choice compares both
-    first();
+  if (choice.entry != nullptr) {  // the measured choice's other side: in turn on this thread alone, timed
+    const OneThreadScope alone;    // (a team probe inside would make both sides slow under load, and it is
+    first();                       // never faster than the two at once where two threads are free)
     second();
     AdaptiveThreads::record(choice, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     return;
