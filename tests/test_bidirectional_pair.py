@@ -33,12 +33,13 @@ def path_counts():
     return counts["pair_together"], counts["pair_in_turn"]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
 def test_each_call_of_a_pair_gets_its_own_calls_bits(cell, dtype, threads):
     """Two unrelated calls (different sizes, lengths on one) through the pair equal the two single op calls bit for
-    bit, forward and backward; on a forced team of 2 they run together, on 1 thread in turn."""
+    bit, forward and backward; on a forced team of 2 they run together, on 1 thread in turn, and on 3 in turn (each
+    call on the whole team: a team other than 2 keeps every direction's rows split across it)."""
     rng = np.random.default_rng(7)
     first = make_inputs(rng, cell, 9, 16, 5, 24, dtype, lengths=True)
     second = make_inputs(rng, cell, 4, 16, 3, 24, dtype)

@@ -112,6 +112,9 @@ def contiguous_kernels(monkeypatch):
 
         monkeypatch.setattr(_core, f"{op}_forward", contiguous_forward)
         monkeypatch.setattr(_core, f"{op}_backward", contiguous_backward)
+        # a bidirectional layer's pair calls the kernels from C++: refused, the layer makes the two calls above
+        for pair in (f"_{op}_forward_pair", f"_{op}_backward_pair"):
+            monkeypatch.setattr(_core, pair, lambda first, second: NotImplemented)
 
 
 def train_step(cls, options, bidirectional, batch_first, num_layers, lengths, one_hot, padding):

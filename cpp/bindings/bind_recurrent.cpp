@@ -458,8 +458,11 @@ bool independent_outputs(const py::tuple& first, const py::tuple& second) {
     if (out.is_none()) continue;
     for (const py::handle other : b) {
       if (!may_share_memory(out, {other})) continue;
-      // (kept for the process: a static py::object would be destroyed after the interpreter)
-      static const py::handle shares_memory = py::object(py::module_::import("numpy").attr("shares_memory")).release();
+      // (looked up once, GIL-safely, and kept for the process: a static py::object would outlive the interpreter)
+      PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> storage;
+      const py::object& shares_memory =
+          storage.call_once_and_store_result([] { return py::module_::import("numpy").attr("shares_memory"); })
+              .get_stored();
       try {
         if (shares_memory(out, other, py::arg("max_work") = 1 << 16).cast<bool>()) return false;
       } catch (const py::error_already_set&) {  // numpy.exceptions.TooHardError

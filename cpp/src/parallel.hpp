@@ -271,10 +271,13 @@ void for_row_blocks(index_t B, double weight_bytes, Body&& body) {
 }
 
 /// Runs first() and second(), two independent kernel calls of `flops` together (a bidirectional layer's two
-/// directions), at once on two threads, each call alone on its thread (OneThreadScope), when set_num_threads gives 2
-/// or more and the pair would take the team as one call of `flops` would (KernelScope's thresholds and knobs) and has
-/// been measured faster so than in turn on one thread (AdaptiveThreads, under a key of its own); else one after the
-/// other: on one thread when measured faster, else (below the threshold, or forced) each as KernelScope chooses.
+/// directions), at once on two threads, each call alone on its thread (OneThreadScope), when set_num_threads gives
+/// exactly 2 and the pair would take the team as one call of `flops` would (KernelScope's thresholds and knobs) and
+/// has been measured faster so than in turn on one thread (AdaptiveThreads, under a key of its own); else one after
+/// the other: on one thread when measured slower together, else (another team size, below the threshold, or forced)
+/// each call on the team as KernelScope chooses. A team of 3 or more keeps each direction on the whole team (its rows
+/// split): two directions on one thread each would leave cores idle, and halves of the team would need nested
+/// OpenMP regions. Together, both calls' scratch is held at once (in turn the second reuses the first's blocks).
 /// Either way each call computes what it computes alone (the kernels' bits do not depend on their thread count).
 /// Why: a small layer (the course's H = 32 encoder) gains nothing from splitting one direction's rows (its steps are
 /// a few microseconds: the split runs it on one thread), while its two directions share no data at all.
@@ -282,7 +285,7 @@ template <typename First, typename Second>
 void run_pair(double flops, First&& first, Second&& second) {
 #ifdef _OPENMP
   const int team = available_team(), force = forced(Knob::parallel);
-  bool together = team > 1 && (force < 0 ? flops >= tuning::kMinParallelFlops : force == 1);
+  bool together = team == 2 && (force < 0 ? flops >= tuning::kMinParallelFlops : force == 1);
   AdaptiveThreads::Choice choice{nullptr, false, false, 0.0};
   std::chrono::steady_clock::time_point start;
   if (together && force < 0) {

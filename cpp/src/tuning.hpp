@@ -175,7 +175,7 @@ enum class Path : int {
   adapt_team,         // KernelScope: a call the thresholds give the team ran on it (measured faster, or forced)
   adapt_one,          // KernelScope: such a call ran on one thread (measured faster, or forced)
   pair_together,      // run_pair: two independent calls (a bidirectional layer's directions) at once, one thread each
-  pair_in_turn,       // run_pair: the two calls one after the other (each on the team as KernelScope chooses)
+  pair_in_turn,       // run_pair: the two calls one after the other (on one thread, or each as KernelScope chooses)
   count
 };
 inline constexpr const char* kPathNames[] = {"one_block",         "row_split", "step_row_fused",
