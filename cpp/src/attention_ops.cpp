@@ -114,7 +114,7 @@ void dot_scores_forward(index_t B, index_t Ty, index_t Tx, index_t Dq, index_t D
     }
     const ConstMatrixView<T> q(query + b * Ty * Dq, Ty, Dq), k(keys + b * Tx * Dq, n, Dq), v(values + b * Tx * Dv, n, Dv);
     a.leftCols(n).noalias() = q * k.transpose();
-    for (index_t y = 0; y < Ty; ++y) softmax_row_in_place(a.data() + y * Tx, n, Tx);
+    for (index_t y = 0; y < Ty; ++y) softmax_row(a.data() + y * Tx, n, Tx);
     ctx.noalias() = a.leftCols(n) * v;
   });
 }
