@@ -554,23 +554,16 @@ class DecoderBackward {
 
   /// dvalues[b, t'] = Σ_steps α_s[b, t'] dctx_s[b] for samples [b0, b1) (the attention's context products,
   /// accumulated once after the block's steps, sample by sample, so that each sample's dvalues stays in cache instead
-  /// of one pass over all of dvalues per step). Each sample's α_s and dctx_s rows are first gathered into contiguous
-  /// [Ty, Tx] and [Ty, Dv] blocks: read in place, its Ty dctx rows sit B·Dv apart (16 KB at the course's sizes), all
-  /// in one L1 set, which holds 8.
+  /// of one pass over all of dvalues per step).
   void values_gradient(index_t b0, index_t b1) {
-    const index_t Tx = d_.Tx, Dv = d_.Dv, Ty = d_.Ty;
+    const index_t Tx = d_.Tx, Dv = d_.Dv;
     std::fill(g_.dvalues + b0 * Tx * Dv, g_.dvalues + b1 * Tx * Dv, T(0));  // (zero past each sample's length)
     const index_t* lengths = ws_.lengths.empty() ? nullptr : ws_.lengths.data();
-    std::vector<T> alpha_b(Ty * Tx), dctx_b(Ty * Dv);
     for (index_t b = b0; b < b1; ++b) {
       const index_t n = lengths ? lengths[b] : Tx;
-      for (index_t s = 0; s < Ty; ++s) {
-        std::copy_n(ws_.alpha.data() + (s * B_ + b) * Tx, n, alpha_b.data() + s * Tx);
-        std::copy_n(dctx_.data() + (s * B_ + b) * Dv, Dv, dctx_b.data() + s * Dv);
-      }
       for (index_t t = 0; t < n; ++t)  // over the steps: α_s[b, t] weighs dctx_s[b]
-        attention_lanes::weighted_sum_rows(alpha_b.data() + t, Tx, dctx_b.data(), Dv, Ty, Dv,
-                                           g_.dvalues + (b * Tx + t) * Dv, false);
+        attention_lanes::weighted_sum_rows(ws_.alpha.data() + b * Tx + t, B_ * Tx, dctx_.data() + b * Dv, B_ * Dv,
+                                           d_.Ty, Dv, g_.dvalues + (b * Tx + t) * Dv, false);
     }
   }
 
