@@ -217,25 +217,9 @@ EIGEN_ALWAYS_INLINE P lane_sums(const P* acc) {
   }
 }
 
-/// acc[k] += x · rows[k * stride …] over NB packets from j0 for k < c, those NB packets of x held in registers across
-/// the rows (two loads per FMA would bound the pass by loads; one is enough).
-template <int NB, typename T, typename P>
-EIGEN_ALWAYS_INLINE void dot_rows_block(const T* x, const T* rows, index_t stride, index_t c, index_t j0, P* acc) {
-  constexpr index_t W = ei::unpacket_traits<P>::size;
-  P xs[NB];
-  for (int i = 0; i < NB; ++i) xs[i] = lanes::load<P>(x + j0 + i * W);
-  for (index_t k = 0; k < c; ++k) {
-    const T* r = rows + k * stride + j0;
-    P a = acc[k];
-    for (int i = 0; i < NB; ++i) a = ei::pmadd(xs[i], lanes::load<P>(r + i * W), a);
-    acc[k] = a;
-  }
-}
-
 /// out[t] = x · rows[t * stride …] over cols entries for t < n, and out[t] = 0 for n <= t < n rounded up to the
 /// RowPacket width (out has that many entries): each row's products summed in one packet (the columns' whole
-/// packets, up to four at a time held in registers across the rows; the tail in narrower packets and scalars, each
-/// reduced), W rows at a time reduced together by lane_sums.
+/// packets; the tail in narrower packets and scalars, each reduced), W rows at a time reduced together by lane_sums.
 template <typename T>
 void dot_rows(const T* x, const T* rows, index_t stride, index_t n, index_t cols, T* out) {
   using P = RowPacket<T>;
@@ -243,29 +227,24 @@ void dot_rows(const T* x, const T* rows, index_t stride, index_t n, index_t cols
   const index_t whole = cols / W * W;
   for (index_t t0 = 0; t0 < n; t0 += W) {
     const index_t c = std::min(W, n - t0);
-    const T* block = rows + t0 * stride;
     P acc[W];
-    for (index_t k = 0; k < W; ++k) acc[k] = ei::pset1<P>(T(0));
-    index_t j0 = 0;
-    for (; j0 + 4 * W <= whole; j0 += 4 * W) dot_rows_block<4>(x, block, stride, c, j0, acc);
-    switch ((whole - j0) / W) {
-      case 3: dot_rows_block<3>(x, block, stride, c, j0, acc); break;
-      case 2: dot_rows_block<2>(x, block, stride, c, j0, acc); break;
-      case 1: dot_rows_block<1>(x, block, stride, c, j0, acc); break;
-      default: break;
-    }
-    lanes::store(out + t0, lane_sums(acc));
-    if (whole < cols) {
-      for (index_t k = 0; k < c; ++k) {
-        const T* r = block + k * stride;
-        T rest = 0;
+    T tail[W];
+    for (index_t k = 0; k < W; ++k) {
+      P a = ei::pset1<P>(T(0));
+      T rest = 0;
+      if (k < c) {
+        const T* r = rows + (t0 + k) * stride;
+        for (index_t j = 0; j < whole; j += W) a = ei::pmadd(lanes::load<P>(x + j), lanes::load<P>(r + j), a);
         lanes::for_each<T>(cols - whole, [&](auto lane, index_t j) {
           using Q = decltype(lane);
           rest += lane_sum(ei::pmul(lanes::load<Q>(x + whole + j), lanes::load<Q>(r + whole + j)));
         });
-        out[t0 + k] += rest;
       }
+      acc[k] = a, tail[k] = rest;
     }
+    lanes::store(out + t0, lane_sums(acc));
+    if (whole < cols)
+      for (index_t k = 0; k < c; ++k) out[t0 + k] += tail[k];
   }
 }
 
@@ -280,8 +259,7 @@ EIGEN_ALWAYS_INLINE void axpy(T s, const T* x, T* y, index_t n) {
 
 /// out[j] (+)= Σ_{t < n} w[t * w_stride] · rows[t * row_stride + j] for j < cols: a weighted sum of n rows (the
 /// context α · values, dvalues over the steps), t in order for every j. The columns go in blocks of four packets
-/// held in registers across t: an axpy per row would chain every row's update through memory (store, then load);
-/// there the even and the odd t are summed apart and then added (two chains of FMAs per packet: half the latency).
+/// held in registers across t: an axpy per row would chain every row's update through memory (store, then load).
 template <typename T>
 void weighted_sum_rows(const T* w, index_t w_stride, const T* rows, index_t row_stride, index_t n, index_t cols,
                        T* out, bool accumulate) {
@@ -294,22 +272,7 @@ void weighted_sum_rows(const T* w, index_t w_stride, const T* rows, index_t row_
       a0 = ei::ploadu<Packet>(out + j), a1 = ei::ploadu<Packet>(out + j + W);
       a2 = ei::ploadu<Packet>(out + j + 2 * W), a3 = ei::ploadu<Packet>(out + j + 3 * W);
     }
-    Packet b0 = ei::pset1<Packet>(T(0)), b1 = b0, b2 = b0, b3 = b0;  // the odd t's
-    index_t t = 0;
-    for (; t + 2 <= n; t += 2) {
-      const Packet s = ei::pset1<Packet>(w[t * w_stride]), s1 = ei::pset1<Packet>(w[(t + 1) * w_stride]);
-      const T* r = rows + t * row_stride + j;
-      const T* r1 = r + row_stride;
-      a0 = ei::pmadd(s, ei::ploadu<Packet>(r), a0);
-      b0 = ei::pmadd(s1, ei::ploadu<Packet>(r1), b0);
-      a1 = ei::pmadd(s, ei::ploadu<Packet>(r + W), a1);
-      b1 = ei::pmadd(s1, ei::ploadu<Packet>(r1 + W), b1);
-      a2 = ei::pmadd(s, ei::ploadu<Packet>(r + 2 * W), a2);
-      b2 = ei::pmadd(s1, ei::ploadu<Packet>(r1 + 2 * W), b2);
-      a3 = ei::pmadd(s, ei::ploadu<Packet>(r + 3 * W), a3);
-      b3 = ei::pmadd(s1, ei::ploadu<Packet>(r1 + 3 * W), b3);
-    }
-    if (t < n) {
+    for (index_t t = 0; t < n; ++t) {
       const Packet s = ei::pset1<Packet>(w[t * w_stride]);
       const T* r = rows + t * row_stride + j;
       a0 = ei::pmadd(s, ei::ploadu<Packet>(r), a0);
@@ -317,7 +280,6 @@ void weighted_sum_rows(const T* w, index_t w_stride, const T* rows, index_t row_
       a2 = ei::pmadd(s, ei::ploadu<Packet>(r + 2 * W), a2);
       a3 = ei::pmadd(s, ei::ploadu<Packet>(r + 3 * W), a3);
     }
-    a0 = ei::padd(a0, b0), a1 = ei::padd(a1, b1), a2 = ei::padd(a2, b2), a3 = ei::padd(a3, b3);
     ei::pstoreu(out + j, a0), ei::pstoreu(out + j + W, a1), ei::pstoreu(out + j + 2 * W, a2);
     ei::pstoreu(out + j + 3 * W, a3);
   }
