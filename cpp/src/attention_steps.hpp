@@ -15,10 +15,12 @@
 // units), relu, softmax_row and the context (weighted_sum_rows: Dv in packets held over t'), all on whole packets of
 // its m = score_row_length(n) entries (n: its kept steps; the row's own scratch, α copied out); backward, dα[t'] =
 // dcontext · values[t'] and the dot score's q · keys[t'] by dot_rows (a packet per t', a packet's width of t' summed
-// at once by lane_sums: no horizontal sum per t'), the softmax's and relu's backward, then per unit the dpre pass
-// into dK' whose sums Σ dpre and Σ ds u are kept as packets and reduced a packet's width of units at once.
-// What a step keeps for its backward: qproj = q W_q^T + b_a [B, A] (additive) and α [B, Tx]; the backward
-// recomputes u row by row, so no [A, Tx] tensor outlives its row. A sample with lengths[b] = 0 attends to nothing:
+// at once by lane_sums: no horizontal sum per t'), the softmax's and relu's backward, then per unit one pass that
+// recomputes u and puts dpre into dK', its sums Σ dpre and Σ ds u kept as packets and reduced a packet's width of
+// units at once.
+// What a step keeps for its backward: qproj = q W_q^T + b_a [B, A] (additive), α [B, Tx] and, with relu energies,
+// e [B, Tx] (relu' from it); u is recomputed unit by unit inside the backward's pass, so no [A, Tx'] tensor is
+// stored anywhere (forward: each unit's u only feeds s). A sample with lengths[b] = 0 attends to nothing:
 // α = 0, context = 0, and every gradient of its row is 0 (never NaN).
 //
 // A row -> source map (AttentionOperands::sources) lets several rows attend to one source's keys, values and length
@@ -298,16 +300,14 @@ void weighted_sum_rows(const T* w, index_t w_stride, const T* rows, index_t row_
 
 }  // namespace attention_lanes
 
-/// A row's scratch, one per thread (rows run on for_each_row's threads): the additive backward's u [A, Tx'], and two
-/// rows of Tx' (the forward's energies then α; the backward's dα, de then ds, and the recomputed s). Grown on
-/// demand and kept by the thread.
+/// A row's scratch, one per thread (rows run on for_each_row's threads): two rows of Tx' (the forward's energies
+/// then α; the backward's dα, de then ds). Grown on demand and kept by the thread.
 template <typename T>
 struct AttentionRowScratch {
-  std::vector<T> u, rows;
+  std::vector<T> rows;
   T* row(index_t k, index_t tx) { return rows.data() + k * tx; }
-  static AttentionRowScratch& of_this_thread(index_t u_size, index_t tx) {
+  static AttentionRowScratch& of_this_thread(index_t tx) {
     thread_local AttentionRowScratch scratch;
-    if (index_t(scratch.u.size()) < u_size) scratch.u.resize(u_size);
     if (index_t(scratch.rows.size()) < 2 * tx) scratch.rows.resize(2 * tx);
     return scratch;
   }
@@ -343,7 +343,7 @@ void add_score_layout_to_keys(const T* dkeys_t, index_t B, index_t Tx, index_t A
 /// update of s through memory per unit would chain each unit's store to the next one's load).
 template <int NB, typename T>
 EIGEN_ALWAYS_INLINE void additive_scores_block(const T* kt, const T* qproj, const T* w_v, T bias, index_t j0,
-                                               index_t A, index_t Txs, T* u, T* s) {
+                                               index_t A, index_t Txs, T* s) {
   namespace ei = Eigen::internal;
   using P = RowPacket<T>;
   constexpr index_t W = ei::unpacket_traits<P>::size;
@@ -354,28 +354,25 @@ EIGEN_ALWAYS_INLINE void additive_scores_block(const T* kt, const T* qproj, cons
     for (int i = 0; i < NB; ++i) {
       const index_t j = j0 + i * W;
       const P u_j = act::tanh(ei::padd(lanes::load<P>(kt + a * Txs + j), q_a));
-      if (u) lanes::store(u + a * Txs + j, u_j);
       acc[i] = ei::pmadd(v_a, u_j, acc[i]);
     }
   }
   for (int i = 0; i < NB; ++i) lanes::store(s + j0 + i * W, acc[i]);
 }
 
-/// The additive score of one row: u[a, t'] = tanh(K'^T[a, t'] + qproj[a]) and s[t'] = bias + Σ_a w_v[a] u[a, t']
+/// The additive score of one row: s[t'] = bias + Σ_a w_v[a] u[a, t'] with u[a, t'] = tanh(K'^T[a, t'] + qproj[a])
 /// (summed over a in order) for t' < m, on whole packets (m: the kept steps rounded up to the layout's width; the
 /// entries past the kept ones are finite and unused), up to four packets of s at a time over every unit.
-///   kt [A, Tx']: the row's keys in the score layout;  qproj, w_v [A];  u [A, Tx'] out, or null (not kept);
-///   s [m] out
+///   kt [A, Tx']: the row's keys in the score layout;  qproj, w_v [A];  s [m] out
 template <typename T>
-void additive_scores_row(const T* kt, const T* qproj, const T* w_v, T bias, index_t m, index_t A, index_t Txs, T* u,
-                         T* s) {
+void additive_scores_row(const T* kt, const T* qproj, const T* w_v, T bias, index_t m, index_t A, index_t Txs, T* s) {
   constexpr index_t W = score_layout_width<T>();
   index_t j0 = 0;
-  for (; j0 + 4 * W <= m; j0 += 4 * W) additive_scores_block<4>(kt, qproj, w_v, bias, j0, A, Txs, u, s);
+  for (; j0 + 4 * W <= m; j0 += 4 * W) additive_scores_block<4>(kt, qproj, w_v, bias, j0, A, Txs, s);
   switch ((m - j0) / W) {
-    case 3: additive_scores_block<3>(kt, qproj, w_v, bias, j0, A, Txs, u, s); break;
-    case 2: additive_scores_block<2>(kt, qproj, w_v, bias, j0, A, Txs, u, s); break;
-    case 1: additive_scores_block<1>(kt, qproj, w_v, bias, j0, A, Txs, u, s); break;
+    case 3: additive_scores_block<3>(kt, qproj, w_v, bias, j0, A, Txs, s); break;
+    case 2: additive_scores_block<2>(kt, qproj, w_v, bias, j0, A, Txs, s); break;
+    case 1: additive_scores_block<1>(kt, qproj, w_v, bias, j0, A, Txs, s); break;
     default: break;
   }
 }
@@ -444,10 +441,12 @@ void attention_project_query(const AttentionOperands<T>& op, StepProduct<T, true
 
 /// Forward of one step for every row, after attention_project_query (additive):
 ///   query [B, Dq] (dot: the queries; additive: unused);  qproj [B, A] (additive: q W_q^T + b_a; dot: unused);
-///   alpha [B, Tx] out;  context [B, Dv] out;  b0, b1: only rows [b0, b1) are read and written (b1 < 0: B).
+///   alpha [B, Tx] out;  context [B, Dv] out;  energies [B, Tx] out or null: the additive score's e = relu(s) on
+///   each row's kept entries (what a backward with relu energies reads; entries past them are not written);
+///   b0, b1: only rows [b0, b1) are read and written (b1 < 0: B).
 template <typename T>
 void attention_forward_rows(const AttentionOperands<T>& op, const T* query, const T* qproj, T* alpha, T* context,
-                            index_t b0 = 0, index_t b1 = -1) {
+                            T* energies, index_t b0 = 0, index_t b1 = -1) {
   using namespace attention_lanes;
   op.check();
   const index_t Tx = op.Tx, K = op.K, Dv = op.Dv;
@@ -456,17 +455,17 @@ void attention_forward_rows(const AttentionOperands<T>& op, const T* query, cons
     const index_t b = b0 + r;
     const index_t n = op.length(b), m = score_row_length<T>(n);
     const index_t Txs = op.score_row();
-    AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(0, Txs);
+    AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(Txs);
     T* e = scratch.row(0, Txs);  // the energies, then α (whole packets up to m)
     const T* keys = op.keys_of(b);
     if (op.additive()) {
-      additive_scores_row(keys, qproj + b * K, op.w_v, op.score_bias ? *op.score_bias : T(0), m, K, Txs,
-                          static_cast<T*>(nullptr), e);
+      additive_scores_row(keys, qproj + b * K, op.w_v, op.score_bias ? *op.score_bias : T(0), m, K, Txs, e);
       if (op.relu_energy)
         lanes::for_each<T>(m, [&](auto lane, index_t j) {
           using P = decltype(lane);
           lanes::store(e + j, act::relu(lanes::load<P>(e + j)));  // keeps a NaN (as torch's)
         });
+      if (energies) std::copy_n(e, n, energies + b * Tx);
     } else {
       dot_rows(query + b * op.Dq, keys, K, n, K, e);
     }
@@ -493,22 +492,26 @@ struct AttentionRowGradients {
 /// Backward of one step for every row (design.md §2's identities, per row b):
 ///   dα = dcontext · values[t'] (+ dalpha)        dvalues[t'] += α[t'] dcontext
 ///   de = α ⊙ (dα - Σ α dα)                        (softmax: dα_j/de_k = α_j (δ_jk - α_k); masked entries have α = 0)
-///   additive: u recomputed from qproj;  ds = de, or de ⊙ [s > 0] for relu (relu' from its output);
+///   additive: ds = de, or de ⊙ [e > 0] for relu (relu' from its output e, kept by the forward);
+///             u recomputed from qproj, unit by unit;
 ///             dscore_bias += Σ ds;  dw_v += Σ ds u;  dpre = ds w_v ⊙ (1 - u²) (tanh' = 1 - u²);
 ///             dK'[t'] += dpre;  dqsum = Σ_t' dpre   (then dquery = dqsum W_q, dW_q = Σ dqsum^T q, db_a = Σ dqsum)
 ///   dot:      dquery += Σ_t' de[t'] keys[t'];  dkeys[t'] += de[t'] q
-///   query [B, Dq] (dot);  qproj [B, A] (additive);  alpha [B, Tx]: the forward's;  dcontext [B, Dv] or null;
+///   query [B, Dq] (dot);  qproj [B, A] (additive);  alpha [B, Tx]: the forward's;  energies [B, Tx]: the forward's
+///   (attention_forward_rows' e; additive with relu energies, else unused);  dcontext [B, Dv] or null;
 ///   dalpha [B, Tx] or null;  g: the outputs;  b0, b1: only rows [b0, b1) (and their sources' blocks of dkeys,
 ///   dscore_keys, dvalues) are read and written (b1 < 0: B).
 template <typename T>
 void attention_backward_rows(const AttentionOperands<T>& op, const T* query, const T* qproj, const T* alpha,
-                             const T* dcontext, const T* dalpha, const AttentionRowGradients<T>& g, index_t b0 = 0,
-                             index_t b1 = -1) {
+                             const T* energies, const T* dcontext, const T* dalpha, const AttentionRowGradients<T>& g,
+                             index_t b0 = 0, index_t b1 = -1) {
   using namespace attention_lanes;
   op.check();
   if (op.additive() ? g.dkeys != nullptr : g.dscore_keys != nullptr)
     throw std::logic_error("rnncore internal error: attention gradients: the additive score accumulates dK'^T into "
                            "dscore_keys, the dot score into dkeys");
+  if (op.additive() && op.relu_energy && !energies)
+    throw std::logic_error("rnncore internal error: attention gradients: relu energies need the forward's energies");
   if (op.sources && (g.dkeys || g.dscore_keys || g.dvalues))  // rows of one source would add into one block at once
     throw std::logic_error("rnncore internal error: attention gradients: a row -> source map takes no key or value "
                            "gradients (its rows run on several threads)");
@@ -521,7 +524,7 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
     if (op.additive() && g.dqsum) std::fill(g.dqsum + b * K, g.dqsum + (b + 1) * K, T(0));
     if (n == 0) return;  // attends to nothing: no gradient
     const index_t Txs = op.score_row();
-    AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(op.additive() ? K * Txs : 0, Txs);
+    AttentionRowScratch<T>& scratch = AttentionRowScratch<T>::of_this_thread(Txs);
     const T* a = alpha + b * Tx;
     const T* values = op.values_of(b);
     const T* dctx = dcontext ? dcontext + b * Dv : nullptr;
@@ -548,39 +551,31 @@ void attention_backward_rows(const AttentionOperands<T>& op, const T* query, con
         for (index_t t = 0; t < n; ++t) axpy(de[t], q, dkeys + t * K, K);
       return;
     }
-    // ds = de, or de ⊙ [s > 0] (relu' from its output; s recomputed with u), on whole packets up to m
+    // ds = de, or de ⊙ [e > 0] (relu' from its output, the forward's e; 0 for a NaN e too)
+    if (op.relu_energy) {
+      const T* e = energies + b * Tx;
+      for (index_t t = 0; t < n; ++t)
+        if (!(e[t] > T(0))) de[t] = T(0);
+    }
     using P = RowPacket<T>;
     constexpr index_t W = ei::unpacket_traits<P>::size;
-    const T* u = scratch.u.data();
-    T* s = scratch.row(1, Txs);
-    additive_scores_row(keys, qproj + b * K, op.w_v, op.score_bias ? *op.score_bias : T(0), m, K, Txs,
-                        scratch.u.data(), s);
     P dbias = ei::pset1<P>(T(0));
-    for (index_t j = 0; j < m; j += W) {
-      P ds_j = lanes::load<P>(de + j);
-      if (op.relu_energy) {  // [s > 0]: 0 for a NaN s too
-        if constexpr (std::is_arithmetic_v<P>)
-          ds_j = s[j] > T(0) ? ds_j : T(0);
-        else
-          ds_j = ei::pand(ds_j, ei::pcmp_lt(ei::pset1<P>(T(0)), lanes::load<P>(s + j)));
-      }
-      lanes::store(de + j, ds_j);
-      dbias = ei::padd(dbias, ds_j);
-    }
+    for (index_t j = 0; j < m; j += W) dbias = ei::padd(dbias, lanes::load<P>(de + j));
     const T* ds = de;
-    // per attention unit along Tx: dpre = ds w_v ⊙ (1 - u²) into dK', with Σ dpre and Σ ds u kept in a packet per
-    // unit and W units' packets reduced at once (lane_sums)
+    // per attention unit along Tx, one pass: u = tanh(K'^T + qproj) recomputed, dpre = ds w_v ⊙ (1 - u²) into dK',
+    // Σ dpre and Σ ds u kept in a packet per unit, and W units' packets reduced at once (lane_sums)
+    const T* q = qproj + b * K;
     for (index_t a0 = 0; a0 < K; a0 += W) {
       const index_t c = std::min(W, K - a0);
       P dq[W], dv[W];
       for (index_t k = 0; k < W; ++k) {
         P dq_acc = ei::pset1<P>(T(0)), dv_acc = dq_acc;
         if (k < c) {
-          const T* u_a = u + (a0 + k) * Txs;
-          const P v_a = ei::pset1<P>(op.w_v[a0 + k]);
+          const T* k_a = keys + (a0 + k) * Txs;
+          const P q_a = ei::pset1<P>(q[a0 + k]), v_a = ei::pset1<P>(op.w_v[a0 + k]);
           T* dk_a = dkeys ? dkeys + (a0 + k) * Txs : nullptr;
           for (index_t j = 0; j < m; j += W) {
-            const P ds_j = lanes::load<P>(ds + j), u_j = lanes::load<P>(u_a + j);
+            const P ds_j = lanes::load<P>(ds + j), u_j = act::tanh(ei::padd(lanes::load<P>(k_a + j), q_a));
             const P d = ei::pmul(ei::pmul(ds_j, v_a), act::tanh_grad_from_output(u_j));
             if (dk_a) lanes::store(dk_a + j, ei::padd(lanes::load<P>(dk_a + j), d));
             dq_acc = ei::padd(d, dq_acc);
