@@ -261,6 +261,21 @@ def test_matches_twin_at_course_like_sizes(rng, dtype, config):
     assert_matches_twin(a, upstream(rng, a, out), kind="long_sums")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("config", [dict(score="additive", position="before", relu=True),
+                                    dict(score="additive", position="after", input_feeding=True),
+                                    dict(score="dot", position="after")],
+                         ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_matches_twin_over_whole_packet_blocks(rng, dtype, config):
+    """The attention rows sum a packet's width of rows at once (AVX-512: 16 along Tx for dα and the dot score, 16
+    units for the additive backward's sums): Tx = 37, A = 35 give two whole blocks and a part, Dv = H = 21 a whole
+    packet and narrower tails; lengths 37, 17, 0, 33 end a block anywhere."""
+    a = make_args(rng, dtype, "lstm", {}, Ty=3, B=4, Tx=37, E=2, H=21, A=35, Dv=21, O=5,
+                  lengths=np.array([37, 17, 0, 33]), **config)
+    out = call_forward(a)
+    assert_matches_twin(a, upstream(rng, a, out), kind="long_sums")
+
+
 def test_fully_masked_rows_attend_to_nothing(rng):
     """lengths 0: alpha and the context are exactly 0, no NaN anywhere, and that sample's keys/values get 0."""
     for score in ("additive", "dot"):
@@ -466,7 +481,11 @@ def test_one_row_products_match_twin(rng, cell, options, config, pack_row, fuse_
     try:
         a = make_args(rng, np.float32, cell, options, Ty=9, B=1, Tx=7, E=3, H=16, A=5, Dv=6, O=4, **config)
         out = call_forward(a)
-        assert_matches_twin(a, upstream(rng, a, out))
+        # the relu RNN's gradients over 9 steps carry absolute errors of 2-3e-5 (float32), and dw_q has an element
+        # that cancels to -0.039: long_sums' case (its error stood at 0.94 of kernel_vs_reference's bound with one
+        # summation order of the attention rows and 1.05 with the next; over 60 seeds x 6 cells both fail it 2%)
+        kind = "long_sums" if options.get("nonlinearity") == "relu" else "kernel_vs_reference"
+        assert_matches_twin(a, upstream(rng, a, out), kind)
         inferred = call_forward(a, training=False)  # (the weights' column blocks read in place, with their stride)
         for name, got, want in zip(FORWARD_NAMES, inferred[:5], out[:5]):
             if want is not None:

@@ -272,6 +272,7 @@ class DecoderForward {
     }
     ws.qproj.resize(additive ? TB : 0, d_.A);
     ws.alpha.resize(TB, Tx);
+    ws.energies.resize(additive && s_.relu_energy ? TB : 0, Tx);
     ws.contexts.resize(after ? TB : 0, d_.Dv);
     ws.outputs.resize(after ? TB : 0, d_.O);
   }
@@ -307,7 +308,9 @@ class DecoderForward {
       qproj = ws_ ? ws_->qproj.data() + t * B_ * d_.A : scratch_qproj_.data();
       attention_project_query(op_, *projection, query, qproj, b0, b1);
     }
-    attention_forward_rows(op_, query, qproj, out_.alpha + t * B_ * d_.Tx, out_.contexts + t * B_ * d_.Dv, b0, b1);
+    T* energies = ws_ && ws_->energies.size() ? ws_->energies.data() + t * B_ * d_.Tx : nullptr;
+    attention_forward_rows(op_, query, qproj, out_.alpha + t * B_ * d_.Tx, out_.contexts + t * B_ * d_.Dv, energies,
+                           b0, b1);
   }
 
   /// The time loop over blocks of batch rows (for_row_blocks: the rows are independent, each attends to its own
@@ -580,7 +583,8 @@ class DecoderBackward {
     rows.dw_v_rows = additive ? dw_v_rows_.data() : nullptr;
     rows.dscore_bias_rows = additive ? dscore_bias_rows_.data() : nullptr;
     attention_backward_rows(op_, query, additive ? ws_.qproj.data() + t * B_ * d_.A : nullptr,
-                            ws_.alpha.data() + t * B_ * d_.Tx, dctx_t(t),
+                            ws_.alpha.data() + t * B_ * d_.Tx,
+                            ws_.energies.size() ? ws_.energies.data() + t * B_ * d_.Tx : nullptr, dctx_t(t),
                             up_.dalpha ? up_.dalpha + t * B_ * d_.Tx : nullptr, rows, b0, b1);
     if (additive) attention_query_gradient(op_, *query_product, rows.dqsum, dh_.data(), b0);
   }

@@ -114,7 +114,7 @@ void dot_scores_forward(index_t B, index_t Ty, index_t Tx, index_t Dq, index_t D
     }
     const ConstMatrixView<T> q(query + b * Ty * Dq, Ty, Dq), k(keys + b * Tx * Dq, n, Dq), v(values + b * Tx * Dv, n, Dv);
     a.leftCols(n).noalias() = q * k.transpose();
-    for (index_t y = 0; y < Ty; ++y) softmax_row_in_place(a.data() + y * Tx, n, Tx);
+    for (index_t y = 0; y < Ty; ++y) softmax_row(a.data() + y * Tx, n, Tx);
     ctx.noalias() = a.leftCols(n) * v;
   });
 }
@@ -203,7 +203,8 @@ void additive_attention_forward(const AdditiveAttentionInputs<T>& in, T* context
       additive_operands(*source, values, in.Dq, w_q, in.b_a, w_v, score_bias, in.relu_energy);
   w.qproj.resize(B, A);
   attention_project_query(op, query, w.qproj.data());
-  attention_forward_rows(op, query, w.qproj.data(), alpha, context);
+  w.energies.resize(ws && in.relu_energy ? B : 0, Tx);
+  attention_forward_rows(op, query, w.qproj.data(), alpha, context, w.energies.size() ? w.energies.data() : nullptr);
   if (ws) copy_matrix(ws->alpha, alpha, B, Tx);
 }
 
@@ -224,7 +225,8 @@ void additive_attention_backward(const AdditiveAttentionWorkspace<T>& ws, const 
   rows.dvalues = g.dvalues;
   rows.dw_v_rows = zeros(dw_v_rows, B, A);
   rows.dscore_bias_rows = ws.has_score_bias ? dscore_bias_rows.data() : nullptr;
-  attention_backward_rows(op, ws.query.data(), ws.qproj.data(), ws.alpha.data(), dcontext, dalpha, rows);
+  attention_backward_rows(op, ws.query.data(), ws.qproj.data(), ws.alpha.data(),
+                          ws.energies.size() ? ws.energies.data() : nullptr, dcontext, dalpha, rows);
   add_score_layout_to_keys(dkeys_t.data(), B, ws.Tx, A, g.dprojected_keys);
   // The query projection's gradients, once for all rows: dquery = dqsum W_q, dW_q = dqsum^T q, db_a = Σ_b dqsum.
   multiply_into<false, false>(MatrixView<T>(g.dquery, B, Dq), dqsum.view(), ws.w_q.view());
@@ -304,7 +306,7 @@ void luong_attention_forward(const LuongAttentionInputs<T>& in, T* context, T* a
   CachedMatrix<T> contexts(Ty * B, Dv);
   for (index_t y = 0; y < Ty; ++y)
     attention_forward_rows(op, w.query.data() + y * B * Dq, w.qproj.data() + y * B * A, w.alpha.data() + y * B * Tx,
-                           contexts.data() + y * B * Dv);
+                           contexts.data() + y * B * Dv, static_cast<T*>(nullptr));  // (concat: no relu)
   to_sample_major(w.alpha.data(), B, Ty, Tx, alpha);
   to_sample_major(contexts.data(), B, Ty, Dv, context);
 }
@@ -362,7 +364,8 @@ void luong_attention_backward(const LuongAttentionWorkspace<T>& ws, const T* dco
     AttentionRowGradients<T> step = rows;
     step.dqsum = dqsum.data() + y * B * A;
     attention_backward_rows(op, ws.query.data() + y * B * Dq, ws.qproj.data() + y * B * A,
-                            ws.alpha.data() + y * B * Tx, dcontext ? dcontext_steps.data() + y * B * Dv : nullptr,
+                            ws.alpha.data() + y * B * Tx, static_cast<const T*>(nullptr),  // (concat: no relu)
+                            dcontext ? dcontext_steps.data() + y * B * Dv : nullptr,
                             dalpha ? dalpha_steps.data() + y * B * Tx : nullptr, step);
   }
   // back through q W_q^T and k W_k^T, for every step at once

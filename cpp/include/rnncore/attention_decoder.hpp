@@ -106,13 +106,15 @@ struct DecoderWorkspace {
   CachedMatrix<T> w_ch;          ///< [O, H] h_t's columns of w_c (after)
   CachedMatrix<T> qproj;         ///< [Ty*B, A] q W_q^T + b_a of every step (additive)
   CachedMatrix<T> alpha;         ///< [Ty*B, Tx]
+  CachedMatrix<T> energies;      ///< [Ty*B, Tx] e = relu(s) on the kept entries (additive with relu energies; else
+                                 ///< empty): relu' for the backward, which recomputes u but not s
   CachedMatrix<T> contexts;      ///< [Ty*B, Dv] (after; before, they are cell.x's fed columns)
   CachedMatrix<T> outputs;       ///< [Ty*B, O] õ_t (after)
 
   index_t bytes() const {
     return cell.bytes() + static_cast<index_t>(sizeof(T)) * (keys.size() + values.size() + w_q.size() + w_v.size() +
                                                              w_ix.size() + w_fed.size() + w_cc.size() + w_ch.size() +
-                                                             qproj.size() + alpha.size() +
+                                                             qproj.size() + alpha.size() + energies.size() +
                                                              contexts.size() + outputs.size());
   }
 };

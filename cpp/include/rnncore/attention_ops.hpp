@@ -57,7 +57,7 @@ struct AdditiveAttentionInputs {
 
 /// What a training-mode additive forward keeps: the source (shared; its private copies), private copies of the
 /// rest it reads (mutating the caller's arrays after forward changes nothing), qproj = q W_q^T + b_a [B, A] and
-/// α [B, Tx] (u is recomputed by the backward).
+/// α [B, Tx], and with relu energies e [B, Tx] (u is recomputed by the backward).
 template <typename T>
 struct AdditiveAttentionWorkspace {
   index_t B = 0, Tx = 0, Dq = 0, Dv = 0, A = 0;
@@ -69,10 +69,12 @@ struct AdditiveAttentionWorkspace {
   CachedMatrix<T> w_v;            ///< [1, A] the effective score vector
   CachedMatrix<T> qproj;          ///< [B, A]
   CachedMatrix<T> alpha;          ///< [B, Tx]
+  CachedMatrix<T> energies;       ///< [B, Tx] e = relu(s) on the kept entries (relu energies; else empty): relu'
 
   /// The step's own bytes (a shared source counted once, by its owner).
   index_t bytes() const {
-    return static_cast<index_t>(sizeof(T)) * (query.size() + w_q.size() + w_v.size() + qproj.size() + alpha.size());
+    return static_cast<index_t>(sizeof(T)) *
+           (query.size() + w_q.size() + w_v.size() + qproj.size() + alpha.size() + energies.size());
   }
 };
 
