@@ -300,7 +300,7 @@ void weighted_sum_rows(const T* w, index_t w_stride, const T* rows, index_t row_
 
 }  // namespace attention_lanes
 
-/// A row's scratch, one per thread (rows run on for_each_row's threads): two rows of Tx' (the forward's energies
+/// A row's scratch, one per thread (rows run on for_each_row's threads): one row of Tx' (the forward's energies
 /// then α; the backward's dα, de then ds). Grown on demand and kept by the thread.
 template <typename T>
 struct AttentionRowScratch {
@@ -308,7 +308,7 @@ struct AttentionRowScratch {
   T* row(index_t k, index_t tx) { return rows.data() + k * tx; }
   static AttentionRowScratch& of_this_thread(index_t tx) {
     thread_local AttentionRowScratch scratch;
-    if (index_t(scratch.rows.size()) < 2 * tx) scratch.rows.resize(2 * tx);
+    if (index_t(scratch.rows.size()) < tx) scratch.rows.resize(tx);
     return scratch;
   }
 };
