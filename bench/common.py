@@ -207,11 +207,15 @@ class Timing:
 
 
 def time_interleaved(fns: dict, budget: float, min_rounds: int = 3, max_rounds: int = 200,
-                     max_samples: dict | None = None, min_sample: float = 2e-3) -> dict[str, Timing]:
+                     max_samples: dict | None = None, min_sample: float = 2e-3, lead_in: bool = False
+                     ) -> dict[str, Timing]:
     """Times already-warm callables round-robin: each round runs every one once (in a rotating order, so none always
     follows the same neighbour), so machine noise hits all of them alike. A sample is ``k`` back-to-back calls with
     ``k`` chosen to last ≥ ``min_sample`` (short calls), divided by ``k``. Rounds: enough to fill ``budget`` seconds,
-    within [min_rounds, max_rounds]; ``max_samples`` caps slow ones (e.g. the reference) to fewer rounds."""
+    within [min_rounds, max_rounds]; ``max_samples`` caps slow ones (e.g. the reference) to fewer rounds.
+    ``lead_in``: each sample follows one untimed call of the same callable (its steady state, as in a training loop:
+    on 2 threads a call right after an idle spell or another library's call starts with its threads and caches
+    cold, bench/README "The 2-thread train row")."""
     max_samples = max_samples or {}
     inner, est = {}, {}
     for name, fn in fns.items():
@@ -232,6 +236,8 @@ def time_interleaved(fns: dict, budget: float, min_rounds: int = 3, max_rounds: 
                 if len(out[name].samples) >= max_samples.get(name, rounds):
                     continue
                 fn, k = fns[name], inner[name]
+                if lead_in:
+                    fn()
                 t0 = time.perf_counter()
                 for _ in range(k):
                     fn()

@@ -330,7 +330,7 @@ def check(mine: dict, theirs: dict) -> dict:
 
 
 def bench_row(part: str, config: str, builders: dict[str, Callable[[], Prepared]], budget: float,
-              unavailable: dict[str, str], **extra) -> dict:
+              unavailable: dict[str, str], steady: bool = False, **extra) -> dict:
     """Builds each library's Prepared (its first outputs() call is the warm-up: JAX compiles there), checks every
     library against the first that ran (rnncore when available), then times the run()s interleaved."""
     row = dict(part=part, config=config, libs={}, checks={}, errors={}, unavailable=dict(unavailable), **extra)
@@ -356,6 +356,9 @@ def bench_row(part: str, config: str, builders: dict[str, Callable[[], Prepared]
         times = time_interleaved({n: p.run for n, p in prepared.items()}, budget)
         for name, t in times.items():
             row["libs"][name].update(min_s=t.min, median_s=t.median, samples=len(t.samples))
+        if steady:  # again, each sample right after an untimed call of the same library
+            for name, t in time_interleaved({n: p.run for n, p in prepared.items()}, budget, lead_in=True).items():
+                row["libs"][name].update(steady_min_s=t.min, steady_median_s=t.median)
         row["timed"] = True
     return row
 
@@ -375,7 +378,7 @@ def train_row(c: TrainConfig, peers: list[str], budget: float, sgemm: float, tan
     libs |= {"torch": TorchTraining, "jax": JaxTraining}
     builders = {name: (lambda cls=cls: _prepared(cls(c.model, weights, batch, LR)))
                 for name, cls in libs.items() if name == "rnncore" or name in peers}
-    row = bench_row("train", c.name, builders, budget, {} if why is None else {"rnncore": why},
+    row = bench_row("train", c.name, builders, budget, {} if why is None else {"rnncore": why}, steady=True,
                     flops=train_flops(c), necessary_flops=train_necessary_flops(c),
                     targets=[list(t) for t in c.targets], sgemm_gflops=sgemm, activations=train_activations(c),
                     activation_ns=tanh_ns)
@@ -817,7 +820,13 @@ def format_row(row: dict) -> str:
         cols += "  tokens/s: " + ", ".join(rates)
         if "rnncore_split_ms" in row:
             cols += "; rnncore ms in " + ", ".join(f"{k} {v:.1f}" for k, v in row["rnncore_split_ms"].items())
-    return f"{cols}  {_check_text(row)}"
+    text = f"{cols}  {_check_text(row)}"
+    steady = {n: v["steady_min_s"] for n, v in row["libs"].items() if "steady_min_s" in v}
+    if "rnncore" in steady:  # the targets read the row above; this line is each library's steady state
+        ratios = ", ".join(f"{steady[p] / steady['rnncore']:.2f}x {p}" for p in PEERS if p in steady)
+        text += ("\n    steady (each timed step right after an untimed one of its own): "
+                 + ", ".join(f"{n} {v * 1e3:.4g} ms" for n, v in steady.items()) + (f" -> {ratios}" if ratios else ""))
+    return text
 
 
 HEADER = f"{'row':<40}{'rnncore ms':>11}{'torch ms':>11}{'jax ms':>11}{'x torch':>9}{'x jax':>9}{'x best':>9}"
