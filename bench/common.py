@@ -215,7 +215,7 @@ def time_interleaved(fns: dict, budget: float, min_rounds: int = 3, max_rounds: 
     within [min_rounds, max_rounds]; ``max_samples`` caps slow ones (e.g. the reference) to fewer rounds.
     ``lead_in``: each sample follows one untimed call of the same callable (its steady state, as in a training loop:
     on 2 threads a call right after an idle spell or another library's call starts with its threads and caches
-    cold, bench/README "The 2-thread train row")."""
+    cold, bench/README "The train rows' steady state")."""
     max_samples = max_samples or {}
     inner, est = {}, {}
     for name, fn in fns.items():

@@ -3,7 +3,6 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
-#include <optional>
 #include <vector>
 
 #include "bindings.hpp"
@@ -453,10 +452,11 @@ py::object single_state_backward_py(py::handle workspace, py::handle dy, py::han
 /// extents first; where they meet (a layer's two directions write column blocks of one array), numpy.shares_memory
 /// decides exactly (a problem too hard for its bounded search counts as shared).
 bool independent_outputs(const py::tuple& first, const py::tuple& second) {
-  for (const auto& [a, b] : {std::pair{first, second}, std::pair{second, first}}) {
-    const py::handle out = a[a.size() - 1];
-    if (out.is_none()) continue;
-    for (const py::handle other : b) {
+  // whether `out` shares an element with one of others[0, n)
+  auto meets = [](py::handle out, const py::tuple& others, std::size_t n) {
+    if (out.is_none()) return false;
+    for (std::size_t i = 0; i < n; ++i) {
+      const py::handle other = others[i];
       if (!may_share_memory(out, {other})) continue;
       // (looked up once, GIL-safely, and kept for the process: a static py::object would outlive the interpreter)
       PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> storage;
@@ -464,13 +464,16 @@ bool independent_outputs(const py::tuple& first, const py::tuple& second) {
           storage.call_once_and_store_result([] { return py::module_::import("numpy").attr("shares_memory"); })
               .get_stored();
       try {
-        if (shares_memory(out, other, py::arg("max_work") = 1 << 16).cast<bool>()) return false;
+        if (shares_memory(out, other, py::arg("max_work") = 1 << 16).cast<bool>()) return true;
       } catch (const py::error_already_set&) {  // numpy.exceptions.TooHardError
-        return false;
+        return true;
       }
     }
-  }
-  return true;
+    return false;
+  };
+  const py::handle first_out = first[first.size() - 1], second_out = second[second.size() - 1];
+  // second's out against first's inputs only: against first's out the first test already looked
+  return !meets(first_out, second, second.size()) && !meets(second_out, first, first.size() - 1);
 }
 
 /// prepare(t[0], ..., t[N-1]): a call made ready from a tuple of its arguments.

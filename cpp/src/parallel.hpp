@@ -34,6 +34,7 @@ class AdaptiveThreads {
   struct Entry {
     int size_class = std::numeric_limits<int>::min();
     int team = 0;
+    bool pair = false;           // a run_pair call (together vs in turn), else one kernel call (team vs one)
     double seconds[2] = {0, 0};  // smoothed wall time per flop: [0] one thread, [1] the team; 0 = not timed
     double since_probe = 0;      // calls on the chosen since the other was last timed
     bool team_chosen = true;     // the team runs the calls (one thread re-timed now and then), else one thread
@@ -50,9 +51,9 @@ class AdaptiveThreads {
     double flops;  // the call's, to turn its time into a rate
   };
 
-  /// The choice for a call of `flops` on a team of `team` threads.
-  Choice choose(double flops, int team) {
-    Entry& e = find(size_class(flops), team);
+  /// The choice for a call of `flops` on a team of `team` threads (`pair`: run_pair's two calls, a kind of their own).
+  Choice choose(double flops, int team, bool pair = false) {
+    Entry& e = find(size_class(flops), team, pair);
     if (e.seconds[1] <= 0) return {&e, true, true, flops};   // not timed yet: the team first
     if (e.seconds[0] <= 0) return {&e, false, true, flops};  // then one thread
     if (e.first_pair) {                                // both timed once: the faster runs the calls
@@ -95,14 +96,15 @@ class AdaptiveThreads {
   /// The size class of a call of `flops`: log2(flops) in quarter octaves.
   static int size_class(double flops) { return static_cast<int>(std::floor(4.0 * std::log2(std::max(flops, 1.0)))); }
 
-  Entry& find(int size_class, int team) {
+  Entry& find(int size_class, int team, bool pair) {
     for (Entry& e : entries_)
-      if (e.size_class == size_class && e.team == team) return e;
+      if (e.size_class == size_class && e.team == team && e.pair == pair) return e;
     Entry& e = entries_[next_];  // a new kind of call replaces the oldest
     next_ = (next_ + 1) % tuning::kAdaptKinds;
     e = Entry{};
     e.size_class = size_class;
     e.team = team;
+    e.pair = pair;
     return e;
   }
   Entry entries_[tuning::kAdaptKinds];
@@ -291,7 +293,7 @@ void run_pair(double flops, First&& first, Second&& second) {
   if (together && force < 0) {
     const int adapt = forced(Knob::adapt_threads);
     if (adapt < 0) {
-      choice = AdaptiveThreads::of_this_thread().choose(flops, -team);  // (a negative team: a pair's own key)
+      choice = AdaptiveThreads::of_this_thread().choose(flops, team, true);
       together = choice.team;
       start = std::chrono::steady_clock::now();
     } else {
