@@ -268,6 +268,26 @@ def test_hyperparameter_changed_to_invalid_value_raises_at_step():
     np.testing.assert_array_equal(params["w"], 0.0)
 
 
+def test_hyperparameters_changed_after_steps_are_checked_again():
+    # a step reuses the last step's checks only while the group holds the very values it checked
+    params = _p()
+    grads = {"w": np.ones((2, 3)), "b": np.ones(3)}
+    opt = optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True)
+    opt.step(grads)
+    after_one = params["w"].copy()
+    opt.param_groups[0]["momentum"] = 0.0
+    with pytest.raises(ValueError, match="Nesterov"):
+        opt.step(grads)
+    opt.param_groups[0]["momentum"] = 0.9
+    opt.lr = float("nan")
+    with pytest.raises(ValueError, match="lr"):
+        opt.step(grads)
+    np.testing.assert_array_equal(params["w"], after_one)
+    opt.lr = 1
+    opt.step(grads)
+    assert type(opt.lr) is float  # normalized into the group again
+
+
 def test_load_state_dict_errors_and_atomicity():
     grads = {"w": np.ones((2, 3)), "b": np.ones(3)}
     src = optim.Adam(_p(), lr=0.1, amsgrad=True)

@@ -1177,10 +1177,13 @@ def optimizer_group_keys(index: int, group: Any, hyper: Mapping[str, Any], built
         hyper_non_negative(f"param_groups[{index}]['initial_lr']", group["initial_lr"])
 
 
-def optimizer_trainable_names(index: int, model: Any, params: Mapping[str, np.ndarray], prefix: str) -> list[str]:
-    """The names (the optimizer's: ``prefix`` + the model's) of ``model.trainable_parameters()``, each one of the
-    parameters the optimizer was built over (the very array: a replaced sub-module has the old names, new arrays)."""
-    trainable = model.trainable_parameters()
+def optimizer_trainable_names(index: int, model: Any, params: Mapping[str, np.ndarray], prefix: str,
+                              trainable: Any = None) -> list[str]:
+    """The names (the optimizer's: ``prefix`` + the model's) of ``model.trainable_parameters()`` (or of
+    ``trainable``, that result already in hand), each one of the parameters the optimizer was built over (the very
+    array: a replaced sub-module has the old names, new arrays)."""
+    if trainable is None:
+        trainable = model.trainable_parameters()
     if not isinstance(trainable, Mapping):
         raise TypeError(f"{type(model).__name__}.trainable_parameters() must return a dict name -> ndarray, "
                         f"got {type(trainable).__name__}")

@@ -356,6 +356,18 @@ class Module:
                 seen[2] = False
         return {name: p for name, p, trainable in first.values() if trainable}
 
+    def _trainable_and_gradients(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``(trainable_parameters(), gradients())`` from one walk (an optimizer's step needs both)."""
+        first: dict[int, list[Any]] = {}
+        for name, p, g, trainable in self._flagged_entries(True):
+            seen = first.get(id(p))
+            if seen is None:
+                first[id(p)] = [name, p, g, trainable]
+            elif not trainable:
+                seen[3] = False
+        return ({name: p for name, p, _, trainable in first.values() if trainable},
+                {name: g for name, _, g, _ in first.values()})
+
     # -- modes and the tape --------------------------------------------------------------------------------------
     def train(self: _M, mode: bool = True) -> _M:
         """Training mode (the default) or, with ``mode=False``, eval mode: no dropout, no tape (the tape is

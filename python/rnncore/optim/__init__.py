@@ -59,6 +59,7 @@ from .._validation import (
     optimizer_zero_grad_models,
     same_keys,
 )
+from ..module import Module
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -179,16 +180,43 @@ class Optimizer:
         """One update of every trainable parameter, in place. ``grads``: dict name -> gradient (the optimizer's
         names and the parameters' shapes; frozen parameters may be left out); omitted, each model's
         ``gradients()`` are used (models only). Everything is validated before any parameter changes."""
-        hypers = []
-        for i, group in enumerate(self.param_groups):
-            optimizer_group_keys(i, group, self._hyper, self._group_params, len(self.param_groups))
-            hypers.append(self._checked({key: group[key] for key in self._hyper}, f"param_groups[{i}]"))
-        trainable = self._trainable()
-        resolved = optimizer_gradients(self.param_groups, trainable, grads, self._models, self._prefixed)
+        hypers = [self._group_hyper(i, group) for i, group in enumerate(self.param_groups)]
+        trainable, model_grads = self._trainable_and_gradients(grads is None)
+        resolved = optimizer_gradients(self.param_groups, trainable, grads if model_grads is None else model_grads,
+                                       self._models, self._prefixed)
         for group, h, names in zip(self.param_groups, hypers, trainable):
             group.update(h)  # normalized (e.g. ints -> float)
             self._update_group(group["params"], names, resolved, h)
+        self._last_hyper = hypers
         self._steps_taken += 1
+
+    def _group_hyper(self, index: int, group: dict[str, Any]) -> dict[str, Any]:
+        """The group's checked hyper-parameters: the last step's when the group still holds those very values (the
+        step stored its normalized, immutable values there), else each checked again."""
+        optimizer_group_keys(index, group, self._hyper, self._group_params, len(self.param_groups))
+        last = self.__dict__.get("_last_hyper")
+        if last is not None and len(last) == len(self.param_groups):
+            previous = last[index]
+            if all(group[key] is value for key, value in previous.items()):
+                return previous
+        return self._checked({key: group[key] for key in self._hyper}, f"param_groups[{index}]")
+
+    def _trainable_and_gradients(self, want_gradients: bool) -> tuple[list[list[str]], dict[str, np.ndarray] | None]:
+        """``_trainable()``, and with ``want_gradients`` every model's gradients under the optimizer's names, from
+        one walk of each model when all are rnncore Modules with the base class's trainable_parameters and
+        gradients; (``_trainable()``, None) otherwise (``optimizer_gradients`` then asks each model)."""
+        models = self._models
+        if not want_gradients or not all(isinstance(m, Module) and type(m).trainable_parameters is
+                                         Module.trainable_parameters and type(m).gradients is Module.gradients
+                                         for m in models):
+            return self._trainable(), None
+        names, grads = [], {}
+        for i, (model, group) in enumerate(zip(models, self.param_groups)):
+            prefix = f"{i}." if self._prefixed else ""
+            trainable, gradients = model._trainable_and_gradients()
+            names.append(optimizer_trainable_names(i, model, group["params"], prefix, trainable))
+            grads.update({prefix + name: g for name, g in gradients.items()})
+        return names, grads
 
     def _update_group(self, params: dict[str, np.ndarray], names: list[str], grads: Mapping[str, np.ndarray],
                       h: dict[str, Any]) -> None:
