@@ -579,6 +579,8 @@ def test_model_errors():
         model(source + 10, lengths, inputs)
     with pytest.raises(ValueError, match="lengths"):
         model(source, [5, 0, 1], inputs)
+    with pytest.raises(ValueError, match="source must hold at least one sequence"):
+        model(source[:0], lengths[:0], inputs[:0])
     with pytest.raises(ValueError, match="targets"):
         model.loss(source, lengths, inputs, targets[:, :2])
     with pytest.raises(RuntimeError, match="loss_backward"):

@@ -2022,8 +2022,11 @@ def seq2seq_tokens(name: str, tokens: Any, vocabulary: int, batch: int | None = 
 
 
 def seq2seq_sources(source: Any, lengths: Any, vocabulary: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """A batch of sources: ids [B, Tx] (each in 0..V-1, padding included) and lengths [B] in 0..Tx (or None)."""
+    """A batch of sources: ids [B, Tx] (B >= 1; each in 0..V-1, padding included) and lengths [B] in 0..Tx (or
+    None)."""
     src = seq2seq_tokens("source", source, vocabulary)
+    if src.shape[0] < 1:
+        raise ValueError(f"source must hold at least one sequence: shape [B, Tx] with B >= 1, got shape {src.shape}")
     return src, lengths_array(lengths, src.shape[0], src.shape[1], shortest=0)
 
 

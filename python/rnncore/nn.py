@@ -73,6 +73,23 @@ class Linear(Parameterized):
             self.save_for_backward(np.array(x, order="C", copy=True))
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
+    def _forward_owned(self, x: np.ndarray) -> np.ndarray:
+        """``__call__`` on a checked ``x [N, in_features]`` (C-contiguous, the dtype) that the caller made and
+        nobody else holds or mutates (a composite module's intermediate): kept for backward without a copy."""
+        weight, bias = linear_parameters(self)
+        y = linear_forward_checked(x, weight, bias)
+        self.save_for_backward(x)  # (a no-op in eval mode)
+        return y
+
+    def _backward_owned(self, dy: np.ndarray) -> np.ndarray:
+        """``backward`` of a ``_forward_owned`` call for a checked ``dy [N, out_features]`` (C-contiguous, the
+        dtype): accumulates the gradients and returns dx [N, in_features]."""
+        weight, _ = linear_parameters(self)
+        x = self.saved_for_backward()
+        dx = linear_backward_checked(x, weight, dy, self._grads["weight"], self._grads.get("bias"), True)
+        assert dx is not None  # need_dx=True
+        return dx
+
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """Gradient w.r.t. the x of the last recorded call (same shape) — calls go back in reverse order; accumulates
         ``weight``'s and ``bias``'s gradients. ``dy`` has that call's output shape ``[..., out_features]``."""

@@ -205,7 +205,11 @@ class AttentionDecoder(Parameterized):
         if values.shape[2] != self.value_size:
             raise ValueError(f"values must have shape [B, Tx, Dv] = ({B}, {Tx}, {self.value_size}) (values=None "
                              f"uses the keys, so key_size must equal value_size), got shape {values.shape}")
-        lengths = lengths_array(lengths, B, Tx, shortest=0)
+        return self._project_checked(keys, values, lengths_array(lengths, B, Tx, shortest=0))
+
+    def _project_checked(self, keys: np.ndarray, values: np.ndarray, lengths: np.ndarray | None) -> PreparedSource:
+        """``project`` on checked arrays (keys and values C-contiguous of the dtype, lengths int64 or None)."""
+        B, Tx = keys.shape[:2]
         key_matrix = self._key_matrix()
         if key_matrix is None:
             projected = keys
@@ -220,14 +224,8 @@ class AttentionDecoder(Parameterized):
         rows (t' >= lengths[b]) zeroed: the weight gradients multiply those rows by zero gradients, which must not
         meet a NaN or inf the caller padded with. In eval mode (nothing recorded) the arrays are kept as given: the
         padded rows are masked out of the scores."""
-        return self._prepare(keys, values, lengths, owned=False)
-
-    def _prepare(self, keys: np.ndarray, values: np.ndarray | None, lengths: npt.ArrayLike | None, owned: bool
-                 ) -> PreparedSource:
-        """``prepare``; ``owned``: the arrays are the caller's own fresh ones, zero at the padded rows, that nobody
-        else holds or mutates (Seq2Seq's encoder outputs), so training keeps them without copying."""
         source = self.project(keys, values, lengths)
-        if self.training and not owned:
+        if self.training:
             keys_copy = source.keys.copy()
             _zero_padding(keys_copy, source.lengths)
             values_copy = keys_copy if values is None else source.values.copy()
@@ -236,6 +234,12 @@ class AttentionDecoder(Parameterized):
                                      projected=keys_copy if self._key_matrix() is None else source.projected)
         self._source = source
         return source
+
+    def _prepare_owned(self, keys: np.ndarray, lengths: np.ndarray | None) -> None:
+        """``prepare(keys, None, lengths)`` for keys the caller made, checked (C-contiguous [B, Tx, Dk] of the
+        dtype, B, Tx >= 1; lengths int64 [B] in 0..Tx or None), zero at the padded rows, that nobody else holds
+        or mutates (Seq2Seq's encoder outputs): neither checked again nor copied for training."""
+        self._source = self._project_checked(keys, keys, lengths)
 
     def _key_matrix(self) -> np.ndarray | None:
         """The matrix the keys are projected with (K = keys M^T), or None for "dot"."""
@@ -342,14 +346,20 @@ class AttentionDecoder(Parameterized):
         else:
             x = float_array("x", x, [("B", B), ("Ty", Ty), ("E", self.input_size)], self.dtype, MODULE_DTYPE)
             x_tm = np.ascontiguousarray(x.transpose(1, 0, 2))
-        h0, c0, o0 = self._state_arrays(state, B)
+        outputs, alpha, final = self._forward_time_major(x_tm, *self._state_arrays(state, B), x is not None)
+        return _batch_major(outputs), _batch_major(alpha), final
+
+    def _forward_time_major(self, x_tm: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None,
+                            o0: np.ndarray | None, had_x: bool) -> tuple[np.ndarray, np.ndarray, Any]:
+        """``__call__`` on checked arguments, time-major: ``x_tm [Ty, B, E]`` -> ``(outputs [Ty, B, O],
+        alpha [Ty, B, Tx], final state)``; ``had_x``: whether the caller gave x (backward then returns dx)."""
+        source = self._source
+        assert source is not None  # (prepared: the callers check)
         outputs, _, alpha, h_n, c_n, workspace = attention_decoder_forward(
             x_tm, h0, c0, *self._cell_weights(), source.projected, source.values, source.lengths,
             training=self.training, o0=o0, **self._op_weights())
-        self.save_for_backward((workspace, source, x is not None, Ty))
-        final = self._state_of(h_n, c_n, outputs[-1].copy() if self.input_feeding else None)
-        return (np.ascontiguousarray(outputs.transpose(1, 0, 2)), np.ascontiguousarray(alpha.transpose(1, 0, 2)),
-                final)
+        self.save_for_backward((workspace, source, had_x, x_tm.shape[0]))
+        return outputs, alpha, self._state_of(h_n, c_n, outputs[-1].copy() if self.input_feeding else None)
 
     def step(self, x: np.ndarray | None, source: PreparedSource, h: np.ndarray, c: np.ndarray | None = None,
              fed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -390,6 +400,16 @@ class AttentionDecoder(Parameterized):
         except Exception:
             self._restore_saved(recorded)  # a rejected gradient does not use up the call
             raise
+        dx, dstate0, dkeys, dvalues = self._backward_time_major(recorded, dout, dalp, dh_n, dc_n, do_n)
+        return (None if dx is None else _batch_major(dx)), dstate0, dkeys, dvalues
+
+    def _backward_time_major(self, recorded: Any, dout: np.ndarray | None, dalp: np.ndarray | None,
+                             dh_n: np.ndarray | None, dc_n: np.ndarray | None, do_n: np.ndarray | None
+                             ) -> tuple[np.ndarray | None, Any, np.ndarray, np.ndarray]:
+        """``backward`` on the popped tape entry and checked, time-major gradients (``dout [Ty, B, O]``,
+        ``dalp [Ty, B, Tx]``): returns ``(dx [Ty, B, E] or None, dstate0, dkeys, dvalues)``."""
+        workspace, source, had_x, Ty = recorded
+        B = source.keys.shape[0]
         if do_n is not None:  # õ_n is the last output
             dout = np.zeros((Ty, B, self.output_size), self.dtype) if dout is None else dout.copy()
             dout[-1] += do_n
@@ -405,8 +425,7 @@ class AttentionDecoder(Parameterized):
             if self.has_bias:
                 grads["output_bias"] += g.db_c
         dkeys = self._score_backward(g, source)
-        dx = np.ascontiguousarray(g.dx.transpose(1, 0, 2)) if had_x else None
-        return dx, self._state_of(g.dh0, g.dc0, g.do0), dkeys, g.dvalues
+        return (g.dx if had_x else None), self._state_of(g.dh0, g.dc0, g.do0), dkeys, g.dvalues
 
     def _score_backward(self, g: Any, source: PreparedSource) -> np.ndarray:
         """Accumulates the score's parameter gradients and returns the keys' gradient [B, Tx, Dk]: the projection's
@@ -457,7 +476,11 @@ class AttentionDecoder(Parameterized):
 
 
 def _time_major(a: np.ndarray) -> np.ndarray:
+    """[B, T, F] -> a C-contiguous [T, B, F] (and back: ``_batch_major``)."""
     return np.ascontiguousarray(a.transpose(1, 0, 2))
+
+
+_batch_major = _time_major
 
 
 class Seq2Seq(Parameterized):
@@ -580,10 +603,11 @@ class Seq2Seq(Parameterized):
     def _encode(self, source: np.ndarray, lengths: np.ndarray | None) -> tuple[np.ndarray, Any]:
         """source [B, Tx] ids -> (encoder outputs [B, Tx, D·He], the decoder's initial state)."""
         if self.source_one_hot:  # the ids themselves: the encoder gathers W_ih's columns (no one-hot rows, no dx)
-            embedded = source
+            inputs = np.ascontiguousarray(source.T)
         else:
-            embedded = self.source_embedding(source)
-        keys, final = self.encoder(embedded, lengths=lengths)
+            inputs = _time_major(self.source_embedding(source))  # the encoder's kernels read [Tx, B, E]
+        states0 = (None,) * _CELLS[self.cell].n_states
+        keys, final = self.encoder._call_checked(inputs, states0, lengths, "right")
         return keys, self._bridge(final)
 
     def _top_layer(self, state: np.ndarray) -> np.ndarray:
@@ -632,19 +656,15 @@ class Seq2Seq(Parameterized):
         targets_in = seq2seq_tokens("target_inputs", target_inputs, self.target_vocab, src.shape[0])
         B, Ty = targets_in.shape
         keys, state0 = self._encode(src, lengths)
-        self.decoder._prepare(keys, None, lengths, owned=True)  # the encoder's fresh outputs, zero past each length
-        x = self.target_embedding(targets_in) if self.feed_targets else None
-        outputs, alpha, _ = self.decoder(x, self._decoder_state(state0), steps=Ty)
-        logits = self.output(outputs)
+        self.decoder._prepare_owned(keys, lengths)  # the encoder's fresh outputs, zero past each length
+        # the decoder runs time-major ([Ty, B, ...]): the output layer takes its outputs as they come
+        x = (self.target_embedding(np.ascontiguousarray(targets_in.T)) if self.feed_targets
+             else np.zeros((Ty, B, 0), self.dtype))
+        h0, c0 = (None, None) if state0 is None else state0 if _CELLS[self.cell].n_states == 2 else (state0, None)
+        outputs, alpha, _ = self.decoder._forward_time_major(x, h0, c0, None, self.feed_targets)
+        logits = self.output._forward_owned(outputs.reshape(Ty * B, -1))
         self.save_for_backward((B, Ty, keys.shape[1]))
-        return logits, alpha
-
-    def _decoder_state(self, state0: Any) -> Any:
-        """The bridge's (h0, c0) / h0 in the decoder's state form (õ0 = zeros under input feeding)."""
-        if state0 is None:
-            return None
-        h0, c0 = state0 if _CELLS[self.cell].n_states == 2 else (state0, None)
-        return self.decoder._state_of(h0, c0, None)
+        return _batch_major(logits.reshape(Ty, B, -1)), _batch_major(alpha)
 
     def backward(self, dlogits: np.ndarray, dalpha: np.ndarray | None = None) -> None:
         """Backpropagation through the last recorded training-mode call: accumulates every parameter's gradient
@@ -661,17 +681,21 @@ class Seq2Seq(Parameterized):
         except Exception:
             self._restore_saved(recorded)
             raise
-        doutputs = self.output.backward(dlogits)
-        dx, dstate, dkeys, dvalues = self.decoder.backward(doutputs, dalpha)
+        doutputs = self.output._backward_owned(_time_major(dlogits).reshape(Ty * batch, -1))
+        dx, dstate, dkeys, dvalues = self.decoder._backward_time_major(
+            self.decoder.saved_for_backward(), doutputs.reshape(Ty, batch, -1),
+            None if dalpha is None else _time_major(dalpha), None, None, None)
         n_states = _CELLS[self.cell].n_states
         parts = dstate if isinstance(dstate, tuple) else (dstate,)
         dstate0 = parts[:2] if n_states == 2 else parts[0]  # the bridge's part (õ0 is the constant zeros)
         if self.feed_targets:
-            assert dx is not None  # the decoder read target embeddings
+            assert dx is not None  # the decoder read target embeddings ([Ty, B, E], as they were gathered)
             self.target_embedding.backward(dx)
         dfinal = self._bridge_backward(dstate0, batch)
         dkeys += dvalues  # (both fresh: the decoder's backward made them)
-        dembedded, _ = self.encoder.backward(dkeys, dfinal, need_dx=not self.source_one_hot)
+        dfinal_states = (None,) * n_states if dfinal is None else dfinal if n_states == 2 else (dfinal,)
+        dembedded, _ = self.encoder._backward_checked(self.encoder.saved_for_backward(), dkeys.transpose(1, 0, 2),
+                                                      dfinal_states, not self.source_one_hot)
         if not self.source_one_hot:  # (the encoder's outputs are the keys and the values)
             assert dembedded is not None  # need_dx
             self.source_embedding.backward(dembedded)

@@ -191,7 +191,15 @@ class _Recurrent(Parameterized):
         steps, batch = x.shape[:2]
         states0 = self._check_state(state, batch)
         lengths = lengths_array(lengths, batch, steps, shortest=0)  # a layer takes samples with no step
-        plan = _Padding(lengths, choice("padding", padding, _PADDINGS), steps, batch)
+        return self._call_checked(x, states0, lengths, choice("padding", padding, _PADDINGS))
+
+    def _call_checked(self, x: np.ndarray, states0: tuple[np.ndarray | None, ...], lengths: np.ndarray | None,
+                      padding: str) -> tuple[np.ndarray, Any]:
+        """``__call__`` on checked arguments: ``x [T, B, I]`` time-major (C-contiguous; or int64 one-hot indices
+        [T, B]), ``states0`` as ``_check_state`` returns them, ``lengths`` int64 [B] in 0..T or None, ``padding``
+        "right" or "left". y comes back as ``__call__`` returns it (batch-major with batch_first)."""
+        steps, batch = x.shape[:2]
+        plan = _Padding(lengths, padding, steps, batch)
         # the top layer's directions go straight into a batch-first y when no padding plan has to map them back
         batch_major = self.batch_first and plan.trivial
         y, finals, record = self._forward_layers(plan.to_kernels(x), plan.kept_states(states0), plan.lengths,
@@ -279,7 +287,14 @@ class _Recurrent(Parameterized):
         except Exception:
             self._restore_saved(recorded)  # a rejected dy or dstate does not use up the forward
             raise
-        dx, dstate0 = self._backward_layers(record, plan.to_kernels(dy), plan.kept_states(dstates), bool(need_dx))
+        return self._backward_checked(recorded, dy, dstates, bool(need_dx))
+
+    def _backward_checked(self, recorded: Any, dy: np.ndarray, dstates: tuple[np.ndarray | None, ...],
+                          need_dx: bool) -> tuple[np.ndarray | None, Any]:
+        """``backward`` on the popped tape entry and checked gradients: ``dy [T, B, D*H]`` time-major (any strides:
+        a batch-major array's transposed view), ``dstates`` as ``_check_state`` returns them."""
+        record, plan = recorded
+        dx, dstate0 = self._backward_layers(record, plan.to_kernels(dy), plan.kept_states(dstates), need_dx)
         if dx is not None:
             dx = plan.from_kernels(dx)
             if self.batch_first:
