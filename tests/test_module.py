@@ -403,3 +403,120 @@ def test_walks_while_another_thread_sets_attributes():
     finally:
         sys.setswitchinterval(switch)
     assert not errors, errors[:1]
+
+
+def _fresh_entries(m):
+    """The tree's entries walked now, without the remembered walk: (name, parameter, gradient, trainable)."""
+    out = []
+    m._collect_entries(True, "", out)
+    return out
+
+
+def _same_entries(a, b):
+    return [(n, id(p), id(g), t) for n, p, g, t in a] == [(n, id(p), id(g), t) for n, p, g, t in b]
+
+
+def test_remembered_walks_follow_every_change_of_the_tree():
+    """Every walk (parameters, gradients, trainable_parameters, zero_grad, the optimizers') reuses the last one
+    while the tree keeps its shape; each change below, through the Module API or around it, is seen."""
+    import copy
+    import pickle
+
+    m = Seq2SeqLike()
+    spare = [rc.Linear(4, 2, seed=s) for s in range(6)]       # made beforehand: making a module changes nothing
+    changes = [
+        lambda: setattr(m, "head", spare[0]),
+        lambda: setattr(m, "head", spare[1]),
+        lambda: setattr(m, "head", None),
+        lambda: delattr(m, "head"),
+        lambda: object.__setattr__(m, "late", spare[2]),
+        lambda: m.__dict__.pop("late"),
+        lambda: m.__dict__.__setitem__("later", spare[3]),
+        lambda: m.extra.append(spare[4]),
+        lambda: m.extra.__setitem__(1, spare[5]),
+        lambda: m.extra.pop(),
+        lambda: m.encoder.requires_grad_(False),
+        lambda: m.encoder.requires_grad_(True),
+        lambda: object.__setattr__(m.decoder, "_requires_grad", False),
+        lambda: m.decoder.register_parameter("weight_hh", np.zeros_like(m.decoder.weight_hh)),
+    ]
+    for change in changes:
+        m.parameters()
+        assert m.__dict__.get("_walk_cache") is not None   # remembered
+        change()
+        assert _same_entries(list(m._flagged_entries(True)), _fresh_entries(m))
+        trainable = {n for n, _, _, t in _fresh_entries(m) if t}
+        assert set(m.trainable_parameters()) == trainable
+    for copied in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert "_walk_cache" not in copied.__dict__
+        assert all(a is not b for a, b in zip(copied.parameters().values(), m.parameters().values()))
+
+
+def test_zero_grad_runs_an_overriding_sub_module_and_walks_foreign_modules_each_time():
+    calls = []
+
+    class Counting(rc.Linear):
+        def zero_grad(self):
+            calls.append(1)
+            super().zero_grad()
+
+    m = rc.Module()
+    m.a, m.b = rc.Linear(2, 2, seed=0), Counting(2, 2, seed=1)
+    m.gradients()["a.weight"][...] = 1.0
+    m.zero_grad()
+    m.zero_grad()
+    assert calls == [1, 1] and not m.gradients()["a.weight"].any()
+
+    class Foreign:  # parameters() and gradients() but not an rnncore Module: its arrays may change any time
+        def __init__(self):
+            self.p = {"w": np.zeros(2, np.float32)}
+
+        def parameters(self):
+            return dict(self.p)
+
+        def gradients(self):
+            return {k: np.zeros_like(v) for k, v in self.p.items()}
+
+    holder = rc.Module()
+    holder.inner = Foreign()
+    assert sorted(holder.parameters()) == ["inner.w"]
+    holder.inner.p["v"] = np.ones(1, np.float32)
+    assert sorted(holder.parameters()) == ["inner.v", "inner.w"]
+
+
+def test_a_training_step_keeps_the_remembered_walk():
+    """Nothing a training step sets counts as a change of the tree's shape, so its walks (zero_grad, the
+    optimizer's, clipping's) reuse one walk: Seq2Seq, a bidirectional LSTM and the attention modules."""
+    import rnncore.module as module
+
+    rng = np.random.default_rng(0)
+    s2s = rc.Seq2Seq(9, 7, embedding_size=4, encoder_hidden=3, decoder_hidden=5, attention_units=3, seed=0)
+    src, lengths = rng.integers(3, 9, (4, 5)), np.array([5, 2, 0, 3])
+    tgt = rng.integers(3, 7, (4, 3))
+    lstm = rc.LSTM(3, 4, bidirectional=True, batch_first=True, seed=1)
+    attention = rc.AdditiveAttention(4, 3, 5, seed=2)
+
+    def s2s_step(opt):
+        s2s.loss(src, lengths, tgt, tgt)
+        s2s.loss_backward()
+
+    def lstm_step(opt):
+        y, _ = lstm(rng.standard_normal((2, 5, 3), dtype=np.float32), lengths=[5, 3])
+        lstm.backward(np.ones_like(y))
+
+    def attention_step(opt):
+        attention.prepare(rng.standard_normal((2, 6, 3), dtype=np.float32), lengths=[6, 4])
+        context, _ = attention(rng.standard_normal((2, 4), dtype=np.float32))
+        attention.backward(np.ones_like(context))
+        attention.prepare_backward()
+
+    for model, step in ((s2s, s2s_step), (lstm, lstm_step), (attention, attention_step)):
+        opt = rc.optim.Adam(model, lr=1e-3)
+        for i in range(2):
+            if i == 1:
+                version, walk = module._structure_version, model.__dict__["_walk_cache"]
+            opt.zero_grad()
+            step(opt)
+            rc.clip_grad_norm(model.gradients(), 1.0)
+            opt.step()
+        assert module._structure_version == version and model.__dict__["_walk_cache"] is walk

@@ -366,6 +366,36 @@ def test_a_replaced_submodule_is_not_the_optimizers():
         opt.step()
     np.testing.assert_array_equal(old.weight, before)
 
+def test_steps_follow_freezing_and_replacement_after_earlier_steps():
+    """The optimizer reuses its last step's names and gradients while the model keeps its shape; freezing,
+    unfreezing and replacing a sub-module between steps are each seen at the next step."""
+    class Model(rc.Module):
+        def __init__(self):
+            self.body = rc.Linear(2, 2, seed=0)
+            self.head = rc.Linear(2, 2, seed=1)
+
+    model = Model()
+    opt = optim.SGD(model, lr=0.1)
+    for _ in range(2):
+        model.gradients()["body.weight"][...] = 1.0
+        opt.step()
+    model.body.requires_grad_(False)
+    before = model.body.weight.copy()
+    opt.step()
+    np.testing.assert_array_equal(model.body.weight, before)
+    model.body.requires_grad_(True)
+    opt.step()
+    np.testing.assert_allclose(model.body.weight, before - 0.1)
+    model._params["late"], model._grads["late"] = np.zeros(1), np.zeros(1)  # around register_parameter
+    with pytest.raises(ValueError, match=r"holds \['late'\], which the optimizer was not built over"):
+        opt.step()
+    del model._params["late"], model._grads["late"]
+    opt.step()
+    model.head = rc.Linear(2, 2, seed=2)
+    with pytest.raises(ValueError, match=r"holds \['head.bias', 'head.weight'\], which the optimizer was not "):
+        opt.step()
+
+
 # -- clipping trainable gradients only --------------------------------------------------------------------------------
 def test_clipping_a_model_clips_only_trainable_gradients():
     model = Stub(frozen={"w"})

@@ -117,6 +117,7 @@ class _Attention(Parameterized):
     """The two-level tape shared by both modules (prepare entries and call entries)."""
 
     _source: _Source | None = None  # the last prepared source (the one calls attend over)
+    _data_attributes = frozenset({"_source"})  # set at every prepare, never a sub-module
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle and deepcopy: as every module, without the tape, and without the prepared source (prepare again)."""

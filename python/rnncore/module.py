@@ -26,6 +26,7 @@ Saving and loading (``rnncore.save`` / ``rnncore.load``, the file format) live i
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 import weakref
 from collections.abc import Iterator, Mapping
@@ -97,8 +98,65 @@ def _gradient_buffer(array: np.ndarray, grad: np.ndarray | None = None) -> np.nd
 # Where a module remembers which of its attributes hold sub-modules (Module._child_slots); never pickled.
 _CHILD_SLOTS = "_child_slot_cache"
 
+# Where a module remembers its last walk of the tree below it (Module._flagged_entries); never pickled.
+_WALK_CACHE = "_walk_cache"
+
+# Bumped by every change of a module tree's shape made through the Module API: an attribute that is (or was) a
+# sub-module, a list or a tuple set or deleted, a parameter registered, a module frozen or unfrozen. A remembered walk
+# is kept only while this count is the one it was made at (and its lists hold the same items): the walks every
+# training step makes (optimizer, zero_grad, clipping) then touch no module but the root.
+_structure_version = 0
+
+
+def _structure_changed() -> None:
+    global _structure_version
+    _structure_version += 1
+
+
+def _module_ids(items: list[Any]) -> list[int]:
+    """The ids of a list's sub-modules (its other items, e.g. pending gradients, may come and go)."""
+    return [id(item) for item in items if _is_module(item)]
+
+
+def _may_be_child(value: object) -> bool:
+    """Whether an attribute's value may be a sub-module or hold some (a list or tuple): anything but the plain types."""
+    kind = type(value)
+    return kind not in _PLAIN_TYPES or kind is list or kind is tuple
+
 # The bookkeeping each instance creates on first use, so a subclass need not call super().__init__().
 _LAZY: dict[str, Callable[[], Any]] = {"_params": dict, "_grads": dict, "_tape": list, "_none_params": set}
+
+
+@dataclasses.dataclass
+class _Walk:
+    """One walk of a module tree (Module._walk): made at structure ``version``; ``entries`` (nested name, parameter,
+    gradient, trainable); ``modules`` and ``lists`` what ``still_valid`` compares; ``protocol_only``:
+    every module below is a Module (else the walk is not remembered); ``plain_zero_grad``: none overrides
+    zero_grad."""
+
+    version: int
+    entries: list[tuple[str, np.ndarray, np.ndarray, bool]]
+    modules: list[tuple[Module, int, int, bool, list[tuple[str, Any]]]]  # each module: its attribute and
+    # parameter counts, its _requires_grad and its child slots' values, then
+    lists: list[tuple[list[Any], list[int]]]  # (a list attribute, the ids of the sub-modules it held)
+    protocol_only: bool
+    plain_zero_grad: bool
+
+    def still_valid(self) -> bool:
+        """Whether the tree still has this walk's shape: no structural change through the Module API since, and
+        (what changes around it) every module's attribute and parameter counts, freezing and child slots, and
+        every list's sub-modules, as they were."""
+        if self.version != _structure_version:
+            return False
+        for module, count, n_params, requires_grad, slots in self.modules:
+            values = module.__dict__
+            if (len(values) != count or len(module._params) != n_params
+                    or module._requires_grad is not requires_grad):
+                return False
+            for slot, value in slots:
+                if values.get(slot) is not value:
+                    return False
+        return all(_module_ids(items) == ids for items, ids in self.lists)
 
 
 class IncompatibleKeys(NamedTuple):
@@ -123,6 +181,9 @@ class Module:
 
     training = True
     _requires_grad = True
+    #: Attributes a subclass sets often that never hold a sub-module (e.g. a decoder's prepared source, a tuple of
+    #: arrays set every call): setting them leaves the remembered walks and child slots alone.
+    _data_attributes: frozenset[str] = frozenset()
     _tape_recorded = 0  # training-mode calls recorded since the tape was last cleared (for the empty-tape error)
     _tape_warned = False
 
@@ -142,6 +203,9 @@ class Module:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._data_attributes:
+            object.__setattr__(self, name, value)
+            return
         params = self.__dict__.get("_params")
         if params is not None and name in params:
             raise TypeError(f"{type(self).__name__}.{name} is a parameter: assign in place, {name}[...] = value "
@@ -150,15 +214,19 @@ class Module:
         if value is not None and name in self.__dict__.get("_none_params", ()):
             raise TypeError(f"{type(self).__name__}.{name} is a parameter declared absent (None): call "
                             f"register_parameter({name!r}, array) to make it one (a plain attribute would be ignored)")
+        previous = self.__dict__.get(name)
         object.__setattr__(self, name, value)
         cached = self.__dict__.get(_CHILD_SLOTS)
         if cached is not None and (name in cached[1] or type(value) not in _PLAIN_TYPES
                                    or isinstance(value, (list, tuple))):
             self.__dict__.pop(_CHILD_SLOTS, None)
+        if name == "_requires_grad" or _may_be_child(value) or _may_be_child(previous):
+            _structure_changed()
 
     def __delattr__(self, name: str) -> None:
         self.__dict__.pop(_CHILD_SLOTS, None)
         object.__delattr__(self, name)
+        _structure_changed()
 
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self.__dict__.get("_params", ())))
@@ -168,6 +236,7 @@ class Module:
         copy needs training-mode calls of its own before ``backward``."""
         state = dict(vars(self))
         state.pop(_CHILD_SLOTS, None)
+        state.pop(_WALK_CACHE, None)
         state["_tape"] = []
         state["_tape_recorded"] = 0
         return state
@@ -177,6 +246,7 @@ class Module:
         parameter of the copy into another module shares its buffer (as ``register_parameter`` does)."""
         vars(self).update(state)
         vars(self).pop(_CHILD_SLOTS, None)
+        vars(self).pop(_WALK_CACHE, None)
         grads = state.get("_grads", {})
         for name, p in state.get("_params", {}).items():
             if name in grads:
@@ -190,6 +260,7 @@ class Module:
         (``self.name`` is None, as ``Linear(bias=False).bias``). Re-registering a parameter's name replaces it."""
         parameter_name(self, name, self._params, self._none_params)
         self.__dict__.pop(_CHILD_SLOTS, None)
+        _structure_changed()
         if array is None:
             self._params.pop(name, None)
             self._grads.pop(name, None)
@@ -236,7 +307,9 @@ class Module:
         if cached is not None and cached[0] == len(values):
             return cached[1]
         items = list(values.items())  # one copy under the GIL: another thread may be setting attributes
+        data = self._data_attributes
         slots = tuple(name for name, value in items if name not in _LAZY and name != _CHILD_SLOTS
+                      and name != _WALK_CACHE and name not in data
                       and (_is_module(value) or isinstance(value, (list, tuple))))
         values[_CHILD_SLOTS] = (0, slots)           # the entry itself counts among the attributes
         values[_CHILD_SLOTS] = (len(values), slots)
@@ -275,22 +348,51 @@ class Module:
                 yield name, p, g
 
     def _flagged_entries(self, flag: bool) -> Iterator[tuple[str, np.ndarray, np.ndarray, bool]]:
-        """Every (nested name, parameter, gradient, trainable) in ``_entries``' order, in one walk; ``trainable`` is
-        whether the module holding that entry lets it train (always True with ``flag=False``)."""
-        entries: list[tuple[str, np.ndarray, np.ndarray, bool]] = []
-        self._collect_entries(flag, "", entries)
-        return iter(entries)
+        """Every (nested name, parameter, gradient, trainable) in ``_entries``' order; ``trainable`` is whether the
+        module holding that entry lets it train (always True with ``flag=False``). The walk is remembered while the
+        tree keeps its shape (``_walk``)."""
+        entries = self._walk().entries
+        if flag:
+            return iter(entries)
+        return iter([(name, p, g, True) for name, p, g, _ in entries])
 
-    def _collect_entries(self, flag: bool, prefix: str, out: list[tuple[str, np.ndarray, np.ndarray, bool]]) -> None:
+    def _walk(self) -> _Walk:
+        """The tree's entries in one walk, remembered until its shape may have changed (``_Walk.still_valid``: a
+        structural change through the Module API, or one made around it that the child slots see). A tree holding a
+        module outside this protocol (e.g. a user's object with parameters() and gradients()) is walked every
+        time."""
+        cached = self.__dict__.get(_WALK_CACHE)
+        if cached is not None and cached.still_valid():
+            return cached
+        walk = _Walk(_structure_version, [], [], [], True, True)
+        self._collect_entries(True, "", walk.entries, walk)
+        if walk.protocol_only:
+            self.__dict__[_WALK_CACHE] = walk  # (not through __setattr__: a cache is not the tree's shape)
+        else:
+            self.__dict__.pop(_WALK_CACHE, None)
+        return walk
+
+    def _collect_entries(self, flag: bool, prefix: str, out: list[tuple[str, np.ndarray, np.ndarray, bool]],
+                         walk: _Walk | None = None) -> None:
         """``_flagged_entries``' walk: appends this module's entries, names prefixed, then each sub-module's (one
-        list for the whole tree: an entry is not handed up through a generator per level)."""
+        list for the whole tree: an entry is not handed up through a generator per level); ``walk`` (optional)
+        notes the lists met on the way and whether every module is a Module with Module's zero_grad."""
         own = not flag or self._requires_grad
         grads = self._grads
         out.extend((prefix + name, p, grads[name], own) for name, p in self._params.items())
+        if walk is not None:
+            if type(self).zero_grad is not Module.zero_grad:
+                walk.plain_zero_grad = False
+            values = self.__dict__
+            slots = [(slot, values.get(slot)) for slot in self._child_slots()]
+            walk.modules.append((self, len(values), len(self._params), self._requires_grad, slots))
+            walk.lists.extend((items, _module_ids(items)) for _, items in slots if isinstance(items, list))
         for child_name, child in self.named_children():
             if isinstance(child, Module):
-                child._collect_entries(flag, f"{prefix}{child_name}.", out)
+                child._collect_entries(flag, f"{prefix}{child_name}.", out, walk)
             else:  # a module outside this protocol (anything with parameters() and gradients(), e.g. a cell)
+                if walk is not None:
+                    walk.protocol_only = False
                 trainable = getattr(child, "trainable_parameters", None)
                 kept = {id(p) for p in trainable().values()} if flag and callable(trainable) else None
                 child_grads = child.gradients()
@@ -325,6 +427,11 @@ class Module:
 
     def zero_grad(self) -> None:
         """Sets every gradient to zero (in place: the buffers stay the same arrays)."""
+        walk = self._walk()
+        if walk.protocol_only and walk.plain_zero_grad:  # every module's zero_grad is this one: the entries' buffers
+            for _, _, g, _ in walk.entries:
+                g[...] = 0.0
+            return
         for g in self._grads.values():
             g[...] = 0.0
         for child in self.children():

@@ -98,6 +98,8 @@ class AttentionDecoder(Parameterized):
     a training-mode call, ``dx, dstate, dkeys, dvalues = dec.backward(doutputs, dalpha=None, dstate=None)``.
     """
 
+    _data_attributes = frozenset({"_source"})  # the prepared source: set every call, never a sub-module
+
     def __init__(self, input_size: int, hidden_size: int, key_size: int, value_size: int | None = None,
                  cell: str = "lstm", attention: str = "additive", attention_units: int | None = None,
                  energy_activation: str | None = None, score_bias: bool = False, normalize: bool = False,

@@ -181,9 +181,7 @@ class Optimizer:
         names and the parameters' shapes; frozen parameters may be left out); omitted, each model's
         ``gradients()`` are used (models only). Everything is validated before any parameter changes."""
         hypers = [self._group_hyper(i, group) for i, group in enumerate(self.param_groups)]
-        trainable, model_grads = self._trainable_and_gradients(grads is None)
-        resolved = optimizer_gradients(self.param_groups, trainable, grads if model_grads is None else model_grads,
-                                       self._models, self._prefixed)
+        trainable, resolved = self._names_and_gradients(grads)
         for group, h, names in zip(self.param_groups, hypers, trainable):
             group.update(h)  # normalized (e.g. ints -> float)
             self._update_group(group["params"], names, resolved, h)
@@ -201,17 +199,34 @@ class Optimizer:
                 return previous
         return self._checked({key: group[key] for key in self._hyper}, f"param_groups[{index}]")
 
-    def _trainable_and_gradients(self, want_gradients: bool) -> tuple[list[list[str]], dict[str, np.ndarray] | None]:
-        """``_trainable()``, and with ``want_gradients`` every model's gradients under the optimizer's names, from
-        one walk of each model when all are rnncore Modules with the base class's trainable_parameters and
-        gradients; (``_trainable()``, None) otherwise (``optimizer_gradients`` then asks each model)."""
+    def _names_and_gradients(self, grads: Mapping[str, npt.ArrayLike] | None
+                             ) -> tuple[list[list[str]], dict[str, np.ndarray]]:
+        """Per group the names to update this step, and name -> gradient for them, checked
+        (``optimizer_gradients``). Without ``grads``, when every model is an rnncore Module with the base class's
+        trainable_parameters and gradients: both from the models' walks (one each), and the last step's answer while
+        those walks are the ones it was made from (the trees kept their shape: ``Module._walk``)."""
         models = self._models
-        if not want_gradients or not all(isinstance(m, Module) and type(m).trainable_parameters is
-                                         Module.trainable_parameters and type(m).gradients is Module.gradients
-                                         for m in models):
-            return self._trainable(), None
+        walks = None
+        if grads is None and all(isinstance(m, Module) and type(m).trainable_parameters is
+                                 Module.trainable_parameters and type(m).gradients is Module.gradients
+                                 for m in models):
+            walks = [model._walk() for model in models]
+            memo = self.__dict__.get("_walk_memo")
+            if memo is not None and len(memo[0]) == len(walks) and all(a is b for a, b in zip(memo[0], walks)):
+                return memo[1], memo[2]
+        if walks is None:
+            trainable = self._trainable()
+            return trainable, optimizer_gradients(self.param_groups, trainable, grads, models, self._prefixed)
+        trainable, model_grads = self._trainable_and_gradients()
+        resolved = optimizer_gradients(self.param_groups, trainable, model_grads, models, self._prefixed)
+        self._walk_memo = (walks, trainable, resolved)
+        return trainable, resolved
+
+    def _trainable_and_gradients(self) -> tuple[list[list[str]], dict[str, np.ndarray]]:
+        """``_trainable()`` and every model's gradients under the optimizer's names, from one walk of each model
+        (rnncore Modules with the base class's trainable_parameters and gradients)."""
         names, grads = [], {}
-        for i, (model, group) in enumerate(zip(models, self.param_groups)):
+        for i, (model, group) in enumerate(zip(self._models, self.param_groups)):
             prefix = f"{i}." if self._prefixed else ""
             trainable, gradients = model._trainable_and_gradients()
             names.append(optimizer_trainable_names(i, model, group["params"], prefix, trainable))
