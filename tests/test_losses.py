@@ -147,6 +147,33 @@ def test_ce_bad_input():
         losses.softmax_cross_entropy(logits, np.array([0, 1]), reduction="avg")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("masked", [False, True])
+def test_ce_exact_call_equals_the_checked_path_bit_for_bit(dtype, reduction, eps, masked, rng):
+    """int64 targets, a bool mask of the positions' shape and C-contiguous logits take the fast path (the kernel
+    checks the targets' range); lists, 0/1 masks and strided logits take the full checks: the same bits."""
+    logits = rng.standard_normal((3, 4, 5)).astype(dtype)
+    targets = rng.integers(0, 5, (3, 4))
+    mask = rng.random((3, 4)) < 0.7 if masked else None
+    targets[~mask if masked else np.zeros((3, 4), bool)] = 99  # excluded positions' targets are never read
+    fast = losses.softmax_cross_entropy(logits, targets, mask, reduction, eps)
+    slow = losses.softmax_cross_entropy(np.asfortranarray(logits), targets.tolist(),
+                                        None if mask is None else mask.astype(np.int8), reduction, eps)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+    assert type(fast[0]) is type(slow[0])
+
+
+def test_ce_exact_call_with_a_bad_kept_target_names_it():
+    logits, mask = np.zeros((2, 3), np.float32), np.array([True, False])
+    with pytest.raises(ValueError, match=r"targets must lie in 0\.\.C-1 = 0\.\.2, got \[-1\]"):
+        losses.softmax_cross_entropy(logits, np.array([-1, 0]), mask)
+    loss, grad = losses.softmax_cross_entropy(logits, np.array([1, 7]), mask)  # the bad one is excluded
+    assert loss == pytest.approx(math.log(3)) and not grad[1].any()
+
+
 # ---- cross-entropy with class probabilities and label smoothing ---------------------------------------------
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

@@ -35,11 +35,13 @@ Array<T> log_softmax(const Array<T>& x) {
   return y;
 }
 
-// logits [R, C], targets [R] int64, keep [R] uint8 or None, label_smoothing -> (losses [R], dlogits [R, C]).
+// logits [R, C], targets [R] int64, keep [R] uint8 or None, label_smoothing -> (losses [R], dlogits [R, C]);
+// NotImplemented when a kept row's target is not a class (the Python checks then name it).
 template <typename T>
-py::tuple softmax_cross_entropy(const Array<T>& logits, const Array<std::int64_t>& targets,
-                                const OptionalArray<std::uint8_t>& keep, double label_smoothing) {
+py::object softmax_cross_entropy(const Array<T>& logits, const Array<std::int64_t>& targets,
+                                 const OptionalArray<std::uint8_t>& keep, double label_smoothing) {
   const index_t R = logits.shape(0), C = logits.shape(1);
+  if (!kept_targets_in_range(R, C, targets.data(), data_or_null(keep))) return not_exact();
   Array<T> losses({R});
   Array<T> dlogits({R, C});
   T* loss_out = losses.mutable_data();

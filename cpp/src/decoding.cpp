@@ -136,6 +136,12 @@ template void top_k_rows<float>(index_t, index_t, index_t, const float*, const d
 template void top_k_rows<double>(index_t, index_t, index_t, const double*, const double*, std::int64_t*, double*);
 template void log_softmax_rows<float>(index_t, index_t, const float*, float*);
 template void log_softmax_rows<double>(index_t, index_t, const double*, double*);
+bool kept_targets_in_range(index_t R, index_t C, const std::int64_t* targets, const std::uint8_t* keep) {
+  for (index_t r = 0; r < R; ++r)
+    if ((!keep || keep[r]) && (targets[r] < 0 || targets[r] >= C)) return false;
+  return true;
+}
+
 template void softmax_cross_entropy_rows<float>(index_t, index_t, const float*, const std::int64_t*,
                                                 const std::uint8_t*, float, float*, float*);
 template void softmax_cross_entropy_rows<double>(index_t, index_t, const double*, const std::int64_t*,

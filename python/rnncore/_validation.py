@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FLOAT32, FLOAT64 = FLOAT_DTYPES  # builtin dtypes are singletons: `a.dtype is FLOAT32` rejects byte-swapped ones
 _INT64 = np.dtype(np.int64)
+_BOOL = np.dtype(np.bool_)
 
 # A dimension of an expected shape: its letter (as in docs/design.md §1) and its size, or None when any size goes.
 Dim = tuple[str, Optional[int]]
@@ -104,11 +105,15 @@ def lengths_array(lengths: Any, batch: int, steps: int, shortest: int = 1, lette
     if lengths is None:
         return None
     arr = np.array(lengths)  # a copy, checked and then passed on: the kernels index by it without the GIL
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype is not _INT64 and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
     if arr.shape != (batch,):
         raise ValueError(f"lengths must have shape [{rows}] = ({batch},), got shape {arr.shape}")
-    if batch and (arr.min() < shortest or arr.max() > steps):
+    if arr.dtype is _INT64 and shortest == 0:  # one pass: as unsigned, a negative length is huge
+        out_of_range = bool((arr.view(np.uint64) > steps).any())
+    else:
+        out_of_range = bool(batch) and (arr.min() < shortest or arr.max() > steps)
+    if out_of_range:
         bad = arr[(arr < shortest) | (arr > steps)]
         raise ValueError(f"lengths must lie in {shortest}..{letter} = {shortest}..{steps}, got {bad.tolist()[:5]}")
     return np.ascontiguousarray(arr, dtype=np.int64)
@@ -789,6 +794,19 @@ def logits_array(logits: Any) -> np.ndarray:
     if logits.shape[-1] < 1:
         raise ValueError(f"logits must have at least one class (C >= 1), got shape {logits.shape}")
     return logits
+
+
+def exact_class_targets(logits: Any, targets: Any, mask: Any, reduction: Any, label_smoothing: Any) -> bool:
+    """Whether a ``softmax_cross_entropy`` call is the common exact one the checks would pass unchanged: logits a
+    C-contiguous float32/float64 ndarray [..., C] (at least 2-d, C >= 1, not empty), targets an int64 ndarray of the
+    positions' shape, mask None or a bool ndarray of that shape, reduction one of the names, label_smoothing a float
+    in [0, 1]. The targets' range is left to the kernel, which refuses the call when a kept one is not a class."""
+    return (type(logits) is np.ndarray and (logits.dtype is FLOAT32 or logits.dtype is FLOAT64)
+            and logits.ndim >= 2 and logits.size > 0 and logits.flags.c_contiguous
+            and type(targets) is np.ndarray and targets.dtype is _INT64 and targets.shape == logits.shape[:-1]
+            and (mask is None or (type(mask) is np.ndarray and mask.dtype is _BOOL and mask.shape == targets.shape))
+            and type(reduction) is str and reduction in ("mean", "sum", "none")
+            and type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0)
 
 
 def label_smoothing_value(value: Any) -> float:

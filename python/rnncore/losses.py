@@ -13,6 +13,7 @@ import numpy as np
 
 from ._validation import (
     choice,
+    exact_class_targets,
     float_array,
     index_array,
     label_smoothing_value,
@@ -20,7 +21,10 @@ from ._validation import (
     mask_array,
     probability_targets,
 )
-from .ops.decoding import softmax_cross_entropy_checked as softmax_cross_entropy_rows
+from .ops.decoding import (
+    softmax_cross_entropy_checked as softmax_cross_entropy_rows,
+    softmax_cross_entropy_if_classes,  # (the fast path: targets checked by the kernel)
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -60,6 +64,13 @@ def softmax_cross_entropy(logits: np.ndarray, targets: npt.ArrayLike, mask: npt.
     Computed stably (log-sum-exp with the row maximum subtracted) in the logits' dtype; class indices in one C++ pass
     per row (``rnncore.ops.softmax_cross_entropy``).
     """
+    if exact_class_targets(logits, targets, mask, reduction, label_smoothing):  # a training loop's call, checked fast
+        # private copies (the kernel reads them without the GIL); a kept target outside 0..C-1 -> the checks below
+        t = np.array(targets, order="C").reshape(-1)
+        keep = None if mask is None else np.array(mask, dtype=np.uint8, order="C").reshape(-1)
+        result = softmax_cross_entropy_if_classes(logits.reshape(-1, logits.shape[-1]), t, keep, label_smoothing)
+        if result is not None:
+            return _reduced(*result, None if keep is None else keep.view(np.bool_), reduction, logits.shape)
     reduction = choice("reduction", reduction, _REDUCTIONS)
     eps = label_smoothing_value(label_smoothing)
     logits = logits_array(logits)

@@ -44,4 +44,7 @@ template <typename T>
 void softmax_cross_entropy_rows(index_t R, index_t C, const T* logits, const std::int64_t* targets,
                                 const std::uint8_t* keep, T label_smoothing, T* losses, T* dlogits);
 
+/// Whether every kept row's target is a class: targets [R] in 0..C-1 where keep [R] (or null: every row) is nonzero.
+bool kept_targets_in_range(index_t R, index_t C, const std::int64_t* targets, const std::uint8_t* keep);
+
 }  // namespace rnncore

@@ -75,6 +75,17 @@ def softmax_cross_entropy_checked(logits: np.ndarray, targets: np.ndarray, keep:
     """``softmax_cross_entropy`` for arguments already checked as it checks them (``rnncore.losses`` checks its
     own): logits [R, C] C-contiguous float, targets [R] int64 with every kept row's in 0..C-1, keep [R] uint8 or
     None — the caller's private copies (the kernel reads them without the GIL), label_smoothing in [0, 1]."""
-    losses, dlogits = _core.softmax_cross_entropy(logits, targets, keep, label_smoothing)
-    return losses, dlogits
+    result = softmax_cross_entropy_if_classes(logits, targets, keep, label_smoothing)
+    if result is None:
+        raise RuntimeError("rnncore internal error: _core.softmax_cross_entropy found a kept row's target outside "
+                           "0..C-1 after the checks passed it")
+    return result
+
+
+def softmax_cross_entropy_if_classes(logits: np.ndarray, targets: np.ndarray, keep: np.ndarray | None,
+                                     label_smoothing: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """``softmax_cross_entropy_checked`` for targets whose range is not checked yet: None (nothing computed) when a
+    kept row's target is not a class, for the caller's checks to name it."""
+    result = _core.softmax_cross_entropy(logits, targets, keep, label_smoothing)
+    return None if result is NotImplemented else result
 
