@@ -520,3 +520,96 @@ def test_a_training_step_keeps_the_remembered_walk():
             rc.clip_grad_norm(model.gradients(), 1.0)
             opt.step()
         assert module._structure_version == version and model.__dict__["_walk_cache"] is walk
+
+
+def test_register_parameter_counts_the_change_after_making_it():
+    """register_parameter counts the structural change after storing the new array and its gradient buffer: a
+    walk another thread makes meanwhile (parameters(), zero_grad, an optimizer step) is not remembered with the old
+    array. The other thread is stood in for, deterministically, by a walk from inside the re-registration
+    (parameter_array is the last check before the store); with a real thread, counting first gave 27 stale answers
+    in 20,000 re-registrations (review of a7dd71e)."""
+    import rnncore.module as module
+
+    m = rc.Module()
+    m.lin = rc.Linear(3, 2, seed=0)
+    m.parameters()
+    replacement = np.ones((2, 3), np.float32)
+    checked = module.parameter_array
+
+    def meanwhile(name, array):  # the other thread runs here: after the count was bumped, before the store
+        m.parameters()
+        return checked(name, array)
+
+    module.parameter_array = meanwhile
+    try:
+        m.lin.register_parameter("weight", replacement)
+    finally:
+        module.parameter_array = checked
+    assert m.parameters()["lin.weight"] is replacement
+    assert m.gradients()["lin.weight"] is m.lin.gradients()["weight"]
+
+
+def test_zero_grad_walks_each_module_once_beside_a_foreign_module():
+    """zero_grad on a tree holding a module outside the protocol (anything with parameters() and gradients())
+    recurses without walking each subtree again: a bounded number of visits per module, not one per ancestor
+    (a chain 40 modules deep once took 5.1 ms instead of 0.1 ms: review of a7dd71e)."""
+
+    class Foreign:
+        def __init__(self):
+            self.p, self.g = {"w": np.zeros(2, np.float32)}, {"w": np.ones(2, np.float32)}
+
+        def parameters(self):
+            return dict(self.p)
+
+        def gradients(self):
+            return dict(self.g)
+
+        def zero_grad(self):
+            self.g["w"][...] = 0.0
+
+    root = cur = rc.Module()
+    depth = 20
+    for i in range(depth):
+        cur.lin = rc.Linear(2, 2, seed=i)
+        cur.sub = rc.Module()
+        cur = cur.sub
+    cur.foreign = Foreign()
+    visits = []
+    walk = rc.Module._collect_entries
+
+    def counting(self, *args, **kwargs):
+        visits.append(id(self))
+        return walk(self, *args, **kwargs)
+
+    rc.Module._collect_entries = counting
+    try:
+        root.zero_grad()
+    finally:
+        rc.Module._collect_entries = walk
+    assert not cur.foreign.g["w"].any()
+    most = max((visits.count(v) for v in set(visits)), default=0)
+    assert most <= 2, f"{len(visits)} visits of {len(set(visits))} modules"
+
+
+def test_a_dropped_model_is_freed_without_the_cyclic_collector():
+    """The walk a model remembers does not refer back to the model: a model dropped after training steps is freed
+    at once, not by the cyclic collector (which let 15 dropped LSTM(256, 512, 2) + Adam peak at 355 MB RSS
+    instead of 95 MB: review of a7dd71e)."""
+    import gc
+    import weakref
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for make in (lambda: rc.Linear(3, 4, seed=0), lambda: rc.LSTM(3, 4, seed=0),
+                     lambda: rc.Seq2Seq(9, 7, embedding_size=4, encoder_hidden=3, decoder_hidden=5, seed=0)):
+            m = make()
+            opt = rc.optim.Adam(m, lr=1e-3)
+            m.zero_grad()
+            opt.step()
+            ref = weakref.ref(m)
+            del m, opt
+            assert ref() is None, "the model outlived its last reference (a reference cycle)"
+    finally:
+        if enabled:
+            gc.enable()

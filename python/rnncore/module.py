@@ -136,19 +136,20 @@ class _Walk:
 
     version: int
     entries: list[tuple[str, np.ndarray, np.ndarray, bool]]
-    modules: list[tuple[Module, int, int, bool, list[tuple[str, Any]]]]  # each module: its attribute and
-    # parameter counts, its _requires_grad and its child slots' values, then
+    modules: list[tuple[Module | None, int, int, bool, list[tuple[str, Any]]]]  # each module (None: the root):
+    # its attribute and parameter counts, its _requires_grad and its child slots' values, then
     lists: list[tuple[list[Any], list[int]]]  # (a list attribute, the ids of the sub-modules it held)
     protocol_only: bool
     plain_zero_grad: bool
 
-    def still_valid(self) -> bool:
-        """Whether the tree still has this walk's shape: no structural change through the Module API since, and
-        (what changes around it) every module's attribute and parameter counts, freezing and child slots, and
-        every list's sub-modules, as they were."""
+    def still_valid(self, root: Module) -> bool:
+        """Whether the tree under ``root`` still has this walk's shape: no structural change through the Module API
+        since, and (what changes around it) every module's attribute and parameter counts, freezing and child slots,
+        and every list's sub-modules, as they were."""
         if self.version != _structure_version:
             return False
-        for module, count, n_params, requires_grad, slots in self.modules:
+        for recorded, count, n_params, requires_grad, slots in self.modules:
+            module = root if recorded is None else recorded
             values = module.__dict__
             if (len(values) != count or len(module._params) != n_params
                     or module._requires_grad is not requires_grad):
@@ -260,19 +261,21 @@ class Module:
         (``self.name`` is None, as ``Linear(bias=False).bias``). Re-registering a parameter's name replaces it."""
         parameter_name(self, name, self._params, self._none_params)
         self.__dict__.pop(_CHILD_SLOTS, None)
-        _structure_changed()
-        if array is None:
-            self._params.pop(name, None)
-            self._grads.pop(name, None)
-            self._none_params.add(name)
-            object.__setattr__(self, name, None)
-            return
-        array = parameter_array(name, array)
-        if name in self._none_params:
-            self._none_params.discard(name)
-            del self.__dict__[name]
-        self._params[name] = array
-        self._grads[name] = _gradient_buffer(array)
+        try:
+            if array is None:
+                self._params.pop(name, None)
+                self._grads.pop(name, None)
+                self._none_params.add(name)
+                object.__setattr__(self, name, None)
+                return
+            array = parameter_array(name, array)
+            if name in self._none_params:
+                self._none_params.discard(name)
+                del self.__dict__[name]
+            self._params[name] = array
+            self._grads[name] = _gradient_buffer(array)
+        finally:  # counted after the change: a walk another thread makes meanwhile is not kept
+            _structure_changed()
 
     def _add_parameter(self, name: str, shape: tuple[int, ...]) -> None:
         """A parameter of zeros of ``shape`` and the module's ``dtype`` (the built-in modules' init fills it)."""
@@ -362,14 +365,13 @@ class Module:
         module outside this protocol (e.g. a user's object with parameters() and gradients()) is walked every
         time."""
         cached = self.__dict__.get(_WALK_CACHE)
-        if cached is not None and cached.still_valid():
+        if cached is not None and cached.protocol_only and cached.still_valid(self):
             return cached
         walk = _Walk(_structure_version, [], [], [], True, True)
         self._collect_entries(True, "", walk.entries, walk)
-        if walk.protocol_only:
-            self.__dict__[_WALK_CACHE] = walk  # (not through __setattr__: a cache is not the tree's shape)
-        else:
-            self.__dict__.pop(_WALK_CACHE, None)
+        # kept either way (not through __setattr__: a cache is not the tree's shape); a walk over a foreign module
+        # serves only zero_grad's choice of path, its entries being made again each time
+        self.__dict__[_WALK_CACHE] = walk
         return walk
 
     def _collect_entries(self, flag: bool, prefix: str, out: list[tuple[str, np.ndarray, np.ndarray, bool]],
@@ -385,7 +387,9 @@ class Module:
                 walk.plain_zero_grad = False
             values = self.__dict__
             slots = [(slot, values.get(slot)) for slot in self._child_slots()]
-            walk.modules.append((self, len(values), len(self._params), self._requires_grad, slots))
+            # the root as None: the walk it keeps must not refer back to it (a cycle would outlive its last reference)
+            walk.modules.append((self if prefix else None, len(values), len(self._params), self._requires_grad,
+                                 slots))
             walk.lists.extend((items, _module_ids(items)) for _, items in slots if isinstance(items, list))
         for child_name, child in self.named_children():
             if isinstance(child, Module):
@@ -427,15 +431,24 @@ class Module:
 
     def zero_grad(self) -> None:
         """Sets every gradient to zero (in place: the buffers stay the same arrays)."""
-        walk = self._walk()
+        walk = self.__dict__.get(_WALK_CACHE)
+        if walk is None or not walk.still_valid(self):
+            walk = self._walk()
         if walk.protocol_only and walk.plain_zero_grad:  # every module's zero_grad is this one: the entries' buffers
             for _, _, g, _ in walk.entries:
                 g[...] = 0.0
             return
+        self._zero_grad_tree()
+
+    def _zero_grad_tree(self) -> None:
+        """zero_grad by recursion (a tree with an override or a foreign module): each module once, no walks."""
         for g in self._grads.values():
             g[...] = 0.0
         for child in self.children():
-            child.zero_grad()
+            if isinstance(child, Module) and type(child).zero_grad is Module.zero_grad:
+                child._zero_grad_tree()
+            else:
+                child.zero_grad()
 
     def requires_grad_(self: _M, requires_grad: bool = True) -> _M:
         """Freezes (False) or unfreezes this module's parameters and every sub-module's; returns the module.
