@@ -373,6 +373,75 @@ def test_workspace_serves_backward_twice_and_ignores_later_mutation(rng):
             assert getattr(second, name) is not value
 
 
+@pytest.mark.parametrize("config", [dict(), dict(score="dot", H=2), dict(position="after", input_feeding=True),
+                                    dict(relu=True, lengths=None)])
+def test_borrowing_workspace_gives_the_same_bits_and_keeps_its_arrays(rng, config):
+    """borrow=True: the workspace points at values and the returned alpha (same gradients, bit for bit, and both
+    kept alive by the workspace); changing them before the backward changes the gradients (they are not copied),
+    while the copying workspace ignores such a change."""
+    import gc
+
+    a = make_args(rng, np.float32, **config)
+    copied = call_forward(a)
+    g = upstream(rng, a, copied)
+    expected = ops.attention_decoder_backward(copied[5], **g)
+    values = a.pop("values")
+    a["values"] = values.copy()
+    borrowed = call_forward({**a, "borrow": True})
+    for name, x1, x2 in zip(FORWARD_NAMES, copied[:5], borrowed[:5]):
+        assert_identical(x2, x1, name, "borrowing forward")
+    workspace = borrowed[5]
+    del a["values"], borrowed
+    gc.collect()  # the workspace alone holds the borrowed values and alpha now
+    for name, value in ops.attention_decoder_backward(workspace, **g)._asdict().items():
+        if value is not None:
+            assert_identical(value, getattr(expected, name), name, "borrowed backward")
+    a["values"] = values.copy()
+    borrowed = call_forward({**a, "borrow": True})
+    a["values"][...] += 1.0   # breaks the contract: the borrowed workspace sees it
+    borrowed[2][...] = 0.0
+    changed = ops.attention_decoder_backward(borrowed[5], **g)
+    assert not np.array_equal(changed.dvalues, expected.dvalues)
+    a["values"] = values.copy()
+    kept = call_forward(a)
+    a["values"][...] += 1.0   # the copying workspace does not
+    assert_identical(ops.attention_decoder_backward(kept[5], **g).dvalues, expected.dvalues, "dvalues", "copy")
+
+
+def test_borrow_must_be_a_bool(rng):
+    a = make_args(rng, np.float32)
+    with pytest.raises(TypeError, match="borrow must be a bool"):
+        call_forward({**a, "borrow": "yes"})
+
+
+def test_decoder_module_borrows_only_its_own_source(rng):
+    """AttentionDecoder's training forward lets the workspace point at the values of its own source only: a source
+    prepared in eval mode holds the caller's arrays, so a training call first takes private copies; changing the
+    caller's arrays after that call does not change its gradients."""
+    keys = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    x = rng.standard_normal((2, 3, 2)).astype(np.float32)
+
+    def gradients(reuse_buffer):
+        dec = rc.AttentionDecoder(2, 3, 4, attention_units=3, seed=0)
+        given = keys.copy()
+        dec.eval()
+        dec.prepare(given)        # eval: the caller's keys (and values), kept as given
+        dec.train()
+        assert dec._source_owned is False
+        outputs, _, _ = dec(x)
+        assert dec._source_owned is True
+        if reuse_buffer:
+            given[...] = 0.0      # the caller reuses its buffer before backward
+        _, _, dkeys, dvalues = dec.backward(np.ones_like(outputs))
+        return dkeys, dvalues, dec.gradients()
+
+    first, second = gradients(False), gradients(True)
+    for a, b in zip(first[:2], second[:2]):
+        np.testing.assert_array_equal(a, b)
+    for name in first[2]:
+        np.testing.assert_array_equal(first[2][name], second[2][name])
+
+
 def test_one_step_per_call_equals_the_whole_sequence(rng):
     """Decoding step by step (Ty = 1, training=False, h_n/c_n and the last output passed back in as h0/c0/o0)
     gives the whole sequence's outputs."""

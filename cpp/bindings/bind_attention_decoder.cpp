@@ -136,19 +136,23 @@ struct DecoderCallArgs {
   }
 };
 
-/// The op's arguments in its order -> (outputs [Ty, B, O], contexts [Ty, B, Dv], alpha [Ty, B, Tx], h_n [B, H],
+/// The op's arguments in its order, then borrow (a bool: training keeps values and the returned alpha by reference,
+/// the workspace holding both) -> (outputs [Ty, B, O], contexts [Ty, B, Dv], alpha [Ty, B, Tx], h_n [B, H],
 /// c_n [B, H] or None, workspace or None); NotImplemented unless the call is exact (DecoderCallArgs).
 py::object forward(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, py::handle w_hh, py::handle b_ih,
                    py::handle b_hh, py::handle keys, py::handle values, py::handle lengths, py::handle cell,
                    py::handle reset_after, py::handle nonlinearity, py::handle score, py::handle w_q, py::handle b_a,
                    py::handle w_v, py::handle score_bias, py::handle energy_activation, py::handle position,
-                   py::handle input_feeding, py::handle w_c, py::handle b_c, py::handle o0, py::handle training) {
+                   py::handle input_feeding, py::handle w_c, py::handle b_c, py::handle o0, py::handle training,
+                   py::handle borrow) {
+  if (!py::isinstance<py::bool_>(borrow)) return not_exact();
   auto run = [&](auto type) -> py::object {
     using T = decltype(type);
-    const DecoderCallArgs<T> call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
-                                  nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
-                                  input_feeding, w_c, b_c, o0, training);
+    DecoderCallArgs<T> call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
+                            nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
+                            input_feeding, w_c, b_c, o0, training);
     if (!call.ok) return not_exact();
+    call.a.borrow = call.training && borrow.cast<bool>();
     const DecoderDims& d = call.d;
     auto outputs = new_array<T>({d.Ty, d.B, d.O}), contexts = new_array<T>({d.Ty, d.B, d.Dv}),
          alpha = new_array<T>({d.Ty, d.B, d.Tx}), h_n = new_array<T>({d.B, d.H});
@@ -162,8 +166,9 @@ py::object forward(py::handle x, py::handle h0, py::handle c0, py::handle w_ih, 
       py::gil_scoped_release release;
       attention_decoder_forward<T>(call.spec, d, call.a, out, ws.get());
     }
-    return py::make_tuple(outputs, contexts, alpha, h_n, c_n ? py::object(*c_n) : py::none(),
-                          ws ? py::cast(std::move(ws)) : py::none());
+    py::object workspace = ws ? py::cast(std::move(ws)) : py::none();
+    if (call.a.borrow) workspace.attr("_borrowed") = py::make_tuple(values, alpha);  // alive while it is
+    return py::make_tuple(outputs, contexts, alpha, h_n, c_n ? py::object(*c_n) : py::none(), workspace);
   };
   const py::ssize_t* shape;
   if (array_shape<float>(x, 3, shape)) return run(float{});
@@ -303,7 +308,8 @@ void register_dtype(py::module_& m) {
       .def_property_readonly("vocabulary", [](const DecoderSession<T>& s) { return s.vocabulary(); })
       .def_property_readonly("dtype", [](const DecoderSession<T>&) { return dtype_name<T>(); });
   const std::string name = std::string("DecoderWorkspace_") + dtype_name<T>();
-  py::class_<DecoderWorkspace<T>>(m, name.c_str(),
+  // dynamic_attr: a borrowing forward keeps the values and alpha it points at on the workspace (_borrowed)
+  py::class_<DecoderWorkspace<T>>(m, name.c_str(), py::dynamic_attr(),
                                   "What a training-mode attention decoder forward keeps for its backward (opaque).")
       .def_property_readonly("cell", [](const DecoderWorkspace<T>& w) { return cell_traits(w.spec.cell.kind).name; })
       .def_property_readonly("score", [](const DecoderWorkspace<T>& w) { return score_name(w.spec.score); })
@@ -340,7 +346,8 @@ void register_attention_decoder(py::module_& m) {
   m.def("attention_decoder_forward", &forward, arg("x"), arg("h0"), arg("c0"), arg("w_ih"), arg("w_hh"), arg("b_ih"),
         arg("b_hh"), arg("keys"), arg("values"), arg("lengths"), arg("cell"), arg("reset_after"), arg("nonlinearity"),
         arg("score"), arg("w_q"), arg("b_a"), arg("w_v"), arg("score_bias"), arg("energy_activation"),
-        arg("position"), arg("input_feeding"), arg("w_c"), arg("b_c"), arg("o0"), arg("training"));
+        arg("position"), arg("input_feeding"), arg("w_c"), arg("b_c"), arg("o0"), arg("training"),
+        arg("borrow") = false);
   m.def("decoder_session", &make_session, arg("x"), arg("w_ih"), arg("w_hh"), arg("b_ih"), arg("b_hh"), arg("keys"),
         arg("values"), arg("lengths"), arg("cell"), arg("reset_after"), arg("nonlinearity"), arg("score"),
         arg("w_q"), arg("b_a"), arg("w_v"), arg("score_bias"), arg("energy_activation"), arg("position"),

@@ -211,7 +211,7 @@ class DecoderForward {
     }
     std::copy_n(h[d_.Ty], B_ * H_, out_.h_n);
     if (training) {  // what the caller may mutate: backward reads its own copies
-      std::copy_n(out_.alpha, TB * d_.Tx, ws_->alpha.data());
+      if (!a_.borrow) std::copy_n(out_.alpha, TB * d_.Tx, ws_->alpha.data());
       if (s_.position == AttentionPosition::after) {  // (before: the contexts are the fed columns of cell.x)
         std::copy_n(out_.contexts, TB * d_.Dv, ws_->contexts.data());
         std::copy_n(out_.outputs, TB * d_.O, ws_->outputs.data());
@@ -260,7 +260,9 @@ class DecoderForward {
     } else {
       keep(ws.keys, a_.keys, B_ * Tx, d_.K);
     }
-    keep(ws.values, a_.values, B_ * Tx, d_.Dv);
+    keep(ws.values, a_.borrow ? nullptr : a_.values, B_ * Tx, d_.Dv);
+    ws.borrowed_values = a_.borrow ? a_.values : nullptr;
+    ws.borrowed_alpha = a_.borrow ? out_.alpha : nullptr;
     const bool additive = s_.score == AttentionScore::additive, after = s_.position == AttentionPosition::after;
     keep(ws.w_q, additive ? a_.w_q : nullptr, d_.A, H_);
     keep(ws.w_v, additive ? a_.w_v : nullptr, 1, d_.A);
@@ -271,7 +273,7 @@ class DecoderForward {
       keep_columns(ws.w_ch, a_.w_c, d_.O, d_.Dv + H_, d_.Dv, H_);
     }
     ws.qproj.resize(additive ? TB : 0, d_.A);
-    ws.alpha.resize(TB, Tx);
+    ws.alpha.resize(a_.borrow ? 0 : TB, Tx);
     ws.energies.resize(additive && s_.relu_energy ? TB : 0, Tx);
     ws.contexts.resize(after ? TB : 0, d_.Dv);
     ws.outputs.resize(after ? TB : 0, d_.O);
@@ -421,7 +423,7 @@ class DecoderBackward {
 
   void run() {
     const bool additive = s_.score == AttentionScore::additive;
-    op_ = attention_operands<T>(s_, d_, ws_.keys.data(), ws_.values.data(),
+    op_ = attention_operands<T>(s_, d_, ws_.keys.data(), ws_.values_data(),
                                 ws_.lengths.empty() ? nullptr : ws_.lengths.data(), nullptr, ws_.w_q.data(), nullptr,
                                 ws_.w_v.data(), ws_.has_score_bias ? &ws_.score_bias : nullptr);
     std::fill(g_.dkeys, g_.dkeys + B_ * d_.Tx * d_.K, T(0));
@@ -565,7 +567,7 @@ class DecoderBackward {
     for (index_t b = b0; b < b1; ++b) {
       const index_t n = lengths ? lengths[b] : Tx;
       for (index_t t = 0; t < n; ++t)  // over the steps: α_s[b, t] weighs dctx_s[b]
-        attention_lanes::weighted_sum_rows(ws_.alpha.data() + b * Tx + t, B_ * Tx, dctx_.data() + b * Dv, B_ * Dv,
+        attention_lanes::weighted_sum_rows(ws_.alpha_data() + b * Tx + t, B_ * Tx, dctx_.data() + b * Dv, B_ * Dv,
                                            d_.Ty, Dv, g_.dvalues + (b * Tx + t) * Dv, false);
     }
   }
@@ -583,7 +585,7 @@ class DecoderBackward {
     rows.dw_v_rows = additive ? dw_v_rows_.data() : nullptr;
     rows.dscore_bias_rows = additive ? dscore_bias_rows_.data() : nullptr;
     attention_backward_rows(op_, query, additive ? ws_.qproj.data() + t * B_ * d_.A : nullptr,
-                            ws_.alpha.data() + t * B_ * d_.Tx,
+                            ws_.alpha_data() + t * B_ * d_.Tx,
                             ws_.energies.size() ? ws_.energies.data() + t * B_ * d_.Tx : nullptr, dctx_t(t),
                             up_.dalpha ? up_.dalpha + t * B_ * d_.Tx : nullptr, rows, b0, b1);
     if (additive) attention_query_gradient(op_, *query_product, rows.dqsum, dh_.data(), b0);

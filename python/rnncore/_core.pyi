@@ -138,7 +138,7 @@ _AnyDecoderWorkspace = DecoderWorkspace_float32 | DecoderWorkspace_float64
 def attention_decoder_forward(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, keys: Any,
                               values: Any, lengths: Any, cell: Any, reset_after: Any, nonlinearity: Any, score: Any,
                               w_q: Any, b_a: Any, w_v: Any, score_bias: Any, energy_activation: Any, position: Any,
-                              input_feeding: Any, w_c: Any, b_c: Any, o0: Any, training: Any
+                              input_feeding: Any, w_c: Any, b_c: Any, o0: Any, training: Any, borrow: Any = ...,
                               ) -> tuple[_F, _F, _F, _F, _OptF, _AnyDecoderWorkspace | None] | Any: ...
 def attention_decoder_backward(workspace: _AnyDecoderWorkspace, doutputs: _OptF, dcontexts: _OptF, dalpha: _OptF,
                                dh_n: _OptF, dc_n: _OptF

@@ -98,7 +98,10 @@ class AttentionDecoder(Parameterized):
     a training-mode call, ``dx, dstate, dkeys, dvalues = dec.backward(doutputs, dalpha=None, dstate=None)``.
     """
 
-    _data_attributes = frozenset({"_source"})  # the prepared source: set every call, never a sub-module
+    # the prepared source, and whether its arrays are the decoder's own (private copies or a composite's fresh
+    # intermediates): set every call, never a sub-module
+    _data_attributes = frozenset({"_source", "_source_owned"})
+    _source_owned = False
 
     def __init__(self, input_size: int, hidden_size: int, key_size: int, value_size: int | None = None,
                  cell: str = "lstm", attention: str = "additive", attention_units: int | None = None,
@@ -227,21 +230,26 @@ class AttentionDecoder(Parameterized):
         meet a NaN or inf the caller padded with. In eval mode (nothing recorded) the arrays are kept as given: the
         padded rows are masked out of the scores."""
         source = self.project(keys, values, lengths)
-        if self.training:
-            keys_copy = source.keys.copy()
-            _zero_padding(keys_copy, source.lengths)
-            values_copy = keys_copy if values is None else source.values.copy()
-            _zero_padding(values_copy, source.lengths)
-            source = source._replace(keys=keys_copy, values=values_copy,
-                                     projected=keys_copy if self._key_matrix() is None else source.projected)
-        self._source = source
-        return source
+        self._source = self._private(source) if self.training else source
+        self._source_owned = self.training
+        return self._source
+
+    def _private(self, source: PreparedSource) -> PreparedSource:
+        """The source with private copies of its keys and values (shared when they are one array), padded rows
+        zeroed: the decoder's own, which a training call's backward reads."""
+        keys_copy = source.keys.copy()
+        _zero_padding(keys_copy, source.lengths)
+        values_copy = keys_copy if source.values is source.keys else source.values.copy()
+        _zero_padding(values_copy, source.lengths)
+        return source._replace(keys=keys_copy, values=values_copy,
+                               projected=keys_copy if self._key_matrix() is None else source.projected)
 
     def _prepare_owned(self, keys: np.ndarray, lengths: np.ndarray | None) -> None:
         """``prepare(keys, None, lengths)`` for keys the caller made, checked (C-contiguous [B, Tx, Dk] of the
         dtype, B, Tx >= 1; lengths int64 [B] in 0..Tx or None), zero at the padded rows, that nobody else holds
         or mutates (Seq2Seq's encoder outputs): neither checked again nor copied for training."""
         self._source = self._project_checked(keys, keys, lengths)
+        self._source_owned = True
 
     def _key_matrix(self) -> np.ndarray | None:
         """The matrix the keys are projected with (K = keys M^T), or None for "dot"."""
@@ -354,12 +362,17 @@ class AttentionDecoder(Parameterized):
     def _forward_time_major(self, x_tm: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None,
                             o0: np.ndarray | None, had_x: bool) -> tuple[np.ndarray, np.ndarray, Any]:
         """``__call__`` on checked arguments, time-major: ``x_tm [Ty, B, E]`` -> ``(outputs [Ty, B, O],
-        alpha [Ty, B, Tx], final state)``; ``had_x``: whether the caller gave x (backward then returns dx)."""
+        alpha [Ty, B, Tx], final state)``; ``had_x``: whether the caller gave x (backward then returns dx). A
+        training call's workspace may point at alpha: callers hand out copies of it, never alpha itself."""
         source = self._source
         assert source is not None  # (prepared: the callers check)
+        if self.training and not self._source_owned:  # prepared in eval mode (the caller's arrays): copies now
+            source = self._source = self._private(source)
+            self._source_owned = True
+        # training: the workspace points at the decoder's own values and at alpha (outputs nobody else gets)
         outputs, _, alpha, h_n, c_n, workspace = attention_decoder_forward(
             x_tm, h0, c0, *self._cell_weights(), source.projected, source.values, source.lengths,
-            training=self.training, o0=o0, **self._op_weights())
+            training=self.training, o0=o0, borrow=self.training, **self._op_weights())
         self.save_for_backward((workspace, source, had_x, x_tm.shape[0]))
         return outputs, alpha, self._state_of(h_n, c_n, outputs[-1].copy() if self.input_feeding else None)
 

@@ -72,6 +72,9 @@ struct DecoderArguments {
   const T* score_bias = nullptr; ///< additive: a scalar, or null
   const T* w_c = nullptr;        ///< after: [O, Dv + H]
   const T* b_c = nullptr;        ///< after: [O] or null
+  /// Training: the workspace points at values and at the outputs' alpha instead of copying them (the caller keeps
+  /// both alive and unchanged until the workspace's last backward).
+  bool borrow = false;
 };
 
 /// Forward's outputs (written).
@@ -98,18 +101,23 @@ struct DecoderWorkspace {
   bool has_b_a = false, has_score_bias = false, has_b_c = false;
   std::vector<index_t> lengths;  ///< [B], empty = every source step
   CachedMatrix<T> keys;          ///< [B*Tx, K]
-  CachedMatrix<T> values;        ///< [B*Tx, Dv]
+  CachedMatrix<T> values;        ///< [B*Tx, Dv], empty when borrowed
   CachedMatrix<T> w_q;           ///< [A, H] (additive)
   CachedMatrix<T> w_v;           ///< [1, A] (additive)
   T score_bias = 0;
   CachedMatrix<T> w_cc;          ///< [O, Dv] the context's columns of w_c (after)
   CachedMatrix<T> w_ch;          ///< [O, H] h_t's columns of w_c (after)
   CachedMatrix<T> qproj;         ///< [Ty*B, A] q W_q^T + b_a of every step (additive)
-  CachedMatrix<T> alpha;         ///< [Ty*B, Tx]
+  CachedMatrix<T> alpha;         ///< [Ty*B, Tx], empty when borrowed
+  const T* borrowed_values = nullptr;  ///< the caller's values [B*Tx, Dv] (DecoderArguments::borrow), or null
+  const T* borrowed_alpha = nullptr;   ///< the forward's output alpha [Ty*B, Tx] (borrow), or null
   CachedMatrix<T> energies;      ///< [Ty*B, Tx] e = relu(s) on the kept entries (additive with relu energies; else
                                  ///< empty): relu' for the backward, which recomputes u but not s
   CachedMatrix<T> contexts;      ///< [Ty*B, Dv] (after; before, they are cell.x's fed columns)
   CachedMatrix<T> outputs;       ///< [Ty*B, O] õ_t (after)
+
+  const T* values_data() const { return borrowed_values ? borrowed_values : values.data(); }
+  const T* alpha_data() const { return borrowed_alpha ? borrowed_alpha : alpha.data(); }
 
   index_t bytes() const {
     return cell.bytes() + static_cast<index_t>(sizeof(T)) * (keys.size() + values.size() + w_q.size() + w_v.size() +

@@ -32,6 +32,7 @@ from .._validation import (
     decoder_session_sources,
     decoder_session_step,
     decoder_upstream,
+    flag,
 )
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ def attention_decoder_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarr
                               w_v: np.ndarray | None = None, score_bias: Any = None,
                               energy_activation: str | None = None, position: str = "before",
                               input_feeding: bool = False, w_c: np.ndarray | None = None,
-                              b_c: np.ndarray | None = None, o0: np.ndarray | None = None, training: bool = True
+                              b_c: np.ndarray | None = None, o0: np.ndarray | None = None, training: bool = True,
+                              borrow: bool = False
                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
                                          DecoderWorkspace | None]:
     """The attention decoder over Ty steps (see the module's docstring for the equations and shapes).
@@ -82,7 +84,9 @@ def attention_decoder_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarr
     cell: "lstm", "gru" (reset_after) or "rnn" (nonlinearity "tanh"/"relu").  score: "additive" (w_q, w_v required;
     b_a, score_bias and energy_activation="relu" optional) or "dot".  position: "before" or "after" (w_c required,
     b_c optional; input_feeding feeds õ_{t-1}, starting from o0 [B, O] or zeros). training=False stores nothing:
-    decoding step by step is Ty = 1 calls passing h_n, c_n (and outputs[-1] as o0) back in.
+    decoding step by step is Ty = 1 calls passing h_n, c_n (and outputs[-1] as o0) back in. ``borrow=True``
+    (training): the workspace points at ``values`` and at the returned ``alpha`` instead of copying them (it keeps
+    both alive): the caller must not change either before the workspace's last backward.
 
     Returns ``(outputs [Ty, B, O], contexts [Ty, B, Dv], alpha [Ty, B, Tx], h_n [B, H], c_n [B, H] or None,
     workspace or None)``; O = H before.
@@ -91,12 +95,12 @@ def attention_decoder_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarr
     # NotImplemented; the checks then name the bad argument or make the arguments exact, and the kernel runs on those.
     out = _core.attention_decoder_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
                                           nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
-                                          input_feeding, w_c, b_c, o0, training)
+                                          input_feeding, w_c, b_c, o0, training, borrow)
     if out is NotImplemented:
         a = decoder_arguments(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keys, values, lengths, cell, reset_after,
                               nonlinearity, score, w_q, b_a, w_v, score_bias, energy_activation, position,
                               input_feeding, w_c, b_c, o0, training)
-        out = _core.attention_decoder_forward(*a)
+        out = _core.attention_decoder_forward(*a, flag("borrow", borrow))
         if out is NotImplemented:
             raise RuntimeError("rnncore internal error: _core.attention_decoder_forward refused arguments that passed "
                                "validation")
