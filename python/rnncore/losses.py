@@ -117,7 +117,7 @@ def _reduced(per_position: np.ndarray, grad: np.ndarray, k: np.ndarray | None, r
     dtype = grad.dtype
     if reduction == "none":
         return per_position.reshape(shape[:-1]).astype(dtype, copy=False), grad.reshape(shape)
-    count = per_position.size if k is None else int(k.sum())
+    count = per_position.size if k is None else int(np.count_nonzero(k))
     total = float(per_position.sum(dtype=np.float64))
     if reduction == "sum":
         return total, grad.reshape(shape)

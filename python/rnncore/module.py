@@ -436,7 +436,7 @@ class Module:
             walk = self._walk()
         if walk.protocol_only and walk.plain_zero_grad:  # every module's zero_grad is this one: the entries' buffers
             for _, _, g, _ in walk.entries:
-                g[...] = 0.0
+                g.fill(0.0)
             return
         self._zero_grad_tree()
 
