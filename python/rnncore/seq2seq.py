@@ -50,7 +50,7 @@ from .module import Module, Parameterized
 from .nn import Embedding, Linear
 from .ops.attention import normalized_score_vector, normalized_score_vector_backward
 from .ops.decoder import DecoderSession, attention_decoder_backward, attention_decoder_forward
-from .ops.nn import linear_backward, linear_forward
+from .ops.nn import linear_backward_checked, linear_forward
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -449,20 +449,22 @@ class AttentionDecoder(Parameterized):
         if self.attention == "dot":
             return g.dkeys
         B, Tx = source.keys.shape[:2]
+        # (checked arrays: the decoder's own keys, C-contiguous, and the weights the forward's projection took)
         keys2d = source.keys.reshape(B * Tx, self.key_size)
         dprojected = np.ascontiguousarray(g.dkeys).reshape(B * Tx, -1)
         if self.attention == "general":
-            dkeys = linear_backward(keys2d, self._params["weight"], dprojected, grads["weight"], None, True)
+            dkeys = linear_backward_checked(keys2d, self._params["weight"], dprojected, grads["weight"], None, True)
         elif self.attention == "concat":
             dw_k = np.zeros((self.attention_units or 0, self.key_size), self.dtype)
             w_k = self._key_matrix()
             assert w_k is not None  # concat projects its keys
-            dkeys = linear_backward(keys2d, w_k, dprojected, dw_k, None, True)
+            dkeys = linear_backward_checked(keys2d, w_k, dprojected, dw_k, None, True)
             grads["weight"][:, :H] += g.dw_q
             grads["weight"][:, H:] += dw_k
             grads["score_weight"] += g.dw_v
         else:
-            dkeys = linear_backward(keys2d, self._params["key_weight"], dprojected, grads["key_weight"], None, True)
+            dkeys = linear_backward_checked(keys2d, self._params["key_weight"], dprojected, grads["key_weight"], None,
+                                            True)
             grads["query_weight"] += g.dw_q
             if self.has_bias:
                 grads["bias"] += g.db_a
