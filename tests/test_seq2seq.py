@@ -794,3 +794,57 @@ def test_score_bias_reaches_the_op_as_a_0d_array_of_the_dtype():
         dec = rc.AttentionDecoder(2, 3, 3, score_bias=True, dtype=dtype, seed=0)
         bias = dec._op_weights()["score_bias"]
         assert type(bias) is np.ndarray and bias.shape == () and bias.dtype == dtype
+
+
+def _decoder_gradients(B, Ty, mutate):
+    rng = np.random.default_rng(0)
+    dec = rc.AttentionDecoder(4, 5, 6, dtype=np.float64, seed=1)
+    dec.prepare(rng.standard_normal((B, 7, 6)))
+    x = rng.standard_normal((B, Ty, 4))
+    outputs, alpha, _ = dec(x)
+    if mutate:
+        alpha[...] = 0.5          # the caller's own result: e.g. normalised or masked for plotting, in place
+    dx, _, dkeys, dvalues = dec.backward(np.ones_like(outputs))
+    return [dx, dkeys, dvalues] + [g.copy() for g in dec.gradients().values()]
+
+
+@pytest.mark.parametrize("B, Ty", [(1, 3), (2, 1), (1, 1), (2, 3)])
+def test_decoder_returned_alpha_is_not_the_workspace_alpha(B, Ty):
+    """A training call hands out a copy of alpha, whatever B and Ty: changing it does not reach the backward
+    (at B = 1 or Ty = 1 the transposed view was already contiguous and was handed out as is: review of 6143135)."""
+    for expected, got in zip(_decoder_gradients(B, Ty, False), _decoder_gradients(B, Ty, True)):
+        np.testing.assert_array_equal(got, expected)
+
+
+def _seq2seq_gradients(B, Ty, mutate):
+    rng = np.random.default_rng(0)
+    model = rc.Seq2Seq(9, 8, embedding_size=4, encoder_hidden=5, decoder_hidden=6, attention_units=3,
+                       dtype=np.float64, seed=0)
+    source = rng.integers(3, 9, size=(B, 5))
+    targets_in = rng.integers(3, 8, size=(B, Ty))
+    logits, alpha = model(source, None, targets_in)
+    if mutate:
+        alpha *= 0.0
+    model.backward(np.ones_like(logits))
+    return [g.copy() for g in model.gradients().values()]
+
+
+@pytest.mark.parametrize("B, Ty", [(1, 4), (3, 1)])
+def test_seq2seq_returned_alpha_is_not_the_workspace_alpha(B, Ty):
+    for expected, got in zip(_seq2seq_gradients(B, Ty, False), _seq2seq_gradients(B, Ty, True)):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("attention, name", [("additive", "key_weight"), ("general", "weight")])
+def test_key_projection_backward_after_reregistering_its_weight(attention, name):
+    """A key matrix re-registered with another shape between forward and backward is refused by name, not read
+    with the recorded call's shapes (review of 275c6c9)."""
+    rng = np.random.default_rng(0)
+    dec = rc.AttentionDecoder(4, 5, 6, attention=attention, attention_units=3 if attention == "additive" else None,
+                              dtype=np.float64, seed=1)
+    dec.prepare(rng.standard_normal((2, 7, 6)))
+    outputs, _, _ = dec(rng.standard_normal((2, 3, 4)))
+    rows, cols = dec._params[name].shape
+    dec.register_parameter(name, np.ones((rows + 1, cols)))   # another shape: the recorded call cannot use it
+    with pytest.raises(ValueError):
+        dec.backward(np.ones_like(outputs))

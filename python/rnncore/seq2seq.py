@@ -50,7 +50,7 @@ from .module import Module, Parameterized
 from .nn import Embedding, Linear
 from .ops.attention import normalized_score_vector, normalized_score_vector_backward
 from .ops.decoder import DecoderSession, attention_decoder_backward, attention_decoder_forward
-from .ops.nn import linear_backward_checked, linear_forward
+from .ops.nn import linear_backward, linear_backward_checked, linear_forward
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -227,8 +227,9 @@ class AttentionDecoder(Parameterized):
         """Sets the source the following calls attend to (``project``'s work) and returns it. In training mode only,
         keys and values are private copies (so the caller may reuse its buffers before backward) with the padded
         rows (t' >= lengths[b]) zeroed: the weight gradients multiply those rows by zero gradients, which must not
-        meet a NaN or inf the caller padded with. In eval mode (nothing recorded) the arrays are kept as given: the
-        padded rows are masked out of the scores."""
+        meet a NaN or inf the caller padded with; the training calls' workspaces read them, so do not write into
+        the returned source's arrays. In eval mode (nothing recorded) the arrays are kept as given: the padded rows
+        are masked out of the scores."""
         source = self.project(keys, values, lengths)
         self._source = self._private(source) if self.training else source
         self._source_owned = self.training
@@ -357,7 +358,7 @@ class AttentionDecoder(Parameterized):
             x = float_array("x", x, [("B", B), ("Ty", Ty), ("E", self.input_size)], self.dtype, MODULE_DTYPE)
             x_tm = np.ascontiguousarray(x.transpose(1, 0, 2))
         outputs, alpha, final = self._forward_time_major(x_tm, *self._state_arrays(state, B), x is not None)
-        return _batch_major(outputs), _batch_major(alpha), final
+        return _batch_major(outputs), _alpha_copy(alpha), final
 
     def _forward_time_major(self, x_tm: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None,
                             o0: np.ndarray | None, had_x: bool) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -449,22 +450,28 @@ class AttentionDecoder(Parameterized):
         if self.attention == "dot":
             return g.dkeys
         B, Tx = source.keys.shape[:2]
-        # (checked arrays: the decoder's own keys, C-contiguous, and the weights the forward's projection took)
-        keys2d = source.keys.reshape(B * Tx, self.key_size)
+        keys2d = source.keys.reshape(B * Tx, self.key_size)  # the decoder's own keys, C-contiguous
         dprojected = np.ascontiguousarray(g.dkeys).reshape(B * Tx, -1)
+
+        def projection_backward(weight: np.ndarray, dweight: np.ndarray) -> np.ndarray | None:
+            # unchecked when the weight is still one the recorded call can take (it may have been re-registered)
+            fits = (weight.shape == (dprojected.shape[1], self.key_size) and weight.dtype == keys2d.dtype
+                    and weight.flags.c_contiguous and dweight.shape == weight.shape)
+            return (linear_backward_checked if fits else linear_backward)(keys2d, weight, dprojected, dweight, None,
+                                                                          True)
+
         if self.attention == "general":
-            dkeys = linear_backward_checked(keys2d, self._params["weight"], dprojected, grads["weight"], None, True)
+            dkeys = projection_backward(self._params["weight"], grads["weight"])
         elif self.attention == "concat":
             dw_k = np.zeros((self.attention_units or 0, self.key_size), self.dtype)
             w_k = self._key_matrix()
             assert w_k is not None  # concat projects its keys
-            dkeys = linear_backward_checked(keys2d, w_k, dprojected, dw_k, None, True)
+            dkeys = projection_backward(w_k, dw_k)
             grads["weight"][:, :H] += g.dw_q
             grads["weight"][:, H:] += dw_k
             grads["score_weight"] += g.dw_v
         else:
-            dkeys = linear_backward_checked(keys2d, self._params["key_weight"], dprojected, grads["key_weight"], None,
-                                            True)
+            dkeys = projection_backward(self._params["key_weight"], grads["key_weight"])
             grads["query_weight"] += g.dw_q
             if self.has_bias:
                 grads["bias"] += g.db_a
@@ -498,6 +505,12 @@ def _time_major(a: np.ndarray) -> np.ndarray:
 
 
 _batch_major = _time_major
+
+
+def _alpha_copy(alpha: np.ndarray) -> np.ndarray:
+    """A training call's alpha [Ty, B, Tx] handed out as [B, Ty, Tx]: always a copy (the workspace reads alpha
+    itself; a transposed view is already contiguous when B or Ty is 1, and ascontiguousarray would not copy it)."""
+    return np.array(alpha.transpose(1, 0, 2), order="C")
 
 
 class Seq2Seq(Parameterized):
@@ -681,7 +694,7 @@ class Seq2Seq(Parameterized):
         outputs, alpha, _ = self.decoder._forward_time_major(x, h0, c0, None, self.feed_targets)
         logits = self.output._forward_owned(outputs.reshape(Ty * B, -1))
         self.save_for_backward((B, Ty, keys.shape[1]))
-        return _batch_major(logits.reshape(Ty, B, -1)), _batch_major(alpha)
+        return _batch_major(logits.reshape(Ty, B, -1)), _alpha_copy(alpha)
 
     def backward(self, dlogits: np.ndarray, dalpha: np.ndarray | None = None) -> None:
         """Backpropagation through the last recorded training-mode call: accumulates every parameter's gradient
