@@ -131,8 +131,8 @@ _LAZY: dict[str, Callable[[], Any]] = {"_params": dict, "_grads": dict, "_tape":
 class _Walk:
     """One walk of a module tree (Module._walk): made at structure ``version``; ``entries`` (nested name, parameter,
     gradient, trainable); ``modules`` and ``lists`` what ``still_valid`` compares; ``protocol_only``:
-    every module below is a Module (else the walk is not remembered); ``plain_zero_grad``: none overrides
-    zero_grad."""
+    every module below is a Module (else its entries are made again at every walk, and the walk serves only
+    zero_grad's choice of path); ``plain_zero_grad``: none overrides zero_grad."""
 
     version: int
     entries: list[tuple[str, np.ndarray, np.ndarray, bool]]
@@ -466,18 +466,11 @@ class Module:
     def trainable_parameters(self) -> dict[str, np.ndarray]:
         """The parameters that require grad, under the names ``parameters()`` uses. A parameter held by several
         modules (tied weights) requires grad only when none of them is frozen (torch's one flag per parameter)."""
-        # one pass: each parameter once, under its first name (named_parameters), trainable if every holder lets it
-        first: dict[int, list[Any]] = {}
-        for name, p, _, trainable in self._flagged_entries(True):
-            seen = first.get(id(p))
-            if seen is None:
-                first[id(p)] = [name, p, trainable]
-            elif not trainable:
-                seen[2] = False
-        return {name: p for name, p, trainable in first.values() if trainable}
+        return self._trainable_and_gradients()[0]
 
     def _trainable_and_gradients(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """``(trainable_parameters(), gradients())`` from one walk (an optimizer's step needs both)."""
+        """``(trainable_parameters(), gradients())`` from one walk (an optimizer's step needs both): each parameter
+        once, under its first name (named_parameters), trainable if every holder lets it train."""
         first: dict[int, list[Any]] = {}
         for name, p, g, trainable in self._flagged_entries(True):
             seen = first.get(id(p))
